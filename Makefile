@@ -1,0 +1,54 @@
+# XBIT — the two commands: `make run` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test lint fmt install browser bench stop clean totp
+
+$(STAMP): pyproject.toml
+	@echo "[xbit] creating $(VENV) and installing (first run takes a few minutes) …"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet --progress-bar off -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Start everything: embedded PostgreSQL + Redis (unless DATABASE_URL / REDIS_URL), migrations, demo data,
+## web + worker + beat + relay + feed + sandbox. Ctrl-C stops it all; data stays in .xbit/.
+run: $(STAMP)
+	@$(PY) -m xbit_admin.devstack run
+
+## Run every test against real PostgreSQL and Redis (embedded unless DATABASE_URL / REDIS_URL are set).
+test: $(STAMP) browser
+	@$(PY) -m xbit_admin.devstack test $(PYTEST_ARGS)
+
+## Debian's headless Chromium for the console's browser tests (never a downloaded browser build).
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "[xbit] installing Debian chromium + chromium-driver …"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	      || echo "[xbit] could not install chromium: browser tests will be skipped"; \
+	  else echo "[xbit] chromium not found: browser tests will be skipped (apt-get install chromium chromium-driver)"; fi; }
+
+lint: $(STAMP)
+	@echo "[xbit] ruff format --check"; $(VENV)/bin/ruff format --check .
+	@echo "[xbit] ruff check"; $(VENV)/bin/ruff check .
+	@echo "[xbit] mypy"; $(VENV)/bin/mypy
+	@echo "[xbit] import-linter"; $(VENV)/bin/lint-imports
+
+fmt: $(STAMP)
+	@$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+stop:
+	@$(PY) -m xbit_admin.devstack stop
+
+clean: stop
+	rm -rf .xbit
+
+## Current TOTP code of a demo staff user: make totp EMAIL=risk@xbit.local
+totp: $(STAMP)
+	@$(PY) -m xbit_admin.devstack exec $(PY) manage.py totp_code $(EMAIL)

@@ -1,0 +1,164 @@
+"""Trader authentication endpoints: login (JWT), refresh (rotation), me, API keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from xbit_admin.accounts import services, tokens
+from xbit_admin.accounts.models import ApiKey, SecurityEvent
+from xbit_admin.errors import ApplicationError, ErrorCode
+
+
+class LoginThrottle(AnonRateThrottle):
+    scope = "login"
+    rate = "20/min"
+
+    def get_rate(self) -> str:
+        return self.rate
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+    token_type = serializers.CharField()
+
+
+class LoginApi(APIView):
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes = [LoginThrottle]
+
+    class InputSerializer(serializers.Serializer):
+        email = serializers.EmailField()
+        password = serializers.CharField(max_length=256)
+
+    @extend_schema(request=InputSerializer, responses=TokenPairSerializer, operation_id="auth_login")
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        email = data.validated_data["email"].lower()
+        user = authenticate(request._request, username=email, password=data.validated_data["password"])
+        if user is None or user.is_staff:
+            services.security_event_record(
+                user=None,
+                kind=SecurityEvent.Kind.LOGIN_FAILED,
+                request=request._request,
+                email=email,
+            )
+            raise ApplicationError(ErrorCode.INVALID_CREDENTIALS, "Wrong email or password.")
+        if user.is_locked:
+            raise ApplicationError(ErrorCode.ACCOUNT_LOCKED, "Too many failed attempts. Try again later.")
+        services.security_event_record(user=user, kind=SecurityEvent.Kind.LOGIN, request=request._request)
+        pair = tokens.token_pair_issue(
+            user=user,
+            ip=services.client_ip(request._request),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+        return Response(TokenPairSerializer(pair).data)
+
+
+class RefreshApi(APIView):
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes = [LoginThrottle]
+
+    class InputSerializer(serializers.Serializer):
+        refresh = serializers.CharField()
+
+    @extend_schema(request=InputSerializer, responses=TokenPairSerializer, operation_id="auth_refresh")
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        pair = tokens.token_pair_refresh(
+            refresh=data.validated_data["refresh"],
+            ip=services.client_ip(request._request),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+        return Response(TokenPairSerializer(pair).data)
+
+
+class MeApi(APIView):
+    key_scope = "read"
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        email = serializers.EmailField()
+        wallet_address = serializers.CharField(allow_null=True)
+        kyc_status = serializers.CharField()
+        trading_restricted = serializers.BooleanField()
+        withdrawals_restricted = serializers.BooleanField()
+
+    @extend_schema(responses=OutputSerializer, operation_id="me")
+    def get(self, request: Request) -> Response:
+        return Response(self.OutputSerializer(request.user).data)
+
+
+class ApiKeyOutputSerializer(serializers.Serializer):
+    key_id = serializers.CharField()
+    label = serializers.CharField()
+    permissions = serializers.ListField(child=serializers.CharField())
+    ip_allowlist = serializers.ListField(child=serializers.IPAddressField())
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+
+
+class ApiKeyListCreateApi(APIView):
+    """Keys are managed from an interactive (JWT) session only: a key cannot mint or list keys."""
+
+    class InputSerializer(serializers.Serializer):
+        label = serializers.CharField(max_length=80, required=False, default="")
+        permissions = serializers.ListField(
+            child=serializers.ChoiceField(choices=ApiKey.Permission.choices), min_length=1, max_length=3
+        )
+        ip_allowlist = serializers.ListField(child=serializers.IPAddressField(), required=False, default=list)
+
+    def _require_session(self, request: Request) -> None:
+        if isinstance(request.auth, ApiKey):
+            raise ApplicationError(
+                ErrorCode.API_KEY_PERMISSION, "API keys are managed from a signed-in session."
+            )
+
+    @extend_schema(responses=ApiKeyOutputSerializer(many=True), operation_id="api_keys_list")
+    def get(self, request: Request) -> Response:
+        self._require_session(request)
+        keys = ApiKey.objects.filter(user=request.user).order_by("-id")
+        return Response(ApiKeyOutputSerializer(keys, many=True).data)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses=inline_serializer(
+            "ApiKeyCreated", {"key_id": serializers.CharField(), "secret": serializers.CharField()}
+        ),
+        operation_id="api_keys_create",
+    )
+    def post(self, request: Request) -> Response:
+        self._require_session(request)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key, secret = services.api_key_create(
+            user=request.user, request=request._request, **data.validated_data
+        )
+        body = dict(ApiKeyOutputSerializer(key).data)
+        body["secret"] = secret  # shown once; only its encrypted form is stored
+        return Response(body, status=201)
+
+
+class ApiKeyRevokeApi(APIView):
+    @extend_schema(request=None, responses=ApiKeyOutputSerializer, operation_id="api_keys_revoke")
+    def post(self, request: Request, key_id: str) -> Response:
+        if isinstance(request.auth, ApiKey):
+            raise ApplicationError(
+                ErrorCode.API_KEY_PERMISSION, "API keys are managed from a signed-in session."
+            )
+        key = services.api_key_revoke(user=request.user, key_id=key_id, request=request._request)
+        return Response(ApiKeyOutputSerializer(key).data)

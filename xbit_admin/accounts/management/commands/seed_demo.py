@@ -1,0 +1,79 @@
+"""Demo data for ``make run``: one staff user per role with a TOTP device, printed with a current code.
+
+Idempotent: re-running keeps the same users and TOTP secrets (derived from the email), so an
+authenticator app set up once keeps working across ``make run``s. Later issues add markets, funded
+accounts and demo traders through the ``DEMO_SEEDERS`` hook list.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from xbit_admin.accounts.models import User
+from xbit_admin.accounts.roles import Role
+
+DEMO_PASSWORD = "xbit-demo-2026"
+DEMO_STAFF = [
+    ("admin@xbit.local", Role.SUPER_ADMIN),
+    ("risk@xbit.local", Role.RISK_MANAGER),
+    ("ops@xbit.local", Role.OPERATIONS),
+    ("analyst@xbit.local", Role.DATA_ANALYST),
+    ("support@xbit.local", Role.SUPPORT),
+]
+# Other apps append callables taking the command (for output) to seed their own demo data.
+DEMO_SEEDERS: list[Callable[[BaseCommand], None]] = []
+
+
+def demo_totp_key(email: str) -> str:
+    return hashlib.sha256(f"xbit-demo-totp:{email}:{settings.SECRET_KEY}".encode()).hexdigest()[:40]
+
+
+def ensure_staff(email: str, role: Role, password: str = DEMO_PASSWORD) -> tuple[User, TOTPDevice]:
+    user = User.objects.filter(email=email).first()
+    if user is None:
+        user = User.objects.create_user(email, password, is_staff=True, display_name=str(role))
+    user.groups.set([Group.objects.get(name=str(role))])
+    device, _ = TOTPDevice.objects.get_or_create(
+        user=user, name="demo", defaults={"key": demo_totp_key(email), "confirmed": True}
+    )
+    return user, device
+
+
+class Command(BaseCommand):
+    help = "Create demo staff (one per role, with TOTP) and whatever demo data other apps register."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        rows = []
+        with transaction.atomic():
+            for email, role in DEMO_STAFF:
+                _user, device = ensure_staff(email, role)
+                code = totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits)
+                secret = base64.b32encode(device.bin_key).decode().rstrip("=")
+                rows.append((str(role), email, secret, f"{code:06d}"))
+        for seeder in DEMO_SEEDERS:
+            seeder(self)
+        port = 8000
+        self.stdout.write("")
+        self.stdout.write(
+            f"  Console: http://127.0.0.1:{port}/      password for every demo user: {DEMO_PASSWORD}"
+        )
+        self.stdout.write(
+            f"  {'role':<14} {'email':<22} {'TOTP secret (add to an authenticator)':<34} code now"
+        )
+        for role, email, secret, code in rows:
+            self.stdout.write(f"  {role:<14} {email:<22} {secret:<34} {code}")
+        self.stdout.write(
+            f"  (codes change every 30 s; print a fresh one with: make totp EMAIL=…)  [{time.strftime('%H:%M:%S')}]"
+        )
+        self.stdout.write("")

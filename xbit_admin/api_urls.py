@@ -1,0 +1,13 @@
+"""The trader API under /api/v1/. Each app contributes its routes here as it lands."""
+
+from django.urls import path
+
+from xbit_admin.accounts import api as accounts_api
+
+urlpatterns = [
+    path("auth/login", accounts_api.LoginApi.as_view(), name="auth-login"),
+    path("auth/refresh", accounts_api.RefreshApi.as_view(), name="auth-refresh"),
+    path("me", accounts_api.MeApi.as_view(), name="me"),
+    path("api-keys", accounts_api.ApiKeyListCreateApi.as_view(), name="api-keys"),
+    path("api-keys/<str:key_id>/revoke", accounts_api.ApiKeyRevokeApi.as_view(), name="api-key-revoke"),
+]

@@ -1,0 +1,11 @@
+from django.contrib import admin
+
+from xbit_admin.admin_site import AppendOnlyAdmin
+from xbit_admin.audit.models import AuditEntry
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(AppendOnlyAdmin, admin.ModelAdmin):
+    list_display = ("id", "created_at", "actor_label", "action", "object_type", "object_id")
+    list_filter = ("action",)
+    search_fields = ("actor_label", "object_id", "action")

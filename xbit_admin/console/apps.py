@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class ConsoleConfig(AppConfig):
+    name = "xbit_admin.console"
+    label = "console"
+    verbose_name = "Operator console"
+
+    def ready(self) -> None:
+        from xbit_admin.observability import configure_structlog
+
+        configure_structlog()

@@ -1,0 +1,10 @@
+from django.contrib import admin
+
+from xbit_admin.admin_site import AppendOnlyAdmin
+from xbit_admin.events.models import OutboxEvent
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(AppendOnlyAdmin, admin.ModelAdmin):
+    list_display = ("id", "topic", "aggregate", "created_at", "published_at")
+    list_filter = ("topic",)

@@ -1,0 +1,9 @@
+from xbit_admin.settings.base import *  # noqa: F403
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed: tests hash many passwords
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+LOG_JSON = False
+LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+CACHES["default"]["KEY_PREFIX"] = "xbit-test"  # noqa: F405
+CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "xbit-test-ch"  # noqa: F405
