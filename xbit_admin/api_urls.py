@@ -1,6 +1,6 @@
 """The trader API under /api/v1/. Each app contributes its routes here as it lands."""
 
-from django.urls import path
+from django.urls import include, path
 
 from xbit_admin.accounts import api as accounts_api
 
@@ -10,4 +10,5 @@ urlpatterns = [
     path("me", accounts_api.MeApi.as_view(), name="me"),
     path("api-keys", accounts_api.ApiKeyListCreateApi.as_view(), name="api-keys"),
     path("api-keys/<str:key_id>/revoke", accounts_api.ApiKeyRevokeApi.as_view(), name="api-key-revoke"),
+    path("", include("wallets.api.urls")),
 ]

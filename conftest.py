@@ -1,0 +1,85 @@
+"""Shared fixtures: personas (staff per role, traders, an outsider), verified console clients, the
+sandbox process, and signed API clients. Tests run against real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.test import Client
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from xbit_admin.accounts.roles import Role
+
+_counter = itertools.count(1)
+PASSWORD = "correct-horse-battery-9"
+
+
+def current_totp(device: TOTPDevice, *, offset_steps: int = 0) -> str:
+    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits, drift=offset_steps):06d}"
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> Iterator[None]:
+    """Each test starts with an empty cache namespace (throttles, replay cache, config caches)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def make_staff(db: Any) -> Callable[..., Any]:
+    from django.contrib.auth.models import Group
+
+    from xbit_admin.accounts.models import User
+
+    def _make(role: Role | None, *, email: str | None = None, with_device: bool = True) -> Any:
+        email = email or f"staff{next(_counter)}@xbit.test"
+        user = User.objects.create_user(email, PASSWORD, is_staff=True)
+        if role is not None:
+            user.groups.add(Group.objects.get(name=str(role)))
+        if with_device:
+            TOTPDevice.objects.create(user=user, name="test", confirmed=True)
+        return user
+
+    return _make
+
+
+@pytest.fixture
+def make_trader(db: Any) -> Callable[..., Any]:
+    from xbit_admin.accounts.models import User
+
+    def _make(*, email: str | None = None, **extra: Any) -> Any:
+        return User.objects.create_user(email or f"trader{next(_counter)}@xbit.test", PASSWORD, **extra)
+
+    return _make
+
+
+def sign_in(client: Client, user: Any) -> Client:
+    """The real two-step flow: password form, then the TOTP form."""
+    response = client.post("/login/", {"email": user.email, "password": PASSWORD})
+    assert response.status_code == 302, response.content[:500]
+    device = TOTPDevice.objects.get(user=user, confirmed=True)
+    response = client.post("/otp/", {"token": current_totp(device)})
+    assert response.status_code == 302 and "/otp/" not in response["Location"], "TOTP step failed"
+    return client
+
+
+@pytest.fixture
+def console_as(make_staff: Callable[..., Any]) -> Callable[[Role], Client]:
+    def _as(role: Role) -> Client:
+        client = Client()
+        client.staff_user = make_staff(role)  # type: ignore[attr-defined]
+        return sign_in(client, client.staff_user)  # type: ignore[attr-defined]
+
+    return _as
+
+
+@pytest.fixture
+def timestamp_ms() -> Callable[[], str]:
+    return lambda: str(int(time.time() * 1000))
