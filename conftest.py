@@ -6,39 +6,48 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from django.test import Client
-from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from xbit_admin.accounts.roles import Role
+if TYPE_CHECKING:
+    from django.test import Client
+
+    from xbit_admin.accounts.roles import Role
 
 _counter = itertools.count(1)
 PASSWORD = "correct-horse-battery-9"
 
 
-def current_totp(device: TOTPDevice, *, offset_steps: int = 0) -> str:
+# Module-level imports here must not touch Django: sandbox and pure-math suites run with -p no:django.
+
+
+def current_totp(device: Any, *, offset_steps: int = 0) -> str:
+    from django_otp.oath import totp
+
     return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits, drift=offset_steps):06d}"
 
 
 @pytest.fixture(autouse=True)
 def _clear_cache() -> Iterator[None]:
     """Each test starts with an empty cache namespace (throttles, replay cache, config caches)."""
-    from django.core.cache import cache
+    from django.conf import settings
 
-    cache.clear()
+    if settings.configured:
+        from django.core.cache import cache
+
+        cache.clear()
     yield
 
 
 @pytest.fixture
 def make_staff(db: Any) -> Callable[..., Any]:
     from django.contrib.auth.models import Group
+    from django_otp.plugins.otp_totp.models import TOTPDevice
 
     from xbit_admin.accounts.models import User
 
-    def _make(role: Role | None, *, email: str | None = None, with_device: bool = True) -> Any:
+    def _make(role: "Role | None", *, email: str | None = None, with_device: bool = True) -> Any:
         email = email or f"staff{next(_counter)}@xbit.test"
         user = User.objects.create_user(email, PASSWORD, is_staff=True)
         if role is not None:
@@ -60,8 +69,10 @@ def make_trader(db: Any) -> Callable[..., Any]:
     return _make
 
 
-def sign_in(client: Client, user: Any) -> Client:
+def sign_in(client: "Client", user: Any) -> "Client":
     """The real two-step flow: password form, then the TOTP form."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
     response = client.post("/login/", {"email": user.email, "password": PASSWORD})
     assert response.status_code == 302, response.content[:500]
     device = TOTPDevice.objects.get(user=user, confirmed=True)
@@ -71,7 +82,9 @@ def sign_in(client: Client, user: Any) -> Client:
 
 
 @pytest.fixture
-def console_as(make_staff: Callable[..., Any]) -> Callable[[Role], Client]:
+def console_as(make_staff: Callable[..., Any]) -> Callable[[Role], "Client"]:
+    from django.test import Client
+
     def _as(role: Role) -> Client:
         client = Client()
         client.staff_user = make_staff(role)  # type: ignore[attr-defined]
