@@ -252,8 +252,7 @@ class ChainsService:
         result = {}
         now = time.time()
         for chain in self._targets(request.match_info["chain"]):
-            blocks = chain.mine(count, now)
-            result[chain.code] = {"height": chain.height, "included": [h for b in blocks for h in b.txs]}
+            result[chain.code] = {"height": chain.height, "included": chain.mine(count, now)}
         return _json(result)
 
     async def c_deposit(self, request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+from array import array
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -149,9 +150,12 @@ class Chain:
         self.mempool: list[str] = []
         self.nonces: dict[tuple[str, str], str] = {}
         self.balances: dict[tuple[str, str], Decimal] = {}
+        # Blocks are stored compactly (timed chains make millions of mostly empty blocks): a timestamp
+        # per height, the tx list of non-empty blocks, and fork epochs; hashes are computed on demand.
+        self.times = array("d", [now])  # index = height - start_height
+        self.block_txs: dict[int, list[str]] = {}
         self.tx_heights: list[int] = []  # heights of blocks that hold transactions, ascending
-        genesis_hash = self._block_hash(settings.start_height, "", [])
-        self.blocks: list[Block] = [Block(settings.start_height, genesis_hash, "", now)]
+        self.epochs: list[tuple[int, int]] = [(settings.start_height, 0)]  # (first height, fork id)
         self.external_sender = address_from_private_key(
             self.code, derive_private_key(f"{seed}:{self.code}:external-sender")
         )
@@ -162,18 +166,20 @@ class Chain:
 
     @property
     def height(self) -> int:
-        return self.blocks[-1].height
+        return self.settings.start_height + len(self.times) - 1
 
     def block_at(self, height: int) -> Block | None:
         idx = height - self.settings.start_height
-        if 0 <= idx < len(self.blocks):
-            return self.blocks[idx]
-        return None
+        if not 0 <= idx < len(self.times):
+            return None
+        parent = self.block_hash(height - 1) if idx > 0 else ""
+        return Block(height, self.block_hash(height), parent, self.times[idx], self.block_txs.get(height, []))
 
-    def _block_hash(self, height: int, parent: str, txs: list[str]) -> str:
-        digest = hashlib.sha256(
-            f"{self.code}|{self.seed}|{height}|{parent}|{self.fork}|{','.join(txs)}".encode()
-        ).digest()
+    def block_hash(self, height: int) -> str:
+        """Hash of a block: its height, fork epoch and transactions (a reorg changes the epoch)."""
+        fork = self.epochs[bisect.bisect_right(self.epochs, (height, 1 << 62)) - 1][1]
+        txs = ",".join(self.block_txs.get(height, []))
+        digest = hashlib.sha256(f"{self.code}|{self.seed}|{height}|{fork}|{txs}".encode()).digest()
         if self.code in ("ETH", "ARBITRUM"):
             return "0x" + digest.hex()
         if self.code == "SOL":
@@ -337,7 +343,7 @@ class Chain:
             for asset, need in self._needs(tx).items():
                 self._add(tx.sender, asset, need)
 
-    def _mine_one(self, now: float) -> Block:
+    def _mine_one(self, now: float) -> list[str]:
         height = self.height + 1
         included = []
         for h in self.mempool:
@@ -349,29 +355,34 @@ class Chain:
             tx.status, tx.block, tx.error = "confirmed", height, None
             included.append(h)
         self.mempool = []
-        parent = self.blocks[-1].hash
-        block = Block(height, self._block_hash(height, parent, included), parent, now, included)
-        self.blocks.append(block)
+        self.times.append(now)
         if included:
+            self.block_txs[height] = included
             self.tx_heights.append(height)
-        return block
+        return included
 
-    def mine(self, count: int, now: float) -> list[Block]:
-        return [self._mine_one(now) for _ in range(count)]
+    def mine(self, count: int, now: float) -> list[str]:
+        """Mine ``count`` blocks; returns the hashes of the transactions they included."""
+        return [h for _ in range(count) for h in self._mine_one(now)]
 
     def reorg(self, depth: int, reinclude: bool | list[str], replace: bool, now: float) -> dict[str, Any]:
         """Remove the last ``depth`` blocks; their txs are reverted and dropped or put back in the mempool.
 
         ``replace`` then mines ``depth`` new blocks (different hashes) so the height is unchanged.
         """
-        if depth < 1 or depth > len(self.blocks) - 1:
-            raise ChainError("invalid_request", f"depth must be between 1 and {len(self.blocks) - 1}")
-        removed = self.blocks[-depth:]
-        del self.blocks[-depth:]
-        del self.tx_heights[bisect.bisect_right(self.tx_heights, self.height) :]
+        if depth < 1 or depth > len(self.times) - 1:
+            raise ChainError("invalid_request", f"depth must be between 1 and {len(self.times) - 1}")
+        new_tip = self.height - depth
+        removed = [self.block_at(h) for h in range(new_tip + 1, self.height + 1)]
+        del self.times[-depth:]
+        del self.tx_heights[bisect.bisect_right(self.tx_heights, new_tip) :]
+        for block in removed:
+            assert block is not None
+            self.block_txs.pop(block.height, None)
         keep = set(reinclude) if isinstance(reinclude, list) else None
         requeue, dropped = [], []
         for block in reversed(removed):
+            assert block is not None
             for h in reversed(block.txs):
                 tx = self.txs[h]
                 self._revert(tx)
@@ -386,10 +397,11 @@ class Chain:
         dropped.reverse()
         self.mempool = requeue + self.mempool
         self.fork += 1
+        self.epochs = [e for e in self.epochs if e[0] <= new_tip] + [(new_tip + 1, self.fork)]
         if replace:
             self.mine(depth, now)
         return {
-            "removed_heights": [b.height for b in removed],
+            "removed_heights": [b.height for b in removed if b is not None],
             "dropped": dropped,
             "reincluded": requeue,
             "height": self.height,
@@ -398,7 +410,8 @@ class Chain:
     # --- views ------------------------------------------------------------------------------------
 
     def status(self, now: float) -> dict[str, Any]:
-        tip = self.blocks[-1]
+        tip = self.block_at(self.height)
+        assert tip is not None
         return {
             "chain": self.code,
             "name": self.spec.name,
