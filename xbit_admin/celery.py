@@ -17,7 +17,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xbit_admin.settings.local")
 
 app = Celery("xbit")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = (Queue("critical"), Queue("hedge"), Queue("default"), Queue("wallets"))
+app.conf.task_queues = tuple(Queue(name) for name in ("critical", "hedge", "default", "wallets"))  # type: ignore[no-untyped-call]
 app.conf.task_default_queue = "default"
 app.conf.broker_transport_options = {"visibility_timeout": 3600, "queue_order_strategy": "priority"}
 app.autodiscover_tasks()

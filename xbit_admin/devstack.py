@@ -86,7 +86,7 @@ def _pg_user() -> str | None:
 
 
 def _run_pg(args: list[str], user: str | None, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, check=True, text=True, user=user, capture_output=True, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run(args, check=True, text=True, user=user, capture_output=True, **kwargs)  # type: ignore[call-overload,no-any-return]
 
 
 def pg_start(profile: Profile) -> str:
@@ -340,9 +340,9 @@ def main(argv: list[str]) -> int:
             profile, rest = "test", rest[1:]
         return cmd_exec(rest, profile)
     if command == "stop":
-        for profile in PROFILES.values():
-            redis_stop(profile)
-            pg_stop(profile)
+        for each in PROFILES.values():
+            redis_stop(each)
+            pg_stop(each)
         return 0
     print(__doc__)
     return 2

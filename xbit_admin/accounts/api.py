@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from xbit_admin.accounts import services, tokens
 from xbit_admin.accounts.models import ApiKey, SecurityEvent
+from xbit_admin.accounts.selectors import request_user
 from xbit_admin.errors import ApplicationError, ErrorCode
 
 
@@ -146,7 +147,7 @@ class ApiKeyListCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         key, secret = services.api_key_create(
-            user=request.user, request=request._request, **data.validated_data
+            user=request_user(request), request=request._request, **data.validated_data
         )
         body = dict(ApiKeyOutputSerializer(key).data)
         body["secret"] = secret  # shown once; only its encrypted form is stored
@@ -160,5 +161,5 @@ class ApiKeyRevokeApi(APIView):
             raise ApplicationError(
                 ErrorCode.API_KEY_PERMISSION, "API keys are managed from a signed-in session."
             )
-        key = services.api_key_revoke(user=request.user, key_id=key_id, request=request._request)
+        key = services.api_key_revoke(user=request_user(request), key_id=key_id, request=request._request)
         return Response(ApiKeyOutputSerializer(key).data)

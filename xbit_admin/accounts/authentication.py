@@ -19,7 +19,7 @@ from xbit_admin.errors import ApplicationError, ErrorCode
 
 def _fail(code: ErrorCode, message: str) -> exceptions.AuthenticationFailed:
     exc = exceptions.AuthenticationFailed(message)
-    exc.xbit_code = code  # type: ignore[attr-defined]
+    exc.xbit_code = code
     return exc
 
 
@@ -76,7 +76,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise _fail(ErrorCode.INVALID_SIGNATURE, "Unknown API key or bad signature.")
         if key.ip_allowlist and not _ip_allowed(request.META.get("REMOTE_ADDR", ""), key.ip_allowlist):
             exc = exceptions.PermissionDenied("This API key may not be used from this address.")
-            exc.xbit_code = ErrorCode.IP_NOT_ALLOWED  # type: ignore[attr-defined]
+            exc.xbit_code = ErrorCode.IP_NOT_ALLOWED
             raise exc
         replay_ttl = (window + settings.API_KEY_MAX_FUTURE_SKEW_MS) // 1000 + 1
         if not cache.add(f"hmac-replay:{key.key_id}:{timestamp}:{signature}", 1, timeout=replay_ttl):

@@ -25,7 +25,7 @@ class KeyScope(permissions.BasePermission):
         )
         if scope not in request.auth.permissions:
             exc = exceptions.PermissionDenied(f"This API key lacks the '{scope}' permission.")
-            exc.xbit_code = ErrorCode.API_KEY_PERMISSION  # type: ignore[attr-defined]
+            exc.xbit_code = ErrorCode.API_KEY_PERMISSION
             raise exc
         return True
 
@@ -40,7 +40,7 @@ class StaffPermission(permissions.BasePermission):
         verified = getattr(request._request.user, "is_verified", lambda: False)()
         if not verified:
             exc = exceptions.PermissionDenied("A verified second factor is required.")
-            exc.xbit_code = ErrorCode.OTP_REQUIRED  # type: ignore[attr-defined]
+            exc.xbit_code = ErrorCode.OTP_REQUIRED
             raise exc
         needed = getattr(view, "staff_permission", None)
         if needed is None:

@@ -57,7 +57,7 @@ def staff_password_check(*, request: HttpRequest, email: str, password: str) -> 
         raise ApplicationError(ErrorCode.INVALID_CREDENTIALS, "Wrong email or password.")
     if authenticated.failed_login_count:
         User.objects.filter(pk=authenticated.pk).update(failed_login_count=0, locked_until=None)
-    return authenticated  # type: ignore[return-value]
+    return authenticated
 
 
 def _register_failure(user: User, request: HttpRequest) -> None:
@@ -134,3 +134,20 @@ def api_key_revoke(*, user: User, key_id: str, request: HttpRequest | None = Non
             user=user, kind=SecurityEvent.Kind.API_KEY_REVOKED, request=request, key_id=key_id
         )
     return key
+
+
+def roles_sync() -> None:
+    """Make the role groups match ``ROLE_PERMISSIONS`` (the migration does this once; tests whose
+    transactional flush empties the tables, and ``seed_demo``, call it again)."""
+    from django.apps import apps as global_apps
+    from django.contrib.auth.management import create_permissions
+    from django.contrib.auth.models import Group, Permission
+
+    from xbit_admin.accounts.roles import ROLE_PERMISSIONS
+
+    create_permissions(global_apps.get_app_config("accounts"), verbosity=0)
+    for role, codenames in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=str(role))
+        group.permissions.set(
+            Permission.objects.filter(content_type__app_label="accounts", codename__in=codenames)
+        )

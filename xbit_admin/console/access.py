@@ -23,13 +23,13 @@ def staff_required(*any_of: str) -> Callable[[Callable[..., HttpResponse]], Call
             user = request.user
             if not user.is_authenticated or not user.is_staff or not user.is_active:
                 return redirect(f"{reverse('console:login')}?next={request.get_full_path()}")
-            if not user.is_verified():  # type: ignore[union-attr]
+            if not user.is_verified():
                 return redirect(reverse("console:otp"))
             if any_of and not any(user.has_perm(perm(p)) for p in any_of):
                 raise PermissionDenied
             return view(request, *args, **kwargs)
 
-        wrapped.staff_permissions = any_of  # type: ignore[attr-defined]
+        wrapped.staff_permissions = any_of
         return wrapped
 
     return decorator

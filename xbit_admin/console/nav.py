@@ -37,7 +37,7 @@ NAV: list[NavItem] = [
 def visible_nav(user: object) -> list[dict[str, str]]:
     items = []
     for item in NAV:
-        if not any(user.has_perm(f"accounts.{p}") for p in item.any_of):  # type: ignore[attr-defined]
+        if not any(user.has_perm(f"accounts.{p}") for p in item.any_of):
             continue
         try:
             url = reverse(item.url_name)

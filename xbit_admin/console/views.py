@@ -44,7 +44,7 @@ def _safe_next(request: HttpRequest) -> str:
 @require_http_methods(["GET", "POST"])
 def login_view(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated and request.user.is_staff:
-        return redirect(_safe_next(request) if request.user.is_verified() else reverse("console:otp"))  # type: ignore[union-attr]
+        return redirect(_safe_next(request) if request.user.is_verified() else reverse("console:otp"))
     form = PasswordForm(request.POST or None)
     error = ""
     if request.method == "POST" and form.is_valid():
@@ -77,7 +77,7 @@ def otp_view(request: HttpRequest) -> HttpResponse:
     user = request.user
     if not user.is_authenticated or not user.is_staff:
         return redirect("console:login")
-    if user.is_verified():  # type: ignore[union-attr]
+    if user.is_verified():
         return redirect(request.session.pop("console_next", reverse("console:overview")))
     device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
     enrolling = device is None
@@ -88,14 +88,14 @@ def otp_view(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST or None)
     error = ""
     if request.method == "POST" and form.is_valid():
-        if user.is_locked:  # type: ignore[union-attr]
+        if user.is_locked:
             error = "Too many failed attempts. Try again later."
         elif device.verify_token(form.cleaned_data["token"]):
             if enrolling:
                 device.confirmed = True
                 device.save(update_fields=["confirmed"])
-                security_change_mark(user=user)  # type: ignore[arg-type]
-                security_event_record(user=user, kind=SecurityEvent.Kind.OTP_ENROLLED, request=request)  # type: ignore[arg-type]
+                security_change_mark(user=user)
+                security_event_record(user=user, kind=SecurityEvent.Kind.OTP_ENROLLED, request=request)
                 with transaction.atomic():
                     audit_record(
                         action="staff.otp_enrolled",
@@ -105,10 +105,10 @@ def otp_view(request: HttpRequest) -> HttpResponse:
                         object_id=user.pk,
                     )
             otp_login(request, device)
-            security_event_record(user=user, kind=SecurityEvent.Kind.LOGIN, request=request, factor="totp")  # type: ignore[arg-type]
+            security_event_record(user=user, kind=SecurityEvent.Kind.LOGIN, request=request, factor="totp")
             return redirect(request.session.pop("console_next", reverse("console:overview")))
         else:
-            otp_failure_record(user=user, request=request)  # type: ignore[arg-type]
+            otp_failure_record(user=user, request=request)
             error = "That code is not valid. Check your device's clock and try again."
     context: dict[str, object] = {"form": form, "error": error, "enrolling": enrolling}
     if enrolling:
@@ -121,7 +121,7 @@ def otp_view(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["POST"])
 def logout_view(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        security_event_record(user=request.user, kind=SecurityEvent.Kind.LOGOUT, request=request)  # type: ignore[arg-type]
+        security_event_record(user=request.user, kind=SecurityEvent.Kind.LOGOUT, request=request)
     auth_logout(request)
     return redirect("console:login")
 
