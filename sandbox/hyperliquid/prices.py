@@ -1,0 +1,106 @@
+"""Per-asset price process: seeded random walk with jumps (or candle replay) plus a perp/oracle basis."""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from decimal import Decimal
+from pathlib import Path
+
+from sandbox.hyperliquid.config import SECONDS_PER_YEAR, AssetSpec
+from sandbox.hyperliquid.numbers import round_px
+
+
+def load_candles_csv(path: str) -> list[float]:
+    """Price path from a candles CSV (columns open, high, low, close; header optional).
+
+    Each candle becomes four points: open, then the extreme nearer the open, the other extreme, close.
+    """
+    points: list[float] = []
+    with Path(path).open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        raise ValueError(f"empty candles file {path}")
+    header = [c.strip().lower() for c in rows[0]]
+    if "open" in header or "o" in header:
+        idx = {name: header.index(name) for name in header}
+        o_i = idx.get("open", idx.get("o"))
+        h_i = idx.get("high", idx.get("h"))
+        l_i = idx.get("low", idx.get("l"))
+        c_i = idx.get("close", idx.get("c"))
+        body = rows[1:]
+    else:  # time, open, high, low, close[, volume]
+        o_i, h_i, l_i, c_i = 1, 2, 3, 4
+        body = rows
+    assert o_i is not None and h_i is not None and l_i is not None and c_i is not None
+    for row in body:
+        if not row:
+            continue
+        o, h, low, c = float(row[o_i]), float(row[h_i]), float(row[l_i]), float(row[c_i])
+        if c >= o:
+            points += [o, low, h, c]
+        else:
+            points += [o, h, low, c]
+    return points
+
+
+class PriceProcess:
+    """Oracle ("fair" spot) price and the perp's basis over it for one asset."""
+
+    def __init__(self, spec: AssetSpec, seed: int):
+        self.spec = spec
+        self.rng = random.Random(f"{seed}:price:{spec.name}")
+        self.log_px = math.log(float(spec.price))
+        self.basis = 0.0
+        self.paused = False
+        self.sigma_s = spec.volatility / math.sqrt(SECONDS_PER_YEAR)
+        self.replay: list[float] | None = load_candles_csv(spec.replay_csv) if spec.replay_csv else None
+        self.replay_point_s = (spec.replay_step_s or 60.0) / 4
+        self.replay_elapsed = 0.0
+        if self.replay:
+            self.log_px = math.log(self.replay[0])
+
+    @property
+    def fair(self) -> float:
+        return math.exp(self.log_px)
+
+    @property
+    def perp_fair(self) -> float:
+        return self.fair * (1.0 + self.basis)
+
+    def oracle_px(self) -> Decimal:
+        return round_px(self.fair, self.spec.sz_decimals)
+
+    def step(self, dt_s: float) -> None:
+        if self.paused or dt_s <= 0:
+            return
+        rng = self.rng
+        # perp basis: Ornstein-Uhlenbeck with the configured stationary stdev
+        theta = math.log(2) / max(self.spec.basis_halflife_s, 1e-9)
+        decay = math.exp(-theta * dt_s)
+        stdev = self.spec.basis_vol_bps / 10_000
+        self.basis = self.basis * decay + stdev * math.sqrt(max(0.0, 1 - decay * decay)) * rng.gauss(0.0, 1.0)
+        if self.replay:
+            self.replay_elapsed += dt_s
+            i = int(self.replay_elapsed / self.replay_point_s)
+            if i >= len(self.replay):
+                i = i % len(self.replay) if self.spec.replay_loop else len(self.replay) - 1
+            self.log_px = math.log(self.replay[i])
+            return
+        sig = self.sigma_s
+        dlog = sig * math.sqrt(dt_s) * rng.gauss(0.0, 1.0) - 0.5 * sig * sig * dt_s
+        if rng.random() < self.spec.jump_intensity_per_hour * dt_s / 3600:
+            dlog += math.log1p(max(-0.95, rng.gauss(self.spec.jump_mean_pct, self.spec.jump_std_pct) / 100))
+        self.log_px += dlog
+
+    def set_price(self, px: float) -> None:
+        if px <= 0:
+            raise ValueError("price must be positive")
+        self.log_px = math.log(px)
+
+    def shock(self, pct: float) -> None:
+        self.set_price(self.fair * (1 + pct / 100))
+
+    def random_jump_pct(self) -> float:
+        return self.rng.gauss(self.spec.jump_mean_pct, self.spec.jump_std_pct)
