@@ -284,7 +284,12 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _terminate_as_interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_run() -> int:
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # `kill` stops everything like Ctrl-C does
     profile = PROFILES["run"]
     extra, started = ensure_services(profile)
     extra.setdefault("DJANGO_SETTINGS_MODULE", "xbit_admin.settings.local")
@@ -301,8 +306,13 @@ def cmd_run() -> int:
         try:
             return proc.wait()
         except KeyboardInterrupt:
+            say("stopping every process …")
             proc.send_signal(signal.SIGINT)
-            return proc.wait()
+            try:
+                return proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                return proc.wait()
     finally:
         stop_started(profile, started)
 
