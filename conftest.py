@@ -40,16 +40,23 @@ def _clear_cache() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def _defaults_after_flush(request: pytest.FixtureRequest) -> None:
+    """Transactional tests start from flushed tables: put back the rows migrations created."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])):
+        request.getfixturevalue("transactional_db")
+        from xbit_admin.defaults import ensure_all
+
+        ensure_all()
+
+
 @pytest.fixture
 def make_staff(db: Any) -> Callable[..., Any]:
     from django.contrib.auth.models import Group
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
     from xbit_admin.accounts.models import User
-    from xbit_admin.accounts.services import roles_sync
-
-    if not Group.objects.exists():  # a transactional test's flush removed the migration's groups
-        roles_sync()
 
     def _make(role: Role | None, *, email: str | None = None, with_device: bool = True) -> Any:
         email = email or f"staff{next(_counter)}@xbit.test"

@@ -14,7 +14,7 @@ from conftest import PASSWORD, current_totp
 from tests.browser import chromium, needs_chromium, screenshot
 from xbit_admin.accounts.models import User
 from xbit_admin.accounts.roles import Role
-from xbit_admin.accounts.services import roles_sync
+from xbit_admin.defaults import ensure_all
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
 
@@ -25,7 +25,7 @@ class ConsoleShellInBrowser(ChannelsLiveServerTestCase):
     serve_static = True
 
     def setUp(self) -> None:
-        roles_sync()
+        ensure_all()
         self.user = User.objects.create_user("risk-browser@xbit.test", PASSWORD, is_staff=True)
         self.user.groups.add(Group.objects.get(name=Role.RISK_MANAGER))
         self.device = TOTPDevice.objects.create(user=self.user, name="browser", confirmed=True)

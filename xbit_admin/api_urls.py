@@ -11,4 +11,5 @@ urlpatterns = [
     path("api-keys", accounts_api.ApiKeyListCreateApi.as_view(), name="api-keys"),
     path("api-keys/<str:key_id>/revoke", accounts_api.ApiKeyRevokeApi.as_view(), name="api-key-revoke"),
     path("", include("wallets.api.urls")),
+    path("", include("routing.api.urls")),
 ]

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from xbit_admin.accounts import crypto
 from xbit_admin.accounts.models import ApiKey, SecurityEvent, User
+from xbit_admin.defaults import register
 from xbit_admin.errors import ApplicationError, ErrorCode
 
 
@@ -136,6 +137,7 @@ def api_key_revoke(*, user: User, key_id: str, request: HttpRequest | None = Non
     return key
 
 
+@register
 def roles_sync() -> None:
     """Make the role groups match ``ROLE_PERMISSIONS`` (the migration does this once; tests whose
     transactional flush empties the tables, and ``seed_demo``, call it again)."""

@@ -22,7 +22,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from xbit_admin.accounts.models import User
 from xbit_admin.accounts.roles import Role
-from xbit_admin.accounts.services import roles_sync
+from xbit_admin.defaults import ensure_all
 
 DEMO_PASSWORD = "xbit-demo-2026"
 DEMO_STAFF = [
@@ -57,7 +57,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         rows = []
         with transaction.atomic():
-            roles_sync()
+            ensure_all()
             for email, role in DEMO_STAFF:
                 _user, device = ensure_staff(email, role)
                 code = totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits)
