@@ -107,3 +107,26 @@ def console_as(make_staff: Callable[..., Any]) -> Callable[[Role], Client]:
 @pytest.fixture
 def timestamp_ms() -> Callable[[], str]:
     return lambda: str(int(time.time() * 1000))
+
+
+@pytest.fixture(autouse=True)
+def _ledger_invariants(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test that used the database: Σ per asset = 0, each balance = Σ of its postings,
+    each user balance = Σ of its balance_logs (``wallets.ledger.ledger_invariant_violations``)."""
+    db_fixtures = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"}
+    if not (db_fixtures & set(request.fixturenames) or request.node.get_closest_marker("django_db")):
+        yield
+        return
+    # Set the database up before this fixture so that its teardown (the check) runs before rollback.
+    request.getfixturevalue("_django_db_helper")
+    yield
+    from django.db import connection
+
+    try:
+        from wallets.ledger import ledger_invariant_violations
+    except ImportError:
+        return
+    if connection.needs_rollback or "ledger_accounts" not in connection.introspection.table_names():
+        return
+    problems = ledger_invariant_violations()
+    assert not problems, "ledger invariants broken:\n" + "\n".join(problems)

@@ -1,0 +1,35 @@
+"""Extension points other rooms fill in without ``wallets`` importing them.
+
+Trading registers the cross margin each user currently uses (it owns the margin math)::
+
+    from wallets.hooks import register_cross_margin_provider
+    register_cross_margin_provider(lambda user_ids: {uid: Decimal(...) for uid in user_ids})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+
+CrossMarginProvider = Callable[[list[int]], dict[int, Decimal]]
+_providers: list[CrossMarginProvider] = []
+
+
+def register_cross_margin_provider(provider: CrossMarginProvider) -> None:
+    if provider not in _providers:
+        _providers.append(provider)
+
+
+def unregister_cross_margin_provider(provider: CrossMarginProvider) -> None:
+    if provider in _providers:
+        _providers.remove(provider)
+
+
+def cross_margin_used(user_ids: Iterable[int]) -> dict[int, Decimal]:
+    ids = list(user_ids)
+    total = dict.fromkeys(ids, Decimal(0))
+    for provider in _providers:
+        for user_id, amount in provider(ids).items():
+            if user_id in total:
+                total[user_id] += amount
+    return total

@@ -1,0 +1,91 @@
+"""Fixtures for the wallets suite: the simulated chains (one process per session, manual blocks),
+funded users and hot wallets, TOTP codes, an eager Celery (tasks run in-process after commit)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from sandbox.chains.client import ChainsClient
+from sandbox.testing import SandboxProcess
+
+
+@pytest.fixture(autouse=True)
+def _eager_celery() -> Iterator[None]:
+    from xbit_admin.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture(scope="session")
+def _chains_process() -> Iterator[SandboxProcess]:
+    with SandboxProcess(seed=11, config={"chains": {"manual": True}}) as sb:
+        yield sb
+
+
+@pytest.fixture
+def chains(_chains_process: SandboxProcess, settings: Any) -> ChainsClient:
+    """The simulated chains (blocks only when a test mines them), wired into the house's settings."""
+    url = _chains_process.urls["chains"]
+    settings.CHAINS_API_URL = url
+    settings.CHAINS_API_TIMEOUT = 2.0
+    return ChainsClient(url)
+
+
+@pytest.fixture
+def trader(make_trader: Callable[..., Any]) -> Any:
+    user = make_trader()
+    TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    return user
+
+
+def totp_for(user: Any) -> str:
+    """A code the device will accept now (resets the device's replay guard: tests make many requests)."""
+    device = TOTPDevice.objects.get(user=user, confirmed=True)
+    TOTPDevice.objects.filter(pk=device.pk).update(last_t=-1, throttling_failure_count=0)
+    device.refresh_from_db()
+    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
+
+
+_funding = iter(range(1, 10**9))
+
+
+def fund(user: Any, amount: Decimal | str) -> None:
+    """Give a user cash as a credited deposit would (clearing -> cash)."""
+    from wallets.ledger import AccountRef, TransferSpec, ledger_post
+
+    ledger_post(
+        key=f"test-funding:{user.pk}:{next(_funding)}",
+        transfers=[
+            TransferSpec(
+                debit=AccountRef.platform("deposit_clearing", sub="ETH:USDT"),
+                credit=AccountRef.user(user.pk, "cash"),
+                amount=Decimal(amount),
+                kind="deposit",
+            )
+        ],
+    )
+
+
+def fund_hot_wallet(chains: ChainsClient, chain: str, asset: str, amount: str, gas: str = "100") -> str:
+    from wallets.chains import spec
+    from wallets.services import hot_wallet_key
+
+    address = hot_wallet_key(chain).address
+    chains.fund(chain, address, amount, asset)
+    chains.fund(chain, address, gas, spec.NATIVE[chain])
+    return address
+
+
+def outside_address(chain: str, label: str) -> str:
+    from sandbox.chains.client import Wallet
+
+    return Wallet.from_label(chain, label).address
