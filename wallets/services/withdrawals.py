@@ -1,0 +1,741 @@
+"""Withdrawals (spec 06): request with TOTP → emailed single-use link → funds cash → pending →
+automatic review → approvals by tier → hot wallet check → sign + broadcast once → confirmations →
+completed. Rejection, cancellation and failure refund the pending funds with the reason.
+
+Ledger keys: ``withdrawal:<id>:hold`` (cash → pending), ``withdrawal:<id>:refund`` (pending → cash),
+``withdrawal:<id>:complete`` (pending → hot wallet, fee → revenue, gas → expense).
+Broadcast key: nonce ``wd-<id>``. Signing is deterministic, so the stored payload, its tx hash and any
+re-broadcast after a crash are identical: the chain can include it at most once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from wallets.chains import ChainRejected, ChainUnavailable, get_adapter, get_signer
+from wallets.chains.addresses import InvalidAddress, normalize_address
+from wallets.config import chain_config, chain_state, known_asset, wallet_config
+from wallets.ledger import AccountRef, TransferSpec, account_balance, ledger_post
+from wallets.models import (
+    AccountKind,
+    BlacklistedAddress,
+    ChainState,
+    TransferKind,
+    UserWalletSettings,
+    Withdrawal,
+    WithdrawalAddress,
+    WithdrawalApproval,
+)
+from wallets.services.custody import (
+    _enqueue,
+    gas_transfers,
+    hot_wallet_check,
+    hot_wallet_key,
+    hot_wallet_ref,
+)
+from xbit_admin.accounts.models import SecurityEvent, User
+from xbit_admin.accounts.roles import perm
+from xbit_admin.accounts.services import security_event_record
+from xbit_admin.audit.services import audit_record
+from xbit_admin.errors import ApplicationError, ErrorCode
+from xbit_admin.events.services import outbox_emit
+from xbit_admin.money import USDC_DECIMALS, ZERO, has_at_most_decimals, to_decimal
+
+logger = logging.getLogger(__name__)
+S = Withdrawal.Status
+# Withdrawals that count as "used the address" for the duplicate and frequency rules.
+COUNTED = [S.AWAITING_APPROVAL, S.APPROVED, S.SENDING, S.BROADCAST, S.COMPLETED]
+REFUNDABLE = [S.AWAITING_APPROVAL, S.APPROVED]
+SECURITY_KINDS = [
+    SecurityEvent.Kind.PASSWORD_CHANGED,
+    SecurityEvent.Kind.EMAIL_CHANGED,
+    SecurityEvent.Kind.OTP_ENROLLED,
+    SecurityEvent.Kind.OTP_DISABLED,
+    SecurityEvent.Kind.LOCKED,
+    SecurityEvent.Kind.TOKEN_REUSE,
+]
+
+
+# --- input checks --------------------------------------------------------------------------------
+
+
+def clean_amount(value: object) -> Decimal:
+    try:
+        amount = to_decimal(value)
+    except (TypeError, ValueError):
+        raise ApplicationError(ErrorCode.INVALID_AMOUNT, "The amount is not a decimal number.") from None
+    if amount <= ZERO:
+        raise ApplicationError(ErrorCode.INVALID_AMOUNT, "The amount must be positive.")
+    if not has_at_most_decimals(amount, USDC_DECIMALS):
+        raise ApplicationError(ErrorCode.INVALID_AMOUNT, f"At most {USDC_DECIMALS} decimal places.")
+    return amount
+
+
+def clean_address(chain: str, address: object) -> str:
+    try:
+        return normalize_address(chain, address)
+    except InvalidAddress as exc:
+        raise ApplicationError(ErrorCode.INVALID_ADDRESS, f"Invalid {chain} address: {exc}.") from None
+
+
+def verify_totp(*, user: User, code: object) -> None:
+    devices = list(TOTPDevice.objects.filter(user=user, confirmed=True))
+    if not devices:
+        raise ApplicationError(ErrorCode.OTP_REQUIRED, "Set up two-factor authentication to withdraw.")
+    token = str(code or "").strip()
+    if not (token.isdigit() and any(device.verify_token(token) for device in devices)):
+        raise ApplicationError(ErrorCode.INVALID_OTP, "The two-factor code is wrong or was already used.")
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _tier(amount: Decimal) -> str:
+    config = wallet_config()
+    if amount < config.auto_approve_below:
+        return Withdrawal.Tier.AUTO
+    if amount <= config.single_approval_max:
+        return Withdrawal.Tier.SINGLE
+    return Withdrawal.Tier.DUAL
+
+
+# --- address book ----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def withdrawal_address_add(
+    *, user: User, chain: str, address: str, label: str = "", request: Any = None
+) -> WithdrawalAddress:
+    config = chain_config(chain)
+    normalized = clean_address(config.chain, address)
+    now = timezone.now()
+    entry, created = WithdrawalAddress.objects.get_or_create(
+        user=user,
+        chain=config.chain,
+        address=normalized,
+        defaults={
+            "label": label[:80],
+            "usable_at": now + timedelta(hours=wallet_config().whitelist_delay_hours),
+        },
+    )
+    if created:
+        security_event_record(
+            user=user,
+            kind=SecurityEvent.Kind.WITHDRAWAL_ADDRESS_CHANGED,
+            request=request,
+            action="added",
+            chain=config.chain,
+            address=normalized,
+        )
+    elif label and entry.label != label:
+        entry.label = label[:80]
+        entry.save(update_fields=["label"])
+    return entry
+
+
+@transaction.atomic
+def withdrawal_address_remove(*, user: User, address_id: int, request: Any = None) -> None:
+    entry = WithdrawalAddress.objects.filter(user=user, pk=address_id).first()
+    if entry is None:
+        raise ApplicationError(ErrorCode.NOT_FOUND, "No such address.")
+    entry.delete()
+    security_event_record(
+        user=user,
+        kind=SecurityEvent.Kind.WITHDRAWAL_ADDRESS_CHANGED,
+        request=request,
+        action="removed",
+        chain=entry.chain,
+        address=entry.address,
+    )
+
+
+@transaction.atomic
+def withdrawal_whitelist_set(
+    *, user: User, enabled: bool, totp_code: str, request: Any = None
+) -> UserWalletSettings:
+    verify_totp(user=user, code=totp_code)
+    settings_row, _ = UserWalletSettings.objects.get_or_create(user=user)
+    settings_row.whitelist_only = enabled
+    settings_row.updated_at = timezone.now()
+    settings_row.save(update_fields=["whitelist_only", "updated_at"])
+    security_event_record(
+        user=user, kind=SecurityEvent.Kind.WITHDRAWAL_ADDRESS_CHANGED, request=request, whitelist_only=enabled
+    )
+    return settings_row
+
+
+# --- request and confirmation ------------------------------------------------------------------------
+
+
+def withdrawal_request(
+    *,
+    user: User,
+    chain: str,
+    asset: str,
+    address: str,
+    amount: object,
+    totp_code: str,
+    request: Any = None,
+) -> Withdrawal:
+    """Create a withdrawal waiting for its email confirmation. Moves no money yet.
+
+    Side effects: Withdrawal row; after commit, an email with a single-use link (expires after
+    ``email_token_ttl_minutes``). Raises UNKNOWN_CHAIN/UNKNOWN_ASSET/INVALID_AMOUNT/INVALID_ADDRESS,
+    USER_RESTRICTED, OTP_REQUIRED/INVALID_OTP, ADDRESS_NOT_WHITELISTED, WITHDRAWALS_DISABLED,
+    DUPLICATE_WITHDRAWAL, INSUFFICIENT_BALANCE.
+    """
+    config = chain_config(chain)
+    asset = known_asset(config, asset)
+    value = clean_amount(amount)
+    normalized = clean_address(config.chain, address)
+    if value < config.min_withdrawal:
+        raise ApplicationError(
+            ErrorCode.INVALID_AMOUNT,
+            f"The minimum withdrawal on {config.chain} is {config.min_withdrawal:,.2f}.",
+        )
+    if value <= config.withdrawal_fee:
+        raise ApplicationError(ErrorCode.INVALID_AMOUNT, "The amount must exceed the withdrawal fee.")
+    if not (config.enabled and config.withdrawals_enabled):
+        raise ApplicationError(ErrorCode.WITHDRAWALS_DISABLED, f"Withdrawals on {config.chain} are disabled.")
+    if user.withdrawals_restricted or user.blacklisted or not user.is_active:
+        raise ApplicationError(ErrorCode.USER_RESTRICTED, "Withdrawals are restricted on this account.")
+    verify_totp(user=user, code=totp_code)
+    now = timezone.now()
+    wallet_settings = UserWalletSettings.objects.filter(user=user).first()
+    if wallet_settings is not None and wallet_settings.whitelist_only:
+        entry = WithdrawalAddress.objects.filter(user=user, chain=config.chain, address=normalized).first()
+        if entry is None or entry.usable_at > now:
+            raise ApplicationError(
+                ErrorCode.ADDRESS_NOT_WHITELISTED,
+                "Whitelist-only mode: use an address-book entry at least 24 hours old.",
+                {"usable_at": entry.usable_at.isoformat() if entry else None},
+            )
+    if chain_state(config.chain).hot_level == ChainState.Level.EMERGENCY:
+        raise ApplicationError(
+            ErrorCode.WITHDRAWALS_DISABLED,
+            f"Withdrawals on {config.chain} are halted for now. Try again later.",
+        )
+    if _duplicate_exists(user_id=user.pk, chain=config.chain, address=normalized, exclude=None):
+        raise ApplicationError(
+            ErrorCode.DUPLICATE_WITHDRAWAL, "A withdrawal to this address was made in the last 10 minutes."
+        )
+    available = account_balance(AccountRef.user(user.pk, AccountKind.CASH))
+    if available < value:
+        raise ApplicationError(
+            ErrorCode.INSUFFICIENT_BALANCE, "Insufficient balance.", {"available": str(available)}
+        )
+    token = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        withdrawal = Withdrawal.objects.create(
+            user=user,
+            chain=config.chain,
+            asset=asset,
+            address=normalized,
+            amount=value,
+            fee=config.withdrawal_fee,
+            tier=_tier(value),
+            token_hash=_token_hash(token),
+            token_expires_at=now + timedelta(minutes=wallet_config().email_token_ttl_minutes),
+        )
+        transaction.on_commit(lambda: _send_confirmation_email(withdrawal, token))
+    return withdrawal
+
+
+def _send_confirmation_email(withdrawal: Withdrawal, token: str) -> None:
+    base = getattr(settings, "WITHDRAWAL_CONFIRM_URL", "http://127.0.0.1:8000/withdrawals/confirm")
+    send_mail(
+        subject=f"Confirm your withdrawal of {withdrawal.amount} {withdrawal.asset}",
+        message=(
+            f"Confirm the withdrawal of {withdrawal.amount} {withdrawal.asset} on {withdrawal.chain} "
+            f"to {withdrawal.address}:\n\n{base}?token={token}\n\n"
+            f"The link works once and expires at {withdrawal.token_expires_at:%Y-%m-%d %H:%M} UTC. "
+            "If you did not ask for this, change your password now."
+        ),
+        from_email=None,
+        recipient_list=[withdrawal.user.email],
+    )
+
+
+def _duplicate_exists(*, user_id: int, chain: str, address: str, exclude: int | None) -> bool:
+    since = timezone.now() - timedelta(minutes=wallet_config().duplicate_window_minutes)
+    qs = Withdrawal.objects.filter(
+        user_id=user_id, chain=chain, address=address, created_at__gte=since, status__in=COUNTED
+    )
+    if exclude is not None:
+        qs = qs.exclude(pk=exclude)
+    return qs.exists()
+
+
+def withdrawal_confirm(*, token: str) -> Withdrawal:
+    """The emailed link: single use, expiring. Moves the funds cash → pending and runs the automatic
+    review (which may reject and refund in the same transaction). Approved withdrawals are queued
+    for sending after commit.
+    """
+    digest = _token_hash(str(token or ""))
+    expired = False
+    with transaction.atomic():
+        withdrawal = Withdrawal.objects.select_for_update().filter(token_hash=digest).first()
+        if withdrawal is None:
+            raise ApplicationError(ErrorCode.INVALID_TOKEN, "This confirmation link is not valid.")
+        if withdrawal.status != S.AWAITING_CONFIRMATION:
+            raise ApplicationError(ErrorCode.INVALID_TOKEN, "This confirmation link was already used.")
+        now = timezone.now()
+        if withdrawal.token_expires_at is not None and withdrawal.token_expires_at < now:
+            withdrawal.status = S.EXPIRED
+            withdrawal.reason_code = ErrorCode.TOKEN_EXPIRED
+            withdrawal.reason = "The confirmation link expired."
+            withdrawal.updated_at = now
+            withdrawal.save(update_fields=["status", "reason_code", "reason", "updated_at"])
+            expired = True
+        else:
+            _hold_and_review(withdrawal, now)
+    if expired:
+        raise ApplicationError(ErrorCode.TOKEN_EXPIRED, "This confirmation link has expired.")
+    return withdrawal
+
+
+def _hold_and_review(withdrawal: Withdrawal, now: Any) -> None:
+    user_cash = AccountRef.user(withdrawal.user_id, AccountKind.CASH)
+    pending = AccountRef.user(withdrawal.user_id, AccountKind.PENDING_WITHDRAWAL)
+    # The hold locks the user's cash row: concurrent confirmations of one user run the review one
+    # after the other, so the duplicate and frequency rules see each other's result.
+    ledger_post(
+        key=f"withdrawal:{withdrawal.pk}:hold",
+        transfers=[
+            TransferSpec(
+                debit=user_cash,
+                credit=pending,
+                amount=withdrawal.amount,
+                kind=TransferKind.WITHDRAWAL_HOLD,
+                ref_type="withdrawal",
+                ref_id=withdrawal.pk,
+            )
+        ],
+    )
+    withdrawal.confirmed_at = now
+    decision, code, reasons = _auto_review(withdrawal, now)
+    withdrawal.review_reasons = reasons
+    if decision == "reject":
+        _refund(withdrawal, status=S.REJECTED, code=code, reason=reasons[-1] if reasons else code)
+        return
+    withdrawal.manual_review = decision == "manual"
+    needed = _required_approvals(withdrawal)
+    withdrawal.status = S.AWAITING_APPROVAL if needed else S.APPROVED
+    if not needed:
+        withdrawal.approved_at = now
+    withdrawal.updated_at = now
+    withdrawal.save()
+    outbox_emit(
+        topic="wallets.withdrawal_requested",
+        aggregate=f"user:{withdrawal.user_id}",
+        payload={
+            "withdrawal_id": withdrawal.pk,
+            "status": withdrawal.status,
+            "amount": str(withdrawal.amount),
+        },
+    )
+    if withdrawal.status == S.APPROVED:
+        pk = withdrawal.pk
+        transaction.on_commit(lambda: _enqueue("withdrawal_send_task", pk))
+
+
+def _auto_review(withdrawal: Withdrawal, now: Any) -> tuple[str, str, list[str]]:
+    """Returns ("reject" | "manual" | "auto", code, reasons)."""
+    config = wallet_config()
+    if BlacklistedAddress.objects.filter(chain=withdrawal.chain, address=withdrawal.address).exists():
+        return "reject", ErrorCode.ADDRESS_BLACKLISTED, ["The destination address is blacklisted."]
+    if _duplicate_exists(
+        user_id=withdrawal.user_id, chain=withdrawal.chain, address=withdrawal.address, exclude=withdrawal.pk
+    ):
+        return (
+            "reject",
+            ErrorCode.DUPLICATE_WITHDRAWAL,
+            ["A withdrawal to this address was made in the last 10 minutes."],
+        )
+    reasons = []
+    day_ago = now - timedelta(hours=24)
+    used = (
+        Withdrawal.objects.filter(
+            chain=withdrawal.chain, address=withdrawal.address, created_at__gte=day_ago, status__in=COUNTED
+        )
+        .exclude(pk=withdrawal.pk)
+        .count()
+    )
+    if used >= config.same_address_max_24h:
+        reasons.append(f"address used {used} times in 24 h")
+    lock_since = now - timedelta(hours=config.security_lock_hours)
+    user = User.objects.get(pk=withdrawal.user_id)
+    if (
+        user.last_security_change_at and user.last_security_change_at >= lock_since
+    ) or SecurityEvent.objects.filter(
+        Q(kind__in=SECURITY_KINDS) | Q(kind=SecurityEvent.Kind.LOGIN, details__abnormal=True),
+        user_id=withdrawal.user_id,
+        created_at__gte=lock_since,
+    ).exists():
+        reasons.append("security change or abnormal login in the last 24 h")
+    level = chain_state(withdrawal.chain).hot_level
+    if level in (ChainState.Level.CRITICAL, ChainState.Level.EMERGENCY):
+        reasons.append(f"{withdrawal.chain} hot wallet is {level}")
+    return ("manual" if reasons else "auto"), "", reasons
+
+
+def _required_approvals(withdrawal: Withdrawal) -> set[str]:
+    needed: set[str] = set()
+    if withdrawal.tier == Withdrawal.Tier.DUAL:
+        needed = {WithdrawalApproval.Kind.RISK, WithdrawalApproval.Kind.OPS}
+    elif withdrawal.tier == Withdrawal.Tier.SINGLE or withdrawal.manual_review:
+        needed = {WithdrawalApproval.Kind.OPS}
+    return needed
+
+
+def _refund(withdrawal: Withdrawal, *, status: str, code: str, reason: str) -> None:
+    """Return pending funds to cash (inside the caller's transaction, row locked by the caller)."""
+    ledger_post(
+        key=f"withdrawal:{withdrawal.pk}:refund",
+        transfers=[
+            TransferSpec(
+                debit=AccountRef.user(withdrawal.user_id, AccountKind.PENDING_WITHDRAWAL),
+                credit=AccountRef.user(withdrawal.user_id, AccountKind.CASH),
+                amount=withdrawal.amount,
+                kind=TransferKind.WITHDRAWAL_REFUND,
+                ref_type="withdrawal",
+                ref_id=withdrawal.pk,
+            )
+        ],
+    )
+    withdrawal.status = status
+    withdrawal.reason_code = str(code)
+    withdrawal.reason = reason[:300]
+    withdrawal.updated_at = timezone.now()
+    withdrawal.save()
+    outbox_emit(
+        topic="wallets.withdrawal_refunded",
+        aggregate=f"user:{withdrawal.user_id}",
+        payload={"withdrawal_id": withdrawal.pk, "status": status, "code": str(code), "reason": reason},
+    )
+
+
+# --- staff decisions and user cancellation ---------------------------------------------------------
+
+
+def withdrawal_approve(
+    *, withdrawal_id: int, acting_user: User, note: str = "", request: Any = None
+) -> Withdrawal:
+    """Give the next approval this person may give (risk review or operations approval).
+
+    Four eyes: nobody approves the same withdrawal twice (also a unique constraint), and nobody
+    approves their own. Audited in the same transaction; queued for sending when complete.
+    """
+    can_risk = acting_user.is_staff and acting_user.has_perm(perm("risk_review_withdrawals"))
+    can_ops = acting_user.is_staff and acting_user.has_perm(perm("approve_withdrawals"))
+    if not (can_risk or can_ops):
+        raise ApplicationError(ErrorCode.PERMISSION_DENIED, "You may not approve withdrawals.")
+    with transaction.atomic():
+        withdrawal = Withdrawal.objects.select_for_update().filter(pk=withdrawal_id).first()
+        if withdrawal is None:
+            raise ApplicationError(ErrorCode.NOT_FOUND, "No such withdrawal.")
+        if withdrawal.status != S.AWAITING_APPROVAL:
+            raise ApplicationError(ErrorCode.INVALID_STATE, f"The withdrawal is {withdrawal.status}.")
+        given = dict(withdrawal.approvals.values_list("kind", "approver_id"))
+        if acting_user.pk in given.values() or acting_user.pk == withdrawal.user_id:
+            raise ApplicationError(
+                ErrorCode.FOUR_EYES_REQUIRED, "A different person must give the remaining approval."
+            )
+        missing = _required_approvals(withdrawal) - set(given)
+        if WithdrawalApproval.Kind.RISK in missing and can_risk:
+            kind = WithdrawalApproval.Kind.RISK
+        elif WithdrawalApproval.Kind.OPS in missing and can_ops:
+            kind = WithdrawalApproval.Kind.OPS
+        else:
+            raise ApplicationError(
+                ErrorCode.PERMISSION_DENIED,
+                "The remaining approval needs a different role.",
+                {"missing": sorted(missing)},
+            )
+        WithdrawalApproval.objects.create(
+            withdrawal=withdrawal, kind=kind, approver=acting_user, note=note[:300]
+        )
+        before = withdrawal.status
+        if not (missing - {kind}):
+            withdrawal.status = S.APPROVED
+            withdrawal.approved_at = timezone.now()
+            withdrawal.updated_at = withdrawal.approved_at
+            withdrawal.save(update_fields=["status", "approved_at", "updated_at"])
+            pk = withdrawal.pk
+            transaction.on_commit(lambda: _enqueue("withdrawal_send_task", pk))
+        audit_record(
+            action=f"wallets.withdrawal.{kind}_approve",
+            actor=acting_user,
+            request=request,
+            object_type="withdrawal",
+            object_id=withdrawal.pk,
+            before={"status": before, "approvals": given},
+            after={"status": withdrawal.status, "approval": kind},
+            reason=note,
+        )
+    return withdrawal
+
+
+def withdrawal_reject(
+    *, withdrawal_id: int, acting_user: User, reason: str, request: Any = None
+) -> Withdrawal:
+    if not (
+        acting_user.has_perm(perm("approve_withdrawals"))
+        or acting_user.has_perm(perm("risk_review_withdrawals"))
+    ):
+        raise ApplicationError(ErrorCode.PERMISSION_DENIED, "You may not reject withdrawals.")
+    if not reason.strip():
+        raise ApplicationError(ErrorCode.VALIDATION_ERROR, "A reason is required.")
+    with transaction.atomic():
+        withdrawal = Withdrawal.objects.select_for_update().filter(pk=withdrawal_id).first()
+        if withdrawal is None:
+            raise ApplicationError(ErrorCode.NOT_FOUND, "No such withdrawal.")
+        if withdrawal.status not in REFUNDABLE:
+            raise ApplicationError(ErrorCode.INVALID_STATE, f"The withdrawal is {withdrawal.status}.")
+        before = withdrawal.status
+        _refund(withdrawal, status=S.REJECTED, code="REJECTED_BY_STAFF", reason=reason)
+        audit_record(
+            action="wallets.withdrawal.reject",
+            actor=acting_user,
+            request=request,
+            object_type="withdrawal",
+            object_id=withdrawal.pk,
+            before={"status": before},
+            after={"status": withdrawal.status},
+            reason=reason,
+        )
+    return withdrawal
+
+
+def withdrawal_cancel(*, user: User, withdrawal_id: int) -> Withdrawal:
+    """The owner cancels before sending starts (the send claim and this both need the row lock)."""
+    with transaction.atomic():
+        withdrawal = Withdrawal.objects.select_for_update().filter(pk=withdrawal_id, user=user).first()
+        if withdrawal is None:
+            raise ApplicationError(ErrorCode.NOT_FOUND, "No such withdrawal.")
+        if withdrawal.status == S.AWAITING_CONFIRMATION:
+            withdrawal.status = S.CANCELLED
+            withdrawal.reason = "Cancelled by the user."
+            withdrawal.updated_at = timezone.now()
+            withdrawal.save(update_fields=["status", "reason", "updated_at"])
+        elif withdrawal.status in REFUNDABLE:
+            _refund(withdrawal, status=S.CANCELLED, code="CANCELLED", reason="Cancelled by the user.")
+        else:
+            raise ApplicationError(ErrorCode.INVALID_STATE, f"The withdrawal is {withdrawal.status}.")
+    return withdrawal
+
+
+# --- sending --------------------------------------------------------------------------------------
+
+
+def withdrawal_send(*, withdrawal_id: int) -> Withdrawal | None:
+    """Hot wallet check, then claim → sign → broadcast. Safe to run twice and after a crash.
+
+    The claim is ``UPDATE … SET status='SENDING', payload=… WHERE id=… AND status='APPROVED'``: only
+    one worker wins. The payload (nonce ``wd-<id>``) is stored before it is broadcast; if the worker
+    dies after that, ``withdrawals_process_due`` re-broadcasts exactly that payload.
+    """
+    withdrawal = Withdrawal.objects.filter(pk=withdrawal_id).first()
+    if withdrawal is None or withdrawal.status != S.APPROVED:
+        return withdrawal
+    config = chain_config(withdrawal.chain)
+    try:
+        state = hot_wallet_check(chain=withdrawal.chain)
+        onchain = get_adapter().balance(
+            withdrawal.chain, hot_wallet_key(withdrawal.chain).address, withdrawal.asset
+        )
+    except ChainUnavailable as exc:
+        _note(withdrawal.pk, f"chain unavailable: {exc}")
+        return withdrawal
+    held = ""
+    if state.hot_level == ChainState.Level.EMERGENCY:
+        held = "halted: hot wallet below the emergency level"
+    elif (
+        state.hot_level == ChainState.Level.CRITICAL
+        and withdrawal.amount > wallet_config().critical_pause_above
+    ):
+        held = "paused: hot wallet below the critical level"
+    elif not (config.enabled and config.withdrawals_enabled):
+        held = "withdrawals disabled on this chain"
+    elif onchain < withdrawal.net_amount:
+        held = f"hot wallet holds {onchain} {withdrawal.asset}, needs {withdrawal.net_amount}"
+    if held:
+        _note(withdrawal.pk, held)
+        return withdrawal
+    payload = get_signer().sign_transfer(
+        key=hot_wallet_key(withdrawal.chain),
+        asset=withdrawal.asset,
+        to=withdrawal.address,
+        amount=withdrawal.net_amount,
+        nonce=f"wd-{withdrawal.pk}",
+    )
+    now = timezone.now()
+    claimed = Withdrawal.objects.filter(pk=withdrawal.pk, status=S.APPROVED).update(
+        status=S.SENDING,
+        nonce=payload["nonce"],
+        payload=payload,
+        tx_hash=payload["tx_hash"],
+        claimed_at=now,
+        send_attempts=F("send_attempts") + 1,
+        updated_at=now,
+    )
+    if claimed != 1:
+        return Withdrawal.objects.filter(pk=withdrawal.pk).first()
+    return withdrawal_broadcast(withdrawal_id=withdrawal.pk)
+
+
+def withdrawal_broadcast(*, withdrawal_id: int) -> Withdrawal | None:
+    """Broadcast the stored payload of a SENDING withdrawal (first time or again after a crash)."""
+    withdrawal = Withdrawal.objects.filter(pk=withdrawal_id, status=S.SENDING).first()
+    if withdrawal is None or withdrawal.payload is None:
+        return withdrawal
+    try:
+        result = get_adapter().broadcast(withdrawal.chain, withdrawal.payload)
+    except ChainUnavailable as exc:
+        _note(withdrawal.pk, f"broadcast unavailable: {exc}")  # stays SENDING: re-broadcast later
+        return withdrawal
+    except ChainRejected as exc:
+        if exc.code in ("insufficient_balance", "insufficient_gas"):
+            # refused, not in any mempool: back to APPROVED; the next claim rebuilds the same payload
+            Withdrawal.objects.filter(pk=withdrawal.pk, status=S.SENDING).update(
+                status=S.APPROVED, last_error=f"{exc.code}: {exc.message}"[:300], updated_at=timezone.now()
+            )
+        else:
+            withdrawal_fail(withdrawal_id=withdrawal.pk, reason=f"{exc.code}: {exc.message}")
+        return Withdrawal.objects.filter(pk=withdrawal.pk).first()
+    now = timezone.now()
+    Withdrawal.objects.filter(pk=withdrawal.pk, status=S.SENDING).update(
+        status=S.BROADCAST, tx_hash=result.tx_hash, broadcast_at=now, last_error="", updated_at=now
+    )
+    return Withdrawal.objects.filter(pk=withdrawal.pk).first()
+
+
+def withdrawal_fail(*, withdrawal_id: int, reason: str) -> Withdrawal | None:
+    """Refund a withdrawal the chain refused for good — only if its transaction is unknown there."""
+    withdrawal = Withdrawal.objects.filter(pk=withdrawal_id).first()
+    if withdrawal is None or withdrawal.status not in (S.SENDING, S.BROADCAST):
+        return withdrawal
+    if withdrawal.tx_hash:
+        info = get_adapter().tx(withdrawal.chain, withdrawal.tx_hash)
+        if info.status in ("pending", "confirmed"):
+            return withdrawal  # it is on its way after all
+    with transaction.atomic():
+        locked = Withdrawal.objects.select_for_update().get(pk=withdrawal_id)
+        if locked.status not in (S.SENDING, S.BROADCAST):
+            return locked
+        _refund(locked, status=S.FAILED, code="SEND_FAILED", reason=reason)
+        return locked
+
+
+def _note(withdrawal_id: int, message: str) -> None:
+    Withdrawal.objects.filter(pk=withdrawal_id).update(last_error=message[:300], updated_at=timezone.now())
+
+
+def withdrawal_track(*, withdrawal_id: int) -> Withdrawal | None:
+    """Follow a broadcast withdrawal; complete it at the chain's confirmations, re-broadcast the
+    identical payload if the chain dropped it (reorg or mempool eviction)."""
+    withdrawal = Withdrawal.objects.filter(pk=withdrawal_id, status=S.BROADCAST).first()
+    if withdrawal is None:
+        return withdrawal
+    info = get_adapter().tx(withdrawal.chain, withdrawal.tx_hash)
+    if info.status in ("dropped", "unknown"):
+        Withdrawal.objects.filter(pk=withdrawal.pk, status=S.BROADCAST).update(
+            status=S.SENDING,
+            confirmations=0,
+            claimed_at=timezone.now(),
+            last_error=f"tx {info.status}; re-sending",
+        )
+        return withdrawal_broadcast(withdrawal_id=withdrawal.pk)
+    Withdrawal.objects.filter(pk=withdrawal.pk).update(confirmations=info.confirmations)
+    if info.status != "confirmed" or info.confirmations < chain_config(withdrawal.chain).confirmations:
+        return withdrawal
+    with transaction.atomic():
+        locked = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
+        if locked.status != S.BROADCAST:
+            return locked
+        pending = AccountRef.user(locked.user_id, AccountKind.PENDING_WITHDRAWAL)
+        ref = {"ref_type": "withdrawal", "ref_id": locked.pk}
+        transfers = [
+            TransferSpec(
+                debit=pending,
+                credit=hot_wallet_ref(locked.chain, locked.asset),
+                amount=locked.net_amount,
+                kind=TransferKind.WITHDRAWAL,
+                **ref,
+            )
+        ]
+        if locked.fee > 0:
+            transfers.append(
+                TransferSpec(
+                    debit=pending,
+                    credit=AccountRef.platform(AccountKind.FEE_REVENUE),
+                    amount=locked.fee,
+                    kind=TransferKind.WITHDRAWAL_FEE,
+                    **ref,
+                )
+            )
+        transfers += gas_transfers(locked.chain, info.fee, **ref)
+        ledger_post(key=f"withdrawal:{locked.pk}:complete", transfers=transfers)
+        locked.status = S.COMPLETED
+        locked.confirmations = info.confirmations
+        locked.completed_at = timezone.now()
+        locked.updated_at = locked.completed_at
+        locked.save(update_fields=["status", "confirmations", "completed_at", "updated_at"])
+        outbox_emit(
+            topic="wallets.withdrawal_completed",
+            aggregate=f"user:{locked.user_id}",
+            payload={"withdrawal_id": locked.pk, "tx_hash": locked.tx_hash, "amount": str(locked.amount)},
+        )
+    return locked
+
+
+def withdrawals_process_due(*, limit: int = 100) -> dict[str, int]:
+    """Beat (every few seconds): send APPROVED, re-broadcast stale SENDING, track BROADCAST, expire
+    unconfirmed requests. Everything is found from database state, so a killed worker loses nothing."""
+    counts = {"sent": 0, "resent": 0, "tracked": 0, "expired": 0}
+    now = timezone.now()
+    counts["expired"] = Withdrawal.objects.filter(
+        status=S.AWAITING_CONFIRMATION, token_expires_at__lt=now
+    ).update(
+        status=S.EXPIRED,
+        reason_code=ErrorCode.TOKEN_EXPIRED,
+        reason="The confirmation link expired.",
+        updated_at=now,
+    )
+    try:
+        for pk in (
+            Withdrawal.objects.filter(status=S.APPROVED).order_by("id").values_list("pk", flat=True)[:limit]
+        ):
+            withdrawal_send(withdrawal_id=pk)
+            counts["sent"] += 1
+        stale = now - timedelta(seconds=wallet_config().resend_after_seconds)
+        for pk in Withdrawal.objects.filter(status=S.SENDING, claimed_at__lt=stale).values_list(
+            "pk", flat=True
+        )[:limit]:
+            # re-claim so two sweepers do not both re-broadcast (harmless anyway: same payload)
+            if Withdrawal.objects.filter(pk=pk, status=S.SENDING, claimed_at__lt=stale).update(
+                claimed_at=now
+            ):
+                withdrawal_broadcast(withdrawal_id=pk)
+                counts["resent"] += 1
+        for pk in (
+            Withdrawal.objects.filter(status=S.BROADCAST).order_by("id").values_list("pk", flat=True)[:limit]
+        ):
+            withdrawal_track(withdrawal_id=pk)
+            counts["tracked"] += 1
+    except ChainUnavailable as exc:
+        logger.warning("withdrawal processing paused: chain unavailable: %s", exc)
+    return counts

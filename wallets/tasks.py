@@ -1,0 +1,80 @@
+"""Celery tasks: thin, ids in, call a service, safe to run twice. Beat drives scanning and
+processing; all work is claimed from database state, so a killed worker loses nothing."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from wallets import services
+from wallets.chains import ChainUnavailable
+from wallets.models import Chain, ColdTransfer
+from xbit_admin.celery import register_periodic
+
+logger = logging.getLogger(__name__)
+DEPOSIT_CHAINS = [Chain.TRON, Chain.ETH, Chain.SOL]
+
+
+def _each_chain(fn_name: str, chains: list[str]) -> None:
+    for chain in chains:
+        try:
+            getattr(services, fn_name)(chain=chain)
+        except ChainUnavailable as exc:  # transient: the next beat tick retries
+            logger.warning("%s(%s): chain unavailable: %s", fn_name, chain, exc)
+
+
+@shared_task(name="wallets.scan_deposits", ignore_result=True)
+def scan_deposits_task() -> None:
+    _each_chain("deposits_scan", DEPOSIT_CHAINS)
+
+
+@shared_task(name="wallets.process_withdrawals", ignore_result=True)
+def process_withdrawals_task() -> None:
+    services.withdrawals_process_due()
+
+
+@shared_task(name="wallets.withdrawal_send", ignore_result=True)
+def withdrawal_send_task(withdrawal_id: int) -> None:
+    try:
+        services.withdrawal_send(withdrawal_id=withdrawal_id)
+    except ChainUnavailable as exc:
+        logger.warning("withdrawal %s: chain unavailable, beat will retry: %s", withdrawal_id, exc)
+
+
+@shared_task(name="wallets.aggregate", ignore_result=True)
+def aggregate_task() -> None:
+    _each_chain("aggregation_tick", DEPOSIT_CHAINS)
+
+
+@shared_task(name="wallets.hot_wallets", ignore_result=True)
+def hot_wallets_task() -> None:
+    _each_chain("hot_wallet_check", [*DEPOSIT_CHAINS, Chain.ARBITRUM])
+    services.liquidity_check()
+    for pk in ColdTransfer.objects.filter(status=ColdTransfer.Status.APPROVED).values_list("pk", flat=True):
+        cold_transfer_send_task(pk)
+    for pk in ColdTransfer.objects.filter(status=ColdTransfer.Status.SENT).values_list("pk", flat=True):
+        try:
+            services.cold_transfer_track(transfer_id=pk)
+        except ChainUnavailable as exc:
+            logger.warning("cold transfer %s: chain unavailable: %s", pk, exc)
+
+
+@shared_task(name="wallets.cold_transfer_send", ignore_result=True)
+def cold_transfer_send_task(transfer_id: int) -> None:
+    try:
+        services.cold_transfer_send(transfer_id=transfer_id)
+    except ChainUnavailable as exc:
+        logger.warning("cold transfer %s: chain unavailable: %s", transfer_id, exc)
+
+
+@shared_task(name="wallets.monitor", ignore_result=True)
+def monitor_task() -> None:
+    services.withdrawal_monitor()
+
+
+register_periodic("wallets.scan_deposits", "wallets.scan_deposits", 10, queue="wallets")
+register_periodic("wallets.process_withdrawals", "wallets.process_withdrawals", 3, queue="wallets")
+register_periodic("wallets.aggregate", "wallets.aggregate", 60, queue="wallets")
+register_periodic("wallets.hot_wallets", "wallets.hot_wallets", 30, queue="wallets")
+register_periodic("wallets.monitor", "wallets.monitor", 60, queue="wallets")
