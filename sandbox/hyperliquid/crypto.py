@@ -107,7 +107,22 @@ def _to_affine(pt: Jac) -> tuple[int, int]:
 
 
 def _batch_affine(points: list[Jac]) -> list[tuple[int, int]]:
-    return [_to_affine(p) for p in points]
+    """Normalise Jacobian points with one modular inversion (Montgomery's trick)."""
+    n = len(points)
+    prefix = [1] * n
+    acc = 1
+    for i, (_x, _y, z) in enumerate(points):
+        prefix[i] = acc
+        acc = acc * z % P
+    inv = pow(acc, -1, P)
+    out: list[tuple[int, int]] = [(0, 0)] * n
+    for i in range(n - 1, -1, -1):
+        x, y, z = points[i]
+        zi = inv * prefix[i] % P
+        inv = inv * z % P
+        zi2 = zi * zi % P
+        out[i] = (x * zi2 % P, y * zi2 * zi % P)
+    return out
 
 
 # Fixed-base table for G: window 6 bits, table[i][j] = j * 2^(6i) * G (affine), j in 1..63.
@@ -172,9 +187,11 @@ def _split(k: int) -> tuple[int, int]:
 
 
 def _mul_var(x: int, y: int, k: int) -> Jac:
-    """k * (x, y) for an arbitrary affine point, GLV + interleaved width-5 wNAF."""
+    """k * (x, y) for an arbitrary affine point: GLV split, interleaved width-5 wNAF over affine
+    precomputed odd multiples, with the doubling and mixed addition inlined (hot loop)."""
     k1, k2 = _split(k % N)
-    pts: list[tuple[int, int, list[Jac]]] = []
+    raw: list[Jac] = []
+    nafs: list[list[int]] = []
     for kk, px in ((k1, x), (k2, BETA * x % P)):
         py = y
         if kk < 0:
@@ -185,21 +202,54 @@ def _mul_var(x: int, y: int, k: int) -> Jac:
         odd = [base]
         for _ in range(7):
             odd.append(_jadd(odd[-1], dbl))
-        pts.append((kk, 0, odd))
-    nafs = [_wnaf(kk, 5) for kk, _, _ in pts]
-    length = max(len(n) for n in nafs)
-    acc: Jac = (0, 0, 0)
+        raw.extend(odd)
+        nafs.append(_wnaf(kk, 5))
+    aff = _batch_affine(raw)
+    tabs = (aff[:8], aff[8:])
+    length = max(len(nafs[0]), len(nafs[1]))
+    for naf in nafs:
+        naf.extend([0] * (length - len(naf)))
+    n0, n1 = nafs
+    jx = jy = jz = 0
     for i in range(length - 1, -1, -1):
-        acc = _jdouble(acc)
-        for naf, (_, _, odd) in zip(nafs, pts, strict=True):
-            if i < len(naf):
-                d = naf[i]
-                if d > 0:
-                    acc = _jadd(acc, odd[d >> 1])
-                elif d < 0:
-                    ox, oy, oz = odd[(-d) >> 1]
-                    acc = _jadd(acc, (ox, P - oy, oz))
-    return acc
+        if jz:
+            ysq = jy * jy % P
+            s_ = 4 * jx * ysq % P
+            m = 3 * jx * jx % P
+            jz = 2 * jy * jz % P
+            nx2 = (m * m - 2 * s_) % P
+            jy = (m * (s_ - nx2) - 8 * ysq * ysq) % P
+            jx = nx2
+        for d, tab in ((n0[i], tabs[0]), (n1[i], tabs[1])):
+            if not d:
+                continue
+            if d > 0:
+                ax, ay = tab[d >> 1]
+            else:
+                ax, ay = tab[(-d) >> 1]
+                ay = P - ay
+            if not jz:
+                jx, jy, jz = ax, ay, 1
+                continue
+            z1z1 = jz * jz % P
+            u2 = ax * z1z1 % P
+            s2 = ay * jz * z1z1 % P
+            if jx == u2:
+                if jy != s2:
+                    jx = jy = jz = 0
+                else:
+                    jx, jy, jz = _jdouble((jx, jy, jz))
+                continue
+            h = (u2 - jx) % P
+            r = (s2 - jy) % P
+            hh = h * h % P
+            hhh = h * hh % P
+            v = jx * hh % P
+            nx3 = (r * r - hhh - 2 * v) % P
+            jy = (r * (v - nx3) - jy * hhh) % P
+            jz = h * jz % P
+            jx = nx3
+    return (jx, jy, jz)
 
 
 def ecrecover(digest: bytes, v: int, r: int, s: int) -> str | None:
