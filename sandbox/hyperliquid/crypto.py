@@ -125,39 +125,46 @@ def _batch_affine(points: list[Jac]) -> list[tuple[int, int]]:
     return out
 
 
-# Fixed-base table for G: window 6 bits, table[i][j] = j * 2^(6i) * G (affine), j in 1..63.
-_GW = 6
-_G_TABLE: list[list[tuple[int, int]]] = []
+Table = list[list[tuple[int, int]]]
 
 
-def _build_g_table() -> None:
-    base: Jac = (GX, GY, 1)
-    for _ in range((256 + _GW - 1) // _GW):
+def _fixed_table(x: int, y: int, w: int) -> Table:
+    """table[i][j - 1] = j * 2^(w i) * (x, y) in affine coordinates, j in 1 .. 2^w - 1."""
+    table: Table = []
+    base: Jac = (x, y, 1)
+    for _ in range((256 + w - 1) // w):
         row: list[Jac] = []
         acc: Jac = (0, 0, 0)
-        for _j in range(1, 1 << _GW):
+        for _j in range(1, 1 << w):
             acc = _jadd(acc, base)
             row.append(acc)
-        _G_TABLE.append(_batch_affine(row))
-        for _k in range(_GW):
+        table.append(_batch_affine(row))
+        for _k in range(w):
             base = _jdouble(base)
+    return table
 
 
-_build_g_table()
-
-
-def _mul_g(k: int) -> Jac:
-    acc: Jac = (0, 0, 0)
+def _mul_fixed(acc: Jac, k: int, table: Table, w: int) -> Jac:
+    """acc + k * P for a point P with a precomputed fixed-base table (no doublings)."""
     i = 0
-    mask = (1 << _GW) - 1
+    mask = (1 << w) - 1
     while k:
         d = k & mask
         if d:
-            x, y = _G_TABLE[i][d - 1]
+            x, y = table[i][d - 1]
             acc = _jadd_affine(acc, x, y)
-        k >>= _GW
+        k >>= w
         i += 1
     return acc
+
+
+# Fixed-base table for G: window 6 bits.
+_GW = 6
+_G_TABLE = _fixed_table(GX, GY, _GW)
+
+
+def _mul_g(k: int) -> Jac:
+    return _mul_fixed((0, 0, 0), k, _G_TABLE, _GW)
 
 
 def _wnaf(k: int, w: int) -> list[int]:
@@ -254,6 +261,12 @@ def _mul_var(x: int, y: int, k: int) -> Jac:
 
 def ecrecover(digest: bytes, v: int, r: int, s: int) -> str | None:
     """Checksum address that signed ``digest``, or None for an invalid signature."""
+    found = ecrecover_point(digest, v, r, s)
+    return found[0] if found else None
+
+
+def ecrecover_point(digest: bytes, v: int, r: int, s: int) -> tuple[str, tuple[int, int]] | None:
+    """(checksum address, public key point) that signed ``digest``."""
     if v >= 27:
         v -= 27
     if v not in (0, 1) or not (0 < r < N) or not (0 < s < N):
@@ -274,7 +287,52 @@ def ecrecover(digest: bytes, v: int, r: int, s: int) -> str | None:
         return None
     qx, qy = _to_affine(q)
     addr = keccak(qx.to_bytes(32, "big") + qy.to_bytes(32, "big"))[12:]
-    return _checksum(addr.hex())
+    return _checksum(addr.hex()), (qx, qy)
+
+
+_KW = 5  # window of the per-signer fixed-base tables
+
+
+class SignerCache:
+    """Fast path for repeat signers: verify a signature against the public key of the signer the
+    same connection used last (two fixed-base multiplications, no square root, no doublings)
+    instead of recovering it. Exactly equivalent to recovery: x(R) == r and R's y parity == v."""
+
+    def __init__(self, max_tables: int = 64):
+        self.max_tables = max_tables
+        self.pubkeys: dict[str, tuple[int, int]] = {}
+        self.seen: dict[str, int] = {}
+        self.tables: dict[str, Table] = {}
+
+    def learn(self, address: str, pubkey: tuple[int, int]) -> None:
+        self.pubkeys[address] = pubkey
+        n = self.seen.get(address, 0) + 1
+        self.seen[address] = n
+        if n >= 2 and address not in self.tables:  # build tables only for signers that come back
+            if len(self.tables) >= self.max_tables:
+                self.tables.pop(next(iter(self.tables)))
+            self.tables[address] = _fixed_table(pubkey[0], pubkey[1], _KW)
+
+    def verify(self, address: str, digest: bytes, v: int, r: int, s: int) -> bool:
+        table = self.tables.get(address)
+        if table is None:
+            return False
+        if v >= 27:
+            v -= 27
+        if v not in (0, 1) or not (0 < r < N) or not (0 < s < N):
+            return False
+        z = int.from_bytes(digest, "big")
+        sinv = pow(s, -1, N)
+        acc = _mul_fixed((0, 0, 0), z * sinv % N, _G_TABLE, _GW)
+        acc = _mul_fixed(acc, r * sinv % N, table, _KW)
+        x, y, zz = acc
+        if not zz:
+            return False
+        z2 = zz * zz % P
+        if x != r * z2 % P:
+            return False
+        ry = y * pow(zz * z2 % P, -1, P) % P
+        return (ry & 1) == v
 
 
 def _checksum(hex_addr: str) -> str:
@@ -329,10 +387,22 @@ def recover_l1_signer(
     nonce: int,
     expires_after: int | None,
     is_mainnet: bool = False,
+    *,
+    cache: SignerCache | None = None,
+    hint: str | None = None,
 ) -> str | None:
+    """Signer of an L1 action (checksum address). With ``cache`` and ``hint`` (the address the
+    same client used last), a matching signature is verified on the fast path."""
     v, r, s = _sig_parts(signature)
     digest = l1_digest(l1_action_hash(action, vault_address, nonce, expires_after), is_mainnet)
-    return ecrecover(digest, v, r, s)
+    if cache is not None and hint is not None and cache.verify(hint, digest, v, r, s):
+        return hint
+    found = ecrecover_point(digest, v, r, s)
+    if found is None:
+        return None
+    if cache is not None:
+        cache.learn(found[0], found[1])
+    return found[0]
 
 
 # ---- user-signed actions -------------------------------------------------------------------------

@@ -25,7 +25,13 @@ from sandbox.hyperliquid.clearinghouse import (
     summarize,
 )
 from sandbox.hyperliquid.config import AssetSpec, SimConfig
-from sandbox.hyperliquid.crypto import USER_SIGNED_TYPES, keccak, recover_l1_signer, recover_user_signed
+from sandbox.hyperliquid.crypto import (
+    USER_SIGNED_TYPES,
+    SignerCache,
+    keccak,
+    recover_l1_signer,
+    recover_user_signed,
+)
 from sandbox.hyperliquid.numbers import (
     ZERO,
     D,
@@ -66,6 +72,8 @@ def _median(a: Decimal, b: Decimal, c: Decimal) -> Decimal:
 class Engine:
     def __init__(self, cfg: SimConfig):
         self.cfg = cfg
+        self.signer_cache = SignerCache()
+        self.last_signer: str | None = None
         self.reset()
 
     # ================================================================================ lifecycle
@@ -374,13 +382,16 @@ class Engine:
         return summarize(acct, self.mark, self.tiers)
 
     # ================================================================================ exchange
-    def exchange(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def exchange(self, payload: dict[str, Any], signer_hint: str | None = None) -> dict[str, Any]:
+        """Apply one signed ``/exchange`` request. ``signer_hint`` (the checksum address the same
+        client signed with last) only selects the signature-verification fast path."""
+        self.last_signer = None
         try:
-            return self._exchange(payload)
+            return self._exchange(payload, signer_hint)
         except ActionError as exc:
             return {"status": "err", "response": str(exc)}
 
-    def _exchange(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def _exchange(self, payload: dict[str, Any], signer_hint: str | None) -> dict[str, Any]:
         action = payload.get("action")
         nonce = payload.get("nonce")
         sig = payload.get("signature")
@@ -393,11 +404,14 @@ class Engine:
             if atype in USER_SIGNED_TYPES:
                 signer = recover_user_signed(action, sig)
             else:
-                signer = recover_l1_signer(action, sig, vault, nonce, expires)
+                signer = recover_l1_signer(
+                    action, sig, vault, nonce, expires, cache=self.signer_cache, hint=signer_hint
+                )
         except (KeyError, TypeError, ValueError) as exc:
             raise ActionError(f"Failed to recover signer: {exc}") from exc
         if signer is None:
             raise ActionError("Invalid signature")
+        self.last_signer = signer
         signer = signer.lower()
         if atype in USER_SIGNED_TYPES:
             if action.get("hyperliquidChain") not in ("Testnet", "Mainnet"):

@@ -11,6 +11,7 @@ import contextlib
 import json
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
@@ -78,6 +79,19 @@ class State:
         self.faults = Faults(cfg.seed, cfg.timeout_hang_s)
         self.tasks: list[asyncio.Task[None]] = []
         self.hub.post_handler = self.ws_post
+        self.signer_hints: OrderedDict[Any, str] = OrderedDict()  # peer (host, port) -> last signer
+
+    def hint_for(self, peer: Any) -> str | None:
+        return self.signer_hints.get(peer) if peer is not None else None
+
+    def remember_signer(self, peer: Any) -> None:
+        signer = self.engine.last_signer
+        if peer is None or signer is None:
+            return
+        self.signer_hints[peer] = signer
+        self.signer_hints.move_to_end(peer)
+        if len(self.signer_hints) > 4096:
+            self.signer_hints.popitem(last=False)
 
     async def ws_post(self, rtype: str, payload: Any) -> Any:
         e = self.engine
@@ -118,7 +132,9 @@ async def exchange_handler(request: web.Request) -> web.StreamResponse:
     if not isinstance(payload, dict):
         return web.Response(status=422, text=BAD_BODY)
     st.engine.sync()
-    result = st.engine.exchange(payload)
+    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+    result = st.engine.exchange(payload, st.hint_for(peer))
+    st.remember_signer(peer)
     st.hub.flush_events()
     return _json(result)
 
