@@ -12,4 +12,6 @@ urlpatterns = [
     path("api-keys/<str:key_id>/revoke", accounts_api.ApiKeyRevokeApi.as_view(), name="api-key-revoke"),
     path("", include("wallets.api.urls")),
     path("", include("routing.api.urls")),
+    path("", include("trading.api.trader_urls")),
+    path("", include("trading.api.urls")),
 ]

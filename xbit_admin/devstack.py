@@ -269,7 +269,30 @@ def ensure_services(profile: Profile) -> tuple[dict[str, str], list[str]]:
     return env, started
 
 
+def _others_connected(profile: Profile) -> bool:
+    """Another run (a parallel session's tests) still uses the servers we started: leave them up."""
+    try:
+        out = subprocess.run(
+            [
+                str(_pg_bin("psql")),
+                f"postgresql://postgres@127.0.0.1:{profile.pg_port}/postgres",
+                "-tAc",
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            ],
+            check=True,
+            text=True,
+            capture_output=True,
+            timeout=10,
+        ).stdout.strip()
+        return int(out or 0) > 0
+    except (subprocess.SubprocessError, ValueError, OSError):
+        return False
+
+
 def stop_started(profile: Profile, started: list[str]) -> None:
+    if started and _others_connected(profile):
+        say("embedded services still in use by another run: leaving them up")
+        return
     if "redis" in started:
         redis_stop(profile)
     if "postgres" in started:
@@ -321,6 +344,12 @@ def cmd_test(args: list[str]) -> int:
     profile = PROFILES["test"]
     extra, started = ensure_services(profile)
     extra.setdefault("DJANGO_SETTINGS_MODULE", "xbit_admin.settings.test")
+    # Several runs may share the servers (parallel sessions, a developer and CI): each run gets its own
+    # test database and Redis database, so one run's flush never pulls the floor from under another.
+    run_id = os.getpid()
+    extra.setdefault("DB_TEST_NAME", os.environ.get("DB_TEST_NAME") or f"test_xbit_{run_id}")
+    base, _, _db = extra["REDIS_URL"].rpartition("/")
+    extra["REDIS_URL"] = f"{base}/{1 + run_id % 15}"
     try:
         return subprocess.run(
             [sys.executable, "-m", "pytest", *args], env=_child_env(extra), cwd=ROOT

@@ -1,0 +1,329 @@
+"""Applying fills to positions and the ledger — the one place where a trade becomes money.
+
+``fill_apply`` runs inside the caller's transaction (which holds the user's lock) and, for one fill
+of one order, writes: the fill row(s), the position change, every ledger transfer (margin freeze or
+release, realized P&L with the 80/20 client-loss split, fees), and the outbox event. A flip is two
+legs: the old position closes, a new one opens, each with its own fill row and fee share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.utils import timezone
+
+from trading import netting
+from trading.models import Fill, MarginMode, Order, Position, Source
+from wallets.ledger import AccountRef, TransferSpec, ledger_post
+from wallets.models import AccountKind, TransferKind
+from xbit_admin.events.services import outbox_emit
+from xbit_admin.money import ZERO
+
+DIRECTION = {"BUY": 1, "SELL": -1}
+POSITION_DIRECTION = {1: Position.Direction.LONG, -1: Position.Direction.SHORT}
+SIGN = {Position.Direction.LONG: 1, Position.Direction.SHORT: -1}
+
+
+@dataclass
+class FillRequest:
+    """One execution of (part of) an order at one price."""
+
+    user_id: int
+    asset: str
+    source: str
+    margin_mode: str
+    side: str
+    size: Decimal
+    price: Decimal
+    leverage: int
+    fee_rate: Decimal
+    maker: bool
+    reserve_share: Decimal
+    order: Order | None = None
+    is_liquidation: bool = False
+    hl_fill_price: Decimal | None = None
+    hl_fee: Decimal | None = None
+    hl_tid: int | None = None
+    idempotency_key: str = ""  # defaults to the first fill row's id
+
+
+@dataclass
+class FillResult:
+    fills: list[Fill]
+    position: Position | None  # the open position after the fill (None when flat)
+    closed_positions: list[Position] = field(default_factory=list)
+    realized_pnl: Decimal = ZERO
+    fee: Decimal = ZERO
+    uncollected_loss: Decimal = ZERO
+
+
+def position_state(position: Position | None) -> netting.PositionState:
+    if position is None:
+        return netting.FLAT
+    return netting.PositionState(
+        SIGN[position.direction], position.size, position.entry_price, position.isolated_margin
+    )
+
+
+def _counterparty(source: str) -> AccountRef:
+    # INTERNAL: XBIT's B-book is the counterparty; HYPERLIQUID: P&L is paid by / to the HL trading account
+    if source == Source.INTERNAL:
+        return AccountRef.platform(AccountKind.BBOOK_PNL)
+    return AccountRef.platform(AccountKind.HL_TRADING_CAPITAL)
+
+
+def fill_apply(*, req: FillRequest, position: Position | None, cash_available: Decimal) -> FillResult:
+    """Apply one fill. ``position`` is the user's open position for (asset, source, margin mode), locked
+    by the caller; ``cash_available`` is the user's cash balance (used to cap what a bankrupt cross
+    close can collect; the ledger's own check stays the last line)."""
+    now = timezone.now()
+    direction = DIRECTION[req.side]
+    effect = netting.apply_fill(position_state(position), direction, req.size, req.price)
+    isolated = req.margin_mode == MarginMode.ISOLATED
+    cash = AccountRef.user(req.user_id, AccountKind.CASH)
+    counterparty = _counterparty(req.source)
+    transfers: list[TransferSpec] = []
+    fills: list[Fill] = []
+    closed_positions: list[Position] = []
+    total_fee = ZERO
+    uncollected = ZERO
+    running_cash = cash_available
+    ref = ("order", req.order.pk if req.order else "")
+
+    def fee_leg(size: Decimal) -> Decimal:
+        return netting.fee_for(size, req.price, req.fee_rate)
+
+    # --- closing leg ------------------------------------------------------------------------
+    if effect.closed_size > ZERO:
+        assert position is not None
+        leg_fee = fee_leg(effect.closed_size)
+        fill = Fill(
+            order=req.order,
+            user_id=req.user_id,
+            position=position,
+            asset=req.asset,
+            source=req.source,
+            side=req.side,
+            size=effect.closed_size,
+            price=req.price,
+            liquidity=Fill.Liquidity.MAKER if req.maker else Fill.Liquidity.TAKER,
+            fee=leg_fee,
+            fee_rate=req.fee_rate,
+            realized_pnl=effect.realized_pnl,
+            closed_size=effect.closed_size,
+            is_liquidation=req.is_liquidation,
+            hl_fill_price=req.hl_fill_price,
+            hl_fee=req.hl_fee,
+            hl_tid=req.hl_tid,
+            created_at=now,
+        )
+        fills.append(fill)
+        pnl = effect.realized_pnl
+        margin_acc = AccountRef.user(req.user_id, AccountKind.ISOLATED_MARGIN, sub=f"position:{position.pk}")
+        # where the user's money for this leg sits: the released isolated margin, else cash
+        source_acc = margin_acc if isolated else cash
+        source_funds = effect.margin_released if isolated else running_cash
+        if pnl >= ZERO:
+            if isolated and effect.margin_released > ZERO:
+                transfers.append(
+                    TransferSpec(margin_acc, cash, effect.margin_released, TransferKind.MARGIN_RELEASE, *ref)
+                )
+            if pnl > ZERO:
+                transfers.append(TransferSpec(counterparty, cash, pnl, TransferKind.REALIZED_PNL, *ref))
+            running_cash += (effect.margin_released if isolated else ZERO) + pnl
+        else:
+            loss = -pnl
+            collected = min(loss, max(source_funds, ZERO))
+            uncollected += loss - collected
+            if req.source == Source.INTERNAL:
+                platform_part, reserve_part = netting.split_client_loss(collected, req.reserve_share)
+                if platform_part > ZERO:
+                    transfers.append(
+                        TransferSpec(source_acc, counterparty, platform_part, TransferKind.REALIZED_PNL, *ref)
+                    )
+                if reserve_part > ZERO:
+                    transfers.append(
+                        TransferSpec(
+                            source_acc,
+                            AccountRef.platform(AccountKind.RISK_RESERVE),
+                            reserve_part,
+                            TransferKind.RESERVE_ALLOCATION,
+                            *ref,
+                        )
+                    )
+            elif collected > ZERO:
+                transfers.append(
+                    TransferSpec(source_acc, counterparty, collected, TransferKind.REALIZED_PNL, *ref)
+                )
+            if req.source != Source.INTERNAL and loss > collected:
+                # HL took the whole loss from our trading account: the reserve covers what the user could not
+                transfers.append(
+                    TransferSpec(
+                        AccountRef.platform(AccountKind.RISK_RESERVE),
+                        counterparty,
+                        loss - collected,
+                        TransferKind.LIQUIDATION,
+                        *ref,
+                    )
+                )
+            if isolated:
+                rest = effect.margin_released - collected
+                if rest > ZERO:
+                    transfers.append(TransferSpec(margin_acc, cash, rest, TransferKind.MARGIN_RELEASE, *ref))
+                running_cash += rest
+            else:
+                running_cash -= collected
+        fee_taken = min(leg_fee, max(running_cash, ZERO))
+        if fee_taken > ZERO:
+            transfers.append(
+                TransferSpec(
+                    cash,
+                    AccountRef.platform(AccountKind.FEE_REVENUE),
+                    fee_taken,
+                    TransferKind.TRADING_FEE,
+                    *ref,
+                )
+            )
+        running_cash -= fee_taken
+        fill.fee = fee_taken
+        total_fee += fee_taken
+
+        position.realized_pnl += pnl
+        position.fees_paid += fee_taken
+        position.updated_at = now
+        if effect.after.is_flat or effect.flipped:
+            position.size = ZERO
+            position.isolated_margin = ZERO
+            position.status = Position.Status.LIQUIDATED if req.is_liquidation else Position.Status.CLOSED
+            position.closed_at = now
+            position.liquidation_price = None
+            closed_positions.append(position)
+        else:
+            position.size = effect.after.size
+            position.isolated_margin = effect.after.isolated_margin
+        position.save()
+
+    # --- opening leg ------------------------------------------------------------------------
+    open_position: Position | None = None if (effect.after.is_flat or effect.flipped) else position
+    if effect.opened_size > ZERO:
+        leg_fee = fee_leg(effect.opened_size)
+        if open_position is None:
+            open_position = Position.objects.create(
+                user_id=req.user_id,
+                asset=req.asset,
+                source=req.source,
+                margin_mode=req.margin_mode,
+                direction=POSITION_DIRECTION[direction],
+                size=effect.opened_size,
+                entry_price=req.price,
+                leverage=req.leverage,
+                opened_at=now,
+                updated_at=now,
+            )
+        else:
+            open_position.size = effect.after.size
+            open_position.entry_price = effect.after.entry
+        margin = (
+            netting.initial_margin_for(effect.opened_size, req.price, open_position.leverage)
+            if isolated
+            else ZERO
+        )
+        if margin > ZERO:
+            transfers.append(
+                TransferSpec(
+                    cash,
+                    AccountRef.user(
+                        req.user_id, AccountKind.ISOLATED_MARGIN, sub=f"position:{open_position.pk}"
+                    ),
+                    margin,
+                    TransferKind.MARGIN_FREEZE,
+                    *ref,
+                )
+            )
+            open_position.isolated_margin += margin
+        if leg_fee > ZERO:
+            transfers.append(
+                TransferSpec(
+                    cash,
+                    AccountRef.platform(AccountKind.FEE_REVENUE),
+                    leg_fee,
+                    TransferKind.TRADING_FEE,
+                    *ref,
+                )
+            )
+        total_fee += leg_fee
+        open_position.fees_paid += leg_fee
+        open_position.updated_at = now
+        open_position.save()
+        fills.append(
+            Fill(
+                order=req.order,
+                user_id=req.user_id,
+                position=open_position,
+                asset=req.asset,
+                source=req.source,
+                side=req.side,
+                size=effect.opened_size,
+                price=req.price,
+                liquidity=Fill.Liquidity.MAKER if req.maker else Fill.Liquidity.TAKER,
+                fee=leg_fee,
+                fee_rate=req.fee_rate,
+                is_liquidation=req.is_liquidation,
+                hl_fill_price=req.hl_fill_price,
+                hl_fee=req.hl_fee if not fills else None,
+                hl_tid=req.hl_tid if not fills else None,
+                created_at=now,
+            )
+        )
+
+    Fill.objects.bulk_create(fills)
+    if transfers:
+        ledger_post(key=req.idempotency_key or f"fill:{fills[0].pk}", transfers=transfers)
+    realized = sum((f.realized_pnl for f in fills), ZERO)
+    outbox_emit(
+        topic="trading.fill",
+        aggregate=f"user:{req.user_id}",
+        payload=_fill_event(req, fills, open_position, closed_positions, realized, total_fee),
+    )
+    return FillResult(fills, open_position, closed_positions, realized, total_fee, uncollected)
+
+
+def _fill_event(
+    req: FillRequest,
+    fills: list[Fill],
+    open_position: Position | None,
+    closed: list[Position],
+    realized: Decimal,
+    fee: Decimal,
+) -> dict[str, Any]:
+    """What consumers (exposure, liquidation watcher, user stream, consoles) need, self-contained: the
+    resulting state of every position touched, so a consumer can set rather than add (idempotent)."""
+    touched = [*closed, *([open_position] if open_position is not None else [])]
+    return {
+        "fill_ids": [f.pk for f in fills],
+        "order_id": req.order.pk if req.order else None,
+        "user_id": req.user_id,
+        "asset": req.asset,
+        "source": req.source,
+        "margin_mode": req.margin_mode,
+        "side": req.side,
+        "size": str(req.size),
+        "price": str(req.price),
+        "realized_pnl": str(realized),
+        "fee": str(fee),
+        "is_liquidation": req.is_liquidation,
+        "positions": [
+            {
+                "id": p.pk,
+                "status": p.status,
+                "direction": p.direction,
+                "size": str(p.size),
+                "entry_price": str(p.entry_price),
+                "isolated_margin": str(p.isolated_margin),
+                "leverage": p.leverage,
+            }
+            for p in touched
+        ],
+    }

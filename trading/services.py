@@ -1,0 +1,1004 @@
+"""Trading services: place, cancel, close, margin and leverage changes, the internal limit-order queue.
+
+Each service is one transaction that first takes the user's advisory lock (``xbit_admin.locks``), so
+one user's margin checks and postings are serialised while different users run in parallel.
+Validation happens before anything is written: a rejected request freezes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from routing.decision import Decision, Reason, Route, decide
+from routing.models import RoutingDecisionLog
+from routing.selectors import asset_routing
+from trading import margin, netting
+from trading.account import AccountState, account_state, user_balances
+from trading.config import TradingSettings, trading_settings
+from trading.execution import DIRECTION, FillRequest, FillResult, fill_apply
+from trading.marketdata import Quote, get_quote, get_quotes
+from trading.models import (
+    LeverageSetting,
+    MarginMode,
+    Market,
+    Order,
+    OrderEvent,
+    Position,
+    Source,
+    TradingState,
+)
+from trading.selectors import market_get
+from wallets.ledger import AccountRef, TransferSpec, ledger_post
+from wallets.models import AccountKind, TransferKind
+from xbit_admin.accounts.models import User
+from xbit_admin.errors import ApplicationError, ErrorCode
+from xbit_admin.locks import user_lock
+from xbit_admin.money import ZERO, q_usdc, to_decimal
+
+logger = logging.getLogger(__name__)
+
+OPEN_STATUSES = (Order.Status.OPEN, Order.Status.PARTIALLY_FILLED)
+DEFAULT_LEVERAGE = 10
+
+
+# ------------------------------------------------------------------------------------------ input
+
+
+@dataclass(frozen=True)
+class OrderInput:
+    asset: str
+    side: str
+    order_type: str
+    size: Decimal
+    limit_price: Decimal | None
+    leverage: int | None
+    margin_mode: str
+    reduce_only: bool
+    tif: str
+    slippage_bps: int | None
+    client_order_id: str | None
+    position_id: int | None
+
+    def fingerprint(self) -> str:
+        body = {
+            "asset": self.asset,
+            "side": self.side,
+            "type": self.order_type,
+            "size": format(self.size.normalize(), "f"),
+            "price": format(self.limit_price.normalize(), "f") if self.limit_price is not None else None,
+            "leverage": self.leverage,
+            "mode": self.margin_mode,
+            "reduce_only": self.reduce_only,
+            "tif": self.tif,
+            "slippage_bps": self.slippage_bps,
+            "position_id": self.position_id,
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _decimal(value: Any, code: ErrorCode, field: str) -> Decimal:
+    try:
+        number = to_decimal(value if not isinstance(value, float) else str(value))
+    except (TypeError, ValueError):
+        raise ApplicationError(code, f"{field} must be a decimal number.", {"field": field}) from None
+    if number <= ZERO:
+        raise ApplicationError(code, f"{field} must be greater than zero.", {"field": field})
+    return number
+
+
+def order_input(
+    *,
+    asset: str,
+    side: str,
+    order_type: str,
+    size: Any,
+    limit_price: Any = None,
+    leverage: int | None = None,
+    margin_mode: str = MarginMode.CROSS,
+    reduce_only: bool = False,
+    tif: str = Order.Tif.GTC,
+    slippage_bps: int | None = None,
+    client_order_id: str | None = None,
+    position_id: int | None = None,
+) -> OrderInput:
+    side = str(side).upper()
+    order_type = str(order_type).upper()
+    margin_mode = str(margin_mode).upper()
+    tif = str(tif).upper()
+    if side not in DIRECTION:
+        raise ApplicationError(ErrorCode.VALIDATION_ERROR, "side must be BUY or SELL.", {"field": "side"})
+    if order_type not in Order.Type.values:
+        raise ApplicationError(ErrorCode.VALIDATION_ERROR, "type must be MARKET or LIMIT.", {"field": "type"})
+    if margin_mode not in MarginMode.values:
+        raise ApplicationError(
+            ErrorCode.VALIDATION_ERROR, "margin_mode must be ISOLATED or CROSS.", {"field": "margin_mode"}
+        )
+    if tif not in Order.Tif.values:
+        raise ApplicationError(
+            ErrorCode.VALIDATION_ERROR, "time_in_force must be GTC, IOC or ALO.", {"field": "time_in_force"}
+        )
+    price = None
+    if order_type == Order.Type.LIMIT:
+        if limit_price is None:
+            raise ApplicationError(
+                ErrorCode.INVALID_PRICE, "A limit order needs a limit price.", {"field": "limit_price"}
+            )
+        price = _decimal(limit_price, ErrorCode.INVALID_PRICE, "limit_price")
+    elif limit_price is not None:
+        raise ApplicationError(
+            ErrorCode.INVALID_PRICE, "A market order takes no limit price.", {"field": "limit_price"}
+        )
+    if leverage is not None and (not isinstance(leverage, int) or isinstance(leverage, bool) or leverage < 1):
+        raise ApplicationError(
+            ErrorCode.LEVERAGE_EXCEEDED, "leverage must be a whole number ≥ 1.", {"field": "leverage"}
+        )
+    if slippage_bps is not None and (not isinstance(slippage_bps, int) or slippage_bps < 0):
+        raise ApplicationError(
+            ErrorCode.VALIDATION_ERROR, "slippage_bps must be a whole number ≥ 0.", {"field": "slippage_bps"}
+        )
+    if client_order_id is not None and not (1 <= len(client_order_id) <= 64):
+        raise ApplicationError(
+            ErrorCode.VALIDATION_ERROR,
+            "client_order_id must be 1–64 characters.",
+            {"field": "client_order_id"},
+        )
+    return OrderInput(
+        asset=str(asset).upper(),
+        side=side,
+        order_type=order_type,
+        size=_decimal(size, ErrorCode.INVALID_SIZE, "size"),
+        limit_price=price,
+        leverage=leverage,
+        margin_mode=margin_mode,
+        reduce_only=bool(reduce_only),
+        tif=tif if order_type == Order.Type.LIMIT else Order.Tif.IOC,
+        slippage_bps=slippage_bps,
+        client_order_id=client_order_id or None,
+        position_id=position_id,
+    )
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _market(asset: str) -> Market:
+    try:
+        return market_get(asset)
+    except Market.DoesNotExist:
+        raise ApplicationError(
+            ErrorCode.UNKNOWN_SYMBOL, f"Unknown symbol {asset}.", {"field": "symbol"}
+        ) from None
+
+
+def _validate_against_market(inp: OrderInput, market: Market, settings: TradingSettings) -> None:
+    if market.is_delisted:
+        raise ApplicationError(ErrorCode.SYMBOL_SUSPENDED, f"{market.asset} is delisted.")
+    if not margin.is_valid_size(inp.size, market.sz_decimals):
+        raise ApplicationError(
+            ErrorCode.INVALID_SIZE,
+            f"Size must be a multiple of {Decimal(1).scaleb(-market.sz_decimals)} for {market.asset}.",
+            {
+                "field": "size",
+                "sz_decimals": market.sz_decimals,
+                "nearest": str(margin.round_size(inp.size, market.sz_decimals)),
+            },
+        )
+    if inp.limit_price is not None and not margin.is_valid_price(inp.limit_price, market.sz_decimals):
+        raise ApplicationError(
+            ErrorCode.INVALID_PRICE,
+            "Price must have at most 5 significant figures and "
+            f"{6 - market.sz_decimals} decimals for {market.asset}.",
+            {"field": "limit_price", "nearest": str(margin.round_price(inp.limit_price, market.sz_decimals))},
+        )
+    if inp.leverage is not None and inp.leverage > market.max_leverage:
+        raise ApplicationError(
+            ErrorCode.LEVERAGE_EXCEEDED,
+            f"{market.asset} allows at most {market.max_leverage}x.",
+            {"field": "leverage", "max_leverage": market.max_leverage},
+        )
+    if market.only_isolated and inp.margin_mode != MarginMode.ISOLATED and not inp.reduce_only:
+        raise ApplicationError(
+            ErrorCode.VALIDATION_ERROR,
+            f"{market.asset} trades in isolated margin only.",
+            {"field": "margin_mode"},
+        )
+    if inp.slippage_bps is not None and inp.slippage_bps > settings.max_slippage_bps:
+        raise ApplicationError(
+            ErrorCode.VALIDATION_ERROR,
+            f"slippage_bps may be at most {settings.max_slippage_bps}.",
+            {"field": "slippage_bps"},
+        )
+
+
+def _quote_or_fail(asset: str, settings: TradingSettings) -> Quote:
+    quote = get_quote(asset)
+    if quote is None or not quote.mark:
+        raise ApplicationError(
+            ErrorCode.STALE_PRICE, f"No live price for {asset}; try again shortly.", http_status=503
+        )
+    return quote
+
+
+def _event(order: Order, status: str, **detail: Any) -> OrderEvent:
+    return OrderEvent(order=order, status=status, detail=detail, created_at=timezone.now())
+
+
+def _set_status(order: Order, status: str, **detail: Any) -> None:
+    order.status = status
+    order.updated_at = timezone.now()
+    OrderEvent.objects.create(order=order, status=status, detail=detail)
+
+
+def _balances(user_id: int) -> tuple[Decimal, Decimal]:
+    """(cash, order holds) of a user from the ledger."""
+    balances = user_balances(user_id)
+    return balances.get(AccountKind.CASH, ZERO), balances.get(AccountKind.ORDER_HOLD, ZERO)
+
+
+def _open_positions(user_id: int, *, lock: bool = False) -> list[Position]:
+    qs = Position.objects.filter(user_id=user_id, status=Position.Status.OPEN).order_by("id")
+    if lock:
+        qs = qs.select_for_update()
+    return list(qs)
+
+
+def _user_state(user_id: int, positions: list[Position]) -> AccountState:
+    cash, holds = _balances(user_id)
+    assets = sorted({p.asset for p in positions})
+    quotes = get_quotes(assets) if assets else {}
+    return account_state(cash=cash, order_holds=holds, positions=positions, quotes=quotes)
+
+
+def _refresh_liquidation_prices(state: AccountState) -> None:
+    changed = []
+    for view in state.positions:
+        liq = (
+            view.liquidation_price.quantize(Decimal("0.00000001"), rounding=ROUND_HALF_EVEN)
+            if view.liquidation_price
+            else None
+        )
+        if view.position.liquidation_price != liq:
+            view.position.liquidation_price = liq
+            changed.append(view.position)
+    if changed:
+        Position.objects.bulk_update(changed, ["liquidation_price"])
+
+
+def _leverage_for(user: User, inp: OrderInput, market: Market, existing: Position | None) -> int:
+    if existing is not None:
+        return existing.leverage
+    if inp.leverage is not None:
+        return inp.leverage
+    setting = (
+        LeverageSetting.objects.filter(user=user, asset=market.asset, margin_mode=inp.margin_mode)
+        .values_list("leverage", flat=True)
+        .first()
+    )
+    return min(setting or DEFAULT_LEVERAGE, market.max_leverage)
+
+
+def _fee_rate(settings: TradingSettings, route: str, *, maker: bool) -> Decimal:
+    return settings.fees[route].rate(maker=maker)
+
+
+# ------------------------------------------------------------------------------------------ place
+
+
+def order_place(*, user: User, inp: OrderInput) -> Order:
+    """Place an order (spec 02). Idempotent on ``client_order_id``: the same id returns the same order
+    (or the same rejection); the same id with other parameters is IDEMPOTENCY_CONFLICT.
+
+    Side effects (one transaction): order + lifecycle events, routing decision log, and for an
+    INTERNAL fill the fill, position, ledger transfers and an outbox ``trading.fill`` event; for a
+    resting internal limit order a margin + fee hold."""
+    fingerprint = inp.fingerprint()
+    if inp.client_order_id:
+        existing = Order.objects.filter(user=user, client_order_id=inp.client_order_id).first()
+        if existing is not None:
+            return _replay(existing, fingerprint)
+    settings = trading_settings()
+    market = _market(inp.asset)
+    _validate_against_market(inp, market, settings)
+    if (user.trading_restricted or user.blacklisted) and not inp.reduce_only:
+        raise ApplicationError(ErrorCode.USER_RESTRICTED, "This account may only reduce positions.")
+    quote = _quote_or_fail(market.asset, settings)
+    started = time.perf_counter_ns()
+    rejection: ApplicationError | None = None
+    try:
+        with transaction.atomic():
+            user_lock(user.pk)
+            try:
+                return _place_locked(
+                    user=user,
+                    inp=inp,
+                    market=market,
+                    quote=quote,
+                    settings=settings,
+                    fingerprint=fingerprint,
+                    started=started,
+                )
+            except _RejectAfterCommit as rejected:
+                rejection = rejected.error  # the REJECTED order commits; the caller gets the error
+    except IntegrityError as exc:
+        if inp.client_order_id and "order_client_id_unique_per_user" in str(exc):
+            return _replay(Order.objects.get(user=user, client_order_id=inp.client_order_id), fingerprint)
+        raise
+    assert rejection is not None
+    raise rejection
+
+
+def _replay(order: Order, fingerprint: str) -> Order:
+    if order.request_hash != fingerprint:
+        raise ApplicationError(
+            ErrorCode.IDEMPOTENCY_CONFLICT,
+            "This client_order_id was already used with different parameters.",
+            {"order_id": order.pk, "client_order_id": order.client_order_id},
+        )
+    if order.status == Order.Status.REJECTED and order.error_code:
+        raise ApplicationError(
+            ErrorCode(order.error_code), order.error_message, {"order_id": order.pk, "replayed": True}
+        )
+    return order
+
+
+def _reject(order: Order, code: ErrorCode, message: str, **details: Any) -> ApplicationError:
+    """Persist a rejection (support sees it, a retry replays it) and build the error to raise after
+    the transaction commits."""
+    _release_hold(order)
+    order.status = Order.Status.REJECTED
+    order.error_code = str(code)
+    order.error_message = message
+    order.updated_at = timezone.now()
+    order.save(update_fields=["status", "error_code", "error_message", "hold_amount", "updated_at"])
+    OrderEvent.objects.create(
+        order=order, status=order.status, detail={"code": str(code), "message": message}
+    )
+    return ApplicationError(code, message, {"order_id": order.pk, **details})
+
+
+def _place_locked(
+    *,
+    user: User,
+    inp: OrderInput,
+    market: Market,
+    quote: Quote,
+    settings: TradingSettings,
+    fingerprint: str,
+    started: int,
+) -> Order:
+    positions = _open_positions(user.pk, lock=True)
+    reduce_target = _reduce_target(inp, positions) if inp.reduce_only else None
+    if inp.reduce_only and reduce_target is None:
+        raise ApplicationError(ErrorCode.REDUCE_ONLY, "Reduce-only order but there is no position to reduce.")
+    if not inp.reduce_only:
+        if market.trading_state == TradingState.HALTED:
+            raise ApplicationError(
+                ErrorCode.MARKET_HALTED,
+                f"{market.asset} is halted: {market.state_reason or 'by risk control'}.",
+            )
+        if market.trading_state == TradingState.REDUCE_ONLY:
+            raise ApplicationError(ErrorCode.REDUCE_ONLY, f"{market.asset} accepts reduce-only orders only.")
+    price_for_value = inp.limit_price or quote.mark
+    notional = inp.size * quote.mark
+    if not inp.reduce_only and inp.size * price_for_value < settings.min_order_value:
+        raise ApplicationError(
+            ErrorCode.MIN_NOTIONAL,
+            f"Order value must be at least {settings.min_order_value} USDC.",
+            {"min_order_value": str(settings.min_order_value)},
+        )
+    if reduce_target is not None and inp.size > reduce_target.size:
+        raise ApplicationError(
+            ErrorCode.REDUCE_ONLY,
+            "A reduce-only order cannot be larger than the position.",
+            {"position_size": str(reduce_target.size)},
+        )
+
+    # venue: a reduction goes where the position is; an opening order asks routing
+    if reduce_target is not None:
+        decision = Decision(
+            Route(reduce_target.source), "position_venue", asset_routing(market.asset).mode, None
+        )
+    else:
+        decision = decide(notional=notional, config=asset_routing(market.asset))
+        stale = not quote.is_book_fresh(settings.book_stale_seconds)
+        if decision.route is Route.INTERNAL and stale:
+            decision = Decision(Route.HYPERLIQUID, Reason.STALE_PRICE, decision.mode, decision.threshold)
+    latency_us = (time.perf_counter_ns() - started) // 1000
+
+    source = decision.route.value if decision.route is not Route.NONE else Source.HYPERLIQUID
+    same_key = next(
+        (
+            p
+            for p in positions
+            if p.asset == market.asset and p.source == source and p.margin_mode == inp.margin_mode
+        ),
+        None,
+    )
+    leverage = _leverage_for(
+        user,
+        inp,
+        market,
+        same_key
+        if same_key is not None and same_key.direction == ("LONG" if inp.side == "BUY" else "SHORT")
+        else None,
+    )
+    now = timezone.now()
+    order = Order.objects.create(
+        user=user,
+        client_order_id=inp.client_order_id,
+        request_hash=fingerprint,
+        asset=market.asset,
+        side=inp.side,
+        order_type=inp.order_type,
+        size=inp.size,
+        limit_price=inp.limit_price,
+        leverage=leverage,
+        margin_mode=inp.margin_mode,
+        reduce_only=inp.reduce_only,
+        tif=inp.tif,
+        slippage_bps=inp.slippage_bps,
+        position=reduce_target,
+        status=Order.Status.ACCEPTED,
+        route=decision.route.value if decision.route is not Route.NONE else None,
+        reference_price=quote.mark,
+        created_at=now,
+        updated_at=now,
+    )
+    OrderEvent.objects.bulk_create(
+        [_event(order, Order.Status.NEW), _event(order, Order.Status.ACCEPTED, route=order.route)]
+    )
+    if reduce_target is None:
+        RoutingDecisionLog.objects.create(
+            order_id=order.pk,
+            user_id=user.pk,
+            asset=market.asset,
+            notional=q_usdc(notional),
+            route=decision.route.value,
+            mode=decision.mode.value,
+            threshold=decision.threshold,
+            reason=str(decision.reason),
+            latency_us=latency_us,
+            created_at=now,
+        )
+
+    if decision.route is Route.NONE:
+        error = _reject(
+            order,
+            ErrorCode.NO_ROUTE,
+            f"No venue can take this order now ({decision.reason}).",
+            reason=str(decision.reason),
+        )
+        raise _RejectAfterCommit(error)
+    if decision.route is Route.HYPERLIQUID:
+        from trading import hl_execution
+
+        if not hl_execution.available():
+            error = _reject(
+                order,
+                ErrorCode.NO_ROUTE,
+                "Orders routed to Hyperliquid are not available yet.",
+                reason=str(decision.reason),
+            )
+            raise _RejectAfterCommit(error)
+        return hl_execution.submit(order=order, market=market, quote=quote)
+    return _execute_internal(order=order, market=market, quote=quote, settings=settings, positions=positions)
+
+
+class _RejectAfterCommit(Exception):
+    """Carries a rejection out of ``transaction.atomic`` without rolling back the REJECTED order."""
+
+    def __init__(self, error: ApplicationError) -> None:
+        self.error = error
+
+
+def _reduce_target(inp: OrderInput, positions: list[Position]) -> Position | None:
+    opposite = "SHORT" if inp.side == "BUY" else "LONG"
+    candidates = [p for p in positions if p.asset == inp.asset and p.direction == opposite]
+    if inp.position_id is not None:
+        return next((p for p in candidates if p.pk == inp.position_id), None)
+    same_mode = [p for p in candidates if p.margin_mode == inp.margin_mode]
+    pool = same_mode or candidates
+    if len(pool) > 1:
+        raise ApplicationError(
+            ErrorCode.VALIDATION_ERROR,
+            "You hold this asset on more than one venue: say which position to reduce.",
+            {"field": "position_id", "positions": [p.pk for p in pool]},
+        )
+    return pool[0] if pool else None
+
+
+# ------------------------------------------------------------------------------------------ INTERNAL
+
+
+def _execute_internal(
+    *, order: Order, market: Market, quote: Quote, settings: TradingSettings, positions: list[Position]
+) -> Order:
+    if order.order_type == Order.Type.MARKET:
+        price = quote.ask if order.side == "BUY" else quote.bid
+        if not price:
+            raise _RejectAfterCommit(_reject(order, ErrorCode.STALE_PRICE, "No book to fill against."))
+        slippage = (
+            order.slippage_bps if order.slippage_bps is not None else settings.market_default_slippage_bps
+        )
+        if abs(price - quote.mark) * 10_000 > quote.mark * slippage:
+            raise _RejectAfterCommit(
+                _reject(
+                    order,
+                    ErrorCode.SLIPPAGE_EXCEEDED,
+                    f"Fill price {price} is more than {slippage} bps from mark {quote.mark}.",
+                )
+            )
+        return _fill_internal(
+            order=order, market=market, price=price, maker=False, settings=settings, positions=positions
+        )
+
+    # LIMIT: marketable now → take the top of the book; otherwise rest in the internal queue
+    touch = quote.ask if order.side == "BUY" else quote.bid
+    marketable = bool(touch) and (
+        touch <= order.limit_price if order.side == "BUY" else touch >= order.limit_price
+    )
+    if marketable:
+        if order.tif == Order.Tif.ALO:
+            raise _RejectAfterCommit(
+                _reject(order, ErrorCode.INVALID_PRICE, "Post-only order would have matched immediately.")
+            )
+        return _fill_internal(
+            order=order, market=market, price=touch, maker=False, settings=settings, positions=positions
+        )
+    if order.tif == Order.Tif.IOC:
+        order.status = Order.Status.CANCELLED
+        order.save(update_fields=["status", "updated_at"])
+        OrderEvent.objects.create(order=order, status=order.status, detail={"reason": "IOC could not match"})
+        return order
+    return _rest_internal(order=order, market=market, settings=settings, positions=positions)
+
+
+def _margin_check(
+    *, order: Order, price: Decimal, positions: list[Position], fee_rate: Decimal, hold: Decimal = ZERO
+) -> None:
+    """Enough free money for the part of the order that opens or grows exposure (spec 02 pre-trade):
+    isolated needs cash ≥ IM + fee; cross needs available-to-trade ≥ IM + fee."""
+    if order.reduce_only:
+        return
+    key = next(
+        (
+            p
+            for p in positions
+            if p.asset == order.asset and p.source == order.route and p.margin_mode == order.margin_mode
+        ),
+        None,
+    )
+    direction = DIRECTION[order.side]
+    effect = netting.apply_fill(
+        netting.PositionState(
+            1 if key and key.direction == "LONG" else -1, key.size, key.entry_price, key.isolated_margin
+        )
+        if key
+        else netting.FLAT,
+        direction,
+        order.size,
+        price,
+    )
+    needed = netting.initial_margin_for(effect.opened_size, price, order.leverage) + netting.fee_for(
+        order.size, price, fee_rate
+    )
+    if needed <= ZERO:
+        return
+    state = _user_state(order.user_id, positions)
+    free = state.cash if order.margin_mode == MarginMode.ISOLATED else state.available_to_trade
+    free += hold  # an order's own hold is released when it fills
+    if free < needed:
+        raise _RejectAfterCommit(
+            _reject(
+                order,
+                ErrorCode.INSUFFICIENT_MARGIN,
+                "Not enough margin for this order.",
+                required=str(needed),
+                available=str(max(free, ZERO)),
+            )
+        )
+
+
+def _fill_internal(
+    *,
+    order: Order,
+    market: Market,
+    price: Decimal,
+    maker: bool,
+    settings: TradingSettings,
+    positions: list[Position],
+    hold: Decimal = ZERO,
+    fill_size: Decimal | None = None,
+) -> Order:
+    fee_rate = _fee_rate(settings, Source.INTERNAL, maker=maker)
+    _margin_check(order=order, price=price, positions=positions, fee_rate=fee_rate, hold=hold)
+    if hold > ZERO:
+        ledger_post(
+            key=f"order-hold-release:{order.pk}",
+            transfers=[
+                TransferSpec(
+                    AccountRef.user(order.user_id, AccountKind.ORDER_HOLD, sub=f"order:{order.pk}"),
+                    AccountRef.user(order.user_id, AccountKind.CASH),
+                    hold,
+                    TransferKind.ORDER_RELEASE,
+                    "order",
+                    order.pk,
+                )
+            ],
+        )
+        order.hold_amount = ZERO
+    target = (
+        order.position
+        if order.reduce_only
+        else next(
+            (
+                p
+                for p in positions
+                if p.asset == order.asset
+                and p.source == Source.INTERNAL
+                and p.margin_mode == order.margin_mode
+            ),
+            None,
+        )
+    )
+    cash, _holds = _balances(order.user_id)
+    size = fill_size or order.remaining
+    result: FillResult = fill_apply(
+        req=FillRequest(
+            user_id=order.user_id,
+            asset=order.asset,
+            source=Source.INTERNAL,
+            margin_mode=order.margin_mode,
+            side=order.side,
+            size=size,
+            price=price,
+            leverage=order.leverage,
+            fee_rate=fee_rate,
+            maker=maker,
+            reserve_share=settings.client_loss_reserve_share,
+            order=order,
+        ),
+        position=target,
+        cash_available=cash,
+    )
+    previous = order.filled_size
+    order.filled_size = previous + size
+    order.avg_fill_price = (
+        price
+        if not previous
+        else ((order.avg_fill_price or price) * previous + price * size) / order.filled_size
+    )
+    order.fee_total += result.fee
+    order.status = Order.Status.FILLED if order.filled_size == order.size else Order.Status.PARTIALLY_FILLED
+    order.updated_at = timezone.now()
+    if order.position_id is None and result.position is not None:
+        order.position = result.position
+    order.save()
+    OrderEvent.objects.create(
+        order=order, status=order.status, detail={"price": str(price), "size": str(size)}
+    )
+    remaining = [
+        p for p in positions if p.status == Position.Status.OPEN and p not in result.closed_positions
+    ]
+    if result.position is not None and result.position not in remaining:
+        remaining.append(result.position)
+    _refresh_liquidation_prices(_user_state(order.user_id, remaining))
+    return order
+
+
+def _rest_internal(
+    *, order: Order, market: Market, settings: TradingSettings, positions: list[Position]
+) -> Order:
+    """Park the order in the internal queue with a hold of IM + maker fee at its limit price."""
+    assert order.limit_price is not None
+    fee_rate = _fee_rate(settings, Source.INTERNAL, maker=True)
+    open_count = Order.objects.filter(user_id=order.user_id, status__in=OPEN_STATUSES).count()
+    if open_count > settings.max_open_orders_per_user:
+        raise _RejectAfterCommit(
+            _reject(
+                order, ErrorCode.RATE_LIMITED, f"At most {settings.max_open_orders_per_user} open orders."
+            )
+        )
+    hold = ZERO
+    if not order.reduce_only:
+        hold = netting.initial_margin_for(order.size, order.limit_price, order.leverage) + netting.fee_for(
+            order.size, order.limit_price, fee_rate
+        )
+        state = _user_state(order.user_id, positions)
+        free = (
+            state.cash
+            if order.margin_mode == MarginMode.ISOLATED
+            else min(state.cash, state.available_to_trade)
+        )
+        if free < hold:
+            raise _RejectAfterCommit(
+                _reject(
+                    order,
+                    ErrorCode.INSUFFICIENT_MARGIN,
+                    "Not enough margin to rest this order.",
+                    required=str(hold),
+                    available=str(max(free, ZERO)),
+                )
+            )
+        ledger_post(
+            key=f"order-hold:{order.pk}",
+            transfers=[
+                TransferSpec(
+                    AccountRef.user(order.user_id, AccountKind.CASH),
+                    AccountRef.user(order.user_id, AccountKind.ORDER_HOLD, sub=f"order:{order.pk}"),
+                    hold,
+                    TransferKind.ORDER_HOLD,
+                    "order",
+                    order.pk,
+                )
+            ],
+        )
+    order.hold_amount = hold
+    order.status = Order.Status.OPEN
+    order.expires_at = timezone.now() + timedelta(days=settings.gtc_expiry_days)
+    order.save(update_fields=["hold_amount", "status", "expires_at", "updated_at"])
+    OrderEvent.objects.create(order=order, status=order.status, detail={"hold": str(hold)})
+    return order
+
+
+# ------------------------------------------------------------------------------------------ public wrappers
+
+
+def order_cancel(*, user: User, order_id: int) -> Order:
+    """Cancel an open order; an internal one releases its hold. Cancelling a finished order is
+    INVALID_STATE (with its status), cancelling twice returns the cancelled order."""
+    with transaction.atomic():
+        user_lock(user.pk)
+        order = Order.objects.select_for_update().filter(user=user, pk=order_id).first()
+        if order is None:
+            raise ApplicationError(ErrorCode.NOT_FOUND, "No such order.")
+        if order.status == Order.Status.CANCELLED:
+            return order
+        if order.status not in OPEN_STATUSES:
+            raise ApplicationError(
+                ErrorCode.INVALID_STATE, f"The order is {order.status}.", {"status": order.status}
+            )
+        if order.route == Source.HYPERLIQUID:
+            from trading import hl_execution
+
+            return hl_execution.cancel(order=order)
+        _release_hold(order)
+        _set_status(order, Order.Status.CANCELLED, by="user")
+        order.save(update_fields=["status", "hold_amount", "updated_at"])
+        return order
+
+
+def _release_hold(order: Order) -> None:
+    if order.hold_amount > ZERO:
+        ledger_post(
+            key=f"order-hold-release:{order.pk}",
+            transfers=[
+                TransferSpec(
+                    AccountRef.user(order.user_id, AccountKind.ORDER_HOLD, sub=f"order:{order.pk}"),
+                    AccountRef.user(order.user_id, AccountKind.CASH),
+                    order.hold_amount,
+                    TransferKind.ORDER_RELEASE,
+                    "order",
+                    order.pk,
+                )
+            ],
+        )
+        order.hold_amount = ZERO
+
+
+def position_close(
+    *, user: User, position_id: int, size: Any = None, client_order_id: str | None = None
+) -> Order:
+    """Close all or part of a position at market on its own venue (spec 02 Closing)."""
+    position = Position.objects.filter(user=user, pk=position_id, status=Position.Status.OPEN).first()
+    if position is None:
+        raise ApplicationError(ErrorCode.NOT_FOUND, "No such open position.")
+    amount = position.size if size in (None, "") else _decimal(size, ErrorCode.INVALID_SIZE, "size")
+    if amount > position.size:
+        raise ApplicationError(
+            ErrorCode.INVALID_SIZE,
+            "Cannot close more than the position's size.",
+            {"position_size": str(position.size)},
+        )
+    inp = order_input(
+        asset=position.asset,
+        side="SELL" if position.direction == Position.Direction.LONG else "BUY",
+        order_type="MARKET",
+        size=amount,
+        margin_mode=position.margin_mode,
+        reduce_only=True,
+        client_order_id=client_order_id,
+        position_id=position.pk,
+        slippage_bps=trading_settings().max_slippage_bps,
+    )
+    return order_place(user=user, inp=inp)
+
+
+@transaction.atomic
+def position_margin_adjust(*, user: User, position_id: int, amount: Any, idempotency_key: str) -> Position:
+    """Add (amount > 0) or remove (amount < 0) isolated margin. Removing must leave equity ≥ IM at the
+    current mark (spec 03). The liquidation price is recomputed."""
+    user_lock(user.pk)
+    position = (
+        Position.objects.select_for_update()
+        .filter(user=user, pk=position_id, status=Position.Status.OPEN)
+        .first()
+    )
+    if position is None:
+        raise ApplicationError(ErrorCode.NOT_FOUND, "No such open position.")
+    if position.margin_mode != MarginMode.ISOLATED:
+        raise ApplicationError(ErrorCode.INVALID_STATE, "Only isolated positions have their own margin.")
+    try:
+        delta = to_decimal(str(amount))
+    except (TypeError, ValueError):
+        raise ApplicationError(ErrorCode.INVALID_AMOUNT, "amount must be a decimal number.") from None
+    if delta == ZERO or not delta.is_finite():
+        raise ApplicationError(ErrorCode.INVALID_AMOUNT, "amount must be non-zero.")
+    cash = AccountRef.user(user.pk, AccountKind.CASH)
+    iso = AccountRef.user(user.pk, AccountKind.ISOLATED_MARGIN, sub=f"position:{position.pk}")
+    if delta > ZERO:
+        spec = TransferSpec(cash, iso, delta, TransferKind.MARGIN_FREEZE, "position", position.pk)
+    else:
+        quote = _quote_or_fail(position.asset, trading_settings())
+        side = margin.Side.LONG if position.direction == Position.Direction.LONG else margin.Side.SHORT
+        removable = margin.isolated_removable_margin(
+            side, position.entry_price, quote.mark, position.size, position.isolated_margin, position.leverage
+        )
+        if -delta > removable:
+            raise ApplicationError(
+                ErrorCode.INSUFFICIENT_MARGIN,
+                "That would leave the position below its initial margin.",
+                {"removable": str(max(removable, ZERO))},
+            )
+        spec = TransferSpec(iso, cash, -delta, TransferKind.MARGIN_RELEASE, "position", position.pk)
+    posting = ledger_post(key=f"margin-adjust:{user.pk}:{idempotency_key}", transfers=[spec])
+    if not posting.replayed:
+        position.isolated_margin += delta
+        position.updated_at = timezone.now()
+        position.save(update_fields=["isolated_margin", "updated_at"])
+        _refresh_liquidation_prices(_user_state(user.pk, _open_positions(user.pk)))
+        position.refresh_from_db()
+    return position
+
+
+@transaction.atomic
+def leverage_set(*, user: User, asset: str, margin_mode: str, leverage: int) -> LeverageSetting:
+    """The leverage for the next orders of this asset and margin mode. An open cross position takes
+    the new leverage only if the account stays within its initial margin; an open isolated position
+    keeps its leverage (add or remove margin instead)."""
+    user_lock(user.pk)
+    market = _market(asset)
+    if (
+        not isinstance(leverage, int)
+        or isinstance(leverage, bool)
+        or not 1 <= leverage <= market.max_leverage
+    ):
+        raise ApplicationError(
+            ErrorCode.LEVERAGE_EXCEEDED,
+            f"Leverage must be between 1 and {market.max_leverage}.",
+            {"max_leverage": market.max_leverage},
+        )
+    margin_mode = str(margin_mode).upper()
+    if margin_mode not in MarginMode.values:
+        raise ApplicationError(ErrorCode.VALIDATION_ERROR, "margin_mode must be ISOLATED or CROSS.")
+    positions = _open_positions(user.pk, lock=True)
+    affected = [p for p in positions if p.asset == market.asset and p.margin_mode == margin_mode]
+    if affected and margin_mode == MarginMode.ISOLATED:
+        raise ApplicationError(
+            ErrorCode.INVALID_STATE,
+            "An open isolated position keeps its leverage; add or remove margin instead.",
+        )
+    if affected:
+        before = {p.pk: p.leverage for p in affected}
+        for p in affected:
+            p.leverage = leverage
+        state = _user_state(user.pk, positions)
+        if state.cross.available_to_trade <= ZERO and leverage < min(before.values()):
+            raise ApplicationError(ErrorCode.INSUFFICIENT_MARGIN, "Not enough margin for that leverage.")
+        Position.objects.bulk_update(affected, ["leverage"])
+    setting, _ = LeverageSetting.objects.update_or_create(
+        user=user,
+        asset=market.asset,
+        margin_mode=margin_mode,
+        defaults={"leverage": leverage, "updated_at": timezone.now()},
+    )
+    return setting
+
+
+# ------------------------------------------------------------------------------------------ queue
+
+
+def internal_limit_orders_crossing(*, asset: str, bid: Decimal | None, ask: Decimal | None) -> list[int]:
+    """Resting INTERNAL orders that HL's book now touches (buy: ask ≤ limit; sell: bid ≥ limit)."""
+    cond = Q()
+    if ask:
+        cond |= Q(side="BUY", limit_price__gte=ask)
+    if bid:
+        cond |= Q(side="SELL", limit_price__lte=bid)
+    if not cond:
+        return []
+    return list(
+        Order.objects.filter(cond, asset=asset, route=Source.INTERNAL, status__in=OPEN_STATUSES)
+        .order_by("created_at")
+        .values_list("id", flat=True)[:500]
+    )
+
+
+def internal_limit_fill(*, order_id: int) -> Order | None:
+    """Fill a resting INTERNAL limit order at its limit price (maker fee) if the book still touches it.
+    Safe to call twice: the second call finds the order filled and does nothing."""
+    order = Order.objects.filter(pk=order_id).only("user_id", "asset").first()
+    if order is None:
+        return None
+    settings = trading_settings()
+    quote = get_quote(order.asset)
+    if quote is None:
+        return None
+    try:
+        with transaction.atomic():
+            user_lock(order.user_id)
+            order = Order.objects.select_for_update(of=("self",)).select_related("position").get(pk=order_id)
+            if order.status not in OPEN_STATUSES or order.route != Source.INTERNAL:
+                return order
+            touch = quote.ask if order.side == "BUY" else quote.bid
+            if not touch or (touch > order.limit_price if order.side == "BUY" else touch < order.limit_price):
+                return order
+            market = _market(order.asset)
+            positions = _open_positions(order.user_id, lock=True)
+            if order.reduce_only and (
+                order.position is None or order.position.status != Position.Status.OPEN
+            ):
+                _release_hold(order)
+                _set_status(order, Order.Status.CANCELLED, reason="position closed")
+                order.save(update_fields=["status", "hold_amount", "updated_at"])
+                return order
+            size = (
+                min(order.remaining, order.position.size)
+                if order.reduce_only and order.position
+                else order.remaining
+            )
+            return _fill_internal(
+                order=order,
+                market=market,
+                price=order.limit_price,
+                maker=True,
+                settings=settings,
+                positions=positions,
+                hold=order.hold_amount,
+                fill_size=size,
+            )
+    except _RejectAfterCommit:
+        return Order.objects.get(pk=order_id)
+
+
+def orders_expire(*, now: Any = None, limit: int = 500) -> int:
+    """Expire GTC internal orders past their ``expires_at`` (spec 02: 7 days), releasing holds."""
+    now = now or timezone.now()
+    expired = 0
+    ids = list(
+        Order.objects.filter(
+            status__in=OPEN_STATUSES, route=Source.INTERNAL, expires_at__lte=now
+        ).values_list("id", "user_id")[:limit]
+    )
+    for order_id, user_id in ids:
+        with transaction.atomic():
+            user_lock(user_id)
+            order = Order.objects.select_for_update().get(pk=order_id)
+            if order.status not in OPEN_STATUSES:
+                continue
+            _release_hold(order)
+            _set_status(order, Order.Status.EXPIRED, reason="GTC expiry")
+            order.save(update_fields=["status", "hold_amount", "updated_at"])
+            expired += 1
+    return expired
