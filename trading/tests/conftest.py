@@ -18,7 +18,7 @@ from sandbox.testing import SandboxProcess
 def hl_meta() -> Iterator[dict[str, Any]]:
     """The simulator's ``meta`` fetched once over HTTP, exactly as HL serves it."""
     with SandboxProcess(seed=7) as sb:
-        request = Request(
+        request = Request(  # noqa: S310 - loopback sandbox
             sb.urls["hyperliquid"] + "/info",
             data=json.dumps({"type": "meta"}).encode(),
             headers={"Content-Type": "application/json"},
