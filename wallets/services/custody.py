@@ -229,7 +229,9 @@ def cold_topup_propose_auto(*, chain: str, balance: Decimal) -> ColdTransfer | N
         status__in=[ColdTransfer.Status.PROPOSED, ColdTransfer.Status.APPROVED, ColdTransfer.Status.SENT],
     ).exists():
         return None
-    amount = q_usdc(config.hot_safe_level - balance)
+    # refill to halfway between the safe level and the high watermark, not just to the edge of "safe"
+    target = (config.hot_safe_level + config.hot_high_watermark) / 2
+    amount = q_usdc(target - balance)
     if amount <= 0:
         return None
     with transaction.atomic():
