@@ -97,7 +97,7 @@ def test_placing_through_the_api_returns_a_receipt_without_the_route(api: Client
     assert body["status"] == "FILLED" and body["symbol"] == "BTC" and "route" not in body
     account = api.get("/api/v1/account").json()
     assert len(account["positions"]) == 1 and account["positions"][0]["liquidation_price"] is not None
-    assert D(account["available_to_trade"]) < D(account["cash"])
+    assert D(account["isolated_margin"]) == D("40.0005") and D(account["equity"]) > D(account["cash"])
     assert api.get("/api/v1/orders?symbol=BTC&status=FILLED").json()["results"][0]["id"] == body["id"]
     assert api.get("/api/v1/fills").json()["results"][0]["order_id"] == body["id"]
 
