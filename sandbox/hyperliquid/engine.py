@@ -50,6 +50,7 @@ from sandbox.hyperliquid.prices import PriceProcess
 DAY_MS = 86_400_000
 NONCE_KEEP = 100
 MAX_FILLS_RESPONSE = 2000
+MAX_CLOSED_ORDERS = 200_000  # orderStatus/historicalOrders remember this many finished orders
 ZERO_HASH = "0x" + "0" * 64
 
 
@@ -114,6 +115,7 @@ class Engine:
         self.ro_open: dict[str, set[int]] = {}
         self.triggers: dict[str, dict[int, Order]] = {c: {} for c in self.coins}
         self.cloids: dict[tuple[str, str], int] = {}
+        self.closed_oids: deque[int] = deque()
         self.fills: dict[str, deque[dict[str, Any]]] = {}
         self.fundings: dict[str, list[dict[str, Any]]] = {}
         self.users_by_coin: dict[str, set[str]] = {c: set() for c in self.coins}
@@ -430,6 +432,10 @@ class Engine:
         now = self.now_ms
         if expires is not None and isinstance(expires, int) and expires < wall_ms():
             raise ActionError(f"Action expired at {expires}")
+        if atype in USER_SIGNED_TYPES:
+            signed_nonce = action.get("time") if atype in ("usdSend", "withdraw3") else action.get("nonce")
+            if signed_nonce != nonce:
+                raise ActionError("Invalid nonce: the signed action's nonce does not match the request nonce")
         self._use_nonce(signer, nonce)
         if vault:
             raise ActionError("Vault and sub-account actions are not supported by the sandbox.")
@@ -799,6 +805,14 @@ class Engine:
         o.status_ts = now
         if notify:
             self._order_update(o, status, now)
+        if status not in ("open", "triggered"):
+            self.closed_oids.append(o.oid)
+            if len(self.closed_oids) > MAX_CLOSED_ORDERS:  # bound memory in long benchmarks
+                old = self.orders.get(self.closed_oids.popleft())
+                if old is not None and old.status not in ("open", "triggered"):
+                    del self.orders[old.oid]
+                    if old.cloid and self.cloids.get((old.user, old.cloid)) == old.oid:
+                        del self.cloids[(old.user, old.cloid)]
 
     def _add_open(self, o: Order) -> None:
         self.open_orders[o.user][o.oid] = o

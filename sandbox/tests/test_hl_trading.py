@@ -339,3 +339,16 @@ def test_rate_limit_and_info_shapes(hl_manual: Any) -> None:
     assert candles and set(candles[-1]) == {"t", "T", "s", "i", "o", "c", "h", "l", "v", "n"}
     by_time = info.user_fills_by_time(w.address, 0)
     assert len(by_time) == 1 and by_time[0]["coin"] == "BTC"
+
+
+def test_user_signed_transfers(hl_manual: Any) -> None:
+    w = hl_manual.wallet(1_000)
+    dest = eth_account.Account.create()
+    ex, info = hl_manual.exchange(w), hl_manual.info()
+    assert ex.usd_transfer(100, dest.address) == {"status": "ok", "response": {"type": "default"}}
+    assert info.user_state(dest.address)["withdrawable"] == "100.0"
+    assert ex.withdraw_from_bridge(50, w.address)["status"] == "ok"
+    assert info.user_state(w.address)["withdrawable"] == "850.0"
+    assert ex.usd_class_transfer(10, True)["status"] == "ok"
+    too_much = ex.withdraw_from_bridge(10_000, w.address)
+    assert too_much["status"] == "err"
