@@ -1,0 +1,67 @@
+"""Spec 06 — beat-driven processing, monitoring and the demo seeder."""
+
+from __future__ import annotations
+
+import io
+from decimal import Decimal
+
+import pytest
+
+from wallets import tasks
+from wallets.demo import seed_wallets_demo
+from wallets.ledger import AccountRef, account_balance
+from wallets.services import deposit_address_get_or_create, hot_wallet_key, withdrawal_monitor
+from wallets.tests.conftest import fund
+from wallets.tests.test_withdrawals import request_and_confirm
+from xbit_admin.alerts.models import Alert
+from xbit_admin.celery import BEAT_SCHEDULE
+
+pytestmark = pytest.mark.django_db
+
+
+class _Command:
+    def __init__(self) -> None:
+        self.stdout = io.StringIO()
+
+
+def test_beat_drives_scanning_and_processing_on_the_wallets_queue():
+    for name, seconds in [("wallets.scan_deposits", 30), ("wallets.process_withdrawals", 10)]:
+        entry = BEAT_SCHEDULE[name]
+        assert entry["schedule"] <= seconds and entry["options"]["queue"] == "wallets"
+
+
+def test_the_beat_tasks_credit_a_deposit_with_no_direct_service_call(chains, make_trader):
+    user = make_trader()
+    address = deposit_address_get_or_create(user=user, chain="ETH").address
+    chains.deposit("ETH", to=address, asset="USDC", amount="75")
+    chains.mine("ETH", 12)
+    tasks.scan_deposits_task()
+    tasks.process_withdrawals_task()
+    tasks.aggregate_task()
+    tasks.hot_wallets_task()
+    tasks.monitor_task()
+    assert account_balance(AccountRef.user(user.pk, "cash")) == Decimal("75")
+
+
+def test_tasks_return_quietly_when_the_chains_are_down(settings, make_trader):
+    settings.CHAINS_API_URL = "http://127.0.0.1:9"
+    tasks.scan_deposits_task()
+    tasks.process_withdrawals_task()
+    tasks.withdrawal_send_task(123456)
+
+
+def test_a_large_pending_queue_raises_an_alert(trader, django_capture_on_commit_callbacks):
+    fund(trader, "700000")
+    request_and_confirm(trader, "600000", django_capture_on_commit_callbacks)
+    report = withdrawal_monitor()
+    assert report["queue"] == 1
+    assert Alert.objects.filter(rule="wallets.withdrawal_queue", severity="P1").exists()
+
+
+def test_the_demo_seeder_books_capital_and_funds_hot_wallets_idempotently(chains):
+    seed_wallets_demo(_Command())
+    seed_wallets_demo(_Command())
+    assert account_balance(AccountRef.platform("risk_reserve")) == Decimal("500000")
+    assert account_balance(AccountRef.platform("hl_trading_capital")) > 0
+    hot = hot_wallet_key("TRON").address
+    assert Decimal(chains.balance("TRON", hot, "USDT")["balance"]) >= Decimal("750000")
