@@ -10,6 +10,7 @@ import bisect
 import math
 import time
 from collections import deque
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -1415,7 +1416,7 @@ class Engine:
         return list(reversed(list(fills)[-MAX_FILLS_RESPONSE:]))
 
     def _info_userFillsByTime(self, req: dict[str, Any]) -> Any:
-        fills = self.fills.get(self._user(req)) or []
+        fills: Iterable[dict[str, Any]] = self.fills.get(self._user(req)) or []
         start = int(req.get("startTime") or 0)
         end = req.get("endTime")
         end_i = int(end) if end is not None else 2**62

@@ -12,12 +12,14 @@ import contextlib
 import json
 import logging
 import time
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from sandbox.hyperliquid.candles import INTERVALS
 from sandbox.hyperliquid.engine import Engine
+from sandbox.hyperliquid.numbers import fs, fs_usd, round_sz
 
 log = logging.getLogger(__name__)
 
@@ -268,9 +270,9 @@ class Hub:
             max_sz = "0.0"
         else:
             is_cross, lev = acct.lev_setting(coin, spec.max_leverage)
-            a = max(e.summary(acct).available, 0)
-            avail = str(round(a, 6))
-            max_sz = str(round(a * lev / mark, spec.sz_decimals))
+            a = max(e.summary(acct).available, Decimal(0))
+            avail = fs_usd(a)
+            max_sz = fs(round_sz(a * lev / mark, spec.sz_decimals))
         leverage: dict[str, Any] = {"type": "cross" if is_cross else "isolated", "value": lev}
         return {
             "user": user,
@@ -278,7 +280,7 @@ class Hub:
             "leverage": leverage,
             "maxTradeSzs": [max_sz, max_sz],
             "availableToTrade": [avail, avail],
-            "markPx": str(mark),
+            "markPx": fs(mark),
         }
 
     # ---------------------------------------------------------------------------- publishing

@@ -130,6 +130,23 @@ def test_raw_protocol_ping_ack_and_errors(hl: Any) -> None:
         assert err["channel"] == "error" and "Invalid subscription" in err["data"]
         ws.send(json.dumps({"method": "unsubscribe", "subscription": sub["subscription"]}))
         assert json.loads(ws.recv())["data"]["method"] == "unsubscribe"
+        user = hl.get("accounts")[0]["address"]
+        ws.send(
+            json.dumps(
+                {
+                    "method": "subscribe",
+                    "subscription": {"type": "activeAssetData", "coin": "ETH", "user": user},
+                }
+            )
+        )
+        assert json.loads(ws.recv())["channel"] == "subscriptionResponse"
+        data = json.loads(ws.recv())["data"]
+        assert (
+            data["user"] == user
+            and data["coin"] == "ETH"
+            and data["leverage"] == {"type": "cross", "value": 20}
+        )
+        assert float(data["availableToTrade"][0]) > 0 and float(data["markPx"]) > 0
     finally:
         ws.close()
 
