@@ -57,6 +57,7 @@ class FillResult:
     realized_pnl: Decimal = ZERO
     fee: Decimal = ZERO
     uncollected_loss: Decimal = ZERO
+    cash_after: Decimal = ZERO
 
 
 def position_state(position: Position | None) -> netting.PositionState:
@@ -243,6 +244,8 @@ def fill_apply(*, req: FillRequest, position: Position | None, cash_available: D
                 )
             )
             open_position.isolated_margin += margin
+            running_cash -= margin
+        running_cash -= leg_fee
         if leg_fee > ZERO:
             transfers.append(
                 TransferSpec(
@@ -287,7 +290,7 @@ def fill_apply(*, req: FillRequest, position: Position | None, cash_available: D
         aggregate=f"user:{req.user_id}",
         payload=_fill_event(req, fills, open_position, closed_positions, realized, total_fee),
     )
-    return FillResult(fills, open_position, closed_positions, realized, total_fee, uncollected)
+    return FillResult(fills, open_position, closed_positions, realized, total_fee, uncollected, running_cash)
 
 
 def _fill_event(

@@ -565,7 +565,13 @@ def _execute_internal(
 
 
 def _margin_check(
-    *, order: Order, price: Decimal, positions: list[Position], fee_rate: Decimal, hold: Decimal = ZERO
+    *,
+    order: Order,
+    price: Decimal,
+    positions: list[Position],
+    fee_rate: Decimal,
+    state: AccountState,
+    hold: Decimal = ZERO,
 ) -> None:
     """Enough free money for the part of the order that opens or grows exposure (spec 02 pre-trade):
     isolated needs cash ≥ IM + fee; cross needs available-to-trade ≥ IM + fee."""
@@ -595,7 +601,6 @@ def _margin_check(
     )
     if needed <= ZERO:
         return
-    state = _user_state(order.user_id, positions)
     free = state.cash if order.margin_mode == MarginMode.ISOLATED else state.available_to_trade
     free += hold  # an order's own hold is released when it fills
     if free < needed:
@@ -622,7 +627,11 @@ def _fill_internal(
     fill_size: Decimal | None = None,
 ) -> Order:
     fee_rate = _fee_rate(settings, Source.INTERNAL, maker=maker)
-    _margin_check(order=order, price=price, positions=positions, fee_rate=fee_rate, hold=hold)
+    # one read of balances and marks serves the margin check, the fill and the liquidation prices after it
+    cash, holds = _balances(order.user_id)
+    quotes = get_quotes(sorted({p.asset for p in positions} | {order.asset}))
+    state = account_state(cash=cash, order_holds=holds, positions=positions, quotes=quotes)
+    _margin_check(order=order, price=price, positions=positions, fee_rate=fee_rate, state=state, hold=hold)
     if hold > ZERO:
         ledger_post(
             key=f"order-hold-release:{order.pk}",
@@ -652,7 +661,6 @@ def _fill_internal(
             None,
         )
     )
-    cash, _holds = _balances(order.user_id)
     size = fill_size or order.remaining
     result: FillResult = fill_apply(
         req=FillRequest(
@@ -670,7 +678,7 @@ def _fill_internal(
             order=order,
         ),
         position=target,
-        cash_available=cash,
+        cash_available=cash + hold,
     )
     previous = order.filled_size
     order.filled_size = previous + size
@@ -684,7 +692,17 @@ def _fill_internal(
     order.updated_at = timezone.now()
     if order.position_id is None and result.position is not None:
         order.position = result.position
-    order.save()
+    order.save(
+        update_fields=[
+            "filled_size",
+            "avg_fill_price",
+            "fee_total",
+            "status",
+            "updated_at",
+            "position",
+            "hold_amount",
+        ]
+    )
     OrderEvent.objects.create(
         order=order, status=order.status, detail={"price": str(price), "size": str(size)}
     )
@@ -693,7 +711,8 @@ def _fill_internal(
     ]
     if result.position is not None and result.position not in remaining:
         remaining.append(result.position)
-    _refresh_liquidation_prices(_user_state(order.user_id, remaining))
+    after = account_state(cash=result.cash_after, order_holds=holds, positions=remaining, quotes=quotes)
+    _refresh_liquidation_prices(after)
     return order
 
 

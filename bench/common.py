@@ -1,0 +1,97 @@
+"""Shared set-up for benchmarks: a dedicated database (``xbit_bench``) on the embedded test cluster,
+migrated fresh, markets synced from a sandbox, and helpers to print and save figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def setup_django(db_name: str = "xbit_bench") -> None:
+    """Point Django at a throw-away benchmark database and migrate it."""
+    base = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
+    os.environ["DATABASE_URL"] = f"{base}/{db_name}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xbit_admin.settings.test")
+    sys.path.insert(0, str(ROOT))
+    import psycopg
+
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{db_name}"')
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def percentiles(samples_s: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_s)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] * 1000
+
+    return {
+        "n": len(ordered),
+        "p50_ms": round(pct(50), 4),
+        "p95_ms": round(pct(95), 4),
+        "p99_ms": round(pct(99), 4),
+        "max_ms": round(ordered[-1] * 1000, 4),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 4),
+    }
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": mem_gib,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def save(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {
+        "benchmark": name,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        **payload,
+    }
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return path
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+def git_rev() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=True
+        ).stdout.strip()
+    except (subprocess.SubprocessError, OSError):
+        return "unknown"

@@ -1,0 +1,246 @@
+"""Trading-core benchmarks (issue 5): routing decision, internal market order through the service,
+and through the HTTP API under increasing concurrency.
+
+    make bench            # or: python -m xbit_admin.devstack exec --test python bench/trading_core.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import git_rev, percentiles, progress, save, setup_django
+
+TRADERS = 64
+SERVICE_ORDERS = 2000
+
+
+def seed(meta: dict[str, Any]) -> list[Any]:
+    from django.db import transaction
+
+    from routing.services import routing_config_update
+    from trading.marketdata import quote_update
+    from trading.markets import markets_sync
+    from wallets.ledger import AccountRef, TransferSpec, ledger_post
+    from wallets.models import AccountKind, TransferKind
+    from xbit_admin.accounts.models import User
+
+    markets_sync(meta=meta)
+    routing_config_update(
+        asset="*", changes={"global_internalization_enabled": True}, acting_user=None, reason="bench"
+    )
+    for asset, mark in (("BTC", "80000"), ("ETH", "3000")):
+        m = Decimal(mark)
+        quote_update(
+            asset, mark=m, oracle=m, mid=m, bid=m - 1, ask=m + 1, bid_size=Decimal(50), ask_size=Decimal(50)
+        )
+    users = []
+    with transaction.atomic():
+        for i in range(TRADERS):
+            user = User.objects.create_user(f"bench{i}@xbit.test", "bench-password-123")
+            ledger_post(
+                key=f"bench-fund:{user.pk}",
+                transfers=[
+                    TransferSpec(
+                        AccountRef.platform(AccountKind.DEPOSIT_CLEARING),
+                        AccountRef.user(user.pk, AccountKind.CASH),
+                        Decimal("10000000"),
+                        TransferKind.DEPOSIT,
+                        "bench",
+                        user.pk,
+                    )
+                ],
+            )
+            users.append(user)
+    return users
+
+
+def keep_quotes_fresh(stop: list[bool]) -> None:
+    from trading.marketdata import quote_update
+
+    while not stop[0]:
+        for asset, mark in (("BTC", Decimal("80000")), ("ETH", Decimal("3000"))):
+            quote_update(asset, mark=mark, bid=mark - 1, ask=mark + 1, mid=mark, notify=False)
+        time.sleep(0.5)
+
+
+def bench_routing() -> dict[str, Any]:
+    from routing.decision import decide
+    from routing.selectors import asset_routing
+
+    asset_routing("BTC")  # warm the cache
+    samples = []
+    for i in range(200_000):
+        notional = Decimal(1000 + (i % 20000))
+        t0 = time.perf_counter()
+        decide(notional=notional, config=asset_routing("BTC"))
+        samples.append(time.perf_counter() - t0)
+    return percentiles(samples)
+
+
+def bench_service(users: list[Any]) -> dict[str, Any]:
+    from trading.services import order_input, order_place
+
+    samples = []
+    for i in range(SERVICE_ORDERS):
+        user = users[i % len(users)]
+        side = "BUY" if (i // len(users)) % 2 == 0 else "SELL"
+        inp = order_input(
+            asset="BTC" if i % 3 else "ETH",
+            side=side,
+            order_type="MARKET",
+            size="0.01" if i % 3 else "0.1",
+            leverage=10,
+            margin_mode="CROSS",
+        )
+        t0 = time.perf_counter()
+        order = order_place(user=user, inp=inp)
+        samples.append(time.perf_counter() - t0)
+        assert order.status == "FILLED", order.error_message
+        if i % 250 == 0:
+            progress(f"service orders {i}/{SERVICE_ORDERS}")
+    return percentiles(samples)
+
+
+async def _http_load(base: str, tokens: list[str], concurrency: int, duration: float) -> dict[str, Any]:
+    import aiohttp
+
+    samples: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + duration
+    counter = 0
+
+    async def worker(idx: int) -> None:
+        nonlocal errors, counter
+        headers = {"Authorization": f"Bearer {tokens[idx % len(tokens)]}", "Content-Type": "application/json"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            while time.perf_counter() < deadline:
+                counter += 1
+                side = "BUY" if counter % 2 else "SELL"
+                body = json.dumps({"symbol": "BTC", "side": side, "type": "MARKET", "size": "0.01"})
+                t0 = time.perf_counter()
+                async with session.post(base + "/api/v1/orders", data=body) as resp:
+                    await resp.read()
+                    if resp.status != 201:
+                        errors += 1
+                samples.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    result = percentiles(samples)
+    result.update(
+        {"concurrency": concurrency, "orders_per_s": round(len(samples) / elapsed, 1), "errors": errors}
+    )
+    return result
+
+
+def bench_http(users: list[Any], server: str, workers: int) -> list[dict[str, Any]]:
+    port = 18765
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="xbit_admin.settings.test")
+    if server == "uvicorn":
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "xbit_admin.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+    else:
+        cmd = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "xbit_admin.wsgi:application",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(workers),
+            "--log-level",
+            "warning",
+        ]
+    proc = subprocess.Popen(cmd, env=env, cwd=str(Path(__file__).resolve().parent.parent))
+    try:
+        import urllib.request
+
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        from xbit_admin.accounts.tokens import access_token_for
+
+        tokens = [access_token_for(u) for u in users[:32]]
+        results = []
+        for concurrency in (1, 8, 32, 64):
+            progress(f"http {server} x{workers}: concurrency {concurrency}")
+            results.append(asyncio.run(_http_load(f"http://127.0.0.1:{port}", tokens, concurrency, 8.0)))
+        return results
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def main() -> None:
+    from sandbox.testing import SandboxProcess
+
+    progress("setting up the benchmark database …")
+    setup_django()
+    import threading
+    import urllib.request
+
+    with SandboxProcess(seed=7) as sb:
+        request = urllib.request.Request(
+            sb.urls["hyperliquid"] + "/info",
+            data=b'{"type":"meta"}',
+            headers={"Content-Type": "application/json"},
+        )
+        meta = json.loads(urllib.request.urlopen(request, timeout=10).read())  # noqa: S310
+    users = seed(meta)
+    stop = [False]
+    threading.Thread(target=keep_quotes_fresh, args=(stop,), daemon=True).start()
+    progress("routing decision …")
+    routing = bench_routing()
+    progress(f"routing decision p50 {routing['p50_ms'] * 1000:.1f} µs, p99 {routing['p99_ms'] * 1000:.1f} µs")
+    progress("internal market orders through the service …")
+    service = bench_service(users)
+    progress(f"internal order service p50 {service['p50_ms']:.2f} ms, p99 {service['p99_ms']:.2f} ms")
+    workers = int(os.environ.get("BENCH_WEB_WORKERS", "2"))
+    http = bench_http(users, "uvicorn", workers)
+    stop[0] = True
+    for row in http:
+        progress(
+            f"HTTP c={row['concurrency']:>3}: {row['orders_per_s']:>7} orders/s  p50 {row['p50_ms']:.1f} ms  "
+            f"p95 {row['p95_ms']:.1f} ms  p99 {row['p99_ms']:.1f} ms  errors {row['errors']}"
+        )
+    path = save(
+        "trading_core",
+        {
+            "git": git_rev(),
+            "routing_decision": routing,
+            "internal_order_service": service,
+            "http_orders": {"server": "uvicorn", "workers": workers, "runs": http},
+        },
+    )
+    progress(f"saved {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+
+
+if __name__ == "__main__":
+    main()
