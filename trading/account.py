@@ -194,3 +194,36 @@ def account_view(user_id: int) -> dict[str, object]:
             for v in state.positions
         ],
     }
+
+
+def _state_for(user_id: int) -> AccountState:
+    positions = list(Position.objects.filter(user_id=user_id, status=Position.Status.OPEN))
+    balances = user_balances(user_id)
+    quotes = get_quotes(sorted({p.asset for p in positions})) if positions else {}
+    return account_state(
+        cash=balances.get("cash", ZERO),
+        order_holds=balances.get("order_hold", ZERO),
+        positions=positions,
+        quotes=quotes,
+    )
+
+
+def cross_margin_used_for(user_ids: list[int]) -> dict[int, Decimal]:
+    """For ``wallets.hooks``: the initial margin each user's open cross positions use, at mark."""
+    with_positions = set(
+        Position.objects.filter(
+            user_id__in=user_ids, status=Position.Status.OPEN, margin_mode=MarginMode.CROSS
+        )
+        .values_list("user_id", flat=True)
+        .distinct()
+    )
+    return {uid: _state_for(uid).cross.initial_margin_used for uid in user_ids if uid in with_positions}
+
+
+def withdrawable_for(user_id: int) -> Decimal:
+    """For ``wallets.hooks``: spec 03's withdrawable — never unrealized profit, never margin in use."""
+    if not Position.objects.filter(
+        user_id=user_id, status=Position.Status.OPEN, margin_mode=MarginMode.CROSS
+    ).exists():
+        return user_balances(user_id).get("cash", ZERO)
+    return _state_for(user_id).withdrawable

@@ -19,3 +19,9 @@ class TradingConfig(AppConfig):
             DEMO_SEEDERS.append(seed_markets_demo)
         if not any(name == "hl_feed" for name, _check in READINESS_CHECKS):
             READINESS_CHECKS.append(("hl_feed", feed_readiness))
+
+        from trading.account import cross_margin_used_for, withdrawable_for
+        from wallets.hooks import register_cross_margin_provider, register_withdrawable_provider
+
+        register_cross_margin_provider(cross_margin_used_for)
+        register_withdrawable_provider(withdrawable_for)

@@ -33,3 +33,20 @@ def cross_margin_used(user_ids: Iterable[int]) -> dict[int, Decimal]:
             if user_id in total:
                 total[user_id] += amount
     return total
+
+
+# Trading registers what a user may withdraw (spec 03: never unrealized profit, never the margin that
+# open cross positions use). Without a provider the cash balance is the limit.
+WithdrawableProvider = Callable[[int], Decimal]
+_withdrawable: list[WithdrawableProvider] = []
+
+
+def register_withdrawable_provider(provider: WithdrawableProvider) -> None:
+    if provider not in _withdrawable:
+        _withdrawable.append(provider)
+
+
+def withdrawable_limit(user_id: int) -> Decimal | None:
+    """The smallest limit any provider imposes, or None when no provider is registered."""
+    limits = [provider(user_id) for provider in _withdrawable]
+    return min(limits) if limits else None

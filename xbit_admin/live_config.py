@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 
 import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ _registry: dict[str, LiveConfig[object]] = {}
 _listener_lock = threading.Lock()
 _listener: threading.Thread | None = None
 _listener_healthy = threading.Event()
+_dirty = threading.local()  # names changed by this thread's still-open transaction
 
 
 class LiveConfig(Generic[T]):
@@ -41,6 +42,12 @@ class LiveConfig(Generic[T]):
         _registry[name] = self  # type: ignore[assignment]
 
     def get(self) -> T:
+        if self.name in getattr(_dirty, "names", ()):
+            if connection.in_atomic_block:
+                # this thread's open transaction changed the configuration: serve its own view, never
+                # cache it (the transaction may still roll back)
+                return self._loader()
+            _dirty.names.discard(self.name)
         value = self._value
         if value is not _MISSING and _listener_healthy.is_set():
             return value  # type: ignore[return-value]
@@ -65,6 +72,10 @@ def invalidate(name: str) -> None:
     cache = _registry.get(name)
     if cache is not None:
         cache.invalidate_local()
+    if connection.in_atomic_block:
+        if not hasattr(_dirty, "names"):
+            _dirty.names = set()
+        _dirty.names.add(name)
 
     def publish() -> None:
         try:

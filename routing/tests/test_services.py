@@ -213,3 +213,23 @@ def test_a_change_reaches_another_process_within_a_second(make_staff: Any) -> No
     elapsed = time.perf_counter() - started
     assert child.stdout.readline().strip() == "seen"
     assert elapsed < 1.0, f"took {elapsed:.3f}s"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_change_never_stays_in_the_cache(make_staff: Any) -> None:
+    from django.db import transaction
+
+    risk = make_staff(Role.RISK_MANAGER)
+    assert asset_routing("BTC").mode is Mode.NORMAL_MODE
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), transaction.atomic():
+        routing_mode_switch(
+            asset="BTC", mode="HL_MODE", acting_user=risk, reason="will roll back", change_id="rb-1"
+        )
+        assert asset_routing("BTC").mode is Mode.HL_MODE  # the transaction sees its own change
+        raise Abort
+    assert asset_routing("BTC").mode is Mode.NORMAL_MODE
+    assert asset_routing("BTC").mode is Mode.NORMAL_MODE  # and the cached value is the committed one

@@ -166,3 +166,21 @@ def test_a_read_only_api_key_cannot_place_orders(trader: Any, set_quote: Any) ->
     )
     assert response.status_code == 403 and response.json()["code"] == "API_KEY_PERMISSION"
     assert not Order.objects.exists()
+
+
+@pytest.mark.usefixtures("internalization_on")
+def test_margin_used_by_cross_positions_is_not_withdrawable(trader: Any, set_quote: Any) -> None:
+    from trading.account import withdrawable_for
+    from wallets.selectors import wallet_get
+
+    set_quote("BTC", "80000", bid="80000", ask="80000")
+    order_place(
+        user=trader, inp=order_input(asset="BTC", side="BUY", order_type="MARKET", size="0.1", leverage=2)
+    )
+    # IM at mark = 0.1 × 80,000 / 2 = 4,000 stays behind the position
+    cash = account_balance(AccountRef.user(trader.pk, AccountKind.CASH))
+    assert withdrawable_for(trader.pk) == cash - D("4000")
+    assert wallet_get(user_id=trader.pk).cross_margin_used == D("4000")
+    # an unrealized profit is never withdrawable
+    set_quote("BTC", "90000", bid="90000", ask="90000")
+    assert withdrawable_for(trader.pk) == cash - D("4500")

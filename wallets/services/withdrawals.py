@@ -27,6 +27,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from wallets.chains import ChainRejected, ChainUnavailable, get_adapter, get_signer
 from wallets.chains.addresses import InvalidAddress, normalize_address
 from wallets.config import chain_config, chain_state, known_asset, wallet_config
+from wallets.hooks import withdrawable_limit
 from wallets.ledger import AccountRef, TransferSpec, account_balance, ledger_post
 from wallets.models import (
     AccountKind,
@@ -49,6 +50,7 @@ from xbit_admin.accounts.models import SecurityEvent, User
 from xbit_admin.accounts.roles import perm
 from xbit_admin.accounts.services import security_event_record
 from xbit_admin.audit.services import audit_record
+from xbit_admin.locks import user_lock
 from xbit_admin.errors import ApplicationError, ErrorCode
 from xbit_admin.events.services import outbox_emit
 from xbit_admin.money import USDC_DECIMALS, ZERO, has_at_most_decimals, to_decimal
@@ -233,6 +235,9 @@ def withdrawal_request(
             ErrorCode.DUPLICATE_WITHDRAWAL, "A withdrawal to this address was made in the last 10 minutes."
         )
     available = account_balance(AccountRef.user(user.pk, AccountKind.CASH))
+    limit = withdrawable_limit(user.pk)
+    if limit is not None:
+        available = min(available, limit)
     if available < value:
         raise ApplicationError(
             ErrorCode.INSUFFICIENT_BALANCE, "Insufficient balance.", {"available": str(available)}
@@ -308,6 +313,16 @@ def withdrawal_confirm(*, token: str) -> Withdrawal:
 
 
 def _hold_and_review(withdrawal: Withdrawal, now: Any) -> None:
+    # The user's lock serialises this with orders and margin moves: the withdrawable amount checked
+    # here cannot be spent on margin before the hold is posted (and vice versa).
+    user_lock(withdrawal.user_id)
+    limit = withdrawable_limit(withdrawal.user_id)
+    if limit is not None and withdrawal.amount > limit:
+        raise ApplicationError(
+            ErrorCode.INSUFFICIENT_BALANCE,
+            "Open positions use part of your balance: that amount is not withdrawable now.",
+            {"withdrawable": str(max(limit, Decimal(0)))},
+        )
     user_cash = AccountRef.user(withdrawal.user_id, AccountKind.CASH)
     pending = AccountRef.user(withdrawal.user_id, AccountKind.PENDING_WITHDRAWAL)
     # The hold locks the user's cash row: concurrent confirmations of one user run the review one

@@ -14,7 +14,7 @@ from wallets.tests.conftest import fund
 from xbit_admin.errors import ApplicationError, ErrorCode
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_50_concurrent_debits_never_overdraw_and_never_lose_a_cent(make_trader):
     user = make_trader()
     fund(user, "1000")

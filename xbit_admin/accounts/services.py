@@ -144,9 +144,11 @@ def roles_sync() -> None:
     from django.apps import apps as global_apps
     from django.contrib.auth.management import create_permissions
     from django.contrib.auth.models import Group, Permission
+    from django.contrib.contenttypes.models import ContentType
 
     from xbit_admin.accounts.roles import ROLE_PERMISSIONS
 
+    ContentType.objects.clear_cache()  # a flush re-created content types behind the cache's back
     create_permissions(global_apps.get_app_config("accounts"), verbosity=0)
     for role, codenames in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=str(role))
