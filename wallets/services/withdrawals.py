@@ -50,9 +50,9 @@ from xbit_admin.accounts.models import SecurityEvent, User
 from xbit_admin.accounts.roles import perm
 from xbit_admin.accounts.services import security_event_record
 from xbit_admin.audit.services import audit_record
-from xbit_admin.locks import user_lock
 from xbit_admin.errors import ApplicationError, ErrorCode
 from xbit_admin.events.services import outbox_emit
+from xbit_admin.locks import user_lock
 from xbit_admin.money import USDC_DECIMALS, ZERO, has_at_most_decimals, to_decimal
 
 logger = logging.getLogger(__name__)
