@@ -207,7 +207,7 @@ def main() -> None:
     import urllib.request
 
     with SandboxProcess(seed=7) as sb:
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310 - loopback sandbox
             sb.urls["hyperliquid"] + "/info",
             data=b'{"type":"meta"}',
             headers={"Content-Type": "application/json"},

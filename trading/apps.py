@@ -25,3 +25,7 @@ class TradingConfig(AppConfig):
 
         register_cross_margin_provider(cross_margin_used_for)
         register_withdrawable_provider(withdrawable_for)
+
+        from trading import limit_trigger
+
+        limit_trigger.register()
