@@ -34,6 +34,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,6 +62,14 @@ FEED_HOOK_ERRORS = Counter("xbit_feed_hook_errors_total", "Feed hooks that raise
 FEED_ERRORS = Counter("xbit_feed_errors_total", "Feed message handling / write errors", ["stage"])
 
 BACKOFF_STEPS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+_RENEW_LUA = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE_LUA = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
 EMPTY_SPOT_META: dict[str, Any] = {"universe": [], "tokens": []}
 
 
@@ -152,6 +161,9 @@ class FeedOptions:
     tick_s: float = 0.1
     alert_after_s: float = 10.0  # raise an ops alert when down this long (spec 05: > 10 s alert)
     push_console: bool = True
+    leader_lock: bool = True  # one active feed per name across processes
+    lock_ttl_s: float = 10.0
+    standby_poll_s: float = 0.5
 
 
 @dataclass
@@ -195,6 +207,9 @@ class Feed:
         self._assets_at = 0.0
         self._next_down_hook = 0.0
         self._log_budget_at = 0.0
+        self._is_leader = False
+        self._renew_at = 0.0
+        self._token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # ---------------------------------------------------------------------------- public
     def run(self) -> None:
@@ -203,7 +218,7 @@ class Feed:
         first = True
         step = 0
         try:
-            while not self.stop_event.is_set():
+            while self._lead():
                 self._refresh_assets(force=True)
                 if self._connect():
                     if not first:
@@ -219,10 +234,18 @@ class Feed:
                         step = 0
                     if self.stop_event.is_set():
                         break
+                    if not self._is_leader:
+                        self._stand_down()
+                        continue
                     self._went_down()  # report first: tearing the socket down may take a moment
                     self._teardown()
                 else:
                     self._teardown()
+                    if self.stop_event.is_set():
+                        break
+                    if not self._is_leader:
+                        self._stand_down()
+                        continue
                     if self._down_since is None:
                         self._went_down()
                 delay = self.options.backoff_steps[min(step, len(self.options.backoff_steps) - 1)]
@@ -233,10 +256,77 @@ class Feed:
             self.connected.clear()
             FEED_CONNECTED.set(0)
             self._write_status(force=True, note="stopped")
+            self._release_lead()
             logger.info("feed %s stopped", self.options.name)
             from django.db import connections
 
             connections.close_all()  # this thread's connections (run() may be a thread of its own)
+
+    # ---------------------------------------------------------------------------- leadership
+    # One active feed per name (architecture: "one active instance per asset shard, leader lock in
+    # Redis"): hooks such as liquidation watchers must not run twice. A standby polls for the lock
+    # and takes over when the leader stops (released at once) or dies (after lock_ttl_s).
+    def _lock_key(self) -> str:
+        return f"{marketdata.KEY_PREFIX}:feed-leader:{self.options.name}"
+
+    def _lead(self) -> bool:
+        """Become (or stay) the leader; waits in standby. False only when stopped."""
+        if not self.options.leader_lock:
+            return not self.stop_event.is_set()
+        announced = False
+        while not self.stop_event.is_set():
+            if self._is_leader:
+                return True
+            ttl_ms = int(self.options.lock_ttl_s * 1000)
+            holder = "?"
+            try:
+                redis = marketdata.client()
+                if redis.set(self._lock_key(), self._token, nx=True, px=ttl_ms):
+                    self._is_leader = True
+                    self._renew_at = time.monotonic() + self.options.lock_ttl_s / 3
+                    logger.info("feed %s: leading as %s", self.options.name, self._token)
+                    return True
+                holder = str(redis.get(self._lock_key()))
+            except Exception:
+                self._log_throttled("feed could not reach Redis for its leader lock")
+            if not announced:
+                announced = True
+                logger.info("feed %s: standby, %s leads", self.options.name, holder)
+            self.stop_event.wait(self.options.standby_poll_s)
+        return False
+
+    def _keep_lead(self) -> bool:
+        if not self.options.leader_lock:
+            return True
+        now = time.monotonic()
+        if self._is_leader and now >= self._renew_at:
+            self._renew_at = now + self.options.lock_ttl_s / 3
+            try:
+                kept = marketdata.client().eval(
+                    _RENEW_LUA, 1, self._lock_key(), self._token, str(int(self.options.lock_ttl_s * 1000))
+                )
+            except Exception:  # Redis away: nobody else can take the lock either; keep going
+                self._log_throttled("feed could not renew its leader lock")
+                return True
+            if not kept:
+                self._is_leader = False
+                self.last_error = "lost the leader lock"
+        return self._is_leader
+
+    def _release_lead(self) -> None:
+        if not (self.options.leader_lock and self._is_leader):
+            return
+        self._is_leader = False
+        try:
+            marketdata.client().eval(_RELEASE_LUA, 1, self._lock_key(), self._token)
+        except Exception:
+            logger.warning("feed could not release its leader lock (it expires by itself)")
+
+    def _stand_down(self) -> None:
+        logger.warning("feed %s: lost the leader lock, going to standby", self.options.name)
+        self._teardown()
+        self.connected.clear()
+        FEED_CONNECTED.set(0)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -292,8 +382,8 @@ class Feed:
             info = Info(
                 self.base_url,
                 skip_ws=False,
-                meta={"universe": []},  # type: ignore[typeddict-item]
-                spot_meta=EMPTY_SPOT_META,  # type: ignore[arg-type]
+                meta={"universe": []},
+                spot_meta=EMPTY_SPOT_META,
                 timeout=5,
             )
         except Exception as exc:
@@ -303,7 +393,7 @@ class Feed:
         manager = info.ws_manager
         deadline = time.monotonic() + self.options.connect_timeout_s
         while not manager.ws_ready:
-            if self.stop_event.is_set():
+            if self.stop_event.is_set() or not self._is_leader_or_free():
                 return False
             if not manager.is_alive() or time.monotonic() > deadline:
                 self.last_error = "websocket did not open" + (" (timeout)" if manager.is_alive() else "")
@@ -323,7 +413,7 @@ class Feed:
         # stays silent (HL degraded) is not "connected" and goes round the backoff again.
         while not self._first_data.wait(0.05):
             self._down_tick()
-            if self.stop_event.is_set():
+            if self.stop_event.is_set() or not self._is_leader_or_free():
                 return False
             if not manager.is_alive():
                 self.last_error = "websocket closed while subscribing"
@@ -407,13 +497,15 @@ class Feed:
             if silence > opts.silence_reconnect_s:
                 self.last_error = f"no message for {silence:.1f} s"
                 return
+            if not self._keep_lead():
+                return
             self._periodic()
 
     def _wait_down(self, delay: float) -> None:
         """Back off before the next attempt, still reporting (status, hooks, alert) while down."""
         logger.info("feed: next connection attempt in %.0f s", delay)
         deadline = time.monotonic() + delay
-        while not self.stop_event.is_set():
+        while not self.stop_event.is_set() and self._is_leader_or_free():
             now = time.monotonic()
             if now >= deadline:
                 return
@@ -423,6 +515,8 @@ class Feed:
     def _down_tick(self) -> None:
         """While down (also while reconnecting): once a second, tell the hooks how long it has been
         and raise the ops alert past ``alert_after_s``; keep the status row current."""
+        if not self._keep_lead():
+            return
         now = time.monotonic()
         if self._down_since is not None and now >= self._next_down_hook:
             self._next_down_hook = now + 1.0
@@ -583,7 +677,12 @@ class Feed:
 
         return {"p50": pct(0.5), "p99": pct(0.99), "max": round(samples[-1], 1), "n": len(samples)}
 
+    def _is_leader_or_free(self) -> bool:
+        return self._is_leader or not self.options.leader_lock
+
     def _write_status(self, *, force: bool = False, note: str = "") -> None:
+        if not self._is_leader_or_free():
+            return  # a standby never overwrites the leader's row
         now = time.monotonic()
         if not force and now - self._status_at < self.options.status_interval_s:
             return

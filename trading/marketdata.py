@@ -68,10 +68,8 @@ _INT_FIELDS: tuple[tuple[str, str], ...] = (("book_time_ms", "book_time"),)
 _DEPTH_FIELDS: tuple[tuple[str, str], ...] = (("depth_bids", "bids"), ("depth_asks", "asks"))
 
 _FIELD_OF: dict[str, str] = dict(_DECIMAL_FIELDS + _FLOAT_FIELDS + _INT_FIELDS + _DEPTH_FIELDS)
-_HASH_FIELDS = tuple(f for _, f in _DECIMAL_FIELDS + _FLOAT_FIELDS + _INT_FIELDS)
-_HASH_FIELDS_DEPTH = _HASH_FIELDS + tuple(f for _, f in _DEPTH_FIELDS)
-_N_DEC = len(_DECIMAL_FIELDS)
-_N_FLOAT = len(_FLOAT_FIELDS)
+_HASH_FIELDS = [f for _, f in _DECIMAL_FIELDS + _FLOAT_FIELDS + _INT_FIELDS]
+_HASH_FIELDS_DEPTH = _HASH_FIELDS + [f for _, f in _DEPTH_FIELDS]
 
 # Which receipt timestamp a written attribute refreshes.
 _STAMP_OF: dict[str, str] = {
@@ -174,10 +172,6 @@ class Quote:
 
 
 # ------------------------------------------------------------------------------------------ reading
-def _dec(raw: str | None) -> Decimal | None:
-    return Decimal(raw) if raw else None
-
-
 def _levels(raw: str | None) -> tuple[Level, ...]:
     if not raw:
         return ()
@@ -188,26 +182,38 @@ def _levels(raw: str | None) -> tuple[Level, ...]:
     return tuple(out)
 
 
-def _parse(asset: str, values: Sequence[str | None], depth: bool) -> Quote | None:
-    if not any(values):
+def _parse(asset: str, v: Sequence[str | None], depth: bool) -> Quote | None:
+    # v follows _HASH_FIELDS(_DEPTH): the decimals, the stamps, book_time, then bids/asks
+    if not any(v):
         return None
-    dec = [Decimal(v) if v else None for v in values[:_N_DEC]]
-    flo = [float(v) if v else None for v in values[_N_DEC : _N_DEC + _N_FLOAT]]
-    book_time = values[_N_DEC + _N_FLOAT]
     return Quote(
-        asset,
-        *dec,
-        *flo,
-        int(book_time) if book_time else None,
-        _levels(values[-2]) if depth else (),
-        _levels(values[-1]) if depth else (),
+        asset=asset,
+        mark=Decimal(v[0]) if v[0] else None,
+        oracle=Decimal(v[1]) if v[1] else None,
+        mid=Decimal(v[2]) if v[2] else None,
+        bid=Decimal(v[3]) if v[3] else None,
+        ask=Decimal(v[4]) if v[4] else None,
+        bid_size=Decimal(v[5]) if v[5] else None,
+        ask_size=Decimal(v[6]) if v[6] else None,
+        funding_rate=Decimal(v[7]) if v[7] else None,
+        premium=Decimal(v[8]) if v[8] else None,
+        open_interest=Decimal(v[9]) if v[9] else None,
+        mark_at=float(v[10]) if v[10] else None,
+        book_at=float(v[11]) if v[11] else None,
+        mid_at=float(v[12]) if v[12] else None,
+        ctx_at=float(v[13]) if v[13] else None,
+        book_latency_ms=float(v[14]) if v[14] else None,
+        book_time_ms=int(v[15]) if v[15] else None,
+        depth_bids=_levels(v[16]) if depth else (),
+        depth_asks=_levels(v[17]) if depth else (),
     )
 
 
 def get_quote(asset: str, *, depth: bool = False) -> Quote | None:
     """The asset's live quote, or ``None`` if the feed never wrote one. One round trip (``HMGET``)."""
     fields = _HASH_FIELDS_DEPTH if depth else _HASH_FIELDS
-    return _parse(asset, client().hmget(quote_key(asset), fields), depth)
+    values: list[str | None] = client().hmget(quote_key(asset), fields)  # type: ignore[assignment,unused-ignore]
+    return _parse(asset, values, depth)
 
 
 def get_quotes(assets: Iterable[str], *, depth: bool = False) -> dict[str, Quote]:
@@ -330,7 +336,7 @@ class QuoteListener:
         self._pubsub: Any = None
 
     def __enter__(self) -> QuoteListener:
-        self._pubsub = client().pubsub(ignore_subscribe_messages=True)
+        self._pubsub = client().pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         self._pubsub.subscribe(UPDATES_CHANNEL)
         return self
 

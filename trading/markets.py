@@ -59,8 +59,8 @@ def hl_info(*, base_url: str | None = None, timeout: float = 5.0) -> Any:
     return Info(
         base_url or settings.HL_API_URL,
         skip_ws=True,
-        meta={"universe": []},  # type: ignore[typeddict-item]
-        spot_meta=EMPTY_SPOT_META,  # type: ignore[arg-type]
+        meta={"universe": []},
+        spot_meta=EMPTY_SPOT_META,
         timeout=timeout,
     )
 

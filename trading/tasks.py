@@ -14,7 +14,7 @@ from xbit_admin.celery import register_periodic
 logger = logging.getLogger(__name__)
 
 
-@shared_task(
+@shared_task(  # type: ignore[untyped-decorator,unused-ignore]
     name="trading.markets_sync",
     ignore_result=True,
     autoretry_for=(requests.RequestException, ServerError),

