@@ -9,9 +9,13 @@ Threads:
   ``on_disconnect`` / ``on_reconnect``, write ``FeedStatus`` (≤ 1/s) and push marks to consoles
   (one batched push on topic ``markets`` at most every 250 ms).
 
+One feed per name is active across processes (a Redis leader lock, ``xbit:md:feed-leader:<name>``);
+another ``run_feed`` waits as a standby and takes over when the leader stops or dies.
+
 The SDK never reconnects or resubscribes by itself and HL never replays what was missed: after every
 reconnect ``on_reconnect`` hooks run so HL-state consumers re-read by REST. The feed only DETECTS and
-EXPOSES (quote ages, latency, disconnects); risk decides what to do about them.
+EXPOSES (quote ages, latency, disconnects); risk decides what to do about them. The only action it
+takes is an ops alert (``marketdata.feed_down``, P1) after 10 s without data, resolved on reconnect.
 
 Hook API (functions run in the feed process; an exception is logged and counted, never fatal)::
 
@@ -668,7 +672,10 @@ class Feed:
         return out
 
     def latency_summary(self) -> dict[str, float] | None:
-        samples = sorted(self._latencies)
+        try:
+            samples = sorted(self._latencies)
+        except RuntimeError:  # appended to by the websocket thread mid-copy: report next time
+            return None
         if not samples:
             return None
 
