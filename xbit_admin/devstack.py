@@ -321,12 +321,18 @@ def cmd_run() -> int:
     try:
         say("applying migrations …")
         subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], check=True, env=env, cwd=ROOT)
-        subprocess.run([*manage, "seed_demo"], check=True, env=env, cwd=ROOT)
         say("starting every process (Ctrl-C stops them all) …")
         proc = subprocess.Popen(
             [sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "start"], env=env, cwd=ROOT
         )
         try:
+            # demo data needs the simulated venues (markets from HL's meta, funded hot wallets)
+            for port in (3001, 3002):
+                for _ in range(300):
+                    if _port_open(port) or proc.poll() is not None:
+                        break
+                    time.sleep(0.1)
+            subprocess.run([*manage, "seed_demo"], check=False, env=env, cwd=ROOT)
             return proc.wait()
         except KeyboardInterrupt:
             say("stopping every process …")
