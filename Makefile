@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pure calculation modules: no Django, strictly typed
+PURE_CORES := trading/margin.py trading/netting.py routing/decision.py
 
 .PHONY: run test lint fmt install browser bench stop clean totp
 
@@ -38,6 +40,7 @@ lint: $(STAMP)
 	@echo "[xbit] ruff format --check"; $(VENV)/bin/ruff format --check .
 	@echo "[xbit] ruff check"; $(VENV)/bin/ruff check .
 	@echo "[xbit] mypy"; $(VENV)/bin/mypy
+	@echo "[xbit] mypy --strict (pure cores)"; $(VENV)/bin/mypy --strict --follow-imports=silent $(PURE_CORES)
 	@echo "[xbit] import-linter"; $(VENV)/bin/lint-imports
 
 fmt: $(STAMP)

@@ -167,7 +167,7 @@ def routing_mode_switch(
         with transaction.atomic():
             glob = RoutingConfig.objects.get(asset=GLOBAL)
             row, _ = RoutingConfig.objects.select_for_update().get_or_create(asset=asset)
-            current = Mode(row.routing_mode or glob.routing_mode)
+            current = Mode(row.routing_mode or glob.routing_mode or Mode.NORMAL_MODE)
             if current is target:
                 return ModeSwitchResult(
                     False, None, f"{asset} is already in {target.value}; nothing changed."

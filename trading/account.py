@@ -17,7 +17,10 @@ from trading.selectors import margin_table_for, market_get
 from wallets.models import USDC, LedgerAccount
 from xbit_admin.money import ZERO
 
-SIGN = {Position.Direction.LONG: margin.Side.LONG, Position.Direction.SHORT: margin.Side.SHORT}
+SIGN: dict[str, margin.Side] = {
+    Position.Direction.LONG: margin.Side.LONG,
+    Position.Direction.SHORT: margin.Side.SHORT,
+}
 
 
 @dataclass(frozen=True)

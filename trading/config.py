@@ -34,10 +34,7 @@ class TradingSettings:
 
 def _load() -> TradingSettings:
     row = TradingConfig.objects.get(key="default")
-    fees = {
-        f.route: FeeRates(f.taker_rate, f.maker_rate, f.markup_rate)
-        for f in FeeSchedule.objects.all()
-    }
+    fees = {f.route: FeeRates(f.taker_rate, f.maker_rate, f.markup_rate) for f in FeeSchedule.objects.all()}
     return TradingSettings(
         min_order_value=row.min_order_value,
         market_default_slippage_bps=row.market_default_slippage_bps,
@@ -58,9 +55,17 @@ def trading_settings() -> TradingSettings:
 
 
 DEFAULT_FEES = {
-    "INTERNAL": {"taker_rate": Decimal("0.00045"), "maker_rate": Decimal("0.00015"), "markup_rate": Decimal(0)},
+    "INTERNAL": {
+        "taker_rate": Decimal("0.00045"),
+        "maker_rate": Decimal("0.00015"),
+        "markup_rate": Decimal(0),
+    },
     # HL tier 0 plus the platform's builder markup on HL-routed orders (spec 02)
-    "HYPERLIQUID": {"taker_rate": Decimal("0.00045"), "maker_rate": Decimal("0.00015"), "markup_rate": Decimal("0.0002")},
+    "HYPERLIQUID": {
+        "taker_rate": Decimal("0.00045"),
+        "maker_rate": Decimal("0.00015"),
+        "markup_rate": Decimal("0.0002"),
+    },
 }
 
 

@@ -23,7 +23,7 @@ from xbit_admin.money import ZERO
 
 DIRECTION = {"BUY": 1, "SELL": -1}
 POSITION_DIRECTION = {1: Position.Direction.LONG, -1: Position.Direction.SHORT}
-SIGN = {Position.Direction.LONG: 1, Position.Direction.SHORT: -1}
+SIGN: dict[str, int] = {Position.Direction.LONG: 1, Position.Direction.SHORT: -1}
 
 
 @dataclass

@@ -42,7 +42,9 @@ class FillEffect:
 
 
 def weighted_entry(size_a: Decimal, entry_a: Decimal, size_b: Decimal, entry_b: Decimal) -> Decimal:
-    return ((size_a * entry_a + size_b * entry_b) / (size_a + size_b)).quantize(PRICE, rounding=ROUND_HALF_EVEN)
+    return ((size_a * entry_a + size_b * entry_b) / (size_a + size_b)).quantize(
+        PRICE, rounding=ROUND_HALF_EVEN
+    )
 
 
 def initial_margin_for(size: Decimal, price: Decimal, leverage: int) -> Decimal:
@@ -54,7 +56,9 @@ def fee_for(size: Decimal, price: Decimal, rate: Decimal) -> Decimal:
     return (size * price * rate).quantize(USDC, rounding=ROUND_HALF_EVEN)
 
 
-def apply_fill(state: PositionState, fill_direction: int, fill_size: Decimal, fill_price: Decimal) -> FillEffect:
+def apply_fill(
+    state: PositionState, fill_direction: int, fill_size: Decimal, fill_price: Decimal
+) -> FillEffect:
     if fill_direction not in (1, -1):
         raise ValueError("fill direction must be +1 or -1")
     if fill_size <= ZERO or fill_price <= ZERO:
@@ -64,13 +68,17 @@ def apply_fill(state: PositionState, fill_direction: int, fill_size: Decimal, fi
         return FillEffect(after, fill_size, ZERO, ZERO, ZERO, False)
     if fill_direction == state.direction:
         after = PositionState(
-            state.direction, state.size + fill_size, weighted_entry(state.size, state.entry, fill_size, fill_price),
+            state.direction,
+            state.size + fill_size,
+            weighted_entry(state.size, state.entry, fill_size, fill_price),
             state.isolated_margin,
         )
         return FillEffect(after, fill_size, ZERO, ZERO, ZERO, False)
 
     closed = min(state.size, fill_size)
-    realized = (Decimal(state.direction) * (fill_price - state.entry) * closed).quantize(USDC, rounding=ROUND_HALF_EVEN)
+    realized = (Decimal(state.direction) * (fill_price - state.entry) * closed).quantize(
+        USDC, rounding=ROUND_HALF_EVEN
+    )
     if closed == state.size:
         released = state.isolated_margin
     else:

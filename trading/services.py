@@ -389,8 +389,10 @@ def _place_locked(
             )
         if market.trading_state == TradingState.REDUCE_ONLY:
             raise ApplicationError(ErrorCode.REDUCE_ONLY, f"{market.asset} accepts reduce-only orders only.")
-    price_for_value = inp.limit_price or quote.mark
-    notional = inp.size * quote.mark
+    mark = quote.mark
+    assert mark is not None  # _quote_or_fail refused quotes without a mark
+    price_for_value = inp.limit_price or mark
+    notional = inp.size * mark
     if not inp.reduce_only and inp.size * price_for_value < settings.min_order_value:
         raise ApplicationError(
             ErrorCode.MIN_NOTIONAL,
@@ -531,7 +533,9 @@ def _execute_internal(
         slippage = (
             order.slippage_bps if order.slippage_bps is not None else settings.market_default_slippage_bps
         )
-        if abs(price - quote.mark) * 10_000 > quote.mark * slippage:
+        mark = quote.mark
+        assert mark is not None
+        if abs(price - mark) * 10_000 > mark * slippage:
             raise _RejectAfterCommit(
                 _reject(
                     order,
@@ -545,10 +549,11 @@ def _execute_internal(
 
     # LIMIT: marketable now → take the top of the book; otherwise rest in the internal queue
     touch = quote.ask if order.side == "BUY" else quote.bid
-    marketable = bool(touch) and (
+    assert order.limit_price is not None
+    marketable = touch is not None and (
         touch <= order.limit_price if order.side == "BUY" else touch >= order.limit_price
     )
-    if marketable:
+    if marketable and touch is not None:
         if order.tif == Order.Tif.ALO:
             raise _RejectAfterCommit(
                 _reject(order, ErrorCode.INVALID_PRICE, "Post-only order would have matched immediately.")
@@ -871,6 +876,7 @@ def position_margin_adjust(*, user: User, position_id: int, amount: Any, idempot
     else:
         quote = _quote_or_fail(position.asset, trading_settings())
         side = margin.Side.LONG if position.direction == Position.Direction.LONG else margin.Side.SHORT
+        assert quote.mark is not None
         removable = margin.isolated_removable_margin(
             side, position.entry_price, quote.mark, position.size, position.isolated_margin, position.leverage
         )

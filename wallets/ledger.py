@@ -52,6 +52,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -175,7 +176,7 @@ def _lock_accounts(refs: dict[str, AccountRef]) -> dict[str, tuple[int, Decimal,
             # New accounts get fresh (higher) ids, so locking them after the existing ones keeps the
             # ascending order; ON CONFLICT covers a concurrent first use of the same account.
             values = ", ".join(["(%s, %s, %s, %s, %s, 0, now(), now())"] * len(missing))
-            params: list[object] = []
+            params: list[Any] = []
             for ref in missing:
                 params += [ref.key, ref.user_id, ref.kind, ref.sub, ref.asset]
             cursor.execute(

@@ -4,6 +4,7 @@ processing; all work is claimed from database state, so a killed worker loses no
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from celery import shared_task
 
@@ -16,7 +17,7 @@ logger = logging.getLogger(__name__)
 DEPOSIT_CHAINS = [Chain.TRON, Chain.ETH, Chain.SOL]
 
 
-def _each_chain(fn_name: str, chains: list[str]) -> None:
+def _each_chain(fn_name: str, chains: Iterable[str]) -> None:
     for chain in chains:
         try:
             getattr(services, fn_name)(chain=chain)

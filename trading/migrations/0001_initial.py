@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,282 +15,560 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='FeedStatus',
+            name="FeedStatus",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=40, unique=True)),
-                ('connected', models.BooleanField(default=False)),
-                ('last_message_at', models.DateTimeField(blank=True, null=True)),
-                ('reconnects', models.PositiveIntegerField(default=0)),
-                ('detail', models.JSONField(blank=True, default=dict)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=40, unique=True)),
+                ("connected", models.BooleanField(default=False)),
+                ("last_message_at", models.DateTimeField(blank=True, null=True)),
+                ("reconnects", models.PositiveIntegerField(default=0)),
+                ("detail", models.JSONField(blank=True, default=dict)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
         ),
         migrations.CreateModel(
-            name='MarginTable',
+            name="MarginTable",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('table_id', models.PositiveIntegerField(unique=True)),
-                ('description', models.CharField(blank=True, max_length=120)),
-                ('tiers', models.JSONField(help_text='[{"lowerBound": "0.0", "maxLeverage": 40}, ...]')),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("table_id", models.PositiveIntegerField(unique=True)),
+                ("description", models.CharField(blank=True, max_length=120)),
+                ("tiers", models.JSONField(help_text='[{"lowerBound": "0.0", "maxLeverage": 40}, ...]')),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
         ),
         migrations.CreateModel(
-            name='MarketListingLog',
+            name="MarketListingLog",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('asset', models.CharField(max_length=20)),
-                ('change', models.CharField(max_length=40)),
-                ('before', models.JSONField(blank=True, null=True)),
-                ('after', models.JSONField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("asset", models.CharField(max_length=20)),
+                ("change", models.CharField(max_length=40)),
+                ("before", models.JSONField(blank=True, null=True)),
+                ("after", models.JSONField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='FeeSchedule',
+            name="FeeSchedule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('route', models.CharField(max_length=12, unique=True)),
-                ('taker_rate', models.DecimalField(decimal_places=6, default='0.000450', max_digits=8)),
-                ('maker_rate', models.DecimalField(decimal_places=6, default='0.000150', max_digits=8)),
-                ('markup_rate', models.DecimalField(decimal_places=6, default=0, max_digits=8)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("route", models.CharField(max_length=12, unique=True)),
+                ("taker_rate", models.DecimalField(decimal_places=6, default="0.000450", max_digits=8)),
+                ("maker_rate", models.DecimalField(decimal_places=6, default="0.000150", max_digits=8)),
+                ("markup_rate", models.DecimalField(decimal_places=6, default=0, max_digits=8)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(('maker_rate__gte', 0), ('maker_rate__lt', '0.01'), ('markup_rate__gte', 0), ('markup_rate__lt', '0.01'), ('taker_rate__gte', 0), ('taker_rate__lt', '0.01')), name='fee_rates_sane')],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("maker_rate__gte", 0),
+                            ("maker_rate__lt", "0.01"),
+                            ("markup_rate__gte", 0),
+                            ("markup_rate__lt", "0.01"),
+                            ("taker_rate__gte", 0),
+                            ("taker_rate__lt", "0.01"),
+                        ),
+                        name="fee_rates_sane",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Market',
+            name="Market",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('asset', models.CharField(max_length=20, unique=True)),
-                ('hl_index', models.PositiveIntegerField(unique=True)),
-                ('sz_decimals', models.PositiveSmallIntegerField()),
-                ('max_leverage', models.PositiveSmallIntegerField()),
-                ('margin_table_id', models.PositiveIntegerField()),
-                ('only_isolated', models.BooleanField(default=False)),
-                ('is_delisted', models.BooleanField(default=False)),
-                ('trading_state', models.CharField(choices=[('ACTIVE', 'Active'), ('REDUCE_ONLY', 'Reduce only'), ('HALTED', 'Halted')], default='ACTIVE', max_length=12)),
-                ('state_reason', models.CharField(blank=True, max_length=200)),
-                ('listed_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("asset", models.CharField(max_length=20, unique=True)),
+                ("hl_index", models.PositiveIntegerField(unique=True)),
+                ("sz_decimals", models.PositiveSmallIntegerField()),
+                ("max_leverage", models.PositiveSmallIntegerField()),
+                ("margin_table_id", models.PositiveIntegerField()),
+                ("only_isolated", models.BooleanField(default=False)),
+                ("is_delisted", models.BooleanField(default=False)),
+                (
+                    "trading_state",
+                    models.CharField(
+                        choices=[("ACTIVE", "Active"), ("REDUCE_ONLY", "Reduce only"), ("HALTED", "Halted")],
+                        default="ACTIVE",
+                        max_length=12,
+                    ),
+                ),
+                ("state_reason", models.CharField(blank=True, max_length=200)),
+                ("listed_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ['hl_index'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('max_leverage__gte', 1)), name='market_leverage_positive')],
+                "ordering": ["hl_index"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("max_leverage__gte", 1)), name="market_leverage_positive"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Position',
+            name="Position",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('asset', models.CharField(max_length=20)),
-                ('source', models.CharField(choices=[('INTERNAL', 'Internal (B-book)'), ('HYPERLIQUID', 'Hyperliquid')], max_length=12)),
-                ('margin_mode', models.CharField(choices=[('ISOLATED', 'Isolated'), ('CROSS', 'Cross')], max_length=8)),
-                ('direction', models.CharField(choices=[('LONG', 'Long'), ('SHORT', 'Short')], max_length=5)),
-                ('size', models.DecimalField(decimal_places=8, max_digits=28)),
-                ('entry_price', models.DecimalField(decimal_places=8, max_digits=28)),
-                ('leverage', models.PositiveSmallIntegerField()),
-                ('isolated_margin', models.DecimalField(decimal_places=6, default=0, max_digits=28)),
-                ('liquidation_price', models.DecimalField(blank=True, decimal_places=8, max_digits=28, null=True)),
-                ('status', models.CharField(choices=[('OPEN', 'Open'), ('CLOSED', 'Closed'), ('LIQUIDATED', 'Liquidated')], default='OPEN', max_length=10)),
-                ('realized_pnl', models.DecimalField(decimal_places=6, default=0, max_digits=28)),
-                ('fees_paid', models.DecimalField(decimal_places=6, default=0, max_digits=28)),
-                ('cum_funding_all_time', models.DecimalField(decimal_places=6, default=0, max_digits=28)),
-                ('cum_funding_since_open', models.DecimalField(decimal_places=6, default=0, max_digits=28)),
-                ('opened_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='positions', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("asset", models.CharField(max_length=20)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[("INTERNAL", "Internal (B-book)"), ("HYPERLIQUID", "Hyperliquid")],
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "margin_mode",
+                    models.CharField(choices=[("ISOLATED", "Isolated"), ("CROSS", "Cross")], max_length=8),
+                ),
+                ("direction", models.CharField(choices=[("LONG", "Long"), ("SHORT", "Short")], max_length=5)),
+                ("size", models.DecimalField(decimal_places=8, max_digits=28)),
+                ("entry_price", models.DecimalField(decimal_places=8, max_digits=28)),
+                ("leverage", models.PositiveSmallIntegerField()),
+                ("isolated_margin", models.DecimalField(decimal_places=6, default=0, max_digits=28)),
+                (
+                    "liquidation_price",
+                    models.DecimalField(blank=True, decimal_places=8, max_digits=28, null=True),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("OPEN", "Open"), ("CLOSED", "Closed"), ("LIQUIDATED", "Liquidated")],
+                        default="OPEN",
+                        max_length=10,
+                    ),
+                ),
+                ("realized_pnl", models.DecimalField(decimal_places=6, default=0, max_digits=28)),
+                ("fees_paid", models.DecimalField(decimal_places=6, default=0, max_digits=28)),
+                ("cum_funding_all_time", models.DecimalField(decimal_places=6, default=0, max_digits=28)),
+                ("cum_funding_since_open", models.DecimalField(decimal_places=6, default=0, max_digits=28)),
+                ("opened_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="positions",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Order',
+            name="Order",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('client_order_id', models.CharField(blank=True, max_length=64, null=True)),
-                ('request_hash', models.CharField(max_length=64)),
-                ('asset', models.CharField(max_length=20)),
-                ('side', models.CharField(choices=[('BUY', 'Buy'), ('SELL', 'Sell')], max_length=4)),
-                ('order_type', models.CharField(choices=[('MARKET', 'Market'), ('LIMIT', 'Limit')], max_length=6)),
-                ('size', models.DecimalField(decimal_places=8, max_digits=28)),
-                ('limit_price', models.DecimalField(blank=True, decimal_places=8, max_digits=28, null=True)),
-                ('leverage', models.PositiveSmallIntegerField()),
-                ('margin_mode', models.CharField(choices=[('ISOLATED', 'Isolated'), ('CROSS', 'Cross')], max_length=8)),
-                ('reduce_only', models.BooleanField(default=False)),
-                ('tif', models.CharField(choices=[('GTC', 'Good till cancelled'), ('IOC', 'Immediate or cancel'), ('ALO', 'Add liquidity only')], default='GTC', max_length=3)),
-                ('slippage_bps', models.PositiveIntegerField(blank=True, null=True)),
-                ('status', models.CharField(choices=[('NEW', 'New'), ('ACCEPTED', 'Accepted'), ('OPEN', 'Open'), ('PARTIALLY_FILLED', 'Partially filled'), ('FILLED', 'Filled'), ('CANCELLED', 'Cancelled'), ('REJECTED', 'Rejected'), ('EXPIRED', 'Expired'), ('ERROR', 'Error')], default='NEW', max_length=16)),
-                ('route', models.CharField(blank=True, choices=[('INTERNAL', 'Internal (B-book)'), ('HYPERLIQUID', 'Hyperliquid')], max_length=12, null=True)),
-                ('filled_size', models.DecimalField(decimal_places=8, default=0, max_digits=28)),
-                ('avg_fill_price', models.DecimalField(blank=True, decimal_places=8, max_digits=28, null=True)),
-                ('hold_amount', models.DecimalField(decimal_places=6, default=0, max_digits=28)),
-                ('fee_total', models.DecimalField(decimal_places=6, default=0, max_digits=28)),
-                ('reference_price', models.DecimalField(blank=True, decimal_places=8, help_text='mark at acceptance (margin estimate)', max_digits=28, null=True)),
-                ('error_code', models.CharField(blank=True, max_length=40)),
-                ('error_message', models.TextField(blank=True)),
-                ('hl_oid', models.BigIntegerField(blank=True, null=True, unique=True)),
-                ('cloid', models.CharField(blank=True, max_length=34, null=True, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='orders', to=settings.AUTH_USER_MODEL)),
-                ('position', models.ForeignKey(blank=True, help_text='for closes / reduce-only: the position being reduced', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='orders', to='trading.position')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("client_order_id", models.CharField(blank=True, max_length=64, null=True)),
+                ("request_hash", models.CharField(max_length=64)),
+                ("asset", models.CharField(max_length=20)),
+                ("side", models.CharField(choices=[("BUY", "Buy"), ("SELL", "Sell")], max_length=4)),
+                (
+                    "order_type",
+                    models.CharField(choices=[("MARKET", "Market"), ("LIMIT", "Limit")], max_length=6),
+                ),
+                ("size", models.DecimalField(decimal_places=8, max_digits=28)),
+                ("limit_price", models.DecimalField(blank=True, decimal_places=8, max_digits=28, null=True)),
+                ("leverage", models.PositiveSmallIntegerField()),
+                (
+                    "margin_mode",
+                    models.CharField(choices=[("ISOLATED", "Isolated"), ("CROSS", "Cross")], max_length=8),
+                ),
+                ("reduce_only", models.BooleanField(default=False)),
+                (
+                    "tif",
+                    models.CharField(
+                        choices=[
+                            ("GTC", "Good till cancelled"),
+                            ("IOC", "Immediate or cancel"),
+                            ("ALO", "Add liquidity only"),
+                        ],
+                        default="GTC",
+                        max_length=3,
+                    ),
+                ),
+                ("slippage_bps", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("NEW", "New"),
+                            ("ACCEPTED", "Accepted"),
+                            ("OPEN", "Open"),
+                            ("PARTIALLY_FILLED", "Partially filled"),
+                            ("FILLED", "Filled"),
+                            ("CANCELLED", "Cancelled"),
+                            ("REJECTED", "Rejected"),
+                            ("EXPIRED", "Expired"),
+                            ("ERROR", "Error"),
+                        ],
+                        default="NEW",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "route",
+                    models.CharField(
+                        blank=True,
+                        choices=[("INTERNAL", "Internal (B-book)"), ("HYPERLIQUID", "Hyperliquid")],
+                        max_length=12,
+                        null=True,
+                    ),
+                ),
+                ("filled_size", models.DecimalField(decimal_places=8, default=0, max_digits=28)),
+                (
+                    "avg_fill_price",
+                    models.DecimalField(blank=True, decimal_places=8, max_digits=28, null=True),
+                ),
+                ("hold_amount", models.DecimalField(decimal_places=6, default=0, max_digits=28)),
+                ("fee_total", models.DecimalField(decimal_places=6, default=0, max_digits=28)),
+                (
+                    "reference_price",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=8,
+                        help_text="mark at acceptance (margin estimate)",
+                        max_digits=28,
+                        null=True,
+                    ),
+                ),
+                ("error_code", models.CharField(blank=True, max_length=40)),
+                ("error_message", models.TextField(blank=True)),
+                ("hl_oid", models.BigIntegerField(blank=True, null=True, unique=True)),
+                ("cloid", models.CharField(blank=True, max_length=34, null=True, unique=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="orders",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "position",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="for closes / reduce-only: the position being reduced",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="orders",
+                        to="trading.position",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Fill',
+            name="Fill",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('asset', models.CharField(max_length=20)),
-                ('source', models.CharField(choices=[('INTERNAL', 'Internal (B-book)'), ('HYPERLIQUID', 'Hyperliquid')], max_length=12)),
-                ('side', models.CharField(choices=[('BUY', 'Buy'), ('SELL', 'Sell')], max_length=4)),
-                ('size', models.DecimalField(decimal_places=8, max_digits=28)),
-                ('price', models.DecimalField(decimal_places=8, max_digits=28)),
-                ('liquidity', models.CharField(choices=[('TAKER', 'Taker'), ('MAKER', 'Maker')], max_length=5)),
-                ('fee', models.DecimalField(decimal_places=6, max_digits=28)),
-                ('fee_rate', models.DecimalField(decimal_places=6, max_digits=8)),
-                ('realized_pnl', models.DecimalField(decimal_places=6, default=0, max_digits=28)),
-                ('closed_size', models.DecimalField(decimal_places=8, default=0, max_digits=28)),
-                ('is_liquidation', models.BooleanField(default=False)),
-                ('hl_fill_price', models.DecimalField(blank=True, decimal_places=8, max_digits=28, null=True)),
-                ('hl_fee', models.DecimalField(blank=True, decimal_places=6, max_digits=28, null=True)),
-                ('hl_tid', models.BigIntegerField(blank=True, null=True, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='fills', to=settings.AUTH_USER_MODEL)),
-                ('order', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='fills', to='trading.order')),
-                ('position', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='fills', to='trading.position')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("asset", models.CharField(max_length=20)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[("INTERNAL", "Internal (B-book)"), ("HYPERLIQUID", "Hyperliquid")],
+                        max_length=12,
+                    ),
+                ),
+                ("side", models.CharField(choices=[("BUY", "Buy"), ("SELL", "Sell")], max_length=4)),
+                ("size", models.DecimalField(decimal_places=8, max_digits=28)),
+                ("price", models.DecimalField(decimal_places=8, max_digits=28)),
+                (
+                    "liquidity",
+                    models.CharField(choices=[("TAKER", "Taker"), ("MAKER", "Maker")], max_length=5),
+                ),
+                ("fee", models.DecimalField(decimal_places=6, max_digits=28)),
+                ("fee_rate", models.DecimalField(decimal_places=6, max_digits=8)),
+                ("realized_pnl", models.DecimalField(decimal_places=6, default=0, max_digits=28)),
+                ("closed_size", models.DecimalField(decimal_places=8, default=0, max_digits=28)),
+                ("is_liquidation", models.BooleanField(default=False)),
+                (
+                    "hl_fill_price",
+                    models.DecimalField(blank=True, decimal_places=8, max_digits=28, null=True),
+                ),
+                ("hl_fee", models.DecimalField(blank=True, decimal_places=6, max_digits=28, null=True)),
+                ("hl_tid", models.BigIntegerField(blank=True, null=True, unique=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="fills",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "order",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="fills",
+                        to="trading.order",
+                    ),
+                ),
+                (
+                    "position",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="fills",
+                        to="trading.position",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='TradingConfig',
+            name="TradingConfig",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(default='default', max_length=20, unique=True)),
-                ('min_order_value', models.DecimalField(decimal_places=6, default=10, max_digits=28)),
-                ('market_default_slippage_bps', models.PositiveIntegerField(default=500)),
-                ('max_slippage_bps', models.PositiveIntegerField(default=1000)),
-                ('book_stale_seconds', models.DecimalField(decimal_places=2, default=5, max_digits=6)),
-                ('gtc_expiry_days', models.PositiveIntegerField(default=7)),
-                ('max_open_orders_per_user', models.PositiveIntegerField(default=200)),
-                ('client_loss_reserve_share', models.DecimalField(decimal_places=4, default='0.20', max_digits=5)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(default="default", max_length=20, unique=True)),
+                ("min_order_value", models.DecimalField(decimal_places=6, default=10, max_digits=28)),
+                ("market_default_slippage_bps", models.PositiveIntegerField(default=500)),
+                ("max_slippage_bps", models.PositiveIntegerField(default=1000)),
+                ("book_stale_seconds", models.DecimalField(decimal_places=2, default=5, max_digits=6)),
+                ("gtc_expiry_days", models.PositiveIntegerField(default=7)),
+                ("max_open_orders_per_user", models.PositiveIntegerField(default=200)),
+                (
+                    "client_loss_reserve_share",
+                    models.DecimalField(decimal_places=4, default="0.20", max_digits=5),
+                ),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(('min_order_value__gt', 0)), name='trading_config_min_value_positive'), models.CheckConstraint(condition=models.Q(('client_loss_reserve_share__gte', 0), ('client_loss_reserve_share__lte', 1)), name='trading_config_reserve_share_range')],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("min_order_value__gt", 0)),
+                        name="trading_config_min_value_positive",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("client_loss_reserve_share__gte", 0), ("client_loss_reserve_share__lte", 1)
+                        ),
+                        name="trading_config_reserve_share_range",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='LeverageSetting',
+            name="LeverageSetting",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('asset', models.CharField(max_length=20)),
-                ('margin_mode', models.CharField(choices=[('ISOLATED', 'Isolated'), ('CROSS', 'Cross')], max_length=8)),
-                ('leverage', models.PositiveSmallIntegerField()),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("asset", models.CharField(max_length=20)),
+                (
+                    "margin_mode",
+                    models.CharField(choices=[("ISOLATED", "Isolated"), ("CROSS", "Cross")], max_length=8),
+                ),
+                ("leverage", models.PositiveSmallIntegerField()),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('user', 'asset', 'margin_mode'), name='leverage_setting_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("user", "asset", "margin_mode"), name="leverage_setting_unique"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='OrderEvent',
+            name="OrderEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(max_length=16)),
-                ('detail', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='trading.order')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("status", models.CharField(max_length=16)),
+                ("detail", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "order",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="events", to="trading.order"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
-                'indexes': [models.Index(fields=['order', 'id'], name='trading_ord_order_i_5ce728_idx')],
+                "ordering": ["id"],
+                "indexes": [models.Index(fields=["order", "id"], name="trading_ord_order_i_5ce728_idx")],
             },
         ),
         migrations.AddIndex(
-            model_name='position',
-            index=models.Index(fields=['user', 'status'], name='trading_pos_user_id_c3f000_idx'),
+            model_name="position",
+            index=models.Index(fields=["user", "status"], name="trading_pos_user_id_c3f000_idx"),
         ),
         migrations.AddIndex(
-            model_name='position',
-            index=models.Index(fields=['asset', 'source', 'status'], name='trading_pos_asset_b8b2a1_idx'),
+            model_name="position",
+            index=models.Index(fields=["asset", "source", "status"], name="trading_pos_asset_b8b2a1_idx"),
         ),
         migrations.AddConstraint(
-            model_name='position',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'OPEN')), fields=('user', 'asset', 'source', 'margin_mode'), name='position_one_open_per_key'),
+            model_name="position",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "OPEN")),
+                fields=("user", "asset", "source", "margin_mode"),
+                name="position_one_open_per_key",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='position',
-            constraint=models.CheckConstraint(condition=models.Q(('size__gte', 0)), name='position_size_non_negative'),
+            model_name="position",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("size__gte", 0)), name="position_size_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='position',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('status', 'OPEN'), _negated=True), ('size__gt', 0), _connector='OR'), name='position_open_has_size'),
+            model_name="position",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("status", "OPEN"), _negated=True), ("size__gt", 0), _connector="OR"
+                ),
+                name="position_open_has_size",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='position',
-            constraint=models.CheckConstraint(condition=models.Q(('isolated_margin__gte', 0)), name='position_isolated_margin_non_negative'),
+            model_name="position",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("isolated_margin__gte", 0)), name="position_isolated_margin_non_negative"
+            ),
         ),
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(fields=['user', '-id'], name='trading_ord_user_id_3865f7_idx'),
+            model_name="order",
+            index=models.Index(fields=["user", "-id"], name="trading_ord_user_id_3865f7_idx"),
         ),
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(fields=['user', 'asset', '-id'], name='trading_ord_user_id_5f7398_idx'),
+            model_name="order",
+            index=models.Index(fields=["user", "asset", "-id"], name="trading_ord_user_id_5f7398_idx"),
         ),
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(fields=['user', 'status', '-id'], name='trading_ord_user_id_9fa6a7_idx'),
+            model_name="order",
+            index=models.Index(fields=["user", "status", "-id"], name="trading_ord_user_id_9fa6a7_idx"),
         ),
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(condition=models.Q(('route', 'INTERNAL'), ('status__in', ['OPEN', 'PARTIALLY_FILLED'])), fields=['asset', 'side', 'limit_price'], name='order_internal_queue_idx'),
+            model_name="order",
+            index=models.Index(
+                condition=models.Q(("route", "INTERNAL"), ("status__in", ["OPEN", "PARTIALLY_FILLED"])),
+                fields=["asset", "side", "limit_price"],
+                name="order_internal_queue_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(condition=models.Q(('status__in', ['OPEN', 'PARTIALLY_FILLED'])), fields=['expires_at'], name='order_expiry_idx'),
+            model_name="order",
+            index=models.Index(
+                condition=models.Q(("status__in", ["OPEN", "PARTIALLY_FILLED"])),
+                fields=["expires_at"],
+                name="order_expiry_idx",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='order',
-            constraint=models.UniqueConstraint(fields=('user', 'client_order_id'), name='order_client_id_unique_per_user'),
+            model_name="order",
+            constraint=models.UniqueConstraint(
+                fields=("user", "client_order_id"), name="order_client_id_unique_per_user"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='order',
-            constraint=models.CheckConstraint(condition=models.Q(('size__gt', 0)), name='order_size_positive'),
+            model_name="order",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("size__gt", 0)), name="order_size_positive"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='order',
-            constraint=models.CheckConstraint(condition=models.Q(('filled_size__gte', 0), ('filled_size__lte', models.F('size'))), name='order_filled_le_size'),
+            model_name="order",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("filled_size__gte", 0), ("filled_size__lte", models.F("size"))),
+                name="order_filled_le_size",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='order',
-            constraint=models.CheckConstraint(condition=models.Q(('hold_amount__gte', 0)), name='order_hold_non_negative'),
+            model_name="order",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("hold_amount__gte", 0)), name="order_hold_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='order',
-            constraint=models.CheckConstraint(condition=models.Q(('order_type', 'MARKET'), ('limit_price__gt', 0), _connector='OR'), name='order_limit_has_price'),
+            model_name="order",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("order_type", "MARKET"), ("limit_price__gt", 0), _connector="OR"),
+                name="order_limit_has_price",
+            ),
         ),
         migrations.AddIndex(
-            model_name='fill',
-            index=models.Index(fields=['user', '-id'], name='trading_fil_user_id_a85ddc_idx'),
+            model_name="fill",
+            index=models.Index(fields=["user", "-id"], name="trading_fil_user_id_a85ddc_idx"),
         ),
         migrations.AddIndex(
-            model_name='fill',
-            index=models.Index(fields=['asset', '-id'], name='trading_fil_asset_30a81c_idx'),
+            model_name="fill",
+            index=models.Index(fields=["asset", "-id"], name="trading_fil_asset_30a81c_idx"),
         ),
         migrations.AddConstraint(
-            model_name='fill',
-            constraint=models.CheckConstraint(condition=models.Q(('size__gt', 0)), name='fill_size_positive'),
+            model_name="fill",
+            constraint=models.CheckConstraint(condition=models.Q(("size__gt", 0)), name="fill_size_positive"),
         ),
         migrations.AddConstraint(
-            model_name='fill',
-            constraint=models.CheckConstraint(condition=models.Q(('price__gt', 0)), name='fill_price_positive'),
+            model_name="fill",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("price__gt", 0)), name="fill_price_positive"
+            ),
         ),
     ]

@@ -9,11 +9,19 @@ def seed(apps, schema_editor):
     TradingConfig.objects.get_or_create(key="default")
     FeeSchedule.objects.get_or_create(
         route="INTERNAL",
-        defaults={"taker_rate": Decimal("0.00045"), "maker_rate": Decimal("0.00015"), "markup_rate": Decimal(0)},
+        defaults={
+            "taker_rate": Decimal("0.00045"),
+            "maker_rate": Decimal("0.00015"),
+            "markup_rate": Decimal(0),
+        },
     )
     FeeSchedule.objects.get_or_create(
         route="HYPERLIQUID",
-        defaults={"taker_rate": Decimal("0.00045"), "maker_rate": Decimal("0.00015"), "markup_rate": Decimal("0.0002")},
+        defaults={
+            "taker_rate": Decimal("0.00045"),
+            "maker_rate": Decimal("0.00015"),
+            "markup_rate": Decimal("0.0002"),
+        },
     )
 
 

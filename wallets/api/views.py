@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from wallets import selectors, services
 from wallets.api import serializers as out
 from wallets.models import Chain
+from xbit_admin.accounts.selectors import request_user
 
 
 class WalletApi(APIView):
@@ -23,8 +24,8 @@ class WalletApi(APIView):
 
     @extend_schema(responses=out.WalletWithAccountsSerializer, operation_id="wallet_get")
     def get(self, request: Request) -> Response:
-        view = selectors.wallet_get(user_id=request.user.pk)
-        data = {**view.__dict__, "accounts": selectors.user_accounts(user_id=request.user.pk)}
+        view = selectors.wallet_get(user_id=request_user(request).pk)
+        data = {**view.__dict__, "accounts": selectors.user_accounts(user_id=request_user(request).pk)}
         return Response(out.WalletWithAccountsSerializer(data).data)
 
 
@@ -33,7 +34,7 @@ class BalanceLogListApi(generics.ListAPIView):
     serializer_class = out.BalanceLogSerializer
 
     def get_queryset(self) -> QuerySet[Any]:
-        return selectors.balance_logs_list(user_id=self.request.user.pk)
+        return selectors.balance_logs_list(user_id=request_user(self.request).pk)
 
 
 class DepositAddressListApi(generics.ListAPIView):
@@ -44,14 +45,14 @@ class DepositAddressListApi(generics.ListAPIView):
         chain = serializers.CharField(max_length=16)
 
     def get_queryset(self) -> QuerySet[Any]:
-        return selectors.deposit_addresses_list(user_id=self.request.user.pk)
+        return selectors.deposit_addresses_list(user_id=request_user(self.request).pk)
 
     @extend_schema(request=InputSerializer, responses={201: out.DepositAddressSerializer})
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         address = services.deposit_address_get_or_create(
-            user=request.user, chain=data.validated_data["chain"]
+            user=request_user(request), chain=data.validated_data["chain"]
         )
         return Response(out.DepositAddressSerializer(address).data, status=status.HTTP_201_CREATED)
 
@@ -61,7 +62,7 @@ class DepositListApi(generics.ListAPIView):
     serializer_class = out.DepositSerializer
 
     def get_queryset(self) -> QuerySet[Any]:
-        return selectors.deposits_list(user_id=self.request.user.pk)
+        return selectors.deposits_list(user_id=request_user(self.request).pk)
 
 
 class WithdrawalAddressListApi(generics.ListAPIView):
@@ -73,19 +74,19 @@ class WithdrawalAddressListApi(generics.ListAPIView):
         address = serializers.CharField(max_length=128)
         label = serializers.CharField(max_length=80, required=False, allow_blank=True, default="")
 
-    def get_permissions(self) -> list[Any]:
+    def get_permissions(self) -> Any:
         self.key_scope = "read" if self.request.method == "GET" else "withdraw"
         return super().get_permissions()
 
     def get_queryset(self) -> QuerySet[Any]:
-        return selectors.withdrawal_addresses_list(user_id=self.request.user.pk)
+        return selectors.withdrawal_addresses_list(user_id=request_user(self.request).pk)
 
     @extend_schema(request=InputSerializer, responses={201: out.WithdrawalAddressSerializer})
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         entry = services.withdrawal_address_add(
-            user=request.user, request=request._request, **data.validated_data
+            user=request_user(request), request=request._request, **data.validated_data
         )
         return Response(out.WithdrawalAddressSerializer(entry).data, status=status.HTTP_201_CREATED)
 
@@ -95,7 +96,9 @@ class WithdrawalAddressDeleteApi(APIView):
 
     @extend_schema(responses={204: None}, operation_id="withdrawal_address_delete")
     def delete(self, request: Request, address_id: int) -> Response:
-        services.withdrawal_address_remove(user=request.user, address_id=address_id, request=request._request)
+        services.withdrawal_address_remove(
+            user=request_user(request), address_id=address_id, request=request._request
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -116,7 +119,7 @@ class WithdrawalWhitelistApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         row = services.withdrawal_whitelist_set(
-            user=request.user,
+            user=request_user(request),
             enabled=data.validated_data["enabled"],
             totp_code=data.validated_data["totp_code"],
             request=request._request,
@@ -134,12 +137,12 @@ class WithdrawalListApi(generics.ListAPIView):
         amount = serializers.CharField(max_length=40, help_text="decimal string, at most 6 decimals")
         totp_code = serializers.CharField(max_length=10)
 
-    def get_permissions(self) -> list[Any]:
+    def get_permissions(self) -> Any:
         self.key_scope = "read" if self.request.method == "GET" else "withdraw"
         return super().get_permissions()
 
     def get_queryset(self) -> QuerySet[Any]:
-        return selectors.withdrawals_list(user_id=self.request.user.pk)
+        return selectors.withdrawals_list(user_id=request_user(self.request).pk)
 
     @extend_schema(
         request=InputSerializer,
@@ -151,7 +154,7 @@ class WithdrawalListApi(generics.ListAPIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         withdrawal = services.withdrawal_request(
-            user=request.user, request=request._request, **data.validated_data
+            user=request_user(request), request=request._request, **data.validated_data
         )
         return Response(out.WithdrawalSerializer(withdrawal).data, status=status.HTTP_201_CREATED)
 
@@ -161,7 +164,7 @@ class WithdrawalDetailApi(APIView):
 
     @extend_schema(responses=out.WithdrawalSerializer, operation_id="withdrawal_get")
     def get(self, request: Request, withdrawal_id: int) -> Response:
-        withdrawal = selectors.withdrawal_get(user_id=request.user.pk, withdrawal_id=withdrawal_id)
+        withdrawal = selectors.withdrawal_get(user_id=request_user(request).pk, withdrawal_id=withdrawal_id)
         return Response(out.WithdrawalSerializer(withdrawal).data)
 
 
@@ -170,7 +173,7 @@ class WithdrawalCancelApi(APIView):
 
     @extend_schema(request=None, responses=out.WithdrawalSerializer, operation_id="withdrawal_cancel")
     def post(self, request: Request, withdrawal_id: int) -> Response:
-        withdrawal = services.withdrawal_cancel(user=request.user, withdrawal_id=withdrawal_id)
+        withdrawal = services.withdrawal_cancel(user=request_user(request), withdrawal_id=withdrawal_id)
         return Response(out.WithdrawalSerializer(withdrawal).data)
 
 

@@ -682,7 +682,7 @@ def withdrawal_track(*, withdrawal_id: int) -> Withdrawal | None:
         if locked.status != S.BROADCAST:
             return locked
         pending = AccountRef.user(locked.user_id, AccountKind.PENDING_WITHDRAWAL)
-        ref = {"ref_type": "withdrawal", "ref_id": locked.pk}
+        ref: dict[str, Any] = {"ref_type": "withdrawal", "ref_id": locked.pk}
         transfers = [
             TransferSpec(
                 debit=pending,
