@@ -29,7 +29,6 @@ _registry: dict[str, LiveConfig[object]] = {}
 _listener_lock = threading.Lock()
 _listener: threading.Thread | None = None
 _listener_healthy = threading.Event()
-_dirty = threading.local()  # names changed by this thread's still-open transaction
 
 
 class LiveConfig(Generic[T]):
@@ -42,12 +41,10 @@ class LiveConfig(Generic[T]):
         _registry[name] = self  # type: ignore[assignment]
 
     def get(self) -> T:
-        if self.name in getattr(_dirty, "names", ()):
-            if connection.in_atomic_block:
-                # this thread's open transaction changed the configuration: serve its own view, never
-                # cache it (the transaction may still roll back)
-                return self._loader()
-            _dirty.names.discard(self.name)
+        if connection.in_atomic_block and _changed_in_open_transaction(self.name):
+            # this thread's open transaction changed the configuration: serve its own view, never
+            # cache it (the transaction may still roll back)
+            return self._loader()
         value = self._value
         if value is not _MISSING and _listener_healthy.is_set():
             return value  # type: ignore[return-value]
@@ -72,10 +69,6 @@ def invalidate(name: str) -> None:
     cache = _registry.get(name)
     if cache is not None:
         cache.invalidate_local()
-    if connection.in_atomic_block:
-        if not hasattr(_dirty, "names"):
-            _dirty.names = set()
-        _dirty.names.add(name)
 
     def publish() -> None:
         try:
@@ -83,7 +76,14 @@ def invalidate(name: str) -> None:
         except redis.RedisError:
             logger.exception("could not publish config invalidation for %s", name)
 
+    publish.live_config_name = name  # type: ignore[attr-defined]
     transaction.on_commit(publish)
+
+
+def _changed_in_open_transaction(name: str) -> bool:
+    """True while this connection's transaction has an unpublished change of ``name``: its publish
+    callback is still queued (Django empties the queue when the transaction commits or rolls back)."""
+    return any(getattr(entry[1], "live_config_name", None) == name for entry in connection.run_on_commit)
 
 
 def _invalidate_all() -> None:
