@@ -38,3 +38,66 @@ class HeartbeatConsumer(AsyncJsonWebsocketConsumer):
         task = getattr(self, "_task", None)
         if task is not None:
             task.cancel()
+
+
+# Which permission (any of) lets a staff member follow a topic. A topic not listed here is refused, so
+# nothing is pushed to people who could not open the page that shows it.
+TOPIC_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "routing": ("view_risk", "manage_routing"),
+    "markets": ("view_console",),
+    "alerts": ("view_console",),
+    "withdrawals": ("approve_withdrawals", "risk_review_withdrawals"),
+    "liquidity": ("view_risk", "trigger_aggregation", "manage_liquidity"),
+    "exposure": ("view_risk",),
+    "hedge": ("view_risk",),
+    "liquidations": ("view_risk",),
+}
+
+
+class ConsoleTopicsConsumer(HeartbeatConsumer):
+    """The page's one live socket when it follows topics: the heartbeat (beats, pong) plus
+    ``{"type": "subscribe", "topics": [...]}`` → joins the Channels groups ``console.<topic>`` the
+    staff member may see, and forwards each ``console.update`` as ``{"type": "update", "topic", "data"}``."""
+
+    max_topics = 16
+
+    async def connect(self) -> None:
+        self.topics: set[str] = set()
+        await super().connect()
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "subscribe":
+            await self._subscribe(content.get("topics"))
+            return
+        await super().receive_json(content, **kwargs)
+
+    async def _subscribe(self, requested: Any) -> None:
+        names = [t for t in requested if isinstance(t, str)] if isinstance(requested, list) else []
+        allowed, refused = await database_sync_to_async(self._allowed)(names[: self.max_topics])
+        for topic in allowed - self.topics:
+            await self.channel_layer.group_add(f"console.{topic}", self.channel_name)
+        self.topics |= allowed
+        await self.send_json(
+            {"type": "subscribed", "topics": sorted(self.topics), "refused": sorted(refused)}
+        )
+
+    def _allowed(self, names: list[str]) -> tuple[set[str], set[str]]:
+        from xbit_admin.accounts.roles import perm
+
+        user = self.scope["user"]
+        allowed, refused = set(), set()
+        for name in names:
+            perms = TOPIC_PERMISSIONS.get(name)
+            if perms and any(user.has_perm(perm(p)) for p in perms):
+                allowed.add(name)
+            else:
+                refused.add(name)
+        return allowed, refused
+
+    async def console_update(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "update", "topic": event.get("topic"), "data": event.get("data")})
+
+    async def disconnect(self, code: int) -> None:
+        for topic in getattr(self, "topics", set()):
+            await self.channel_layer.group_discard(f"console.{topic}", self.channel_name)
+        await super().disconnect(code)

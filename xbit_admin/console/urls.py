@@ -1,6 +1,7 @@
 from django.urls import path
 
 from xbit_admin.console import views
+from xbit_admin.console.pages import audit, money, routing, users
 
 app_name = "console"
 
@@ -9,4 +10,30 @@ urlpatterns = [
     path("otp/", views.otp_view, name="otp"),
     path("logout/", views.logout_view, name="logout"),
     path("", views.overview_view, name="overview"),
+    # routing (spec 07 §2)
+    path("routing/", routing.routing_view, name="routing"),
+    path("routing/<str:asset>/", routing.routing_asset_view, name="routing_asset"),
+    path("routing/<str:asset>/mode/", routing.routing_mode_view, name="routing_mode"),
+    path("routing/<str:asset>/toggle/", routing.routing_toggle_view, name="routing_toggle"),
+    # users (support, §9)
+    path("users/", users.users_view, name="users"),
+    path("users/<int:user_id>/", users.user_detail_view, name="user_detail"),
+    path("users/<int:user_id>/export/<str:section>.csv", users.user_export_view, name="user_export"),
+    # money (§7, §8)
+    path("withdrawals/", money.withdrawals_view, name="withdrawals"),
+    path(
+        "withdrawals/<int:withdrawal_id>/approve/", money.withdrawal_approve_view, name="withdrawal_approve"
+    ),
+    path("withdrawals/<int:withdrawal_id>/reject/", money.withdrawal_reject_view, name="withdrawal_reject"),
+    path("liquidity/", money.liquidity_view, name="liquidity"),
+    path("liquidity/aggregate/<str:chain>/", money.aggregation_trigger_view, name="aggregation_trigger"),
+    path("liquidity/cold/propose/", money.cold_topup_propose_view, name="cold_topup_propose"),
+    path("liquidity/cold/<int:transfer_id>/decide/", money.cold_topup_decide_view, name="cold_topup_decide"),
+    # audit log (§12) and alerts (§11)
+    path("audit/", audit.audit_view, name="audit"),
+    path("audit/export.csv", audit.audit_export_view, name="audit_export"),
+    path("audit/verify/", audit.audit_verify_view, name="audit_verify"),
+    path("alerts/", audit.alerts_view, name="alerts"),
+    path("alerts/<int:alert_id>/ack/", audit.alert_ack_view, name="alert_ack"),
+    path("alerts/<int:alert_id>/resolve/", audit.alert_resolve_view, name="alert_resolve"),
 ]

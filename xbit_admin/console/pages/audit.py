@@ -1,0 +1,214 @@
+"""Audit log (spec 07 §12: read-only, filterable, CSV, chain verification) and alerts (§11)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from xbit_admin.alerts.models import Alert
+from xbit_admin.alerts.services import alert_acknowledge, alert_resolve_manual
+from xbit_admin.audit.models import AuditEntry
+from xbit_admin.audit.services import audit_chain_verify, audit_record
+from xbit_admin.console.access import staff_required
+from xbit_admin.console.pages.common import can, csv_response, flash_error, keyset_page, require, time_window
+from xbit_admin.errors import ApplicationError
+
+VERIFY_CACHE_KEY = "console:audit_chain_verify"
+AUDIT_FILTERS = ("actor", "action", "object_type", "object_id")
+
+
+def _audit_qs(request: HttpRequest) -> QuerySet[AuditEntry]:
+    qs = AuditEntry.objects.all()
+    actor = request.GET.get("actor", "").strip()
+    if actor:
+        qs = qs.filter(actor_label__istartswith=actor)
+    action = request.GET.get("action", "").strip()
+    if action:
+        qs = qs.filter(Q(action=action) | Q(action__startswith=action.rstrip(".") + "."))
+    for name in ("object_type", "object_id"):
+        value = request.GET.get(name, "").strip()
+        if value:
+            qs = qs.filter(**{name: value})
+    return time_window(request, default="all").apply(qs)
+
+
+@staff_required("view_audit_log")
+@require_GET
+def audit_view(request: HttpRequest) -> HttpResponse:
+    page = keyset_page(_audit_qs(request), request)
+    return render(
+        request,
+        "console/audit.html",
+        {
+            "page": "audit",
+            "entries": page,
+            "filters": {name: request.GET.get(name, "") for name in (*AUDIT_FILTERS, "since", "until")},
+            "actions": list(AuditEntry.objects.order_by().values_list("action", flat=True).distinct()[:200]),
+            "object_types": list(
+                AuditEntry.objects.order_by()
+                .exclude(object_type="")
+                .values_list("object_type", flat=True)
+                .distinct()[:100]
+            ),
+            "verify": cache.get(VERIFY_CACHE_KEY),
+            "can_export": can(request.user, "export_data"),
+        },
+    )
+
+
+@staff_required("view_audit_log")
+@require_GET
+def audit_export_view(request: HttpRequest) -> HttpResponse:
+    """CSV of the filtered log. Needs view_audit_log and export_data; the export itself is audited."""
+    require(request.user, "export_data")
+    filters = {name: request.GET.get(name, "") for name in (*AUDIT_FILTERS, "since", "until", "range")}
+    with transaction.atomic():
+        audit_record(
+            action="console.export",
+            actor=request.user,
+            request=request,
+            object_type="audit_log",
+            after={k: v for k, v in filters.items() if v},
+        )
+    header = (
+        "id",
+        "created_at",
+        "actor",
+        "ip",
+        "action",
+        "object_type",
+        "object_id",
+        "before",
+        "after",
+        "reason",
+        "hash",
+    )
+    rows = (
+        (
+            e.pk,
+            e.created_at,
+            e.actor_label,
+            e.ip,
+            e.action,
+            e.object_type,
+            e.object_id,
+            e.before,
+            e.after,
+            e.reason,
+            e.hash,
+        )
+        for e in _audit_qs(request).order_by("id").iterator(chunk_size=2000)
+    )
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    return csv_response(f"audit-log-{stamp}.csv", header, rows)
+
+
+@staff_required("view_audit_log")
+@require_http_methods(["GET", "POST"])
+def audit_verify_view(request: HttpRequest) -> HttpResponse:
+    """Recompute every hash of the chain now (read-only; the result is kept for everyone to see).
+    GET shows the last result and the button."""
+    if request.method == "GET":
+        return render(
+            request, "console/audit_verify.html", {"page": "audit", "verify": cache.get(VERIFY_CACHE_KEY)}
+        )
+    started = timezone.now()
+    report = audit_chain_verify()
+    result: dict[str, Any] = {
+        "ok": report.ok,
+        "checked": report.checked,
+        "broken_at": report.broken_at,
+        "problem": report.problem,
+        "at": started,
+        "seconds": (timezone.now() - started).total_seconds(),
+        "by": request.user.email,
+    }
+    cache.set(VERIFY_CACHE_KEY, result, timeout=None)
+    if report.ok:
+        messages.success(request, f"Audit chain intact: {report.checked} entries verified.")
+    else:
+        messages.error(request, f"Audit chain BROKEN at entry {report.broken_at}: {report.problem}.")
+    return redirect(reverse("console:audit"))
+
+
+# --- alerts -----------------------------------------------------------------------------------------
+
+STATES = [Alert.State.OPEN, Alert.State.ACKNOWLEDGED, Alert.State.RESOLVED]
+
+
+@staff_required("view_console")
+@require_GET
+def alerts_view(request: HttpRequest) -> HttpResponse:
+    state = request.GET.get("state", Alert.State.OPEN)
+    if state not in STATES and state != "all":
+        state = Alert.State.OPEN
+    qs = Alert.objects.select_related("acknowledged_by")
+    if state != "all":
+        qs = qs.filter(state=state)
+    severity = request.GET.get("severity", "")
+    if severity in Alert.Severity.values:
+        qs = qs.filter(severity=severity)
+    ordering = ["severity", "-last_seen"] if state != Alert.State.RESOLVED else ["-resolved_at"]
+    counts = {
+        row["state"]: row["n"] for row in Alert.objects.values("state").order_by().annotate(n=Count("id"))
+    }
+    return render(
+        request,
+        "console/alerts.html",
+        {
+            "page": "alerts",
+            "alerts": list(qs.order_by(*ordering)[:200]),
+            "state": state,
+            "severity": severity,
+            "states": STATES,
+            "severities": Alert.Severity.values,
+            "counts": counts,
+            "can_ack": can(request.user, "acknowledge_alerts"),
+        },
+    )
+
+
+def _back(request: HttpRequest) -> HttpResponse:
+    state = request.POST.get("back_state", "")
+    url = reverse("console:alerts")
+    return redirect(f"{url}?state={state}" if state in STATES or state == "all" else url)
+
+
+@staff_required("acknowledge_alerts")
+@require_POST
+def alert_ack_view(request: HttpRequest, alert_id: int) -> HttpResponse:
+    try:
+        alert_acknowledge(alert_id=alert_id, acting_user=request.user, request=request)
+    except ApplicationError as exc:
+        flash_error(request, exc)
+    else:
+        messages.success(
+            request, f"Alert {alert_id} acknowledged: escalation stops; it stays until resolved."
+        )
+    return _back(request)
+
+
+@staff_required("acknowledge_alerts")
+@require_POST
+def alert_resolve_view(request: HttpRequest, alert_id: int) -> HttpResponse:
+    try:
+        alert_resolve_manual(
+            alert_id=alert_id,
+            acting_user=request.user,
+            reason=request.POST.get("reason", ""),
+            request=request,
+        )
+    except ApplicationError as exc:
+        flash_error(request, exc)
+    else:
+        messages.success(request, f"Alert {alert_id} resolved.")
+    return _back(request)

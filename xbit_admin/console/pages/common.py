@@ -1,0 +1,143 @@
+"""Helpers shared by console pages: permission checks inside a view, service errors shown to the
+operator, keyset pagination, time filters and CSV export."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, StreamingHttpResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from xbit_admin.accounts.roles import perm
+from xbit_admin.errors import ApplicationError
+
+PAGE_SIZE = 50
+
+
+def acting(request: HttpRequest) -> Any:
+    """The signed-in staff member (the decorator guarantees one) as services expect it."""
+    return request.user
+
+
+def can(user: Any, codename: str) -> bool:
+    return bool(user.is_staff and user.has_perm(perm(codename)))
+
+
+def require(user: Any, *all_of: str) -> None:
+    """403 unless the user holds every listed permission (the decorator checks "any of")."""
+    if not all(can(user, codename) for codename in all_of):
+        raise PermissionDenied
+
+
+def flash_error(request: HttpRequest, exc: ApplicationError) -> None:
+    messages.error(request, f"{exc.message} ({exc.code})")
+
+
+# --- keyset pagination ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Any]
+    next_before: int | None
+    is_first: bool
+
+
+def keyset_page(qs: QuerySet[Any], request: HttpRequest, *, size: int = PAGE_SIZE) -> Page:
+    """Newest first by id; ``?before=<id>`` continues after the last row seen (stable while rows are
+    appended, unlike offsets)."""
+    before = request.GET.get("before", "")
+    if before.isdigit():
+        qs = qs.filter(pk__lt=int(before))
+    rows = list(qs.order_by("-pk")[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    return Page(rows=rows, next_before=rows[-1].pk if more and rows else None, is_first=not before)
+
+
+# --- time filters ----------------------------------------------------------------------------------
+
+RANGES = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+
+
+def _parse_when(value: str, *, end: bool) -> datetime | None:
+    if not value:
+        return None
+    parsed = parse_datetime(value)
+    if parsed is None:
+        day = parse_date(value)
+        if day is None:
+            return None
+        parsed = datetime.combine(day, datetime.max.time() if end else datetime.min.time())
+    if timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, timezone.get_current_timezone())
+    return parsed
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    since: datetime | None
+    until: datetime | None
+    range_key: str
+
+    def apply(self, qs: QuerySet[Any], field: str = "created_at") -> QuerySet[Any]:
+        if self.since is not None:
+            qs = qs.filter(**{f"{field}__gte": self.since})
+        if self.until is not None:
+            qs = qs.filter(**{f"{field}__lte": self.until})
+        return qs
+
+
+def time_window(request: HttpRequest, *, default: str = "all") -> TimeWindow:
+    """``?range=1h|24h|7d|30d|all`` or explicit ``?since=`` / ``?until=`` (date or datetime, UTC)."""
+    since = _parse_when(request.GET.get("since", ""), end=False)
+    until = _parse_when(request.GET.get("until", ""), end=True)
+    key = request.GET.get("range", "" if (since or until) else default)
+    if key in RANGES and since is None:
+        since = timezone.now() - RANGES[key]
+    return TimeWindow(since=since, until=until, range_key=key if key in RANGES or key == "all" else "")
+
+
+# --- CSV -------------------------------------------------------------------------------------------
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _cell(value: Any) -> Any:
+    # Spreadsheet formula injection: a cell starting with = + - @ (or a tab/CR) is made literal.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return "" if value is None else value
+
+
+def csv_response(filename: str, header: Sequence[str], rows: Iterable[Iterable[Any]]) -> Any:
+    """A streamed CSV download (typed Any: views are declared to return HttpResponse)."""
+    writer = csv.writer(_Echo())
+
+    def stream() -> Iterator[str]:
+        yield writer.writerow(header)
+        for row in rows:
+            yield writer.writerow([_cell(v) for v in row])
+
+    response = StreamingHttpResponse(stream(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,246 @@
+"""Withdrawals (spec 07 §8) and liquidity (§7): the approval queue by tier, hot wallets, coverage,
+aggregation, cold top-ups. Every action goes through the wallets services, which check permissions,
+enforce the two-person rules and write the audit row."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from wallets.models import Aggregation, ColdTransfer, Withdrawal, WithdrawalApproval
+from wallets.services import (
+    aggregation_trigger,
+    cold_topup_decide,
+    cold_topup_propose,
+    withdrawal_approve,
+    withdrawal_reject,
+)
+from xbit_admin.console.access import staff_required
+from xbit_admin.console.pages.common import acting, can, flash_error
+from xbit_admin.console.selectors import liquidity_overview, small_tier_avg_seconds, withdrawal_queue_summary
+from xbit_admin.errors import ApplicationError
+
+TIERS = [
+    (Withdrawal.Tier.DUAL, "> 100,000 — risk review + operations approval (two people)"),
+    (Withdrawal.Tier.SINGLE, "10,000 – 100,000 — one operations approval"),
+    (Withdrawal.Tier.AUTO, "< 10,000 — sent to manual review"),
+]
+KIND_LABEL: dict[str, str] = {
+    WithdrawalApproval.Kind.RISK: "risk review",
+    WithdrawalApproval.Kind.OPS: "operations approval",
+}
+
+
+def _required(withdrawal: Withdrawal) -> list[str]:
+    if withdrawal.tier == Withdrawal.Tier.DUAL:
+        return [WithdrawalApproval.Kind.RISK, WithdrawalApproval.Kind.OPS]
+    if withdrawal.tier == Withdrawal.Tier.SINGLE or withdrawal.manual_review:
+        return [WithdrawalApproval.Kind.OPS]
+    return []
+
+
+def _annotate(withdrawal: Withdrawal, user: Any) -> Withdrawal:
+    """What is given, what is missing, and which approval this viewer would give (display only: the
+    service decides)."""
+    given = {a.kind: a for a in withdrawal.approvals.all()}
+    missing = [k for k in _required(withdrawal) if k not in given]
+    can_risk, can_ops = can(user, "risk_review_withdrawals"), can(user, "approve_withdrawals")
+    next_kind = None
+    if WithdrawalApproval.Kind.RISK in missing and can_risk:
+        next_kind = WithdrawalApproval.Kind.RISK
+    elif WithdrawalApproval.Kind.OPS in missing and can_ops:
+        next_kind = WithdrawalApproval.Kind.OPS
+    already = next((a for a in given.values() if a.approver_id == user.pk), None)
+    withdrawal.given = list(given.values())  # type: ignore[attr-defined]
+    withdrawal.missing = [KIND_LABEL[k] for k in missing]  # type: ignore[attr-defined]
+    withdrawal.next_kind = KIND_LABEL.get(next_kind) if next_kind else None  # type: ignore[attr-defined]
+    withdrawal.completes = bool(next_kind) and len(missing) == 1  # type: ignore[attr-defined]
+    withdrawal.already_by_viewer = already  # type: ignore[attr-defined]
+    return withdrawal
+
+
+@staff_required("approve_withdrawals", "risk_review_withdrawals")
+@require_GET
+def withdrawals_view(request: HttpRequest) -> HttpResponse:
+    waiting = list(
+        Withdrawal.objects.filter(status=Withdrawal.Status.AWAITING_APPROVAL)
+        .select_related("user")
+        .prefetch_related("approvals__approver")
+        .order_by("created_at")
+    )
+    groups = []
+    for tier, label in TIERS:
+        rows = [_annotate(w, request.user) for w in waiting if w.tier == tier]
+        groups.append(
+            {"tier": tier, "label": label, "rows": rows, "total": sum((w.amount for w in rows), Decimal(0))}
+        )
+    recent = list(
+        Withdrawal.objects.filter(approvals__isnull=False)
+        .exclude(status=Withdrawal.Status.AWAITING_APPROVAL)
+        .select_related("user")
+        .prefetch_related("approvals__approver")
+        .distinct()
+        .order_by("-updated_at")[:30]
+    )
+    rejected = list(
+        Withdrawal.objects.filter(status=Withdrawal.Status.REJECTED)
+        .select_related("user")
+        .order_by("-updated_at")[:20]
+    )
+    return render(
+        request,
+        "console/withdrawals.html",
+        {
+            "page": "withdrawals",
+            "groups": groups,
+            "waiting_count": len(waiting),
+            "recent": recent,
+            "rejected": rejected,
+            "can_view_users": can(request.user, "view_user_data"),
+        },
+    )
+
+
+@staff_required("approve_withdrawals", "risk_review_withdrawals")
+@require_POST
+def withdrawal_approve_view(request: HttpRequest, withdrawal_id: int) -> HttpResponse:
+    try:
+        withdrawal = withdrawal_approve(
+            withdrawal_id=withdrawal_id,
+            acting_user=acting(request),
+            note=request.POST.get("reason", ""),
+            request=request,
+        )
+    except ApplicationError as exc:
+        flash_error(request, exc)
+    else:
+        if withdrawal.status == Withdrawal.Status.APPROVED:
+            messages.success(
+                request, f"Withdrawal {withdrawal_id} approved: it will be signed and broadcast."
+            )
+        else:
+            messages.success(
+                request,
+                f"Withdrawal {withdrawal_id}: your approval is recorded; another person must approve.",
+            )
+    return redirect(reverse("console:withdrawals"))
+
+
+@staff_required("approve_withdrawals", "risk_review_withdrawals")
+@require_POST
+def withdrawal_reject_view(request: HttpRequest, withdrawal_id: int) -> HttpResponse:
+    try:
+        withdrawal_reject(
+            withdrawal_id=withdrawal_id,
+            acting_user=acting(request),
+            reason=request.POST.get("reason", ""),
+            request=request,
+        )
+    except ApplicationError as exc:
+        flash_error(request, exc)
+    else:
+        messages.success(
+            request, f"Withdrawal {withdrawal_id} rejected; the funds are back in the user's cash."
+        )
+    return redirect(reverse("console:withdrawals"))
+
+
+@staff_required("view_risk", "trigger_aggregation", "manage_liquidity")
+@require_GET
+def liquidity_view(request: HttpRequest) -> HttpResponse:
+    overview = liquidity_overview()
+    proposals = list(
+        ColdTransfer.objects.filter(status=ColdTransfer.Status.PROPOSED)
+        .select_related("proposed_by")
+        .order_by("created_at")
+    )
+    cold_history = list(
+        ColdTransfer.objects.exclude(status=ColdTransfer.Status.PROPOSED)
+        .select_related("proposed_by", "decided_by")
+        .order_by("-id")[:30]
+    )
+    return render(
+        request,
+        "console/liquidity.html",
+        {
+            "page": "liquidity",
+            **overview,
+            "aggregations": list(Aggregation.objects.order_by("-id")[:50]),
+            "proposals": proposals,
+            "cold_history": cold_history,
+            "queue": withdrawal_queue_summary(),
+            "small_avg": small_tier_avg_seconds(),
+            "can_aggregate": can(request.user, "trigger_aggregation"),
+            "can_decide": can(request.user, "manage_liquidity"),
+        },
+    )
+
+
+@staff_required("trigger_aggregation")
+@require_POST
+def aggregation_trigger_view(request: HttpRequest, chain: str) -> HttpResponse:
+    try:
+        sweeps = aggregation_trigger(
+            chain=chain, acting_user=acting(request), reason=request.POST.get("reason", "")
+        )
+    except ApplicationError as exc:
+        flash_error(request, exc)
+    else:
+        if sweeps:
+            total = sum((s.amount for s in sweeps), Decimal(0))
+            messages.success(request, f"{chain}: {len(sweeps)} sweep(s) planned, {total:,.2f} in total.")
+        else:
+            messages.info(request, f"{chain}: nothing to sweep (no credited, unswept deposits).")
+    return redirect(reverse("console:liquidity"))
+
+
+@staff_required("trigger_aggregation")
+@require_http_methods(["GET", "POST"])
+def cold_topup_propose_view(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        chains = [c.chain for c in liquidity_overview()["chains"]]
+        return render(request, "console/cold_propose.html", {"page": "liquidity", "chains": chains})
+    raw = request.POST.get("amount", "").replace(",", "").strip()
+    try:
+        amount = Decimal(raw)
+    except InvalidOperation:
+        messages.error(request, f"{raw!r} is not an amount.")
+        return redirect(reverse("console:liquidity"))
+    try:
+        proposal = cold_topup_propose(
+            chain=request.POST.get("chain", ""),
+            asset=request.POST.get("asset", ""),
+            amount=amount,
+            acting_user=acting(request),
+            reason=request.POST.get("reason", ""),
+        )
+    except ApplicationError as exc:
+        flash_error(request, exc)
+    else:
+        messages.success(request, f"Cold top-up {proposal.pk} proposed; a risk officer must approve it.")
+    return redirect(reverse("console:liquidity"))
+
+
+@staff_required("manage_liquidity")
+@require_POST
+def cold_topup_decide_view(request: HttpRequest, transfer_id: int) -> HttpResponse:
+    approve = request.POST.get("decision") == "approve"
+    try:
+        proposal = cold_topup_decide(
+            transfer_id=transfer_id,
+            acting_user=acting(request),
+            approve=approve,
+            reason=request.POST.get("reason", ""),
+        )
+    except ApplicationError as exc:
+        flash_error(request, exc)
+    else:
+        verb = "approved: the transfer will be broadcast" if approve else "rejected"
+        messages.success(request, f"Cold top-up {proposal.pk} {verb}.")
+    return redirect(reverse("console:liquidity"))

@@ -1,0 +1,289 @@
+"""Routing page (spec 07 §2): per-asset modes, thresholds with overrides, auto-switch, whitelist,
+force-HL and HL halt, the HL_MODE banner, the mode-switch history and the decision log."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from routing.decision import Mode, Route
+from routing.models import GLOBAL, RoutingConfig, RoutingModeLog
+from routing.selectors import CONFIG_FIELDS, resolved_config
+from routing.services import routing_config_update, routing_mode_switch
+from xbit_admin.console.access import staff_required
+from xbit_admin.console.pages.common import can, flash_error, keyset_page, require
+from xbit_admin.console.selectors import (
+    DECISION_FILTERS,
+    decision_log,
+    decision_reasons,
+    mode_switches,
+    routing_assets,
+    routing_overview,
+)
+from xbit_admin.errors import ApplicationError
+
+MODES = [Mode.HL_MODE, Mode.NORMAL_MODE, Mode.BETTING_MODE]
+MODE_LABELS = {Mode.HL_MODE: "HL", Mode.NORMAL_MODE: "Normal", Mode.BETTING_MODE: "Betting"}
+SHORT = {Mode.HL_MODE: "HL", Mode.NORMAL_MODE: "NORMAL", Mode.BETTING_MODE: "BETTING"}
+GLOBAL_SLUG = "global"
+
+MONEY_FIELDS = [
+    ("normal_threshold", "Normal threshold", "NORMAL_MODE: internalize orders with notional ≤ this"),
+    ("betting_threshold", "Betting threshold", "BETTING_MODE: internalize orders with notional ≤ this"),
+    ("hl_mode_exposure_threshold", "HL trigger", "|net exposure| ≥ this → HL_MODE"),
+    ("betting_mode_exposure_threshold", "Betting trigger", "|net exposure| ≤ this → BETTING_MODE"),
+    ("max_internal_order_notional", "Max internal order", "hard cap on one internalized order"),
+]
+FACTOR_FIELDS = [
+    ("hl_exit_factor", "HL exit factor", "leave HL_MODE below trigger × this"),
+    ("betting_exit_factor", "Betting exit factor", "leave BETTING_MODE above trigger × this"),
+]
+BOOL_FIELDS = [
+    ("auto_switch_enabled", "Auto-switch", "modes follow |net exposure| automatically"),
+    ("internalization_enabled", "Whitelisted", "this asset may be internalized at all"),
+]
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:,.2f}" if isinstance(value, Decimal) else str(value)
+
+
+def consequence(
+    asset: str, current: str, target: Mode, config: dict[str, dict[str, Any]], whitelisted: bool
+) -> str:
+    """What the confirmation dialog says will happen."""
+    head = f"{asset}: {SHORT.get(Mode(current), current)} → {SHORT[target]}."
+    if target is Mode.HL_MODE:
+        body = f"New {asset} orders go to Hyperliquid."
+    else:
+        key = "normal_threshold" if target is Mode.NORMAL_MODE else "betting_threshold"
+        limit = _fmt(config[key]["value"])
+        body = (
+            f"New {asset} orders up to {limit} USDC notional are internalized (B-book); "
+            "larger ones go to Hyperliquid."
+        )
+        if not whitelisted:
+            body += f" {asset} is not whitelisted, so its orders still go to Hyperliquid."
+    return f"{head} {body}"
+
+
+def _slug_to_asset(slug: str) -> str:
+    asset = GLOBAL if slug == GLOBAL_SLUG else slug.upper()
+    if asset != GLOBAL and asset not in routing_assets():
+        raise Http404("unknown asset")
+    return asset
+
+
+@staff_required("view_risk", "manage_routing")
+def routing_view(request: HttpRequest) -> HttpResponse:
+    rows, glob = routing_overview()
+    manage = can(request.user, "manage_routing")
+    for row in rows:
+        row.buttons = [  # type: ignore[attr-defined]
+            {
+                "mode": mode.value,
+                "label": MODE_LABELS[mode],
+                "current": row.mode == mode.value,
+                "change_id": uuid.uuid4().hex,
+                "consequence": consequence(
+                    row.asset, row.mode, mode, row.config, row.internalization_enabled
+                ),
+            }
+            for mode in MODES
+        ]
+    filters = {name: request.GET.get(name, "") for name in DECISION_FILTERS}
+    page = keyset_page(decision_log(filters), request)
+    return render(
+        request,
+        "console/routing.html",
+        {
+            "page": "routing",
+            "rows": rows,
+            "glob": glob,
+            "hl_rows": [r for r in rows if r.mode == Mode.HL_MODE],
+            "switches": mode_switches(30),
+            "decisions": page,
+            "filters": filters,
+            "reasons": decision_reasons(),
+            "routes": [r.value for r in Route],
+            "assets": [r.asset for r in rows],
+            "manage": manage,
+        },
+    )
+
+
+@staff_required("manage_routing")
+@require_POST
+def routing_mode_view(request: HttpRequest, asset: str) -> HttpResponse:
+    asset = _slug_to_asset(asset)
+    try:
+        result = routing_mode_switch(
+            asset=asset,
+            mode=request.POST.get("mode", ""),
+            reason=request.POST.get("reason", ""),
+            change_id=request.POST.get("change_id", ""),
+            acting_user=request.user,
+            request=request,
+        )
+    except ApplicationError as exc:
+        flash_error(request, exc)
+    else:
+        (messages.success if result.changed else messages.info)(request, result.message)
+    return redirect(reverse("console:routing"))
+
+
+@staff_required("manage_routing")
+@require_POST
+def routing_toggle_view(request: HttpRequest, asset: str) -> HttpResponse:
+    """Auto-switch or whitelist on/off for one asset (the confirmation states the effect)."""
+    asset = _slug_to_asset(asset)
+    name = request.POST.get("field", "")
+    if name not in ("auto_switch_enabled", "internalization_enabled"):
+        messages.error(request, "Only auto-switch and the whitelist can be toggled here.")
+        return redirect(reverse("console:routing"))
+    value = request.POST.get("value") == "on"
+    try:
+        routing_config_update(
+            asset=asset,
+            changes={name: value},
+            reason=request.POST.get("reason", ""),
+            acting_user=request.user,
+            request=request,
+        )
+    except ApplicationError as exc:
+        flash_error(request, exc)
+    else:
+        label = "Auto-switch" if name == "auto_switch_enabled" else "Whitelist"
+        messages.success(request, f"{asset}: {label} {'on' if value else 'off'}.")
+    return redirect(reverse("console:routing"))
+
+
+def _parse_form(
+    request: HttpRequest, own: dict[str, Any], is_global: bool
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Changed fields only (blank = inherit the global value on an asset row)."""
+    changes: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, _label, _help in MONEY_FIELDS + FACTOR_FIELDS:
+        raw = request.POST.get(name, "").strip().replace(",", "").replace("_", "")
+        if raw == "":
+            value = None
+        else:
+            try:
+                value = Decimal(raw)
+            except InvalidOperation:
+                errors[name] = f"{raw!r} is not a number."
+                continue
+            if not value.is_finite():
+                errors[name] = f"{raw!r} is not a number."
+                continue
+        if value is None and is_global:
+            errors[name] = "The global row needs a value."
+            continue
+        if value != own.get(name):
+            changes[name] = value
+    for name, _label, _help in BOOL_FIELDS:
+        raw = request.POST.get(name, "inherit")
+        value = {"on": True, "off": False}.get(raw)
+        if value is None and is_global:
+            errors[name] = "The global row needs a value."
+            continue
+        if value != own.get(name):
+            changes[name] = value
+    return changes, errors
+
+
+@staff_required("view_risk", "manage_routing")
+@require_http_methods(["GET", "POST"])
+def routing_asset_view(request: HttpRequest, asset: str) -> HttpResponse:
+    """One asset's (or the global row's) settings: value in force, where it comes from, edit form."""
+    asset = _slug_to_asset(asset)
+    is_global = asset == GLOBAL
+    row = RoutingConfig.objects.filter(asset=asset).select_related("updated_by").first()
+    own = {name: getattr(row, name) for name in CONFIG_FIELDS} if row else {}
+    errors: dict[str, str] = {}
+    service_error = ""
+    status = 200
+    if request.method == "POST":
+        require(request.user, "manage_routing")
+        changes, errors = _parse_form(request, own, is_global)
+        if not errors:
+            if not changes:
+                messages.info(request, "Nothing changed.")
+                return redirect(request.path)
+            try:
+                routing_config_update(
+                    asset=asset,
+                    changes=changes,
+                    reason=request.POST.get("reason", ""),
+                    acting_user=request.user,
+                    request=request,
+                )
+            except ApplicationError as exc:
+                service_error = exc.message
+                field = (exc.details or {}).get("field")
+                if field:
+                    errors[field] = exc.message
+            else:
+                changed = ", ".join(sorted(changes))
+                messages.success(request, f"{'Global' if is_global else asset} settings saved: {changed}.")
+                return redirect(request.path)
+        status = 400
+    resolved = resolved_config(asset)
+    posted = request.POST if request.method == "POST" else None
+
+    def field_row(name: str, label: str, help_text: str, kind: str) -> dict[str, Any]:
+        current = own.get(name)
+        if posted is not None:
+            shown = posted.get(name, "")
+        elif kind == "bool":
+            shown = "inherit" if current is None else ("on" if current else "off")
+        else:
+            shown = "" if current is None else str(current.normalize() if kind == "money" else current)
+        return {
+            "name": name,
+            "label": label,
+            "help": help_text,
+            "kind": kind,
+            "shown": shown,
+            "effective": resolved[name]["value"],
+            "source": resolved[name]["source"],
+            "error": errors.get(name, ""),
+        }
+
+    fields = (
+        [field_row(n, lbl, h, "money") for n, lbl, h in MONEY_FIELDS]
+        + [field_row(n, lbl, h, "factor") for n, lbl, h in FACTOR_FIELDS]
+        + [field_row(n, lbl, h, "bool") for n, lbl, h in BOOL_FIELDS]
+    )
+    switches = (
+        []
+        if is_global
+        else list(RoutingModeLog.objects.filter(asset=asset).select_related("operator").order_by("-id")[:30])
+    )
+    return render(
+        request,
+        "console/routing_asset.html",
+        {
+            "page": "routing",
+            "asset": asset,
+            "slug": GLOBAL_SLUG if is_global else asset,
+            "is_global": is_global,
+            "row": row,
+            "fields": fields,
+            "errors": errors,
+            "service_error": service_error,
+            "reason": posted.get("reason", "") if posted is not None else "",
+            "switches": switches,
+            "mode": resolved["routing_mode"]["value"],
+            "manage": can(request.user, "manage_routing"),
+        },
+        status=status,
+    )

@@ -1,0 +1,419 @@
+"""Users (support, spec 07 §9): search by id, email, wallet/deposit address, order id, tx hash; a user
+page with balances, positions, orders with their routing decision, fills, funding, balance logs,
+deposits, withdrawals, liquidations and security events; time filters and CSV export."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from routing.models import RoutingDecisionLog
+from trading.models import Fill, Order, Position
+from wallets.models import BalanceLog, Deposit, Withdrawal
+from wallets.selectors import deposit_addresses_list, user_accounts, wallet_get
+from xbit_admin.accounts.models import SecurityEvent, User
+from xbit_admin.audit.services import audit_record
+from xbit_admin.console.access import staff_required
+from xbit_admin.console.pages.common import TimeWindow, can, csv_response, require, time_window
+from xbit_admin.console.selectors import user_search
+
+logger = logging.getLogger(__name__)
+ROWS = 100
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    queryset: Callable[[int, TimeWindow], QuerySet[Any]]
+    header: tuple[str, ...]
+    row: Callable[[Any], Iterable[Any]]
+
+
+def _orders(user_id: int, window: TimeWindow) -> QuerySet[Any]:
+    return window.apply(Order.objects.filter(user_id=user_id)).order_by("-id")
+
+
+def _fills(user_id: int, window: TimeWindow) -> QuerySet[Any]:
+    return window.apply(Fill.objects.filter(user_id=user_id)).order_by("-id")
+
+
+def _positions(user_id: int, window: TimeWindow) -> QuerySet[Any]:
+    return window.apply(Position.objects.filter(user_id=user_id), "opened_at").order_by("-id")
+
+
+def _liquidations(user_id: int, window: TimeWindow) -> QuerySet[Any]:
+    return window.apply(Fill.objects.filter(user_id=user_id, is_liquidation=True)).order_by("-id")
+
+
+def _balance_logs(user_id: int, window: TimeWindow) -> QuerySet[Any]:
+    return window.apply(BalanceLog.objects.filter(user_id=user_id)).order_by("-id")
+
+
+def _deposits(user_id: int, window: TimeWindow) -> QuerySet[Any]:
+    return window.apply(Deposit.objects.filter(user_id=user_id)).order_by("-id")
+
+
+def _withdrawals(user_id: int, window: TimeWindow) -> QuerySet[Any]:
+    return window.apply(Withdrawal.objects.filter(user_id=user_id)).order_by("-id")
+
+
+def _security(user_id: int, window: TimeWindow) -> QuerySet[Any]:
+    return window.apply(SecurityEvent.objects.filter(user_id=user_id)).order_by("-id")
+
+
+SECTIONS: dict[str, Section] = {
+    "orders": Section(
+        "Orders",
+        _orders,
+        (
+            "id",
+            "created_at",
+            "asset",
+            "side",
+            "type",
+            "size",
+            "limit_price",
+            "leverage",
+            "margin_mode",
+            "status",
+            "route",
+            "filled_size",
+            "avg_fill_price",
+            "fee_total",
+            "client_order_id",
+            "hl_oid",
+            "error_code",
+        ),
+        lambda o: (
+            o.pk,
+            o.created_at,
+            o.asset,
+            o.side,
+            o.order_type,
+            o.size,
+            o.limit_price,
+            o.leverage,
+            o.margin_mode,
+            o.status,
+            o.route,
+            o.filled_size,
+            o.avg_fill_price,
+            o.fee_total,
+            o.client_order_id,
+            o.hl_oid,
+            o.error_code,
+        ),
+    ),
+    "fills": Section(
+        "Fills",
+        _fills,
+        (
+            "id",
+            "created_at",
+            "order_id",
+            "position_id",
+            "asset",
+            "source",
+            "side",
+            "size",
+            "price",
+            "liquidity",
+            "fee",
+            "realized_pnl",
+            "is_liquidation",
+        ),
+        lambda f: (
+            f.pk,
+            f.created_at,
+            f.order_id,
+            f.position_id,
+            f.asset,
+            f.source,
+            f.side,
+            f.size,
+            f.price,
+            f.liquidity,
+            f.fee,
+            f.realized_pnl,
+            f.is_liquidation,
+        ),
+    ),
+    "positions": Section(
+        "Positions",
+        _positions,
+        (
+            "id",
+            "opened_at",
+            "closed_at",
+            "asset",
+            "source",
+            "margin_mode",
+            "direction",
+            "size",
+            "entry_price",
+            "leverage",
+            "status",
+            "isolated_margin",
+            "liquidation_price",
+            "realized_pnl",
+            "fees_paid",
+            "cum_funding_all_time",
+            "cum_funding_since_open",
+        ),
+        lambda p: (
+            p.pk,
+            p.opened_at,
+            p.closed_at,
+            p.asset,
+            p.source,
+            p.margin_mode,
+            p.direction,
+            p.size,
+            p.entry_price,
+            p.leverage,
+            p.status,
+            p.isolated_margin,
+            p.liquidation_price,
+            p.realized_pnl,
+            p.fees_paid,
+            p.cum_funding_all_time,
+            p.cum_funding_since_open,
+        ),
+    ),
+    "liquidations": Section(
+        "Liquidations",
+        _liquidations,
+        (
+            "fill_id",
+            "created_at",
+            "position_id",
+            "asset",
+            "source",
+            "side",
+            "size",
+            "price",
+            "fee",
+            "realized_pnl",
+        ),
+        lambda f: (
+            f.pk,
+            f.created_at,
+            f.position_id,
+            f.asset,
+            f.source,
+            f.side,
+            f.size,
+            f.price,
+            f.fee,
+            f.realized_pnl,
+        ),
+    ),
+    "balance_logs": Section(
+        "Balance logs",
+        _balance_logs,
+        (
+            "id",
+            "created_at",
+            "type",
+            "account_kind",
+            "asset",
+            "amount",
+            "before",
+            "after",
+            "ref_type",
+            "ref_id",
+        ),
+        lambda b: (
+            b.pk,
+            b.created_at,
+            b.type,
+            b.account_kind,
+            b.asset,
+            b.amount,
+            b.before,
+            b.after,
+            b.ref_type,
+            b.ref_id,
+        ),
+    ),
+    "deposits": Section(
+        "Deposits",
+        _deposits,
+        (
+            "id",
+            "created_at",
+            "chain",
+            "asset",
+            "amount",
+            "status",
+            "confirmations",
+            "required_confirmations",
+            "tx_hash",
+            "log_index",
+            "address",
+            "from_address",
+            "credited_at",
+        ),
+        lambda d: (
+            d.pk,
+            d.created_at,
+            d.chain,
+            d.asset,
+            d.amount,
+            d.status,
+            d.confirmations,
+            d.required_confirmations,
+            d.tx_hash,
+            d.log_index,
+            d.address,
+            d.from_address,
+            d.credited_at,
+        ),
+    ),
+    "withdrawals": Section(
+        "Withdrawals",
+        _withdrawals,
+        (
+            "id",
+            "created_at",
+            "chain",
+            "asset",
+            "amount",
+            "fee",
+            "address",
+            "status",
+            "tier",
+            "review_reasons",
+            "reason",
+            "tx_hash",
+            "completed_at",
+        ),
+        lambda w: (
+            w.pk,
+            w.created_at,
+            w.chain,
+            w.asset,
+            w.amount,
+            w.fee,
+            w.address,
+            w.status,
+            w.tier,
+            "; ".join(w.review_reasons or []),
+            w.reason,
+            w.tx_hash,
+            w.completed_at,
+        ),
+    ),
+    "security": Section(
+        "Security events and logins",
+        _security,
+        ("id", "created_at", "kind", "ip", "user_agent", "details"),
+        lambda s: (s.pk, s.created_at, s.kind, s.ip, s.user_agent, s.details),
+    ),
+}
+
+
+@staff_required("view_user_data")
+@require_GET
+def users_view(request: HttpRequest) -> HttpResponse:
+    q = request.GET.get("q", "").strip()
+    hits = user_search(q) if q else []
+    users = {hit.user_id for hit in hits}
+    if len(users) == 1 and request.GET.get("list") != "1":
+        hit = hits[0]
+        url = reverse("console:user_detail", args=[hit.user_id])
+        return redirect(f"{url}?found={hit.kind}" + (f"#{hit.anchor}" if hit.anchor else ""))
+    recent = [] if q else list(User.objects.filter(is_staff=False).order_by("-id")[:20])
+    return render(request, "console/users.html", {"page": "users", "q": q, "hits": hits, "recent": recent})
+
+
+def _account(user_id: int) -> tuple[dict[str, Any] | None, str]:
+    from trading.account import account_view
+
+    try:
+        return account_view(user_id), ""
+    except Exception as exc:  # live marks or markets unavailable: show the stored data only
+        logger.warning("account_view failed for user %s", user_id, exc_info=True)
+        return None, f"live account view unavailable ({type(exc).__name__})"
+
+
+@staff_required("view_user_data")
+@require_GET
+def user_detail_view(request: HttpRequest, user_id: int) -> HttpResponse:
+    subject = User.objects.filter(pk=user_id).first()
+    if subject is None:
+        raise Http404("no such user")
+    window = time_window(request, default="30d")
+    account, account_error = _account(user_id)
+    live_positions = {p["id"]: p for p in (account or {}).get("positions", [])}
+    open_positions = list(
+        Position.objects.filter(user_id=user_id, status=Position.Status.OPEN).order_by("-id")
+    )
+    for position in open_positions:
+        position.live = live_positions.get(position.pk)  # type: ignore[attr-defined]
+    orders = list(_orders(user_id, window)[:ROWS])
+    decisions = {
+        d.order_id: d for d in RoutingDecisionLog.objects.filter(order_id__in=[o.pk for o in orders])
+    }
+    for order in orders:
+        order.decision = decisions.get(order.pk)  # type: ignore[attr-defined]
+    sections = {
+        name: list(section.queryset(user_id, window)[:ROWS])
+        for name, section in SECTIONS.items()
+        if name != "orders"
+    }
+    return render(
+        request,
+        "console/user_detail.html",
+        {
+            "page": "users",
+            "subject": subject,
+            "wallet": wallet_get(user_id=user_id),
+            "accounts": list(user_accounts(user_id=user_id)),
+            "deposit_addresses": list(deposit_addresses_list(user_id=user_id)),
+            "account": account,
+            "account_error": account_error,
+            "open_positions": open_positions,
+            "orders": orders,
+            "s": sections,
+            "window": window,
+            "rows_limit": ROWS,
+            "can_export": can(request.user, "export_data"),
+            "export_sections": [(name, section.title) for name, section in SECTIONS.items()],
+            "found": request.GET.get("found", ""),
+            "now": timezone.now(),
+        },
+    )
+
+
+@staff_required("export_data")
+@require_GET
+def user_export_view(request: HttpRequest, user_id: int, section: str) -> HttpResponse:
+    """CSV of one section of a user's timeline (time filter applies). Needs export_data and
+    view_user_data; each export is audit-logged (it takes personal data out of the console)."""
+    require(request.user, "view_user_data")
+    spec = SECTIONS.get(section)
+    if spec is None or not User.objects.filter(pk=user_id).exists():
+        raise Http404("no such export")
+    window = time_window(request, default="30d")
+    with transaction.atomic():
+        audit_record(
+            action="console.export",
+            actor=request.user,
+            request=request,
+            object_type="user",
+            object_id=user_id,
+            after={"section": section, "since": window.since, "until": window.until},
+        )
+    rows = (spec.row(obj) for obj in spec.queryset(user_id, window).iterator(chunk_size=2000))
+    return csv_response(f"user-{user_id}-{section}.csv", spec.header, rows)

@@ -1,0 +1,140 @@
+"""Formatting for console pages: numbers with their unit, right-aligned by the ``num`` class; times
+with their age (console.js keeps ``.age`` elements current)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django import template
+from django.utils import timezone
+from django.utils.html import format_html
+
+register = template.Library()
+
+MODE_SHORT = {"HL_MODE": "HL", "NORMAL_MODE": "NORMAL", "BETTING_MODE": "BETTING"}
+
+
+def _dec(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+@register.filter
+def money(value: Any, places: int = 2) -> str:
+    """1234.5 → "1,234.50"; None → "—"."""
+    number = _dec(value)
+    if number is None:
+        return "—"
+    return f"{number:,.{int(places)}f}"
+
+
+@register.filter
+def qty(value: Any) -> str:
+    """Sizes and prices: thousands separators, no trailing zeros beyond what the value carries."""
+    number = _dec(value)
+    if number is None:
+        return "—"
+    text = f"{number:,f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+@register.filter
+def pct(value: Any, places: int = 1) -> str:
+    number = _dec(value)
+    if number is None:
+        return "—"
+    return f"{number * 100:,.{int(places)}f}%"
+
+
+@register.filter
+def mode_short(value: Any) -> str:
+    return MODE_SHORT.get(str(value), str(value or "—"))
+
+
+@register.filter
+def absval(value: Any) -> Any:
+    number = _dec(value)
+    return abs(number) if number is not None else None
+
+
+def age_text(seconds: float) -> str:
+    if seconds < 0:
+        seconds = 0
+    if seconds < 60:
+        return f"{int(seconds)} s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} d ago"
+
+
+@register.simple_tag
+def age(value: Any) -> str:
+    """``<time>`` with the absolute UTC time as title and a relative age that console.js updates."""
+    if value is None or not isinstance(value, int | float | datetime):
+        return format_html('<span class="muted">—</span>')
+    if isinstance(value, int | float):
+        ts = float(value)
+        when = datetime.fromtimestamp(ts, tz=UTC)
+    else:
+        when = value
+        ts = when.timestamp()
+    seconds = timezone.now().timestamp() - ts
+    return format_html(
+        '<time class="age" data-ts="{}" datetime="{}" title="{}">{}</time>',
+        f"{ts:.3f}",
+        when.isoformat(),
+        when.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        age_text(seconds),
+    )
+
+
+@register.simple_tag
+def at(value: Any) -> str:
+    """Absolute time (UTC), for logs."""
+    if not isinstance(value, datetime):
+        return "—"
+    return format_html(
+        '<time datetime="{}">{}</time>', value.isoformat(), value.strftime("%Y-%m-%d %H:%M:%S")
+    )
+
+
+@register.simple_tag(takes_context=True)
+def query(context: Any, **changes: Any) -> str:
+    """The current query string with some parameters replaced (None/"" removes one)."""
+    params = context["request"].GET.copy()
+    for key, value in changes.items():
+        if value is None or value == "":
+            params.pop(key, None)
+        else:
+            params[key] = value
+    encoded = params.urlencode()
+    return f"?{encoded}" if encoded else "?"
+
+
+@register.filter
+def get_item(mapping: Any, key: Any) -> Any:
+    try:
+        return mapping.get(key)
+    except AttributeError:
+        return None
+
+
+@register.filter
+def compact_json(value: Any) -> str:
+    import json
+
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    if value is None:
+        return ""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, cls=DjangoJSONEncoder)
