@@ -11,12 +11,13 @@ class TradingConfig(AppConfig):
             tasks,  # noqa: F401  (registers the hourly markets sync with beat)
         )
         from trading.demo import seed_trading_demo
+        from trading.hl_accounts import seed_hl_accounts_demo
         from trading.markets import seed_markets_demo
         from trading.selectors import feed_readiness
         from xbit_admin.accounts.management.commands.seed_demo import DEMO_SEEDERS
         from xbit_admin.health import READINESS_CHECKS
 
-        for seeder in (seed_markets_demo, seed_trading_demo):
+        for seeder in (seed_markets_demo, seed_hl_accounts_demo, seed_trading_demo):
             if seeder not in DEMO_SEEDERS:
                 DEMO_SEEDERS.append(seeder)
         if not any(name == "hl_feed" for name, _check in READINESS_CHECKS):

@@ -69,10 +69,11 @@ def position_state(position: Position | None) -> netting.PositionState:
 
 
 def _counterparty(source: str) -> AccountRef:
-    # INTERNAL: XBIT's B-book is the counterparty; HYPERLIQUID: P&L is paid by / to the HL trading account
+    # INTERNAL: XBIT's B-book is the counterparty; HYPERLIQUID: the P&L was realized on the platform's HL
+    # trading account, so it settles against that account's P&L bucket
     if source == Source.INTERNAL:
         return AccountRef.platform(AccountKind.BBOOK_PNL)
-    return AccountRef.platform(AccountKind.HL_TRADING_CAPITAL)
+    return AccountRef.platform(AccountKind.HL_PNL, sub="trading")
 
 
 def fill_apply(*, req: FillRequest, position: Position | None, cash_available: Decimal) -> FillResult:

@@ -231,6 +231,12 @@ class Order(models.Model):
     error_message = models.TextField(blank=True)
     hl_oid = models.BigIntegerField(null=True, blank=True, unique=True)
     cloid = models.CharField(max_length=34, null=True, blank=True, unique=True)
+    hl_limit_price = price_field(
+        null=True, blank=True, help_text="the price sent to HL (IOC at mid ± slippage for market)"
+    )
+    hl_submitted_at = models.DateTimeField(
+        null=True, blank=True, help_text="set (and committed) before the request leaves"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -401,3 +407,74 @@ class LeverageSetting(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.asset} {self.margin_mode} {self.leverage}x"
+
+
+class HLAccount(models.Model):
+    """One of the platform's Hyperliquid accounts (spec 05: a trading and a hedge account). Orders are
+    signed by an approved agent (API wallet) whose key is encrypted at rest; state is queried by the
+    master address. Environment variables override these rows in production (see ``trading.venues.hl``)."""
+
+    class Name(models.TextChoices):
+        TRADING = "trading", "Trading account"
+        HEDGE = "hedge", "Hedge account"
+
+    name = models.CharField(max_length=10, choices=Name.choices, unique=True)
+    master_address = models.CharField(max_length=42)
+    agent_address = models.CharField(max_length=42)
+    agent_key_encrypted = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"HL {self.name} account {self.master_address}"
+
+
+class HLAccountSnapshot(models.Model):
+    """An HL account as HL reported it (``clearinghouseState``), for health thresholds and the console."""
+
+    account = models.CharField(max_length=10)
+    account_value = money_field()
+    total_margin_used = money_field()
+    maintenance_margin_used = money_field()
+    withdrawable = money_field()
+    total_notional = money_field()
+    margin_ratio = models.DecimalField(
+        max_digits=20,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="account value / maintenance margin used; null when no position",
+    )
+    positions = models.JSONField(default=list)
+    rate_limit = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.account} @ {self.created_at:%H:%M:%S}: value {self.account_value}"
+
+
+class HLPositionSync(models.Model):
+    """Σ users' HYPERLIQUID positions per asset vs the trading account's position (spec 06 issue: every
+    5 s and after every reconnect). HL is the source of truth for what HL holds."""
+
+    class Status(models.TextChoices):
+        OK = "OK", "OK"
+        WARN = "WARN", "Mismatch"
+        CRITICAL = "CRITICAL", "Mismatch above threshold"
+
+    asset = models.CharField(max_length=20)
+    expected = size_field()
+    actual = size_field()
+    deviation = size_field()
+    deviation_rate = models.DecimalField(max_digits=20, decimal_places=8)
+    status = models.CharField(max_length=8, choices=Status.choices)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["asset", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.asset}: expected {self.expected}, HL {self.actual} ({self.status})"

@@ -319,7 +319,7 @@ def order_place(*, user: User, inp: OrderInput) -> Order:
         with transaction.atomic():
             user_lock(user.pk)
             try:
-                return _place_locked(
+                order = _place_locked(
                     user=user,
                     inp=inp,
                     market=market,
@@ -334,8 +334,17 @@ def order_place(*, user: User, inp: OrderInput) -> Order:
         if inp.client_order_id and "order_client_id_unique_per_user" in str(exc):
             return _replay(Order.objects.get(user=user, client_order_id=inp.client_order_id), fingerprint)
         raise
-    assert rejection is not None
-    raise rejection
+    if rejection is not None:
+        raise rejection
+    if order.route == Source.HYPERLIQUID and order.status == Order.Status.ACCEPTED:
+        # the hold is committed; now (and only now) the order leaves for HL — no transaction is open
+        # during the network call
+        from trading import hl_execution
+
+        order = hl_execution.send_and_apply(order_id=order.pk)
+        if order.status == Order.Status.REJECTED and order.error_code:
+            raise ApplicationError(ErrorCode(order.error_code), order.error_message, {"order_id": order.pk})
+    return order
 
 
 def _replay(order: Order, fingerprint: str) -> Order:
@@ -493,8 +502,45 @@ def _place_locked(
                 reason=str(decision.reason),
             )
             raise _RejectAfterCommit(error)
-        return hl_execution.submit(order=order, market=market, quote=quote)
+        return _prepare_hl(order=order, market=market, quote=quote, settings=settings, positions=positions)
     return _execute_internal(order=order, market=market, quote=quote, settings=settings, positions=positions)
+
+
+def _prepare_hl(
+    *, order: Order, market: Market, quote: Quote, settings: TradingSettings, positions: list[Position]
+) -> Order:
+    """HL-routed: margin checked and frozen at the price that will be sent (worst case for a market
+    order); the send itself happens after this transaction commits."""
+    from trading import hl_execution
+
+    price = hl_execution.send_price(order, market, quote)
+    fee_rate = _fee_rate(settings, Source.HYPERLIQUID, maker=False)
+    cash, holds = _balances(order.user_id)
+    quotes = get_quotes(sorted({p.asset for p in positions} | {order.asset}))
+    state = account_state(cash=cash, order_holds=holds, positions=positions, quotes=quotes)
+    _margin_check(order=order, price=price, positions=positions, fee_rate=fee_rate, state=state)
+    key = next(
+        (
+            p
+            for p in positions
+            if p.asset == order.asset
+            and p.source == Source.HYPERLIQUID
+            and p.margin_mode == order.margin_mode
+        ),
+        None,
+    )
+    effect = netting.apply_fill(
+        netting.PositionState(
+            1 if key and key.direction == "LONG" else -1, key.size, key.entry_price, key.isolated_margin
+        )
+        if key
+        else netting.FLAT,
+        DIRECTION[order.side],
+        order.size,
+        price,
+    )
+    hold = hl_execution.hold_for(order, price, effect.opened_size, fee_rate)
+    return hl_execution.prepare(order=order, market=market, quote=quote, hold=hold)
 
 
 class _RejectAfterCommit(Exception):

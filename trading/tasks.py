@@ -29,3 +29,35 @@ def markets_sync_task() -> None:
 
 
 register_periodic("trading.markets_sync.hourly", "trading.markets_sync", 3600, queue="default")
+
+
+@shared_task(name="trading.orders_expire", ignore_result=True)  # type: ignore[untyped-decorator,unused-ignore]
+def orders_expire_task() -> None:
+    """GTC internal limit orders past their expiry (spec 02: 7 days) release their holds."""
+    from trading.services import orders_expire
+
+    orders_expire()
+
+
+@shared_task(name="trading.hl_orders_resolve", ignore_result=True)  # type: ignore[untyped-decorator,unused-ignore]
+def hl_orders_resolve_task() -> None:
+    """HL orders whose answer was lost (timeout, crash): resolved by cloid, never re-sent."""
+    from trading.hl_execution import hl_orders_resolve
+
+    hl_orders_resolve()
+
+
+@shared_task(name="trading.hl_positions_sync", ignore_result=True)  # type: ignore[untyped-decorator,unused-ignore]
+def hl_positions_sync_task() -> None:
+    """Σ users' HYPERLIQUID positions vs the trading account, plus its health snapshot (every 5 s)."""
+    from trading.hl_accounts import positions_sync
+
+    try:
+        positions_sync()
+    except Exception:  # HL unreachable: the next run tries again; the feed's breakers handle outages
+        logger.warning("HL position sync failed", exc_info=True)
+
+
+register_periodic("trading.orders_expire", "trading.orders_expire", 60, queue="default")
+register_periodic("trading.hl_orders_resolve", "trading.hl_orders_resolve", 2, queue="default")
+register_periodic("trading.hl_positions_sync", "trading.hl_positions_sync", 5, queue="default")

@@ -44,6 +44,9 @@ class AccountKind(models.TextChoices):
     RISK_RESERVE = "risk_reserve", "Risk reserve"
     HL_TRADING_CAPITAL = "hl_trading_capital", "HL trading account capital"
     HL_HEDGE_CAPITAL = "hl_hedge_capital", "HL hedge account capital"
+    # What the HL accounts paid or received beyond injected capital: users' realized P&L on HL-held
+    # positions, HL's own fees, funding (sub = account name). HL account value ≈ capital − hl_pnl.
+    HL_PNL = "hl_pnl", "P&L, fees and funding settled on an HL account"
     HOT_WALLET = "hot_wallet", "Hot wallet"
     COLD_WALLET = "cold_wallet", "Cold wallet"
     DEPOSIT_CLEARING = "deposit_clearing", "Deposit clearing"
