@@ -10,6 +10,7 @@ urlpatterns = [
     path("me", accounts_api.MeApi.as_view(), name="me"),
     path("api-keys", accounts_api.ApiKeyListCreateApi.as_view(), name="api-keys"),
     path("api-keys/<str:key_id>/revoke", accounts_api.ApiKeyRevokeApi.as_view(), name="api-key-revoke"),
+    path("", include("xbit_admin.accounts.api_urls")),
     path("", include("wallets.api.urls")),
     path("", include("routing.api.urls")),
     path("", include("trading.api.trader_urls")),

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import authenticate
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -14,8 +13,9 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from xbit_admin.accounts import services, tokens
-from xbit_admin.accounts.models import ApiKey, SecurityEvent
+from xbit_admin.accounts.models import ApiKey
 from xbit_admin.accounts.selectors import request_user
+from xbit_admin.accounts.sessions import sign_in_complete
 from xbit_admin.errors import ApplicationError, ErrorCode
 
 
@@ -34,35 +34,43 @@ class TokenPairSerializer(serializers.Serializer):
 
 
 class LoginApi(APIView):
+    """Email + password (+ the 2FA code once enabled). Throttled per IP and per account; repeated
+    wrong passwords lock the account; an unverified email is refused with EMAIL_NOT_VERIFIED."""
+
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
-    throttle_classes = [LoginThrottle]
 
     class InputSerializer(serializers.Serializer):
         email = serializers.EmailField()
-        password = serializers.CharField(max_length=256)
+        password = serializers.CharField(max_length=256, trim_whitespace=False)
+        otp_code = serializers.CharField(max_length=32, required=False, default="")
+        device = serializers.CharField(max_length=80, required=False, default="", allow_blank=True)
 
-    @extend_schema(request=InputSerializer, responses=TokenPairSerializer, operation_id="auth_login")
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: TokenPairSerializer,
+            401: OpenApiResponse(description="INVALID_CREDENTIALS"),
+            403: OpenApiResponse(description="EMAIL_NOT_VERIFIED / OTP_REQUIRED / INVALID_OTP"),
+            423: OpenApiResponse(description="ACCOUNT_LOCKED"),
+            429: OpenApiResponse(description="RATE_LIMITED"),
+        },
+        operation_id="auth_login",
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        email = data.validated_data["email"].lower()
-        user = authenticate(request._request, username=email, password=data.validated_data["password"])
-        if user is None or user.is_staff:
-            services.security_event_record(
-                user=None,
-                kind=SecurityEvent.Kind.LOGIN_FAILED,
-                request=request._request,
-                email=email,
-            )
-            raise ApplicationError(ErrorCode.INVALID_CREDENTIALS, "Wrong email or password.")
-        if user.is_locked:
-            raise ApplicationError(ErrorCode.ACCOUNT_LOCKED, "Too many failed attempts. Try again later.")
-        services.security_event_record(user=user, kind=SecurityEvent.Kind.LOGIN, request=request._request)
-        pair = tokens.token_pair_issue(
+        user = services.trader_password_check(
+            request=request._request,
+            email=data.validated_data["email"],
+            password=data.validated_data["password"],
+        )
+        pair = sign_in_complete(
             user=user,
-            ip=services.client_ip(request._request),
-            user_agent=request.headers.get("User-Agent", ""),
+            request=request._request,
+            method="password",
+            otp_code=data.validated_data["otp_code"],
+            device=data.validated_data["device"],
         )
         return Response(TokenPairSerializer(pair).data)
 
@@ -92,7 +100,8 @@ class MeApi(APIView):
 
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
-        email = serializers.EmailField()
+        email = serializers.EmailField(source="contact_email", allow_null=True)
+        email_verified = serializers.BooleanField()
         wallet_address = serializers.CharField(allow_null=True)
         kyc_status = serializers.CharField()
         trading_restricted = serializers.BooleanField()
@@ -122,6 +131,9 @@ class ApiKeyListCreateApi(APIView):
             child=serializers.ChoiceField(choices=ApiKey.Permission.choices), min_length=1, max_length=3
         )
         ip_allowlist = serializers.ListField(child=serializers.IPAddressField(), required=False, default=list)
+        otp_code = serializers.CharField(
+            max_length=32, required=False, default="", help_text="required once 2FA is enabled"
+        )
 
     def _require_session(self, request: Request) -> None:
         if isinstance(request.auth, ApiKey):
@@ -141,6 +153,7 @@ class ApiKeyListCreateApi(APIView):
             "ApiKeyCreated", {"key_id": serializers.CharField(), "secret": serializers.CharField()}
         ),
         operation_id="api_keys_create",
+        description="Needs the current 2FA code (``otp_code``) when two-factor authentication is enabled.",
     )
     def post(self, request: Request) -> Response:
         self._require_session(request)

@@ -46,3 +46,15 @@ class StaffPermission(permissions.BasePermission):
         if needed is None:
             return False  # a staff view that forgot to declare its permission is closed, not open
         return bool(user.has_perm(perm(needed)))
+
+
+class InteractiveSession(permissions.BasePermission):
+    """Account security is managed from a signed-in (JWT) session only: an API key, whatever its
+    permissions, can neither read nor change it."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if isinstance(request.auth, ApiKey):
+            exc = exceptions.PermissionDenied("Account security is managed from a signed-in session.")
+            exc.xbit_code = ErrorCode.API_KEY_PERMISSION
+            raise exc
+        return bool(request.user and request.user.is_authenticated)

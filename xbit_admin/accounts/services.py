@@ -61,7 +61,7 @@ def staff_password_check(*, request: HttpRequest, email: str, password: str) -> 
     return authenticated
 
 
-def _register_failure(user: User, request: HttpRequest) -> None:
+def _register_failure(user: User, request: HttpRequest | None) -> None:
     with transaction.atomic():
         User.objects.filter(pk=user.pk).update(failed_login_count=F("failed_login_count") + 1)
         user.refresh_from_db(fields=["failed_login_count"])
@@ -74,27 +74,117 @@ def _register_failure(user: User, request: HttpRequest) -> None:
             )
 
 
-def otp_failure_record(*, user: User, request: HttpRequest) -> None:
+def otp_failure_record(*, user: User, request: HttpRequest | None) -> None:
     """A wrong second factor counts toward the same lockout as a wrong password."""
     _register_failure(user, request)
     security_event_record(user=user, kind=SecurityEvent.Kind.OTP_FAILED, request=request)
 
 
+def trader_password_check(*, request: HttpRequest, email: str, password: str) -> User:
+    """First factor for traders (the API sign-in). Throttled per IP and per account; consecutive
+    wrong passwords lock the account like staff accounts; an unverified account is refused with
+    EMAIL_NOT_VERIFIED, but only to someone who knows the password it was registered with."""
+    from xbit_admin.accounts.throttle import throttle_hit
+
+    email = email.strip().lower()
+    throttle_hit("login:ip", client_ip(request))
+    throttle_hit("login:account", email)
+    user = User.objects.filter(email__iexact=email, is_staff=False).first()
+    if user is not None and user.is_locked:
+        security_event_record(
+            user=user, kind=SecurityEvent.Kind.LOGIN_FAILED, request=request, reason="locked"
+        )
+        raise ApplicationError(ErrorCode.ACCOUNT_LOCKED, "Too many failed attempts. Try again later.")
+    authenticated = authenticate(request, username=email, password=password)
+    if authenticated is None or authenticated.is_staff:
+        if user is None:
+            # Staff accounts are not counted here: the trader sign-in never accepts them, so it is no
+            # oracle for their passwords, and counting would let anyone lock staff out from the API.
+            security_event_record(
+                user=None, kind=SecurityEvent.Kind.LOGIN_FAILED, request=request, email=email
+            )
+        elif user.email_verified_at is None and _pending_signup_password_matches(user, password):
+            raise ApplicationError(
+                ErrorCode.EMAIL_NOT_VERIFIED, "Confirm your email address with the code we sent first."
+            )
+        else:
+            _register_failure(user, request)
+        raise ApplicationError(ErrorCode.INVALID_CREDENTIALS, "Wrong email or password.")
+    if not authenticated.email_verified:
+        raise ApplicationError(
+            ErrorCode.EMAIL_NOT_VERIFIED, "Confirm your email address with the code we sent first."
+        )
+    return authenticated
+
+
+def _pending_signup_password_matches(user: User, password: str) -> bool:
+    from django.contrib.auth.hashers import check_password
+
+    from xbit_admin.accounts.models import VerificationCode
+
+    row = (
+        VerificationCode.objects.filter(user=user, purpose=VerificationCode.Purpose.SIGNUP)
+        .exclude(pending_password="")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    return row is not None and check_password(password, row.pending_password)
+
+
+def password_reauthenticate(*, user: User, password: str, request: HttpRequest | None) -> None:
+    """A signed-in user confirms a sensitive change with their password. Wrong passwords count toward
+    the lockout (a stolen session must not become a password oracle); the error is 403, not 401, so
+    clients do not mistake it for an expired session."""
+    from xbit_admin.accounts.throttle import throttle_hit
+
+    throttle_hit("reauth:account", str(user.pk))
+    if not user.has_usable_password():
+        raise ApplicationError(
+            ErrorCode.INVALID_CREDENTIALS,
+            "This account has no password yet: set one with a password reset first.",
+            http_status=403,
+        )
+    if not user.check_password(password):
+        _register_failure(user, request)
+        raise ApplicationError(ErrorCode.INVALID_CREDENTIALS, "The password is wrong.", http_status=403)
+
+
 def security_change_mark(*, user: User) -> None:
-    """Password / 2FA / email changes start the 24-hour withdrawal lock that withdrawal review reads."""
-    User.objects.filter(pk=user.pk).update(last_security_change_at=timezone.now())
+    """Password / 2FA / email / wallet changes start the 24-hour withdrawal lock that withdrawal
+    review reads."""
+    now = timezone.now()
+    User.objects.filter(pk=user.pk).update(last_security_change_at=now)
+    user.last_security_change_at = now
 
 
-@transaction.atomic
 def api_key_create(
     *,
     user: User,
     label: str,
     permissions: Iterable[str],
     ip_allowlist: Iterable[str] = (),
+    otp_code: str | None = None,
     request: HttpRequest | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns the row and the secret, which is never shown again."""
+    """Create a key; returns the row and the secret, which is never shown again. A user with 2FA
+    enabled must give a current code (checked before the transaction so a wrong one is recorded)."""
+    from xbit_admin.accounts.two_factor import second_factor_if_enabled
+
+    second_factor_if_enabled(user=user, code=otp_code, request=request)
+    with transaction.atomic():
+        return _api_key_create(
+            user=user, label=label, permissions=permissions, ip_allowlist=ip_allowlist, request=request
+        )
+
+
+def _api_key_create(
+    *,
+    user: User,
+    label: str,
+    permissions: Iterable[str],
+    ip_allowlist: Iterable[str],
+    request: HttpRequest | None,
+) -> tuple[ApiKey, str]:
     perms = sorted(set(permissions))
     valid = {choice.value for choice in ApiKey.Permission}
     unknown = [p for p in perms if p not in valid]

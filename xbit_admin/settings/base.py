@@ -212,6 +212,21 @@ PAGERDUTY_ROUTING_KEY = env_str("PAGERDUTY_ROUTING_KEY", "")
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "XBIT <no-reply@xbit.local>")
+# SMTP when EMAIL_BACKEND is django.core.mail.backends.smtp.EmailBackend.
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+
+# Trader accounts (issue #11): emailed codes, Sign-In with Ethereum, KYC provider.
+ACCOUNT_CODE_TTL_MINUTES = env_int("ACCOUNT_CODE_TTL_MINUTES", 15)
+ACCOUNT_CODE_MAX_ATTEMPTS = env_int("ACCOUNT_CODE_MAX_ATTEMPTS", 5)
+ACCOUNT_CODE_RESEND_SECONDS = env_int("ACCOUNT_CODE_RESEND_SECONDS", 60)
+SIWE_DOMAIN = env_str("SIWE_DOMAIN", "localhost:8000")
+SIWE_CHAIN_IDS = env_list("SIWE_CHAIN_IDS", ["1", "42161"])  # Ethereum, Arbitrum One
+SIWE_NONCE_TTL_SECONDS = env_int("SIWE_NONCE_TTL_SECONDS", 600)
+KYC_PROVIDER = env_str("KYC_PROVIDER", "xbit_admin.accounts.kyc.ManualKycProvider")
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOG_JSON = env_bool("LOG_JSON", True)
