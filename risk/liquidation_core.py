@@ -134,10 +134,13 @@ class Hit:
     asset: str  # the asset whose update found it
     marks: tuple[tuple[str, Decimal], ...]  # the snapshot the decision used
     position_ids: tuple[int, ...]  # isolated: the position; cross: the close plan, most losing first
+    venue: str = "INTERNAL"  # INTERNAL / HYPERLIQUID, or MIXED for a cross plan over both
+    rerun: int = 0  # > 0: the same version liquidatable again after a cancelled trigger
 
     @property
     def trigger_id(self) -> str:
-        return trigger_id_for(self.kind, self.key, self.version)
+        base = trigger_id_for(self.kind, self.key, self.version)
+        return f"{base}#r{self.rerun}" if self.rerun else base
 
     @property
     def mark(self) -> Decimal:
@@ -161,6 +164,7 @@ def isolated_hit(position: IsolatedPosition, mark: Decimal) -> Hit | None:
         position.asset,
         ((position.asset, mark),),
         (position.position_id,),
+        position.source,
     )
 
 
@@ -178,7 +182,9 @@ def _cross_hit(book: CrossBook, asset: str, marks: Mapping[str, Decimal]) -> Hit
     if not plan:
         return None
     snapshot = tuple(sorted((a, marks.get(a) or _entry_of(book, a)) for a in book.assets))
-    return Hit(CROSS, book.user_id, book.user_id, book.version, asset, snapshot, plan)
+    venues = {leg.source for leg in book.legs if leg.position_id in plan}
+    venue = venues.pop() if len(venues) == 1 else "MIXED"
+    return Hit(CROSS, book.user_id, book.user_id, book.version, asset, snapshot, plan, venue)
 
 
 def _entry_of(book: CrossBook, asset: str) -> Decimal:

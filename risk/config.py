@@ -1,0 +1,107 @@
+"""Risk configuration: database-backed, audited, cached per process (``LiveConfig``) and dropped in
+every process when an edit commits. Defaults are spec 05's numbers (the model's field defaults)."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import transaction
+from django.forms.models import model_to_dict
+from django.http import HttpRequest
+from django.utils import timezone
+
+from risk.models import RiskConfig
+from xbit_admin.audit.services import audit_record
+from xbit_admin.defaults import register
+from xbit_admin.errors import ApplicationError, ErrorCode
+from xbit_admin.live_config import LiveConfig, invalidate
+
+NON_EDITABLE = {"id", "key", "updated_at", "updated_by"}
+
+
+def _load() -> RiskConfig:
+    row = RiskConfig.objects.filter(key="default").first()
+    return row if row is not None else RiskConfig(key="default")
+
+
+RISK_CACHE: LiveConfig[RiskConfig] = LiveConfig("risk", _load)
+
+
+def risk_config() -> RiskConfig:
+    """The current thresholds (a shared instance: read it, never save it)."""
+    return RISK_CACHE.get()
+
+
+def editable_fields() -> list[str]:
+    return [f.name for f in RiskConfig._meta.concrete_fields if f.name not in NON_EDITABLE]
+
+
+def _clean(field: str, value: Any) -> Any:
+    model_field = RiskConfig._meta.get_field(field)
+    internal = model_field.get_internal_type()
+    try:
+        if internal == "DecimalField":
+            number = Decimal(str(value))
+            if not number.is_finite() or number < 0:
+                raise InvalidOperation
+            return number
+        if internal in ("PositiveIntegerField", "PositiveSmallIntegerField"):
+            if isinstance(value, bool) or int(value) < 0 or int(value) != Decimal(str(value)):
+                raise InvalidOperation
+            return int(value)
+        if internal == "BooleanField":
+            if not isinstance(value, bool):
+                raise InvalidOperation
+            return value
+        if internal == "JSONField":
+            if not isinstance(value, dict):
+                raise InvalidOperation
+            return {str(k): str(Decimal(str(v))) for k, v in value.items()}
+    except (InvalidOperation, ValueError, TypeError):
+        raise ApplicationError(
+            ErrorCode.VALIDATION_ERROR, f"Invalid value for {field}: {value!r}.", {"field": field}
+        ) from None
+    raise ApplicationError(ErrorCode.VALIDATION_ERROR, f"{field} is not editable.", {"field": field})
+
+
+@transaction.atomic
+def risk_config_update(
+    *, changes: dict[str, Any], acting_user: Any, reason: str, request: HttpRequest | None = None
+) -> RiskConfig:
+    """Edit thresholds. Writes the audit row in the same transaction; every process reloads on commit."""
+    if not reason.strip():
+        raise ApplicationError(ErrorCode.VALIDATION_ERROR, "A reason is required.", {"field": "reason"})
+    unknown = set(changes) - set(editable_fields())
+    if unknown:
+        raise ApplicationError(ErrorCode.VALIDATION_ERROR, f"Not editable: {', '.join(sorted(unknown))}.")
+    cleaned = {field: _clean(field, value) for field, value in changes.items()}
+    row, _ = RiskConfig.objects.select_for_update().get_or_create(key="default")
+    before = {k: v for k, v in model_to_dict(row).items() if k in cleaned}
+    for field, value in cleaned.items():
+        setattr(row, field, value)
+    row.updated_at = timezone.now()
+    row.updated_by = acting_user if getattr(acting_user, "is_authenticated", False) else None
+    try:
+        with transaction.atomic():
+            row.save()
+    except Exception as exc:  # a CHECK constraint (e.g. halt above normal) says the combination is wrong
+        raise ApplicationError(ErrorCode.VALIDATION_ERROR, f"Inconsistent thresholds: {exc}") from None
+    audit_record(
+        action="risk.config_update",
+        actor=acting_user,
+        request=request,
+        object_type="risk_config",
+        object_id="default",
+        before=before,
+        after=cleaned,
+        reason=reason,
+    )
+    invalidate(RISK_CACHE.name)
+    return row
+
+
+@register
+def risk_defaults_ensure() -> None:
+    if RiskConfig.objects.get_or_create(key="default")[1]:
+        invalidate(RISK_CACHE.name)

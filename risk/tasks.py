@@ -1,0 +1,67 @@
+"""Celery tasks of risk: thin, ids in, call a service, safe to run twice. Liquidation work is claimed
+from database state; a killed worker loses nothing (the sweep re-drives expired leases)."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.core.cache import cache
+
+from xbit_admin.celery import register_periodic
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="risk.liquidation_execute", ignore_result=True)
+def liquidation_execute_task(trigger_id: str) -> None:
+    from risk.liquidation import liquidation_claim, liquidation_execute
+
+    if liquidation_claim(trigger_id=trigger_id) == trigger_id:
+        liquidation_execute(trigger_id=trigger_id)
+
+
+@shared_task(name="risk.liquidations_drain", ignore_result=True)
+def liquidations_drain_task() -> None:
+    from risk.liquidation import liquidations_drain
+
+    liquidations_drain(budget_s=20.0)
+
+
+@shared_task(name="risk.liquidation_sweep", ignore_result=True)
+def liquidation_sweep_task() -> None:
+    """Beat fires every second; the sweep runs at most every ``liquidation_sweep_seconds``."""
+    from risk.config import risk_config
+    from risk.detection import liquidation_sweep
+
+    interval = max(1, risk_config().liquidation_sweep_seconds)
+    if not cache.add("risk:liquidation-sweep", 1, timeout=interval):
+        return
+    liquidation_sweep()
+
+
+@shared_task(name="risk.funding_tick", ignore_result=True)
+def funding_tick_task() -> None:
+    from risk.funding import funding_tick
+
+    funding_tick()
+
+
+@shared_task(name="risk.breakers_tick", ignore_result=True)
+def breakers_tick_task() -> None:
+    from risk.breakers import breakers_tick
+
+    breakers_tick()
+
+
+@shared_task(name="risk.exposure_snapshot", ignore_result=True)
+def exposure_snapshot_task() -> None:
+    from risk.exposure import exposure_snapshot_take
+
+    exposure_snapshot_take()
+
+
+register_periodic("risk.liquidation_sweep", "risk.liquidation_sweep", 1, queue="critical")
+register_periodic("risk.funding_tick", "risk.funding_tick", 30, queue="critical")
+register_periodic("risk.breakers_tick", "risk.breakers_tick", 5, queue="critical")
+register_periodic("risk.exposure_snapshot.minutely", "risk.exposure_snapshot", 60, queue="default")
