@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # pure calculation modules: no Django, strictly typed
-PURE_CORES := trading/margin.py trading/netting.py routing/decision.py risk/hedge_policy.py risk/liquidation_core.py
+PURE_CORES := trading/margin.py trading/netting.py routing/decision.py risk/hedge_policy.py risk/liquidation_core.py risk/breaker_rules.py
 
 .PHONY: run test lint fmt install browser bench stop clean totp
 
