@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -332,7 +333,7 @@ def users_view(request: HttpRequest) -> HttpResponse:
     if len(users) == 1 and request.GET.get("list") != "1":
         hit = hits[0]
         url = reverse("console:user_detail", args=[hit.user_id])
-        return redirect(f"{url}?found={hit.kind}" + (f"#{hit.anchor}" if hit.anchor else ""))
+        return redirect(f"{url}?{urlencode({'found': hit.kind})}" + (f"#{hit.anchor}" if hit.anchor else ""))
     recent = [] if q else list(User.objects.filter(is_staff=False).order_by("-id")[:20])
     return render(request, "console/users.html", {"page": "users", "q": q, "hits": hits, "recent": recent})
 

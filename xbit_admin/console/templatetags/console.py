@@ -10,6 +10,7 @@ from typing import Any
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -81,7 +82,7 @@ def age_text(seconds: float) -> str:
 def age(value: Any) -> str:
     """``<time>`` with the absolute UTC time as title and a relative age that console.js updates."""
     if value is None or not isinstance(value, int | float | datetime):
-        return format_html('<span class="muted">—</span>')
+        return mark_safe('<span class="muted">—</span>')
     if isinstance(value, int | float):
         ts = float(value)
         when = datetime.fromtimestamp(ts, tz=UTC)
