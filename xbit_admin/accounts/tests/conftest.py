@@ -113,6 +113,8 @@ def other_wallet() -> Wallet:
 def enable_2fa(client: Api) -> list[str]:
     """Enrol and confirm an authenticator through the API; returns the recovery codes."""
     assert client.post("account/security/2fa/totp").status_code == 200
-    response = client.post("account/security/2fa/totp/confirm", {"code": totp_now(client.user, confirmed=False)})  # type: ignore[attr-defined]
+    response = client.post(
+        "account/security/2fa/totp/confirm", {"code": totp_now(client.user, confirmed=False)}
+    )  # type: ignore[attr-defined]
     assert response.status_code == 200, response.content
     return response.json()["recovery_codes"]

@@ -105,9 +105,7 @@ def test_resend_waits_for_the_cooldown_and_supersedes_the_old_code(api: Api, set
     assert verify(api, second).status_code == 200
 
 
-def test_sign_up_answers_the_same_for_a_taken_address_and_tells_its_owner(
-    api: Api, make_trader: Any
-) -> None:
+def test_sign_up_answers_the_same_for_a_taken_address_and_tells_its_owner(api: Api, make_trader: Any) -> None:
     owner = make_trader(email="owner@example.com")
     fresh = register(api, email="someone-new@example.com")
     taken = register(api, email=owner.email)
@@ -126,7 +124,12 @@ def test_resend_answers_the_same_for_unknown_addresses(api: Api) -> None:
 
 @pytest.mark.parametrize(
     ("password", "why"),
-    [("short1", "too short"), ("password123", "common"), ("12345678901234", "numeric"), ("newcomer-example", "like the email")],
+    [
+        ("short1", "too short"),
+        ("password123", "common"),
+        ("12345678901234", "numeric"),
+        ("newcomer-example", "like the email"),
+    ],
 )
 def test_weak_passwords_are_refused(api: Api, password: str, why: str) -> None:
     response = register(api, password=password)
