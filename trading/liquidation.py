@@ -210,8 +210,6 @@ def liquidation_close_hl(
     runs inside the settlement transaction (the caller records the outcome atomically with it)."""
     from trading import hl_execution
 
-    if connection.in_atomic_block:
-        raise RuntimeError("liquidation_close_hl talks to HL: call it outside a transaction")
     if not getattr(hl_execution, "available", lambda: False)() or not hasattr(
         hl_execution, "reduce_only_close"
     ):
