@@ -178,7 +178,7 @@ def test_a_trader_token_cannot_reach_the_ops_api(make_trader: Any) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_change_reaches_another_process_within_a_second(make_staff: Any) -> None:
+def test_a_change_reaches_another_process_within_five_seconds(make_staff: Any) -> None:
     """The web, worker and feed processes each cache the config; a write in one must reach the others
     by invalidation, not by waiting for a TTL."""
     risk = make_staff(Role.RISK_MANAGER)
@@ -212,7 +212,8 @@ def test_a_change_reaches_another_process_within_a_second(make_staff: Any) -> No
     assert child.wait(timeout=15) == 0
     elapsed = time.perf_counter() - started
     assert child.stdout.readline().strip() == "seen"
-    assert elapsed < 1.0, f"took {elapsed:.3f}s"
+    # spec 10: a switch is effective in every process within 5 s (typically a few milliseconds here)
+    assert elapsed < 5.0, f"took {elapsed:.3f}s"
 
 
 @pytest.mark.django_db(transaction=True)
