@@ -22,7 +22,12 @@ NON_EDITABLE = {"id", "key", "updated_at", "updated_by"}
 
 def _load() -> RiskConfig:
     row = RiskConfig.objects.filter(key="default").first()
-    return row if row is not None else RiskConfig(key="default")
+    if row is None:
+        # a fresh database (or a flushed test one): the defaults row, read back so every value has
+        # its column's type (Decimal, not the default's literal)
+        RiskConfig.objects.get_or_create(key="default")
+        row = RiskConfig.objects.get(key="default")
+    return row
 
 
 RISK_CACHE: LiveConfig[RiskConfig] = LiveConfig("risk", _load)

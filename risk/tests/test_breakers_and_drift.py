@@ -1,0 +1,196 @@
+"""Every circuit breaker of spec 05 trips, pushes its verdict down as data, and resets by its rule;
+drift levels of spec 04."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from risk import breaker_rules as rules
+from risk.breakers import (
+    breaker_reset,
+    daily_loss_check,
+    hl_disconnect_check,
+    hl_latency_check,
+    kill_switch_set,
+    price_jump_event,
+    reserve_check,
+    volatility_check,
+)
+from risk.drift import drift_record
+from risk.marks import effective_marks
+from risk.models import CircuitBreaker, DeviationLog
+from routing.models import RoutingState
+from trading.marketdata import quote_update_many
+from trading.models import Market
+from trading.selectors import market_get
+from xbit_admin.alerts.models import Alert
+from xbit_admin.audit.models import AuditEntry
+
+D = Decimal
+
+
+def state(kind: str, scope: str = "*") -> str:
+    row = CircuitBreaker.objects.filter(kind=kind, scope=scope).first()
+    return row.state if row else "OK"
+
+
+def force_hl(asset: str = "*") -> dict[str, Any]:
+    row = RoutingState.objects.filter(asset=asset).first()
+    return row.force_hl_reasons if row else {}
+
+
+def open_alert(rule: str, subject: str = "*") -> Alert | None:
+    return Alert.objects.filter(rule=rule, subject=subject).exclude(state="resolved").first()
+
+
+def test_daily_loss_alerts_over_100k_trips_over_500k_and_an_operator_reset_holds_for_the_day(
+    db: Any, make_staff: Any
+) -> None:
+    assert daily_loss_check(net_loss=D("50000")) == "OK"
+    assert daily_loss_check(net_loss=D("150000")) == "WARNING"
+    assert open_alert("risk.breaker.daily_loss").severity == "P1"
+    assert "daily_loss" not in force_hl()
+    assert daily_loss_check(net_loss=D("600000")) == "TRIPPED"
+    assert "daily_loss" in force_hl() and open_alert("risk.breaker.daily_loss").severity == "P0"
+    operator = make_staff(None)
+    assert breaker_reset(kind="DAILY_LOSS", acting_user=operator, reason="checked: test flow")
+    assert state("DAILY_LOSS") == "OK" and "daily_loss" not in force_hl()
+    assert AuditEntry.objects.filter(action="risk.breaker_reset").exists()
+    assert daily_loss_check(net_loss=D("600000")) == "WARNING"  # suppressed for the rest of the day
+
+
+def test_reserve_levels_lower_thresholds_then_halt_internalization_and_reset_automatically(db: Any) -> None:
+    assert reserve_check(balance=D("600000")) == "OK"
+    assert reserve_check(balance=D("300000")) == "WARNING"
+    assert RoutingState.objects.get(asset="*").threshold_factor == D("0.5")
+    assert reserve_check(balance=D("150000")) == "TRIPPED"
+    assert "reserve_low" in force_hl()
+    assert reserve_check(balance=D("700000")) == "OK"
+    assert RoutingState.objects.get(asset="*").threshold_factor == 1 and "reserve_low" not in force_hl()
+    assert open_alert("risk.breaker.reserve") is None
+
+
+def test_volatility_trips_on_a_5_percent_hourly_move_and_resets_after_calm_minutes(markets: Any) -> None:
+    now = time.time()
+    quote_update_many({"ETH": {"mark": D("3000")}}, at=now - 1800, notify=False)
+    quote_update_many({"ETH": {"mark": D("3200")}}, at=now - 60, notify=False)
+    assert volatility_check("ETH", now=now) is True
+    assert "volatility" in force_hl("ETH")
+    # 31 minutes later only calm marks are in the reset window
+    later = now + 31 * 60
+    quote_update_many({"ETH": {"mark": D("3201")}}, at=later - 120, notify=False)
+    quote_update_many({"ETH": {"mark": D("3202")}}, at=later - 10, notify=False)
+    assert volatility_check("ETH", now=later) is False
+    assert state("VOLATILITY", "ETH") == "OK" and "volatility" not in force_hl("ETH")
+
+
+def test_a_price_jump_holds_the_last_valid_price_until_normal_updates(markets: Any, set_quote: Any) -> None:
+    s = rules.PriceJumpState()
+    s, _ = rules.price_jump_observe(s, D("100"), max_move=D("0.05"), reset_after=3)
+    s, event = rules.price_jump_observe(s, D("110"), max_move=D("0.05"), reset_after=3)
+    assert event == "trip" and s.tripped and s.last_valid == D("100")
+    for mark in ("110.5", "111"):
+        s, event = rules.price_jump_observe(s, D(mark), max_move=D("0.05"), reset_after=3)
+        assert event == "" and s.tripped
+    s, event = rules.price_jump_observe(s, D("111.2"), max_move=D("0.05"), reset_after=3)
+    assert event == "reset" and not s.tripped
+    # recorded: the breaker holds the price, detection uses it, internalization stops
+    set_quote("BTC", "110000")
+    price_jump_event("BTC", "trip", held_price=D("100000"), mark=D("110000"))
+    assert effective_marks(["BTC"])["BTC"] == D("100000") and "stale_price" in force_hl("BTC")
+    price_jump_event("BTC", "reset", held_price=None, mark=D("110000"))
+    assert effective_marks(["BTC"])["BTC"] == D("110000") and "stale_price" not in force_hl("BTC")
+
+
+def test_hl_latency_alerts_over_200_ms_trips_over_500_and_resets_automatically(db: Any) -> None:
+    assert hl_latency_check(latency_ms=300) == "WARNING" and "hl_latency" not in force_hl()
+    assert hl_latency_check(latency_ms=650) == "TRIPPED" and "hl_latency" in force_hl()
+    assert hl_latency_check(latency_ms=80) == "OK" and "hl_latency" not in force_hl()
+
+
+def test_hl_disconnect_halts_every_market_after_60_s_and_liquidation_keeps_running(
+    btc_mmr_0_004: Any, trader: Any, open_position: Any
+) -> None:
+    from risk.detection import liquidation_sweep
+    from risk.liquidation import liquidations_drain
+
+    position = open_position(trader, size="0.1", entry="80000", leverage=10)
+    assert hl_disconnect_check(seconds_down=15) == "WARNING"
+    assert market_get("BTC").trading_state == "ACTIVE"
+    assert hl_disconnect_check(seconds_down=75) == "TRIPPED"
+    assert set(Market.objects.values_list("trading_state", flat=True)) == {"HALTED"}
+    assert market_get("ETH").trading_state == "HALTED"
+    # the last valid price still liquidates
+    liquidation_sweep(marks={"BTC": D("72000")}, wake=False)
+    liquidations_drain()
+    position.refresh_from_db()
+    assert position.status == "LIQUIDATED"
+    assert hl_disconnect_check(seconds_down=0.5) == "OK"
+    assert set(Market.objects.values_list("trading_state", flat=True)) == {"ACTIVE"}
+
+
+def test_the_kill_switch_halts_or_sets_reduce_only_everywhere_and_is_audited(
+    markets: Any, make_staff: Any
+) -> None:
+    operator = make_staff(None)
+    kill_switch_set(active=True, mode="REDUCE_ONLY", acting_user=operator, reason="incident 42")
+    assert set(Market.objects.values_list("trading_state", flat=True)) == {"REDUCE_ONLY"}
+    kill_switch_set(active=False, acting_user=operator, reason="incident over")
+    assert set(Market.objects.values_list("trading_state", flat=True)) == {"ACTIVE"}
+    assert AuditEntry.objects.filter(action="risk.kill_switch").count() == 2
+
+
+@pytest.mark.parametrize(
+    ("xbit", "hl", "level"),
+    [
+        ("-1000", "-1005", None),  # $5: below every level
+        ("-10000", "-10020", "LOG"),  # $20, 0.2 %
+        ("-1000", "-1020", "ALERT"),  # 2 %
+        ("-1000", "-1060", "CRITICAL"),  # 6 %
+    ],
+)
+def test_drift_levels(db: Any, xbit: str, hl: str, level: str | None) -> None:
+    row = drift_record(
+        ref=f"t:{xbit}:{hl}",
+        kind="LIQUIDATION",
+        asset="BTC",
+        xbit_pnl=D(xbit),
+        hl_actual_pnl=D(hl),
+        notional=D("80000"),
+    )
+    if level is None:
+        assert row is None and not DeviationLog.objects.exists()
+        return
+    assert row is not None and row.level == level and row.deviation == D(hl) - D(xbit)
+    alert = open_alert("risk.drift", "BTC")
+    if level == "ALERT":
+        assert alert.severity == "P1"
+    if level == "CRITICAL":
+        assert alert.severity == "P0" and RoutingState.objects.get(asset="BTC").hl_halted
+        assert state("DRIFT", "BTC") == "TRIPPED"
+
+
+def test_critical_drift_halts_hl_routing_until_an_operator_resets_it(db: Any, make_staff: Any) -> None:
+    drift_record(
+        ref="x", kind="CLOSE", asset="ETH", xbit_pnl=D("-100"), hl_actual_pnl=D("-110"), notional=D("3000")
+    )
+    assert RoutingState.objects.get(asset="ETH").hl_halted
+    breaker_reset(kind="DRIFT", scope="ETH", acting_user=make_staff(None), reason="explained")
+    assert not RoutingState.objects.get(asset="ETH").hl_halted
+
+
+def test_daily_cumulative_drift_over_1000_flags_a_review(db: Any) -> None:
+    for i in range(3):
+        drift_record(
+            ref=f"d{i}",
+            kind="CLOSE",
+            asset="SOL",
+            xbit_pnl=D("-100000"),
+            hl_actual_pnl=D("-100400"),
+            notional=D("1"),
+        )
+    assert open_alert("risk.drift_daily").severity == "P1"
