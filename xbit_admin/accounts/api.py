@@ -40,14 +40,14 @@ class LoginApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
-    class InputSerializer(serializers.Serializer):
+    class LoginInputSerializer(serializers.Serializer):
         email = serializers.EmailField()
         password = serializers.CharField(max_length=256, trim_whitespace=False)
         otp_code = serializers.CharField(max_length=32, required=False, default="")
         device = serializers.CharField(max_length=80, required=False, default="", allow_blank=True)
 
     @extend_schema(
-        request=InputSerializer,
+        request=LoginInputSerializer,
         responses={
             200: TokenPairSerializer,
             401: OpenApiResponse(description="INVALID_CREDENTIALS"),
@@ -58,7 +58,7 @@ class LoginApi(APIView):
         operation_id="auth_login",
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.LoginInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = services.trader_password_check(
             request=request._request,
@@ -80,12 +80,12 @@ class RefreshApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [LoginThrottle]
 
-    class InputSerializer(serializers.Serializer):
+    class RefreshInputSerializer(serializers.Serializer):
         refresh = serializers.CharField()
 
-    @extend_schema(request=InputSerializer, responses=TokenPairSerializer, operation_id="auth_refresh")
+    @extend_schema(request=RefreshInputSerializer, responses=TokenPairSerializer, operation_id="auth_refresh")
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.RefreshInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         pair = tokens.token_pair_refresh(
             refresh=data.validated_data["refresh"],
@@ -98,7 +98,7 @@ class RefreshApi(APIView):
 class MeApi(APIView):
     key_scope = "read"
 
-    class OutputSerializer(serializers.Serializer):
+    class MeOutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         email = serializers.EmailField(source="contact_email", allow_null=True)
         email_verified = serializers.BooleanField()
@@ -107,9 +107,9 @@ class MeApi(APIView):
         trading_restricted = serializers.BooleanField()
         withdrawals_restricted = serializers.BooleanField()
 
-    @extend_schema(responses=OutputSerializer, operation_id="me")
+    @extend_schema(responses=MeOutputSerializer, operation_id="me")
     def get(self, request: Request) -> Response:
-        return Response(self.OutputSerializer(request.user).data)
+        return Response(self.MeOutputSerializer(request.user).data)
 
 
 class ApiKeyOutputSerializer(serializers.Serializer):
@@ -125,7 +125,7 @@ class ApiKeyOutputSerializer(serializers.Serializer):
 class ApiKeyListCreateApi(APIView):
     """Keys are managed from an interactive (JWT) session only: a key cannot mint or list keys."""
 
-    class InputSerializer(serializers.Serializer):
+    class ApiKeyListCreateInputSerializer(serializers.Serializer):
         label = serializers.CharField(max_length=80, required=False, default="")
         permissions = serializers.ListField(
             child=serializers.ChoiceField(choices=ApiKey.Permission.choices), min_length=1, max_length=3
@@ -148,7 +148,7 @@ class ApiKeyListCreateApi(APIView):
         return Response(ApiKeyOutputSerializer(keys, many=True).data)
 
     @extend_schema(
-        request=InputSerializer,
+        request=ApiKeyListCreateInputSerializer,
         responses=inline_serializer(
             "ApiKeyCreated", {"key_id": serializers.CharField(), "secret": serializers.CharField()}
         ),
@@ -157,7 +157,7 @@ class ApiKeyListCreateApi(APIView):
     )
     def post(self, request: Request) -> Response:
         self._require_session(request)
-        data = self.InputSerializer(data=request.data)
+        data = self.ApiKeyListCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         key, secret = services.api_key_create(
             user=request_user(request), request=request._request, **data.validated_data

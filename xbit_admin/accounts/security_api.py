@@ -47,12 +47,12 @@ class SessionApi(APIView):
 
 
 class RegisterApi(AnonymousApi):
-    class InputSerializer(serializers.Serializer):
+    class RegisterInputSerializer(serializers.Serializer):
         email = serializers.EmailField()
         password = serializers.CharField(max_length=256, trim_whitespace=False)
 
     @extend_schema(
-        request=InputSerializer,
+        request=RegisterInputSerializer,
         responses={
             202: DetailSerializer,
             400: OpenApiResponse(description="VALIDATION_ERROR (password rules)"),
@@ -62,41 +62,43 @@ class RegisterApi(AnonymousApi):
         "the address already has an account.",
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.RegisterInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         signup.account_register(request=request._request, **data.validated_data)
         return _accepted()
 
 
 class RegisterResendApi(AnonymousApi):
-    class InputSerializer(serializers.Serializer):
+    class RegisterResendInputSerializer(serializers.Serializer):
         email = serializers.EmailField()
 
     @extend_schema(
-        request=InputSerializer, responses={202: DetailSerializer}, operation_id="auth_register_resend"
+        request=RegisterResendInputSerializer,
+        responses={202: DetailSerializer},
+        operation_id="auth_register_resend",
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.RegisterResendInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         signup.account_register_resend(request=request._request, **data.validated_data)
         return _accepted()
 
 
 class RegisterVerifyApi(AnonymousApi):
-    class InputSerializer(serializers.Serializer):
+    class RegisterVerifyInputSerializer(serializers.Serializer):
         email = serializers.EmailField()
         code = serializers.CharField(max_length=12)
         password = serializers.CharField(max_length=256, trim_whitespace=False)
         device = serializers.CharField(max_length=80, required=False, default="", allow_blank=True)
 
     @extend_schema(
-        request=InputSerializer,
+        request=RegisterVerifyInputSerializer,
         responses={200: TokenPairSerializer, 400: OpenApiResponse(description="INVALID_CODE / CODE_EXPIRED")},
         operation_id="auth_register_verify",
         description="The emailed code plus the password chosen at sign-up; signs the new account in.",
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.RegisterVerifyInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         pair = signup.account_verify_email(request=request._request, **data.validated_data)
         return Response(TokenPairSerializer(pair).data)
@@ -106,33 +108,35 @@ class RegisterVerifyApi(AnonymousApi):
 
 
 class PasswordResetApi(AnonymousApi):
-    class InputSerializer(serializers.Serializer):
+    class PasswordResetInputSerializer(serializers.Serializer):
         email = serializers.EmailField()
 
     @extend_schema(
-        request=InputSerializer, responses={202: DetailSerializer}, operation_id="auth_password_reset"
+        request=PasswordResetInputSerializer,
+        responses={202: DetailSerializer},
+        operation_id="auth_password_reset",
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.PasswordResetInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         signup.password_reset_request(request=request._request, **data.validated_data)
         return _accepted()
 
 
 class PasswordResetConfirmApi(AnonymousApi):
-    class InputSerializer(serializers.Serializer):
+    class PasswordResetConfirmInputSerializer(serializers.Serializer):
         email = serializers.EmailField()
         code = serializers.CharField(max_length=12)
         new_password = serializers.CharField(max_length=256, trim_whitespace=False)
 
     @extend_schema(
-        request=InputSerializer,
+        request=PasswordResetConfirmInputSerializer,
         responses={200: DetailSerializer, 400: OpenApiResponse(description="INVALID_CODE / CODE_EXPIRED")},
         operation_id="auth_password_reset_confirm",
         description="Sets the new password and ends every session of the account.",
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.PasswordResetConfirmInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         signup.password_reset_confirm(request=request._request, **data.validated_data)
         return Response({"detail": "Password changed. Sign in with the new password."})
@@ -181,14 +185,14 @@ class SiweNonceApi(AnonymousApi):
 
 
 class SiweVerifyApi(AnonymousApi):
-    class InputSerializer(serializers.Serializer):
+    class SiweVerifyInputSerializer(serializers.Serializer):
         message = serializers.CharField(max_length=4000, trim_whitespace=False)
         signature = serializers.CharField(max_length=200)
         otp_code = serializers.CharField(max_length=32, required=False, default="")
         device = serializers.CharField(max_length=80, required=False, default="", allow_blank=True)
 
     @extend_schema(
-        request=InputSerializer,
+        request=SiweVerifyInputSerializer,
         responses={
             200: TokenPairSerializer,
             401: OpenApiResponse(
@@ -199,7 +203,7 @@ class SiweVerifyApi(AnonymousApi):
         description="Signs the wallet in (creating a wallet-only account on first use).",
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.SiweVerifyInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         pair = siwe.siwe_sign_in(request=request._request, **data.validated_data)
         return Response(TokenPairSerializer(pair).data)
@@ -216,20 +220,20 @@ class LogoutApi(SessionApi):
 
 
 class LogoutAllApi(SessionApi):
-    class OutputSerializer(serializers.Serializer):
+    class LogoutAllOutputSerializer(serializers.Serializer):
         sessions_ended = serializers.IntegerField()
 
-    @extend_schema(request=None, responses=OutputSerializer, operation_id="auth_logout_all")
+    @extend_schema(request=None, responses=LogoutAllOutputSerializer, operation_id="auth_logout_all")
     def post(self, request: Request) -> Response:
         ended = sessions.logout_everywhere(user=request_user(request), request=request._request)
-        return Response(self.OutputSerializer({"sessions_ended": ended}).data)
+        return Response(self.LogoutAllOutputSerializer({"sessions_ended": ended}).data)
 
 
 # --- account security --------------------------------------------------------------------------------
 
 
 class SecurityOverviewApi(SessionApi):
-    class OutputSerializer(serializers.Serializer):
+    class SecurityOverviewOutputSerializer(serializers.Serializer):
         email = serializers.EmailField(allow_null=True)
         email_verified = serializers.BooleanField()
         wallet_address = serializers.CharField(allow_null=True)
@@ -238,7 +242,7 @@ class SecurityOverviewApi(SessionApi):
         recovery_codes_left = serializers.IntegerField()
         withdrawal_lock_until = serializers.DateTimeField(allow_null=True)
 
-    @extend_schema(responses=OutputSerializer, operation_id="account_security")
+    @extend_schema(responses=SecurityOverviewOutputSerializer, operation_id="account_security")
     def get(self, request: Request) -> Response:
         from datetime import timedelta
 
@@ -253,22 +257,22 @@ class SecurityOverviewApi(SessionApi):
             "recovery_codes_left": two_factor.recovery_codes_left(user),
             "withdrawal_lock_until": changed + timedelta(hours=24) if changed else None,
         }
-        return Response(self.OutputSerializer(body).data)
+        return Response(self.SecurityOverviewOutputSerializer(body).data)
 
 
 class PasswordChangeApi(SessionApi):
-    class InputSerializer(serializers.Serializer):
+    class PasswordChangeInputSerializer(serializers.Serializer):
         current_password = serializers.CharField(max_length=256, trim_whitespace=False)
         new_password = serializers.CharField(max_length=256, trim_whitespace=False)
 
     @extend_schema(
-        request=InputSerializer,
+        request=PasswordChangeInputSerializer,
         responses={200: DetailSerializer, 403: OpenApiResponse(description="INVALID_CREDENTIALS")},
         operation_id="account_password_change",
         description="Other sessions end; withdrawals are held for review for 24 hours.",
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.PasswordChangeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         signup.password_change(
             user=request_user(request),
@@ -280,45 +284,47 @@ class PasswordChangeApi(SessionApi):
 
 
 class EmailChangeApi(SessionApi):
-    class InputSerializer(serializers.Serializer):
+    class EmailChangeInputSerializer(serializers.Serializer):
         new_email = serializers.EmailField()
         password = serializers.CharField(
             max_length=256, required=False, default="", trim_whitespace=False, help_text="unless wallet-only"
         )
 
     @extend_schema(
-        request=InputSerializer,
+        request=EmailChangeInputSerializer,
         responses={202: DetailSerializer},
         operation_id="account_email_change",
         description="Sends a code to the new address (also how a wallet account links its first email).",
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.EmailChangeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         signup.email_change_start(user=request_user(request), request=request._request, **data.validated_data)
         return _accepted()
 
 
-class AccountOutputSerializer(serializers.Serializer):
+class AccountIdentitySerializer(serializers.Serializer):
     email = serializers.EmailField(source="contact_email", allow_null=True)
     email_verified = serializers.BooleanField()
     wallet_address = serializers.CharField(allow_null=True)
 
 
 class EmailChangeConfirmApi(SessionApi):
-    class InputSerializer(serializers.Serializer):
+    class EmailChangeConfirmInputSerializer(serializers.Serializer):
         code = serializers.CharField(max_length=12)
 
     @extend_schema(
-        request=InputSerializer, responses=AccountOutputSerializer, operation_id="account_email_confirm"
+        request=EmailChangeConfirmInputSerializer,
+        responses=AccountIdentitySerializer,
+        operation_id="account_email_confirm",
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.EmailChangeConfirmInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = signup.email_change_confirm(
             user=request_user(request), code=data.validated_data["code"], request=request._request
         )
-        return Response(AccountOutputSerializer(user).data)
+        return Response(AccountIdentitySerializer(user).data)
 
 
 class WalletNonceApi(SessionApi):
@@ -341,33 +347,33 @@ class WalletNonceApi(SessionApi):
 
 
 class WalletLinkApi(SessionApi):
-    class InputSerializer(serializers.Serializer):
+    class WalletLinkInputSerializer(serializers.Serializer):
         message = serializers.CharField(max_length=4000, trim_whitespace=False)
         signature = serializers.CharField(max_length=200)
 
     @extend_schema(
-        request=InputSerializer,
-        responses={200: AccountOutputSerializer, 409: OpenApiResponse(description="WALLET_IN_USE")},
+        request=WalletLinkInputSerializer,
+        responses={200: AccountIdentitySerializer, 409: OpenApiResponse(description="WALLET_IN_USE")},
         operation_id="account_wallet_link",
         description="Links the signing wallet (EIP-4361 message with a nonce from wallet/nonce).",
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.WalletLinkInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = siwe.wallet_link(user=request_user(request), request=request._request, **data.validated_data)
-        return Response(AccountOutputSerializer(user).data)
+        return Response(AccountIdentitySerializer(user).data)
 
 
 class TotpEnrolApi(SessionApi):
-    class OutputSerializer(serializers.Serializer):
+    class TotpEnrolOutputSerializer(serializers.Serializer):
         secret = serializers.CharField(help_text="base32, for manual entry")
         otpauth_uri = serializers.CharField()
         qr_svg_data_uri = serializers.CharField(help_text="data:image/svg+xml;base64,…")
 
-    @extend_schema(request=None, responses=OutputSerializer, operation_id="account_totp_enrol")
+    @extend_schema(request=None, responses=TotpEnrolOutputSerializer, operation_id="account_totp_enrol")
     def post(self, request: Request) -> Response:
         enrolment = two_factor.totp_enrol_start(user=request_user(request))
-        return Response(self.OutputSerializer(enrolment).data)
+        return Response(self.TotpEnrolOutputSerializer(enrolment).data)
 
 
 class RecoveryCodesSerializer(serializers.Serializer):
@@ -396,13 +402,15 @@ class TotpConfirmApi(SessionApi):
 
 
 class TotpDisableApi(SessionApi):
-    class InputSerializer(serializers.Serializer):
+    class TotpDisableInputSerializer(serializers.Serializer):
         password = serializers.CharField(max_length=256, trim_whitespace=False)
         code = serializers.CharField(max_length=32, help_text="a current code or a recovery code")
 
-    @extend_schema(request=InputSerializer, responses={204: None}, operation_id="account_totp_disable")
+    @extend_schema(
+        request=TotpDisableInputSerializer, responses={204: None}, operation_id="account_totp_disable"
+    )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.TotpDisableInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         two_factor.totp_disable(user=request_user(request), request=request._request, **data.validated_data)
         return Response(status=status.HTTP_204_NO_CONTENT)

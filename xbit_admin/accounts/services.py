@@ -90,6 +90,10 @@ def trader_password_check(*, request: HttpRequest, email: str, password: str) ->
     throttle_hit("login:ip", client_ip(request))
     throttle_hit("login:account", email)
     user = User.objects.filter(email__iexact=email, is_staff=False).first()
+    if user is not None and not user.contact_email:
+        # A wallet account's placeholder address has no password to guess; counting failures
+        # against it would let anyone who knows the address lock the wallet out of SIWE.
+        user = None
     if user is not None and user.is_locked:
         security_event_record(
             user=user, kind=SecurityEvent.Kind.LOGIN_FAILED, request=request, reason="locked"

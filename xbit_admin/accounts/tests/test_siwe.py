@@ -43,6 +43,14 @@ def test_a_wallet_signs_in_and_gets_a_wallet_account(api: Api, wallet: Wallet) -
     assert User.objects.filter(wallet_address=wallet.address.lower()).count() == 1
 
 
+def test_password_guesses_cannot_lock_a_wallet_account_out(api: Api, wallet: Wallet) -> None:
+    assert sign_in(api, wallet).status_code == 200
+    placeholder = User.objects.get(wallet_address=wallet.address.lower()).email
+    for _ in range(6):
+        assert Api().login(placeholder, "any-guess-at-all-1").json()["code"] == "INVALID_CREDENTIALS"
+    assert sign_in(Api(), wallet).status_code == 200
+
+
 def test_a_replayed_signature_is_refused(api: Api, wallet: Wallet) -> None:
     message = signed_in_message(api, wallet)
     signature = wallet.sign(message)
