@@ -232,6 +232,19 @@ SIWE_CHAIN_IDS = env_list("SIWE_CHAIN_IDS", ["1", "42161"])  # Ethereum, Arbitru
 SIWE_NONCE_TTL_SECONDS = env_int("SIWE_NONCE_TTL_SECONDS", 600)
 KYC_PROVIDER = env_str("KYC_PROVIDER", "xbit_admin.accounts.kyc.ManualKycProvider")
 
+# Observability (spec 08; xbit_admin.metrics, .health, .collectors). The platform collectors and the
+# advisory readiness checks read the domain apps, so the core names them by dotted path.
+METRICS_COLLECTORS = ["xbit_admin.collectors.PlatformCollector"]
+METRICS_CACHE_SECONDS = 2.0
+METRICS_BEARER_TOKEN = env_str("METRICS_BEARER_TOKEN", "")
+HEALTH_ADVISORY_CHECKS = {
+    "hl": "xbit_admin.collectors.hl_connectivity",
+    "breakers": "xbit_admin.collectors.breakers_status",
+}
+HEALTH_HL_CACHE_SECONDS = 15.0
+HEALTH_HL_TIMEOUT_SECONDS = 2.0
+LOG_REQUESTS = env_bool("LOG_REQUESTS", False)  # one "http.request" line per request (on in production)
+
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOG_JSON = env_bool("LOG_JSON", True)
 
