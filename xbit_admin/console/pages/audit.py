@@ -134,7 +134,10 @@ def audit_verify_view(request: HttpRequest) -> HttpResponse:
     }
     cache.set(VERIFY_CACHE_KEY, result, timeout=None)
     if report.ok:
-        messages.success(request, f"Audit chain intact: {report.checked} entries verified.")
+        messages.success(
+            request,
+            f"Audit chain intact: {report.checked} entr{'y' if report.checked == 1 else 'ies'} verified.",
+        )
     else:
         messages.error(request, f"Audit chain BROKEN at entry {report.broken_at}: {report.problem}.")
     return redirect(reverse("console:audit"))

@@ -98,6 +98,7 @@ def internal_order(market: None, trader: Any) -> Any:
     """A filled INTERNAL market order (0.01 BTC ≈ 800 USDC) with its routing decision."""
     from trading.services import order_input, order_place
 
+    publish_quote("BTC", "80000")  # fresh book: an order needs a live price
     order = order_place(
         user=trader,
         inp=order_input(

@@ -1,0 +1,271 @@
+"""Console page response times with demo-like data: p50/p95 per page, server side (Django test client
+through the full middleware stack, signed in as a Super Admin with a verified TOTP device).
+
+    python -m xbit_admin.devstack exec --test python bench/console_pages.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import git_rev, percentiles, progress, save, setup_django
+
+TRADERS = 200
+ORDERS_PER_TRADER = 5
+DECISIONS = 50_000
+AUDIT_ENTRIES = 3_000
+DEPOSITS = 4_000
+WITHDRAWALS = 40
+ALERTS = 60
+SAMPLES = 40
+PASSWORD = "bench-password-123"  # noqa: S105 - throw-away benchmark database
+
+
+def seed(meta: dict[str, Any]) -> dict[str, Any]:
+    from django.contrib.auth.models import Group
+    from django.core import mail
+    from django.db import transaction
+    from django_otp.oath import totp
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from routing.models import RoutingDecisionLog
+    from routing.services import routing_config_update, routing_mode_switch
+    from trading.marketdata import quote_update
+    from trading.markets import markets_sync
+    from trading.services import order_input, order_place
+    from wallets.ledger import AccountRef, TransferSpec, ledger_post
+    from wallets.models import AccountKind, Deposit, TransferKind
+    from wallets.services import withdrawal_confirm, withdrawal_request
+    from xbit_admin.accounts.models import User
+    from xbit_admin.alerts.services import alert_raise
+    from xbit_admin.audit.services import audit_record
+    from xbit_admin.defaults import ensure_all
+
+    ensure_all()
+    markets_sync(meta=meta)
+    routing_config_update(
+        asset="*", changes={"global_internalization_enabled": True}, acting_user=None, reason="bench"
+    )
+
+    def quotes() -> None:  # kept fresh: a book older than 5 s sends orders to HL (stale_price)
+        for asset, mark in (("BTC", "80000"), ("ETH", "3000"), ("SOL", "150")):
+            m = Decimal(mark)
+            quote_update(
+                asset,
+                mark=m,
+                oracle=m,
+                mid=m,
+                bid=m - 1,
+                ask=m + 1,
+                bid_size=Decimal(50),
+                ask_size=Decimal(50),
+            )
+
+    quotes()
+    admin = User.objects.create_user("bench-admin@xbit.test", PASSWORD, is_staff=True)
+    admin.groups.add(Group.objects.get(name="Super Admin"))
+    TOTPDevice.objects.create(user=admin, name="bench", confirmed=True)
+
+    progress(f"{TRADERS} traders × {ORDERS_PER_TRADER} internal orders …")
+    traders = []
+    for i in range(TRADERS):
+        quotes()
+        user = User.objects.create_user(f"trader{i}@example.com", PASSWORD, wallet_address=f"0x{i:040x}")
+        TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+        ledger_post(
+            key=f"bench-fund:{user.pk}",
+            transfers=[
+                TransferSpec(
+                    AccountRef.platform(AccountKind.DEPOSIT_CLEARING, sub="ETH:USDT"),
+                    AccountRef.user(user.pk, AccountKind.CASH),
+                    Decimal("500000"),
+                    TransferKind.DEPOSIT,
+                )
+            ],
+        )
+        for j in range(ORDERS_PER_TRADER):
+            order_place(
+                user=user,
+                inp=order_input(
+                    asset=("BTC", "ETH")[j % 2],  # the launch whitelist: HL routing is not wired yet
+                    side="BUY" if (i + j) % 2 else "SELL",
+                    order_type="MARKET",
+                    size=("0.01", "0.2")[j % 2],
+                    leverage=10,
+                    margin_mode="ISOLATED" if j % 3 else "CROSS",
+                ),
+            )
+        traders.append(user)
+
+    progress(f"{DECISIONS} decision-log rows, {DEPOSITS} deposits, {AUDIT_ENTRIES} audit entries …")
+    RoutingDecisionLog.objects.bulk_create(
+        (
+            RoutingDecisionLog(
+                order_id=10_000_000 + k,
+                user_id=traders[k % TRADERS].pk,
+                asset=("BTC", "ETH", "SOL", "DOGE")[k % 4],
+                notional=Decimal(500 + k % 40_000),
+                route="INTERNAL" if k % 3 else "HYPERLIQUID",
+                mode="NORMAL_MODE",
+                threshold=Decimal(10_000),
+                reason="threshold" if k % 7 else "not_whitelisted",
+                latency_us=30 + k % 50,
+            )
+            for k in range(DECISIONS)
+        ),
+        batch_size=5000,
+    )
+    Deposit.objects.bulk_create(
+        (
+            Deposit(
+                chain="ETH",
+                tx_hash=f"0x{k:064x}",
+                log_index=0,
+                user=traders[k % TRADERS],
+                address=f"0x{k:040x}",
+                asset="USDT",
+                amount=Decimal(100 + k),
+                confirmations=12,
+                required_confirmations=12,
+                status="CREDITED",
+            )
+            for k in range(DEPOSITS)
+        ),
+        batch_size=2000,
+    )
+    for k in range(0, AUDIT_ENTRIES, 100):
+        with transaction.atomic():
+            for n in range(k, k + 100):
+                audit_record(
+                    action=("routing.config_update", "wallets.withdrawal.ops_approve", "alert.acknowledge")[
+                        n % 3
+                    ],
+                    actor=admin,
+                    object_type="bench",
+                    object_id=n,
+                    before={"n": n},
+                    after={"n": n + 1},
+                    reason="bench",
+                )
+    for k in range(12):
+        routing_mode_switch(
+            asset="BTC",
+            mode=("HL_MODE", "NORMAL_MODE")[k % 2],
+            acting_user=admin,
+            reason="bench",
+            change_id=f"bench-{k}",
+        )
+    for k in range(ALERTS):
+        alert_raise(
+            rule=f"bench.rule{k % 6}",
+            subject=f"S{k}",
+            severity=("P0", "P1", "P2")[k % 3],
+            message="bench alert",
+        )
+
+    progress(f"{WITHDRAWALS} withdrawals waiting for approval …")
+    for k in range(WITHDRAWALS):
+        user = traders[k]
+        device = TOTPDevice.objects.get(user=user)
+        code = f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
+        withdrawal_request(
+            user=user,
+            chain="ETH",
+            asset="USDT",
+            address=f"0x{(k + 1) * 7919:040x}",
+            amount=("20000", "150000")[k % 2],
+            totp_code=code,
+        )
+        token = re.search(r"token=([\w\-]+)", mail.outbox[-1].body).group(1)  # type: ignore[union-attr]
+        withdrawal_confirm(token=token)
+    return {"admin": admin, "trader": traders[3]}
+
+
+def sign_in(admin: Any) -> Any:
+    from django.test import Client
+    from django_otp.oath import totp
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    client = Client()
+    assert client.post("/login/", {"email": admin.email, "password": PASSWORD}).status_code == 302
+    device = TOTPDevice.objects.get(user=admin)
+    code = f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
+    assert client.post("/otp/", {"token": code}).status_code == 302
+    return client
+
+
+def main() -> None:
+    from django.test.utils import setup_test_environment
+
+    from sandbox.testing import SandboxProcess
+
+    progress("setting up the benchmark database …")
+    setup_django("xbit_bench_console")
+    setup_test_environment()  # locmem email (withdrawal links), ALLOWED_HOSTS for the test client
+    with SandboxProcess(seed=7) as sb:
+        request = urllib.request.Request(  # noqa: S310 - loopback sandbox
+            sb.urls["hyperliquid"] + "/info",
+            data=b'{"type":"meta"}',
+            headers={"Content-Type": "application/json"},
+        )
+        meta = json.loads(urllib.request.urlopen(request, timeout=10).read())  # noqa: S310
+    data = seed(meta)
+    client = sign_in(data["admin"])
+    trader = data["trader"]
+    pages = {
+        "routing": "/routing/",
+        "routing (decision log filtered)": "/routing/?asset=ETH&reason=threshold&route=INTERNAL",
+        "routing asset": "/routing/BTC/",
+        "users search (deposit tx)": f"/users/?q=0x{5:064x}",
+        "user page": f"/users/{trader.pk}/?range=all",
+        "withdrawals": "/withdrawals/",
+        "liquidity": "/liquidity/",
+        "audit log": "/audit/",
+        "audit log (filtered)": "/audit/?action=routing",
+        "alerts": "/alerts/?state=all",
+    }
+    results = {}
+    for name, url in pages.items():
+        for _ in range(3):  # warm caches
+            client.get(url)
+        samples = []
+        for _ in range(SAMPLES):
+            t0 = time.perf_counter()
+            response = client.get(url)
+            samples.append(time.perf_counter() - t0)
+            assert response.status_code in (200, 302), (url, response.status_code)
+        results[name] = percentiles(samples)
+        print(
+            f"{name:34s} p50 {results[name]['p50_ms']:8.1f} ms   p95 {results[name]['p95_ms']:8.1f} ms",
+            flush=True,
+        )
+    path = save(
+        "console_pages",
+        {
+            "git": git_rev(),
+            "data": {
+                "traders": TRADERS,
+                "orders": TRADERS * ORDERS_PER_TRADER,
+                "decision_log_rows": DECISIONS,
+                "deposits": DEPOSITS,
+                "audit_entries": AUDIT_ENTRIES,
+                "withdrawals_waiting": WITHDRAWALS,
+                "alerts": ALERTS,
+            },
+            "samples_per_page": SAMPLES,
+            "pages": results,
+        },
+    )
+    progress(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()
