@@ -16,7 +16,7 @@ from datetime import timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -26,9 +26,17 @@ from routing.selectors import asset_routing
 from trading import margin, netting
 from trading.account import AccountState, account_state, user_balances
 from trading.config import TradingSettings, trading_settings
-from trading.execution import DIRECTION, FillRequest, FillResult, fill_apply
+from trading.execution import (
+    DIRECTION,
+    FillRequest,
+    FillResult,
+    fill_ids_needed,
+    fill_plan,
+    fill_statements,
+)
 from trading.marketdata import Quote, get_quote, get_quotes
 from trading.models import (
+    Fill,
     LeverageSetting,
     MarginMode,
     Market,
@@ -39,11 +47,22 @@ from trading.models import (
     TradingState,
 )
 from trading.selectors import market_get
-from wallets.ledger import AccountRef, TransferSpec, ledger_post
-from wallets.models import AccountKind, TransferKind
+from wallets.ledger import (
+    AccountRef,
+    SqlBatch,
+    TransferSpec,
+    insert_statement,
+    ledger_post,
+    next_ids,
+    posting_prepare,
+    posting_write,
+    update_statement,
+)
+from wallets.models import USDC, AccountKind, TransferKind
 from xbit_admin.accounts.models import User
+from xbit_admin.accounts.selectors import kyc_limits_for
 from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.locks import user_lock
+from xbit_admin.locks import USER_NAMESPACE, user_lock
 from xbit_admin.money import ZERO, q_usdc, to_decimal
 
 logger = logging.getLogger(__name__)
@@ -260,7 +279,8 @@ def _user_state(user_id: int, positions: list[Position]) -> AccountState:
     return account_state(cash=cash, order_holds=holds, positions=positions, quotes=quotes)
 
 
-def _refresh_liquidation_prices(state: AccountState) -> None:
+def _set_liquidation_prices(state: AccountState) -> list[Position]:
+    """Set each position's displayed liquidation price from ``state``; returns those that moved."""
     changed = []
     for view in state.positions:
         liq = (
@@ -271,21 +291,155 @@ def _refresh_liquidation_prices(state: AccountState) -> None:
         if view.position.liquidation_price != liq:
             view.position.liquidation_price = liq
             changed.append(view.position)
+    return changed
+
+
+def _refresh_liquidation_prices(state: AccountState) -> None:
+    changed = _set_liquidation_prices(state)
     if changed:
         Position.objects.bulk_update(changed, ["liquidation_price"])
 
 
-def _leverage_for(user: User, inp: OrderInput, market: Market, existing: Position | None) -> int:
+def _leverage_for(locked: _Locked, inp: OrderInput, market: Market, existing: Position | None) -> int:
     if existing is not None:
         return existing.leverage
     if inp.leverage is not None:
         return inp.leverage
-    setting = (
-        LeverageSetting.objects.filter(user=user, asset=market.asset, margin_mode=inp.margin_mode)
-        .values_list("leverage", flat=True)
-        .first()
+    return min(locked.leverage or DEFAULT_LEVERAGE, market.max_leverage)
+
+
+@dataclass
+class _Locked:
+    """What one order transaction reads under the user's lock, in one round trip (``_lock_and_read``)."""
+
+    positions: list[Position]  # open, locked
+    balances: dict[str, Decimal]  # ledger key -> balance of the user's USDC accounts holding money, locked
+    cash: Decimal
+    holds: Decimal
+    leverage: int | None  # the user's LeverageSetting for the asset and margin mode
+    order_id: int | None
+    fill_ids: list[int]
+    position_id: int | None
+
+
+def _lock_and_read(
+    user_id: int,
+    inp: OrderInput | None = None,
+    *,
+    draw_fill_ids: bool,
+    asset: str = "",
+    margin_mode: str = "",
+) -> _Locked:
+    """One round trip: the user's advisory lock (``xbit_admin.locks.user_lock``, taken first as
+    everywhere), then — under it — the open positions (locked), the user's USDC ledger accounts that
+    hold money plus cash (locked: they are the balances the margin check uses and the fill posts to;
+    lock order user accounts → platform accounts as in ``wallets.ledger``), the leverage setting, and
+    ids drawn for the order, its fill and a position it may open (a new position only when no open
+    one of the same key exists)."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("the order path runs inside a transaction")
+    asset = inp.asset if inp is not None else asset
+    margin_mode = inp.margin_mode if inp is not None else margin_mode
+    batch = SqlBatch()
+    batch.add("SELECT pg_advisory_xact_lock(%s, %s)", [USER_NAMESPACE, int(user_id)])
+    i_positions = batch.add(
+        f"SELECT {_position_columns()} FROM {Position._meta.db_table} "  # noqa: S608 - our own column names
+        "WHERE user_id = %s AND status = %s ORDER BY id FOR UPDATE",
+        [user_id, Position.Status.OPEN],
     )
-    return min(setting or DEFAULT_LEVERAGE, market.max_leverage)
+    i_accounts = batch.add(
+        "SELECT key, kind, balance FROM ledger_accounts WHERE user_id = %s AND asset = %s "
+        "AND (balance <> 0 OR kind = %s) ORDER BY id FOR UPDATE",
+        [user_id, USDC, AccountKind.CASH],
+    )
+    i_leverage = batch.add(
+        f"SELECT leverage FROM {LeverageSetting._meta.db_table} "  # noqa: S608
+        "WHERE user_id = %s AND asset = %s AND margin_mode = %s",
+        [user_id, asset, margin_mode],
+    )
+    order_seq = "nextval(pg_get_serial_sequence('trading_order', 'id'))" if inp is not None else "NULL"
+    i_ids = batch.add(
+        f"SELECT {order_seq}, "  # noqa: S608
+        "CASE WHEN %s THEN nextval(pg_get_serial_sequence('trading_fill', 'id')) END, "
+        "CASE WHEN %s AND NOT EXISTS (SELECT 1 FROM trading_position WHERE user_id = %s AND asset = %s "
+        "AND source = %s AND margin_mode = %s AND status = %s) "
+        "THEN nextval(pg_get_serial_sequence('trading_position', 'id')) END",
+        [draw_fill_ids, draw_fill_ids, user_id, asset, Source.INTERNAL, margin_mode, Position.Status.OPEN],
+    )
+    results = batch.run()
+    names = _position_attnames()
+    positions = [Position.from_db("default", names, row) for row in results[i_positions] or []]
+    balances: dict[str, Decimal] = {}
+    per_kind: dict[str, Decimal] = {}
+    for key, kind, balance in results[i_accounts] or []:
+        balances[key] = balance
+        per_kind[kind] = per_kind.get(kind, ZERO) + balance
+    leverage_rows = results[i_leverage] or []
+    order_id, fill_id, position_id = (results[i_ids] or [(None, None, None)])[0]
+    return _Locked(
+        positions=positions,
+        balances=balances,
+        cash=per_kind.get(AccountKind.CASH, ZERO),
+        holds=per_kind.get(AccountKind.ORDER_HOLD, ZERO),
+        leverage=leverage_rows[0][0] if leverage_rows else None,
+        order_id=order_id,
+        fill_ids=[fill_id] if fill_id is not None else [],
+        position_id=position_id,
+    )
+
+
+def _position_attnames() -> list[str]:
+    return [f.attname for f in Position._meta.concrete_fields]
+
+
+def _position_columns() -> str:
+    return ", ".join(connection.ops.quote_name(f.column) for f in Position._meta.concrete_fields)
+
+
+def _decide(inp: OrderInput, market: Market, quote: Quote, settings: TradingSettings) -> Decision:
+    assert quote.mark is not None  # _quote_or_fail refused quotes without a mark
+    decision = decide(notional=inp.size * quote.mark, config=asset_routing(market.asset))
+    if decision.route is Route.INTERNAL and not quote.is_book_fresh(settings.book_stale_seconds):
+        decision = Decision(Route.HYPERLIQUID, Reason.STALE_PRICE, decision.mode, decision.threshold)
+    return decision
+
+
+_PENDING = "_xbit_pending_writes"
+
+
+@dataclass
+class _OrderWrites:
+    """A new order's INSERT, its lifecycle events and its routing decision log, held back so a fill can
+    send them with its own writes in one round trip. Any other path writes them first
+    (``_ensure_written``), so the ORM code after it finds the row in place."""
+
+    order: Order
+    events: list[OrderEvent]
+    log: RoutingDecisionLog | None
+
+    def attach(self) -> None:
+        setattr(self.order, _PENDING, self)
+
+    def queue(self, batch: SqlBatch) -> None:
+        setattr(self.order, _PENDING, None)
+        batch.add(*insert_statement(Order, [self.order], with_pk=True))
+        batch.add(*insert_statement(OrderEvent, self.events, with_pk=False))
+        if self.log is not None:
+            batch.add(*insert_statement(RoutingDecisionLog, [self.log], with_pk=False))
+        self.order._state.adding = False
+        self.order._state.db = "default"
+
+
+def _pending_writes(order: Order) -> _OrderWrites | None:
+    return getattr(order, _PENDING, None)
+
+
+def _ensure_written(order: Order) -> None:
+    writes = _pending_writes(order)
+    if writes is not None:
+        batch = SqlBatch()
+        writes.queue(batch)
+        batch.run()
 
 
 def _fee_rate(settings: TradingSettings, route: str, *, maker: bool) -> Decimal:
@@ -314,10 +468,17 @@ def order_place(*, user: User, inp: OrderInput) -> Order:
         raise ApplicationError(ErrorCode.USER_RESTRICTED, "This account may only reduce positions.")
     quote = _quote_or_fail(market.asset, settings)
     started = time.perf_counter_ns()
+    # An opening order's venue depends only on its notional and the routing config, not on locked
+    # state: decide before the transaction (and draw fill/position ids with the locking read when the
+    # order is likely to fill internally).
+    decision = None if inp.reduce_only else _decide(inp, market, quote, settings)
+    latency_us = (time.perf_counter_ns() - started) // 1000
     rejection: ApplicationError | None = None
     try:
         with transaction.atomic():
-            user_lock(user.pk)
+            locked = _lock_and_read(
+                user.pk, inp, draw_fill_ids=decision is None or decision.route is Route.INTERNAL
+            )
             try:
                 order = _place_locked(
                     user=user,
@@ -326,7 +487,9 @@ def order_place(*, user: User, inp: OrderInput) -> Order:
                     quote=quote,
                     settings=settings,
                     fingerprint=fingerprint,
-                    started=started,
+                    decision=decision,
+                    latency_us=latency_us,
+                    locked=locked,
                 )
             except _RejectAfterCommit as rejected:
                 rejection = rejected.error  # the REJECTED order commits; the caller gets the error
@@ -364,6 +527,7 @@ def _replay(order: Order, fingerprint: str) -> Order:
 def _reject(order: Order, code: ErrorCode, message: str, **details: Any) -> ApplicationError:
     """Persist a rejection (support sees it, a retry replays it) and build the error to raise after
     the transaction commits."""
+    _ensure_written(order)
     _release_hold(order)
     order.status = Order.Status.REJECTED
     order.error_code = str(code)
@@ -384,9 +548,11 @@ def _place_locked(
     quote: Quote,
     settings: TradingSettings,
     fingerprint: str,
-    started: int,
+    decision: Decision | None,
+    latency_us: int,
+    locked: _Locked,
 ) -> Order:
-    positions = _open_positions(user.pk, lock=True)
+    positions = locked.positions
     reduce_target = _reduce_target(inp, positions) if inp.reduce_only else None
     if inp.reduce_only and reduce_target is None:
         raise ApplicationError(ErrorCode.REDUCE_ONLY, "Reduce-only order but there is no position to reduce.")
@@ -402,6 +568,13 @@ def _place_locked(
     assert mark is not None  # _quote_or_fail refused quotes without a mark
     price_for_value = inp.limit_price or mark
     notional = inp.size * mark
+    if not inp.reduce_only and notional > kyc_limits_for(user).max_order_notional:
+        limit = kyc_limits_for(user)
+        raise ApplicationError(
+            ErrorCode.KYC_LIMIT_EXCEEDED,
+            f"Your verification level ({limit.status}) allows orders up to {limit.max_order_notional:,.0f} USDC.",
+            {"max_order_notional": str(limit.max_order_notional)},
+        )
     if not inp.reduce_only and inp.size * price_for_value < settings.min_order_value:
         raise ApplicationError(
             ErrorCode.MIN_NOTIONAL,
@@ -415,17 +588,12 @@ def _place_locked(
             {"position_size": str(reduce_target.size)},
         )
 
-    # venue: a reduction goes where the position is; an opening order asks routing
+    # venue: a reduction goes where the position is; an opening order asked routing (order_place)
     if reduce_target is not None:
         decision = Decision(
             Route(reduce_target.source), "position_venue", asset_routing(market.asset).mode, None
         )
-    else:
-        decision = decide(notional=notional, config=asset_routing(market.asset))
-        stale = not quote.is_book_fresh(settings.book_stale_seconds)
-        if decision.route is Route.INTERNAL and stale:
-            decision = Decision(Route.HYPERLIQUID, Reason.STALE_PRICE, decision.mode, decision.threshold)
-    latency_us = (time.perf_counter_ns() - started) // 1000
+    assert decision is not None
 
     source = decision.route.value if decision.route is not Route.NONE else Source.HYPERLIQUID
     same_key = next(
@@ -437,7 +605,7 @@ def _place_locked(
         None,
     )
     leverage = _leverage_for(
-        user,
+        locked,
         inp,
         market,
         same_key
@@ -445,7 +613,8 @@ def _place_locked(
         else None,
     )
     now = timezone.now()
-    order = Order.objects.create(
+    order = Order(
+        id=locked.order_id,
         user=user,
         client_order_id=inp.client_order_id,
         request_hash=fingerprint,
@@ -466,11 +635,9 @@ def _place_locked(
         created_at=now,
         updated_at=now,
     )
-    OrderEvent.objects.bulk_create(
-        [_event(order, Order.Status.NEW), _event(order, Order.Status.ACCEPTED, route=order.route)]
-    )
+    log = None
     if reduce_target is None:
-        RoutingDecisionLog.objects.create(
+        log = RoutingDecisionLog(
             order_id=order.pk,
             user_id=user.pk,
             asset=market.asset,
@@ -482,6 +649,10 @@ def _place_locked(
             latency_us=latency_us,
             created_at=now,
         )
+    # written with the fill (one round trip) or, on any other path, before the order is next touched
+    _OrderWrites(
+        order, [_event(order, Order.Status.NEW), _event(order, Order.Status.ACCEPTED, route=order.route)], log
+    ).attach()
 
     if decision.route is Route.NONE:
         error = _reject(
@@ -502,20 +673,22 @@ def _place_locked(
                 reason=str(decision.reason),
             )
             raise _RejectAfterCommit(error)
-        return _prepare_hl(order=order, market=market, quote=quote, settings=settings, positions=positions)
-    return _execute_internal(order=order, market=market, quote=quote, settings=settings, positions=positions)
+        _ensure_written(order)
+        return _prepare_hl(order=order, market=market, quote=quote, settings=settings, locked=locked)
+    return _execute_internal(order=order, market=market, quote=quote, settings=settings, locked=locked)
 
 
 def _prepare_hl(
-    *, order: Order, market: Market, quote: Quote, settings: TradingSettings, positions: list[Position]
+    *, order: Order, market: Market, quote: Quote, settings: TradingSettings, locked: _Locked
 ) -> Order:
     """HL-routed: margin checked and frozen at the price that will be sent (worst case for a market
     order); the send itself happens after this transaction commits."""
     from trading import hl_execution
 
+    positions = locked.positions
     price = hl_execution.send_price(order, market, quote)
     fee_rate = _fee_rate(settings, Source.HYPERLIQUID, maker=False)
-    cash, holds = _balances(order.user_id)
+    cash, holds = locked.cash, locked.holds
     quotes = get_quotes(sorted({p.asset for p in positions} | {order.asset}))
     state = account_state(cash=cash, order_holds=holds, positions=positions, quotes=quotes)
     _margin_check(order=order, price=price, positions=positions, fee_rate=fee_rate, state=state)
@@ -570,8 +743,9 @@ def _reduce_target(inp: OrderInput, positions: list[Position]) -> Position | Non
 
 
 def _execute_internal(
-    *, order: Order, market: Market, quote: Quote, settings: TradingSettings, positions: list[Position]
+    *, order: Order, market: Market, quote: Quote, settings: TradingSettings, locked: _Locked
 ) -> Order:
+    positions = locked.positions
     if order.order_type == Order.Type.MARKET:
         price = quote.ask if order.side == "BUY" else quote.bid
         if not price:
@@ -590,7 +764,14 @@ def _execute_internal(
                 )
             )
         return _fill_internal(
-            order=order, market=market, price=price, maker=False, settings=settings, positions=positions
+            order=order,
+            market=market,
+            price=price,
+            maker=False,
+            settings=settings,
+            positions=positions,
+            locked=locked,
+            quote=quote,
         )
 
     # LIMIT: marketable now → take the top of the book; otherwise rest in the internal queue
@@ -605,14 +786,22 @@ def _execute_internal(
                 _reject(order, ErrorCode.INVALID_PRICE, "Post-only order would have matched immediately.")
             )
         return _fill_internal(
-            order=order, market=market, price=touch, maker=False, settings=settings, positions=positions
+            order=order,
+            market=market,
+            price=touch,
+            maker=False,
+            settings=settings,
+            positions=positions,
+            locked=locked,
+            quote=quote,
         )
+    _ensure_written(order)
     if order.tif == Order.Tif.IOC:
         order.status = Order.Status.CANCELLED
         order.save(update_fields=["status", "updated_at"])
         OrderEvent.objects.create(order=order, status=order.status, detail={"reason": "IOC could not match"})
         return order
-    return _rest_internal(order=order, market=market, settings=settings, positions=positions)
+    return _rest_internal(order=order, market=market, settings=settings, positions=positions, locked=locked)
 
 
 def _margin_check(
@@ -674,17 +863,25 @@ def _fill_internal(
     maker: bool,
     settings: TradingSettings,
     positions: list[Position],
+    locked: _Locked,
+    quote: Quote,
     hold: Decimal = ZERO,
     fill_size: Decimal | None = None,
 ) -> Order:
+    """Fill (the rest of) an internal order at ``price``: everything computed in memory from the
+    locking read, then written in ONE round trip — the order (inserted in its final state when it is
+    new), its events, the hold release, the fill, position(s), ledger postings, outbox event and the
+    liquidation prices that moved."""
     fee_rate = _fee_rate(settings, Source.INTERNAL, maker=maker)
     # one read of balances and marks serves the margin check, the fill and the liquidation prices after it
-    cash, holds = _balances(order.user_id)
-    quotes = get_quotes(sorted({p.asset for p in positions} | {order.asset}))
+    cash, holds = locked.cash, locked.holds
+    quotes = _quotes_for(quote, positions)
     state = account_state(cash=cash, order_holds=holds, positions=positions, quotes=quotes)
     _margin_check(order=order, price=price, positions=positions, fee_rate=fee_rate, state=state, hold=hold)
+    batch = SqlBatch()
+    balances = dict(locked.balances)
     if hold > ZERO:
-        ledger_post(
+        release = posting_prepare(
             key=f"order-hold-release:{order.pk}",
             transfers=[
                 TransferSpec(
@@ -697,6 +894,7 @@ def _fill_internal(
                 )
             ],
         )
+        posting_write(batch, release, balances, replay_safe=False)
         order.hold_amount = ZERO
     target = (
         order.position
@@ -713,24 +911,25 @@ def _fill_internal(
         )
     )
     size = fill_size or order.remaining
-    result: FillResult = fill_apply(
-        req=FillRequest(
-            user_id=order.user_id,
-            asset=order.asset,
-            source=Source.INTERNAL,
-            margin_mode=order.margin_mode,
-            side=order.side,
-            size=size,
-            price=price,
-            leverage=order.leverage,
-            fee_rate=fee_rate,
-            maker=maker,
-            reserve_share=settings.client_loss_reserve_share,
-            order=order,
-        ),
-        position=target,
-        cash_available=cash + hold,
+    req = FillRequest(
+        user_id=order.user_id,
+        asset=order.asset,
+        source=Source.INTERNAL,
+        margin_mode=order.margin_mode,
+        side=order.side,
+        size=size,
+        price=price,
+        leverage=order.leverage,
+        fee_rate=fee_rate,
+        maker=maker,
+        reserve_share=settings.client_loss_reserve_share,
+        order=order,
     )
+    fill_ids, position_id = _ids_for(locked, req, target)
+    plan = fill_plan(
+        req=req, position=target, cash_available=cash + hold, fill_ids=fill_ids, position_id=position_id
+    )
+    result: FillResult = plan.result
     previous = order.filled_size
     order.filled_size = previous + size
     order.avg_fill_price = (
@@ -743,35 +942,76 @@ def _fill_internal(
     order.updated_at = timezone.now()
     if order.position_id is None and result.position is not None:
         order.position = result.position
-    order.save(
-        update_fields=[
-            "filled_size",
-            "avg_fill_price",
-            "fee_total",
-            "status",
-            "updated_at",
-            "position",
-            "hold_amount",
-        ]
-    )
-    OrderEvent.objects.create(
-        order=order, status=order.status, detail={"price": str(price), "size": str(size)}
-    )
+    filled = _event(order, order.status, price=str(price), size=str(size))
     remaining = [
         p for p in positions if p.status == Position.Status.OPEN and p not in result.closed_positions
     ]
     if result.position is not None and result.position not in remaining:
         remaining.append(result.position)
     after = account_state(cash=result.cash_after, order_holds=holds, positions=remaining, quotes=quotes)
-    _refresh_liquidation_prices(after)
+    moved = _set_liquidation_prices(after)
+
+    writes = _pending_writes(order)
+    if writes is not None:
+        writes.events.append(filled)
+        writes.queue(batch)
+    else:
+        batch.add(*update_statement(order, _ORDER_FILL_FIELDS))
+        batch.add(*insert_statement(OrderEvent, [filled], with_pk=False))
+    fill_statements(batch, plan, balances)
+    written = {p.pk for p in plan.updated} | ({plan.created.pk} if plan.created is not None else set())
+    for p in moved:
+        if p.pk not in written:
+            batch.add(*update_statement(p, ("liquidation_price",)))
+    batch.run()
     return order
 
 
+_ORDER_FILL_FIELDS = (
+    "filled_size",
+    "avg_fill_price",
+    "fee_total",
+    "status",
+    "updated_at",
+    "position",
+    "hold_amount",
+)
+
+
+def _ids_for(locked: _Locked, req: FillRequest, target: Position | None) -> tuple[list[int], int | None]:
+    """Fill and position ids for this fill: those drawn with the locking read, plus (a flip, or a
+    guess that missed) one more round trip for the rest."""
+    n_fills, new_position = fill_ids_needed(req, target)
+    fill_ids = locked.fill_ids[:n_fills]
+    position_id = locked.position_id if new_position else None
+    missing_fills = n_fills - len(fill_ids)
+    if missing_fills > 0 or (new_position and position_id is None):
+        batch = SqlBatch()
+        i_ids = next_ids(
+            batch, {Fill: max(missing_fills, 0), Position: int(new_position and position_id is None)}
+        )
+        drawn = list((batch.run()[i_ids] or [()])[0])
+        fill_ids += drawn[: max(missing_fills, 0)]
+        if new_position and position_id is None:
+            position_id = drawn[-1]
+    return fill_ids, position_id
+
+
+def _quotes_for(quote: Quote, positions: list[Position]) -> dict[str, Quote]:
+    """Marks for the account state: the order's own quote (already read) and one pipelined read of the
+    other assets the user holds."""
+    others = sorted({p.asset for p in positions} - {quote.asset})
+    quotes = get_quotes(others) if others else {}
+    quotes[quote.asset] = quote
+    return quotes
+
+
 def _rest_internal(
-    *, order: Order, market: Market, settings: TradingSettings, positions: list[Position]
+    *, order: Order, market: Market, settings: TradingSettings, positions: list[Position], locked: _Locked
 ) -> Order:
     """Park the order in the internal queue with a hold of IM + maker fee at its limit price."""
     assert order.limit_price is not None
+    _ensure_written(order)
     fee_rate = _fee_rate(settings, Source.INTERNAL, maker=True)
     open_count = Order.objects.filter(user_id=order.user_id, status__in=OPEN_STATUSES).count()
     if open_count > settings.max_open_orders_per_user:
@@ -785,7 +1025,8 @@ def _rest_internal(
         hold = netting.initial_margin_for(order.size, order.limit_price, order.leverage) + netting.fee_for(
             order.size, order.limit_price, fee_rate
         )
-        state = _user_state(order.user_id, positions)
+        quotes = get_quotes(sorted({p.asset for p in positions})) if positions else {}
+        state = account_state(cash=locked.cash, order_holds=locked.holds, positions=positions, quotes=quotes)
         free = (
             state.cash
             if order.margin_mode == MarginMode.ISOLATED
@@ -1018,7 +1259,9 @@ def internal_limit_fill(*, order_id: int) -> Order | None:
         return None
     try:
         with transaction.atomic():
-            user_lock(order.user_id)
+            locked = _lock_and_read(
+                order.user_id, draw_fill_ids=True, asset=order.asset, margin_mode=order.margin_mode
+            )
             order = Order.objects.select_for_update(of=("self",)).select_related("position").get(pk=order_id)
             if order.status not in OPEN_STATUSES or order.route != Source.INTERNAL:
                 return order
@@ -1026,7 +1269,7 @@ def internal_limit_fill(*, order_id: int) -> Order | None:
             if not touch or (touch > order.limit_price if order.side == "BUY" else touch < order.limit_price):
                 return order
             market = _market(order.asset)
-            positions = _open_positions(order.user_id, lock=True)
+            positions = locked.positions
             if order.reduce_only and (
                 order.position is None or order.position.status != Position.Status.OPEN
             ):
@@ -1034,6 +1277,9 @@ def internal_limit_fill(*, order_id: int) -> Order | None:
                 _set_status(order, Order.Status.CANCELLED, reason="position closed")
                 order.save(update_fields=["status", "hold_amount", "updated_at"])
                 return order
+            if order.reduce_only and order.position is not None:
+                # the locked instance, so the fill and the liquidation prices see one object
+                order.position = next((p for p in positions if p.pk == order.position_id), order.position)
             size = (
                 min(order.remaining, order.position.size)
                 if order.reduce_only and order.position
@@ -1046,6 +1292,8 @@ def internal_limit_fill(*, order_id: int) -> Order | None:
                 maker=True,
                 settings=settings,
                 positions=positions,
+                locked=locked,
+                quote=quote,
                 hold=order.hold_amount,
                 fill_size=size,
             )

@@ -184,6 +184,7 @@ def test_a_client_order_id_replay_returns_the_same_order(trader: Any, set_quote:
         ({"size": "0.01", "order_type": "LIMIT"}, "INVALID_PRICE"),
         ({"size": "0.01", "asset": "NOPE"}, "UNKNOWN_SYMBOL"),
         ({"size": "0.01", "slippage_bps": 100_000}, "VALIDATION_ERROR"),
+        ({"size": "2"}, "KYC_LIMIT_EXCEEDED"),  # 160,000 > the 100,000 an unverified account may order
     ],
 )
 def test_bad_input_gets_a_clear_code_and_freezes_nothing(

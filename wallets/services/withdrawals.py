@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -48,6 +48,7 @@ from wallets.services.custody import (
 )
 from xbit_admin.accounts.models import SecurityEvent, User
 from xbit_admin.accounts.roles import perm
+from xbit_admin.accounts.selectors import kyc_limits_for
 from xbit_admin.accounts.services import security_event_record
 from xbit_admin.audit.services import audit_record
 from xbit_admin.errors import ApplicationError, ErrorCode
@@ -214,8 +215,23 @@ def withdrawal_request(
         raise ApplicationError(ErrorCode.WITHDRAWALS_DISABLED, f"Withdrawals on {config.chain} are disabled.")
     if user.withdrawals_restricted or user.blacklisted or not user.is_active:
         raise ApplicationError(ErrorCode.USER_RESTRICTED, "Withdrawals are restricted on this account.")
+    if not user.email_verified:
+        # the confirmation link goes by email: a wallet-only account links a verified email first
+        raise ApplicationError(
+            ErrorCode.EMAIL_NOT_VERIFIED, "Link and verify an email address before withdrawing."
+        )
     verify_totp(user=user, code=totp_code)
     now = timezone.now()
+    limits = kyc_limits_for(user)
+    withdrawn_24h = Withdrawal.objects.filter(
+        user=user, created_at__gte=now - timedelta(hours=24), status__in=COUNTED
+    ).aggregate(total=Sum("amount"))["total"] or Decimal(0)
+    if withdrawn_24h + value > limits.daily_withdrawal_limit:
+        raise ApplicationError(
+            ErrorCode.KYC_LIMIT_EXCEEDED,
+            f"Your verification level ({limits.status}) allows {limits.daily_withdrawal_limit:,.0f} per 24 hours.",
+            {"limit": str(limits.daily_withdrawal_limit), "used": str(withdrawn_24h)},
+        )
     wallet_settings = UserWalletSettings.objects.filter(user=user).first()
     if wallet_settings is not None and wallet_settings.whitelist_only:
         entry = WithdrawalAddress.objects.filter(user=user, chain=config.chain, address=normalized).first()

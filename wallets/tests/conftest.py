@@ -42,7 +42,8 @@ def chains(_chains_process: SandboxProcess, settings: Any) -> ChainsClient:
 
 @pytest.fixture
 def trader(make_trader: Callable[..., Any]) -> Any:
-    user = make_trader()
+    """A verified trader (KYC VERIFIED: the tier tests move 50k and 150k) with a TOTP device."""
+    user = make_trader(kyc_status="VERIFIED")
     TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
     return user
 

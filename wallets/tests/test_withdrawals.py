@@ -441,3 +441,24 @@ def test_the_owner_can_cancel_before_sending_and_gets_the_funds_back(
     withdrawal_cancel(user=trader, withdrawal_id=withdrawal.pk)
     withdrawal.refresh_from_db()
     assert withdrawal.status == "CANCELLED" and cash_of(trader) == Decimal("20000")
+
+
+def test_kyc_limits_and_a_verified_email_gate_withdrawals(make_trader: Any, settings: Any) -> None:
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from wallets.services.withdrawals import withdrawal_request
+    from wallets.tests.conftest import fund, totp_for
+    from xbit_admin.errors import ApplicationError
+
+    user = make_trader()  # KYC NONE: 10,000 per 24 hours by default
+    TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    fund(user, "50000")
+    address = "0x" + "ab" * 20
+    with pytest.raises(ApplicationError) as exc:
+        withdrawal_request(user=user, chain="ETH", asset="USDT", address=address, amount="10001", totp_code=totp_for(user))
+    assert exc.value.code == "KYC_LIMIT_EXCEEDED"
+    user.email = f"{user.pk}@wallet.invalid"
+    user.save()
+    with pytest.raises(ApplicationError) as exc:
+        withdrawal_request(user=user, chain="ETH", asset="USDT", address=address, amount="100", totp_code=totp_for(user))
+    assert exc.value.code == "EMAIL_NOT_VERIFIED"
