@@ -100,7 +100,7 @@ def open_positions(extra: Q | None = None) -> list[Position]:
 
 def index_load(index: LiquidationIndex | None = None) -> LiquidationIndex:
     """Build (or refill) the detection index from every open position."""
-    index = index or LiquidationIndex()
+    index = LiquidationIndex() if index is None else index
     positions = open_positions()
     index.load(
         (isolated_of(p) for p in positions if p.margin_mode == MarginMode.ISOLATED),

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
@@ -61,6 +62,31 @@ def users_lock(user_ids: Iterable[int]) -> None:
         cursor.execute(
             "SELECT pg_advisory_xact_lock(%s, u) FROM unnest(%s::int[]) WITH ORDINALITY AS t(u, n) ORDER BY n",
             [USER_NAMESPACE, ids],
+        )
+
+
+def _positions_update(positions: list[Position]) -> None:
+    """One UPDATE … FROM (VALUES …) for the chunk (``bulk_update``'s CASE expressions grow
+    quadratically with the chunk)."""
+    values = ", ".join(
+        ["(%s::bigint, %s::numeric, %s::numeric, %s::numeric, %s::numeric, %s::timestamptz)"] * len(positions)
+    )
+    params: list[Any] = []
+    for p in positions:
+        params += [
+            p.pk,
+            p.isolated_margin,
+            p.liquidation_price,
+            p.cum_funding_all_time,
+            p.cum_funding_since_open,
+            p.updated_at,
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Position._meta.db_table} AS p SET isolated_margin = v.im, liquidation_price = v.liq, "  # noqa: S608 - placeholders only
+            "cum_funding_all_time = v.cfa, cum_funding_since_open = v.cfo, updated_at = v.at "
+            f"FROM (VALUES {values}) AS v(id, im, liq, cfa, cfo, at) WHERE p.id = v.id",
+            params,
         )
 
 
@@ -123,17 +149,7 @@ def funding_settle_positions(
         outcomes.append(FundingOutcome(p, rate.rate, rate.price, payment, collected))
     if transfers:
         ledger_post(key=key, transfers=transfers)
-    Position.objects.bulk_update(
-        positions,
-        [
-            "isolated_margin",
-            "liquidation_price",
-            "cum_funding_all_time",
-            "cum_funding_since_open",
-            "updated_at",
-        ],
-        batch_size=1000,
-    )
+    _positions_update(positions)
     outbox_emit(
         topic="trading.funding",
         aggregate=f"funding:{funding_time.isoformat()}",
