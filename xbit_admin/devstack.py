@@ -355,13 +355,40 @@ def cmd_test(args: list[str]) -> int:
     run_id = os.getpid()
     extra.setdefault("DB_TEST_NAME", os.environ.get("DB_TEST_NAME") or f"test_xbit_{run_id}")
     base, _, _db = extra["REDIS_URL"].rpartition("/")
-    extra["REDIS_URL"] = f"{base}/{1 + run_id % 15}"
+    redis_db = _claim_redis_db(base, run_id)
+    extra["REDIS_URL"] = f"{base}/{redis_db}"
     try:
         return subprocess.run(
             [sys.executable, "-m", "pytest", *args], env=_child_env(extra), cwd=ROOT
         ).returncode
     finally:
+        _release_redis_db(base, redis_db, run_id)
         stop_started(profile, started)
+
+
+_CLAIM_KEY = "xbit:test-run-owner"
+
+
+def _claim_redis_db(base: str, run_id: int) -> int:
+    """An exclusive Redis database (1–15) for this run: tests flush their database, so two runs must
+    never share one. A claim expires by itself if its run is killed."""
+    import redis
+
+    for _ in range(600):
+        for index in range(1, 16):
+            client = redis.Redis.from_url(f"{base}/{index}")
+            if client.set(_CLAIM_KEY, run_id, nx=True, ex=3 * 3600):
+                return index
+        time.sleep(1)  # fifteen runs at once: wait for one to finish
+    raise RuntimeError("no free Redis database for the test run")
+
+
+def _release_redis_db(base: str, index: int, run_id: int) -> None:
+    import redis
+
+    client = redis.Redis.from_url(f"{base}/{index}")
+    if client.get(_CLAIM_KEY) == str(run_id).encode():
+        client.flushdb()
 
 
 def cmd_exec(args: list[str], profile_name: str) -> int:
