@@ -39,6 +39,11 @@ from prometheus_client.multiprocess import mark_process_dead as _mark_process_de
 
 logger = logging.getLogger(__name__)
 
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # prometheus_client fails on a missing directory; the entrypoint creates (and empties) it, this
+    # keeps a process started another way (kubectl exec, a one-off command) from crashing.
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 HTTP_LATENCY = Histogram(
     "xbit_http_request_seconds",
     "HTTP request latency by method and route",
