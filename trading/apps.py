@@ -15,13 +15,15 @@ class TradingConfig(AppConfig):
         from trading.markets import seed_markets_demo
         from trading.selectors import feed_readiness
         from xbit_admin.accounts.management.commands.seed_demo import DEMO_SEEDERS
-        from xbit_admin.health import READINESS_CHECKS
+        from xbit_admin.health import ADVISORY_CHECKS
 
         for seeder in (seed_markets_demo, seed_hl_accounts_demo, seed_trading_demo):
             if seeder not in DEMO_SEEDERS:
                 DEMO_SEEDERS.append(seeder)
-        if not any(name == "hl_feed" for name, _check in READINESS_CHECKS):
-            READINESS_CHECKS.append(("hl_feed", feed_readiness))
+        # advisory: a silent HL feed must not take every web pod (and the console) out of service;
+        # the order path refuses stale prices by itself
+        if not any(name == "hl_feed" for name, _check in ADVISORY_CHECKS):
+            ADVISORY_CHECKS.append(("hl_feed", feed_readiness))
 
         from trading.account import cross_margin_used_for, withdrawable_for
         from wallets.hooks import register_cross_margin_provider, register_withdrawable_provider

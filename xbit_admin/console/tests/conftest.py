@@ -87,7 +87,8 @@ def fund(user: Any, amount: str) -> None:
 def trader(make_trader: Callable[..., Any]) -> Any:
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
-    user = make_trader(wallet_address="0x" + "ab" * 20)
+    # KYC VERIFIED: the withdrawal pages exercise the 50k / 150k tiers (unverified accounts stop at 10k)
+    user = make_trader(wallet_address="0x" + "ab" * 20, kyc_status="VERIFIED")
     TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
     fund(user, "300000")
     return user
