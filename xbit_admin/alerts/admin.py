@@ -1,10 +1,26 @@
 from django.contrib import admin
 
 from xbit_admin.admin_site import ReadOnlyUnlessSuperAdmin
-from xbit_admin.alerts.models import Alert
+from xbit_admin.alerts.models import Alert, Delivery
 
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyUnlessSuperAdmin, admin.ModelAdmin):
     list_display = ("id", "severity", "rule", "subject", "state", "count", "last_seen")
     list_filter = ("severity", "state")
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyUnlessSuperAdmin, admin.ModelAdmin):
+    list_display = (
+        "id",
+        "alert",
+        "channel",
+        "action",
+        "escalation",
+        "status",
+        "attempts",
+        "response_code",
+        "updated_at",
+    )
+    list_filter = ("channel", "action", "status")

@@ -1,5 +1,6 @@
-"""Raise, acknowledge and resolve alerts. Notifiers (Slack, PagerDuty) subscribe to the outbox topics
-``alert.raised`` / ``alert.resolved``; nothing here talks to a network."""
+"""Raise, acknowledge and resolve alerts. Notifiers (Slack, PagerDuty: ``notifications.py``) subscribe to
+the outbox topics ``alert.raised`` / ``alert.upgraded`` / ``alert.acknowledged`` / ``alert.resolved``;
+nothing here talks to a network."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def alert_raise(
                     .first()
                 )
                 if existing is not None:
+                    upgraded = severity < existing.severity  # "P0" < "P1" < "P2"
                     Alert.objects.filter(pk=existing.pk).update(
                         count=F("count") + 1,
                         last_seen=now,
@@ -42,6 +44,17 @@ def alert_raise(
                         severity=min(existing.severity, severity),  # "P0" < "P1" < "P2"
                     )
                     existing.refresh_from_db()
+                    if upgraded:  # the notifier pages the channels the higher severity routes to
+                        outbox_emit(
+                            topic="alert.upgraded",
+                            aggregate=f"alert:{existing.pk}",
+                            payload={
+                                "id": existing.pk,
+                                "rule": rule,
+                                "subject": subject,
+                                "severity": severity,
+                            },
+                        )
                     return existing
                 alert = Alert.objects.create(
                     rule=rule, subject=subject, severity=severity, message=message, details=details or {}
@@ -96,6 +109,17 @@ def alert_acknowledge(*, alert_id: int, acting_user: Any, request: Any = None) -
     alert.acknowledged_by = acting_user
     alert.acknowledged_at = timezone.now()
     alert.save(update_fields=["state", "acknowledged_by", "acknowledged_at"])
+    outbox_emit(  # the notifier acknowledges the PagerDuty incident (escalation stops here too)
+        topic="alert.acknowledged",
+        aggregate=f"alert:{alert.pk}",
+        payload={
+            "id": alert.pk,
+            "rule": alert.rule,
+            "subject": alert.subject,
+            "severity": alert.severity,
+            "by": getattr(acting_user, "email", ""),
+        },
+    )
     audit_record(
         action="alert.acknowledge",
         actor=acting_user,

@@ -7,14 +7,16 @@ from typing import Any
 from django.contrib import messages
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from xbit_admin.alerts.models import Alert
+from xbit_admin.alerts.conf import CHANNELS, channel_configured
+from xbit_admin.alerts.models import Alert, Delivery
+from xbit_admin.alerts.rules import rule_info
 from xbit_admin.alerts.services import alert_acknowledge, alert_resolve_manual
 from xbit_admin.audit.models import AuditEntry
 from xbit_admin.audit.services import audit_chain_verify, audit_record
@@ -154,7 +156,9 @@ def alerts_view(request: HttpRequest) -> HttpResponse:
     state = request.GET.get("state", Alert.State.OPEN)
     if state not in STATES and state != "all":
         state = Alert.State.OPEN
-    qs = Alert.objects.select_related("acknowledged_by")
+    qs = Alert.objects.select_related("acknowledged_by").prefetch_related(
+        Prefetch("deliveries", queryset=Delivery.objects.order_by("id"))
+    )
     if state != "all":
         qs = qs.filter(state=state)
     severity = request.GET.get("severity", "")
@@ -164,12 +168,16 @@ def alerts_view(request: HttpRequest) -> HttpResponse:
     counts = {
         row["state"]: row["n"] for row in Alert.objects.values("state").order_by().annotate(n=Count("id"))
     }
+    alerts = list(qs.order_by(*ordering)[:200])
+    for alert in alerts:  # the catalogue entry: title and runbook hint (rules.py)
+        alert.info = rule_info(alert.rule)  # type: ignore[attr-defined]
     return render(
         request,
         "console/alerts.html",
         {
             "page": "alerts",
-            "alerts": list(qs.order_by(*ordering)[:200]),
+            "alerts": alerts,
+            "channels": [c for c in CHANNELS if channel_configured(c)],
             "state": state,
             "severity": severity,
             "states": STATES,
