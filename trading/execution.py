@@ -1,7 +1,8 @@
 """Applying fills to positions and the ledger — the one place where a trade becomes money.
 
 ``fill_apply`` runs inside the caller's transaction (which holds the user's lock) and, for one fill
-of one order, writes: the fill row(s), the position change, every ledger transfer (margin freeze or
+of one order, writes (in one round trip, after one that draws ids and locks the user's accounts;
+the order path uses ``fill_plan`` + ``fill_statements`` to send them with its own writes): the fill row(s), the position change, every ledger transfer (margin freeze or
 release, realized P&L with the 80/20 client-loss split, fees), and the outbox event. A flip is two
 legs: the old position closes, a new one opens, each with its own fill row and fee share.
 """
@@ -16,9 +17,20 @@ from django.utils import timezone
 
 from trading import netting
 from trading.models import Fill, MarginMode, Order, Position, Source
-from wallets.ledger import AccountRef, TransferSpec, ledger_post
+from wallets.ledger import (
+    AccountRef,
+    SqlBatch,
+    TransferSpec,
+    insert_statement,
+    next_ids,
+    posting_lock_user_accounts,
+    posting_prepare,
+    posting_write,
+    update_statement,
+)
 from wallets.models import AccountKind, TransferKind
-from xbit_admin.events.services import outbox_emit
+from xbit_admin.errors import ApplicationError, ErrorCode
+from xbit_admin.events.services import outbox_statement
 from xbit_admin.money import ZERO
 
 DIRECTION = {"BUY": 1, "SELL": -1}
@@ -76,10 +88,124 @@ def _counterparty(source: str) -> AccountRef:
     return AccountRef.platform(AccountKind.HL_PNL, sub="trading")
 
 
+# written on every fill to the position(s) it touches (the row is locked by the caller)
+POSITION_FILL_FIELDS = (
+    "size",
+    "entry_price",
+    "isolated_margin",
+    "liquidation_price",
+    "status",
+    "realized_pnl",
+    "fees_paid",
+    "closed_at",
+    "updated_at",
+)
+
+
+@dataclass
+class FillPlan:
+    """A fill computed in memory (ids drawn in advance), not yet written: see :func:`fill_statements`."""
+
+    req: FillRequest
+    result: FillResult
+    transfers: list[TransferSpec]
+    updated: list[Position]  # existing positions to write
+    created: Position | None  # the position this fill opens
+    ledger_key: str
+
+
+def fill_ids_needed(req: FillRequest, position: Position | None) -> tuple[int, bool]:
+    """(number of fill rows, whether a new position row is opened) for this fill."""
+    effect = netting.apply_fill(position_state(position), DIRECTION[req.side], req.size, req.price)
+    fills = int(effect.closed_size > ZERO) + int(effect.opened_size > ZERO)
+    return fills, effect.opened_size > ZERO and (position is None or effect.flipped or effect.after.is_flat)
+
+
 def fill_apply(*, req: FillRequest, position: Position | None, cash_available: Decimal) -> FillResult:
     """Apply one fill. ``position`` is the user's open position for (asset, source, margin mode), locked
     by the caller; ``cash_available`` is the user's cash balance (used to cap what a bankrupt cross
-    close can collect; the ledger's own check stays the last line)."""
+    close can collect; the ledger's own check stays the last line).
+
+    Two round trips: ids drawn and the user's ledger accounts locked, then every write at once. A
+    replayed ``idempotency_key`` moves no money (the ledger's replay; a different content is
+    IDEMPOTENCY_CONFLICT)."""
+    n_fills, new_position = fill_ids_needed(req, position)
+    read = SqlBatch()
+    i_ids = next_ids(read, {Fill: n_fills, Position: int(new_position)})
+    user_refs = [AccountRef.user(req.user_id, AccountKind.CASH)]
+    if position is not None and req.margin_mode == MarginMode.ISOLATED:
+        user_refs.append(_margin_account(req.user_id, position.pk))
+    i_lock = posting_lock_user_accounts(read, user_refs)
+    i_key = read.add("SELECT fingerprint FROM ledger_batches WHERE key = %s", [req.idempotency_key or ""])
+    results = read.run()
+    ids = list((results[i_ids] or [()])[0])
+    plan = fill_plan(
+        req=req,
+        position=position,
+        cash_available=cash_available,
+        fill_ids=ids[:n_fills],
+        position_id=ids[n_fills] if new_position else None,
+    )
+    write = SqlBatch()
+    existing = results[i_key]
+    replayed = bool(existing)
+    if replayed and plan.transfers:
+        posting = posting_prepare(key=plan.ledger_key, transfers=plan.transfers)
+        if existing and existing[0][0] != posting.fingerprint:
+            raise ApplicationError(
+                ErrorCode.IDEMPOTENCY_CONFLICT,
+                "This idempotency key was already used for different transfers.",
+                {"key": plan.ledger_key},
+            )
+    fill_statements(write, plan, dict(results[i_lock] or []), post_ledger=not replayed)
+    write.run()
+    return plan.result
+
+
+def _margin_account(user_id: int, position_id: int) -> AccountRef:
+    return AccountRef.user(user_id, AccountKind.ISOLATED_MARGIN, sub=f"position:{position_id}")
+
+
+def fill_statements(
+    batch: SqlBatch, plan: FillPlan, balances: dict[str, Decimal], *, post_ledger: bool = True
+) -> None:
+    """Queue the fill's writes: position(s), fill rows, the ledger posting (checked against the locked
+    user ``balances``, which it advances) and the outbox event."""
+    for position in plan.updated:
+        batch.add(*update_statement(position, POSITION_FILL_FIELDS))
+    if plan.created is not None:
+        batch.add(*insert_statement(Position, [plan.created], with_pk=True))
+    batch.add(*insert_statement(Fill, plan.result.fills, with_pk=True))
+    if plan.transfers and post_ledger:
+        posting = posting_prepare(key=plan.ledger_key, transfers=plan.transfers)
+        posting_write(batch, posting, balances, replay_safe=False)
+    realized = plan.result.realized_pnl
+    sql, params, _event = outbox_statement(
+        topic="trading.fill",
+        aggregate=f"user:{plan.req.user_id}",
+        payload=_fill_event(
+            plan.req,
+            plan.result.fills,
+            plan.result.position,
+            plan.result.closed_positions,
+            realized,
+            plan.result.fee,
+        ),
+    )
+    batch.add(sql, params)
+
+
+def fill_plan(
+    *,
+    req: FillRequest,
+    position: Position | None,
+    cash_available: Decimal,
+    fill_ids: list[int],
+    position_id: int | None,
+) -> FillPlan:
+    """The fill in memory: fill rows, the position change, every ledger transfer (margin freeze or
+    release, realized P&L with the 80/20 client-loss split, fees). ``fill_ids`` and ``position_id`` are
+    pre-drawn ids (:func:`fill_ids_needed` says how many). Writes nothing."""
     now = timezone.now()
     direction = DIRECTION[req.side]
     effect = netting.apply_fill(position_state(position), direction, req.size, req.price)
@@ -89,10 +215,13 @@ def fill_apply(*, req: FillRequest, position: Position | None, cash_available: D
     transfers: list[TransferSpec] = []
     fills: list[Fill] = []
     closed_positions: list[Position] = []
+    updated: list[Position] = []
+    created: Position | None = None
     total_fee = ZERO
     uncollected = ZERO
     running_cash = cash_available
     ref = ("order", req.order.pk if req.order else "")
+    ids = iter(fill_ids)
 
     def fee_leg(size: Decimal) -> Decimal:
         return netting.fee_for(size, req.price, req.fee_rate)
@@ -102,6 +231,7 @@ def fill_apply(*, req: FillRequest, position: Position | None, cash_available: D
         assert position is not None
         leg_fee = fee_leg(effect.closed_size)
         fill = Fill(
+            id=next(ids),
             order=req.order,
             user_id=req.user_id,
             position=position,
@@ -123,7 +253,7 @@ def fill_apply(*, req: FillRequest, position: Position | None, cash_available: D
         )
         fills.append(fill)
         pnl = effect.realized_pnl
-        margin_acc = AccountRef.user(req.user_id, AccountKind.ISOLATED_MARGIN, sub=f"position:{position.pk}")
+        margin_acc = _margin_account(req.user_id, position.pk)
         # where the user's money for this leg sits: the released isolated margin, else cash
         source_acc = margin_acc if isolated else cash
         source_funds = effect.margin_released if isolated else running_cash
@@ -205,14 +335,16 @@ def fill_apply(*, req: FillRequest, position: Position | None, cash_available: D
         else:
             position.size = effect.after.size
             position.isolated_margin = effect.after.isolated_margin
-        position.save()
+        updated.append(position)
 
     # --- opening leg ------------------------------------------------------------------------
     open_position: Position | None = None if (effect.after.is_flat or effect.flipped) else position
     if effect.opened_size > ZERO:
         leg_fee = fee_leg(effect.opened_size)
         if open_position is None:
-            open_position = Position.objects.create(
+            assert position_id is not None
+            open_position = created = Position(
+                id=position_id,
                 user_id=req.user_id,
                 asset=req.asset,
                 source=req.source,
@@ -224,9 +356,13 @@ def fill_apply(*, req: FillRequest, position: Position | None, cash_available: D
                 opened_at=now,
                 updated_at=now,
             )
+            created._state.adding = False  # written by fill_statements; later saves are UPDATEs
+            created._state.db = "default"
         else:
             open_position.size = effect.after.size
             open_position.entry_price = effect.after.entry
+            if open_position not in updated:
+                updated.append(open_position)
         margin = (
             netting.initial_margin_for(effect.opened_size, req.price, open_position.leverage)
             if isolated
@@ -236,9 +372,7 @@ def fill_apply(*, req: FillRequest, position: Position | None, cash_available: D
             transfers.append(
                 TransferSpec(
                     cash,
-                    AccountRef.user(
-                        req.user_id, AccountKind.ISOLATED_MARGIN, sub=f"position:{open_position.pk}"
-                    ),
+                    _margin_account(req.user_id, open_position.pk),
                     margin,
                     TransferKind.MARGIN_FREEZE,
                     *ref,
@@ -260,9 +394,9 @@ def fill_apply(*, req: FillRequest, position: Position | None, cash_available: D
         total_fee += leg_fee
         open_position.fees_paid += leg_fee
         open_position.updated_at = now
-        open_position.save()
         fills.append(
             Fill(
+                id=next(ids),
                 order=req.order,
                 user_id=req.user_id,
                 position=open_position,
@@ -281,17 +415,14 @@ def fill_apply(*, req: FillRequest, position: Position | None, cash_available: D
                 created_at=now,
             )
         )
-
-    Fill.objects.bulk_create(fills)
-    if transfers:
-        ledger_post(key=req.idempotency_key or f"fill:{fills[0].pk}", transfers=transfers)
+    for fill in fills:
+        fill._state.adding = False
+        fill._state.db = "default"
     realized = sum((f.realized_pnl for f in fills), ZERO)
-    outbox_emit(
-        topic="trading.fill",
-        aggregate=f"user:{req.user_id}",
-        payload=_fill_event(req, fills, open_position, closed_positions, realized, total_fee),
+    result = FillResult(
+        fills, open_position, closed_positions, realized, total_fee, uncollected, running_cash
     )
-    return FillResult(fills, open_position, closed_positions, realized, total_fee, uncollected, running_cash)
+    return FillPlan(req, result, transfers, updated, created, req.idempotency_key or f"fill:{fills[0].pk}")
 
 
 def _fill_event(

@@ -393,7 +393,7 @@ def _position_attnames() -> list[str]:
 
 
 def _position_columns() -> str:
-    return ", ".join(connection.ops.quote_name(f.column) for f in Position._meta.concrete_fields)
+    return ", ".join(connection.ops.quote_name(str(f.column)) for f in Position._meta.concrete_fields)
 
 
 def _decide(inp: OrderInput, market: Market, quote: Quote, settings: TradingSettings) -> Decision:

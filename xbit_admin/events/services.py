@@ -47,9 +47,37 @@ def outbox_emit(*, topic: str, payload: dict[str, Any], aggregate: str = "") -> 
     """Record an event in the caller's transaction; the relay is nudged when (and only if) it commits."""
     if not connection.in_atomic_block:
         raise RuntimeError("outbox_emit must run inside the transaction that makes the change")
-    event = OutboxEvent.objects.create(topic=topic, payload=payload, aggregate=aggregate)
-    transaction.on_commit(_notify_relay)
+    sql, params, event = outbox_statement(topic=topic, payload=payload, aggregate=aggregate)
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " RETURNING id", params)
+        event.pk = cursor.fetchone()[0]
     return event
+
+
+def outbox_statement(
+    *, topic: str, payload: dict[str, Any], aggregate: str = ""
+) -> tuple[str, list[Any], OutboxEvent]:
+    """The ``INSERT`` of an outbox event, for callers that send it together with their other writes in
+    one round trip (the order path); the event's ``pk`` is not set. Registers the relay's nudge for the
+    commit, like :func:`outbox_emit`."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("outbox events are written inside the transaction that makes the change")
+    event = OutboxEvent(
+        event_id=uuid.uuid4(), topic=topic, aggregate=aggregate, payload=payload, created_at=timezone.now()
+    )
+    _notify_on_commit()
+    return (
+        "INSERT INTO events_outboxevent (event_id, topic, aggregate, payload, created_at) "
+        "VALUES (%s, %s, %s, %s::jsonb, %s)",
+        [event.event_id, topic, aggregate, json.dumps(payload, cls=DjangoJSONEncoder), event.created_at],
+        event,
+    )
+
+
+def _notify_on_commit() -> None:
+    # one nudge per transaction is enough: the relay drains everything committed
+    if not any(func is _notify_relay for _sids, func, _robust in connection.run_on_commit):
+        transaction.on_commit(_notify_relay)
 
 
 def _notify_relay() -> None:

@@ -1,0 +1,82 @@
+"""The internal order path's database cost is pinned: a regression to per-row ORM writes shows here.
+
+An internal market order is five round trips: BEGIN, one locking read (advisory lock, positions, the
+user's ledger accounts, leverage setting, ids), one write of everything (order, events, decision log,
+position, fill, ledger posting, outbox event), COMMIT, and the relay's NOTIFY after the commit."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from routing.models import RoutingDecisionLog
+from trading.models import Fill, Order, OrderEvent, Position
+from trading.services import order_input, order_place
+from wallets.ledger import ledger_invariant_violations
+from xbit_admin.events.models import OutboxEvent
+
+# committed fixtures, as in production: configuration read in a transaction that changed it is never
+# cached (xbit_admin.live_config), and the order's own transaction is the outermost one (no savepoint)
+pytestmark = [pytest.mark.usefixtures("internalization_on"), pytest.mark.django_db(transaction=True)]
+
+
+def _assert_shape(ctx: CaptureQueriesContext, extra: int = 0) -> None:
+    sqls = [q["sql"] for q in ctx.captured_queries]
+    assert len(sqls) == 5 + extra, "\n".join(s[:100] for s in sqls)
+    assert sqls[0] == "BEGIN" and sqls[-2] == "COMMIT" and "pg_notify" in sqls[-1]
+
+
+def _market(user: Any, side: str, size: str = "0.01", mode: str = "CROSS") -> Order:
+    return order_place(
+        user=user,
+        inp=order_input(
+            asset="BTC", side=side, order_type="MARKET", size=size, leverage=10, margin_mode=mode
+        ),
+    )
+
+
+@pytest.mark.parametrize("mode", ["CROSS", "ISOLATED"])
+def test_an_internal_market_order_opening_a_position_is_five_round_trips(
+    trader: Any, set_quote: Any, mode: str
+) -> None:
+    set_quote("BTC", "80000")
+    _market(trader, "BUY", mode=mode)  # warm: routing/trading config caches, platform accounts exist
+    _market(trader, "SELL", mode=mode)  # flat again
+    with CaptureQueriesContext(connection) as ctx:
+        order = _market(trader, "BUY", mode=mode)
+    assert order.status == "FILLED"
+    _assert_shape(ctx)
+    assert OrderEvent.objects.filter(order=order).count() == 3
+    assert RoutingDecisionLog.objects.filter(order_id=order.pk).exists()
+    assert Fill.objects.filter(order=order).count() == 1
+    assert Position.objects.get(pk=order.position_id).status == "OPEN"
+    assert OutboxEvent.objects.filter(topic="trading.fill").count() == 3
+    assert ledger_invariant_violations() == []
+
+
+def test_increasing_and_closing_are_five_round_trips_each(trader: Any, set_quote: Any) -> None:
+    set_quote("BTC", "80000")
+    _market(trader, "BUY")
+    for side, size in (("BUY", "0.01"), ("SELL", "0.02")):
+        with CaptureQueriesContext(connection) as ctx:
+            order = _market(trader, side, size)
+        assert order.status == "FILLED"
+        _assert_shape(ctx)
+    assert Position.objects.filter(user=trader, status="OPEN").count() == 0
+    assert ledger_invariant_violations() == []
+
+
+def test_a_flip_draws_its_extra_ids_in_one_more_round_trip(trader: Any, set_quote: Any) -> None:
+    set_quote("BTC", "80000")
+    _market(trader, "BUY")
+    with CaptureQueriesContext(connection) as ctx:
+        order = _market(trader, "SELL", "0.03")
+    assert order.status == "FILLED"
+    _assert_shape(ctx, extra=1)
+    short = Position.objects.get(user=trader, status="OPEN")
+    assert short.direction == "SHORT" and short.size == Decimal("0.02")
+    assert ledger_invariant_violations() == []
