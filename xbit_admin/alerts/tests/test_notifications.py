@@ -313,3 +313,19 @@ def test_alert_acknowledge_emits_its_event(make_staff: Any) -> None:
     alert_acknowledge(alert_id=alert.pk, acting_user=make_staff(Role.OPERATIONS))
     event = OutboxEvent.objects.get(topic="alert.acknowledged")
     assert event.payload["id"] == alert.pk and event.aggregate == f"alert:{alert.pk}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_commit_the_deliver_task_sends_without_a_tick(receivers: Receivers) -> None:
+    """The production path: the consumer's commit enqueues ``alerts.deliver`` (run eagerly here)."""
+    app = deliver_task.app
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        alert = hot_wallet_p0()
+        outbox_relay_batch()
+        notifier_consume_batch(consumer_name="test", block_ms=1)
+    finally:
+        app.conf.task_always_eager = eager
+    assert deliveries(alert) == [("pagerduty", "trigger", 0, "sent"), ("slack", "trigger", 0, "sent")]
+    assert len(receivers.pagerduty()) == 1 and len(receivers.slack()) == 1
