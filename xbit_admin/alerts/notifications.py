@@ -110,6 +110,8 @@ def notifier_handle(event: Event) -> None:
     alert = Alert.objects.filter(pk=event.payload.get("id")).first()
     if action is None or alert is None:
         return
+    if event.topic == "alert.upgraded" and alert.state != Alert.State.OPEN:
+        return  # already acknowledged (or resolved): someone is on it, a higher severity pages nobody
     if action == A.TRIGGER:
         channels = conf.routes(alert.severity)
         if channels and alert.last_notified_at is None:
