@@ -5,29 +5,103 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('wallets', '0002_ledger_guards_view_config'),
+        ("wallets", "0002_ledger_guards_view_config"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='ledgeraccount',
-            name='ledger_account_owner_matches_kind',
+            model_name="ledgeraccount",
+            name="ledger_account_owner_matches_kind",
         ),
         migrations.AlterField(
-            model_name='balancelog',
-            name='account_kind',
-            field=models.CharField(choices=[('cash', 'Cash (available)'), ('isolated_margin', 'Isolated margin'), ('order_hold', 'Order holds'), ('pending_withdrawal', 'Pending withdrawal'), ('bbook_pnl', 'B-book counterparty P&L'), ('fee_revenue', 'Fee revenue'), ('risk_reserve', 'Risk reserve'), ('hl_trading_capital', 'HL trading account capital'), ('hl_hedge_capital', 'HL hedge account capital'), ('hl_pnl', 'P&L, fees and funding settled on an HL account'), ('hot_wallet', 'Hot wallet'), ('cold_wallet', 'Cold wallet'), ('deposit_clearing', 'Deposit clearing'), ('withdrawal_clearing', 'Withdrawal clearing'), ('gas_expense', 'Gas expense'), ('funding_clearing', 'Funding clearing'), ('equity', 'Platform equity (capital injections)'), ('adjustments', 'Manual adjustments')], max_length=32),
+            model_name="balancelog",
+            name="account_kind",
+            field=models.CharField(
+                choices=[
+                    ("cash", "Cash (available)"),
+                    ("isolated_margin", "Isolated margin"),
+                    ("order_hold", "Order holds"),
+                    ("pending_withdrawal", "Pending withdrawal"),
+                    ("bbook_pnl", "B-book counterparty P&L"),
+                    ("fee_revenue", "Fee revenue"),
+                    ("risk_reserve", "Risk reserve"),
+                    ("hl_trading_capital", "HL trading account capital"),
+                    ("hl_hedge_capital", "HL hedge account capital"),
+                    ("hl_pnl", "P&L, fees and funding settled on an HL account"),
+                    ("hot_wallet", "Hot wallet"),
+                    ("cold_wallet", "Cold wallet"),
+                    ("deposit_clearing", "Deposit clearing"),
+                    ("withdrawal_clearing", "Withdrawal clearing"),
+                    ("gas_expense", "Gas expense"),
+                    ("funding_clearing", "Funding clearing"),
+                    ("equity", "Platform equity (capital injections)"),
+                    ("adjustments", "Manual adjustments"),
+                ],
+                max_length=32,
+            ),
         ),
         migrations.AlterField(
-            model_name='ledgeraccount',
-            name='kind',
-            field=models.CharField(choices=[('cash', 'Cash (available)'), ('isolated_margin', 'Isolated margin'), ('order_hold', 'Order holds'), ('pending_withdrawal', 'Pending withdrawal'), ('bbook_pnl', 'B-book counterparty P&L'), ('fee_revenue', 'Fee revenue'), ('risk_reserve', 'Risk reserve'), ('hl_trading_capital', 'HL trading account capital'), ('hl_hedge_capital', 'HL hedge account capital'), ('hl_pnl', 'P&L, fees and funding settled on an HL account'), ('hot_wallet', 'Hot wallet'), ('cold_wallet', 'Cold wallet'), ('deposit_clearing', 'Deposit clearing'), ('withdrawal_clearing', 'Withdrawal clearing'), ('gas_expense', 'Gas expense'), ('funding_clearing', 'Funding clearing'), ('equity', 'Platform equity (capital injections)'), ('adjustments', 'Manual adjustments')], max_length=32),
+            model_name="ledgeraccount",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("cash", "Cash (available)"),
+                    ("isolated_margin", "Isolated margin"),
+                    ("order_hold", "Order holds"),
+                    ("pending_withdrawal", "Pending withdrawal"),
+                    ("bbook_pnl", "B-book counterparty P&L"),
+                    ("fee_revenue", "Fee revenue"),
+                    ("risk_reserve", "Risk reserve"),
+                    ("hl_trading_capital", "HL trading account capital"),
+                    ("hl_hedge_capital", "HL hedge account capital"),
+                    ("hl_pnl", "P&L, fees and funding settled on an HL account"),
+                    ("hot_wallet", "Hot wallet"),
+                    ("cold_wallet", "Cold wallet"),
+                    ("deposit_clearing", "Deposit clearing"),
+                    ("withdrawal_clearing", "Withdrawal clearing"),
+                    ("gas_expense", "Gas expense"),
+                    ("funding_clearing", "Funding clearing"),
+                    ("equity", "Platform equity (capital injections)"),
+                    ("adjustments", "Manual adjustments"),
+                ],
+                max_length=32,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ledgeraccount',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('user__isnull', False), ('kind__in', ['cash', 'isolated_margin', 'order_hold', 'pending_withdrawal'])), models.Q(('user__isnull', True), ('kind__in', ['adjustments', 'bbook_pnl', 'cold_wallet', 'deposit_clearing', 'equity', 'fee_revenue', 'funding_clearing', 'gas_expense', 'hl_hedge_capital', 'hl_pnl', 'hl_trading_capital', 'hot_wallet', 'risk_reserve', 'withdrawal_clearing'])), _connector='OR'), name='ledger_account_owner_matches_kind'),
+            model_name="ledgeraccount",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("user__isnull", False),
+                        ("kind__in", ["cash", "isolated_margin", "order_hold", "pending_withdrawal"]),
+                    ),
+                    models.Q(
+                        ("user__isnull", True),
+                        (
+                            "kind__in",
+                            [
+                                "adjustments",
+                                "bbook_pnl",
+                                "cold_wallet",
+                                "deposit_clearing",
+                                "equity",
+                                "fee_revenue",
+                                "funding_clearing",
+                                "gas_expense",
+                                "hl_hedge_capital",
+                                "hl_pnl",
+                                "hl_trading_capital",
+                                "hot_wallet",
+                                "risk_reserve",
+                                "withdrawal_clearing",
+                            ],
+                        ),
+                    ),
+                    _connector="OR",
+                ),
+                name="ledger_account_owner_matches_kind",
+            ),
         ),
     ]

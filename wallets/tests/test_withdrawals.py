@@ -7,6 +7,7 @@ import re
 import time
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.core import mail
@@ -455,10 +456,14 @@ def test_kyc_limits_and_a_verified_email_gate_withdrawals(make_trader: Any, sett
     fund(user, "50000")
     address = "0x" + "ab" * 20
     with pytest.raises(ApplicationError) as exc:
-        withdrawal_request(user=user, chain="ETH", asset="USDT", address=address, amount="10001", totp_code=totp_for(user))
+        withdrawal_request(
+            user=user, chain="ETH", asset="USDT", address=address, amount="10001", totp_code=totp_for(user)
+        )
     assert exc.value.code == "KYC_LIMIT_EXCEEDED"
     user.email = f"{user.pk}@wallet.invalid"
     user.save()
     with pytest.raises(ApplicationError) as exc:
-        withdrawal_request(user=user, chain="ETH", asset="USDT", address=address, amount="100", totp_code=totp_for(user))
+        withdrawal_request(
+            user=user, chain="ETH", asset="USDT", address=address, amount="100", totp_code=totp_for(user)
+        )
     assert exc.value.code == "EMAIL_NOT_VERIFIED"
