@@ -18,7 +18,16 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-PROCESSES = {"web", "worker", "beat", "feed", "relay", "hlstream", "risk"}  # Procfile minus dev-only
+PROCESSES = {
+    "web",
+    "worker",
+    "beat",
+    "feed",
+    "relay",
+    "hlstream",
+    "risk",
+    "alerts",
+}  # Procfile minus dev-only
 QUEUES = {"critical", "hedge", "default", "wallets"}
 
 
@@ -251,6 +260,7 @@ def test_compose_healthchecks_and_metrics(compose: dict[str, Any]) -> None:
         "relay",
         "hlstream",
         "risk",
+        "alerts",
     ):
         assert services[name]["environment"]["XBIT_METRICS_PORT"] == "9100", name
         assert "9100/metrics" in " ".join(services[name]["healthcheck"]["test"]), name
@@ -325,6 +335,7 @@ def test_k8s_one_deployment_per_process_with_probes_resources_and_a_locked_down_
         "relay",
         "hlstream",
         "risk",
+        "alerts",
     }
     configmaps, secrets = _by_kind(k8s, "ConfigMap"), _by_kind(k8s, "Secret")
     for name, deployment in deployments.items():
