@@ -146,7 +146,26 @@ async def _http_load(base: str, tokens: list[str], concurrency: int, duration: f
 def bench_http(users: list[Any], server: str, workers: int) -> list[dict[str, Any]]:
     port = 18765
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="xbit_admin.settings.test")
-    if server == "uvicorn":
+    env.setdefault("DB_POOL_MAX", "8")  # as the Procfile's web line
+    if server == "uvicorn-wsgi":
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "xbit_admin.wsgi:application",
+            "--interface",
+            "wsgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+    elif server == "uvicorn":
         cmd = [
             sys.executable,
             "-m",
@@ -189,7 +208,7 @@ def bench_http(users: list[Any], server: str, workers: int) -> list[dict[str, An
 
         tokens = [access_token_for(u) for u in users[:32]]
         results = []
-        for concurrency in (1, 8, 32, 64):
+        for concurrency in [int(c) for c in os.environ.get("BENCH_HTTP_CONCURRENCY", "1,8,32,64").split(",")]:
             progress(f"http {server} x{workers}: concurrency {concurrency}")
             results.append(asyncio.run(_http_load(f"http://127.0.0.1:{port}", tokens, concurrency, 8.0)))
         return results
@@ -223,7 +242,8 @@ def main() -> None:
     service = bench_service(users)
     progress(f"internal order service p50 {service['p50_ms']:.2f} ms, p99 {service['p99_ms']:.2f} ms")
     workers = int(os.environ.get("BENCH_WEB_WORKERS", "2"))
-    http = bench_http(users, "uvicorn", workers)
+    server = os.environ.get("BENCH_WEB_SERVER", "uvicorn")  # uvicorn (ASGI) | uvicorn-wsgi | gunicorn
+    http = bench_http(users, server, workers)
     stop[0] = True
     for row in http:
         progress(
@@ -236,7 +256,12 @@ def main() -> None:
             "git": git_rev(),
             "routing_decision": routing,
             "internal_order_service": service,
-            "http_orders": {"server": "uvicorn", "workers": workers, "runs": http},
+            "http_orders": {
+                "server": server,
+                "workers": workers,
+                "db_pool_max": int(os.environ.get("DB_POOL_MAX", "8")),
+                "runs": http,
+            },
         },
     )
     progress(f"saved {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")

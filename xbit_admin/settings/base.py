@@ -82,6 +82,10 @@ def _database_from_url(url: str) -> dict[str, object]:
         from django.core.exceptions import ImproperlyConfigured
 
         raise ImproperlyConfigured("DATABASE_URL must be a postgresql:// URL (XBIT runs on PostgreSQL only)")
+    pool_max = env_int("DB_POOL_MAX", 0)
+    options: dict[str, object] = {"application_name": env_str("DB_APPLICATION_NAME", "xbit")}
+    if pool_max:
+        options["pool"] = {"min_size": 1, "max_size": pool_max, "timeout": 10}
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": (parts.path or "/xbit").lstrip("/") or "xbit",
@@ -89,10 +93,13 @@ def _database_from_url(url: str) -> dict[str, object]:
         "PASSWORD": parts.password or "",
         "HOST": parts.hostname or "127.0.0.1",
         "PORT": str(parts.port or 5432),
-        "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60),
-        "CONN_HEALTH_CHECKS": True,
+        # Django under ASGI runs each request's sync code in a thread of its own, so a per-thread
+        # persistent connection (CONN_MAX_AGE) is opened anew per request (~several ms); DB_POOL_MAX > 0
+        # shares a psycopg pool per process instead (then CONN_MAX_AGE must be 0).
+        "CONN_MAX_AGE": 0 if pool_max else env_int("DB_CONN_MAX_AGE", 60),
+        "CONN_HEALTH_CHECKS": not pool_max,
         "ATOMIC_REQUESTS": False,
-        "OPTIONS": {"application_name": env_str("DB_APPLICATION_NAME", "xbit")},
+        "OPTIONS": options,
         "TEST": {"NAME": env_str("DB_TEST_NAME", "test_xbit")},
     }
 
