@@ -398,3 +398,52 @@ def test_the_user_stream_applies_resting_fills_live_and_recovers_missed_ones_aft
     finally:
         stream.stop()
         thread.join(10)
+
+
+def test_a_hyperliquid_position_is_liquidated_on_hl_with_drift_recorded(venue: Venue, trader: Any) -> None:
+    """Risk detects a crossed isolated HL position at its trigger mark; the close goes through the trading
+    account at HL's prices; the whole margin is zeroed; HL's actual P&L vs XBIT's (at the trigger mark)
+    becomes a drift record."""
+    from risk.detection import liquidation_sweep
+    from risk.liquidation import liquidations_drain
+    from risk.models import DeviationLog, LiquidationRecord, LiquidationTrigger
+
+    _bid, _ask, mid = venue.refresh_quote("BTC")
+    before = hl_position("BTC")
+    order_place(
+        user=trader,
+        inp=order_input(
+            asset="BTC",
+            side="BUY",
+            order_type="MARKET",
+            size=str(margin.floor_size(D(20_000) / mid, 5)),
+            leverage=20,
+            margin_mode="ISOLATED",
+        ),
+    )
+    position = Position.objects.get(user=trader, source="HYPERLIQUID", status="OPEN")
+    assert position.liquidation_price is not None
+    crossed = position.liquidation_price * D("0.999")
+    venue.refresh_quote("BTC")  # HL's own book is unchanged: the close fills near the old price
+    liquidation_sweep(marks={"BTC": crossed}, wake=False)
+    trigger = LiquidationTrigger.objects.get(position_id=position.pk)
+    liquidations_drain(budget_s=20)
+    trigger.refresh_from_db()
+    position.refresh_from_db()
+    assert trigger.status == "COMPLETED", (
+        trigger.status,
+        trigger.errors if hasattr(trigger, "errors") else "",
+    )
+    assert position.status == "LIQUIDATED" and position.size == 0
+    assert hl_position("BTC") == before  # the trading account is flat again for this user's share
+    record = LiquidationRecord.objects.get(position=position)
+    assert record.venue == "HYPERLIQUID" and record.margin_zeroed > 0 and record.hl_pnl is not None
+    assert record.drift_amount == record.hl_pnl - record.xbit_pnl
+    assert (
+        account_balance(
+            AccountRef.user(trader.pk, AccountKind.ISOLATED_MARGIN, sub=f"position:{position.pk}")
+        )
+        == 0
+    )
+    if abs(record.drift_amount) > 10:
+        assert DeviationLog.objects.filter(asset="BTC").exists()
