@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -90,3 +91,19 @@ def resolved_config(asset: str) -> dict[str, Any]:
             "source": "asset" if value is not None else "global",
         }
     return out
+
+
+def in_canary_cohort(user_id: int) -> bool:
+    """Spec 10 canary cohort: internalization applies to the allow-listed test users and to
+    ``canary_cohort_percent`` % of users by a stable hash of the user id (100 % = everyone, the
+    default). From the switches' process cache: no query on the order path."""
+    from xbit_admin.switches.store import SWITCH_CACHE
+
+    values = SWITCH_CACHE.get()
+    percent = int(values["canary_cohort_percent"])
+    if percent >= 100:
+        return True
+    if str(user_id) in values["canary_cohort_allowlist"]:
+        return True
+    digest = hashlib.blake2b(str(user_id).encode(), digest_size=8, person=b"xbit-canary").digest()
+    return int.from_bytes(digest, "big") % 10_000 < percent * 100

@@ -187,6 +187,22 @@ CATALOGUE: tuple[Rule, ...] = (
         "A deposit outside the min/max amount was held.",
         "Users page: review the deposit and credit or refund it.",
     ),
+    # --- control switches (spec 10) -------------------------------------------------------------------
+    Rule(
+        "switches.liquidation_off",
+        "P0",
+        "Liquidation engine OFF",
+        "An operator switched liquidation_mode to OFF: nothing is detected or closed while it lasts.",
+        "Switches page: set liquidation_mode back to SHADOW or LIVE as soon as the reason is resolved.",
+    ),
+    Rule(
+        "switches.canary_rollback",
+        "P1",
+        "Canary auto-rollback",
+        "The canary's live criteria failed (p99 latency +20 % or error rate > 1 %); the previous stage "
+        "was restored.",
+        "Switches page → canary: read the criteria, fix the cause, then advance the stage again.",
+    ),
 )
 
 P0_SET: tuple[Rule, ...] = tuple(r for r in CATALOGUE if r.p0)

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "trading",
     "routing",
     "risk",
+    "xbit_admin.switches",
 ]
 
 MIDDLEWARE = [
@@ -48,6 +49,7 @@ MIDDLEWARE = [
     "xbit_admin.observability.RequestContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "xbit_admin.switches.middleware.ApiModeMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
