@@ -105,7 +105,9 @@ class ConsolePagesInBrowser(ChannelsLiveServerTestCase):
         from wallets.ledger import AccountRef, TransferSpec, ledger_post
         from wallets.models import Deposit
 
-        trader = User.objects.create_user("alice@example.com", PASSWORD, wallet_address="0x" + "ab" * 20)
+        trader = User.objects.create_user(
+            "alice@example.com", PASSWORD, wallet_address="0x" + "ab" * 20, kyc_status="VERIFIED"
+        )
         TOTPDevice.objects.create(user=trader, name="phone", confirmed=True)
         ledger_post(
             key=f"browser-fund:{trader.pk}",
