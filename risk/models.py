@@ -405,3 +405,6 @@ class FundingSettlement(models.Model):
 
     def __str__(self) -> str:
         return f"funding {self.payment} on position {self.position_id} @ {self.funding_time}"
+
+
+from risk.hedge_models import HedgeConfig, HedgeInstruction, HedgePosition  # noqa: E402, F401

@@ -65,3 +65,31 @@ register_periodic("risk.liquidation_sweep", "risk.liquidation_sweep", 1, queue="
 register_periodic("risk.funding_tick", "risk.funding_tick", 30, queue="critical")
 register_periodic("risk.breakers_tick", "risk.breakers_tick", 5, queue="critical")
 register_periodic("risk.exposure_snapshot.minutely", "risk.exposure_snapshot", 60, queue="default")
+
+
+# ------------------------------------------------------------------------------------------ hedge (issue 8)
+@shared_task(name="risk.hedge_evaluate", ignore_result=True)
+def hedge_evaluate_task(assets: list[str] | None = None) -> None:
+    """The debounced decision for the assets whose exposure changed (``hedge_schedule``)."""
+    from risk.hedge import hedge_evaluate
+
+    hedge_evaluate(assets=assets)
+
+
+@shared_task(name="risk.hedge_tick", ignore_result=True)
+def hedge_tick_task() -> None:
+    from risk.hedge import hedge_tick
+
+    hedge_tick()
+
+
+@shared_task(name="risk.hedge_events", ignore_result=True)
+def hedge_events_task() -> None:
+    """Exposure changes from the ledger's events → debounced hedge decisions and auto mode switching."""
+    from risk.hedge import hedge_events_consume
+
+    hedge_events_consume()
+
+
+register_periodic("risk.hedge_tick", "risk.hedge_tick", 5, queue="hedge")
+register_periodic("risk.hedge_events", "risk.hedge_events", 1, queue="hedge")

@@ -13,6 +13,7 @@ urlpatterns = [
     path("", include("xbit_admin.accounts.api_urls")),
     path("", include("wallets.api.urls")),
     path("", include("routing.api.urls")),
+    path("", include("risk.api.urls")),
     path("", include("trading.api.trader_urls")),
     path("", include("trading.api.urls")),
 ]

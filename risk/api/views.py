@@ -1,0 +1,84 @@
+"""Ops API for the hedge (staff session + second factor): overview, manual hedge orders, hedge mode."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from risk.hedge import hedge_manual_order, hedge_mode_set
+from risk.hedge_models import HedgeConfig, HedgeInstruction
+from risk.selectors import hedge_overview
+from xbit_admin.staff_api import StaffAPIView
+
+
+class InstructionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = HedgeInstruction
+        fields = [
+            "instruction_id",
+            "asset",
+            "kind",
+            "mode",
+            "status",
+            "notional",
+            "size",
+            "is_buy",
+            "limit_price",
+            "leverage",
+            "attempts",
+            "filled_size",
+            "avg_price",
+            "filled_notional",
+            "slippage",
+            "fee",
+            "error",
+            "reason",
+            "created_at",
+            "completed_at",
+        ]
+
+
+class HedgeOverviewApi(StaffAPIView):
+    staff_permission = "view_risk"
+
+    @extend_schema(responses=serializers.DictField(), operation_id="ops_hedge_overview")
+    def get(self, request: Request) -> Response:
+        return Response(hedge_overview())
+
+
+class HedgeManualOrderApi(StaffAPIView):
+    staff_permission = "manage_hedge"
+
+    class InputSerializer(serializers.Serializer):
+        asset = serializers.CharField(max_length=20)
+        side = serializers.ChoiceField(choices=["BUY", "SELL"])
+        notional = serializers.DecimalField(max_digits=20, decimal_places=6, min_value=10)
+        reason = serializers.CharField(max_length=300)
+
+    @extend_schema(
+        request=InputSerializer, responses=InstructionSerializer, operation_id="ops_hedge_manual_order"
+    )
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        body = dict(data.validated_data)
+        body["asset"] = body["asset"].upper()
+        inst = hedge_manual_order(**body, **self.get_audit_context())
+        return Response(InstructionSerializer(inst).data, status=201)
+
+
+class HedgeModeApi(StaffAPIView):
+    staff_permission = "manage_hedge"
+
+    class InputSerializer(serializers.Serializer):
+        mode = serializers.ChoiceField(choices=HedgeConfig.Mode.values)
+        reason = serializers.CharField(max_length=300)
+
+    @extend_schema(request=InputSerializer, responses=serializers.DictField(), operation_id="ops_hedge_mode")
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        row = hedge_mode_set(**data.validated_data, **self.get_audit_context())
+        return Response({"hedge_mode": row.hedge_mode})
