@@ -93,3 +93,13 @@ def hedge_events_task() -> None:
 
 register_periodic("risk.hedge_tick", "risk.hedge_tick", 5, queue="hedge")
 register_periodic("risk.hedge_events", "risk.hedge_events", 1, queue="hedge")
+
+
+@shared_task(name="risk.auto_switch", ignore_result=True)
+def auto_switch_task() -> None:
+    from risk.auto_switch import auto_switch_evaluate
+
+    auto_switch_evaluate()
+
+
+register_periodic("risk.auto_switch", "risk.auto_switch", 5, queue="default")

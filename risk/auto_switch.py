@@ -1,0 +1,71 @@
+"""Automatic routing-mode switching (spec 01), only where ``auto_switch_enabled``.
+
+Evaluated on every exposure change (the hedge debouncer's event hook) and every 5 s (beat). Per asset,
+``routing.decision.auto_mode`` applies the triggers with hysteresis (leave HL_MODE only below 80 % of
+its trigger, BETTING_MODE only above 120 %), so the mode does not flap. A switch goes through
+``routing_mode_switch(trigger="AUTO")`` — mode log with the net exposure at the switch, audit row,
+live push, outbox event — with a deterministic ``change_id`` (asset, the switch count so far, target),
+so two evaluators racing on the same state make one switch, not two."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from decimal import Decimal
+
+from routing.decision import AutoSwitchPolicy, Mode, auto_mode
+from xbit_admin.alerts.services import alert_raise
+
+logger = logging.getLogger(__name__)
+
+
+def auto_switch_evaluate(*, assets: Iterable[str] | None = None) -> list[tuple[str, str, str]]:
+    """Switch every auto-enabled asset whose exposure calls for another mode. Returns the switches made
+    as (asset, from, to)."""
+    from risk.exposure import exposure_current
+    from routing.models import RoutingModeLog
+    from routing.selectors import ROUTING_CACHE
+    from routing.services import routing_mode_switch
+
+    exposures = exposure_current()
+    names = sorted(exposures) if assets is None else sorted(set(assets))
+    snapshot = ROUTING_CACHE.get()
+    made = []
+    for asset in names:
+        cfg = snapshot.resolved(asset)
+        if not cfg.get("auto_switch_enabled"):
+            continue
+        view = exposures.get(asset)
+        if view is None or view.mark is None:
+            continue  # no mark: no decision on a stale exposure
+        net = view.net_notional
+        current = Mode(cfg["routing_mode"])
+        policy = AutoSwitchPolicy(
+            hl_trigger=Decimal(cfg["hl_mode_exposure_threshold"]),
+            betting_trigger=Decimal(cfg["betting_mode_exposure_threshold"]),
+            hl_exit_factor=Decimal(cfg.get("hl_exit_factor") or "0.8"),
+            betting_exit_factor=Decimal(cfg.get("betting_exit_factor") or "1.2"),
+        )
+        target = auto_mode(current=current, abs_net_exposure=abs(net), policy=policy)
+        if target is current:
+            continue
+        seq = RoutingModeLog.objects.filter(asset=asset).count()
+        result = routing_mode_switch(
+            asset=asset,
+            mode=target.value,
+            acting_user=None,
+            reason=f"auto: |net exposure| {abs(net):,.0f}",
+            change_id=f"auto:{asset}:{seq}:{target.value}",
+            trigger=RoutingModeLog.Trigger.AUTO,
+            net_exposure=net.quantize(Decimal("0.000001")),
+        )
+        if result.changed:
+            made.append((asset, current.value, target.value))
+            alert_raise(
+                rule="risk.auto_switch",
+                severity="P2",
+                subject=asset,
+                message=f"{asset}: {current.value} → {target.value} (net exposure {net:,.0f})",
+                details={"net_exposure": str(net), "from": current.value, "to": target.value},
+            )
+    return made
