@@ -66,10 +66,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(f"--{name}-port", type=int, default=DEFAULT_PORTS[name])
     parser.add_argument("--seed", type=int, default=7, help="seed for every random process (default 7)")
     parser.add_argument("--config", type=Path, help="JSON file with one object per service name")
+    parser.add_argument(
+        "--state-dir", type=Path, help="keep the venues' state here across restarts (make run)"
+    )
     args = parser.parse_args(argv)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         parser.error("the sandbox binds to loopback only")
     config = json.loads(args.config.read_text()) if args.config else {}
+    if args.state_dir:
+        for name in ("hyperliquid", "chains"):
+            config.setdefault(name, {}).setdefault("state_file", str(args.state_dir / f"{name}.pickle"))
     ports = {name: getattr(args, f"{name}_port") for name in SERVICES}
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     asyncio.run(serve(host=args.host, ports=ports, seed=args.seed, config=config))

@@ -9,10 +9,12 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from sandbox import persist
 from sandbox.chains.addresses import check_address
 from sandbox.chains.world import Chain, ChainError, FailureRule, World
 
@@ -356,8 +358,16 @@ class ChainsService:
 
 def build_app(*, seed: int, config: dict[str, Any]) -> web.Application:
     """The chains service. ``config`` is the "chains" section of the sandbox config (``{}`` = defaults)."""
-    service = ChainsService(seed=seed, config=config or {})
+    config = dict(config or {})
+    state_file = config.pop("state_file", None)
+    service = ChainsService(seed=seed, config=config)
+    if state_file:
+        saved = persist.load(Path(state_file))
+        if isinstance(saved, type(service.world)):
+            service.world = saved
     app = web.Application(middlewares=[service.middleware])
+    if state_file:
+        persist.attach(app, Path(state_file), lambda: service.world)
     app.on_startup.append(service.on_startup)
     app.on_shutdown.append(service.on_shutdown)
     app.on_cleanup.append(service.on_cleanup)

@@ -14,10 +14,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from sandbox import persist
 from sandbox.hyperliquid.config import SimConfig, parse_config
 from sandbox.hyperliquid.engine import Engine
 from sandbox.hyperliquid.numbers import D, parse_decimal
@@ -69,6 +71,22 @@ class Faults:
             "pending": [dict(f) for f in self.pending],
             "injected_total": self.injected,
         }
+
+
+def _restore(st: State, path: Path) -> None:
+    """Continue from a saved engine (``--state-dir``). In real-time mode the clock jumps to now instead
+    of replaying the downtime step by step (HL timestamps must stay close to the wall clock)."""
+    engine = persist.load(path)
+    if not isinstance(engine, Engine):
+        return
+    if not engine.manual:
+        now = int(time.time() * 1000) + engine.offset_ms
+        aligned = now - now % engine.step_ms
+        if aligned > engine.now_ms:
+            engine.now_ms = aligned
+            engine.next_step_ms = aligned + engine.step_ms
+    st.engine = engine
+    st.hub.engine = engine
 
 
 class State:
@@ -464,13 +482,19 @@ async def _on_shutdown(app: web.Application) -> None:
 
 
 def build_app(*, seed: int, config: dict[str, Any]) -> web.Application:
+    config = dict(config or {})
+    state_file = config.pop("state_file", None)
     cfg = parse_config(seed, config)
     st = State(cfg)
+    if state_file:
+        _restore(st, Path(state_file))
     app = web.Application(
         middlewares=[loopback_middleware, fault_middleware], client_max_size=8 * 1024 * 1024
     )
     app[STATE_KEY] = st
     app[ENGINE_KEY] = st.engine
+    if state_file:
+        persist.attach(app, Path(state_file), lambda: st.engine)
     app.router.add_post("/info", info_handler)
     app.router.add_post("/exchange", exchange_handler)
     app.router.add_get("/ws", ws_handler)
