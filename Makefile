@@ -64,3 +64,12 @@ clean: stop
 ## Current TOTP code of a demo staff user: make totp EMAIL=risk@xbit.local
 totp: $(STAMP)
 	@$(PY) -m xbit_admin.devstack exec $(PY) manage.py totp_code $(EMAIL)
+
+## Benchmarks (figures printed and saved to bench/results/*.json; see README's performance table).
+## Runs on the embedded test cluster in throw-away databases; takes ~15 minutes on 2 cores.
+bench: $(STAMP)
+	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/trading_core.py
+	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/hl_execution.py
+	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/console_pages.py
+	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/risk_core.py --positions 100000 --workers 4
+	@$(PY) bench/sandbox_orders.py --seconds 8
