@@ -109,7 +109,10 @@
     if (!dialog) return true;
     pendingForm = form;
     dialog.querySelector(".confirm-title").textContent = form.dataset.confirmTitle || "Are you sure?";
-    dialog.querySelector(".confirm-text").textContent = form.dataset.confirm;
+    // "{value}" in the consequence is replaced by what the form is about to submit
+    const valueInput = form.querySelector("[name=value]");
+    dialog.querySelector(".confirm-text").textContent =
+      form.dataset.confirm.replace(/\{value\}/g, valueInput ? valueInput.value.trim() || "(empty)" : "");
     const reasonMode = form.dataset.reason || "";
     const reasonBox = dialog.querySelector(".confirm-reason");
     const reasonInput = dialog.querySelector("textarea[name=confirm_reason]");

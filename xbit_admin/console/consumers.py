@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -10,6 +11,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from xbit_admin.console.access import scope_is_verified_staff
+
+logger = logging.getLogger(__name__)
 
 
 class HeartbeatConsumer(AsyncJsonWebsocketConsumer):
@@ -51,6 +54,9 @@ TOPIC_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "exposure": ("view_risk",),
     "hedge": ("view_risk",),
     "liquidations": ("view_risk",),
+    "breakers": ("view_console",),
+    # served by the consumer itself: the overview's live region, re-read from the database on a timer
+    "overview": ("view_console",),
 }
 
 
@@ -60,9 +66,11 @@ class ConsoleTopicsConsumer(HeartbeatConsumer):
     staff member may see, and forwards each ``console.update`` as ``{"type": "update", "topic", "data"}``."""
 
     max_topics = 16
+    overview_interval = 1.0
 
     async def connect(self) -> None:
         self.topics: set[str] = set()
+        self._overview_task: asyncio.Task[None] | None = None
         await super().connect()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
@@ -80,6 +88,30 @@ class ConsoleTopicsConsumer(HeartbeatConsumer):
         await self.send_json(
             {"type": "subscribed", "topics": sorted(self.topics), "refused": sorted(refused)}
         )
+        if "overview" in self.topics and self._overview_task is None:
+            self._overview_task = asyncio.create_task(self._overview_loop())
+
+    async def _overview_loop(self) -> None:
+        """The overview's throttled broadcaster: once per ``overview_interval`` re-render the live region
+        from the database for this staff member (their permissions decide what it holds) and push it
+        when it changed; an unchanged check still goes out (small) so the page shows the data's age."""
+        from xbit_admin.console.live_overview import overview_fragment
+
+        last = ""
+        while True:
+            started = time.monotonic()
+            try:
+                html = await database_sync_to_async(overview_fragment)(self.scope["user"])
+            except Exception:  # a failed read must not kill the socket; the page shows the age
+                logger.exception("overview refresh failed")
+                html = None
+            if html is not None:
+                data: dict[str, Any] = {"at": time.time()}
+                if html != last:
+                    data["html"] = html
+                    last = html
+                await self.send_json({"type": "update", "topic": "overview", "data": data})
+            await asyncio.sleep(max(0.05, self.overview_interval - (time.monotonic() - started)))
 
     def _allowed(self, names: list[str]) -> tuple[set[str], set[str]]:
         from xbit_admin.accounts.roles import perm
@@ -98,6 +130,9 @@ class ConsoleTopicsConsumer(HeartbeatConsumer):
         await self.send_json({"type": "update", "topic": event.get("topic"), "data": event.get("data")})
 
     async def disconnect(self, code: int) -> None:
+        task = getattr(self, "_overview_task", None)
+        if task is not None:
+            task.cancel()
         for topic in getattr(self, "topics", set()):
             await self.channel_layer.group_discard(f"console.{topic}", self.channel_name)
         await super().disconnect(code)

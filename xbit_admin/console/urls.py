@@ -1,7 +1,7 @@
 from django.urls import path
 
 from xbit_admin.console import views
-from xbit_admin.console.pages import audit, money, routing, users
+from xbit_admin.console.pages import audit, money, risk, routing, users
 
 app_name = "console"
 
@@ -9,7 +9,17 @@ urlpatterns = [
     path("login/", views.login_view, name="login"),
     path("otp/", views.otp_view, name="otp"),
     path("logout/", views.logout_view, name="logout"),
-    path("", views.overview_view, name="overview"),
+    path("", risk.overview_view, name="overview"),
+    # risk (§1, §3-6, §10, §13)
+    path("hedge/", risk.hedge_view, name="hedge"),
+    path("hedge/manual/", risk.hedge_manual_view, name="hedge_manual"),
+    path("liquidations/", risk.liquidations_view, name="liquidations"),
+    path("reconciliation/", risk.reconciliation_view, name="reconciliation"),
+    path("drift/", risk.drift_view, name="drift"),
+    path("risk-config/", risk.risk_config_view, name="risk_config"),
+    path("breakers/<str:kind>/<str:scope>/reset/", risk.breaker_reset_view, name="breaker_reset"),
+    path("breakers/kill-switch/<str:action>/", risk.kill_switch_view, name="kill_switch"),
+    path("stress/", risk.stress_view, name="stress"),
     # routing (spec 07 §2)
     path("routing/", routing.routing_view, name="routing"),
     path("routing/<str:asset>/", routing.routing_asset_view, name="routing_asset"),

@@ -1,4 +1,5 @@
-"""Console shell: sign-in (password, then TOTP — enrolment on first sign-in), sign-out, overview."""
+"""Console shell: sign-in (password, then TOTP — enrolment on first sign-in), sign-out. The overview
+is ``pages.risk.overview_view``."""
 
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ from xbit_admin.accounts.services import (
     staff_password_check,
 )
 from xbit_admin.audit.services import audit_record
-from xbit_admin.console.access import staff_required
 from xbit_admin.console.forms import PasswordForm, TokenForm
 from xbit_admin.errors import ApplicationError
 
@@ -124,8 +124,3 @@ def logout_view(request: HttpRequest) -> HttpResponse:
         security_event_record(user=request.user, kind=SecurityEvent.Kind.LOGOUT, request=request)
     auth_logout(request)
     return redirect("console:login")
-
-
-@staff_required("view_console")
-def overview_view(request: HttpRequest) -> HttpResponse:
-    return render(request, "console/overview.html", {"page": "overview"})

@@ -1,0 +1,591 @@
+"""Risk pages (spec 07 §1, §3–6, §10, §13): the live overview, liquidations, drift, risk config with
+the circuit breakers, and the hedge / reconciliation / stress pages that read ``risk.selectors``
+(each says "not available yet" until its selector exists)."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from risk.models import CircuitBreaker, LiquidationTrigger, RiskConfig
+from xbit_admin.console import risk_reads as reads
+from xbit_admin.console.access import staff_required
+from xbit_admin.console.pages.common import can, flash_error, keyset_page
+from xbit_admin.errors import ApplicationError, ErrorCode
+
+# --- overview ------------------------------------------------------------------------------------
+
+
+def overview_context(user: Any) -> dict[str, Any]:
+    risk = can(user, "view_risk")
+    context = reads.overview_live(risk=risk)
+    if risk:
+        context["bbook"] = reads.bbook_summary()
+    context["manage_breakers"] = can(user, "manage_breakers")
+    return context
+
+
+@staff_required("view_console")
+def overview_view(request: HttpRequest) -> HttpResponse:
+    context = overview_context(request.user)
+    context["page"] = "overview"
+    return render(request, "console/overview.html", context)
+
+
+# --- liquidations --------------------------------------------------------------------------------
+
+LIQ_FILTERS = ("asset", "status", "venue")
+
+
+@staff_required("view_risk")
+def liquidations_view(request: HttpRequest) -> HttpResponse:
+    filters = {name: request.GET.get(name, "") for name in LIQ_FILTERS}
+    page = keyset_page(reads.liquidation_history(filters), request)
+    for trigger in page.rows:
+        trigger.latency_ms = reads.liquidation_latency_ms(trigger)
+    return render(
+        request,
+        "console/liquidations.html",
+        {
+            "page": "liquidations",
+            "today": reads.liquidations_today(),
+            "escalations": reads.escalations(),
+            "history": page,
+            "filters": filters,
+            "statuses": LiquidationTrigger.Status.choices,
+        },
+    )
+
+
+# --- drift ---------------------------------------------------------------------------------------
+
+
+@staff_required("view_risk")
+def drift_view(request: HttpRequest) -> HttpResponse:
+    from risk.config import risk_config
+
+    cfg = risk_config()
+    return render(
+        request,
+        "console/drift.html",
+        {
+            "page": "drift",
+            "drift": reads.drift_overview(),
+            "recent": reads.drift_over(Decimal("0.01")),
+            "cfg": cfg,
+        },
+    )
+
+
+# --- risk config ---------------------------------------------------------------------------------
+
+# Field → (section, label, unit, what a change does). Fields not listed fall back to their help text.
+RISK_FIELDS: dict[str, tuple[str, str, str, str]] = {
+    "exposure_asset_alert": ("Exposure", "Single-asset net exposure alert", "USD", "P1 alert above this"),
+    "exposure_asset_critical": (
+        "Exposure",
+        "Single-asset net exposure critical",
+        "USD",
+        "P0 alert above this",
+    ),
+    "exposure_total_alert": ("Exposure", "Total internal exposure alert", "USD", "P1 alert above this"),
+    "exposure_total_critical": ("Exposure", "Total internal exposure critical", "USD", "P0 alert above this"),
+    "exposure_snapshot_seconds": ("Exposure", "Exposure snapshot interval", "s", "chart resolution"),
+    "daily_loss_alert": ("Daily loss", "Daily INTERNAL net loss alert", "USD", "P1 alert above this"),
+    "daily_loss_trip": ("Daily loss", "Daily loss breaker", "USD", "internalization stops above this"),
+    "reserve_normal": (
+        "Reserve",
+        "Reserve normal level",
+        "USD",
+        "below: warning, routing thresholds lowered",
+    ),
+    "reserve_halt": ("Reserve", "Reserve halt level", "USD", "below: all internalization halted"),
+    "reserve_warning_threshold_factor": (
+        "Reserve",
+        "Routing threshold factor at warning",
+        "×",
+        "routing thresholds multiplied by this while the reserve is low",
+    ),
+    "volatility_move": (
+        "Breakers",
+        "Volatility move",
+        "fraction",
+        "force-HL for an asset moving more than this",
+    ),
+    "volatility_window_seconds": ("Breakers", "Volatility window", "s", "window of the move"),
+    "volatility_reset_minutes": ("Breakers", "Volatility reset", "min", "calm minutes before reset"),
+    "price_jump_move": ("Breakers", "Price jump", "fraction", "one update moving more holds the price"),
+    "price_jump_overrides": ("Breakers", "Price jump per asset", "JSON", "per-asset override of the jump"),
+    "price_jump_reset_updates": ("Breakers", "Price jump reset", "updates", "normal updates before reset"),
+    "latency_alert_ms": ("HL market data", "Latency alert", "ms", "P1 alert above this"),
+    "latency_trip_ms": ("HL market data", "Latency breaker", "ms", "internalization stops above this"),
+    "disconnect_alert_seconds": ("HL market data", "Disconnect alert", "s", "alert after no data this long"),
+    "disconnect_trip_seconds": (
+        "HL market data",
+        "Disconnect breaker",
+        "s",
+        "all new orders halted after this",
+    ),
+    "drift_log_usd": ("Drift", "Drift log level", "USD", "drift below this is not recorded"),
+    "drift_alert_rate": ("Drift", "Drift alert rate", "fraction", "P1 alert above this rate"),
+    "drift_critical_rate": ("Drift", "Drift critical rate", "fraction", "HL routing halted for the asset"),
+    "drift_daily_review": ("Drift", "Daily drift review", "USD", "manual review above this per day"),
+    "drift_daily_critical": ("Drift", "Daily drift critical", "USD", "P0 above this per day"),
+    "drift_refund_user_when_favourable": (
+        "Drift",
+        "Refund favourable drift",
+        "on/off",
+        "users get drift in their favour",
+    ),
+    "funding_interval_seconds": ("Funding", "Funding interval", "s", "how often funding settles"),
+    "funding_drift_alert_rate": ("Funding", "Funding drift alert", "fraction", "P1 above this"),
+    "funding_drift_critical_rate": ("Funding", "Funding drift critical", "fraction", "P0 above this"),
+    "liquidation_sweep_seconds": ("Liquidation", "Liquidation sweep", "s", "safety sweep interval"),
+    "liquidation_max_retries": ("Liquidation", "Liquidation retries", "", "then ESCALATED"),
+    "liquidation_retry_delay_ms": ("Liquidation", "Liquidation retry delay", "ms", "between attempts"),
+    "liquidation_lease_seconds": (
+        "Liquidation",
+        "Liquidation lease",
+        "s",
+        "re-driven by the sweep after this",
+    ),
+}
+ROUTING_FIELDS: dict[str, tuple[str, str, str]] = {
+    "normal_threshold": ("Normal threshold", "USDC", "NORMAL_MODE internalizes orders up to this notional"),
+    "betting_threshold": (
+        "Betting threshold",
+        "USDC",
+        "BETTING_MODE internalizes orders up to this notional",
+    ),
+    "hl_mode_exposure_threshold": ("HL trigger", "USD", "|net exposure| at or above this → HL_MODE"),
+    "betting_mode_exposure_threshold": (
+        "Betting trigger",
+        "USD",
+        "|net exposure| at or below → BETTING_MODE",
+    ),
+    "max_internal_order_notional": ("Max internal order", "USDC", "hard cap on one internalized order"),
+    "hl_exit_factor": ("HL exit factor", "×", "leave HL_MODE below trigger × this"),
+    "betting_exit_factor": ("Betting exit factor", "×", "leave BETTING_MODE above trigger × this"),
+}
+
+
+def _field_default(name: str) -> Any:
+    default = RiskConfig._meta.get_field(name).default
+    return default() if callable(default) else default
+
+
+def risk_config_rows() -> list[dict[str, Any]]:
+    from risk.config import editable_fields, risk_config
+
+    cfg = risk_config()
+    changes = reads.last_changes("risk.config_update", "default")
+    rows = []
+    for name in editable_fields():
+        section, label, unit, effect = RISK_FIELDS.get(
+            name, ("Other", name.replace("_", " "), "", str(RiskConfig._meta.get_field(name).help_text))
+        )
+        value = getattr(cfg, name)
+        rows.append(
+            {
+                "scope": "risk",
+                "name": name,
+                "section": section,
+                "label": label,
+                "unit": unit,
+                "effect": effect,
+                "value": value,
+                "default": _field_default(name),
+                "kind": RiskConfig._meta.get_field(name).get_internal_type(),
+                "changed": changes.get(name),
+            }
+        )
+    order = list(dict.fromkeys(v[0] for v in RISK_FIELDS.values()))
+    rows.sort(key=lambda r: order.index(r["section"]) if r["section"] in order else len(order))
+    return rows
+
+
+def routing_config_rows() -> list[dict[str, Any]]:
+    from routing.models import GLOBAL, RoutingConfig
+
+    row = RoutingConfig.objects.get(asset=GLOBAL)
+    changes = reads.last_changes("routing.config_update", GLOBAL)
+    out = []
+    for name, (label, unit, effect) in ROUTING_FIELDS.items():
+        field = RoutingConfig._meta.get_field(name)
+        out.append(
+            {
+                "scope": "routing",
+                "name": name,
+                "section": "Routing (global; per-asset overrides on the Routing page)",
+                "label": label,
+                "unit": unit,
+                "effect": effect,
+                "value": getattr(row, name),
+                "default": field.default if field.has_default() else None,
+                "kind": field.get_internal_type(),
+                "changed": changes.get(name),
+            }
+        )
+    return out
+
+
+def _parse(kind: str, raw: str, name: str) -> Any:
+    """The console's own check before the service's: numeric thresholds must be above zero (a 0 would
+    silently disable an alert or a breaker)."""
+    raw = raw.replace(",", "").strip()
+    if kind == "BooleanField":
+        return raw in ("1", "true", "on", "yes")
+    if kind == "JSONField":
+        import json
+
+        try:
+            return json.loads(raw or "{}")
+        except ValueError:
+            raise ApplicationError(
+                ErrorCode.VALIDATION_ERROR, f"{name}: not valid JSON.", {"field": name}
+            ) from None
+    try:
+        number = Decimal(raw)
+    except InvalidOperation:
+        raise ApplicationError(
+            ErrorCode.VALIDATION_ERROR, f"{name}: {raw!r} is not a number.", {"field": name}
+        ) from None
+    if not number.is_finite() or number <= 0:
+        raise ApplicationError(
+            ErrorCode.VALIDATION_ERROR,
+            f"{name} must be greater than zero (got {raw}): a threshold of 0 or below would disable the "
+            "check it drives.",
+            {"field": name},
+        )
+    return number
+
+
+@staff_required("view_risk", "manage_risk_config", "manage_routing", "manage_breakers")
+@require_http_methods(["GET", "POST"])
+def risk_config_view(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        scope, name = request.POST.get("scope", ""), request.POST.get("field", "")
+        needed = {"risk": "manage_risk_config", "routing": "manage_routing"}.get(scope)
+        if needed is None:
+            raise Http404("unknown config scope")
+        if not can(user, needed):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        rows = {r["name"]: r for r in (risk_config_rows() if scope == "risk" else routing_config_rows())}
+        if name not in rows:
+            raise Http404("unknown field")
+        try:
+            value = _parse(rows[name]["kind"], request.POST.get("value", ""), name)
+            if scope == "risk":
+                from risk.config import risk_config_update
+
+                risk_config_update(
+                    changes={name: value},
+                    acting_user=user,
+                    reason=request.POST.get("reason", ""),
+                    request=request,
+                )
+            else:
+                from routing.models import GLOBAL
+                from routing.services import routing_config_update
+
+                routing_config_update(
+                    asset=GLOBAL,
+                    changes={name: value},
+                    acting_user=user,
+                    reason=request.POST.get("reason", ""),
+                    request=request,
+                )
+        except ApplicationError as exc:
+            errors[f"{scope}:{name}"] = exc.message
+            flash_error(request, exc)
+        else:
+            messages.success(request, f"{rows[name]['label']} set to {value}.")
+            return redirect(reverse("console:risk_config") + f"#f-{scope}-{name}")
+    risk_rows = risk_config_rows()
+    routing_rows = routing_config_rows()
+    for row in risk_rows + routing_rows:
+        row["error"] = errors.get(f"{row['scope']}:{row['name']}", "")
+    sections: dict[str, list[dict[str, Any]]] = {}
+    for row in routing_rows + risk_rows:
+        sections.setdefault(row["section"], []).append(row)
+    return render(
+        request,
+        "console/risk_config.html",
+        {
+            "page": "risk_config",
+            "sections": sections,
+            "can_risk": can(user, "manage_risk_config"),
+            "can_routing": can(user, "manage_routing"),
+            "manage_breakers": can(user, "manage_breakers"),
+            "breakers": reads.breaker_rows(),
+        },
+        status=400 if errors else 200,
+    )
+
+
+# --- circuit breakers ----------------------------------------------------------------------------
+
+
+@staff_required("manage_breakers")
+@require_POST
+def breaker_reset_view(request: HttpRequest, kind: str, scope: str) -> HttpResponse:
+    from risk.breakers import breaker_reset
+
+    if kind not in CircuitBreaker.Kind.values or kind == CircuitBreaker.Kind.KILL_SWITCH:
+        raise Http404("unknown breaker")
+    try:
+        changed = breaker_reset(
+            kind=kind,
+            scope=scope,
+            acting_user=request.user,
+            reason=request.POST.get("reason", ""),
+            request=request,
+        )
+    except ApplicationError as exc:
+        flash_error(request, exc)
+    else:
+        (messages.success if changed else messages.info)(
+            request, f"{kind} {scope} reset." if changed else f"{kind} {scope} was not tripped."
+        )
+    return redirect(_back(request))
+
+
+@staff_required("manage_breakers")
+@require_POST
+def kill_switch_view(request: HttpRequest, action: str) -> HttpResponse:
+    from risk.breakers import kill_switch_set
+    from trading.models import TradingState
+
+    if action not in ("on", "off"):
+        raise Http404("unknown action")
+    mode = request.POST.get("mode", TradingState.HALTED)
+    try:
+        kill_switch_set(
+            active=action == "on", mode=mode, acting_user=request.user, reason=request.POST.get("reason", "")
+        )
+    except ApplicationError as exc:
+        flash_error(request, exc)
+    else:
+        if action == "on":
+            messages.warning(
+                request, f"Kill switch ON: every market {mode}; closing and liquidation still allowed."
+            )
+        else:
+            messages.success(request, "Kill switch off: markets return to their own state.")
+    return redirect(_back(request))
+
+
+def _back(request: HttpRequest) -> str:
+    target = request.POST.get("next", "")
+    return (
+        target
+        if target in (reverse("console:overview"), reverse("console:risk_config"))
+        else reverse("console:risk_config")
+    )
+
+
+# --- hedge, reconciliation, stress (risk.selectors) ------------------------------------------------
+
+
+def _hedge_history() -> dict[str, Any]:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from trading.models import HLAccountSnapshot
+
+    since = timezone.now() - timedelta(hours=24)
+    rows = list(
+        HLAccountSnapshot.objects.filter(account="hedge", created_at__gte=since, margin_ratio__isnull=False)
+        .order_by("created_at")
+        .values_list("created_at", "margin_ratio")
+    )
+    step = max(1, len(rows) // 500)  # at most ~500 points for the chart
+    rows = rows[::step]
+    return {"x": [int(at.timestamp()) for at, _ in rows], "y": [float(r or 0) * 100 for _, r in rows]}
+
+
+@staff_required("view_risk", "manage_hedge")
+def hedge_view(request: HttpRequest) -> HttpResponse:
+    available, data = reads.call_selector("hedge_overview")
+    context: dict[str, Any] = {
+        "page": "hedge",
+        "available": available,
+        "manage": can(request.user, "manage_hedge"),
+        "account": {a.name: a for a in reads.hl_accounts()}.get("hedge"),
+        "history": _hedge_history(),
+        "asset_names": _listed_assets(),
+    }
+    if available:
+        rows, _ = reads.hedge_by_asset()
+        assets = []
+        for asset, row in sorted(rows.items()):
+            current = reads.hedge_notional(row)
+            target = reads.as_decimal(reads.pick(row, "target_notional", "target"))
+            gap = reads.as_decimal(reads.pick(row, "gap"))
+            if gap is None and target is not None and current is not None:
+                gap = target - current
+            _, banner = reads.call_selector("hl_mode_banner", asset)
+            assets.append(
+                {
+                    "asset": asset,
+                    "net": reads.as_decimal(reads.pick(row, "net_exposure", "net")),
+                    "target": target,
+                    "target_ratio": reads.as_decimal(reads.pick(row, "target_ratio")),
+                    "current": current,
+                    "coverage": reads.as_decimal(reads.pick(row, "coverage")),
+                    "gap": gap,
+                    "leverage": reads.pick(row, "leverage"),
+                    "entry": reads.as_decimal(reads.pick(row, "entry_price", "entry")),
+                    "upnl": reads.as_decimal(reads.pick(row, "unrealized_pnl", "upnl")),
+                    "cost": reads.as_decimal(reads.pick(row, "cost_to_date", "cost", "hedge_cost")),
+                    "fees": reads.as_decimal(reads.pick(row, "fees")),
+                    "funding": reads.as_decimal(reads.pick(row, "funding", "funding_paid")),
+                    "slippage": reads.as_decimal(reads.pick(row, "slippage")),
+                    "roi": reads.as_decimal(reads.pick(row, "roi", "hedge_roi")),
+                    "banner": banner,
+                }
+            )
+        context.update(
+            assets=assets,
+            mode=reads.pick(data, "mode"),
+            cost_to_date=reads.as_decimal(reads.pick(data, "cost_to_date")),
+            orders=list(reads.pick(data, "instructions", "orders", "order_log", default=[]) or [])[:100],
+            capacity=reads.pick(data, "capacity"),
+            top_up=reads.pick(data, "top_up", "recommended_top_up"),
+        )
+    return render(request, "console/hedge.html", context)
+
+
+def _listed_assets() -> list[str]:
+    from trading.selectors import listed_assets
+
+    return list(listed_assets())
+
+
+def _hedge_service() -> Any:
+    try:
+        from risk.hedge import hedge_manual_order
+    except ImportError:
+        return None
+    return hedge_manual_order
+
+
+@staff_required("manage_hedge")
+@require_http_methods(["GET", "POST"])
+def hedge_manual_view(request: HttpRequest) -> HttpResponse:
+    """Manual hedge order (spec 05): the hedge service's audited ``hedge_manual_order``, the same one
+    the ops API calls."""
+    service = _hedge_service()
+    if request.method == "POST":
+        if service is None:
+            messages.error(request, "The hedge service is not available yet.")
+            return redirect(reverse("console:hedge"))
+        try:
+            instruction = service(
+                acting_user=request.user,
+                asset=request.POST.get("asset", "").strip().upper(),
+                side=request.POST.get("side", ""),
+                notional=request.POST.get("value", "").replace(",", "").strip(),
+                reason=request.POST.get("reason", ""),
+                request=request,
+            )
+        except ApplicationError as exc:
+            flash_error(request, exc)
+        except (InvalidOperation, ValueError) as exc:
+            messages.error(request, f"Invalid manual hedge: {exc}")
+        else:
+            messages.success(request, f"Manual hedge {instruction.instruction_id}: {instruction.status}.")
+        return redirect(reverse("console:hedge"))
+    from trading.selectors import listed_assets
+
+    return render(
+        request,
+        "console/hedge_manual.html",
+        {"page": "hedge", "available": service is not None, "assets": list(listed_assets())},
+    )
+
+
+@staff_required("view_risk")
+def reconciliation_view(request: HttpRequest) -> HttpResponse:
+    available, data = reads.call_selector("reconciliation_latest")
+    context: dict[str, Any] = {"page": "reconciliation", "available": available}
+    if available:
+        rows = reads.pick(data, "dimensions", "rows", default=data)
+        if isinstance(rows, dict):
+            rows = [{"dimension": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in rows.items()]
+        dims = []
+        for row in rows or []:
+            status = str(reads.pick(row, "status", default="?"))
+            dims.append(
+                {
+                    "dimension": reads.pick(row, "dimension", "name", default="?"),
+                    "status": status,
+                    "level": {"OK": "ok", "WARN": "warn", "WARNING": "warn"}.get(status.upper(), "bad"),
+                    "deviation": reads.pick(row, "deviation", "difference"),
+                    "checked_at": reads.pick(row, "checked_at", "created_at", "at"),
+                    "details": reads.pick(row, "details", "rows", "differences"),
+                }
+            )
+        history = reads.pick(data, "history", default=None)
+        context.update(dims=dims, history=history if isinstance(history, dict) else None)
+    return render(request, "console/reconciliation.html", context)
+
+
+@staff_required("view_risk")
+def stress_view(request: HttpRequest) -> HttpResponse:
+    from trading.selectors import listed_assets
+
+    available = reads.risk_selector("stress_view") is not None
+    assets = list(listed_assets())[:12]
+    shocks: dict[str, Decimal] = {}
+    error = ""
+    for asset in assets:
+        raw = request.GET.get(f"shock_{asset}", "").strip()
+        if not raw:
+            continue
+        try:
+            pct = Decimal(raw)
+        except InvalidOperation:
+            error = f"{asset}: {raw!r} is not a percentage."
+            continue
+        if not (Decimal(-100) < pct < Decimal(1000)):
+            error = f"{asset}: a shock must be above −100%."
+            continue
+        if pct:
+            shocks[asset] = pct / 100
+    result = None
+    if available and shocks and not error:
+        available, result = reads.call_selector("stress_view", shocks)
+    return render(
+        request,
+        "console/stress.html",
+        {
+            "page": "stress",
+            "available": available,
+            "assets": assets,
+            "values": {a: request.GET.get(f"shock_{a}", "") for a in assets},
+            "shocks": shocks,
+            "result": result,
+            "result_items": _flat(result) if result is not None else [],
+            "error": error,
+        },
+    )
+
+
+def _flat(result: Any) -> list[tuple[str, Any]]:
+    if isinstance(result, dict):
+        return list(result.items())
+    if hasattr(result, "__dict__"):
+        return [(k, v) for k, v in vars(result).items() if not k.startswith("_")]
+    return [("result", result)]

@@ -1,0 +1,401 @@
+"""Reads for the console's risk pages (overview, liquidations, drift, risk config, breakers) and the
+defensive bridge to ``risk.selectors`` (hedge, reconciliation, stress), which another module provides:
+until a function exists there, the page says so instead of failing. Nothing here writes."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, DecimalField, ExpressionWrapper, F, Q, Sum
+from django.db.models.functions import Abs, TruncDate
+from django.utils import timezone
+
+from risk.models import CircuitBreaker, DeviationLog, ExposureDaily, LiquidationRecord, LiquidationTrigger
+from routing.models import RoutingDecisionLog
+from trading.models import HLAccountSnapshot
+from xbit_admin.alerts.models import Alert
+from xbit_admin.audit.models import AuditEntry
+
+ZERO = Decimal(0)
+HL_ACCOUNTS = ("trading", "hedge")
+NOTIONAL = ExpressionWrapper(
+    F("size") * F("close_price"), output_field=DecimalField(max_digits=38, decimal_places=12)
+)
+
+
+def utc_midnight(day: date | None = None) -> datetime:
+    return datetime.combine(day or timezone.now().date(), time.min, tzinfo=timezone.get_current_timezone())
+
+
+# --- the risk module's selectors, when they exist --------------------------------------------------
+
+
+def risk_selector(name: str) -> Any:
+    """``risk.selectors.<name>`` or None while that module (or the function) has not landed."""
+    try:
+        module = importlib.import_module("risk.selectors")
+    except ImportError:
+        return None
+    return getattr(module, name, None)
+
+
+class NotAvailable(Exception):
+    """A risk selector exists but what it reads from has not landed yet (its import fails)."""
+
+
+def call_selector(name: str, *args: Any) -> tuple[bool, Any]:
+    """(available, result) of ``risk.selectors.<name>(*args)``: unavailable when the function is
+    missing or its own module imports fail (the risk side is still being built)."""
+    fn = risk_selector(name)
+    if fn is None:
+        return False, None
+    try:
+        return True, fn(*args)
+    except ImportError:
+        return False, None
+
+
+def pick(obj: Any, *names: str, default: Any = None) -> Any:
+    """The first present attribute or key of ``obj`` (the risk selectors may return dataclasses or
+    dicts)."""
+    for name in names:
+        if isinstance(obj, dict) and obj.get(name) is not None:
+            return obj[name]
+        value = getattr(obj, name, None)
+        if value is not None and not callable(value):
+            return value
+    return default
+
+
+def as_decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+    except ArithmeticError:
+        return None
+
+
+def hedge_by_asset() -> tuple[dict[str, Any], bool]:
+    """Per-asset hedge rows from ``hedge_overview()`` (any shape: a mapping by asset, a list of rows
+    with ``asset``, or an object with ``assets``); ``available`` False while it does not exist."""
+    available, data = call_selector("hedge_overview")
+    if not available:
+        return {}, False
+    rows = pick(data, "assets", "rows", default=data)
+    if isinstance(rows, dict):
+        return dict(rows), True
+    out = {}
+    for row in rows or []:
+        asset = pick(row, "asset")
+        if asset:
+            out[str(asset)] = row
+    return out, True
+
+
+def hedge_notional(row: Any) -> Decimal | None:
+    return as_decimal(pick(row, "current_notional", "hedge_notional", "current", "size_usd", "notional"))
+
+
+# --- overview ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExposureRow:
+    asset: str
+    mark: Decimal | None
+    net: Decimal  # users' net INTERNAL notional (+ = users net long, platform net short)
+    long: Decimal
+    short: Decimal
+    bbook_upnl: Decimal
+    positions: int
+    hedge: Decimal | None = None
+    target: Decimal | None = None
+
+    @property
+    def coverage(self) -> Decimal | None:
+        if self.hedge is None or not self.net:
+            return None
+        return min(abs(self.hedge) / abs(self.net), Decimal(1))
+
+    @property
+    def coverage_pct(self) -> int:
+        return int((self.coverage or ZERO) * 100)
+
+
+def exposure_rows() -> tuple[list[ExposureRow], bool]:
+    from risk.exposure import exposure_current
+
+    hedges, hedge_available = hedge_by_asset()
+    rows = []
+    for view in exposure_current().values():
+        hedge = hedges.get(view.asset)
+        rows.append(
+            ExposureRow(
+                asset=view.asset,
+                mark=view.mark,
+                net=view.net_notional,
+                long=view.long_notional,
+                short=view.short_notional,
+                bbook_upnl=view.bbook_upnl,
+                positions=view.positions,
+                hedge=hedge_notional(hedge) if hedge is not None else None,
+                target=as_decimal(pick(hedge, "target_notional", "target")) if hedge is not None else None,
+            )
+        )
+    rows.sort(key=lambda r: abs(r.net), reverse=True)
+    return rows, hedge_available
+
+
+def bbook_pnl_days(days: int = 30) -> list[tuple[date, Decimal]]:
+    """The platform's realized INTERNAL result per UTC day (clients' losses + fees + liquidation
+    margin − clients' gains), oldest first, one point per day (0 when nothing happened)."""
+    today = timezone.now().date()
+    since = today - timedelta(days=days - 1)
+    per_day = {
+        row["day"]: (row["fees"] or ZERO) + (row["liq"] or ZERO) - (row["pnl"] or ZERO)
+        for row in ExposureDaily.objects.filter(day__gte=since)
+        .values("day")
+        .annotate(pnl=Sum("client_realized_pnl"), fees=Sum("fees"), liq=Sum("liquidation_margin"))
+    }
+    return [(since + timedelta(days=i), per_day.get(since + timedelta(days=i), ZERO)) for i in range(days)]
+
+
+def routing_stats_today() -> dict[str, Any]:
+    rows = (
+        RoutingDecisionLog.objects.filter(created_at__gte=utc_midnight())
+        .values("route")
+        .annotate(count=Count("id"), volume=Sum("notional"))
+    )
+    by_route = {r["route"]: {"count": r["count"], "volume": r["volume"] or ZERO} for r in rows}
+    internal = by_route.get("INTERNAL", {"count": 0, "volume": ZERO})
+    hl = by_route.get("HYPERLIQUID", {"count": 0, "volume": ZERO})
+    total_count = internal["count"] + hl["count"]
+    total_volume = internal["volume"] + hl["volume"]
+    return {
+        "internal": internal,
+        "hl": hl,
+        "other": {k: v for k, v in by_route.items() if k not in ("INTERNAL", "HYPERLIQUID")},
+        "count_ratio": Decimal(internal["count"]) / total_count if total_count else None,
+        "volume_ratio": internal["volume"] / total_volume if total_volume else None,
+    }
+
+
+def liquidations_today() -> dict[str, Any]:
+    since = utc_midnight()
+    venues = {
+        r["venue"]: r
+        for r in LiquidationRecord.objects.filter(created_at__gte=since)
+        .values("venue")
+        .annotate(count=Count("id"), notional=Sum(NOTIONAL), margin=Sum("margin_zeroed"), loss=Sum("loss"))
+        .order_by("venue")
+    }
+    triggers = dict(
+        LiquidationTrigger.objects.filter(detected_at__gte=since)
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {
+        "venues": list(venues.values()),
+        "count": sum(v["count"] for v in venues.values()),
+        "notional": sum((v["notional"] or ZERO for v in venues.values()), ZERO),
+        "margin": sum((v["margin"] or ZERO for v in venues.values()), ZERO),
+        "escalated": LiquidationTrigger.objects.filter(status=LiquidationTrigger.Status.ESCALATED).count(),
+        "open": sum(n for s, n in triggers.items() if s in LiquidationTrigger.OPEN),
+    }
+
+
+@dataclass
+class HLAccountView:
+    name: str
+    snapshot: HLAccountSnapshot | None
+    positions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def level(self) -> str:
+        ratio = self.snapshot.margin_ratio if self.snapshot else None
+        if ratio is None:
+            return "ok"
+        if ratio < Decimal("1.5"):
+            return "bad"
+        if ratio < Decimal(3):
+            return "warn"
+        return "ok"
+
+
+def hl_accounts() -> list[HLAccountView]:
+    out = []
+    for name in HL_ACCOUNTS:
+        snap = HLAccountSnapshot.objects.filter(account=name).order_by("-created_at").first()
+        positions = []
+        for p in (snap.positions if snap else []) or []:
+            pos = p.get("position", p) if isinstance(p, dict) else {}
+            positions.append(
+                {
+                    "asset": pos.get("coin") or pos.get("asset") or "?",
+                    "size": as_decimal(pos.get("szi") or pos.get("size")),
+                    "entry": as_decimal(pos.get("entryPx") or pos.get("entry")),
+                    "value": as_decimal(pos.get("positionValue") or pos.get("value")),
+                    "upnl": as_decimal(pos.get("unrealizedPnl") or pos.get("upnl")),
+                }
+            )
+        out.append(HLAccountView(name=name, snapshot=snap, positions=positions))
+    return out
+
+
+def reserve_balance() -> Decimal:
+    from wallets.ledger import AccountRef, account_balance
+    from wallets.models import AccountKind
+
+    return account_balance(AccountRef.platform(AccountKind.RISK_RESERVE))
+
+
+def breaker_rows() -> list[CircuitBreaker]:
+    """Every breaker kind: its rows (one per scope), or a never-tripped OK row when it has none."""
+    from risk.breakers import RESET_RULES
+
+    rows = list(CircuitBreaker.objects.all())
+    seen = {r.kind for r in rows}
+    for kind in CircuitBreaker.Kind:
+        if kind not in seen:
+            rows.append(CircuitBreaker(kind=kind, scope="*", reset_rule=RESET_RULES.get(kind, "")))
+    order = {state: i for i, state in enumerate(("TRIPPED", "WARNING", "OK"))}
+    kinds = [str(k) for k in CircuitBreaker.Kind]
+    rows.sort(key=lambda r: (order.get(r.state, 3), kinds.index(r.kind), r.scope))
+    return rows
+
+
+def open_alerts(limit: int = 8) -> dict[str, Any]:
+    qs = Alert.objects.filter(state=Alert.State.OPEN)
+    counts = dict(qs.values_list("severity").annotate(n=Count("id")).order_by())
+    return {
+        "counts": {sev: counts.get(sev, 0) for sev in ("P0", "P1", "P2")},
+        "rows": list(qs.order_by("severity", "-last_seen")[:limit]),
+    }
+
+
+def overview_live(*, risk: bool) -> dict[str, Any]:
+    """Everything the overview's live region shows. ``risk`` False (no view_risk): alerts only."""
+    data: dict[str, Any] = {"alerts": open_alerts(), "risk": risk, "now": timezone.now()}
+    if not risk:
+        return data
+    from risk.exposure import daily_net_loss
+
+    rows, hedge_available = exposure_rows()
+    data.update(
+        exposure=rows,
+        hedge_available=hedge_available,
+        total_exposure=sum((abs(r.net) for r in rows), ZERO),
+        bbook_upnl=sum((r.bbook_upnl for r in rows), ZERO),
+        daily_net_loss=daily_net_loss(),
+        routing=routing_stats_today(),
+        liquidations=liquidations_today(),
+        hl_accounts=hl_accounts(),
+        reserve=reserve_balance(),
+        breakers=[b for b in breaker_rows() if b.state != CircuitBreaker.State.OK],
+        breakers_total=CircuitBreaker.objects.count(),
+    )
+    return data
+
+
+def bbook_summary() -> dict[str, Any]:
+    days = bbook_pnl_days(30)
+    return {
+        "today": days[-1][1],
+        "d7": sum((v for _, v in days[-7:]), ZERO),
+        "d30": sum((v for _, v in days), ZERO),
+        "chart": {
+            "x": [int(utc_midnight(d).timestamp()) for d, _ in days],
+            "y": [float(v) for _, v in days],
+        },
+    }
+
+
+# --- liquidations --------------------------------------------------------------------------------
+
+
+def liquidation_latency_ms(trigger: LiquidationTrigger) -> int | None:
+    if trigger.completed_at is None:
+        return None
+    return int((trigger.completed_at - trigger.detected_at).total_seconds() * 1000)
+
+
+def escalations() -> list[LiquidationTrigger]:
+    return list(
+        LiquidationTrigger.objects.filter(status=LiquidationTrigger.Status.ESCALATED)
+        .select_related("user")
+        .order_by("-detected_at")[:100]
+    )
+
+
+def liquidation_history(filters: dict[str, str]) -> Any:
+    qs = LiquidationTrigger.objects.select_related("user")
+    if filters.get("asset"):
+        qs = qs.filter(asset=filters["asset"].strip().upper())
+    if filters.get("status"):
+        qs = qs.filter(status=filters["status"])
+    if filters.get("venue"):
+        qs = qs.filter(venue=filters["venue"])
+    return qs
+
+
+# --- drift ---------------------------------------------------------------------------------------
+
+
+def drift_overview(days: int = 30) -> dict[str, Any]:
+    from risk.drift import daily_drift_total
+
+    today = timezone.now().date()
+    since = utc_midnight(today - timedelta(days=days - 1))
+    per_day = dict(
+        DeviationLog.objects.filter(created_at__gte=since)
+        .annotate(day=TruncDate("created_at"))
+        .values_list("day")
+        .annotate(total=Sum(Abs("deviation")))
+        .order_by()
+    )
+    series = [(today - timedelta(days=days - 1 - i)) for i in range(days)]
+    ranking = list(
+        DeviationLog.objects.filter(created_at__gte=since)
+        .values("asset")
+        .annotate(
+            total=Sum(Abs("deviation")),
+            net=Sum("deviation"),
+            count=Count("id"),
+            alerts=Count("id", filter=Q(level__in=["ALERT", "CRITICAL"])),
+        )
+        .order_by("-total")
+    )
+    return {
+        "today": daily_drift_total(),
+        "d30": sum((v or ZERO for v in per_day.values()), ZERO),
+        "chart": {
+            "x": [int(utc_midnight(d).timestamp()) for d in series],
+            "y": [float(per_day.get(d) or 0) for d in series],
+        },
+        "ranking": ranking,
+    }
+
+
+def drift_over(rate: Decimal, limit: int = 100) -> list[DeviationLog]:
+    return list(DeviationLog.objects.filter(deviation_rate__gt=rate).order_by("-created_at")[:limit])
+
+
+# --- config history ------------------------------------------------------------------------------
+
+
+def last_changes(action: str, object_id: str | None = None) -> dict[str, AuditEntry]:
+    """Per field: the newest audit entry of ``action`` that changed it (who and when)."""
+    qs = AuditEntry.objects.filter(action=action)
+    if object_id is not None:
+        qs = qs.filter(object_id=object_id)
+    out: dict[str, AuditEntry] = {}
+    for entry in qs.order_by("-id")[:500]:
+        for name in entry.after or {}:
+            out.setdefault(name, entry)
+    return out
