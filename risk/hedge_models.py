@@ -153,3 +153,33 @@ class HedgePosition(models.Model):
     @property
     def cost_to_date(self):  # type: ignore[no-untyped-def]
         return self.fees_to_date + self.funding_all_time + self.slippage_to_date
+
+
+class ReconciliationLog(models.Model):
+    """Spec 04 ``reconciliation_logs``: one row per dimension (and subject, e.g. an asset) per run."""
+
+    class Status(models.TextChoices):
+        OK = "OK", "OK"
+        WARN = "WARN", "Warning"
+        CRITICAL = "CRITICAL", "Critical"
+
+    run_id = models.CharField(max_length=40)
+    dimension = models.CharField(max_length=30)
+    subject = models.CharField(max_length=40, blank=True, default="")
+    expected = money_field(default=0)
+    actual = money_field(default=0)
+    deviation = money_field(default=0)
+    deviation_rate = rate_field(default=0)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OK)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["-created_at"]),
+            models.Index(fields=["dimension", "-created_at"]),
+            models.Index(fields=["run_id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dimension}:{self.subject} {self.status}"

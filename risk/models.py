@@ -407,4 +407,4 @@ class FundingSettlement(models.Model):
         return f"funding {self.payment} on position {self.position_id} @ {self.funding_time}"
 
 
-from risk.hedge_models import HedgeConfig, HedgeInstruction, HedgePosition  # noqa: E402, F401
+from risk.hedge_models import HedgeConfig, HedgeInstruction, HedgePosition, ReconciliationLog  # noqa: E402, F401

@@ -103,3 +103,13 @@ def auto_switch_task() -> None:
 
 
 register_periodic("risk.auto_switch", "risk.auto_switch", 5, queue="default")
+
+
+@shared_task(name="risk.reconciliation_run", ignore_result=True)
+def reconciliation_task() -> None:
+    from risk.reconciliation import reconciliation_run
+
+    reconciliation_run()
+
+
+register_periodic("risk.reconciliation.5min", "risk.reconciliation_run", 300, queue="default")
