@@ -380,21 +380,9 @@ def _refresh_liquidation_prices(user_id: int) -> None:
 
 
 def _release_hold(order: Order) -> None:
-    if order.hold_amount > ZERO:
-        ledger_post(
-            key=f"order-hold-release:{order.pk}",
-            transfers=[
-                TransferSpec(
-                    AccountRef.user(order.user_id, AccountKind.ORDER_HOLD, sub=f"order:{order.pk}"),
-                    AccountRef.user(order.user_id, AccountKind.CASH),
-                    order.hold_amount,
-                    TransferKind.ORDER_RELEASE,
-                    "order",
-                    order.pk,
-                )
-            ],
-        )
-        order.hold_amount = ZERO
+    from trading.services import _release_hold as release  # one implementation for both venues
+
+    release(order)
 
 
 def _fail(order: Order, code: ErrorCode, message: str, **detail: Any) -> Order:
