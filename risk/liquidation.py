@@ -28,7 +28,7 @@ import socket
 import time
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
@@ -53,40 +53,31 @@ from wallets.models import AccountKind
 from xbit_admin.live import broadcast_on_commit
 from xbit_admin.locks import user_lock
 from xbit_admin.money import ZERO
+from xbit_admin.switches.store import LIQ_LIVE, LIQ_SHADOW, liquidation_mode
 
 logger = logging.getLogger(__name__)
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 PRIORITY = {"INTERNAL": 0, "MIXED": 1, "HYPERLIQUID": 2}
 Status = LiquidationTrigger.Status
+SHADOW = "SHADOW"  # liquidation_mode SHADOW: a detection recorded, never executed
+SHADOW_PREFIX = "shadow:"
 
 
 # ------------------------------------------------------------------------------------------ detect
 def triggers_record(hits: Iterable[Hit], *, source: str = "watcher", wake: bool = True) -> int:
     """Store detections as PENDING triggers and wake the ``critical`` queue on commit. A trigger id
     already stored is left alone, unless it was CANCELLED (the account recovered, then fell again in
-    the same version): that one gets a rerun suffix. Returns how many rows were new."""
+    the same version): that one gets a rerun suffix. Returns how many rows were new.
+
+    ``liquidation_mode`` (spec 10): SHADOW records the same detections as SHADOW rows (never claimed,
+    nothing closed); OFF records nothing."""
+    mode = liquidation_mode()
+    if mode != LIQ_LIVE:
+        return _shadow_record(list(hits), source=source) if mode == LIQ_SHADOW else 0
     now = timezone.now()
     hits = _fresh(list(hits))
-    rows = [
-        LiquidationTrigger(
-            trigger_id=hit.trigger_id,
-            kind=hit.kind,
-            user_id=hit.user_id,
-            position_id=hit.key if hit.kind == ISOLATED else None,
-            position_version=hit.version,
-            asset=hit.asset,
-            venue=hit.venue,
-            priority=PRIORITY.get(hit.venue, 1),
-            trigger_price=hit.mark,
-            marks={a: str(m) for a, m in hit.marks},
-            plan=list(hit.position_ids),
-            source=source,
-            detected_at=now,
-            next_attempt_at=now,
-        )
-        for hit in hits
-    ]
+    rows = [_trigger_row(hit, source=source, now=now) for hit in hits]
     if not rows:
         return 0
     ids = [r.trigger_id for r in rows]
@@ -102,6 +93,51 @@ def triggers_record(hits: Iterable[Hit], *, source: str = "watcher", wake: bool 
             )
             if wake:
                 transaction.on_commit(lambda: liquidation_wake(created))
+    return created
+
+
+def _trigger_row(hit: Hit, *, source: str, now: datetime) -> LiquidationTrigger:
+    return LiquidationTrigger(
+        trigger_id=hit.trigger_id,
+        kind=hit.kind,
+        user_id=hit.user_id,
+        position_id=hit.key if hit.kind == ISOLATED else None,
+        position_version=hit.version,
+        asset=hit.asset,
+        venue=hit.venue,
+        priority=PRIORITY.get(hit.venue, 1),
+        trigger_price=hit.mark,
+        marks={a: str(m) for a, m in hit.marks},
+        plan=list(hit.position_ids),
+        source=source,
+        detected_at=now,
+        next_attempt_at=now,
+    )
+
+
+def _shadow_record(hits: list[Hit], *, source: str) -> int:
+    """SHADOW mode: what LIVE would have liquidated (same positions, same trigger marks) as rows with
+    status SHADOW and id ``shadow:<trigger id>`` (so a later LIVE detection is never shadowed by
+    them); no claim ever picks the status, nothing is woken, nothing is closed."""
+    now = timezone.now()
+    rows = []
+    for hit in hits:
+        row = _trigger_row(hit, source=source, now=now)
+        row.trigger_id = f"{SHADOW_PREFIX}{hit.trigger_id}"
+        row.status = SHADOW
+        row.completed_at = now
+        rows.append(row)
+    if not rows:
+        return 0
+    ids = [r.trigger_id for r in rows]
+    with transaction.atomic():
+        existing = set(
+            LiquidationTrigger.objects.filter(trigger_id__in=ids).values_list("trigger_id", flat=True)
+        )
+        LiquidationTrigger.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+        created = len(set(ids) - existing)
+        if created:
+            broadcast_on_commit("liquidations", {"event": "shadow", "count": created, "asset": rows[0].asset})
     return created
 
 
@@ -160,7 +196,10 @@ RETURNING trigger_id
 
 def liquidation_claim(*, trigger_id: str | None = None, worker: str = WORKER) -> str | None:
     """Claim one due trigger (that one, or the next by priority) for ``worker``; None if nothing is due.
-    Commits immediately: the claim (attempt count, lease) survives the worker."""
+    Commits immediately: the claim (attempt count, lease) survives the worker. Outside LIVE
+    ``liquidation_mode`` nothing is claimed: SHADOW and OFF close nothing."""
+    if liquidation_mode() != LIQ_LIVE:
+        return None
     lease = risk_config().liquidation_lease_seconds
     with transaction.atomic(), connection.cursor() as cursor:
         if trigger_id is None:

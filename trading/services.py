@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from routing.decision import Decision, Reason, Route, decide
 from routing.models import RoutingDecisionLog
-from routing.selectors import asset_routing
+from routing.selectors import asset_routing, in_canary_cohort
 from trading import margin, netting
 from trading.account import AccountState, account_state, user_balances
 from trading.config import TradingSettings, trading_settings
@@ -396,9 +396,15 @@ def _position_columns() -> str:
     return ", ".join(connection.ops.quote_name(str(f.column)) for f in Position._meta.concrete_fields)
 
 
-def _decide(inp: OrderInput, market: Market, quote: Quote, settings: TradingSettings) -> Decision:
+def _decide(
+    inp: OrderInput, market: Market, quote: Quote, settings: TradingSettings, user_id: int
+) -> Decision:
     assert quote.mark is not None  # _quote_or_fail refused quotes without a mark
-    decision = decide(notional=inp.size * quote.mark, config=asset_routing(market.asset))
+    decision = decide(
+        notional=inp.size * quote.mark,
+        config=asset_routing(market.asset),
+        in_cohort=in_canary_cohort(user_id),
+    )
     if decision.route is Route.INTERNAL and not quote.is_book_fresh(settings.book_stale_seconds):
         decision = Decision(Route.HYPERLIQUID, Reason.STALE_PRICE, decision.mode, decision.threshold)
     return decision
@@ -471,7 +477,7 @@ def order_place(*, user: User, inp: OrderInput) -> Order:
     # An opening order's venue depends only on its notional and the routing config, not on locked
     # state: decide before the transaction (and draw fill/position ids with the locking read when the
     # order is likely to fill internally).
-    decision = None if inp.reduce_only else _decide(inp, market, quote, settings)
+    decision = None if inp.reduce_only else _decide(inp, market, quote, settings, user.pk)
     latency_us = (time.perf_counter_ns() - started) // 1000
     rejection: ApplicationError | None = None
     try:

@@ -1,0 +1,63 @@
+"""The switches page: every switch on one page (current, default, last change), edit with a confirmation
+stating the consequence, rollback, degradation and canary controls — each shown only to who may use it,
+and its endpoint answers 403 to the others."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xbit_admin.accounts.roles import Role
+from xbit_admin.switches import store
+from xbit_admin.switches.models import SwitchChange
+
+
+def test_a_super_admin_sees_every_switch_and_changes_one_with_a_reason(console_as: Any) -> None:
+    admin = console_as(Role.SUPER_ADMIN)
+    page = admin.get("/switches/").content.decode()
+    for key in (
+        "global_internalization_enabled",
+        "api_mode",
+        "liquidation_mode",
+        "routing_mode:BTC",
+        "withdrawals_enabled:TRON",
+    ):
+        assert f'data-switch="{key}"' in page, key
+    assert "REDUCE_ONLY: Opening orders are refused" not in page  # consequences are per option
+    assert "Opening orders are refused (REDUCE_ONLY)" in page and 'data-level="3"' in page
+    response = admin.post(
+        "/switches/", {"action": "set", "key": "api_mode", "value": "REDUCE_ONLY", "reason": "drill"}
+    )
+    assert response.status_code == 302 and store.api_mode() == "REDUCE_ONLY"
+    page = admin.get("/switches/").content.decode()
+    assert "OPEN → REDUCE_ONLY" in page or "OPEN → <strong>REDUCE_ONLY</strong>" in page
+    missing_reason = admin.post(
+        "/switches/", {"action": "set", "key": "api_mode", "value": "OPEN", "reason": ""}
+    )
+    assert missing_reason.status_code == 302 and store.api_mode() == "REDUCE_ONLY"
+    admin.post("/switches/", {"action": "degrade", "level": "3", "reason": "outage"})
+    assert store.api_mode() == "MAINTENANCE" and store.core_value("degradation_level") == 3
+
+
+def test_a_risk_manager_sees_only_their_controls_and_gets_403_for_the_others(console_as: Any) -> None:
+    risk = console_as(Role.RISK_MANAGER)
+    page = risk.get("/switches/").content.decode()
+    assert 'data-set="HL_MODE"' in page  # routing modes are theirs
+    api_row = page.split('data-switch="api_mode"')[1].split("</tr>")[0]
+    assert "read-only" in api_row and "data-set=" not in api_row
+    assert 'data-level="' not in page and 'data-stage="' not in page
+    for data in (
+        {"action": "set", "key": "api_mode", "value": "MAINTENANCE", "reason": "x"},
+        {"action": "rollback", "key": "liquidation_mode", "to": "2024-01-01T00:00:00", "reason": "x"},
+        {"action": "degrade", "level": "3", "reason": "x"},
+        {"action": "canary", "stage": "1", "reason": "x"},
+    ):
+        assert risk.post("/switches/", data).status_code == 403, data
+    assert store.api_mode() == "OPEN" and not SwitchChange.objects.exists()
+    risk.post(
+        "/switches/", {"action": "set", "key": "routing_mode:BTC", "value": "HL_MODE", "reason": "hedge"}
+    )
+    assert SwitchChange.objects.get().name == "routing_mode:BTC"
+
+
+def test_support_cannot_open_the_page(console_as: Any) -> None:
+    assert console_as(Role.SUPPORT).get("/switches/").status_code == 403
