@@ -2,6 +2,7 @@ from django.urls import path
 
 from xbit_admin.console import views
 from xbit_admin.console.pages import audit, money, risk, routing, users
+from xbit_admin.console.pages import switches as switches_page
 
 app_name = "console"
 
@@ -25,6 +26,7 @@ urlpatterns = [
     path("routing/<str:asset>/", routing.routing_asset_view, name="routing_asset"),
     path("routing/<str:asset>/mode/", routing.routing_mode_view, name="routing_mode"),
     path("routing/<str:asset>/toggle/", routing.routing_toggle_view, name="routing_toggle"),
+    path("switches/", switches_page.switches_view, name="switches"),
     # users (support, §9)
     path("users/", users.users_view, name="users"),
     path("users/<int:user_id>/", users.user_detail_view, name="user_detail"),
