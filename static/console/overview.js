@@ -30,6 +30,10 @@
     cell.dataset.value = String(value);
     cell.textContent = money0.format(value);
     flash(cell);
+    [["long", data.long_notional], ["short", data.short_notional]].forEach(([side, v]) => {
+      const el = document.querySelector(`[data-${side}-asset="${data.asset}"]`);
+      if (el && isFinite(Number(v))) el.textContent = money0.format(Number(v));
+    });
     const total = document.getElementById("ov-total-exposure");
     if (total) {
       let sum = 0;
