@@ -27,7 +27,7 @@ from wallets.ledger import AccountRef, account_balance
 from wallets.models import AccountKind
 from xbit_admin.money import ZERO
 
-SIGN = {Position.Direction.LONG: 1, Position.Direction.SHORT: -1}
+SIGN: dict[str, int] = {Position.Direction.LONG: 1, Position.Direction.SHORT: -1}
 
 
 @dataclass
