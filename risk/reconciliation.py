@@ -188,3 +188,19 @@ def reconciliation_latest() -> dict[str, Any]:
         )
     )
     return {"run_id": last.run_id, "at": last.created_at, "rows": rows}
+
+
+# Dimensions whose CRITICAL result keeps the whole platform closed after a restart; the others fail
+# closed where they apply (an HL position mismatch halts HL opens for that asset, etc.).
+GATING_DIMENSIONS = ("ledger", "exposure")
+
+
+def startup_check() -> tuple[bool, str]:
+    """Restart recovery's reconciliation step (``manage.py platform_ready``)."""
+    rows = reconciliation_run()
+    blocking = sorted(
+        {r.dimension for r in rows if r.status == "CRITICAL" and r.dimension in GATING_DIMENSIONS}
+    )
+    if blocking:
+        return False, "reconciliation critical: " + ", ".join(blocking)
+    return True, f"{len(rows)} reconciliation checks, none blocking"

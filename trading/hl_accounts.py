@@ -244,3 +244,16 @@ def account_health(name: str = "trading") -> HLAccountSnapshot | None:
     if gw is None:
         return None
     return _snapshot(gw, gw.user_state())
+
+
+def startup_resync() -> tuple[bool, str]:
+    """Restart recovery's HL step (``manage.py platform_ready``): re-read both HL accounts (positions vs
+    our book, health). HL unreachable keeps the gate closed: HL is the source of truth for what it holds."""
+    done = []
+    if gateway("trading") is not None:
+        positions_sync()
+        done.append("trading")
+    if gateway("hedge") is not None:
+        account_health("hedge")
+        done.append("hedge")
+    return True, ("resynced " + ", ".join(done)) if done else "no HL account configured"

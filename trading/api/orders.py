@@ -21,6 +21,7 @@ from trading.models import Fill, Order
 from xbit_admin.accounts.selectors import request_user
 from xbit_admin.errors import ApplicationError, ErrorCode
 from xbit_admin.pagination import CursorPagination
+from xbit_admin.platform.state import platform_ready
 
 
 class OrderOutput(serializers.ModelSerializer):
@@ -120,6 +121,12 @@ class OrdersApi(APIView):
         data = OrderInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
+        readiness = platform_ready()
+        if not readiness.ready and not v["reduce_only"]:
+            # restart recovery: new exposure waits until HL is resynced and the books reconcile
+            raise ApplicationError(
+                ErrorCode.SERVICE_UNAVAILABLE, readiness.reason or "The platform is starting."
+            )
         inp = services.order_input(
             asset=v["symbol"],
             side=v["side"],

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "xbit_admin.audit",
     "xbit_admin.events",
     "xbit_admin.alerts",
+    "xbit_admin.platform",
     "xbit_admin.console",
     "wallets",
     "trading",
