@@ -27,6 +27,7 @@ PROCESSES = {
     "hlstream",
     "risk",
     "alerts",
+    "platform",
 }  # Procfile minus dev-only
 QUEUES = {"critical", "hedge", "default", "wallets"}
 
@@ -261,6 +262,7 @@ def test_compose_healthchecks_and_metrics(compose: dict[str, Any]) -> None:
         "hlstream",
         "risk",
         "alerts",
+        "platform",
     ):
         assert services[name]["environment"]["XBIT_METRICS_PORT"] == "9100", name
         assert "9100/metrics" in " ".join(services[name]["healthcheck"]["test"]), name
@@ -336,6 +338,7 @@ def test_k8s_one_deployment_per_process_with_probes_resources_and_a_locked_down_
         "hlstream",
         "risk",
         "alerts",
+        "platform",
     }
     configmaps, secrets = _by_kind(k8s, "ConfigMap"), _by_kind(k8s, "Secret")
     for name, deployment in deployments.items():
