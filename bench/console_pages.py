@@ -78,7 +78,9 @@ def seed(meta: dict[str, Any]) -> dict[str, Any]:
     traders = []
     for i in range(TRADERS):
         quotes()
-        user = User.objects.create_user(f"trader{i}@example.com", PASSWORD, wallet_address=f"0x{i:040x}")
+        user = User.objects.create_user(
+            f"trader{i}@example.com", PASSWORD, wallet_address=f"0x{i:040x}", kyc_status="VERIFIED"
+        )
         TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
         ledger_post(
             key=f"bench-fund:{user.pk}",

@@ -26,7 +26,10 @@
       fill: bars ? stroke + "66" : stroke + "22",
       value: (u, v) => (v == null ? "—" : `${fmt.format(v)} ${unit}`),
     };
-    if (bars) series.paths = uPlot.paths.bars({ size: [0.7, 40] });
+    if (bars) {
+      series.paths = uPlot.paths.bars({ size: [0.7, 40] });
+      series.points = { show: false };
+    }
     const axis = { stroke: color("--muted", "#8a96a3"), grid: { stroke: color("--line", "#283039"), width: 1 }, ticks: { stroke: color("--line", "#283039") } };
     const opts = {
       width: Math.max(300, el.clientWidth),
