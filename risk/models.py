@@ -127,6 +127,7 @@ class LiquidationTrigger(models.Model):
         FAILED = "FAILED", "Failed (will retry)"
         ESCALATED = "ESCALATED", "Escalated (manual)"
         CANCELLED = "CANCELLED", "Cancelled (superseded or no longer liquidatable)"
+        SHADOW = "SHADOW", "Shadow (liquidation_mode SHADOW: recorded, never executed)"
 
     OPEN = ("PENDING", "EXECUTING", "FAILED")
 
