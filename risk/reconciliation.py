@@ -14,6 +14,12 @@ Dimensions implemented here:
   which halts new HL opens for a mismatching asset).
 * ``hl_hedge`` — XBIT's hedge book (Σ of the hedge fills it recorded) = the hedge account per asset; a
   mismatch stops internalizing the asset (force-HL) since its hedge can no longer be trusted.
+* ``user_assets`` — what users are owed (balances + unrealized P&L) = what the platform's books hold
+  for them (see :func:`check_user_assets`); gates the restart like the ledger.
+* ``hl_account_value`` — each HL account's value = injected capital − ``hl_pnl`` + its unrealized P&L.
+* ``funding_mirror`` — Σ mirrored HYPERLIQUID funding of the last settled hour = HL's ``userFunding``.
+* ``bbook`` — the B-book's net P&L (+ reserve allocations) = Σ INTERNAL users' realized losses − gains.
+* ``hot_wallets`` — per chain and token: on-chain hot balance = our custody record ≥ queued withdrawals.
 """
 
 from __future__ import annotations
@@ -132,11 +138,336 @@ def check_hl_hedge(run_id: str) -> list[ReconciliationLog]:
     return rows or [_row(run_id, "hl_hedge", "*", ZERO, ZERO, unit="coins")]
 
 
+# ------------------------------------------------------------------------------------------ user assets
+USER_KINDS = ("cash", "isolated_margin", "order_hold", "pending_withdrawal")
+CUSTODY_KINDS = ("hot_wallet", "cold_wallet", "deposit_clearing", "withdrawal_clearing")
+
+
+def unrealized_pnl(*, source: str | None = None) -> dict[str, Decimal]:
+    """Σ unrealized P&L of the open positions per asset at our mark (spec 04: direction × (mark − entry)
+    × size); an asset without a mark counts at its entry (0), which the details of the row show."""
+    from django.db.models import F, Sum
+
+    from trading.marketdata import get_quotes
+    from trading.models import Position
+
+    qs = Position.objects.filter(status=Position.Status.OPEN)
+    if source is not None:
+        qs = qs.filter(source=source)
+    rows = list(
+        qs.values("asset", "direction")
+        .annotate(total_size=Sum("size"), cost=Sum(F("size") * F("entry_price")))
+        .order_by()
+    )
+    quotes = get_quotes({r["asset"] for r in rows})
+    out: dict[str, Decimal] = {}
+    for r in rows:
+        quote = quotes.get(r["asset"])
+        mark = quote.mark if quote is not None and quote.mark else None
+        pnl = (mark * r["total_size"] - r["cost"]) if mark is not None else ZERO
+        sign = 1 if r["direction"] == "LONG" else -1
+        out[r["asset"]] = out.get(r["asset"], ZERO) + sign * pnl
+    return out
+
+
+def _platform_journal() -> dict[str, Decimal]:
+    """Journal net (Σ credits − Σ debits of ``ledger_transfers``) of the platform's USDC accounts per
+    kind — recomputed from the postings, independent of the stored balances."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT a.kind, SUM(COALESCE(c.total, 0) - COALESCE(d.total, 0))
+            FROM ledger_accounts a
+            LEFT JOIN (SELECT credit_id, SUM(amount) total FROM ledger_transfers WHERE asset = 'USDC'
+                       GROUP BY credit_id) c ON c.credit_id = a.id
+            LEFT JOIN (SELECT debit_id, SUM(amount) total FROM ledger_transfers WHERE asset = 'USDC'
+                       GROUP BY debit_id) d ON d.debit_id = a.id
+            WHERE a.user_id IS NULL AND a.asset = 'USDC'
+            GROUP BY a.kind
+            """
+        )
+        return dict(cursor.fetchall())
+
+
+def check_user_assets(run_id: str) -> list[ReconciliationLog]:
+    """User assets (spec 04), an identity of our own books in USDC, exact to the micro-dollar:
+
+    * actual — total user liability: Σ of the stored user balances (cash + isolated margin + order
+      holds + pending withdrawal, ``ledger_accounts.balance``) + Σ unrealized P&L of open positions
+      at mark;
+    * expected — what the platform holds for users, recomputed from the postings (``ledger_transfers``):
+      custody as booked (−(hot + cold wallets + deposit/withdrawal clearing); custody accounts are
+      negative by what they hold) minus the platform's own claims on the money it holds (equity and
+      its HL capital allocations ``hl_*_capital``/``hl_pnl``, risk reserve, fee revenue, B-book P&L,
+      gas, funding clearing, adjustments) — by double entry −Σ of every platform account's journal —
+      plus the same unrealized P&L, which the B-book (INTERNAL) and the HL trading account's value
+      (HYPERLIQUID) owe users at mark.
+
+    Prices cancel out, so any difference is a book-keeping breach (a balance changed behind the
+    ledger's back, a posting lost): CRITICAL at any size, and it gates the restart like ``ledger``."""
+    from django.db.models import Sum
+
+    from wallets.models import LedgerAccount
+
+    balances = dict(
+        LedgerAccount.objects.filter(user__isnull=False, asset="USDC", kind__in=USER_KINDS)
+        .values("kind")
+        .annotate(total=Sum("balance"))
+        .order_by()
+        .values_list("kind", "total")
+    )
+    upnl = unrealized_pnl()
+    unrealized = sum(upnl.values(), ZERO)
+    journal = _platform_journal()
+    custody = -sum((journal.get(k, ZERO) for k in CUSTODY_KINDS), ZERO)
+    own = {k: v for k, v in journal.items() if k not in CUSTODY_KINDS and v}
+    held = custody - sum(own.values(), ZERO)
+    liability = sum(balances.values(), ZERO) + unrealized
+    expected = held + unrealized
+    return [
+        _row(
+            run_id,
+            "user_assets",
+            "USDC",
+            expected,
+            liability,
+            user_balances={k: str(v) for k, v in sorted(balances.items())},
+            unrealized_pnl=unrealized,
+            custody=custody,
+            platform_own={k: str(v) for k, v in sorted(own.items())},
+            force_critical=liability != expected,
+        )
+    ]
+
+
+# ------------------------------------------------------------------------------------------ HL account value
+HL_CAPITAL = {"trading": "hl_trading_capital", "hedge": "hl_hedge_capital"}
+
+
+def check_hl_account_value(run_id: str) -> list[ReconciliationLog]:
+    """Each HL account's value as HL reports it (``marginSummary.accountValue``) ≈ the capital we
+    injected (``hl_<name>_capital``) − what the account settled beyond it (``hl_pnl`` sub ``<name>``:
+    users' realized P&L on HL-held positions, hedge P&L, HL fees) + the unrealized P&L of its positions
+    (HL's ``unrealizedPnl``, as the value includes it). Thresholds as everywhere (0.01 % / 0.1 % of the
+    value); the details carry each term and the positions so the difference can be explained."""
+    from trading.venues.hl import gateway
+    from wallets.ledger import AccountRef, account_balance
+
+    rows = []
+    for name, capital_code in HL_CAPITAL.items():
+        gw = gateway(name)
+        if gw is None:
+            continue
+        state = gw.user_state()
+        value = Decimal(str(state["marginSummary"]["accountValue"]))
+        positions = {
+            p["position"]["coin"]: Decimal(str(p["position"].get("unrealizedPnl", "0")))
+            for p in state.get("assetPositions", [])
+        }
+        unrealized = sum(positions.values(), ZERO)
+        capital = account_balance(AccountRef.platform(capital_code))
+        settled = account_balance(AccountRef.platform("hl_pnl", sub=name))
+        rows.append(
+            _row(
+                run_id,
+                "hl_account_value",
+                name,
+                capital - settled + unrealized,
+                value,
+                capital=capital,
+                hl_pnl=settled,
+                unrealized_pnl=unrealized,
+                positions={k: str(v) for k, v in sorted(positions.items())},
+            )
+        )
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ funding mirror
+def check_funding_mirror(run_id: str) -> list[ReconciliationLog]:
+    """Σ mirrored HYPERLIQUID funding of the last settled hour (``FundingSettlement.payment``, the users'
+    signed flow) = the trading account's ``userFunding`` for that hour, per asset — the comparison of
+    ``risk.funding.funding_compare_hl`` without its side effects (it records drift once per run; this
+    re-checks every hour). Subject: ``<asset>@<funding time>``."""
+    from django.db.models import Sum
+
+    from risk.models import FundingRun, FundingSettlement
+    from trading.models import Source
+    from trading.venues.hl import gateway
+
+    run = FundingRun.objects.filter(status=FundingRun.Status.COMPLETED).order_by("-funding_time").first()
+    if run is None:
+        return [_row(run_id, "funding_mirror", "*", ZERO, ZERO, note="no settled funding hour yet")]
+    at = run.funding_time
+    mirrored = dict(
+        FundingSettlement.objects.filter(funding_time=at, source=Source.HYPERLIQUID)
+        .values("asset")
+        .annotate(total=Sum("payment"))
+        .order_by()
+        .values_list("asset", "total")
+    )
+    gw = gateway("trading")
+    if gw is None:
+        if mirrored:
+            raise RuntimeError("HYPERLIQUID funding was mirrored but the trading account is not configured")
+        return [_row(run_id, "funding_mirror", f"*@{at.isoformat()}", ZERO, ZERO)]
+    ms = int(at.timestamp() * 1000)
+    actual: dict[str, Decimal] = {}
+    for entry in gw.user_funding(ms - 60_000, ms + 60_000):
+        delta = entry.get("delta", entry)
+        coin, usdc = delta.get("coin"), delta.get("usdc")
+        if coin and usdc is not None:
+            actual[coin] = actual.get(coin, ZERO) + Decimal(str(usdc))
+    rows = [
+        _row(
+            run_id,
+            "funding_mirror",
+            f"{asset}@{at.isoformat()}",
+            mirrored.get(asset, ZERO),
+            actual.get(asset, ZERO),
+            mirrored=mirrored.get(asset, ZERO),
+            hl_user_funding=actual.get(asset, ZERO),
+        )
+        for asset in sorted(set(mirrored) | set(actual))
+    ]
+    return rows or [_row(run_id, "funding_mirror", f"*@{at.isoformat()}", ZERO, ZERO)]
+
+
+# ------------------------------------------------------------------------------------------ B-book
+def _journal_sum(sql: str, params: list[Any]) -> Decimal:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        value = cursor.fetchone()[0]
+    return value if value is not None else ZERO
+
+
+def check_bbook(run_id: str) -> list[ReconciliationLog]:
+    """B-book (spec 04), exact: the platform's net P&L as counterparty of INTERNAL users =
+    Σ INTERNAL users' realized losses − gains.
+
+    * actual — the journal of ``bbook_pnl`` (main sub; the hedge book's sub ``hedge`` is HL's business)
+      without its funding flows (funding is not trading P&L) + what users' losses allocated straight to
+      the risk reserve (``reserve_allocation`` / ``liquidation`` transfers from a user account into it);
+    * expected — −Σ ``realized_pnl`` of INTERNAL fills + the liquidation surplus users lost beyond the
+      fill's realized P&L (isolated margin retained on liquidation, ``liquidation`` transfers from users
+      into the B-book or the reserve), which no fill carries.
+    """
+    from django.db.models import Sum
+
+    from trading.models import Fill, Source
+
+    realized = Fill.objects.filter(source=Source.INTERNAL).aggregate(t=Sum("realized_pnl"))["t"] or ZERO
+    bbook = _journal_sum(
+        """
+        SELECT SUM(CASE WHEN t.credit_id = a.id THEN t.amount ELSE -t.amount END)
+        FROM ledger_accounts a JOIN ledger_transfers t ON t.credit_id = a.id OR t.debit_id = a.id
+        WHERE a.kind = 'bbook_pnl' AND a.sub = '' AND a.user_id IS NULL AND t.kind <> 'funding'
+        """,
+        [],
+    )
+    to_reserve = _journal_sum(
+        """
+        SELECT SUM(t.amount) FROM ledger_transfers t
+        JOIN ledger_accounts c ON c.id = t.credit_id JOIN ledger_accounts d ON d.id = t.debit_id
+        WHERE c.kind = 'risk_reserve' AND d.user_id IS NOT NULL
+          AND t.kind IN ('reserve_allocation', 'liquidation')
+        """,
+        [],
+    )
+    surplus = _journal_sum(
+        """
+        SELECT SUM(t.amount) FROM ledger_transfers t
+        JOIN ledger_accounts c ON c.id = t.credit_id JOIN ledger_accounts d ON d.id = t.debit_id
+        WHERE t.kind = 'liquidation' AND d.user_id IS NOT NULL
+          AND (c.kind = 'risk_reserve' OR (c.kind = 'bbook_pnl' AND c.sub = ''))
+        """,
+        [],
+    )
+    expected = -realized + surplus
+    actual = bbook + to_reserve
+    return [
+        _row(
+            run_id,
+            "bbook",
+            "INTERNAL",
+            expected,
+            actual,
+            fills_realized_pnl=realized,
+            liquidation_surplus=surplus,
+            bbook_pnl_ex_funding=bbook,
+            reserve_allocations=to_reserve,
+            force_critical=expected != actual,
+        )
+    ]
+
+
+# ------------------------------------------------------------------------------------------ hot wallets
+QUEUED_WITHDRAWALS = ("AWAITING_APPROVAL", "APPROVED", "SENDING")
+
+
+def check_hot_wallets(run_id: str) -> list[ReconciliationLog]:
+    """Per chain and token: the hot wallet's balance on chain (the chain adapter) = our custody record
+    (−``hot_wallet`` sub ``CHAIN:TOKEN``, at par in USDC), and ≥ the queued withdrawal demand (net
+    amounts of withdrawals awaiting approval, approved or being sent). A wallet short of its queue is
+    CRITICAL whatever the record says (withdrawals would stall). Chain unreachable → CRITICAL."""
+    from django.db.models import F, Sum
+
+    from wallets.chains import get_adapter, spec
+    from wallets.config import chain_config
+    from wallets.ledger import AccountRef, account_balance
+    from wallets.models import Chain, Withdrawal
+    from wallets.services.custody import hot_wallet_key
+
+    adapter = get_adapter()
+    queued = {
+        (c, a): total
+        for c, a, total in Withdrawal.objects.filter(status__in=QUEUED_WITHDRAWALS)
+        .values("chain", "asset")
+        .annotate(total=Sum(F("amount") - F("fee")))
+        .order_by()
+        .values_list("chain", "asset", "total")
+    }
+    rows = []
+    for chain in Chain.values:
+        config = chain_config(chain)
+        address = hot_wallet_key(chain).address
+        for asset in config.assets or spec.TOKENS[chain]:
+            if asset not in spec.TOKENS[chain]:
+                continue
+            sub = spec.custody_sub(chain, asset)
+            record = -account_balance(AccountRef.platform("hot_wallet", sub=sub))
+            onchain = adapter.balance(chain, address, asset)
+            demand = queued.get((chain, asset), ZERO)
+            rows.append(
+                _row(
+                    run_id,
+                    "hot_wallets",
+                    sub,
+                    record,
+                    onchain,
+                    address=address,
+                    queued_withdrawals=demand,
+                    covers_queue=onchain >= demand,
+                    force_critical=onchain < demand,
+                )
+            )
+    return rows
+
+
 DIMENSIONS: dict[str, Callable[[str], list[ReconciliationLog]]] = {
     "ledger": check_ledger,
     "exposure": check_exposure,
     "hl_trading": check_hl_trading,
     "hl_hedge": check_hl_hedge,
+    "user_assets": check_user_assets,
+    "hl_account_value": check_hl_account_value,
+    "funding_mirror": check_funding_mirror,
+    "bbook": check_bbook,
+    "hot_wallets": check_hot_wallets,
 }
 
 
@@ -192,7 +523,7 @@ def reconciliation_latest() -> dict[str, Any]:
 
 # Dimensions whose CRITICAL result keeps the whole platform closed after a restart; the others fail
 # closed where they apply (an HL position mismatch halts HL opens for that asset, etc.).
-GATING_DIMENSIONS = ("ledger", "exposure")
+GATING_DIMENSIONS = ("ledger", "exposure", "user_assets")
 
 
 def startup_check() -> tuple[bool, str]:

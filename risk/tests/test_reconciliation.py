@@ -16,7 +16,7 @@ from routing.models import RoutingState
 from sandbox.testing import SandboxProcess
 from trading.hl_accounts import hl_sandbox_accounts_setup
 from trading.markets import hl_info, markets_sync
-from trading.venues.hl import reset_gateways
+from trading.venues.hl import gateway, reset_gateways
 from xbit_admin.alerts.models import Alert
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -29,8 +29,35 @@ def sandbox_url() -> Iterator[str]:
         yield sb.urls["hyperliquid"]
 
 
+@pytest.fixture(scope="module")
+def chains_url() -> Iterator[str]:
+    with SandboxProcess(seed=45, config={"chains": {"manual": True}}) as sb:
+        yield sb.urls["chains"]
+
+
+def book_hl_capital() -> None:
+    """Book each HL account's value as injected capital, as an operator does when funding it."""
+    from wallets.ledger import AccountRef, TransferSpec, ledger_post
+
+    for name, code in (("trading", "hl_trading_capital"), ("hedge", "hl_hedge_capital")):
+        state = gateway(name).user_state()  # type: ignore[union-attr]
+        ledger_post(
+            key=f"test-capital:{name}",
+            transfers=[
+                TransferSpec(
+                    debit=AccountRef.platform("equity"),
+                    credit=AccountRef.platform(code),
+                    amount=D(state["marginSummary"]["accountValue"]),
+                    kind="capital",
+                )
+            ],
+        )
+
+
 @pytest.fixture
-def venue(sandbox_url: str, settings: Any, internalization_on: None) -> Iterator[Venue]:
+def venue(sandbox_url: str, chains_url: str, settings: Any, internalization_on: None) -> Iterator[Venue]:
+    settings.CHAINS_API_URL = chains_url
+    settings.CHAINS_API_TIMEOUT = 2.0
     settings.HL_API_URL = sandbox_url
     settings.HL_TIMEOUT_SECONDS = 3.0
     v = Venue(sandbox_url)
@@ -40,6 +67,7 @@ def venue(sandbox_url: str, settings: Any, internalization_on: None) -> Iterator
     markets_sync(info=hl_info(base_url=sandbox_url))
     hl_sandbox_accounts_setup(base_url=sandbox_url)
     v.refresh_quote("BTC")
+    book_hl_capital()
     yield v
     reset_gateways()
 
@@ -50,7 +78,17 @@ def statuses(rows: list[Any], dimension: str) -> dict[str, str]:
 
 def test_a_clean_platform_reconciles_ok_on_every_dimension(venue: Venue) -> None:
     rows = reconciliation_run()
-    assert {r.dimension for r in rows} >= {"ledger", "exposure", "hl_trading"}
+    assert {r.dimension for r in rows} == {
+        "ledger",
+        "exposure",
+        "hl_trading",
+        "hl_hedge",
+        "user_assets",
+        "hl_account_value",
+        "funding_mirror",
+        "bbook",
+        "hot_wallets",
+    }
     assert all(r.status == "OK" for r in rows), [(r.dimension, r.subject, r.details) for r in rows]
     assert reconciliation_latest()["run_id"] == rows[0].run_id
 
@@ -117,3 +155,125 @@ def test_an_exposure_total_drifting_from_the_positions_is_critical(venue: Venue)
     set_exposure("SOL", D(5_000), D(100))  # no SOL position exists: the incremental totals are wrong
     rows = reconciliation_run(dimensions=["exposure"])
     assert statuses(rows, "exposure") == {"SOL": "CRITICAL"}
+
+
+def _tamper_user_balance(account_id: int, delta: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")
+        cursor.execute("UPDATE ledger_accounts SET balance = balance + %s WHERE id = %s", [delta, account_id])
+        cursor.execute("SET session_replication_role = DEFAULT")
+
+
+def test_a_user_balance_tampered_behind_the_trigger_breaks_user_assets_and_gates_the_restart(
+    venue: Venue, fund: Any, trader: Any
+) -> None:
+    from risk.reconciliation import startup_check
+    from wallets.models import LedgerAccount
+
+    account = LedgerAccount.objects.filter(user=trader, kind="cash").first()
+    assert account is not None
+    assert reconciliation_run(dimensions=["user_assets"])[0].status == "OK"
+    _tamper_user_balance(account.pk, 5)
+    try:
+        (row,) = reconciliation_run(dimensions=["user_assets"])
+        assert row.status == "CRITICAL" and row.deviation == 5
+        assert Alert.objects.filter(rule="reconciliation.user_assets", severity="P0").exists()
+        ok, reason = startup_check()
+        assert not ok and "user_assets" in reason
+    finally:
+        _tamper_user_balance(account.pk, -5)
+    assert reconciliation_run(dimensions=["user_assets"])[0].status == "OK"
+
+
+def test_hl_account_value_moved_on_hl_is_critical_with_its_terms(venue: Venue) -> None:
+    assert statuses(reconciliation_run(dimensions=["hl_account_value"]), "hl_account_value") == {
+        "trading": "OK",
+        "hedge": "OK",
+    }
+    venue.control("debit", {"address": _trading_address(), "amount": "2500"})
+    rows = {r.subject: r for r in reconciliation_run(dimensions=["hl_account_value"])}
+    assert rows["trading"].status == "CRITICAL" and rows["trading"].deviation == -2500
+    assert rows["hedge"].status == "OK"
+    assert {"capital", "hl_pnl", "unrealized_pnl"} <= set(rows["trading"].details)
+
+
+def test_mirrored_funding_that_differs_from_hl_user_funding_is_critical(venue: Venue, trader: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from risk.models import FundingRun, FundingSettlement
+    from trading.models import Position
+
+    at = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    FundingRun.objects.create(funding_time=at, status=FundingRun.Status.COMPLETED, completed_at=at)
+    assert statuses(reconciliation_run(dimensions=["funding_mirror"]), "funding_mirror") == {
+        f"*@{at.isoformat()}": "OK"
+    }
+    position = Position.objects.create(
+        user=trader,
+        asset="BTC",
+        source="HYPERLIQUID",
+        margin_mode="CROSS",
+        direction="LONG",
+        size=D(1),
+        entry_price=D(100_000),
+        leverage=10,
+    )
+    FundingSettlement.objects.create(
+        position=position,
+        user=trader,
+        funding_time=at,
+        asset="BTC",
+        source="HYPERLIQUID",
+        margin_mode="CROSS",
+        direction="LONG",
+        size=D(1),
+        rate=D("0.0001"),
+        price=D(100_000),
+        payment=D(-10),
+        collected=D(-10),
+    )
+    (row,) = reconciliation_run(dimensions=["funding_mirror"])
+    assert row.subject == f"BTC@{at.isoformat()}" and row.status == "CRITICAL"
+    assert row.expected == -10 and row.actual == 0
+
+
+def test_a_plug_into_the_bbook_breaks_the_bbook_identity(venue: Venue) -> None:
+    from wallets.ledger import AccountRef, TransferSpec, ledger_post
+
+    assert reconciliation_run(dimensions=["bbook"])[0].status == "OK"
+    ledger_post(
+        key="test-bbook-plug",
+        transfers=[
+            TransferSpec(
+                debit=AccountRef.platform("adjustments"),
+                credit=AccountRef.platform("bbook_pnl"),
+                amount=D(100),
+                kind="adjustment",
+            )
+        ],
+    )
+    (row,) = reconciliation_run(dimensions=["bbook"])
+    assert row.status == "CRITICAL" and row.actual - row.expected == 100
+    assert Alert.objects.filter(rule="reconciliation.bbook", severity="P0").exists()
+
+
+def test_a_hot_wallet_differing_from_our_record_or_short_of_its_queue_is_critical(
+    venue: Venue, chains_url: str
+) -> None:
+    import requests
+
+    from wallets.services.custody import hot_wallet_key
+
+    assert all(r.status == "OK" for r in reconciliation_run(dimensions=["hot_wallets"]))
+    address = hot_wallet_key("TRON").address
+    response = requests.post(
+        f"{chains_url}/control/TRON/fund",
+        json={"address": address, "asset": "USDT", "amount": "1000"},
+        timeout=5,
+    )
+    response.raise_for_status()
+    rows = {r.subject: r for r in reconciliation_run(dimensions=["hot_wallets"])}
+    assert rows["TRON:USDT"].status == "CRITICAL" and rows["TRON:USDT"].actual == 1000
+    assert rows["TRON:USDT"].expected == 0 and rows["TRON:USDT"].details["covers_queue"] is True
