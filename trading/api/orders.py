@@ -98,6 +98,7 @@ def _filter_orders(qs: QuerySet[Order], params: Any) -> QuerySet[Order]:
 
 class OrdersApi(APIView):
     key_scope = None  # GET needs read, POST needs trade (KeyScope's method default)
+    pagination_class = CursorPagination  # documents GET's cursor envelope (next, previous, results)
 
     @extend_schema(
         parameters=[
@@ -304,6 +305,7 @@ class FillOutput(serializers.ModelSerializer):
 
 class FillsApi(APIView):
     key_scope = "read"
+    pagination_class = CursorPagination  # documents the cursor envelope (next, previous, results)
 
     @extend_schema(
         parameters=[OpenApiParameter("symbol", str), OpenApiParameter("order_id", int)],
@@ -315,7 +317,12 @@ class FillsApi(APIView):
         if request.query_params.get("symbol"):
             qs = qs.filter(asset=request.query_params["symbol"].upper())
         if request.query_params.get("order_id"):
-            qs = qs.filter(order_id=request.query_params["order_id"])
+            order_id = request.query_params["order_id"]
+            if not order_id.isdigit():
+                raise ApplicationError(
+                    ErrorCode.VALIDATION_ERROR, "order_id must be an integer.", {"field": "order_id"}
+                )
+            qs = qs.filter(order_id=int(order_id))
         paginator = CursorPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(FillOutput(page, many=True).data)

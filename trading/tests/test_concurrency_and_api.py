@@ -184,3 +184,18 @@ def test_margin_used_by_cross_positions_is_not_withdrawable(trader: Any, set_quo
     # an unrealized profit is never withdrawable
     set_quote("BTC", "90000", bid="90000", ask="90000")
     assert withdrawable_for(trader.pk) == cash - D("4500")
+
+
+def test_list_endpoints_document_their_cursor_envelope_and_refuse_a_non_integer_order_id(
+    api: Client,
+) -> None:
+    """Found by `make fuzz`: the schema said a bare array (the body is {next, previous, results}), and a
+    non-integer ``order_id`` filter was a 500."""
+    schema = api.get("/api/schema/?format=json").json()
+    for path in ("/api/v1/orders", "/api/v1/fills"):
+        body = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        ref = body["$ref"].rsplit("/", 1)[-1]
+        assert {"next", "previous", "results"} <= set(schema["components"]["schemas"][ref]["properties"])
+    response = api.get("/api/v1/fills?order_id=abc")
+    assert response.status_code == 400 and response.json()["code"] == "VALIDATION_ERROR"
+    assert api.get("/api/v1/fills?order_id=1").status_code == 200
