@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # pure calculation modules: no Django, strictly typed
 PURE_CORES := trading/margin.py trading/netting.py routing/decision.py risk/hedge_policy.py risk/liquidation_core.py risk/breaker_rules.py
 
-.PHONY: run test lint fmt install browser bench stop clean totp assets
+.PHONY: run test lint fmt install browser bench stop clean totp assets drills fuzz
 
 $(STAMP): pyproject.toml
 	@echo "[xbit] creating $(VENV) and installing (first run takes a few minutes) …"
@@ -73,3 +73,13 @@ bench: $(STAMP)
 	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/console_pages.py
 	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/risk_core.py --positions 100000 --workers 4
 	@$(PY) bench/sandbox_orders.py --seconds 8
+
+## Disaster-recovery drills (spec 08): the real processes under trader load while each fault is injected
+## (kill -9 worker / feed / web, HL 5xx + timeouts, websocket drop, 15 % shock, Redis restart); prints a
+## table, saves bench/results/drills.json. Bounded (≤ 10 min); never part of `make test`.
+drills: $(STAMP)
+	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/drills.py $(DRILLS_ARGS)
+
+## API fuzzing: schemathesis (every check) against /api/schema/ of a live web process, bounded.
+fuzz: $(STAMP)
+	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/fuzz.py $(FUZZ_ARGS)

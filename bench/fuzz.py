@@ -1,0 +1,184 @@
+"""API fuzzing (issue 10): schemathesis against the OpenAPI schema (``/api/schema/``) of a live web
+process, authenticated as a funded trader with a JWT; every check, a bounded number of examples per
+operation, a bounded wall time.
+
+    make fuzz        # or: python -m xbit_admin.devstack exec --test python bench/fuzz.py [--examples 20]
+
+Set-up as the benchmarks: a throw-away database (``xbit_fuzz``) on the embedded test cluster, a free
+Redis database index (claimed like ``make test`` does), markets synced from a sandbox. The findings are
+printed by schemathesis and its JUnit report is written to ``.xbit/fuzz/junit.xml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import ROOT, progress, setup_django
+
+STATE = ROOT / ".xbit" / "fuzz"
+
+
+def _raise_interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def seed(hl_url: str) -> str:
+    from django.conf import settings
+
+    from routing.services import routing_config_update
+    from trading.markets import hl_info, markets_sync
+    from trading.venues.hl import reset_gateways
+    from wallets.ledger import AccountRef, TransferSpec, ledger_post
+    from wallets.models import AccountKind, TransferKind
+    from xbit_admin.accounts.models import User
+    from xbit_admin.accounts.tokens import access_token_for
+
+    settings.HL_API_URL = hl_url
+    reset_gateways()
+    markets_sync(info=hl_info(base_url=hl_url))
+    routing_config_update(
+        asset="*", changes={"global_internalization_enabled": True}, acting_user=None, reason="fuzz"
+    )
+    user = User.objects.create_user("fuzz@xbit.test", "fuzz-password-123")
+    ledger_post(
+        key=f"fuzz-fund:{user.pk}",
+        transfers=[
+            TransferSpec(
+                AccountRef.platform(AccountKind.DEPOSIT_CLEARING),
+                AccountRef.user(user.pk, AccountKind.CASH),
+                Decimal("100000"),
+                TransferKind.DEPOSIT,
+                "fuzz",
+                user.pk,
+            )
+        ],
+    )
+    return access_token_for(user)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--examples", type=int, default=20, help="examples per operation (default 20)")
+    parser.add_argument("--seconds", type=float, default=300, help="wall-time bound for schemathesis")
+    parser.add_argument("extra", nargs="*", help="extra schemathesis arguments (after --)")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    from xbit_admin import devstack
+
+    base, _, _db = os.environ["REDIS_URL"].rpartition("/")
+    run_id = os.getpid()
+    redis_db = devstack._claim_redis_db(base, run_id)
+    os.environ["REDIS_URL"] = f"{base}/{redis_db}"
+    STATE.mkdir(parents=True, exist_ok=True)
+    web: subprocess.Popen[bytes] | None = None
+    code = 1
+    try:
+        progress("setting up the fuzz database …")
+        setup_django("xbit_fuzz")
+        from sandbox.testing import SandboxProcess
+
+        with SandboxProcess(seed=5) as sb:
+            token = seed(sb.urls["hyperliquid"])
+            port = free_port()
+            env = dict(
+                os.environ,
+                DJANGO_SETTINGS_MODULE="xbit_admin.settings.test",
+                HL_API_URL=sb.urls["hyperliquid"],
+                CHAINS_API_URL=sb.urls["chains"],
+                DB_POOL_MAX="8",
+            )
+            with open(STATE / "web.log", "wb") as log:
+                web = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "xbit_admin.asgi:application",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--no-access-log",
+                        "--log-level",
+                        "warning",
+                    ],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            import requests
+
+            for _ in range(300):
+                with contextlib.suppress(requests.RequestException):
+                    if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
+                        break
+                time.sleep(0.2)
+            schemathesis = Path(sys.executable).parent / "schemathesis"
+            cmd = [
+                str(schemathesis),
+                "run",
+                f"http://127.0.0.1:{port}/api/schema/",
+                "--header",
+                f"Authorization: Bearer {token}",
+                "--checks",
+                "all",
+                "--max-examples",
+                str(args.examples),
+                "--request-timeout",
+                "10",
+                "--workers",
+                "2",
+                "--seed",
+                "10",
+                # signing out (or changing the password) would revoke the fuzzer's own token
+                "--exclude-path-regex",
+                "auth/logout|security/password|security/email",
+                "--report",
+                "junit",
+                "--report-junit-path",
+                str(STATE / "junit.xml"),
+                *args.extra,
+            ]
+            progress(f"schemathesis: {args.examples} examples per operation, at most {args.seconds:.0f} s …")
+            try:
+                code = subprocess.run(cmd, cwd=ROOT, timeout=args.seconds).returncode
+            except subprocess.TimeoutExpired:
+                progress("time bound reached: schemathesis stopped")
+                code = 1
+    except KeyboardInterrupt:
+        progress("interrupted")
+    finally:
+        if web is not None and web.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(web.pid, signal.SIGTERM)
+            try:
+                web.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(web.pid, signal.SIGKILL)
+        devstack._release_redis_db(base, redis_db, run_id)
+    progress(f"web log: {(STATE / 'web.log').relative_to(ROOT)}")
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
