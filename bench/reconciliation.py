@@ -71,7 +71,7 @@ def main() -> None:
             found = reconciliation_run(dimensions=[name])
             per_dimension[name] = {
                 "seconds": round(time.perf_counter() - t, 4),
-                "statuses": sorted({r.status for r in found}),
+                "statuses": sorted({str(r.status) for r in found}),
             }
             progress(f"  {name}: {per_dimension[name]['seconds']:.3f} s {per_dimension[name]['statuses']}")
     path = save(
