@@ -146,4 +146,4 @@ def stress_view(shocks: dict[str, Any]) -> dict[str, Any]:
     """What-if for per-asset price shocks (``{"BTC": "-0.15"}``); changes nothing."""
     from risk.stress import stress_run
 
-    return stress_run(shocks={a: Decimal(str(v)) for a, v in shocks.items()})
+    return stress_run(shocks={a: Decimal(str(v)) for a, v in shocks.items()}).as_dict()

@@ -115,8 +115,12 @@ def funding_settle_positions(
     for p in positions:
         rate = rates[p.asset]
         payment = funding_payment(p, rate)
-        counterparty = AccountRef.platform(
-            AccountKind.BBOOK_PNL if p.source == Source.INTERNAL else AccountKind.HL_TRADING_CAPITAL
+        # INTERNAL: the B-book pays / receives; HYPERLIQUID: HL settled it on the trading account, so the
+        # mirror goes through that account's P&L bucket (account value ≈ capital − hl_pnl)
+        counterparty = (
+            AccountRef.platform(AccountKind.BBOOK_PNL)
+            if p.source == Source.INTERNAL
+            else AccountRef.platform(AccountKind.HL_PNL, sub="trading")
         )
         isolated = p.margin_mode == MarginMode.ISOLATED
         user_acc = (

@@ -17,8 +17,8 @@ The P0 set of spec 08 maps onto these rules (``P0_SET``):
   ``wallets.hot_wallet_emergency`` (P0 < 20,000: withdrawals halted);
 * single-trade drift rate > 5 % → ``risk.drift`` (P0 above ``drift_critical_rate``, P1 above 1 %) and
   the drift breaker ``risk.breaker.drift``;
-* user-asset reconciliation deviation > 0.1 % → ``reconciliation.user_assets``: reserved for the
-  reconciliation job, which does not exist yet (nothing raises it today).
+* user-asset reconciliation deviation > 0.1 % → ``reconciliation.user_assets`` (raised by
+  ``risk.reconciliation``; it also keeps the restart gate closed).
 """
 
 from __future__ import annotations
