@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Case, DecimalField, F, Sum, When
 from django.utils import timezone
 from eth_account import Account
@@ -128,13 +128,20 @@ def positions_sync(*, gw: HLGateway | None = None) -> list[SyncRow]:
     gw = gw or gateway("trading")
     if gw is None:
         return []
-    state = gw.user_state()
+    # Our book and HL's are read at slightly different moments: an order HL has filled but we have not
+    # applied yet looks like a mismatch. Such assets are compared only when nothing is in flight, and a
+    # mismatch must be seen twice in a row before it fails closed (a real one persists; a race does not).
+    busy_before = _in_flight_assets()
     ours = expected_positions()
+    state = gw.user_state()
     theirs = hl_positions(state)
+    busy = busy_before | _in_flight_assets()
     rows = []
     now = timezone.now()
     with transaction.atomic():
         for asset in sorted(set(ours) | set(theirs)):
+            if asset in busy:
+                continue
             expected, actual = ours.get(asset, ZERO), theirs.get(asset, ZERO)
             deviation = actual - expected
             base = max(abs(expected), abs(actual))
@@ -142,6 +149,8 @@ def positions_sync(*, gw: HLGateway | None = None) -> list[SyncRow]:
             status = (
                 "OK" if rate <= SYNC_WARN_RATE else ("WARN" if rate <= SYNC_CRITICAL_RATE else "CRITICAL")
             )
+            if status == "CRITICAL" and not _mismatch_persisted(asset):
+                status = "WARN"  # first sighting: confirm on the next run before halting HL opens
             HLPositionSync.objects.create(
                 asset=asset,
                 expected=expected,
@@ -169,6 +178,31 @@ def positions_sync(*, gw: HLGateway | None = None) -> list[SyncRow]:
                     routing_hl_halt_set(asset=asset, halted=True, reason="position sync mismatch")
     _snapshot(gw, state)
     return rows
+
+
+def _in_flight_assets() -> set[str]:
+    """Assets with HL orders whose outcome is still being applied (sent, answer not yet booked)."""
+    from datetime import timedelta
+
+    from trading.models import Order
+
+    recent = timezone.now() - timedelta(seconds=2)
+    return set(
+        Order.objects.filter(route=Source.HYPERLIQUID)
+        .filter(models.Q(status=Order.Status.ACCEPTED) | models.Q(updated_at__gte=recent))
+        .values_list("asset", flat=True)
+        .distinct()
+    )
+
+
+def _mismatch_persisted(asset: str) -> bool:
+    last = (
+        HLPositionSync.objects.filter(asset=asset)
+        .order_by("-created_at")
+        .values_list("status", flat=True)
+        .first()
+    )
+    return last in ("WARN", "CRITICAL")
 
 
 def _halted_by_sync(asset: str) -> bool:
