@@ -279,3 +279,60 @@ def test_a_hot_wallet_differing_from_our_record_or_short_of_its_queue_is_critica
     rows = {r.subject: r for r in reconciliation_run(dimensions=["hot_wallets"])}
     assert rows["TRON:USDT"].status == "CRITICAL" and rows["TRON:USDT"].actual == 1000
     assert rows["TRON:USDT"].expected == 0 and rows["TRON:USDT"].details["covers_queue"] is True
+
+
+def test_a_restart_with_positions_resting_orders_and_a_hedge_comes_back_consistent(
+    venue: Venue, trader: Any, make_staff: Any
+) -> None:
+    from django.core.management import call_command
+
+    from risk.exposure import exposure_recompute
+    from risk.hedge import hedge_manual_order
+    from trading import margin
+    from trading.services import order_input, order_place
+    from xbit_admin.accounts.roles import Role
+    from xbit_admin.live_config import _invalidate_all
+    from xbit_admin.platform.state import platform_ready
+
+    mid = venue.refresh_quote("BTC")
+    bid = mid - 1
+    place = lambda **kw: order_place(user=trader, inp=order_input(asset="BTC", leverage=10, **kw))  # noqa: E731
+    place(side="BUY", order_type="MARKET", size="0.05")  # INTERNAL
+    place(side="SELL", order_type="MARKET", size=str(margin.floor_size(D(15_000) / mid, 5)))  # HYPERLIQUID
+    internal_rest = place(
+        side="BUY", order_type="LIMIT", size="0.05", limit_price=str(margin.round_price(bid * D("0.9"), 5))
+    )
+    hl_rest = place(
+        side="BUY",
+        order_type="LIMIT",
+        size=str(margin.floor_size(D(15_000) / mid, 5)),
+        limit_price=str(margin.round_price(bid * D("0.9"), 5)),
+    )
+    assert (internal_rest.route, internal_rest.status, hl_rest.route, hl_rest.status) == (
+        "INTERNAL",
+        "OPEN",
+        "HYPERLIQUID",
+        "OPEN",
+    )
+    hedge_manual_order(
+        acting_user=make_staff(Role.RISK_MANAGER),
+        asset="BTC",
+        side="BUY",
+        notional="20000",
+        reason="restart test",
+    )
+
+    # "restart": every process cache and venue client is forgotten; state is rebuilt from PostgreSQL
+    reset_gateways()
+    _invalidate_all()
+    exposure_recompute(apply=True)
+    call_command("platform_ready", "--once")
+    assert platform_ready().ready
+
+    rows = reconciliation_run()
+    critical = [(r.dimension, r.subject, r.details) for r in rows if r.status == "CRITICAL"]
+    assert not critical, critical
+    for order in (internal_rest, hl_rest):
+        order.refresh_from_db()
+        assert order.status == "OPEN" and order.hold_amount > 0
+    assert place(side="BUY", order_type="MARKET", size="0.01").status == "FILLED"  # and it trades on
