@@ -65,10 +65,13 @@ class Command(BaseCommand):
             nonlocal stop
             stop = True
 
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+        if not options["once"]:
+            # only the long-running process owns its signals: ``--once`` also runs inside other processes
+            # (tests), whose children would inherit a handler that ignores SIGTERM
+            signal.signal(signal.SIGTERM, _stop)
+            signal.signal(signal.SIGINT, _stop)
         ok, reason, details = run_checks()
-        while not ok and not stop:
+        while not ok and not stop and not options["once"]:
             platform_ready_set(ready=False, reason=f"Not accepting orders: {reason}", details=details)
             time.sleep(2.0)
             ok, reason, details = run_checks()
