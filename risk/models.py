@@ -12,26 +12,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from xbit_admin.money import (
-    MONEY_DECIMAL_PLACES,
-    MONEY_MAX_DIGITS,
-    PRICE_DECIMAL_PLACES,
-    PRICE_MAX_DIGITS,
-    SIZE_DECIMAL_PLACES,
-    SIZE_MAX_DIGITS,
-)
-
-
-def money_field(**kwargs: object) -> models.DecimalField:
-    return models.DecimalField(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, **kwargs)  # type: ignore[arg-type]
-
-
-def price_field(**kwargs: object) -> models.DecimalField:
-    return models.DecimalField(max_digits=PRICE_MAX_DIGITS, decimal_places=PRICE_DECIMAL_PLACES, **kwargs)  # type: ignore[arg-type]
-
-
-def size_field(**kwargs: object) -> models.DecimalField:
-    return models.DecimalField(max_digits=SIZE_MAX_DIGITS, decimal_places=SIZE_DECIMAL_PLACES, **kwargs)  # type: ignore[arg-type]
+from xbit_admin.fields import money_field, price_field, size_field
 
 
 def rate_field(**kwargs: object) -> models.DecimalField:

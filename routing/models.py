@@ -6,13 +6,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from routing.decision import Mode, Route
-from xbit_admin.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
+from xbit_admin.fields import money_field
 
 GLOBAL = "*"
 
 
-def _money(**kwargs: object) -> models.DecimalField:
-    return models.DecimalField(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, **kwargs)  # type: ignore[arg-type]
+_money = money_field
 
 
 class RoutingConfig(models.Model):
