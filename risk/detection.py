@@ -11,8 +11,8 @@ from typing import Any
 
 from django.db.models import Q
 
-from risk.liquidation import triggers_record
-from risk.liquidation_core import CrossBook, CrossLeg, Hit, IsolatedPosition, LiquidationIndex
+from risk.liquidation import cross_leg_of, triggers_record
+from risk.liquidation_core import CrossBook, Hit, IsolatedPosition, LiquidationIndex
 from risk.marks import effective_marks
 from risk.models import LiquidationTrigger
 from trading.account import SIGN as MARGIN_SIDE
@@ -73,19 +73,7 @@ def books_of(positions: Iterable[Position]) -> list[CrossBook]:
     collateral = collateral_of(by_user)
     books = []
     for user_id, rows in by_user.items():
-        legs = tuple(
-            CrossLeg(
-                p.pk,
-                p.asset,
-                MARGIN_SIDE[p.direction],
-                p.size,
-                p.entry_price,
-                p.leverage,
-                margin_table_for_asset(p.asset),
-                p.source,
-            )
-            for p in sorted(rows, key=lambda r: r.pk)
-        )
+        legs = tuple(cross_leg_of(p) for p in sorted(rows, key=lambda r: r.pk))
         version = max(position_version(p) for p in rows)
         books.append(CrossBook(user_id, version, collateral[user_id], legs))
     return books

@@ -314,22 +314,24 @@ def _execute_hl(trigger: LiquidationTrigger, worker: str, position_id: int, mark
     )
 
 
+def cross_leg_of(p: Position) -> CrossLeg:
+    """A cross position as the detection core sees it (shared by detection and execution)."""
+    return CrossLeg(
+        p.pk,
+        p.asset,
+        MARGIN_SIDE[p.direction],
+        p.size,
+        p.entry_price,
+        p.leverage,
+        margin_table_for_asset(p.asset),
+        p.source,
+    )
+
+
 def _cross_book(user_id: int, positions: list[Position]) -> CrossBook:
     balances = user_balances(user_id)
     collateral = balances.get(AccountKind.CASH, ZERO) + balances.get(AccountKind.ORDER_HOLD, ZERO)
-    legs = tuple(
-        CrossLeg(
-            p.pk,
-            p.asset,
-            MARGIN_SIDE[p.direction],
-            p.size,
-            p.entry_price,
-            p.leverage,
-            margin_table_for_asset(p.asset),
-            p.source,
-        )
-        for p in positions
-    )
+    legs = tuple(cross_leg_of(p) for p in positions)
     return CrossBook(user_id, 0, collateral, legs)
 
 

@@ -574,8 +574,8 @@ def _place_locked(
     assert mark is not None  # _quote_or_fail refused quotes without a mark
     price_for_value = inp.limit_price or mark
     notional = inp.size * mark
-    if not inp.reduce_only and notional > kyc_limits_for(user).max_order_notional:
-        limit = kyc_limits_for(user)
+    limit = kyc_limits_for(user) if not inp.reduce_only else None  # one cached read on the hot path
+    if limit is not None and notional > limit.max_order_notional:
         raise ApplicationError(
             ErrorCode.KYC_LIMIT_EXCEEDED,
             f"Your verification level ({limit.status}) allows orders up to {limit.max_order_notional:,.0f} USDC.",
