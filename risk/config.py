@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.forms.models import model_to_dict
 from django.http import HttpRequest
@@ -42,6 +43,18 @@ def editable_fields() -> list[str]:
     return [f.name for f in RiskConfig._meta.concrete_fields if f.name not in NON_EDITABLE]
 
 
+def _within_bounds(model_field: Any, value: int) -> None:
+    """The field's declared range (e.g. the sweep interval's 500–2,000 ms), said in the refusal."""
+    try:
+        model_field.run_validators(value)
+    except DjangoValidationError as exc:
+        raise ApplicationError(
+            ErrorCode.VALIDATION_ERROR,
+            f"{model_field.name}: {' '.join(exc.messages)}",
+            {"field": model_field.name},
+        ) from None
+
+
 def _clean(field: str, value: Any) -> Any:
     model_field = RiskConfig._meta.get_field(field)
     internal = model_field.get_internal_type()
@@ -54,6 +67,7 @@ def _clean(field: str, value: Any) -> Any:
         if internal in ("PositiveIntegerField", "PositiveSmallIntegerField"):
             if isinstance(value, bool) or int(value) < 0 or int(value) != Decimal(str(value)):
                 raise InvalidOperation
+            _within_bounds(model_field, int(value))
             return int(value)
         if internal == "BooleanField":
             if not isinstance(value, bool):

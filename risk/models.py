@@ -8,6 +8,7 @@ record the commands, their outcome and risk's own view (exposure, breakers)."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -25,7 +26,11 @@ class RiskConfig(models.Model):
 
     key = models.CharField(max_length=20, unique=True, default="default")
     # liquidation engine
-    liquidation_sweep_seconds = models.PositiveIntegerField(default=3)
+    liquidation_sweep_ms = models.PositiveIntegerField(
+        default=1000,
+        validators=[MinValueValidator(500), MaxValueValidator(2000)],
+        help_text="periodic safety sweep interval (spec 10: 500–2,000 ms)",
+    )
     liquidation_max_retries = models.PositiveSmallIntegerField(default=3)
     liquidation_retry_delay_ms = models.PositiveIntegerField(default=1000)
     liquidation_lease_seconds = models.PositiveIntegerField(
@@ -81,6 +86,10 @@ class RiskConfig(models.Model):
             models.CheckConstraint(
                 name="risk_config_factor_range",
                 condition=Q(reserve_warning_threshold_factor__gt=0, reserve_warning_threshold_factor__lte=1),
+            ),
+            models.CheckConstraint(
+                name="risk_config_sweep_range",
+                condition=Q(liquidation_sweep_ms__gte=500, liquidation_sweep_ms__lte=2000),
             ),
             models.CheckConstraint(
                 name="risk_config_daily_loss_order",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.core.cache import cache
 
 from xbit_admin.celery import register_periodic
 
@@ -30,12 +29,14 @@ def liquidations_drain_task() -> None:
 
 @shared_task(name="risk.liquidation_sweep", ignore_result=True)
 def liquidation_sweep_task() -> None:
-    """Beat fires every second; the sweep runs at most every ``liquidation_sweep_seconds``."""
+    """Beat fires every half second; the sweep runs at most every ``liquidation_sweep_ms`` (a Redis
+    key with a millisecond expiry gates it across workers)."""
     from risk.config import risk_config
     from risk.detection import liquidation_sweep
+    from xbit_admin.events.services import redis_client
 
-    interval = max(1, risk_config().liquidation_sweep_seconds)
-    if not cache.add("risk:liquidation-sweep", 1, timeout=interval):
+    interval_ms = max(100, int(risk_config().liquidation_sweep_ms))
+    if not redis_client().set("xbit:risk:liquidation-sweep", "1", nx=True, px=interval_ms):
         return
     liquidation_sweep()
 
@@ -61,7 +62,7 @@ def exposure_snapshot_task() -> None:
     exposure_snapshot_take()
 
 
-register_periodic("risk.liquidation_sweep", "risk.liquidation_sweep", 1, queue="critical")
+register_periodic("risk.liquidation_sweep", "risk.liquidation_sweep", 0.5, queue="critical")
 register_periodic("risk.funding_tick", "risk.funding_tick", 30, queue="critical")
 register_periodic("risk.breakers_tick", "risk.breakers_tick", 5, queue="critical")
 register_periodic("risk.exposure_snapshot.minutely", "risk.exposure_snapshot", 60, queue="default")

@@ -207,7 +207,13 @@ def _risk_setter(field: str) -> Any:
 
 
 RISK_FIELDS: tuple[tuple[str, str, str, Any, str], ...] = (
-    ("liquidation_sweep_seconds", "Liquidation sweep interval (s)", "int", 3, "Periodic safety sweep."),
+    (
+        "liquidation_sweep_ms",
+        "Liquidation sweep interval (ms)",
+        "int",
+        1000,
+        "Periodic safety sweep (500–2,000).",
+    ),
     ("reserve_halt", "Reserve minimum", "money", D(200_000), "Below it internalization halts (spec 05)."),
     ("reserve_normal", "Reserve normal level", "money", D(500_000), "Spec 05."),
     ("daily_loss_alert", "Daily loss alert", "money", D(100_000), "Today's INTERNAL net loss (spec 05)."),

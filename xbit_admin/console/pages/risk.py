@@ -4,19 +4,22 @@ the circuit breakers, and the hedge / reconciliation / stress pages that read ``
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib import messages
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from risk.models import CircuitBreaker, LiquidationTrigger, RiskConfig
 from xbit_admin.console import risk_reads as reads
 from xbit_admin.console.access import staff_required
-from xbit_admin.console.pages.common import can, flash_error, keyset_page
+from xbit_admin.console.pages.common import can, csv_response, flash_error, keyset_page, require
 from xbit_admin.errors import ApplicationError, ErrorCode
 
 # --- overview ------------------------------------------------------------------------------------
@@ -146,7 +149,7 @@ RISK_FIELDS: dict[str, tuple[str, str, str, str]] = {
     "funding_interval_seconds": ("Funding", "Funding interval", "s", "how often funding settles"),
     "funding_drift_alert_rate": ("Funding", "Funding drift alert", "fraction", "P1 above this"),
     "funding_drift_critical_rate": ("Funding", "Funding drift critical", "fraction", "P0 above this"),
-    "liquidation_sweep_seconds": ("Liquidation", "Liquidation sweep", "s", "safety sweep interval"),
+    "liquidation_sweep_ms": ("Liquidation", "Liquidation sweep", "ms", "safety sweep interval, 500–2,000"),
     "liquidation_max_retries": ("Liquidation", "Liquidation retries", "", "then ESCALATED"),
     "liquidation_retry_delay_ms": ("Liquidation", "Liquidation retry delay", "ms", "between attempts"),
     "liquidation_lease_seconds": (
@@ -271,6 +274,7 @@ def _parse(kind: str, raw: str, name: str) -> Any:
 def risk_config_view(request: HttpRequest) -> HttpResponse:
     user = request.user
     errors: dict[str, str] = {}
+    typed: dict[str, str] = {}  # a refused edit: what the operator typed, shown again in its field
     if request.method == "POST":
         scope, name = request.POST.get("scope", ""), request.POST.get("field", "")
         needed = {"risk": "manage_risk_config", "routing": "manage_routing"}.get(scope)
@@ -307,6 +311,7 @@ def risk_config_view(request: HttpRequest) -> HttpResponse:
                 )
         except ApplicationError as exc:
             errors[f"{scope}:{name}"] = exc.message
+            typed[f"{scope}:{name}"] = request.POST.get("value", "")
             flash_error(request, exc)
         else:
             messages.success(request, f"{rows[name]['label']} set to {value}.")
@@ -315,6 +320,7 @@ def risk_config_view(request: HttpRequest) -> HttpResponse:
     routing_rows = routing_config_rows()
     for row in risk_rows + routing_rows:
         row["error"] = errors.get(f"{row['scope']}:{row['name']}", "")
+        row["typed"] = typed.get(f"{row['scope']}:{row['name']}")
     sections: dict[str, list[dict[str, Any]]] = {}
     for row in routing_rows + risk_rows:
         sections.setdefault(row["section"], []).append(row)
@@ -521,52 +527,211 @@ def reconciliation_view(request: HttpRequest) -> HttpResponse:
     available, data = reads.call_selector("reconciliation_latest")
     context: dict[str, Any] = {"page": "reconciliation", "available": available}
     if available:
-        rows = reads.pick(data, "dimensions", "rows", default=data)
-        if isinstance(rows, dict):
-            rows = [{"dimension": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in rows.items()]
-        dims = []
-        for row in rows or []:
-            status = str(reads.pick(row, "status", default="?"))
-            dims.append(
-                {
-                    "dimension": reads.pick(row, "dimension", "name", default="?"),
-                    "status": status,
-                    "level": {"OK": "ok", "WARN": "warn", "WARNING": "warn"}.get(status.upper(), "bad"),
-                    "deviation": reads.pick(row, "deviation", "difference"),
-                    "checked_at": reads.pick(row, "checked_at", "created_at", "at"),
-                    "details": reads.pick(row, "details", "rows", "differences"),
-                }
+        dims = reads.recon_latest_by_dimension()
+        if not dims:  # nothing in the log: whatever the selector reports (any shape)
+            rows = reads.pick(data, "dimensions", "rows", default=data)
+            if isinstance(rows, dict):
+                rows = [
+                    {"dimension": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in rows.items()
+                ]
+            for row in rows or []:
+                status = str(reads.pick(row, "status", default="?"))
+                dimension = str(reads.pick(row, "dimension", "name", default="?"))
+                dims.append(
+                    {
+                        "dimension": dimension,
+                        "title": reads.RECON_DIMENSIONS.get(dimension, (dimension,))[0],
+                        "subject": reads.pick(row, "subject", default=""),
+                        "status": status,
+                        "level": reads.recon_level(status),
+                        "expected": reads.pick(row, "expected"),
+                        "actual": reads.pick(row, "actual"),
+                        "deviation": reads.pick(row, "deviation", "difference"),
+                        "rate": reads.pick(row, "deviation_rate", "rate"),
+                        "unit": reads.recon_unit(dimension, reads.pick(row, "details")),
+                        "checked_at": reads.pick(row, "checked_at", "created_at", "at"),
+                        "details": reads.pick(row, "details", "rows", "differences"),
+                    }
+                )
+        summary: dict[str, dict[str, Any]] = {}
+        for d in dims:
+            s = summary.setdefault(
+                d["dimension"], {"dimension": d["dimension"], "title": d["title"], "status": "OK"}
             )
-        history = reads.pick(data, "history", default=None)
-        context.update(dims=dims, history=history if isinstance(history, dict) else None)
+            if reads.STATUS_RANK.get(d["status"], 3) > reads.STATUS_RANK.get(s["status"], 3):
+                s["status"] = d["status"]
+            s["level"] = reads.recon_level(s["status"])
+            s["checked_at"] = d["checked_at"]
+        context.update(dims=dims, summary=list(summary.values()))
     return render(request, "console/reconciliation.html", context)
+
+
+RECON_RANGES = {"24h": 1, "7d": 7, "30d": 30}
+
+
+def _recon_window(request: HttpRequest) -> tuple[str, Any]:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    key = request.GET.get("range", "7d")
+    if key not in RECON_RANGES:
+        key = "7d"
+    return key, timezone.now() - timedelta(days=RECON_RANGES[key])
+
+
+@staff_required("view_risk")
+def reconciliation_dimension_view(request: HttpRequest, dimension: str) -> HttpResponse:
+    """Drill-down of one dimension: its deviation history (chart, one point per run) and its recent
+    rows, optionally for one subject (an asset, an account, a chain:token)."""
+    if dimension not in reads.RECON_DIMENSIONS and not reads.recon_history_qs(dimension).exists():
+        raise Http404("unknown reconciliation dimension")
+    range_key, since = _recon_window(request)
+    subject = request.GET.get("subject", "").strip()
+    title, unit, what = reads.RECON_DIMENSIONS.get(dimension, (dimension, "", ""))
+    page = keyset_page(reads.recon_history_qs(dimension, subject, since), request)
+    chart = reads.recon_chart(dimension, subject, since)
+    latest = reads.recon_history_qs(dimension).order_by("-created_at", "-id").first()
+    statuses = dict(
+        reads.recon_history_qs(dimension, subject, since)
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return render(
+        request,
+        "console/reconciliation_dimension.html",
+        {
+            "page": "reconciliation",
+            "dimension": dimension,
+            "title": title,
+            "unit": reads.recon_unit(dimension, latest.details if latest else None) or unit,
+            "what": what,
+            "subject": subject,
+            "subjects": reads.recon_subjects(dimension, since),
+            "range_key": range_key,
+            "ranges": list(RECON_RANGES),
+            "chart": chart,
+            "latest": latest,
+            "latest_level": reads.recon_level(latest.status) if latest else "ok",
+            "statuses": {s: statuses.get(s, 0) for s in ("OK", "WARN", "CRITICAL")},
+            "runs": page,
+            "can_export": can(request.user, "export_data"),
+            "dimensions": [(name, info[0]) for name, info in reads.RECON_DIMENSIONS.items()],
+        },
+    )
+
+
+@staff_required("view_risk")
+@require_GET
+def reconciliation_export_view(request: HttpRequest, dimension: str) -> HttpResponse:
+    """CSV of one dimension's rows in the chosen window (and subject). Needs export_data; audited."""
+    require(request.user, "export_data")
+    range_key, since = _recon_window(request)
+    subject = request.GET.get("subject", "").strip()
+    _audit_export(request, "reconciliation", {"dimension": dimension, "range": range_key, "subject": subject})
+    header = (
+        "created_at",
+        "run_id",
+        "dimension",
+        "subject",
+        "expected",
+        "actual",
+        "deviation",
+        "deviation_rate",
+        "status",
+        "details",
+    )
+    rows = (
+        (
+            r.created_at,
+            r.run_id,
+            r.dimension,
+            r.subject,
+            r.expected,
+            r.actual,
+            r.deviation,
+            r.deviation_rate,
+            r.status,
+            json.dumps(r.details, sort_keys=True, cls=DjangoJSONEncoder),
+        )
+        for r in reads.recon_history_qs(dimension, subject, since)
+        .order_by("-created_at", "-id")
+        .iterator(chunk_size=2000)
+    )
+    suffix = f"-{subject}" if subject else ""
+    return csv_response(f"reconciliation-{dimension}{suffix}-{range_key}.csv", header, rows)
+
+
+def _audit_export(request: HttpRequest, what: str, after: dict[str, Any]) -> None:
+    from django.db import transaction
+
+    from xbit_admin.audit.services import audit_record
+
+    with transaction.atomic():
+        audit_record(
+            action="console.export",
+            actor=request.user,
+            request=request,
+            object_type=what,
+            after={k: v for k, v in after.items() if v not in ("", None)},
+        )
+
+
+# --- stress --------------------------------------------------------------------------------------
+
+STRESS_PRESETS = (
+    ("−5 % all", Decimal(-5)),
+    ("−10 % all", Decimal(-10)),
+    ("−20 % all", Decimal(-20)),
+    ("+10 % all", Decimal(10)),
+)
+
+
+def _stress_input(
+    request: HttpRequest,
+) -> tuple[list[str], dict[str, str], dict[str, Decimal], dict[str, str]]:
+    """(assets on the form, typed values, shocks as fractions, errors per asset). Any listed asset may
+    be shocked through the query (``shock_<ASSET>`` in %); the form offers the held ones first."""
+    from trading.selectors import listed_assets
+
+    listed = set(listed_assets())
+    assets = reads.stress_assets()
+    typed = {a: request.GET.get(f"shock_{a}", "").strip() for a in assets}
+    for key, raw in request.GET.items():
+        asset = key.removeprefix("shock_")
+        if key.startswith("shock_") and asset in listed and asset not in typed:
+            assets.append(asset)
+            typed[asset] = raw.strip()
+    shocks: dict[str, Decimal] = {}
+    errors: dict[str, str] = {}
+    for asset, raw in typed.items():
+        if not raw:
+            continue
+        try:
+            pct = Decimal(raw.replace("−", "-").replace("%", "").replace(",", "."))
+        except InvalidOperation:
+            errors[asset] = f"{asset}: {raw!r} is not a percentage."
+            continue
+        if not pct.is_finite() or not (Decimal(-100) < pct < Decimal(1000)):
+            errors[asset] = f"{asset}: a shock must be above −100 % and below +1000 % (got {raw})."
+            continue
+        if pct:
+            shocks[asset] = pct / 100
+    return assets, typed, shocks, errors
 
 
 @staff_required("view_risk")
 def stress_view(request: HttpRequest) -> HttpResponse:
-    from trading.selectors import listed_assets
-
     available = reads.risk_selector("stress_view") is not None
-    assets = list(listed_assets())[:12]
-    shocks: dict[str, Decimal] = {}
-    error = ""
-    for asset in assets:
-        raw = request.GET.get(f"shock_{asset}", "").strip()
-        if not raw:
-            continue
-        try:
-            pct = Decimal(raw)
-        except InvalidOperation:
-            error = f"{asset}: {raw!r} is not a percentage."
-            continue
-        if not (Decimal(-100) < pct < Decimal(1000)):
-            error = f"{asset}: a shock must be above −100%."
-            continue
-        if pct:
-            shocks[asset] = pct / 100
-    result = None
-    if available and shocks and not error:
+    assets, typed, shocks, errors = _stress_input(request)
+    report = None
+    if available and shocks and not errors:
         available, result = reads.call_selector("stress_view", shocks)
+        if available:
+            report = reads.stress_report(result)
+            report["reserve_level"], report["reserve_note"] = reads.reserve_level(report["reserve_after"])
+    presets = [(label, "&".join(f"shock_{a}={pct}" for a in assets)) for label, pct in STRESS_PRESETS]
     return render(
         request,
         "console/stress.html",
@@ -574,18 +739,64 @@ def stress_view(request: HttpRequest) -> HttpResponse:
             "page": "stress",
             "available": available,
             "assets": assets,
-            "values": {a: request.GET.get(f"shock_{a}", "") for a in assets},
+            "values": typed,
             "shocks": shocks,
-            "result": result,
-            "result_items": _flat(result) if result is not None else [],
-            "error": error,
+            "report": report,
+            "errors": errors,
+            "error": " ".join(errors.values()),
+            "presets": presets,
+            "can_export": can(request.user, "export_data"),
         },
+        status=400 if errors else 200,
     )
 
 
-def _flat(result: Any) -> list[tuple[str, Any]]:
-    if isinstance(result, dict):
-        return list(result.items())
-    if hasattr(result, "__dict__"):
-        return [(k, v) for k, v in vars(result).items() if not k.startswith("_")]
-    return [("result", result)]
+STRESS_CSV = (
+    ("asset", "asset"),
+    ("shock_pct", "shock"),
+    ("mark_before_usd", "mark_before"),
+    ("mark_after_usd", "mark_after"),
+    ("open_positions", "positions"),
+    ("net_exposure_usd", "net_exposure"),
+    ("net_exposure_after_usd", "net_exposure_after"),
+    ("bbook_pnl_usd", "bbook_pnl"),
+    ("hedge_notional_usd", "hedge_notional"),
+    ("hedge_pnl_usd", "hedge_pnl"),
+    ("platform_pnl_usd", "platform_pnl"),
+    ("hedge_coverage_pct", "coverage"),
+    ("liquidatable_positions", "liquidations"),
+    ("liquidatable_notional_usd", "liquidation_notional"),
+    ("bankrupt_remainder_usdc", "bankrupt"),
+)
+CENTS = Decimal("0.01")
+
+
+def _csv_value(key: str, value: Any) -> Any:
+    if value is None or not isinstance(value, Decimal):
+        return value
+    if key in ("shock", "coverage"):
+        return (value * 100).quantize(CENTS)
+    if key in ("mark_before", "mark_after"):
+        return value.normalize()
+    return value.quantize(CENTS)
+
+
+@staff_required("view_risk")
+@require_GET
+def stress_export_view(request: HttpRequest) -> HttpResponse:
+    """The per-asset stress table as CSV, for the same shocks as the page. Needs export_data; audited."""
+    require(request.user, "export_data")
+    _, _, shocks, errors = _stress_input(request)
+    if errors or not shocks:
+        return HttpResponse(
+            " ".join(errors.values()) or "No shock given.", status=400, content_type="text/plain"
+        )
+    available, result = reads.call_selector("stress_view", shocks)
+    if not available:
+        raise Http404("the stress view is not available")
+    report = reads.stress_report(result)
+    _audit_export(request, "stress", {f"shock_{a}": str(v * 100) for a, v in shocks.items()})
+    header = [name for name, _ in STRESS_CSV]
+    rows = [[_csv_value(key, row[key]) for _, key in STRESS_CSV] for row in report["rows"]]
+    scenario = "_".join(f"{a}{(v * 100).normalize():+f}" for a, v in sorted(shocks.items()))
+    return csv_response(f"stress-{scenario}.csv", header, rows)

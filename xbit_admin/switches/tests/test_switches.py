@@ -33,7 +33,7 @@ SPEC_10 = {
     "auto_mode_switch": "manage_routing",
     "hedge_mode": "manage_hedge",
     "liquidation_mode": "manage_switches",
-    "liquidation_sweep_seconds": "manage_risk_config",
+    "liquidation_sweep_ms": "manage_risk_config",
     "withdrawals_enabled": "manage_switches",
     "api_mode": "manage_switches",
     "reserve_halt": "manage_risk_config",
@@ -218,3 +218,17 @@ def test_a_switch_reaches_another_process_within_five_seconds(make_staff: Any) -
     elapsed = time.perf_counter() - started
     assert child.stdout.readline().strip() == "seen"
     assert elapsed < 5.0, f"took {elapsed:.3f}s"
+
+
+def test_the_liquidation_sweep_interval_is_in_milliseconds_within_spec_10s_range(make_staff: Any) -> None:
+    from risk.config import risk_config
+
+    manager = make_staff(Role.RISK_MANAGER)
+    assert REGISTRY["liquidation_sweep_ms"].read("") == 1000
+    for bad in (300, 2500):
+        with pytest.raises(ApplicationError) as refused:
+            switch_set(name="liquidation_sweep_ms", value=bad, acting_user=manager, reason="tune")
+        assert refused.value.code == "VALIDATION_ERROR"
+        assert "500" in refused.value.message or "2000" in refused.value.message
+    assert switch_set(name="liquidation_sweep_ms", value=750, acting_user=manager, reason="tune").changed
+    assert risk_config().liquidation_sweep_ms == 750
