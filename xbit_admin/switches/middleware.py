@@ -2,15 +2,21 @@
 ``/api/v1/ops/`` and the console are never affected):
 
 * MAINTENANCE — every request answers 503 ``MAINTENANCE`` with the operator's message;
-* REDUCE_ONLY — an opening order (``POST /api/v1/orders`` without ``reduce_only: true``) is refused
-  with ``REDUCE_ONLY``; closes, cancels, queries and withdrawals pass.
+* REDUCE_ONLY — whatever can add risk is refused with ``REDUCE_ONLY``: an opening order (``POST
+  /api/v1/orders`` without ``reduce_only: true``), a leverage change (``POST /api/v1/leverage``) and
+  taking margin out of an isolated position (``POST /api/v1/positions/<id>/margin`` with a negative
+  amount). Closes, cancels, queries, withdrawals and adding margin (it moves a position away from
+  liquidation) pass.
 
 The mode is read from the process cache (no query per request)."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
@@ -20,19 +26,43 @@ from xbit_admin.switches import store
 API_PREFIX = "/api/v1/"
 OPS_PREFIX = "/api/v1/ops/"
 ORDERS_PATH = "/api/v1/orders"
+LEVERAGE_PATH = "/api/v1/leverage"
+MARGIN_PATH = re.compile(r"^/api/v1/positions/[^/]+/margin$")
+_UNREADABLE = object()
 
 
-def _opens_risk(request: HttpRequest) -> bool:
-    if request.method != "POST" or request.path_info.rstrip("/") != ORDERS_PATH:
-        return False
+def _body(request: HttpRequest) -> Any:
     try:
-        body = json.loads(request.body or b"{}")
+        return json.loads(request.body or b"{}")
     except (ValueError, UnicodeDecodeError):
-        return True  # unreadable: not provably reduce-only
-    if not isinstance(body, dict):
-        return True
-    flag = body.get("reduce_only", False)
-    return not (flag is True or (isinstance(flag, str) and flag.strip().lower() == "true"))
+        return _UNREADABLE
+
+
+def _opens_risk(request: HttpRequest) -> str:
+    """What the request would do that REDUCE_ONLY forbids ("" when it is allowed). A body that cannot
+    be read is not provably risk-reducing and is refused."""
+    if request.method != "POST":
+        return ""
+    path = request.path_info.rstrip("/")
+    if path == LEVERAGE_PATH:
+        return "changing leverage"
+    if path == ORDERS_PATH:
+        body = _body(request)
+        if not isinstance(body, dict):
+            return "an opening order"
+        flag = body.get("reduce_only", False)
+        reduce_only = flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
+        return "" if reduce_only else "an opening order"
+    if MARGIN_PATH.match(path):
+        body = _body(request)
+        try:
+            amount = Decimal(str(body["amount"]).strip()) if isinstance(body, dict) else None
+        except (KeyError, InvalidOperation, ValueError):
+            amount = None
+        if amount is not None and amount.is_finite() and amount > 0:
+            return ""
+        return "taking margin out of a position"
+    return ""
 
 
 class ApiModeMiddleware:
@@ -50,12 +80,14 @@ class ApiModeMiddleware:
                 )
                 response["Retry-After"] = "60"
                 return response
-            if mode == store.API_REDUCE_ONLY and _opens_risk(request):
+            refused = _opens_risk(request) if mode == store.API_REDUCE_ONLY else ""
+            if refused:
                 return JsonResponse(
                     error_body(
                         ErrorCode.REDUCE_ONLY,
-                        "The platform is in reduce-only mode: only orders with reduce_only=true, "
-                        "position closes, cancels, queries and withdrawals are accepted.",
+                        f"The platform is in reduce-only mode: {refused} is not accepted. Orders with "
+                        "reduce_only=true, position closes, cancels, adding margin, queries and "
+                        "withdrawals are.",
                         {"api_mode": mode},
                     ),
                     status=403,

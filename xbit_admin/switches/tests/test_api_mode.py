@@ -63,6 +63,39 @@ def test_reduce_only_refuses_opens_but_lets_a_trader_close_cancel_query_and_with
     assert withdrawal.json().get("code") not in ("REDUCE_ONLY", "MAINTENANCE")
 
 
+@pytest.mark.usefixtures("internalization_on")
+def test_reduce_only_refuses_leverage_changes_and_margin_removal_but_lets_margin_in(
+    api: Client, set_quote: Any, make_staff: Any
+) -> None:
+    set_quote("BTC", "80000")
+    opened = api.post("/api/v1/orders", {**ORDER, "client_order_id": "m1"}, content_type="application/json")
+    assert opened.status_code == 201, opened.content
+    position_id = api.get("/api/v1/positions").json()[0]["id"]
+    margin_before = api.get("/api/v1/positions").json()[0]["isolated_margin"]
+    switch_set(name="api_mode", value="REDUCE_ONLY", acting_user=make_staff(Role.SUPER_ADMIN), reason="l2")
+
+    leverage = api.post(
+        "/api/v1/leverage",
+        {"symbol": "BTC", "margin_mode": "ISOLATED", "leverage": 40},
+        content_type="application/json",
+    )
+    assert leverage.status_code == 403 and leverage.json()["code"] == "REDUCE_ONLY"
+    assert "changing leverage" in leverage.json()["message"]
+    for amount in ("-1", "abc", None):
+        body = {"idempotency_key": f"out-{amount}"} | ({} if amount is None else {"amount": amount})
+        out = api.post(f"/api/v1/positions/{position_id}/margin", body, content_type="application/json")
+        assert out.status_code == 403 and out.json()["code"] == "REDUCE_ONLY", (amount, out.content)
+    assert api.get("/api/v1/positions").json()[0]["isolated_margin"] == margin_before  # nothing moved
+
+    added = api.post(
+        f"/api/v1/positions/{position_id}/margin",
+        {"amount": "5", "idempotency_key": "in-1"},
+        content_type="application/json",
+    )
+    assert added.status_code == 200, added.content
+    assert added.json()["isolated_margin"] != margin_before
+
+
 def test_maintenance_answers_503_with_the_message_while_the_console_works(
     api: Client, console_as: Any
 ) -> None:
