@@ -24,6 +24,7 @@ from trading.models import HLAccount, HLAccountSnapshot, HLPositionSync, Positio
 from trading.venues.hl import HLGateway, gateway, meta_from_markets, reset_gateways
 from xbit_admin.accounts.crypto import encrypt
 from xbit_admin.alerts.services import alert_raise, alert_resolve_condition
+from xbit_admin.live import broadcast_on_commit
 from xbit_admin.money import ZERO
 
 logger = logging.getLogger(__name__)
@@ -237,6 +238,18 @@ def _snapshot(gw: HLGateway, state: dict[str, Any]) -> HLAccountSnapshot:
         rate_limit=limits,
     )
     _health_verdict(gw.name, snapshot)
+    # the console's live HL account figures (hedge page), sent once the snapshot is committed
+    broadcast_on_commit(
+        "hl_accounts",
+        {
+            "account": snapshot.account,
+            "margin_ratio": snapshot.margin_ratio,
+            "account_value": snapshot.account_value,
+            "maintenance_margin_used": snapshot.maintenance_margin_used,
+            "withdrawable": snapshot.withdrawable,
+            "at": snapshot.created_at.timestamp(),
+        },
+    )
     return snapshot
 
 

@@ -1,12 +1,34 @@
 // Charts for console pages with uPlot (installed by `make assets`, served from /static/vendor/uplot/).
 // A <div class="chart" data-chart="<json_script id>"> with {"x": [unix s], "y": [numbers]} becomes a
-// line (or bar) chart; data-label / data-unit / data-kind="bars" tune it.
+// line (or bar) chart; data-label / data-unit / data-kind="bars" / data-digits (decimals shown, default 2)
+// tune it; data-thresholds='[{"value": v, "color": "--warn"}]' draws dashed levels, always in view.
+// Drawn charts are kept in XBIT_CHARTS by id: XBIT_CHARTS.append(id, x, y) adds a live point.
 (function () {
   "use strict";
   if (!window.uPlot) return;
   const css = getComputedStyle(document.documentElement);
   const color = (name, fallback) => (css.getPropertyValue(name) || fallback).trim();
-  const fmt = new Intl.NumberFormat("en-US", { maximumFractionDigits: 2 });
+  const charts = {};
+  window.XBIT_CHARTS = {
+    get: (id) => charts[id],
+    append(id, x, y, maxPoints) {
+      const c = charts[id];
+      if (!c || typeof x !== "number" || typeof y !== "number" || !isFinite(y)) return false;
+      if (c.empty) { // the first point: draw the chart now
+        document.getElementById(id).textContent = JSON.stringify({ x: [x], y: [y] });
+        draw(c.el);
+        return true;
+      }
+      const xs = c.data[0];
+      if (xs.length && x <= xs[xs.length - 1]) return false; // already shown
+      c.data[0].push(x);
+      c.data[1].push(y);
+      const limit = maxPoints || 2000;
+      if (c.data[0].length > limit) { c.data[0].shift(); c.data[1].shift(); }
+      c.plot.setData(c.data);
+      return true;
+    },
+  };
 
   function draw(el) {
     const source = document.getElementById(el.dataset.chart);
@@ -14,9 +36,12 @@
     const data = JSON.parse(source.textContent);
     if (!data.x || !data.x.length) {
       el.innerHTML = '<p class="small muted">No data yet.</p>';
+      charts[el.dataset.chart] = { el, empty: true };
       return;
     }
     const unit = el.dataset.unit || "";
+    const digits = parseInt(el.dataset.digits || "2", 10);
+    const fmt = new Intl.NumberFormat("en-US", { maximumFractionDigits: digits });
     const bars = el.dataset.kind === "bars";
     const stroke = el.dataset.color ? color(el.dataset.color, "#6cb6ff") : color("--accent", "#6cb6ff");
     const series = {
@@ -41,6 +66,14 @@
     };
     if (el.dataset.thresholds) {
       const lines = JSON.parse(el.dataset.thresholds);
+      const top = Math.max(...lines.map((t) => t.value));
+      const bottom = Math.min(...lines.map((t) => t.value));
+      // the levels stay in view even when every value is far below (or above) them
+      opts.scales = { y: { range: (u, min, max) => {
+        const lo = Math.min(min, bottom, 0);
+        const hi = Math.max(max, top);
+        return [lo, hi + (hi - lo) * 0.08 || 1];
+      } } };
       opts.hooks = {
         draw: [(u) => {
           const ctx = u.ctx;
@@ -59,7 +92,9 @@
       };
     }
     el.innerHTML = "";
-    const plot = new uPlot(opts, [data.x, data.y], el);
+    const series_data = [data.x.slice(), data.y.slice()];
+    const plot = new uPlot(opts, series_data, el);
+    charts[el.dataset.chart] = { plot, data: series_data };
     window.addEventListener("resize", () => plot.setSize({ width: Math.max(300, el.clientWidth), height: opts.height }));
   }
 

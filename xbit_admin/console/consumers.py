@@ -55,8 +55,19 @@ TOPIC_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "hedge": ("view_risk",),
     "liquidations": ("view_risk",),
     "breakers": ("view_console",),
+    # each HL account snapshot (trading.hl_accounts): margin ratio, account value; the hedge page
+    "hl_accounts": ("view_risk",),
     # served by the consumer itself: the overview's live region, re-read from the database on a timer
     "overview": ("view_console",),
+}
+
+
+# Topics whose pushes are state snapshots: at most one send per interval per topic and socket (≤ 4/s);
+# updates in between are coalesced — the newest per subject (the payload field named here) goes out
+# when the interval has passed, so a burst costs one message per subject and nothing is lost but
+# superseded states.
+TOPIC_THROTTLE: dict[str, tuple[float, str]] = {
+    "hl_accounts": (0.25, "account"),
 }
 
 
@@ -71,6 +82,9 @@ class ConsoleTopicsConsumer(HeartbeatConsumer):
     async def connect(self) -> None:
         self.topics: set[str] = set()
         self._overview_task: asyncio.Task[None] | None = None
+        self._pending: dict[str, dict[Any, Any]] = {}
+        self._last_sent: dict[str, float] = {}
+        self._flushes: dict[str, asyncio.Task[None]] = {}
         await super().connect()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
@@ -127,12 +141,39 @@ class ConsoleTopicsConsumer(HeartbeatConsumer):
         return allowed, refused
 
     async def console_update(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "update", "topic": event.get("topic"), "data": event.get("data")})
+        topic, data = event.get("topic"), event.get("data")
+        rule = TOPIC_THROTTLE.get(topic) if isinstance(topic, str) else None
+        if rule is None or not isinstance(topic, str):
+            await self.send_json({"type": "update", "topic": topic, "data": data})
+            return
+        interval, subject_field = rule
+        subject = data.get(subject_field) if isinstance(data, dict) else None
+        self._pending.setdefault(topic, {})[subject] = data
+        if topic in self._flushes:
+            return  # a send is already scheduled; it takes the newest
+        wait = self._last_sent.get(topic, 0.0) + interval - time.monotonic()
+        if wait <= 0:
+            await self._flush(topic)
+        else:
+            self._flushes[topic] = asyncio.create_task(self._flush_after(topic, wait))
+
+    async def _flush_after(self, topic: str, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self._flushes.pop(topic, None)  # before sending: an update arriving meanwhile schedules the next
+        await self._flush(topic)
+
+    async def _flush(self, topic: str) -> None:
+        pending = self._pending.pop(topic, {})
+        self._last_sent[topic] = time.monotonic()
+        for data in pending.values():
+            await self.send_json({"type": "update", "topic": topic, "data": data})
 
     async def disconnect(self, code: int) -> None:
         task = getattr(self, "_overview_task", None)
         if task is not None:
             task.cancel()
+        for flush in getattr(self, "_flushes", {}).values():
+            flush.cancel()
         for topic in getattr(self, "topics", set()):
             await self.channel_layer.group_discard(f"console.{topic}", self.channel_name)
         await super().disconnect(code)

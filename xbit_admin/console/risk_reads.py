@@ -218,14 +218,7 @@ class HLAccountView:
 
     @property
     def level(self) -> str:
-        ratio = self.snapshot.margin_ratio if self.snapshot else None
-        if ratio is None:
-            return "ok"
-        if ratio < Decimal("1.5"):
-            return "bad"
-        if ratio < Decimal(3):
-            return "warn"
-        return "ok"
+        return margin_level(self.snapshot.margin_ratio if self.snapshot else None)
 
 
 def hl_accounts() -> list[HLAccountView]:
@@ -399,3 +392,283 @@ def last_changes(action: str, object_id: str | None = None) -> dict[str, AuditEn
         for name in entry.after or {}:
             out.setdefault(name, entry)
     return out
+
+
+# --- stress --------------------------------------------------------------------------------------
+
+
+def stress_assets(limit: int = 12) -> list[str]:
+    """The assets the stress form offers: those with open positions or a hedge first (largest notional
+    first), then the other listed assets in HL order, ``limit`` in all."""
+    from risk.hedge_models import HedgePosition
+    from trading.models import Position
+    from trading.selectors import listed_assets
+
+    held = {
+        row["asset"]: row["notional"] or ZERO
+        for row in Position.objects.filter(status=Position.Status.OPEN)
+        .values("asset")
+        .annotate(notional=Sum(F("size") * F("entry_price")))
+        .order_by()
+    }
+    for asset in HedgePosition.objects.exclude(size=0).values_list("asset", flat=True):
+        held.setdefault(asset, ZERO)
+    listed = list(listed_assets())
+    first = sorted((a for a in held if a in listed), key=lambda a: (-held[a], listed.index(a)))
+    rest = [a for a in listed if a not in held]
+    return (first + rest)[:limit]
+
+
+def _num(row: Any, name: str) -> Decimal | None:
+    return as_decimal(pick(row, name))
+
+
+def stress_report(result: Any) -> dict[str, Any]:
+    """The stress selector's result (``risk.stress.StressResult.as_dict()``) arranged for the page and
+    its CSV: the scenario, the summary and one row per asset, largest platform P&L move first."""
+    per_asset = pick(result, "per_asset", default=[]) or []
+    if isinstance(per_asset, dict):
+        per_asset = list(per_asset.values())
+    rows = []
+    for row in per_asset:
+        rows.append(
+            {
+                "asset": pick(row, "asset", default="?"),
+                "shock": _num(row, "shock") or ZERO,
+                "mark_before": _num(row, "mark_before"),
+                "mark_after": _num(row, "mark_after"),
+                "positions": int(pick(row, "positions", default=0) or 0),
+                "net_exposure": _num(row, "net_exposure") or ZERO,
+                "net_exposure_after": _num(row, "net_exposure_after") or ZERO,
+                "bbook_pnl": _num(row, "bbook_pnl_change") or ZERO,
+                "hedge_notional": _num(row, "hedge_notional") or ZERO,
+                "hedge_pnl": _num(row, "hedge_pnl_change") or ZERO,
+                "platform_pnl": _num(row, "platform_pnl_change") or ZERO,
+                "coverage": _num(row, "hedge_coverage"),
+                "liquidations": int(pick(row, "liquidations", default=0) or 0),
+                "liquidation_notional": _num(row, "liquidation_notional") or ZERO,
+                "by_venue": dict(pick(row, "liquidations_by_venue", default={}) or {}),
+                "bankrupt": _num(row, "bankrupt") or ZERO,
+            }
+        )
+    rows.sort(key=lambda r: (-abs(r["platform_pnl"]), -abs(r["net_exposure"]), r["asset"]))
+    venues = pick(result, "liquidations", default={}) or {}
+    ratios = pick(result, "hl_margin_ratios", default={}) or {}
+    shocks = pick(result, "shocks", default={}) or {}
+    marks_before = pick(result, "marks_before", default={}) or {}
+    marks_after = pick(result, "marks_after", default={}) or {}
+    return {
+        "scenario": [
+            {
+                "asset": asset,
+                "shock": as_decimal(shock),
+                "mark_before": as_decimal(marks_before.get(asset)),
+                "mark_after": as_decimal(marks_after.get(asset)),
+            }
+            for asset, shock in sorted(shocks.items())
+        ],
+        "platform_pnl": _num(result, "platform_pnl_change"),
+        "bbook_pnl": _num(result, "bbook_pnl_change"),
+        "hedge_pnl": _num(result, "hedge_pnl_change"),
+        "coverage": _num(result, "hedge_coverage"),
+        "liquidation_count": int(pick(result, "liquidation_count", default=0) or 0),
+        "liquidation_notional": _num(result, "liquidation_notional"),
+        "venues": [
+            {"venue": venue, "count": int(v.get("count", 0)), "notional": as_decimal(v.get("notional"))}
+            for venue, v in sorted(venues.items())
+        ],
+        "bankrupt": _num(result, "bankrupt_total"),
+        "reserve_before": _num(result, "reserve_before"),
+        "reserve_after": _num(result, "reserve_after"),
+        "hl_accounts": [
+            {
+                "name": name,
+                "before": as_decimal((r or {}).get("before")),
+                "after": as_decimal((r or {}).get("after")),
+                "level": margin_level(as_decimal((r or {}).get("after"))),
+            }
+            for name, r in sorted(ratios.items())
+        ],
+        "positions_evaluated": int(pick(result, "positions_evaluated", default=0) or 0),
+        "rows": rows,
+        "totals": {
+            key: sum((r[key] for r in rows), ZERO)
+            for key in (
+                "net_exposure",
+                "net_exposure_after",
+                "bbook_pnl",
+                "hedge_notional",
+                "hedge_pnl",
+                "platform_pnl",
+                "liquidation_notional",
+                "bankrupt",
+            )
+        }
+        | {
+            "positions": sum(r["positions"] for r in rows),
+            "liquidations": sum(r["liquidations"] for r in rows),
+        },
+    }
+
+
+def margin_level(ratio: Decimal | None) -> str:
+    """An HL account's margin ratio as a status colour (spec 05: < 150 % halts new HL opens, < 300 %
+    alerts)."""
+    if ratio is None:
+        return "ok"
+    if ratio < Decimal("1.5"):
+        return "bad"
+    if ratio < Decimal(3):
+        return "warn"
+    return "ok"
+
+
+def reserve_level(after: Decimal | None) -> tuple[str, str]:
+    """The risk reserve against its configured levels: (colour, what that level does)."""
+    from risk.config import risk_config
+
+    if after is None:
+        return "ok", ""
+    cfg = risk_config()
+    if after < cfg.reserve_halt:
+        return "bad", f"below the halt level ({cfg.reserve_halt:,.0f} USDC): all internalization halted"
+    if after < cfg.reserve_normal:
+        return "warn", f"below the normal level ({cfg.reserve_normal:,.0f} USDC): routing thresholds lowered"
+    return "ok", f"above the normal level ({cfg.reserve_normal:,.0f} USDC)"
+
+
+# --- reconciliation ------------------------------------------------------------------------------
+
+# dimension → (title, unit of expected/actual/deviation, what it compares)
+RECON_DIMENSIONS: dict[str, tuple[str, str, str]] = {
+    "ledger": (
+        "Ledger",
+        "violations",
+        "Σ balances per asset = 0; each balance = Σ postings = Σ balance logs",
+    ),
+    "exposure": (
+        "Exposure",
+        "fields",
+        "incremental exposure totals = recompute from open INTERNAL positions",
+    ),
+    "hl_trading": ("HL trading positions", "coins", "Σ users' HYPERLIQUID positions = HL trading account"),
+    "hl_hedge": ("HL hedge positions", "coins", "XBIT's hedge book = HL hedge account"),
+    "user_assets": ("User assets", "USDC", "what users are owed = what the platform's books hold for them"),
+    "hl_account_value": (
+        "HL account value",
+        "USDC",
+        "HL account value = injected capital − settled P&L + unrealized P&L",
+    ),
+    "funding_mirror": (
+        "HL funding mirror",
+        "USDC",
+        "mirrored HYPERLIQUID funding = HL userFunding (last hour)",
+    ),
+    "bbook": ("B-book", "USDC", "B-book P&L + reserve allocations = INTERNAL users' realized losses − gains"),
+    "hot_wallets": ("Hot wallets", "USD", "on-chain hot balance = custody record ≥ queued withdrawals"),
+}
+STATUS_LEVEL = {"OK": "ok", "WARN": "warn", "WARNING": "warn"}
+STATUS_RANK = {"OK": 0, "WARN": 1, "CRITICAL": 2}
+
+
+def recon_level(status: str) -> str:
+    return STATUS_LEVEL.get(status.upper(), "bad")
+
+
+def recon_unit(dimension: str, details: Any = None) -> str:
+    if isinstance(details, dict) and details.get("unit"):
+        return str(details["unit"])
+    return RECON_DIMENSIONS.get(dimension, ("", "", ""))[1]
+
+
+def recon_subject_key(subject: str) -> str:
+    """A subject without its run-specific suffix (``BTC@2026-…`` → ``BTC``) for filtering history."""
+    return subject.split("@", 1)[0]
+
+
+def recon_latest_by_dimension() -> list[dict[str, Any]]:
+    """Each dimension's newest run (a run may cover only some dimensions): its rows, worst first."""
+    from risk.hedge_models import ReconciliationLog
+
+    newest = (
+        ReconciliationLog.objects.order_by("dimension", "-created_at", "-id")
+        .distinct("dimension")
+        .values_list("dimension", "run_id")
+    )
+    q = Q(pk__in=[])
+    for dimension, run_id in newest:
+        q |= Q(dimension=dimension, run_id=run_id)
+    rows = []
+    for r in ReconciliationLog.objects.filter(q).order_by("dimension", "subject"):
+        rows.append(
+            {
+                "dimension": r.dimension,
+                "title": RECON_DIMENSIONS.get(r.dimension, (r.dimension,))[0],
+                "subject": r.subject,
+                "status": r.status,
+                "level": recon_level(r.status),
+                "expected": r.expected,
+                "actual": r.actual,
+                "deviation": r.deviation,
+                "rate": r.deviation_rate,
+                "unit": recon_unit(r.dimension, r.details),
+                "checked_at": r.created_at,
+                "run_id": r.run_id,
+                "details": r.details,
+            }
+        )
+    order = list(RECON_DIMENSIONS)
+    rows.sort(
+        key=lambda r: (order.index(r["dimension"]) if r["dimension"] in order else len(order), r["subject"])
+    )
+    return rows
+
+
+def recon_history_qs(dimension: str, subject: str = "", since: datetime | None = None) -> Any:
+    from risk.hedge_models import ReconciliationLog
+
+    qs = ReconciliationLog.objects.filter(dimension=dimension)
+    if subject:
+        qs = qs.filter(Q(subject=subject) | Q(subject__startswith=f"{subject}@"))
+    if since is not None:
+        qs = qs.filter(created_at__gte=since)
+    return qs
+
+
+def recon_chart(
+    dimension: str, subject: str = "", since: datetime | None = None, points: int = 500
+) -> dict[str, Any]:
+    """Deviation history of a dimension, one point per run, oldest first: Σ |deviation| over its
+    subjects (the subject's signed deviation when one is chosen) and the largest deviation rate (%).
+    More runs than ``points`` are bucketed keeping each bucket's largest values (a spike stays)."""
+    from django.db.models import Max, Min
+
+    runs = list(
+        recon_history_qs(dimension, subject, since)
+        .values("run_id")
+        .annotate(
+            at=Min("created_at"),
+            dev=Sum("deviation") if subject else Sum(Abs("deviation")),
+            rate=Max("deviation_rate"),
+            n=Count("id"),
+        )
+        .order_by("at")
+    )
+    step = max(1, -(-len(runs) // points))
+    x: list[int] = []
+    dev: list[float] = []
+    rate: list[float] = []
+    for i in range(0, len(runs), step):
+        bucket = runs[i : i + step]
+        x.append(int(bucket[-1]["at"].timestamp()))
+        dev.append(float(max((b["dev"] or ZERO for b in bucket), key=abs)))
+        rate.append(float(max(b["rate"] or ZERO for b in bucket)) * 100)
+    return {"deviation": {"x": x, "y": dev}, "rate": {"x": x, "y": rate}, "runs": len(runs)}
+
+
+def recon_subjects(dimension: str, since: datetime | None = None, limit: int = 20) -> list[str]:
+    subjects = (
+        recon_history_qs(dimension, since=since).order_by().values_list("subject", flat=True).distinct()[:500]
+    )
+    keys = sorted({recon_subject_key(s) for s in subjects} - {"*"})
+    return keys if len(keys) <= limit else []

@@ -16,11 +16,22 @@ urlpatterns = [
     path("hedge/manual/", risk.hedge_manual_view, name="hedge_manual"),
     path("liquidations/", risk.liquidations_view, name="liquidations"),
     path("reconciliation/", risk.reconciliation_view, name="reconciliation"),
+    path(
+        "reconciliation/<str:dimension>/",
+        risk.reconciliation_dimension_view,
+        name="reconciliation_dimension",
+    ),
+    path(
+        "reconciliation/<str:dimension>/export.csv",
+        risk.reconciliation_export_view,
+        name="reconciliation_export",
+    ),
     path("drift/", risk.drift_view, name="drift"),
     path("risk-config/", risk.risk_config_view, name="risk_config"),
     path("breakers/<str:kind>/<str:scope>/reset/", risk.breaker_reset_view, name="breaker_reset"),
     path("breakers/kill-switch/<str:action>/", risk.kill_switch_view, name="kill_switch"),
     path("stress/", risk.stress_view, name="stress"),
+    path("stress/export.csv", risk.stress_export_view, name="stress_export"),
     # routing (spec 07 §2)
     path("routing/", routing.routing_view, name="routing"),
     path("routing/<str:asset>/", routing.routing_asset_view, name="routing_asset"),

@@ -424,11 +424,15 @@ def _hedge_history() -> dict[str, Any]:
 @staff_required("view_risk", "manage_hedge")
 def hedge_view(request: HttpRequest) -> HttpResponse:
     available, data = reads.call_selector("hedge_overview")
+    account = {a.name: a for a in reads.hl_accounts()}.get("hedge")
+    ratio = account.snapshot.margin_ratio if account and account.snapshot else None
     context: dict[str, Any] = {
         "page": "hedge",
         "available": available,
         "manage": can(request.user, "manage_hedge"),
-        "account": {a.name: a for a in reads.hl_accounts()}.get("hedge"),
+        "account": account,
+        # the gauge spans 0–1000 % (hedge_live.js moves the needle the same way)
+        "gauge_pos": None if ratio is None else f"{min(ratio * 10, Decimal(100)):.1f}",
         "history": _hedge_history(),
         "asset_names": _listed_assets(),
     }

@@ -335,7 +335,7 @@ def risk_selectors(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     ]
     module.stress_view = lambda shocks: {
         "shocks": {k: str(v) for k, v in shocks.items()},
-        "liquidated_count": 3,
+        "liquidation_count": 3,
     }  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "risk.selectors", module)
     return module
@@ -360,7 +360,7 @@ def test_reconciliation_and_stress_light_up_with_the_risk_selectors(
     html = client.get("/reconciliation/").content.decode()
     assert 'data-dimension="hl_positions"' in html and "badge bad" in html and "badge ok" in html
     html = client.get("/stress/?shock_BTC=-15").content.decode()
-    assert "liquidated_count" in html and "-0.15" in html
+    assert 'id="stress-summary"' in html and "-15.0%" in html  # the scenario as the selector echoes it
     assert "not a percentage" in client.get("/stress/?shock_BTC=abc").content.decode()
 
 
