@@ -22,6 +22,7 @@ CONFIG_FIELDS = (
     "auto_switch_enabled",
     "internalization_enabled",
     "max_internal_order_notional",
+    "max_internal_exposure",
 )
 GLOBAL_ONLY_FIELDS = ("global_internalization_enabled", "degraded")
 
@@ -37,6 +38,21 @@ class RoutingSnapshot:
             if field in CONFIG_FIELDS and value is not None:
                 base[field] = value
         return base
+
+    def with_value(self, asset: str, field: str, value: Any) -> RoutingSnapshot:
+        """A copy with one row's field replaced (what the configuration was before a change)."""
+        configs = {name: dict(row) for name, row in self.configs.items()}
+        configs.setdefault(asset, {})[field] = value
+        return RoutingSnapshot(configs=configs, states=self.states)
+
+    def internalized(self, assets: list[str]) -> list[str]:
+        """The whitelist: the assets whose resolved ``internalization_enabled`` is on."""
+        return sorted(a for a in assets if self.resolved(a)["internalization_enabled"])
+
+
+def routing_snapshot_uncached() -> RoutingSnapshot:
+    """The configuration as this transaction sees it now, bypassing the process cache."""
+    return _load()
 
 
 def _load() -> RoutingSnapshot:

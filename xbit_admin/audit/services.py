@@ -10,12 +10,16 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
+from django.dispatch import Signal
 from django.http import HttpRequest
 from django.utils import timezone
 
 from xbit_admin.audit.models import AuditEntry
 
 GENESIS_HASH = "0" * 64
+# Sent inside the transaction of every audited change, after its row is written (``entry=``). The core's
+# switch history listens to it so a switch changed on any page, API or automatic path is recorded.
+audit_recorded = Signal()
 # Serialises writers of the chain: two concurrent actions must not both link to the same previous row.
 _CHAIN_LOCK_KEY = 0x58424954_41554454  # "XBIT" "AUDT"
 
@@ -98,7 +102,7 @@ def audit_record(
         after=after_n,
         reason=reason,
     )
-    return AuditEntry.objects.create(
+    entry = AuditEntry.objects.create(
         created_at=created_at,
         actor=actor_obj,
         actor_label=actor_label,
@@ -112,6 +116,8 @@ def audit_record(
         prev_hash=prev_hash,
         hash=digest,
     )
+    audit_recorded.send(sender=AuditEntry, entry=entry)
+    return entry
 
 
 @dataclass(frozen=True)

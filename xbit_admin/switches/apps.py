@@ -13,3 +13,8 @@ class SwitchesConfig(AppConfig):
         )
 
         adapters.register_all()
+
+        from xbit_admin.audit.services import audit_recorded
+        from xbit_admin.switches.history import on_audit_recorded
+
+        audit_recorded.connect(on_audit_recorded, dispatch_uid="switches.history")

@@ -33,6 +33,7 @@ class SwitchChange(models.Model):
         ROLLBACK = "ROLLBACK", "Rollback"
         DEGRADATION = "DEGRADATION", "Degradation level"
         CANARY = "CANARY", "Canary stage"
+        DIRECT = "DIRECT", "Changed on its own page, API or automatically"
 
     name = models.CharField(max_length=80)
     old_value = models.JSONField(null=True)

@@ -14,6 +14,7 @@ from django.http import HttpRequest
 from xbit_admin.accounts.roles import perm
 from xbit_admin.errors import ApplicationError, ErrorCode
 from xbit_admin.switches import store
+from xbit_admin.switches.history import recording
 from xbit_admin.switches.models import SwitchChange
 from xbit_admin.switches.registry import Switch, display, resolve
 
@@ -89,7 +90,8 @@ def switch_set(
         old = switch.read(scope)
         if old == new:
             return SwitchResult()
-        switch.set(scope, new, acting_user, reason)
+        with recording(key):
+            switch.set(scope, new, acting_user, reason)
         SwitchChange.objects.create(
             name=key,
             old_value=old,

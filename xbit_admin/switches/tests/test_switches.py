@@ -232,3 +232,54 @@ def test_the_liquidation_sweep_interval_is_in_milliseconds_within_spec_10s_range
         assert "500" in refused.value.message or "2000" in refused.value.message
     assert switch_set(name="liquidation_sweep_ms", value=750, acting_user=manager, reason="tune").changed
     assert risk_config().liquidation_sweep_ms == 750
+
+
+def test_changes_made_on_other_pages_and_by_the_platform_are_in_the_history_and_roll_back(
+    make_staff: Any,
+) -> None:
+    """The routing page, the risk config page, the ops API and the automatic paths call the owners'
+    services directly; their changes still land in the switch history (once each), so a rollback to an
+    earlier time restores what was in force then."""
+    from risk.config import risk_config, risk_config_update
+    from routing.services import routing_config_update, routing_mode_switch
+
+    risk = make_staff(Role.RISK_MANAGER)
+    admin = make_staff(Role.SUPER_ADMIN)
+    start = timezone.now()
+    time.sleep(0.01)
+    routing_mode_switch(asset="BTC", mode="HL_MODE", acting_user=risk, reason="routing page", change_id="p1")
+    routing_mode_switch(asset="ETH", mode="BETTING_MODE", acting_user=None, reason="auto", change_id="a1")
+    routing_config_update(asset="*", changes={"normal_threshold": 12_500}, acting_user=risk, reason="page")
+    routing_config_update(
+        asset="SOL", changes={"internalization_enabled": True}, acting_user=risk, reason="pg"
+    )
+    risk_config_update(changes={"reserve_halt": "150000"}, acting_user=risk, reason="risk config page")
+    switch_set(name="api_mode", value="REDUCE_ONLY", acting_user=admin, reason="switches page")
+
+    rows = {r.name: r for r in SwitchChange.objects.filter(at__gt=start)}
+    assert rows["routing_mode:BTC"].source == "DIRECT" and rows["routing_mode:BTC"].actor == risk
+    assert (rows["routing_mode:ETH"].old_value, rows["routing_mode:ETH"].new_value) == (
+        "NORMAL_MODE",
+        "BETTING_MODE",
+    )
+    assert rows["routing_mode:ETH"].actor is None and rows["routing_mode:ETH"].reason == "auto"
+    assert (rows["normal_threshold"].old_value, rows["normal_threshold"].new_value) == ("10000", "12500")
+    assert rows["internalization_whitelist"].old_value == ["BTC", "ETH"]
+    assert rows["internalization_whitelist"].new_value == ["BTC", "ETH", "SOL"]
+    assert (rows["reserve_halt"].old_value, rows["reserve_halt"].new_value) == ("200000", "150000")
+    assert rows["api_mode"].source == "SET"  # switch_set records its own row…
+    assert SwitchChange.objects.filter(name="api_mode").count() == 1  # …and only one
+
+    for key in ("routing_mode:BTC", "routing_mode:ETH", "normal_threshold", "internalization_whitelist"):
+        assert switch_rollback(name=key, to=start, acting_user=admin, reason="undo").changed, key
+    assert switch_rollback(name="reserve_halt", to=start, acting_user=admin, reason="undo").changed
+    assert (asset_routing("BTC").mode.value, asset_routing("ETH").mode.value) == (
+        "NORMAL_MODE",
+        "NORMAL_MODE",
+    )
+    assert asset_routing("BTC").normal_threshold == 10_000
+    assert REGISTRY["internalization_whitelist"].read("") == ["BTC", "ETH"]
+    assert risk_config().reserve_halt == 200_000
+    # each rollback is one ROLLBACK row; the owners' audit rows it caused are not recorded twice
+    assert SwitchChange.objects.filter(name="routing_mode:BTC").count() == 2
+    assert SwitchChange.objects.filter(name="internalization_whitelist").count() == 2
