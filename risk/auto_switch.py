@@ -12,16 +12,57 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
 
 from routing.decision import AutoSwitchPolicy, Mode, auto_mode
-from xbit_admin.alerts.services import alert_raise
+from xbit_admin.alerts.services import alert_raise, alert_resolve_condition
 
 logger = logging.getLogger(__name__)
 
 
+def exposure_limit_evaluate(asset: str, cfg: dict[str, Any], net: Decimal) -> bool | None:
+    """Spec 10 ``max_internal_exposure``: force the asset to HL while |net internal exposure| is above
+    its limit; clear it once back below the limit × the asset's HL exit factor (the same hysteresis as
+    the HL_MODE auto-switch, so it does not flap). Returns the new state when it changed."""
+    from routing.decision import Reason
+    from routing.selectors import asset_routing
+    from routing.services import routing_force_hl_set
+
+    limit = cfg.get("max_internal_exposure")
+    if limit is None:
+        return None
+    limit = Decimal(limit)
+    active = Reason.MAX_INTERNAL_EXPOSURE in asset_routing(asset).force_hl_reasons
+    size = abs(net)
+    if not active and size > limit:
+        wanted = True
+    elif active and size < limit * Decimal(cfg.get("hl_exit_factor") or "0.8"):
+        wanted = False
+    else:
+        return None
+    detail = f"|net exposure| {size:,.0f} vs limit {limit:,.0f}"
+    with transaction.atomic():
+        changed = routing_force_hl_set(
+            asset=asset, reason=Reason.MAX_INTERNAL_EXPOSURE, active=wanted, detail=detail
+        )
+    if changed and wanted:
+        alert_raise(
+            rule="risk.max_internal_exposure",
+            severity="P1",
+            subject=asset,
+            message=f"{asset}: {detail}; new orders go to Hyperliquid",
+            details={"net_exposure": str(net), "limit": str(limit)},
+        )
+    elif changed:
+        alert_resolve_condition(rule="risk.max_internal_exposure", subject=asset, note=detail)
+    return wanted if changed else None
+
+
 def auto_switch_evaluate(*, assets: Iterable[str] | None = None) -> list[tuple[str, str, str]]:
-    """Switch every auto-enabled asset whose exposure calls for another mode. Returns the switches made
-    as (asset, from, to)."""
+    """Switch every auto-enabled asset whose exposure calls for another mode, and apply every asset's
+    internal exposure limit. Returns the mode switches made as (asset, from, to)."""
     from risk.exposure import exposure_current
     from routing.models import RoutingModeLog
     from routing.selectors import ROUTING_CACHE
@@ -33,6 +74,9 @@ def auto_switch_evaluate(*, assets: Iterable[str] | None = None) -> list[tuple[s
     made = []
     for asset in names:
         cfg = snapshot.resolved(asset)
+        limit_view = exposures.get(asset)
+        if limit_view is not None and limit_view.mark is not None:
+            exposure_limit_evaluate(asset, cfg, limit_view.net_notional)
         if not cfg.get("auto_switch_enabled"):
             continue
         view = exposures.get(asset)

@@ -53,6 +53,7 @@ class Reason(StrEnum):
     RESERVE_LOW = "reserve_low"
     DAILY_LOSS = "daily_loss"
     LIQUIDATION_FAILURE = "liquidation_failure"
+    MAX_INTERNAL_EXPOSURE = "max_internal_exposure"
     MANUAL = "manual"
 
 
@@ -66,6 +67,7 @@ FORCE_HL_REASONS = frozenset(
         Reason.RESERVE_LOW,
         Reason.DAILY_LOSS,
         Reason.LIQUIDATION_FAILURE,
+        Reason.MAX_INTERNAL_EXPOSURE,
         Reason.MANUAL,
     }
 )

@@ -13,6 +13,7 @@ GLOBAL_DEFAULTS = {
     "auto_switch_enabled": False,
     "internalization_enabled": False,
     "max_internal_order_notional": Decimal("10000"),
+    "max_internal_exposure": Decimal("500000"),
     "global_internalization_enabled": False,  # spec 10: off at first launch; an operator turns it on
     "degraded": False,
 }

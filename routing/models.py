@@ -31,6 +31,8 @@ class RoutingConfig(models.Model):
     auto_switch_enabled = models.BooleanField(null=True, blank=True)
     internalization_enabled = models.BooleanField(null=True, blank=True)
     max_internal_order_notional = _money(null=True, blank=True)
+    # spec 10: |net internal exposure| above it forces the asset to HL (risk sets the force-HL reason)
+    max_internal_exposure = _money(null=True, blank=True)
     # global-only switches (spec 10); ignored on per-asset rows
     global_internalization_enabled = models.BooleanField(null=True, blank=True)
     degraded = models.BooleanField(null=True, blank=True)
@@ -51,6 +53,7 @@ class RoutingConfig(models.Model):
                     | Q(betting_mode_exposure_threshold__gte=0)
                 )
                 & (Q(max_internal_order_notional__isnull=True) | Q(max_internal_order_notional__gt=0))
+                & (Q(max_internal_exposure__isnull=True) | Q(max_internal_exposure__gt=0))
                 & (Q(hl_exit_factor__isnull=True) | Q(hl_exit_factor__gt=0, hl_exit_factor__lte=1))
                 & (Q(betting_exit_factor__isnull=True) | Q(betting_exit_factor__gte=1)),
             ),
@@ -68,6 +71,7 @@ class RoutingConfig(models.Model):
                     auto_switch_enabled__isnull=False,
                     internalization_enabled__isnull=False,
                     max_internal_order_notional__isnull=False,
+                    max_internal_exposure__isnull=False,
                     global_internalization_enabled__isnull=False,
                     degraded__isnull=False,
                 ),

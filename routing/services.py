@@ -32,6 +32,7 @@ MONEY_FIELDS = {
     "hl_mode_exposure_threshold",
     "betting_mode_exposure_threshold",
     "max_internal_order_notional",
+    "max_internal_exposure",
 }
 FACTOR_FIELDS = {"hl_exit_factor", "betting_exit_factor"}
 BOOL_FIELDS = {"auto_switch_enabled", "internalization_enabled", "global_internalization_enabled", "degraded"}

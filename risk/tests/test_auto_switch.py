@@ -74,3 +74,47 @@ def test_an_asset_without_auto_switching_is_never_switched(auto_btc: None) -> No
     exposure("ETH", 2_000_000)
     assert auto_switch_evaluate() == [] and mode("ETH") == "NORMAL_MODE"
     assert not RoutingModeLog.objects.filter(asset="ETH").exists()
+
+
+def test_internal_exposure_above_max_internal_exposure_forces_the_asset_to_hl_until_back_below(
+    set_quote: Any,
+) -> None:
+    from routing.decision import Route, decide
+
+    set_quote("BTC", "100000")
+    routing_config_update(
+        asset="*",
+        changes={"max_internal_exposure": D(300_000), "global_internalization_enabled": True},
+        acting_user=None,
+        reason="test",
+    )
+    routing_config_update(
+        asset="BTC", changes={"internalization_enabled": True}, acting_user=None, reason="t"
+    )
+    exposure("BTC", 250_000)
+    auto_switch_evaluate()  # auto-switch itself is off for BTC: the limit applies regardless
+    assert decide(notional=D(100), config=asset_routing("BTC")).route is Route.INTERNAL
+
+    exposure("BTC", -310_000)  # |net| above the limit, either side
+    auto_switch_evaluate()
+    routed = decide(notional=D(100), config=asset_routing("BTC"))
+    assert (routed.route, routed.reason) == (Route.HYPERLIQUID, "max_internal_exposure")
+    assert Alert.objects.filter(rule="risk.max_internal_exposure", subject="BTC", state="open").exists()
+    assert mode() == "NORMAL_MODE"  # a force-HL reason, not a mode change
+
+    for net in (290_000, 245_000):  # below the limit but not below limit × 0.8: still forced (no flapping)
+        exposure("BTC", net)
+        auto_switch_evaluate()
+        assert "max_internal_exposure" in asset_routing("BTC").force_hl_reasons
+    exposure("BTC", 239_000)
+    auto_switch_evaluate()
+    assert asset_routing("BTC").force_hl_reasons == ()
+    assert not Alert.objects.filter(rule="risk.max_internal_exposure", state="open").exists()
+
+    # a per-asset override on the routing page wins over the global value
+    routing_config_update(
+        asset="BTC", changes={"max_internal_exposure": D(1_000_000)}, acting_user=None, reason="t"
+    )
+    exposure("BTC", 900_000)
+    auto_switch_evaluate()
+    assert "max_internal_exposure" not in asset_routing("BTC").force_hl_reasons

@@ -7,7 +7,11 @@ from routing.defaults import GLOBAL_DEFAULTS, LAUNCH_WHITELIST
 
 def seed(apps, schema_editor):
     RoutingConfig = apps.get_model("routing", "RoutingConfig")
-    RoutingConfig.objects.get_or_create(asset="*", defaults=GLOBAL_DEFAULTS)
+    # only the fields this migration's model has (later migrations add and seed their own)
+    fields = {f.name for f in RoutingConfig._meta.get_fields()}
+    RoutingConfig.objects.get_or_create(
+        asset="*", defaults={k: v for k, v in GLOBAL_DEFAULTS.items() if k in fields}
+    )
     for asset in LAUNCH_WHITELIST:
         RoutingConfig.objects.get_or_create(asset=asset, defaults={"internalization_enabled": True})
 

@@ -202,6 +202,14 @@ CATALOGUE: tuple[Rule, ...] = (
         "Routing page: the switch log shows the exposure at the switch.",
     ),
     Rule(
+        "risk.max_internal_exposure",
+        "P1",
+        "Internal exposure limit reached",
+        "An asset's |net internal exposure| went above its max_internal_exposure: it is forced to HL.",
+        "Routing page: the force-HL lifts by itself once exposure falls below the limit × the HL exit "
+        "factor; raise the limit (switches page) only with the hedge coverage to match.",
+    ),
+    Rule(
         "reconciliation.*",
         "P0",
         "Reconciliation mismatch",

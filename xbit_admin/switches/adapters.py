@@ -179,11 +179,12 @@ def _register_routing() -> None:
             "money",
             D(500_000),
             ROUTING,
-            "Per asset: above it force-HL for the asset. No store holds it yet (routing has no field).",
-            get=lambda s: None,
-            set=lambda *a: None,
+            "Default for every asset (per-asset overrides on the routing page): when |net internal "
+            "exposure| goes above it the asset is forced to HL until it falls below it × the HL exit factor.",
+            get=lambda s: _global_get("max_internal_exposure"),
+            set=_global_setter("max_internal_exposure"),
             owner="routing",
-            available=lambda: False,
+            minimum=D("0.000001"),
         )
     )
 
