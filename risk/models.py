@@ -36,6 +36,11 @@ class RiskConfig(models.Model):
     liquidation_lease_seconds = models.PositiveIntegerField(
         default=15, help_text="an EXECUTING trigger not finished within this is re-driven by the sweep"
     )
+    liquidation_batch_size = models.PositiveSmallIntegerField(
+        default=50,
+        validators=[MinValueValidator(1), MaxValueValidator(500)],
+        help_text="INTERNAL liquidations a worker claims and executes in one transaction (1–500)",
+    )
     # funding
     funding_interval_seconds = models.PositiveIntegerField(default=3600)
     funding_drift_alert_rate = rate_field(default="0.01")
@@ -90,6 +95,10 @@ class RiskConfig(models.Model):
             models.CheckConstraint(
                 name="risk_config_sweep_range",
                 condition=Q(liquidation_sweep_ms__gte=500, liquidation_sweep_ms__lte=2000),
+            ),
+            models.CheckConstraint(
+                name="risk_config_liquidation_batch_range",
+                condition=Q(liquidation_batch_size__gte=1, liquidation_batch_size__lte=500),
             ),
             models.CheckConstraint(
                 name="risk_config_daily_loss_order",
