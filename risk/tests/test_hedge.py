@@ -253,6 +253,47 @@ def test_shadow_mode_records_the_instruction_live_would_send_and_sends_nothing(
     assert live.status == "FILLED" and live.size == shadow.size
 
 
+def test_the_hedge_switches_end_to_end_shadow_off_live_and_a_ratio_rolled_back(
+    venue: Venue, make_staff: Any
+) -> None:
+    """Through the switch catalogue (what the switches page and the degradation levels call): SHADOW
+    logs what LIVE would send and sends nothing, OFF computes nothing, a tier ratio change reaches the
+    engine at once and rolls back to its earlier value in one action."""
+    from django.utils import timezone
+
+    from xbit_admin.accounts.roles import Role
+    from xbit_admin.switches.models import SwitchChange
+    from xbit_admin.switches.registry import REGISTRY
+    from xbit_admin.switches.services import switch_rollback, switch_set
+
+    manager = make_staff(Role.RISK_MANAGER)
+    before = timezone.now()
+    mark = venue.refresh_quote("BTC")
+    set_exposure("BTC", D(103_000), mark)
+
+    assert switch_set(name="hedge_mode", value="SHADOW", acting_user=manager, reason="stage 1").changed
+    (shadow,) = hedge_evaluate(assets=["BTC"])
+    assert shadow.status == "SHADOW" and abs(shadow.notional - D(51_500)) < D(100)
+    assert venue.hedge_size("BTC") == 0
+
+    switch_set(name="hedge_mode", value="OFF", acting_user=manager, reason="engine suspect")
+    assert hedge_evaluate(assets=["BTC"]) == [] and venue.hedge_size("BTC") == 0
+
+    switch_set(name="hedge_tier1_ratio", value="0.6", acting_user=manager, reason="more cover")
+    switch_set(name="hedge_mode", value="LIVE", acting_user=manager, reason="stage 3")
+    (live,) = hedge_evaluate(assets=["BTC"])
+    assert live.status == "FILLED"
+    assert abs(hedge_notional(venue, "BTC", mark) - D(61_800)) < D(150)  # 60 % of 103k
+
+    switch_rollback(name="hedge_tier1_ratio", to=before, acting_user=manager, reason="back to spec")
+    assert D(REGISTRY["hedge_tier1_ratio"].read("")) == D("0.5")
+    (trim,) = hedge_evaluate(assets=["BTC"])
+    assert trim.status == "FILLED"
+    assert abs(hedge_notional(venue, "BTC", mark) - D(51_500)) < D(150)
+    assert SwitchChange.objects.filter(name="hedge_mode").count() == 3
+    assert SwitchChange.objects.filter(name="hedge_tier1_ratio", source="ROLLBACK").count() == 1
+
+
 def test_a_manual_hedge_is_audited_and_sent(venue: Venue, make_staff: Any) -> None:
     from xbit_admin.accounts.roles import Role
 
