@@ -781,7 +781,7 @@ def _csv_value(key: str, value: Any) -> Any:
     if key in ("shock", "coverage"):
         return (value * 100).quantize(CENTS)
     if key in ("mark_before", "mark_after"):
-        return value.normalize()
+        return format(value.normalize(), "f")
     return value.quantize(CENTS)
 
 

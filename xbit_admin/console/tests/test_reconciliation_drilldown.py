@@ -1,0 +1,128 @@
+"""Reconciliation: the latest result of every dimension (each from its own newest run) links to a
+drill-down with the dimension's deviation history as a chart (one point per run) and its recent rows,
+filterable by subject and exportable as CSV; who may open and export it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from risk.hedge_models import ReconciliationLog
+from risk.reconciliation import reconciliation_run
+from xbit_admin.accounts.roles import Role
+from xbit_admin.audit.models import AuditEntry
+
+pytestmark = pytest.mark.django_db
+D = Decimal
+
+
+def hl_trading_run(run_id: str, minutes_ago: int, btc_actual: str, eth_actual: str = "2") -> None:
+    """One hl_trading run as the engine writes it (users hold 0.5 BTC and 2 ETH; HL what is given)."""
+    from risk.reconciliation import _row
+
+    at = timezone.now() - timedelta(minutes=minutes_ago)
+    rows = [
+        _row(run_id, "hl_trading", "BTC", D("0.5"), D(btc_actual), unit="coins"),
+        _row(run_id, "hl_trading", "ETH", D("2"), D(eth_actual), unit="coins"),
+    ]
+    for row in rows:
+        row.created_at = at
+    ReconciliationLog.objects.bulk_create(rows)
+
+
+@pytest.fixture
+def history() -> None:
+    hl_trading_run("run-old", 30, "0.5")  # clean
+    hl_trading_run("run-mid", 20, "0.4995")  # BTC off by 0.1 % → WARN
+    hl_trading_run("run-new", 10, "0.4", eth_actual="2.1")  # BTC −0.1, ETH +0.1 → CRITICAL
+    reconciliation_run(dimensions=["ledger"])  # a later run of another dimension only
+
+
+def test_the_latest_of_every_dimension_links_to_its_drill_down(console_as: Any, history: None) -> None:
+    html = console_as(Role.RISK_MANAGER).get("/reconciliation/").content.decode()
+    tiles = html.split('id="recon-summary"')[1].split("</nav>")[0]
+    # the ledger's newest run does not hide hl_trading's (an older run)
+    assert 'href="/reconciliation/ledger/"' in tiles and 'href="/reconciliation/hl_trading/"' in tiles
+    hl = tiles.split('data-dimension="hl_trading"')[1].split("</a>")[0]
+    assert "badge bad" in hl and "CRITICAL" in hl
+    latest = html.split('id="recon-latest"')[1]
+    assert 'href="/reconciliation/hl_trading/?subject=BTC"' in latest
+    btc = latest.split("?subject=BTC")[1].split("</tr>")[0]
+    assert "0.5<" in btc and "0.4<" in btc and "-0.1" in btc and "coins" in btc and "20.0000%" in btc
+
+
+def test_the_drill_down_charts_the_deviation_per_run_and_lists_the_runs(
+    console_as: Any, history: None
+) -> None:
+    response = console_as(Role.DATA_ANALYST).get("/reconciliation/hl_trading/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    deviation = json.loads(
+        html.split('id="recon-deviation" type="application/json">')[1].split("</script>")[0]
+    )
+    rate = json.loads(html.split('id="recon-rate" type="application/json">')[1].split("</script>")[0])
+    # oldest first, Σ |deviation| over BTC and ETH per run; the largest rate per run in %
+    assert deviation["y"] == [0.0, 0.0005, 0.2] and len(deviation["x"]) == 3
+    assert deviation["x"] == sorted(deviation["x"])
+    assert rate["y"] == pytest.approx([0.0, 0.1, 20.0])
+    assert 'data-chart="recon-deviation"' in html and 'data-chart="recon-rate"' in html
+    assert "vendor/uplot/uPlot.iife.min.js" in html and "console/charts.js" in html
+    assert '"value": 0.1, "color": "--bad"' in html  # the CRITICAL level drawn on the rate chart
+    runs = html.split('id="recon-runs"')[1]
+    assert (
+        runs.index('data-run="run-new"') < runs.index('data-run="run-mid"') < runs.index('data-run="run-old"')
+    )
+    assert runs.count("<tr data-run=") == 6
+    counts = html.split('id="recon-status-counts"')[1].split("</span></span>")[0]
+    assert "3 runs" in counts and "3 OK" in counts and "1 WARN" in counts and "2 CRITICAL" in counts
+    assert 'href="?subject=BTC"' in html and 'href="?subject=ETH"' in html  # the subject filter
+
+
+def test_one_subject_charts_its_signed_deviation(console_as: Any, history: None) -> None:
+    html = console_as(Role.RISK_MANAGER).get("/reconciliation/hl_trading/?subject=BTC").content.decode()
+    deviation = json.loads(
+        html.split('id="recon-deviation" type="application/json">')[1].split("</script>")[0]
+    )
+    assert deviation["y"] == [0.0, -0.0005, -0.1]
+    runs = html.split('id="recon-runs"')[1]
+    assert runs.count("<tr data-run=") == 3 and ">ETH<" not in runs
+
+
+def test_the_runs_export_as_csv_and_the_export_is_audited(console_as: Any, history: None) -> None:
+    client = console_as(Role.RISK_MANAGER)
+    response = client.get("/reconciliation/hl_trading/export.csv?range=24h&subject=BTC")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [r["run_id"] for r in rows] == ["run-new", "run-mid", "run-old"]
+    assert rows[0]["status"] == "CRITICAL" and D(rows[0]["deviation"]) == D("-0.1")
+    assert json.loads(rows[0]["details"]) == {"unit": "coins"}
+    entry = AuditEntry.objects.get(action="console.export", object_type="reconciliation")
+    assert entry.after == {"dimension": "hl_trading", "range": "24h", "subject": "BTC"}
+
+
+def test_an_unknown_dimension_is_404(console_as: Any) -> None:
+    assert console_as(Role.RISK_MANAGER).get("/reconciliation/nonsense/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("role", "page", "export"),
+    [
+        (Role.RISK_MANAGER, 200, 200),
+        (Role.DATA_ANALYST, 200, 200),
+        (Role.OPERATIONS, 403, 403),
+        (Role.SUPPORT, 403, 403),
+    ],
+)
+def test_who_may_open_and_export_the_drill_down(
+    console_as: Any, history: None, role: Role, page: int, export: int
+) -> None:
+    client = console_as(role)
+    assert client.get("/reconciliation/hl_trading/").status_code == page
+    assert client.get("/reconciliation/hl_trading/export.csv").status_code == export
