@@ -137,6 +137,41 @@ def switch_rollback(
     )
 
 
+def switch_values_served(keys: list[str]) -> dict[str, Any]:
+    """What this process serves for ``keys`` (``["*"]`` = every available switch), read through the same
+    caches its own code reads. Answers the console's probe (``live_config.probe``)."""
+    from xbit_admin.switches.registry import REGISTRY
+
+    if keys == ["*"]:
+        keys = [
+            switch.key(scope)
+            for switch in REGISTRY.values()
+            if switch.is_available()
+            for scope in switch.scopes()
+        ]
+    served: dict[str, Any] = {}
+    for key in keys:
+        try:
+            switch, scope = resolve(key)
+            served[key] = switch.read(scope)
+        except ApplicationError:
+            served[key] = None
+    return served
+
+
+def switches_applied(keys: list[str], *, wait_s: float = 0.5) -> dict[str, Any]:
+    """Ask every running process what it serves for ``keys`` and compare with the values in force.
+    Returns ``{"expected": {...}, "processes": [...answers with "stale": [keys]]}``."""
+    from xbit_admin import live_config
+
+    live_config.reload_local()
+    expected = switch_values_served(keys)
+    answers = live_config.probe(list(expected), wait_s=wait_s)
+    for answer in answers:
+        answer["stale"] = sorted(k for k, v in expected.items() if answer["values"].get(k) != v)
+    return {"expected": expected, "processes": answers}
+
+
 # --- degradation levels ---------------------------------------------------------------------------
 
 LEVELS: dict[int, tuple[str, str]] = {

@@ -5,6 +5,7 @@ endpoint answers 403 for them."""
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from django.contrib import messages
@@ -21,7 +22,17 @@ from xbit_admin.errors import ApplicationError
 from xbit_admin.switches import canary, store
 from xbit_admin.switches.models import SwitchChange
 from xbit_admin.switches.registry import REGISTRY, display, resolve, to_json
-from xbit_admin.switches.services import LEVELS, degradation_set, may_change, switch_rollback, switch_set
+from xbit_admin.switches.services import (
+    LEVELS,
+    SwitchResult,
+    degradation_set,
+    may_change,
+    switch_rollback,
+    switch_set,
+    switches_applied,
+)
+
+APPLIED_WAIT_S = 0.3  # processes answer in milliseconds; the page waits at most this long
 
 
 def _last_changes() -> dict[str, SwitchChange]:
@@ -70,6 +81,42 @@ def switch_rows(user: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def applied_summary(result: SwitchResult) -> tuple[bool, str]:
+    """(all applied, one line): which running processes already serve the new values."""
+    keys = [c.key for c in result.changes if c.key in _known_keys()]
+    if not keys:
+        return True, ""
+    report = switches_applied(keys, wait_s=APPLIED_WAIT_S)
+    processes = report["processes"]
+    if not processes:
+        return False, "No running process answered the check (are the web, worker and feed processes up?)."
+    stale = [p for p in processes if p["stale"] or p["error"]]
+    names = ", ".join(sorted({p["process"] for p in processes}))
+    slowest = max(p["after_ms"] for p in processes)
+    if stale:
+        which = "; ".join(
+            f"{p['process']} pid {p['pid']}: {', '.join(p['stale']) or p['error']}" for p in stale
+        )
+        return False, f"Not yet applied in {len(stale)} of {len(processes)} processes ({which})."
+    return True, f"Applied in {len(processes)} processes ({names}) within {slowest:.0f} ms."
+
+
+def _typed_value(request: HttpRequest) -> bool:
+    """A value typed into a field (money, number, list, text), not picked from buttons."""
+    if request.POST.get("action") != "set" or "value" not in request.POST:
+        return False
+    switch = REGISTRY.get(request.POST.get("key", "").partition(":")[0])
+    return switch is not None and switch.kind not in ("enum", "bool")
+
+
+def _known_keys() -> set[str]:
+    keys: set[str] = set()
+    for switch in REGISTRY.values():
+        if switch.is_available():
+            keys.update(switch.key(scope) for scope in switch.scopes())
+    return keys
+
+
 def _handle_post(request: HttpRequest) -> None:
     action = request.POST.get("action", "")
     reason = request.POST.get("reason", "")
@@ -94,7 +141,7 @@ def _handle_post(request: HttpRequest) -> None:
                 messages.error(request, f"{raw!r} is not a date and time.")
                 return
             if timezone.is_naive(when):
-                when = timezone.make_aware(when, timezone.UTC)
+                when = timezone.make_aware(when, UTC)  # the field is labelled UTC
             result = switch_rollback(name=key, to=when, acting_user=user, reason=reason, request=request)
     elif action in ("degrade", "canary"):
         if not can(user, "manage_switches"):
@@ -113,16 +160,36 @@ def _handle_post(request: HttpRequest) -> None:
         messages.error(request, "Unknown action.")
         return
     (messages.success if result.changed else messages.info)(request, result.message)
+    if result.changed:
+        ok, line = applied_summary(result)
+        if line:
+            (messages.info if ok else messages.warning)(request, line)
 
 
 @staff_required("manage_switches", "manage_routing")
 def switches_view(request: HttpRequest) -> HttpResponse:
-    if request.method == "POST":
+    probe_report = None
+    refused: dict[str, str] = {}
+    status = 200
+    if request.method == "POST" and request.POST.get("action") == "probe":
+        probe_report = switches_applied(["*"], wait_s=APPLIED_WAIT_S)
+    elif request.method == "POST":
         try:
             _handle_post(request)
         except ApplicationError as exc:
+            if not _typed_value(request):
+                flash_error(request, exc)
+                return redirect(reverse("console:switches"))
+            # a refused value stays in its field with the reason beside it (nothing was changed)
+            refused = {
+                "key": request.POST.get("key", ""),
+                "value": request.POST["value"],
+                "message": exc.message,
+            }
             flash_error(request, exc)
-        return redirect(reverse("console:switches"))
+            status = 400
+        else:
+            return redirect(reverse("console:switches"))
     super_admin = can(request.user, "manage_switches")
     return render(
         request,
@@ -136,5 +203,9 @@ def switches_view(request: HttpRequest) -> HttpResponse:
             "super_admin": super_admin,
             "history": list(SwitchChange.objects.select_related("actor").order_by("-id")[:30]),
             "now": timezone.now(),
+            "probe": probe_report,
+            "probe_wait_ms": int(APPLIED_WAIT_S * 1000),
+            "refused": refused,
         },
+        status=status,
     )

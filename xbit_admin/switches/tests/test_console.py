@@ -61,3 +61,41 @@ def test_a_risk_manager_sees_only_their_controls_and_gets_403_for_the_others(con
 
 def test_support_cannot_open_the_page(console_as: Any) -> None:
     assert console_as(Role.SUPPORT).get("/switches/").status_code == 403
+
+
+def test_a_refused_typed_value_stays_in_its_field_with_the_reason_and_changes_nothing(
+    console_as: Any,
+) -> None:
+    risk = console_as(Role.RISK_MANAGER)
+    response = risk.post(
+        "/switches/", {"action": "set", "key": "normal_threshold", "value": "-5", "reason": "typo"}
+    )
+    assert response.status_code == 400
+    row = response.content.decode().split('data-switch="normal_threshold"')[1].split("</tr>")[0]
+    assert 'value="-5"' in row and 'aria-invalid="true"' in row and "is not a money value" in row
+    assert not SwitchChange.objects.filter(name="normal_threshold").exists()
+    assert (
+        'value="10000"' in risk.get("/switches/").content.decode().split('data-switch="normal_threshold"')[1]
+    )
+
+
+def test_every_process_is_asked_what_it_serves(console_as: Any) -> None:
+    """The check button asks every running process (here: this test process's own listener) which values
+    it serves, and shows each with whether all are current."""
+    from xbit_admin.switches import store as switch_store
+
+    switch_store.api_mode()  # this process reads a switch: its listener runs and answers
+    page = console_as(Role.SUPER_ADMIN).post("/switches/", {"action": "probe"}).content.decode()
+    table = page.split('id="probe-table"')[1].split("</table>")[0]
+    assert 'data-process="' in table and "current" in table and "stale" not in table
+
+
+def test_process_labels_come_from_how_the_process_was_started() -> None:
+    from xbit_admin.live_config import process_label
+
+    assert process_label(["/x/site-packages/uvicorn/__main__.py", "xbit_admin.asgi:application"]) == "web"
+    assert process_label(["/x/bin/celery", "-A", "xbit_admin", "worker", "-Q", "critical"]) == "worker"
+    assert process_label(["/x/bin/celery", "-A", "xbit_admin", "beat"]) == "beat"
+    assert process_label(["manage.py", "run_feed"]) == "feed"
+    assert process_label(["manage.py", "migrate"]) is None
+    assert process_label(["/x/bin/pytest", "-q"]) is None
