@@ -10,7 +10,8 @@ from enum import StrEnum
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
@@ -117,9 +118,16 @@ _DEFAULT_STATUS: dict[ErrorCode, int] = {
     ErrorCode.MAINTENANCE: 503,
     ErrorCode.MARKET_HALTED: 503,
     ErrorCode.NO_ROUTE: 503,
+    ErrorCode.STALE_PRICE: 503,  # no live price or book yet: retry shortly (every raiser says 503)
     ErrorCode.VENUE_ERROR: 502,
     ErrorCode.INTERNAL_ERROR: 500,
 }
+
+
+def error_status(code: ErrorCode) -> int:
+    """The HTTP status an error code answers with unless the raiser gives another (the OpenAPI schema
+    documents each operation's errors with it, ``xbit_admin.api_schema``)."""
+    return _DEFAULT_STATUS.get(code, 400)
 
 
 class ApplicationError(Exception):
@@ -137,7 +145,7 @@ class ApplicationError(Exception):
         self.code = code
         self.message = message
         self.details = details or {}
-        self.http_status = http_status or _DEFAULT_STATUS.get(code, 400)
+        self.http_status = http_status or error_status(code)
 
     def as_dict(self) -> dict[str, Any]:
         return {"code": str(self.code), "message": self.message, "details": self.details}
@@ -201,3 +209,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     else:
         response.data = error_body(ErrorCode.INTERNAL_ERROR, str(getattr(exc, "detail", "error")))
     return response
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """``handler404``: a URL the API does not route (``/api/v1/orders/abc``: the ``<int:>`` converter
+    does not match) answers the API's error body, not Django's HTML page; other paths keep the page."""
+    if request.path_info.startswith("/api/"):
+        return JsonResponse(error_body(ErrorCode.NOT_FOUND, "Not found."), status=404)
+    return defaults.page_not_found(request, exception)

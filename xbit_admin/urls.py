@@ -6,6 +6,7 @@ from xbit_admin import health
 from xbit_admin.admin_site import XbitAdminSite
 
 admin.site.__class__ = XbitAdminSite
+handler404 = "xbit_admin.errors.page_not_found"  # JSON under /api/
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),

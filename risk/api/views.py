@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -10,6 +11,10 @@ from rest_framework.response import Response
 from risk.hedge import hedge_manual_order, hedge_mode_set
 from risk.hedge_models import HedgeConfig, HedgeInstruction
 from risk.selectors import hedge_overview
+from trading.models import Side
+from xbit_admin.api_input import InputSerializer
+from xbit_admin.api_schema import api_errors
+from xbit_admin.errors import ErrorCode
 from xbit_admin.staff_api import StaffAPIView
 
 
@@ -43,7 +48,7 @@ class InstructionSerializer(serializers.ModelSerializer):
 class HedgeOverviewApi(StaffAPIView):
     staff_permission = "view_risk"
 
-    @extend_schema(responses=serializers.DictField(), operation_id="ops_hedge_overview")
+    @extend_schema(responses=OpenApiTypes.OBJECT, operation_id="ops_hedge_overview")
     def get(self, request: Request) -> Response:
         return Response(hedge_overview())
 
@@ -51,17 +56,24 @@ class HedgeOverviewApi(StaffAPIView):
 class HedgeManualOrderApi(StaffAPIView):
     staff_permission = "manage_hedge"
 
-    class InputSerializer(serializers.Serializer):
+    class HedgeManualOrderInputSerializer(InputSerializer):
         asset = serializers.CharField(max_length=20)
-        side = serializers.ChoiceField(choices=["BUY", "SELL"])
+        side = serializers.ChoiceField(choices=Side.choices)
         notional = serializers.DecimalField(max_digits=20, decimal_places=6, min_value=10)
         reason = serializers.CharField(max_length=300)
 
     @extend_schema(
-        request=InputSerializer, responses=InstructionSerializer, operation_id="ops_hedge_manual_order"
+        request=HedgeManualOrderInputSerializer,
+        responses={201: InstructionSerializer},
+        operation_id="ops_hedge_manual_order",
+    )
+    @api_errors(
+        (ErrorCode.VALIDATION_ERROR, 409),  # the hedge mode is OFF
+        ErrorCode.STALE_PRICE,
+        ErrorCode.NO_ROUTE,
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.HedgeManualOrderInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         body = dict(data.validated_data)
         body["asset"] = body["asset"].upper()
@@ -72,13 +84,18 @@ class HedgeManualOrderApi(StaffAPIView):
 class HedgeModeApi(StaffAPIView):
     staff_permission = "manage_hedge"
 
-    class InputSerializer(serializers.Serializer):
+    class HedgeModeInputSerializer(InputSerializer):
         mode = serializers.ChoiceField(choices=HedgeConfig.Mode.values)
         reason = serializers.CharField(max_length=300)
 
-    @extend_schema(request=InputSerializer, responses=serializers.DictField(), operation_id="ops_hedge_mode")
+    class HedgeModeOutputSerializer(serializers.Serializer):
+        hedge_mode = serializers.ChoiceField(choices=HedgeConfig.Mode.values)
+
+    @extend_schema(
+        request=HedgeModeInputSerializer, responses=HedgeModeOutputSerializer, operation_id="ops_hedge_mode"
+    )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.HedgeModeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         row = hedge_mode_set(**data.validated_data, **self.get_audit_context())
         return Response({"hedge_mode": row.hedge_mode})

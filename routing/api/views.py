@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,6 +14,9 @@ from routing.decision import Mode
 from routing.models import RoutingConfig, RoutingDecisionLog, RoutingModeLog, RoutingState
 from routing.selectors import asset_routing, resolved_config
 from routing.services import routing_config_update, routing_mode_switch
+from xbit_admin.api_input import InputSerializer, QueryParamsSerializer, query_params
+from xbit_admin.api_schema import api_errors
+from xbit_admin.errors import ErrorCode
 from xbit_admin.pagination import CursorPagination
 from xbit_admin.staff_api import StaffAPIView
 
@@ -57,7 +61,7 @@ class DecisionLogSerializer(serializers.ModelSerializer):
 class RoutingOverviewApi(StaffAPIView):
     staff_permission = "view_risk"
 
-    @extend_schema(responses=serializers.DictField(), operation_id="ops_routing_overview")
+    @extend_schema(responses=OpenApiTypes.OBJECT, operation_id="ops_routing_overview")
     def get(self, request: Request) -> Response:
         assets = sorted(
             set(RoutingConfig.objects.exclude(asset="*").values_list("asset", flat=True))
@@ -82,16 +86,24 @@ class RoutingOverviewApi(StaffAPIView):
 class ModeSwitchApi(StaffAPIView):
     staff_permission = "manage_routing"
 
-    class InputSerializer(serializers.Serializer):
+    class ModeSwitchInputSerializer(InputSerializer):
         mode = serializers.ChoiceField(choices=[m.value for m in Mode])
         reason = serializers.CharField(max_length=500)
         change_id = serializers.CharField(max_length=80)
 
+    class ModeSwitchOutputSerializer(serializers.Serializer):
+        changed = serializers.BooleanField()
+        message = serializers.CharField()
+        log = ModeLogSerializer(allow_null=True)
+
     @extend_schema(
-        request=InputSerializer, responses=ModeLogSerializer, operation_id="ops_routing_mode_switch"
+        request=ModeSwitchInputSerializer,
+        responses=ModeSwitchOutputSerializer,
+        operation_id="ops_routing_mode_switch",
     )
+    @api_errors(ErrorCode.IDEMPOTENCY_CONFLICT)  # the change_id was used for another switch
     def post(self, request: Request, asset: str) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.ModeSwitchInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         result = routing_mode_switch(asset=asset.upper(), **data.validated_data, **self.get_audit_context())
         return Response(
@@ -107,9 +119,10 @@ class ConfigUpdateApi(StaffAPIView):
     staff_permission = "manage_routing"
 
     @extend_schema(
-        request=serializers.DictField(),
-        responses=serializers.DictField(),
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
         operation_id="ops_routing_config_update",
+        description="The routing settings to change, and ``reason``.",
     )
     def patch(self, request: Request, asset: str) -> Response:
         body: dict[str, Any] = dict(request.data)
@@ -126,21 +139,22 @@ class ConfigUpdateApi(StaffAPIView):
 class DecisionLogApi(StaffAPIView):
     staff_permission = "view_risk"
 
+    class DecisionFilterSerializer(QueryParamsSerializer):
+        asset = serializers.CharField(required=False, allow_blank=True)
+        user_id = serializers.IntegerField(required=False)
+        reason = serializers.CharField(required=False, allow_blank=True)
+        route = serializers.CharField(required=False, allow_blank=True)
+
     @extend_schema(
-        parameters=[
-            OpenApiParameter("asset", str),
-            OpenApiParameter("user_id", int),
-            OpenApiParameter("reason", str),
-            OpenApiParameter("route", str),
-        ],
+        parameters=[DecisionFilterSerializer],
         responses=DecisionLogSerializer(many=True),
         operation_id="ops_routing_decisions",
     )
+    @api_errors(ErrorCode.VALIDATION_ERROR)
     def get(self, request: Request) -> Response:
         qs = RoutingDecisionLog.objects.all()
-        for field in ("asset", "user_id", "reason", "route"):
-            value = request.query_params.get(field)
-            if value:
+        for field, value in query_params(self.DecisionFilterSerializer, request).items():
+            if value not in (None, ""):
                 qs = qs.filter(**{field: value})
         paginator = CursorPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
@@ -150,11 +164,20 @@ class DecisionLogApi(StaffAPIView):
 class ModeLogApi(StaffAPIView):
     staff_permission = "view_risk"
 
-    @extend_schema(responses=ModeLogSerializer(many=True), operation_id="ops_routing_mode_logs")
+    class ModeLogFilterSerializer(QueryParamsSerializer):
+        asset = serializers.CharField(required=False, allow_blank=True)
+
+    @extend_schema(
+        parameters=[ModeLogFilterSerializer],
+        responses=ModeLogSerializer(many=True),
+        operation_id="ops_routing_mode_logs",
+    )
+    @api_errors(ErrorCode.VALIDATION_ERROR)
     def get(self, request: Request) -> Response:
         qs = RoutingModeLog.objects.select_related("operator")
-        if request.query_params.get("asset"):
-            qs = qs.filter(asset=request.query_params["asset"])
+        asset = query_params(self.ModeLogFilterSerializer, request).get("asset")
+        if asset:
+            qs = qs.filter(asset=asset)
         paginator = CursorPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(ModeLogSerializer(page, many=True).data)

@@ -6,7 +6,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,6 +15,8 @@ from rest_framework.views import APIView
 from trading.marketdata import Quote, get_quote, get_quotes
 from trading.models import Market
 from trading.selectors import market_get, markets_list
+from xbit_admin.api_input import QueryParamsSerializer, query_params
+from xbit_admin.api_schema import api_errors
 from xbit_admin.errors import ApplicationError, ErrorCode
 
 
@@ -93,14 +95,16 @@ def _market_view(market: Market, quote: Quote | None, now: float) -> dict[str, A
 class MarketsApi(APIView):
     key_scope = "read"
 
+    class MarketFilterSerializer(QueryParamsSerializer):
+        include_delisted = serializers.BooleanField(default=False, help_text="also list delisted markets")
+
     @extend_schema(
-        responses=MarketOutput(many=True),
-        operation_id="markets_list",
-        parameters=[OpenApiParameter("include_delisted", bool, description="also list delisted markets")],
+        responses=MarketOutput(many=True), operation_id="markets_list", parameters=[MarketFilterSerializer]
     )
+    @api_errors(ErrorCode.VALIDATION_ERROR)
     def get(self, request: Request) -> Response:
-        include_delisted = request.query_params.get("include_delisted") in ("1", "true", "yes")
-        markets = markets_list(include_delisted=include_delisted)
+        params = query_params(self.MarketFilterSerializer, request)
+        markets = markets_list(include_delisted=params["include_delisted"])
         quotes = get_quotes([m.asset for m in markets])
         now = time.time()
         rows = [_market_view(m, quotes.get(m.asset), now) for m in markets]
@@ -111,6 +115,7 @@ class MarketDetailApi(APIView):
     key_scope = "read"
 
     @extend_schema(responses=MarketOutput, operation_id="markets_get")
+    @api_errors((ErrorCode.UNKNOWN_SYMBOL, 404))
     def get(self, request: Request, asset: str) -> Response:
         market = None
         for name in dict.fromkeys((asset, asset.upper())):  # HL names are case-sensitive (kPEPE)

@@ -5,11 +5,8 @@ shown on the console, not to the trader."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import QuerySet
-from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,8 +14,10 @@ from rest_framework.views import APIView
 
 from trading import services
 from trading.account import account_view
-from trading.models import Fill, Order
+from trading.models import Fill, MarginMode, Order, Side
 from xbit_admin.accounts.selectors import request_user
+from xbit_admin.api_input import InputSerializer, QueryParamsSerializer, query_params
+from xbit_admin.api_schema import api_errors
 from xbit_admin.errors import ApplicationError, ErrorCode
 from xbit_admin.pagination import CursorPagination
 from xbit_admin.platform.state import platform_ready
@@ -60,16 +59,16 @@ class OrderOutput(serializers.ModelSerializer):
         return {"code": order.error_code, "message": order.error_message} if order.error_code else None
 
 
-class OrderInputSerializer(serializers.Serializer):
+class OrderInputSerializer(InputSerializer):
     symbol = serializers.CharField(max_length=20)
-    side = serializers.ChoiceField(choices=["BUY", "SELL"])
+    side = serializers.ChoiceField(choices=Side.choices)
     type = serializers.ChoiceField(choices=["MARKET", "LIMIT"])
     size = serializers.CharField(
         max_length=40, help_text="decimal string, a multiple of the market's size step"
     )
     limit_price = serializers.CharField(max_length=40, required=False, allow_null=True)
     leverage = serializers.IntegerField(required=False, min_value=1, max_value=200)
-    margin_mode = serializers.ChoiceField(choices=["ISOLATED", "CROSS"], default="CROSS")
+    margin_mode = serializers.ChoiceField(choices=MarginMode.choices, default="CROSS")
     reduce_only = serializers.BooleanField(default=False)
     time_in_force = serializers.ChoiceField(choices=["GTC", "IOC", "ALO"], default="GTC")
     slippage_bps = serializers.IntegerField(required=False, min_value=0, max_value=10_000)
@@ -77,22 +76,44 @@ class OrderInputSerializer(serializers.Serializer):
     position_id = serializers.IntegerField(required=False)
 
 
-def _filter_orders(qs: QuerySet[Order], params: Any) -> QuerySet[Order]:
-    if params.get("symbol"):
-        qs = qs.filter(asset=params["symbol"].upper())
-    if params.get("status"):
-        statuses = [s.strip().upper() for s in params["status"].split(",")]
-        qs = qs.filter(status__in=statuses)
-    if params.get("client_order_id"):
-        qs = qs.filter(client_order_id=params["client_order_id"])
-    for name, lookup in (("since", "created_at__gte"), ("until", "created_at__lt")):
-        if params.get(name):
-            moment = parse_datetime(params[name])
-            if moment is None:
-                raise ApplicationError(
-                    ErrorCode.VALIDATION_ERROR, f"{name} must be an ISO 8601 time.", {"field": name}
-                )
-            qs = qs.filter(**{lookup: moment})
+# An order placement can be refused with these (besides the generic errors, see api_schema), whatever
+# its venue: the order service's checks, the platform-readiness gate and, for a closing order, the same.
+ORDER_REJECTIONS = (
+    ErrorCode.VALIDATION_ERROR,
+    ErrorCode.INVALID_SIZE,
+    ErrorCode.INVALID_PRICE,
+    ErrorCode.UNKNOWN_SYMBOL,
+    ErrorCode.SYMBOL_SUSPENDED,
+    ErrorCode.REDUCE_ONLY,
+    ErrorCode.SLIPPAGE_EXCEEDED,
+    ErrorCode.INSUFFICIENT_MARGIN,
+    ErrorCode.IDEMPOTENCY_CONFLICT,
+    ErrorCode.VENUE_ERROR,
+    ErrorCode.STALE_PRICE,
+    ErrorCode.NO_ROUTE,
+)
+
+
+class OrderFilterSerializer(QueryParamsSerializer):
+    symbol = serializers.CharField(required=False, allow_blank=True)
+    status = serializers.CharField(required=False, allow_blank=True, help_text="comma-separated")
+    client_order_id = serializers.CharField(required=False, allow_blank=True)
+    since = serializers.DateTimeField(required=False, help_text="created at or after (ISO 8601)")
+    until = serializers.DateTimeField(required=False, help_text="created before (ISO 8601)")
+
+
+def _filter_orders(qs: QuerySet[Order], request: Request) -> QuerySet[Order]:
+    v = query_params(OrderFilterSerializer, request)
+    if v.get("symbol"):
+        qs = qs.filter(asset=v["symbol"].upper())
+    if v.get("status"):
+        qs = qs.filter(status__in=[s.strip().upper() for s in v["status"].split(",")])
+    if v.get("client_order_id"):
+        qs = qs.filter(client_order_id=v["client_order_id"])
+    if v.get("since"):
+        qs = qs.filter(created_at__gte=v["since"])
+    if v.get("until"):
+        qs = qs.filter(created_at__lt=v["until"])
     return qs
 
 
@@ -101,23 +122,35 @@ class OrdersApi(APIView):
     pagination_class = CursorPagination  # documents GET's cursor envelope (next, previous, results)
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("symbol", str),
-            OpenApiParameter("status", str, description="comma-separated"),
-            OpenApiParameter("client_order_id", str),
-            OpenApiParameter("since", str),
-            OpenApiParameter("until", str),
-        ],
-        responses=OrderOutput(many=True),
-        operation_id="orders_list",
+        parameters=[OrderFilterSerializer], responses=OrderOutput(many=True), operation_id="orders_list"
     )
+    @api_errors(ErrorCode.VALIDATION_ERROR)
     def get(self, request: Request) -> Response:
-        qs = _filter_orders(Order.objects.filter(user=request_user(request)), request.query_params)
+        qs = _filter_orders(Order.objects.filter(user=request_user(request)), request)
         paginator = CursorPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(OrderOutput(page, many=True).data)
 
-    @extend_schema(request=OrderInputSerializer, responses={201: OrderOutput}, operation_id="orders_place")
+    @extend_schema(
+        request=OrderInputSerializer,
+        responses={201: OrderOutput},
+        operation_id="orders_place",
+        description="A rejection after the order was recorded carries ``details.order_id``; retrying "
+        "with the same ``client_order_id`` answers the same order or the same error. While the platform "
+        "is starting (restart recovery) only ``reduce_only`` orders are taken (503 "
+        "SERVICE_UNAVAILABLE); in reduce-only mode (``api_mode``) an opening order is 403 REDUCE_ONLY.",
+    )
+    @api_errors(
+        *ORDER_REJECTIONS,
+        ErrorCode.MIN_NOTIONAL,
+        ErrorCode.LEVERAGE_EXCEEDED,
+        ErrorCode.USER_RESTRICTED,
+        ErrorCode.KYC_LIMIT_EXCEEDED,
+        (ErrorCode.REDUCE_ONLY, 403),  # ApiModeMiddleware in api_mode REDUCE_ONLY
+        ErrorCode.RATE_LIMITED,  # too many resting orders
+        ErrorCode.MARKET_HALTED,
+        ErrorCode.SERVICE_UNAVAILABLE,  # the platform is not ready yet
+    )
     def post(self, request: Request) -> Response:
         data = OrderInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -159,6 +192,7 @@ class OrderCancelApi(APIView):
     key_scope = "trade"
 
     @extend_schema(request=None, responses=OrderOutput, operation_id="orders_cancel")
+    @api_errors(ErrorCode.INVALID_STATE, ErrorCode.VENUE_ERROR)
     def post(self, request: Request, order_id: int) -> Response:
         return Response(
             OrderOutput(services.order_cancel(user=request_user(request), order_id=order_id)).data
@@ -209,27 +243,38 @@ class AccountApi(APIView):
 class PositionsApi(APIView):
     key_scope = "read"
 
-    @extend_schema(responses=PositionOutput(many=True), operation_id="positions_list")
+    class PositionFilterSerializer(QueryParamsSerializer):
+        symbol = serializers.CharField(required=False, allow_blank=True)
+
+    @extend_schema(
+        parameters=[PositionFilterSerializer],
+        responses=PositionOutput(many=True),
+        operation_id="positions_list",
+    )
+    @api_errors(ErrorCode.VALIDATION_ERROR)
     def get(self, request: Request) -> Response:
-        view = account_view(request_user(request).pk)
-        positions = view["positions"]
-        if request.query_params.get("symbol"):
-            positions = [p for p in positions if p["symbol"] == request.query_params["symbol"].upper()]
+        symbol = query_params(self.PositionFilterSerializer, request).get("symbol", "").upper()
+        positions = account_view(request_user(request).pk)["positions"]
+        if symbol:
+            positions = [p for p in positions if p["symbol"] == symbol]
         return Response(PositionOutput(positions, many=True).data)
 
 
 class PositionCloseApi(APIView):
     key_scope = "trade"
 
-    class InputSerializer(serializers.Serializer):
+    class PositionCloseInputSerializer(InputSerializer):
         size = serializers.CharField(
             required=False, allow_null=True, help_text="omit to close the whole position"
         )
         client_order_id = serializers.CharField(max_length=64, required=False)
 
-    @extend_schema(request=InputSerializer, responses={201: OrderOutput}, operation_id="positions_close")
+    @extend_schema(
+        request=PositionCloseInputSerializer, responses={201: OrderOutput}, operation_id="positions_close"
+    )
+    @api_errors(*ORDER_REJECTIONS)
     def post(self, request: Request, position_id: int) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.PositionCloseInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         order = services.position_close(
             user=request_user(request),
@@ -243,31 +288,51 @@ class PositionCloseApi(APIView):
 class PositionMarginApi(APIView):
     key_scope = "trade"
 
-    class InputSerializer(serializers.Serializer):
+    class PositionMarginInputSerializer(InputSerializer):
         amount = serializers.CharField(help_text="positive adds margin, negative removes it")
         idempotency_key = serializers.CharField(max_length=64)
 
-    @extend_schema(request=InputSerializer, responses=PositionOutput, operation_id="positions_margin")
+    @extend_schema(
+        request=PositionMarginInputSerializer, responses=PositionOutput, operation_id="positions_margin"
+    )
+    @api_errors(
+        ErrorCode.INVALID_AMOUNT,
+        ErrorCode.INSUFFICIENT_MARGIN,
+        ErrorCode.INSUFFICIENT_BALANCE,
+        ErrorCode.INVALID_STATE,  # not an isolated position
+        ErrorCode.IDEMPOTENCY_CONFLICT,
+        ErrorCode.STALE_PRICE,
+    )
     def post(self, request: Request, position_id: int) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.PositionMarginInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = request_user(request)
         services.position_margin_adjust(user=user, position_id=position_id, **data.validated_data)
-        view = next(p for p in account_view(user.pk)["positions"] if p["id"] == position_id)
+        view = next((p for p in account_view(user.pk)["positions"] if p["id"] == position_id), None)
+        if view is None:  # closed (liquidated) between the adjustment and this read
+            raise ApplicationError(ErrorCode.NOT_FOUND, "No such open position.")
         return Response(PositionOutput(view).data)
 
 
 class LeverageApi(APIView):
     key_scope = "trade"
 
-    class InputSerializer(serializers.Serializer):
+    class LeverageInputSerializer(InputSerializer):
         symbol = serializers.CharField(max_length=20)
-        margin_mode = serializers.ChoiceField(choices=["ISOLATED", "CROSS"])
+        margin_mode = serializers.ChoiceField(choices=MarginMode.choices)
         leverage = serializers.IntegerField(min_value=1, max_value=200)
 
-    @extend_schema(request=InputSerializer, responses=InputSerializer, operation_id="leverage_set")
+    @extend_schema(
+        request=LeverageInputSerializer, responses=LeverageInputSerializer, operation_id="leverage_set"
+    )
+    @api_errors(
+        ErrorCode.UNKNOWN_SYMBOL,
+        ErrorCode.LEVERAGE_EXCEEDED,
+        ErrorCode.INSUFFICIENT_MARGIN,
+        ErrorCode.INVALID_STATE,  # an open isolated position keeps its leverage
+    )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.LeverageInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
         setting = services.leverage_set(
@@ -307,22 +372,21 @@ class FillsApi(APIView):
     key_scope = "read"
     pagination_class = CursorPagination  # documents the cursor envelope (next, previous, results)
 
+    class FillFilterSerializer(QueryParamsSerializer):
+        symbol = serializers.CharField(required=False, allow_blank=True)
+        order_id = serializers.IntegerField(required=False)
+
     @extend_schema(
-        parameters=[OpenApiParameter("symbol", str), OpenApiParameter("order_id", int)],
-        responses=FillOutput(many=True),
-        operation_id="fills_list",
+        parameters=[FillFilterSerializer], responses=FillOutput(many=True), operation_id="fills_list"
     )
+    @api_errors(ErrorCode.VALIDATION_ERROR)
     def get(self, request: Request) -> Response:
+        v = query_params(self.FillFilterSerializer, request)
         qs = Fill.objects.filter(user=request_user(request))
-        if request.query_params.get("symbol"):
-            qs = qs.filter(asset=request.query_params["symbol"].upper())
-        if request.query_params.get("order_id"):
-            order_id = request.query_params["order_id"]
-            if not order_id.isdigit():
-                raise ApplicationError(
-                    ErrorCode.VALIDATION_ERROR, "order_id must be an integer.", {"field": "order_id"}
-                )
-            qs = qs.filter(order_id=int(order_id))
+        if v.get("symbol"):
+            qs = qs.filter(asset=v["symbol"].upper())
+        if v.get("order_id") is not None:
+            qs = qs.filter(order_id=v["order_id"])
         paginator = CursorPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(FillOutput(page, many=True).data)

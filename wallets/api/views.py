@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -17,6 +17,17 @@ from wallets import selectors, services
 from wallets.api import serializers as out
 from wallets.models import Chain
 from xbit_admin.accounts.selectors import request_user
+from xbit_admin.api_input import InputSerializer
+from xbit_admin.api_schema import api_errors
+from xbit_admin.errors import ErrorCode
+
+
+@extend_schema_field(serializers.ChoiceField(choices=Chain.choices))  # documented as the ChainEnum
+class ChainField(serializers.CharField):
+    """A chain name; the service checks it (case-insensitively) and answers UNKNOWN_CHAIN for others."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=16, **kwargs)
 
 
 class WalletApi(APIView):
@@ -41,15 +52,16 @@ class DepositAddressListApi(generics.ListAPIView):
     key_scope = "read"
     serializer_class = out.DepositAddressSerializer
 
-    class InputSerializer(serializers.Serializer):
-        chain = serializers.CharField(max_length=16)
+    class DepositAddressInputSerializer(InputSerializer):
+        chain = ChainField()
 
     def get_queryset(self) -> QuerySet[Any]:
         return selectors.deposit_addresses_list(user_id=request_user(self.request).pk)
 
-    @extend_schema(request=InputSerializer, responses={201: out.DepositAddressSerializer})
+    @extend_schema(request=DepositAddressInputSerializer, responses={201: out.DepositAddressSerializer})
+    @api_errors(ErrorCode.UNKNOWN_CHAIN, ErrorCode.CHAIN_DISABLED)
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.DepositAddressInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         address = services.deposit_address_get_or_create(
             user=request_user(request), chain=data.validated_data["chain"]
@@ -69,8 +81,8 @@ class WithdrawalAddressListApi(generics.ListAPIView):
     serializer_class = out.WithdrawalAddressSerializer
     key_scope = "read"
 
-    class InputSerializer(serializers.Serializer):
-        chain = serializers.CharField(max_length=16)
+    class WithdrawalAddressInputSerializer(InputSerializer):
+        chain = ChainField()
         address = serializers.CharField(max_length=128)
         label = serializers.CharField(max_length=80, required=False, allow_blank=True, default="")
 
@@ -81,9 +93,10 @@ class WithdrawalAddressListApi(generics.ListAPIView):
     def get_queryset(self) -> QuerySet[Any]:
         return selectors.withdrawal_addresses_list(user_id=request_user(self.request).pk)
 
-    @extend_schema(request=InputSerializer, responses={201: out.WithdrawalAddressSerializer})
+    @extend_schema(request=WithdrawalAddressInputSerializer, responses={201: out.WithdrawalAddressSerializer})
+    @api_errors(ErrorCode.UNKNOWN_CHAIN, ErrorCode.INVALID_ADDRESS)
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.WithdrawalAddressInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         entry = services.withdrawal_address_add(
             user=request_user(request), request=request._request, **data.validated_data
@@ -105,18 +118,21 @@ class WithdrawalAddressDeleteApi(APIView):
 class WithdrawalWhitelistApi(APIView):
     key_scope = "withdraw"
 
-    class InputSerializer(serializers.Serializer):
+    class WhitelistInputSerializer(InputSerializer):
         enabled = serializers.BooleanField()
         totp_code = serializers.CharField(max_length=10)
 
-    class OutputSerializer(serializers.Serializer):
+    class WhitelistOutputSerializer(serializers.Serializer):
         whitelist_only = serializers.BooleanField()
 
     @extend_schema(
-        request=InputSerializer, responses=OutputSerializer, operation_id="withdrawal_whitelist_set"
+        request=WhitelistInputSerializer,
+        responses=WhitelistOutputSerializer,
+        operation_id="withdrawal_whitelist_set",
     )
+    @api_errors(ErrorCode.OTP_REQUIRED, ErrorCode.INVALID_OTP)
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.WhitelistInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         row = services.withdrawal_whitelist_set(
             user=request_user(request),
@@ -130,8 +146,8 @@ class WithdrawalWhitelistApi(APIView):
 class WithdrawalListApi(generics.ListAPIView):
     serializer_class = out.WithdrawalSerializer
 
-    class InputSerializer(serializers.Serializer):
-        chain = serializers.CharField(max_length=16)
+    class WithdrawalInputSerializer(InputSerializer):
+        chain = ChainField()
         asset = serializers.CharField(max_length=8)
         address = serializers.CharField(max_length=128)
         amount = serializers.CharField(max_length=40, help_text="decimal string, at most 6 decimals")
@@ -145,13 +161,28 @@ class WithdrawalListApi(generics.ListAPIView):
         return selectors.withdrawals_list(user_id=request_user(self.request).pk)
 
     @extend_schema(
-        request=InputSerializer,
+        request=WithdrawalInputSerializer,
         responses={201: out.WithdrawalSerializer},
         description="Creates a withdrawal waiting for the emailed confirmation link. Chains: "
         + ", ".join(Chain.values),
     )
+    @api_errors(
+        ErrorCode.UNKNOWN_CHAIN,
+        ErrorCode.UNKNOWN_ASSET,
+        ErrorCode.INVALID_AMOUNT,
+        ErrorCode.INVALID_ADDRESS,
+        ErrorCode.WITHDRAWALS_DISABLED,
+        ErrorCode.INVALID_OTP,
+        ErrorCode.ADDRESS_NOT_WHITELISTED,
+        ErrorCode.INSUFFICIENT_BALANCE,
+        ErrorCode.USER_RESTRICTED,
+        ErrorCode.EMAIL_NOT_VERIFIED,
+        ErrorCode.OTP_REQUIRED,
+        ErrorCode.KYC_LIMIT_EXCEEDED,
+        ErrorCode.DUPLICATE_WITHDRAWAL,
+    )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.WithdrawalInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         withdrawal = services.withdrawal_request(
             user=request_user(request), request=request._request, **data.validated_data
@@ -172,6 +203,7 @@ class WithdrawalCancelApi(APIView):
     key_scope = "withdraw"
 
     @extend_schema(request=None, responses=out.WithdrawalSerializer, operation_id="withdrawal_cancel")
+    @api_errors(ErrorCode.INVALID_STATE)
     def post(self, request: Request, withdrawal_id: int) -> Response:
         withdrawal = services.withdrawal_cancel(user=request_user(request), withdrawal_id=withdrawal_id)
         return Response(out.WithdrawalSerializer(withdrawal).data)
@@ -183,22 +215,23 @@ class WithdrawalConfirmApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
-    class InputSerializer(serializers.Serializer):
+    class WithdrawalConfirmInputSerializer(InputSerializer):
         token = serializers.CharField(max_length=200)
 
-    class OutputSerializer(serializers.Serializer):
+    class WithdrawalConfirmOutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         status = serializers.CharField()
         reason_code = serializers.CharField()
         reason = serializers.CharField()
 
     @extend_schema(
-        request=InputSerializer,
-        responses={200: OutputSerializer, 401: OpenApiResponse(description="INVALID_TOKEN / TOKEN_EXPIRED")},
+        request=WithdrawalConfirmInputSerializer,
+        responses=WithdrawalConfirmOutputSerializer,
         operation_id="withdrawal_confirm",
     )
+    @api_errors(ErrorCode.INVALID_TOKEN, ErrorCode.TOKEN_EXPIRED, ErrorCode.INSUFFICIENT_BALANCE)
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.WithdrawalConfirmInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         withdrawal = services.withdrawal_confirm(token=data.validated_data["token"])
-        return Response(self.OutputSerializer(withdrawal).data)
+        return Response(self.WithdrawalConfirmOutputSerializer(withdrawal).data)

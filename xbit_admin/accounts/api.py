@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -16,6 +16,8 @@ from xbit_admin.accounts import services, tokens
 from xbit_admin.accounts.models import ApiKey
 from xbit_admin.accounts.selectors import request_user
 from xbit_admin.accounts.sessions import sign_in_complete
+from xbit_admin.api_input import InputSerializer
+from xbit_admin.api_schema import api_errors
 from xbit_admin.errors import ApplicationError, ErrorCode
 
 
@@ -40,22 +42,20 @@ class LoginApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
-    class LoginInputSerializer(serializers.Serializer):
+    class LoginInputSerializer(InputSerializer):
         email = serializers.EmailField()
         password = serializers.CharField(max_length=256, trim_whitespace=False)
         otp_code = serializers.CharField(max_length=32, required=False, default="")
         device = serializers.CharField(max_length=80, required=False, default="", allow_blank=True)
 
-    @extend_schema(
-        request=LoginInputSerializer,
-        responses={
-            200: TokenPairSerializer,
-            401: OpenApiResponse(description="INVALID_CREDENTIALS"),
-            403: OpenApiResponse(description="EMAIL_NOT_VERIFIED / OTP_REQUIRED / INVALID_OTP"),
-            423: OpenApiResponse(description="ACCOUNT_LOCKED"),
-            429: OpenApiResponse(description="RATE_LIMITED"),
-        },
-        operation_id="auth_login",
+    @extend_schema(request=LoginInputSerializer, responses=TokenPairSerializer, operation_id="auth_login")
+    @api_errors(
+        ErrorCode.INVALID_OTP,
+        ErrorCode.INVALID_CREDENTIALS,
+        ErrorCode.EMAIL_NOT_VERIFIED,
+        ErrorCode.OTP_REQUIRED,
+        ErrorCode.ACCOUNT_LOCKED,
+        ErrorCode.RATE_LIMITED,
     )
     def post(self, request: Request) -> Response:
         data = self.LoginInputSerializer(data=request.data)
@@ -80,10 +80,11 @@ class RefreshApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [LoginThrottle]
 
-    class RefreshInputSerializer(serializers.Serializer):
+    class RefreshInputSerializer(InputSerializer):
         refresh = serializers.CharField()
 
     @extend_schema(request=RefreshInputSerializer, responses=TokenPairSerializer, operation_id="auth_refresh")
+    @api_errors(ErrorCode.INVALID_TOKEN, ErrorCode.TOKEN_EXPIRED)
     def post(self, request: Request) -> Response:
         data = self.RefreshInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -112,25 +113,34 @@ class MeApi(APIView):
         return Response(self.MeOutputSerializer(request.user).data)
 
 
+@extend_schema_field({"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]})
+class IPAddressField(serializers.IPAddressField):
+    """An IPv4 or IPv6 address (DRF's field is documented as any string)."""
+
+
 class ApiKeyOutputSerializer(serializers.Serializer):
     key_id = serializers.CharField()
     label = serializers.CharField()
     permissions = serializers.ListField(child=serializers.CharField())
-    ip_allowlist = serializers.ListField(child=serializers.IPAddressField())
+    ip_allowlist = serializers.ListField(child=IPAddressField())
     created_at = serializers.DateTimeField()
     last_used_at = serializers.DateTimeField(allow_null=True)
     revoked_at = serializers.DateTimeField(allow_null=True)
 
 
+class ApiKeyCreatedSerializer(ApiKeyOutputSerializer):
+    secret = serializers.CharField(help_text="shown once: only its encrypted form is stored")
+
+
 class ApiKeyListCreateApi(APIView):
     """Keys are managed from an interactive (JWT) session only: a key cannot mint or list keys."""
 
-    class ApiKeyListCreateInputSerializer(serializers.Serializer):
+    class ApiKeyListCreateInputSerializer(InputSerializer):
         label = serializers.CharField(max_length=80, required=False, default="")
         permissions = serializers.ListField(
             child=serializers.ChoiceField(choices=ApiKey.Permission.choices), min_length=1, max_length=3
         )
-        ip_allowlist = serializers.ListField(child=serializers.IPAddressField(), required=False, default=list)
+        ip_allowlist = serializers.ListField(child=IPAddressField(), required=False, default=list)
         otp_code = serializers.CharField(
             max_length=32, required=False, default="", help_text="required once 2FA is enabled"
         )
@@ -149,12 +159,11 @@ class ApiKeyListCreateApi(APIView):
 
     @extend_schema(
         request=ApiKeyListCreateInputSerializer,
-        responses=inline_serializer(
-            "ApiKeyCreated", {"key_id": serializers.CharField(), "secret": serializers.CharField()}
-        ),
+        responses={201: ApiKeyCreatedSerializer},
         operation_id="api_keys_create",
         description="Needs the current 2FA code (``otp_code``) when two-factor authentication is enabled.",
     )
+    @api_errors(ErrorCode.OTP_REQUIRED, ErrorCode.INVALID_OTP)
     def post(self, request: Request) -> Response:
         self._require_session(request)
         data = self.ApiKeyListCreateInputSerializer(data=request.data)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -18,6 +18,9 @@ from xbit_admin.accounts import kyc, sessions, signup, siwe, two_factor
 from xbit_admin.accounts.api import TokenPairSerializer
 from xbit_admin.accounts.permissions import InteractiveSession
 from xbit_admin.accounts.selectors import kyc_limits_for, request_user, security_events_for
+from xbit_admin.api_input import InputSerializer
+from xbit_admin.api_schema import api_errors
+from xbit_admin.errors import ErrorCode
 
 ACCEPTED_TEXT = "If the address can receive it, an email is on its way."
 
@@ -47,20 +50,19 @@ class SessionApi(APIView):
 
 
 class RegisterApi(AnonymousApi):
-    class RegisterInputSerializer(serializers.Serializer):
+    class RegisterInputSerializer(InputSerializer):
         email = serializers.EmailField()
         password = serializers.CharField(max_length=256, trim_whitespace=False)
 
     @extend_schema(
         request=RegisterInputSerializer,
-        responses={
-            202: DetailSerializer,
-            400: OpenApiResponse(description="VALIDATION_ERROR (password rules)"),
-        },
+        responses={202: DetailSerializer},
         operation_id="auth_register",
         description="Starts a sign-up; a 6-digit code is emailed. The answer is the same whether or not "
-        "the address already has an account.",
+        "the address already has an account. A password that fails the password rules is a "
+        "VALIDATION_ERROR on ``password``.",
     )
+    @api_errors(ErrorCode.RATE_LIMITED)
     def post(self, request: Request) -> Response:
         data = self.RegisterInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -69,7 +71,7 @@ class RegisterApi(AnonymousApi):
 
 
 class RegisterResendApi(AnonymousApi):
-    class RegisterResendInputSerializer(serializers.Serializer):
+    class RegisterResendInputSerializer(InputSerializer):
         email = serializers.EmailField()
 
     @extend_schema(
@@ -77,6 +79,7 @@ class RegisterResendApi(AnonymousApi):
         responses={202: DetailSerializer},
         operation_id="auth_register_resend",
     )
+    @api_errors(ErrorCode.RATE_LIMITED)
     def post(self, request: Request) -> Response:
         data = self.RegisterResendInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -85,7 +88,7 @@ class RegisterResendApi(AnonymousApi):
 
 
 class RegisterVerifyApi(AnonymousApi):
-    class RegisterVerifyInputSerializer(serializers.Serializer):
+    class RegisterVerifyInputSerializer(InputSerializer):
         email = serializers.EmailField()
         code = serializers.CharField(max_length=12)
         password = serializers.CharField(max_length=256, trim_whitespace=False)
@@ -93,9 +96,12 @@ class RegisterVerifyApi(AnonymousApi):
 
     @extend_schema(
         request=RegisterVerifyInputSerializer,
-        responses={200: TokenPairSerializer, 400: OpenApiResponse(description="INVALID_CODE / CODE_EXPIRED")},
+        responses=TokenPairSerializer,
         operation_id="auth_register_verify",
         description="The emailed code plus the password chosen at sign-up; signs the new account in.",
+    )
+    @api_errors(
+        ErrorCode.INVALID_CODE, ErrorCode.CODE_EXPIRED, ErrorCode.INVALID_CREDENTIALS, ErrorCode.RATE_LIMITED
     )
     def post(self, request: Request) -> Response:
         data = self.RegisterVerifyInputSerializer(data=request.data)
@@ -108,7 +114,7 @@ class RegisterVerifyApi(AnonymousApi):
 
 
 class PasswordResetApi(AnonymousApi):
-    class PasswordResetInputSerializer(serializers.Serializer):
+    class PasswordResetInputSerializer(InputSerializer):
         email = serializers.EmailField()
 
     @extend_schema(
@@ -116,6 +122,7 @@ class PasswordResetApi(AnonymousApi):
         responses={202: DetailSerializer},
         operation_id="auth_password_reset",
     )
+    @api_errors(ErrorCode.RATE_LIMITED)
     def post(self, request: Request) -> Response:
         data = self.PasswordResetInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -124,17 +131,18 @@ class PasswordResetApi(AnonymousApi):
 
 
 class PasswordResetConfirmApi(AnonymousApi):
-    class PasswordResetConfirmInputSerializer(serializers.Serializer):
+    class PasswordResetConfirmInputSerializer(InputSerializer):
         email = serializers.EmailField()
         code = serializers.CharField(max_length=12)
         new_password = serializers.CharField(max_length=256, trim_whitespace=False)
 
     @extend_schema(
         request=PasswordResetConfirmInputSerializer,
-        responses={200: DetailSerializer, 400: OpenApiResponse(description="INVALID_CODE / CODE_EXPIRED")},
+        responses=DetailSerializer,
         operation_id="auth_password_reset_confirm",
         description="Sets the new password and ends every session of the account.",
     )
+    @api_errors(ErrorCode.INVALID_CODE, ErrorCode.CODE_EXPIRED, ErrorCode.RATE_LIMITED)
     def post(self, request: Request) -> Response:
         data = self.PasswordResetConfirmInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -159,7 +167,15 @@ class SiweTemplateSerializer(serializers.Serializer):
     )
 
 
-class SiweNonceInputSerializer(serializers.Serializer):
+SIWE_ERRORS = (
+    ErrorCode.SIWE_INVALID,
+    ErrorCode.SIWE_DOMAIN_MISMATCH,
+    ErrorCode.SIWE_NONCE_INVALID,
+    ErrorCode.SIWE_EXPIRED,
+)
+
+
+class SiweNonceInputSerializer(InputSerializer):
     address = serializers.RegexField(r"^0x[a-fA-F0-9]{40}$", required=False)
     chain_id = serializers.IntegerField(required=False)
 
@@ -171,6 +187,7 @@ class SiweNonceApi(AnonymousApi):
         operation_id="auth_siwe_nonce",
         description="A single-use nonce (10 minutes) and the EIP-4361 fields to sign.",
     )
+    @api_errors(ErrorCode.RATE_LIMITED)
     def post(self, request: Request) -> Response:
         data = SiweNonceInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -185,7 +202,7 @@ class SiweNonceApi(AnonymousApi):
 
 
 class SiweVerifyApi(AnonymousApi):
-    class SiweVerifyInputSerializer(serializers.Serializer):
+    class SiweVerifyInputSerializer(InputSerializer):
         message = serializers.CharField(max_length=4000, trim_whitespace=False)
         signature = serializers.CharField(max_length=200)
         otp_code = serializers.CharField(max_length=32, required=False, default="")
@@ -193,14 +210,17 @@ class SiweVerifyApi(AnonymousApi):
 
     @extend_schema(
         request=SiweVerifyInputSerializer,
-        responses={
-            200: TokenPairSerializer,
-            401: OpenApiResponse(
-                description="SIWE_INVALID / SIWE_DOMAIN_MISMATCH / SIWE_NONCE_INVALID / SIWE_EXPIRED"
-            ),
-        },
+        responses=TokenPairSerializer,
         operation_id="auth_siwe_verify",
         description="Signs the wallet in (creating a wallet-only account on first use).",
+    )
+    @api_errors(
+        *SIWE_ERRORS,
+        ErrorCode.INVALID_CREDENTIALS,
+        ErrorCode.OTP_REQUIRED,
+        ErrorCode.INVALID_OTP,
+        ErrorCode.ACCOUNT_LOCKED,
+        ErrorCode.RATE_LIMITED,
     )
     def post(self, request: Request) -> Response:
         data = self.SiweVerifyInputSerializer(data=request.data)
@@ -261,16 +281,18 @@ class SecurityOverviewApi(SessionApi):
 
 
 class PasswordChangeApi(SessionApi):
-    class PasswordChangeInputSerializer(serializers.Serializer):
+    class PasswordChangeInputSerializer(InputSerializer):
         current_password = serializers.CharField(max_length=256, trim_whitespace=False)
         new_password = serializers.CharField(max_length=256, trim_whitespace=False)
 
     @extend_schema(
         request=PasswordChangeInputSerializer,
-        responses={200: DetailSerializer, 403: OpenApiResponse(description="INVALID_CREDENTIALS")},
+        responses=DetailSerializer,
         operation_id="account_password_change",
-        description="Other sessions end; withdrawals are held for review for 24 hours.",
+        description="Other sessions end; withdrawals are held for review for 24 hours. A wrong current "
+        "password is 403 INVALID_CREDENTIALS (not 401: the session is fine).",
     )
+    @api_errors((ErrorCode.INVALID_CREDENTIALS, 403), ErrorCode.RATE_LIMITED)
     def post(self, request: Request) -> Response:
         data = self.PasswordChangeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -284,7 +306,7 @@ class PasswordChangeApi(SessionApi):
 
 
 class EmailChangeApi(SessionApi):
-    class EmailChangeInputSerializer(serializers.Serializer):
+    class EmailChangeInputSerializer(InputSerializer):
         new_email = serializers.EmailField()
         password = serializers.CharField(
             max_length=256, required=False, default="", trim_whitespace=False, help_text="unless wallet-only"
@@ -296,6 +318,7 @@ class EmailChangeApi(SessionApi):
         operation_id="account_email_change",
         description="Sends a code to the new address (also how a wallet account links its first email).",
     )
+    @api_errors((ErrorCode.INVALID_CREDENTIALS, 403), ErrorCode.RATE_LIMITED)
     def post(self, request: Request) -> Response:
         data = self.EmailChangeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -310,7 +333,7 @@ class AccountIdentitySerializer(serializers.Serializer):
 
 
 class EmailChangeConfirmApi(SessionApi):
-    class EmailChangeConfirmInputSerializer(serializers.Serializer):
+    class EmailChangeConfirmInputSerializer(InputSerializer):
         code = serializers.CharField(max_length=12)
 
     @extend_schema(
@@ -318,6 +341,7 @@ class EmailChangeConfirmApi(SessionApi):
         responses=AccountIdentitySerializer,
         operation_id="account_email_confirm",
     )
+    @api_errors(ErrorCode.INVALID_CODE, ErrorCode.CODE_EXPIRED, ErrorCode.RATE_LIMITED)
     def post(self, request: Request) -> Response:
         data = self.EmailChangeConfirmInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -333,6 +357,7 @@ class WalletNonceApi(SessionApi):
         responses=SiweTemplateSerializer,
         operation_id="account_wallet_nonce",
     )
+    @api_errors(ErrorCode.RATE_LIMITED)
     def post(self, request: Request) -> Response:
         data = SiweNonceInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -347,16 +372,17 @@ class WalletNonceApi(SessionApi):
 
 
 class WalletLinkApi(SessionApi):
-    class WalletLinkInputSerializer(serializers.Serializer):
+    class WalletLinkInputSerializer(InputSerializer):
         message = serializers.CharField(max_length=4000, trim_whitespace=False)
         signature = serializers.CharField(max_length=200)
 
     @extend_schema(
         request=WalletLinkInputSerializer,
-        responses={200: AccountIdentitySerializer, 409: OpenApiResponse(description="WALLET_IN_USE")},
+        responses=AccountIdentitySerializer,
         operation_id="account_wallet_link",
         description="Links the signing wallet (EIP-4361 message with a nonce from wallet/nonce).",
     )
+    @api_errors(*SIWE_ERRORS, ErrorCode.WALLET_IN_USE, ErrorCode.RATE_LIMITED)
     def post(self, request: Request) -> Response:
         data = self.WalletLinkInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -371,6 +397,7 @@ class TotpEnrolApi(SessionApi):
         qr_svg_data_uri = serializers.CharField(help_text="data:image/svg+xml;base64,…")
 
     @extend_schema(request=None, responses=TotpEnrolOutputSerializer, operation_id="account_totp_enrol")
+    @api_errors(ErrorCode.INVALID_STATE)
     def post(self, request: Request) -> Response:
         enrolment = two_factor.totp_enrol_start(user=request_user(request))
         return Response(self.TotpEnrolOutputSerializer(enrolment).data)
@@ -380,7 +407,7 @@ class RecoveryCodesSerializer(serializers.Serializer):
     recovery_codes = serializers.ListField(child=serializers.CharField(), help_text="shown once")
 
 
-class CodeInputSerializer(serializers.Serializer):
+class CodeInputSerializer(InputSerializer):
     code = serializers.CharField(max_length=32)
 
 
@@ -392,6 +419,7 @@ class TotpConfirmApi(SessionApi):
         description="Enables 2FA; returns 10 single-use recovery codes. Withdrawals are held for review "
         "for 24 hours.",
     )
+    @api_errors(ErrorCode.INVALID_STATE, ErrorCode.INVALID_OTP)
     def post(self, request: Request) -> Response:
         data = CodeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -402,12 +430,19 @@ class TotpConfirmApi(SessionApi):
 
 
 class TotpDisableApi(SessionApi):
-    class TotpDisableInputSerializer(serializers.Serializer):
+    class TotpDisableInputSerializer(InputSerializer):
         password = serializers.CharField(max_length=256, trim_whitespace=False)
         code = serializers.CharField(max_length=32, help_text="a current code or a recovery code")
 
     @extend_schema(
         request=TotpDisableInputSerializer, responses={204: None}, operation_id="account_totp_disable"
+    )
+    @api_errors(
+        ErrorCode.INVALID_STATE,
+        (ErrorCode.INVALID_CREDENTIALS, 403),
+        ErrorCode.OTP_REQUIRED,
+        ErrorCode.INVALID_OTP,
+        ErrorCode.RATE_LIMITED,
     )
     def post(self, request: Request) -> Response:
         data = self.TotpDisableInputSerializer(data=request.data)
@@ -420,6 +455,7 @@ class RecoveryCodesApi(SessionApi):
     @extend_schema(
         request=CodeInputSerializer, responses=RecoveryCodesSerializer, operation_id="account_recovery_codes"
     )
+    @api_errors(ErrorCode.INVALID_STATE, ErrorCode.OTP_REQUIRED, ErrorCode.INVALID_OTP)
     def post(self, request: Request) -> Response:
         data = CodeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -448,11 +484,7 @@ class SessionListApi(SessionApi):
 
 
 class SessionRevokeApi(SessionApi):
-    @extend_schema(
-        request=None,
-        responses={204: None, 404: OpenApiResponse(description="NOT_FOUND")},
-        operation_id="account_session_revoke",
-    )
+    @extend_schema(request=None, responses={204: None}, operation_id="account_session_revoke")
     def post(self, request: Request, session_id: str) -> Response:
         sessions.session_revoke(user=request_user(request), session_id=session_id, request=request._request)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -508,6 +540,7 @@ class KycSubmitApi(SessionApi):
         operation_id="account_kyc_submit",
         description="Asks for verification through the configured KYC provider (default: manual review).",
     )
+    @api_errors(ErrorCode.INVALID_STATE)
     def post(self, request: Request) -> Response:
         kyc.kyc_submit(user=request_user(request), request=request._request)
         return Response(KycOutputSerializer(_kyc_body(request)).data)

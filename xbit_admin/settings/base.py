@@ -187,6 +187,20 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",  # served from our static files: no CDN at run time
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # the API takes JSON; DRF's form parsers also read forms (empty field = omitted), not documented
+    "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
+    # one name per choice set that several serializers share (the generator warns otherwise)
+    "ENUM_NAME_OVERRIDES": {
+        "SideEnum": "trading.models.Side",
+        "MarginModeEnum": "trading.models.MarginMode",
+        "HedgeModeEnum": ["OFF", "SHADOW", "LIVE"],
+        "AccountKindEnum": "wallets.models.AccountKind",
+    },
+    # every operation documents its error statuses with the one Error body (issue #10)
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "xbit_admin.api_schema.error_responses_hook",
+    ],
 }
 
 # JWT for interactive trader clients (spec 08: access token < 1 h).
