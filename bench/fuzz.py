@@ -1,23 +1,29 @@
 """API fuzzing (issue 10): schemathesis against the OpenAPI schema (``/api/schema/``) of a live web
-process, authenticated as a funded trader with a JWT; every check, a bounded number of examples per
+process, authenticated as a funded trader with a JWT; every check (schemathesis's default: ``--checks all``
+would override the per-operation exceptions of the config file), a bounded number of examples per
 operation, a bounded wall time.
 
     make fuzz        # or: python -m xbit_admin.devstack exec --test python bench/fuzz.py [--examples 20]
 
 Set-up as the benchmarks: a throw-away database (``xbit_fuzz``) on the embedded test cluster, a free
-Redis database index (claimed like ``make test`` does), markets synced from a sandbox. The findings are
-printed by schemathesis and its JUnit report is written to ``.xbit/fuzz/junit.xml``.
+Redis database index (claimed like ``make test`` does), markets synced from a sandbox. Schemathesis reads
+``bench/schemathesis.toml`` (the trader's JWT as the ``jwt`` scheme's credential, and the few
+operation/check exceptions, each with its reason). The findings are printed by schemathesis, its JUnit
+report is written to ``.xbit/fuzz/junit.xml`` and the run's figures to ``bench/results/fuzz.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, progress, setup_django
 
 STATE = ROOT / ".xbit" / "fuzz"
+CONFIG = ROOT / "bench" / "schemathesis.toml"
+RESULTS = ROOT / "bench" / "results" / "fuzz.json"
 
 
 def _raise_interrupt(*_: object) -> None:
@@ -70,6 +78,29 @@ def seed(hl_url: str) -> str:
         ],
     )
     return access_token_for(user)
+
+
+def summary(output: str) -> dict[str, object]:
+    """The figures of schemathesis's summary (its plain-text output; the JUnit report has no check
+    counts)."""
+
+    def number(pattern: str) -> int | None:
+        found = re.search(pattern, output)
+        return int(found.group(1)) if found else None
+
+    failures = {
+        code: int(count)
+        for code, count in re.findall(r"(ST\d+) [^\n:]+: (\d+)\n", output.split("Failures:")[-1])
+    }
+    return {
+        "operations_selected": number(r"Operations:\s+(\d+) selected"),
+        "operations_total": number(r"Operations:\s+\d+ selected / (\d+) total"),
+        "operations_tested": number(r"Tested: (\d+)"),
+        "test_cases": number(r"(\d+) generated"),
+        "unique_failures": number(r"(\d+) unique failures") or 0,
+        "failures_by_check": failures if "Failures:" in output else {},
+        "warnings": re.findall(r"⚠️ ([^\n]+)", output),
+    }
 
 
 def main() -> int:
@@ -136,12 +167,11 @@ def main() -> int:
             schemathesis = Path(sys.executable).parent / "schemathesis"
             cmd = [
                 str(schemathesis),
+                "--config-file",
+                str(CONFIG),
+                "--no-color",
                 "run",
                 f"http://127.0.0.1:{port}/api/schema/",
-                "--header",
-                f"Authorization: Bearer {token}",
-                "--checks",
-                "all",
                 "--max-examples",
                 str(args.examples),
                 "--request-timeout",
@@ -160,11 +190,46 @@ def main() -> int:
                 *args.extra,
             ]
             progress(f"schemathesis: {args.examples} examples per operation, at most {args.seconds:.0f} s …")
-            try:
-                code = subprocess.run(cmd, cwd=ROOT, timeout=args.seconds).returncode
-            except subprocess.TimeoutExpired:
-                progress("time bound reached: schemathesis stopped")
-                code = 1
+            started = time.monotonic()
+            with subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env=dict(os.environ, XBIT_FUZZ_TOKEN=token),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ) as run:
+                assert run.stdout is not None
+                # the wall-time bound holds even if schemathesis stops printing
+                watchdog = threading.Timer(args.seconds, run.kill)
+                watchdog.start()
+                lines: list[str] = []
+                for line in run.stdout:  # shown as it comes, kept for the summary
+                    sys.stdout.write(line)
+                    lines.append(line)
+                code = run.wait()
+                watchdog.cancel()
+                if time.monotonic() - started >= args.seconds:
+                    progress("time bound reached: schemathesis stopped")
+                    code = 1
+            figures = summary("".join(lines))
+            RESULTS.write_text(
+                json.dumps(
+                    {
+                        "command": "make fuzz",
+                        "schemathesis": _schemathesis_version(schemathesis),
+                        "examples_per_operation": args.examples,
+                        "seed": 10,
+                        "checks": "all (exceptions: bench/schemathesis.toml)",
+                        "wall_seconds": round(time.monotonic() - started, 1),
+                        "exit_code": code,
+                        **figures,
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
+            progress(f"figures: {RESULTS.relative_to(ROOT)}")
     except KeyboardInterrupt:
         progress("interrupted")
     finally:
@@ -178,6 +243,11 @@ def main() -> int:
         devstack._release_redis_db(base, redis_db, run_id)
     progress(f"web log: {(STATE / 'web.log').relative_to(ROOT)}")
     return code
+
+
+def _schemathesis_version(executable: Path) -> str:
+    out = subprocess.run([str(executable), "--version"], capture_output=True, text=True, check=False).stdout
+    return out.strip().rsplit(" ", 1)[-1]
 
 
 if __name__ == "__main__":
