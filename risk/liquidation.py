@@ -27,9 +27,10 @@ import os
 import socket
 import time
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -42,13 +43,17 @@ from trading.account import SIGN as MARGIN_SIDE
 from trading.account import margin_table_for_asset, user_balances
 from trading.config import trading_settings
 from trading.liquidation import (
+    InternalLiquidationBatch,
     LiquidationClose,
+    concrete_columns,
+    instances_from_rows,
     isolated_still_liquidatable,
     liquidation_close_hl,
     liquidation_close_internal,
     position_version,
 )
 from trading.models import MarginMode, Position, Source
+from wallets.ledger import SqlBatch, insert_statement, update_many_statement
 from wallets.models import AccountKind
 from xbit_admin.live import broadcast_on_commit
 from xbit_admin.locks import user_lock
@@ -181,7 +186,7 @@ WHERE id = (
     ORDER BY priority, next_attempt_at, id
     FOR UPDATE SKIP LOCKED LIMIT 1
 )
-RETURNING trigger_id
+RETURNING id, trigger_id, kind, user_id, position_id, venue
 """
 _CLAIM_ONE = """
 UPDATE risk_liquidationtrigger SET status = 'EXECUTING', attempts = attempts + 1,
@@ -190,37 +195,103 @@ WHERE trigger_id = %s AND (
     (status IN ('PENDING', 'FAILED') AND next_attempt_at <= clock_timestamp())
     OR (status = 'EXECUTING' AND lease_until < clock_timestamp())
 )
-RETURNING trigger_id
+RETURNING id, trigger_id, kind, user_id, position_id, venue
 """
+# a batch: due INTERNAL triggers only (they run first anyway; HYPERLIQUID and MIXED ones go one by one)
+_CLAIM_BATCH = """
+UPDATE risk_liquidationtrigger SET status = 'EXECUTING', attempts = attempts + 1,
+       lease_until = clock_timestamp() + make_interval(secs => %s), claimed_by = %s
+WHERE id = ANY(ARRAY(
+    SELECT id FROM risk_liquidationtrigger
+    WHERE venue = 'INTERNAL' AND (
+        (status IN ('PENDING', 'FAILED') AND next_attempt_at <= clock_timestamp())
+        OR (status = 'EXECUTING' AND lease_until < clock_timestamp())
+    )
+    ORDER BY priority, next_attempt_at, id
+    FOR UPDATE SKIP LOCKED LIMIT %s
+))
+RETURNING id, trigger_id, kind, user_id, position_id, venue
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A trigger this worker claimed (what the claim's UPDATE returned)."""
+
+    pk: int
+    trigger_id: str
+    kind: str
+    user_id: int
+    position_id: int | None
+    venue: str
+
+
+def _claim(sql: str, params: list[Any]) -> list[Claim]:
+    if liquidation_mode() != LIQ_LIVE:
+        return []
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return sorted((Claim(*row) for row in rows), key=lambda c: c.pk)
 
 
 def liquidation_claim(*, trigger_id: str | None = None, worker: str = WORKER) -> str | None:
     """Claim one due trigger (that one, or the next by priority) for ``worker``; None if nothing is due.
     Commits immediately: the claim (attempt count, lease) survives the worker. Outside LIVE
     ``liquidation_mode`` nothing is claimed: SHADOW and OFF close nothing."""
-    if liquidation_mode() != LIQ_LIVE:
-        return None
+    claims = _claim_one(trigger_id=trigger_id, worker=worker)
+    return claims[0].trigger_id if claims else None
+
+
+def _claim_one(*, trigger_id: str | None, worker: str) -> list[Claim]:
     lease = risk_config().liquidation_lease_seconds
-    with transaction.atomic(), connection.cursor() as cursor:
-        if trigger_id is None:
-            cursor.execute(_CLAIM_DUE, [lease, worker])
-        else:
-            cursor.execute(_CLAIM_ONE, [lease, worker, trigger_id])
-        row = cursor.fetchone()
-    return row[0] if row else None
+    if trigger_id is None:
+        return _claim(_CLAIM_DUE, [lease, worker])
+    return _claim(_CLAIM_ONE, [lease, worker, trigger_id])
+
+
+def liquidation_claim_batch(*, worker: str = WORKER, limit: int | None = None) -> list[Claim]:
+    """Claim up to ``limit`` (default: ``liquidation_batch_size``) due INTERNAL triggers at once, by
+    priority, skipping rows other workers hold; committed immediately, like :func:`liquidation_claim`."""
+    cfg = risk_config()
+    size = max(1, limit if limit is not None else cfg.liquidation_batch_size)
+    return _claim(_CLAIM_BATCH, [cfg.liquidation_lease_seconds, worker, size])
+
+
+def liquidation_claim_and_run(*, trigger_id: str, worker: str = WORKER) -> bool:
+    """Claim that trigger if it is due and execute it (the retry task). False when it was not due."""
+    claims = _claim_one(trigger_id=trigger_id, worker=worker)
+    liquidation_run(claims, worker=worker)
+    return bool(claims)
 
 
 def liquidations_drain(*, worker: str = WORKER, budget_s: float = 10.0, limit: int = 100_000) -> int:
-    """Claim and execute due triggers until none is due (or the time budget is spent)."""
+    """Claim and execute due triggers until none is due (or the time budget is spent): INTERNAL ones
+    in batches of ``liquidation_batch_size``, then the others one by one. Returns how many ran."""
     deadline = time.monotonic() + budget_s
     done = 0
     while done < limit and time.monotonic() < deadline:
-        trigger_id = liquidation_claim(worker=worker)
-        if trigger_id is None:
+        claims = liquidation_claim_batch(
+            worker=worker, limit=min(risk_config().liquidation_batch_size, limit - done)
+        )
+        if not claims:
+            claims = _claim_one(trigger_id=None, worker=worker)
+        if not claims:
             break
-        liquidation_execute(trigger_id=trigger_id, worker=worker)
-        done += 1
+        liquidation_run(claims, worker=worker)
+        done += len(claims)
     return done
+
+
+def liquidation_run(claims: list[Claim], *, worker: str = WORKER) -> None:
+    """Execute claimed triggers: INTERNAL ones set-based in one transaction
+    (:func:`liquidation_execute_batch`), the rest one by one (:func:`liquidation_execute`)."""
+    internal = [c for c in claims if c.venue == Source.INTERNAL]
+    if internal:
+        liquidation_execute_batch(claims=internal, worker=worker)
+    for claim in claims:
+        if claim.venue != Source.INTERNAL:
+            liquidation_execute(trigger_id=claim.trigger_id, worker=worker)
 
 
 # ------------------------------------------------------------------------------------------ execute
@@ -242,6 +313,146 @@ def liquidation_execute(*, trigger_id: str, worker: str = WORKER) -> str:
         logger.warning("liquidation %s attempt %s failed: %s", trigger_id, trigger.attempts, exc)
         _fail(trigger.pk, worker, exc)
     return LiquidationTrigger.objects.values_list("status", flat=True).get(pk=trigger.pk)
+
+
+def liquidation_execute_batch(*, claims: list[Claim], worker: str = WORKER) -> None:
+    """Execute claimed INTERNAL triggers together, set-based: ONE transaction for all of them (users
+    locked in ascending id order, positions and accounts read and locked in one round trip, every
+    close computed in memory, every write in one more, the platform ledger rows locked last and moved
+    once), committed with every trigger's outcome — each liquidation still happens exactly once
+    whatever crashes (a killed worker leaves only the claims; the sweep re-drives them after the lease).
+
+    A trigger the batch does not handle (a cross account with resting orders or HYPERLIQUID legs, a
+    mark missing, a non-INTERNAL position) is left claimed and runs one by one after the commit; if
+    the batch fails as a whole it is rolled back and every trigger runs one by one
+    (:func:`liquidation_execute`: retries, escalation), so one bad trigger never holds up the others.
+    Idempotency keys: as one by one (``trigger_id`` / ``trigger_id:position`` and ``…:settle``)."""
+    if not claims:
+        return
+    try:
+        rest = _execute_internal_batch(claims, worker)
+    except Exception as exc:
+        if len(claims) > 1:
+            logger.warning("liquidation batch of %d failed (%s); executing them one by one", len(claims), exc)
+        else:
+            logger.info("liquidation %s: batched attempt failed (%s); one by one", claims[0].trigger_id, exc)
+        rest = [c.trigger_id for c in claims]
+    for trigger_id in rest:
+        liquidation_execute(trigger_id=trigger_id, worker=worker)
+
+
+_TRIGGER_OUTCOME_FIELDS = (
+    "status",
+    "completed_at",
+    "lease_until",
+    "errors",
+    "close_price",
+    "size",
+    "margin_zeroed",
+    "loss",
+    "platform_share",
+    "reserve_share",
+    "bankrupt_amount",
+    "drift_amount",
+)
+
+
+def _execute_internal_batch(claims: list[Claim], worker: str) -> list[str]:
+    """One transaction for ``claims``; returns the trigger ids left for the one-by-one path."""
+    cross_users = {c.user_id for c in claims if c.kind != ISOLATED}
+    reserve_share = trading_settings().client_loss_reserve_share
+    rest: list[str] = []
+    finished: list[LiquidationTrigger] = []
+    with transaction.atomic():
+        book = InternalLiquidationBatch(
+            user_ids=[c.user_id for c in claims],
+            isolated_position_ids=[c.position_id for c in claims if c.kind == ISOLATED and c.position_id],
+            cross_user_ids=cross_users,
+            reserve_share=reserve_share,
+        )
+        read = SqlBatch()
+        book.queue_lock(read)  # the users' locks first, then our command rows, then theirs
+        i_triggers = read.add(
+            f"SELECT {concrete_columns(LiquidationTrigger)} FROM {LiquidationTrigger._meta.db_table} "  # noqa: S608
+            "WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+            [[c.pk for c in claims]],
+        )
+        book.queue_read(read)
+        results = read.run()
+        book.load(results)
+        records: list[LiquidationRecord] = []
+        for trigger in instances_from_rows(LiquidationTrigger, results[i_triggers] or []):
+            if trigger.status != Status.EXECUTING or trigger.claimed_by != worker:
+                continue  # our lease expired and another worker took it over
+            if trigger.kind == ISOLATED:
+                outcome = _batch_isolated(book, trigger, records)
+            else:
+                outcome = _batch_cross(book, trigger, records)
+            if outcome is None:
+                rest.append(trigger.trigger_id)
+            else:
+                status, note = outcome
+                _finish_fields(trigger, status, note=note)
+                finished.append(trigger)
+        write = SqlBatch()
+        if records:
+            write.add(*insert_statement(LiquidationRecord, records, with_pk=False))
+        if finished:
+            write.add(*update_many_statement(finished, _TRIGGER_OUTCOME_FIELDS))
+        book.queue_write(write)
+        book.verify(write.run())
+        if records:
+            _test_pause()
+        if finished:
+            _broadcast_finished(finished)
+    return rest
+
+
+def _batch_isolated(
+    book: InternalLiquidationBatch, trigger: LiquidationTrigger, records: list[LiquidationRecord]
+) -> tuple[str, str] | None:
+    assert trigger.position_id is not None
+    position = book.position(trigger.position_id)
+    if position is None or position_version(position) != trigger.position_version:
+        return Status.CANCELLED, "the position changed after detection (superseded)"
+    if position.source != Source.INTERNAL:
+        return None
+    mark = trigger.trigger_price
+    if not isolated_still_liquidatable(position, mark, margin_table_for_asset(position.asset)):
+        return Status.CANCELLED, "not liquidatable at the trigger mark"
+    close = book.close(position, mark, trigger.trigger_id)
+    records.append(_record_row(trigger, close))
+    return Status.COMPLETED, ""
+
+
+def _batch_cross(
+    book: InternalLiquidationBatch, trigger: LiquidationTrigger, records: list[LiquidationRecord]
+) -> tuple[str, str] | None:
+    """Spec 03's cross order in memory: close the most losing position, recompute, repeat while the
+    account is at or below its maintenance margin — all in this transaction."""
+    user_id = trigger.user_id
+    positions = book.open_positions(user_id, MarginMode.CROSS)
+    marks = {asset: Decimal(value) for asset, value in trigger.marks.items()}
+    if (
+        book.has_open_orders(user_id)
+        or any(p.source != Source.INTERNAL for p in positions)
+        or {p.asset for p in positions} - set(marks)
+    ):
+        return None  # orders to cancel, HYPERLIQUID legs or a new asset: the one-by-one path
+    closed_any = trigger.size > 0  # an earlier one-by-one attempt may have closed some already
+    for _step in range(100):
+        positions = book.open_positions(user_id, MarginMode.CROSS)
+        book_now = CrossBook(user_id, 0, book.collateral(user_id), tuple(cross_leg_of(p) for p in positions))
+        plan = cross_plan(book_now, marks) if positions else ()
+        if not plan:
+            if closed_any:
+                return Status.COMPLETED, ""
+            return Status.CANCELLED, "account above maintenance margin at the trigger marks"
+        target = next(p for p in positions if p.pk == plan[0])
+        close = book.close(target, marks[target.asset], f"{trigger.trigger_id}:{target.pk}")
+        records.append(_record_row(trigger, close))
+        closed_any = True
+    raise RuntimeError("cross liquidation did not converge in 100 closes")
 
 
 def _locked_claim(pk: int, worker: str) -> LiquidationTrigger | None:
@@ -382,8 +593,17 @@ def _execute_cross(trigger: LiquidationTrigger, worker: str) -> None:
     raise RuntimeError("cross liquidation did not converge in 100 closes")
 
 
-def _record(trigger: LiquidationTrigger, close: LiquidationClose) -> None:
-    LiquidationRecord.objects.create(
+def _record_row(trigger: LiquidationTrigger, close: LiquidationClose) -> LiquidationRecord:
+    """The close's record, and its figures added to the trigger (in memory)."""
+    trigger.close_price = close.close_price
+    trigger.size += close.size
+    trigger.margin_zeroed += close.margin_zeroed
+    trigger.loss += close.loss
+    trigger.platform_share += close.platform_share
+    trigger.reserve_share += close.reserve_share
+    trigger.bankrupt_amount += close.bankrupt_amount
+    trigger.drift_amount += close.drift_amount
+    return LiquidationRecord(
         trigger=trigger,
         position_id=close.position_id,
         user_id=close.user_id,
@@ -404,14 +624,10 @@ def _record(trigger: LiquidationTrigger, close: LiquidationClose) -> None:
         drift_amount=close.drift_amount,
         fee=close.fee,
     )
-    trigger.close_price = close.close_price
-    trigger.size += close.size
-    trigger.margin_zeroed += close.margin_zeroed
-    trigger.loss += close.loss
-    trigger.platform_share += close.platform_share
-    trigger.reserve_share += close.reserve_share
-    trigger.bankrupt_amount += close.bankrupt_amount
-    trigger.drift_amount += close.drift_amount
+
+
+def _record(trigger: LiquidationTrigger, close: LiquidationClose) -> None:
+    _record_row(trigger, close).save(force_insert=True)
     trigger.save(
         update_fields=[
             "close_price",
@@ -426,17 +642,38 @@ def _record(trigger: LiquidationTrigger, close: LiquidationClose) -> None:
     )
 
 
-def _finish(trigger: LiquidationTrigger, status: str, *, note: str = "") -> None:
+def _finish_fields(trigger: LiquidationTrigger, status: str, *, note: str = "") -> None:
     trigger.status = status
     trigger.completed_at = timezone.now()
     trigger.lease_until = None
     if note:
         trigger.errors = [*trigger.errors, {"at": trigger.completed_at.isoformat(), "note": note}]
-    trigger.save(update_fields=["status", "completed_at", "lease_until", "errors"])
+
+
+def _broadcast_finished(triggers: list[LiquidationTrigger]) -> None:
+    """One console push per batch (the pages re-render their region on any event)."""
+    if len(triggers) == 1:
+        _broadcast_one(triggers[0])
+        return
+    counts: dict[str, int] = {}
+    for t in triggers:
+        counts[t.status.lower()] = counts.get(t.status.lower(), 0) + 1
     broadcast_on_commit(
         "liquidations",
         {
-            "event": status.lower(),
+            "event": "batch",
+            **counts,
+            "assets": sorted({t.asset for t in triggers}),
+            "loss": str(sum((t.loss for t in triggers), ZERO)),
+        },
+    )
+
+
+def _broadcast_one(trigger: LiquidationTrigger) -> None:
+    broadcast_on_commit(
+        "liquidations",
+        {
+            "event": trigger.status.lower(),
             "trigger_id": trigger.trigger_id,
             "asset": trigger.asset,
             "user_id": trigger.user_id,
@@ -444,6 +681,12 @@ def _finish(trigger: LiquidationTrigger, status: str, *, note: str = "") -> None
             "loss": str(trigger.loss),
         },
     )
+
+
+def _finish(trigger: LiquidationTrigger, status: str, *, note: str = "") -> None:
+    _finish_fields(trigger, status, note=note)
+    trigger.save(update_fields=["status", "completed_at", "lease_until", "errors"])
+    _broadcast_one(trigger)
 
 
 def _fail(pk: int, worker: str, exc: Exception) -> None:

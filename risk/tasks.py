@@ -14,10 +14,9 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="risk.liquidation_execute", ignore_result=True)
 def liquidation_execute_task(trigger_id: str) -> None:
-    from risk.liquidation import liquidation_claim, liquidation_execute
+    from risk.liquidation import liquidation_claim_and_run
 
-    if liquidation_claim(trigger_id=trigger_id) == trigger_id:
-        liquidation_execute(trigger_id=trigger_id)
+    liquidation_claim_and_run(trigger_id=trigger_id)
 
 
 @shared_task(name="risk.liquidations_drain", ignore_result=True)

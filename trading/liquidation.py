@@ -26,27 +26,49 @@ first) and the position row. Events: ``trading.fill`` (from ``fill_apply``), ``t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage, get_connection
 from django.db import connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from trading import margin, netting
 from trading.account import account_state, user_balances
-from trading.execution import FillRequest, FillResult, fill_apply
-from trading.marketdata import get_quotes
+from trading.execution import (
+    POSITION_FILL_FIELDS,
+    FillPlan,
+    FillRequest,
+    FillResult,
+    fill_apply,
+    fill_plan,
+)
+from trading.execution import _fill_event as fill_event_payload
+from trading.marketdata import Quote, get_quotes
 from trading.models import Fill, MarginMode, Order, Position, Source
-from wallets.ledger import AccountRef, TransferSpec, ledger_post
-from wallets.models import AccountKind, TransferKind
+from wallets.ledger import (
+    AccountRef,
+    PostingSet,
+    SqlBatch,
+    TransferSpec,
+    insert_statement,
+    ledger_post,
+    posting_prepare,
+    update_many_statement,
+)
+from wallets.models import USDC, AccountKind, TransferKind
 from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.events.services import outbox_emit
+from xbit_admin.events.models import OutboxEvent
+from xbit_admin.events.services import outbox_emit, outbox_statement
+from xbit_admin.locks import USER_NAMESPACE
 from xbit_admin.money import ZERO
 
 logger = logging.getLogger(__name__)
+M = TypeVar("M", bound=Model)
 
 CLOSE_SIDE: dict[str, str] = {Position.Direction.LONG: "SELL", Position.Direction.SHORT: "BUY"}
 SIGN: dict[str, int] = {Position.Direction.LONG: 1, Position.Direction.SHORT: -1}
@@ -95,61 +117,69 @@ def _cash(user_id: int) -> Decimal:
     return user_balances(user_id).get(AccountKind.CASH, ZERO)
 
 
+def _liquidation_request(
+    position: Position, price: Decimal, idempotency_key: str, reserve_share: Decimal
+) -> FillRequest:
+    return FillRequest(
+        user_id=position.user_id,
+        asset=position.asset,
+        source=position.source,
+        margin_mode=position.margin_mode,
+        side=CLOSE_SIDE[position.direction],
+        size=position.size,
+        price=price,
+        leverage=position.leverage,
+        fee_rate=ZERO,  # the liquidation charge is the margin remainder (isolated), not a fee
+        maker=False,
+        reserve_share=reserve_share,
+        is_liquidation=True,
+        idempotency_key=idempotency_key,
+    )
+
+
 def _liquidation_fill(
     position: Position, price: Decimal, idempotency_key: str, reserve_share: Decimal, cash: Decimal
 ) -> FillResult:
     return fill_apply(
-        req=FillRequest(
-            user_id=position.user_id,
-            asset=position.asset,
-            source=position.source,
-            margin_mode=position.margin_mode,
-            side=CLOSE_SIDE[position.direction],  # type: ignore[index]
-            size=position.size,
-            price=price,
-            leverage=position.leverage,
-            fee_rate=ZERO,  # the liquidation charge is the margin remainder (isolated), not a fee
-            maker=False,
-            reserve_share=reserve_share,
-            is_liquidation=True,
-            idempotency_key=idempotency_key,
-        ),
+        req=_liquidation_request(position, price, idempotency_key, reserve_share),
         position=position,
         cash_available=cash,
     )
 
 
-def liquidation_close_internal(
-    *, position: Position, mark: Decimal, idempotency_key: str, reserve_share: Decimal
-) -> LiquidationClose:
-    """Close an INTERNAL position at ``mark`` as a liquidation (see the module docstring).
+@dataclass(frozen=True)
+class _Settlement:
+    """What an INTERNAL liquidation settles beyond its fill (``_settle``)."""
 
-    Caller: inside a transaction that took ``user_lock(position.user_id)`` first and locked the row.
-    Idempotency: ``idempotency_key`` names the ledger postings (``key`` and ``key:settle``).
-    """
-    _require_lock_context()
-    if position.source != Source.INTERNAL or position.status != Position.Status.OPEN:
-        raise ApplicationError(ErrorCode.INVALID_STATE, "Not an open INTERNAL position.")
-    isolated = position.margin_mode == MarginMode.ISOLATED
-    margin_before = position.isolated_margin
-    direction = position.direction
-    size = position.size
-    entry = position.entry_price
-    user_id = position.user_id
-    if not isolated:
-        _cancel_internal_orders(user_id)
-    cash = _cash(user_id)
-    result = _liquidation_fill(position, mark, idempotency_key, reserve_share, cash)
+    transfers: list[TransferSpec]
+    loss: Decimal
+    platform_share: Decimal
+    reserve_share: Decimal
+    margin_zeroed: Decimal
+
+
+def _settle(
+    *,
+    user_id: int,
+    position_id: int,
+    isolated: bool,
+    margin_before: Decimal,
+    result: FillResult,
+    reserve_share: Decimal,
+) -> _Settlement:
+    """The settlement of an INTERNAL liquidation after its fill (pure): the isolated margin remainder
+    the fill released to cash is taken with the complementary 80/20 split, and a bankrupt remainder is
+    paid to the B-book by the reserve. The one-by-one and the batched paths both use it."""
     pnl = result.realized_pnl
     uncollected = result.uncollected_loss
     bbook = AccountRef.platform(AccountKind.BBOOK_PNL)
     reserve = AccountRef.platform(AccountKind.RISK_RESERVE)
     user_cash = AccountRef.user(user_id, AccountKind.CASH)
-    ref = ("position", position.pk)
+    ref = ("position", position_id)
     transfers: list[TransferSpec] = []
-    collected = max(-pnl, ZERO) - uncollected  # what fill_apply took from the user for the loss
+    collected = max(-pnl, ZERO) - uncollected  # what the fill took from the user for the loss
     if isolated:
-        # whatever fill_apply released from the margin to cash is taken too: the margin is zeroed
+        # whatever the fill released from the margin to cash is taken too: the margin is zeroed
         remainder = margin_before - collected if pnl < ZERO else margin_before
         loss = collected + remainder
         platform_total, reserve_total = netting.split_client_loss(loss, reserve_share)
@@ -170,25 +200,85 @@ def liquidation_close_internal(
     if uncollected > ZERO:
         # bankrupt: the user stops at zero; the reserve pays the B-book what the user could not
         transfers.append(TransferSpec(reserve, bbook, uncollected, TransferKind.LIQUIDATION, *ref))
-    if transfers:
-        ledger_post(key=f"{idempotency_key}:settle", transfers=transfers)
-    close = LiquidationClose(
-        position_id=position.pk,
+    return _Settlement(transfers, loss, platform_total, reserve_total, margin_zeroed)
+
+
+def _internal_close(
+    *,
+    position_id: int,
+    user_id: int,
+    asset: str,
+    margin_mode: str,
+    direction: str,
+    entry: Decimal,
+    size: Decimal,
+    mark: Decimal,
+    settlement: _Settlement,
+    result: FillResult,
+) -> LiquidationClose:
+    return LiquidationClose(
+        position_id=position_id,
         user_id=user_id,
-        asset=position.asset,
+        asset=asset,
         venue=Source.INTERNAL,
-        margin_mode=position.margin_mode,
+        margin_mode=margin_mode,
         direction=direction,
         trigger_price=mark,
         close_price=mark,
         size=size,
-        margin_zeroed=margin_zeroed,
-        loss=loss,
-        platform_share=platform_total,
-        reserve_share=reserve_total,
-        bankrupt_amount=uncollected,
-        xbit_pnl=(Decimal(SIGN[direction]) * (mark - entry) * size).quantize(netting.USDC),  # type: ignore[index]
+        margin_zeroed=settlement.margin_zeroed,
+        loss=settlement.loss,
+        platform_share=settlement.platform_share,
+        reserve_share=settlement.reserve_share,
+        bankrupt_amount=result.uncollected_loss,
+        xbit_pnl=(Decimal(SIGN[direction]) * (mark - entry) * size).quantize(netting.USDC),
         fee=result.fee,
+    )
+
+
+def liquidation_close_internal(
+    *, position: Position, mark: Decimal, idempotency_key: str, reserve_share: Decimal
+) -> LiquidationClose:
+    """Close an INTERNAL position at ``mark`` as a liquidation (see the module docstring), one by one:
+    the reference path (``InternalLiquidationBatch`` does the same for many positions at once).
+
+    Caller: inside a transaction that took ``user_lock(position.user_id)`` first and locked the row.
+    Idempotency: ``idempotency_key`` names the ledger postings (``key`` and ``key:settle``).
+    """
+    _require_lock_context()
+    if position.source != Source.INTERNAL or position.status != Position.Status.OPEN:
+        raise ApplicationError(ErrorCode.INVALID_STATE, "Not an open INTERNAL position.")
+    isolated = position.margin_mode == MarginMode.ISOLATED
+    margin_before = position.isolated_margin
+    direction = position.direction
+    size = position.size
+    entry = position.entry_price
+    user_id = position.user_id
+    if not isolated:
+        _cancel_internal_orders(user_id)
+    cash = _cash(user_id)
+    result = _liquidation_fill(position, mark, idempotency_key, reserve_share, cash)
+    settlement = _settle(
+        user_id=user_id,
+        position_id=position.pk,
+        isolated=isolated,
+        margin_before=margin_before,
+        result=result,
+        reserve_share=reserve_share,
+    )
+    if settlement.transfers:
+        ledger_post(key=f"{idempotency_key}:settle", transfers=settlement.transfers)
+    close = _internal_close(
+        position_id=position.pk,
+        user_id=user_id,
+        asset=position.asset,
+        margin_mode=position.margin_mode,
+        direction=direction,
+        entry=entry,
+        size=size,
+        mark=mark,
+        settlement=settlement,
+        result=result,
     )
     _after_close(close, trigger_id=idempotency_key)
     return close
@@ -334,26 +424,29 @@ def _cancel_internal_orders(user_id: int) -> None:
         order_cancel(user=user, order_id=order_id)
 
 
+def _close_events(close: LiquidationClose, *, trigger_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(topic, aggregate, payload) of the events announcing one liquidation close."""
+    aggregate = f"user:{close.user_id}"
+    payload = {"trigger_id": trigger_id, "at": timezone.now().isoformat(), **close.as_event()}
+    user_payload = {
+        "user_id": close.user_id,
+        "position_id": close.position_id,
+        "asset": close.asset,
+        "direction": close.direction,
+        "size": str(close.size),
+        "trigger_price": str(close.trigger_price),
+        "close_price": str(close.close_price),
+        "loss": str(close.loss),
+        "margin_mode": close.margin_mode,
+        "venue": close.venue,
+    }
+    return [("trading.liquidation", aggregate, payload), ("user.liquidation", aggregate, user_payload)]
+
+
 def _after_close(close: LiquidationClose, *, trigger_id: str) -> None:
     """Events, the remaining positions' displayed liquidation prices, and the user's email."""
-    payload = {"trigger_id": trigger_id, "at": timezone.now().isoformat(), **close.as_event()}
-    outbox_emit(topic="trading.liquidation", aggregate=f"user:{close.user_id}", payload=payload)
-    outbox_emit(
-        topic="user.liquidation",
-        aggregate=f"user:{close.user_id}",
-        payload={
-            "user_id": close.user_id,
-            "position_id": close.position_id,
-            "asset": close.asset,
-            "direction": close.direction,
-            "size": str(close.size),
-            "trigger_price": str(close.trigger_price),
-            "close_price": str(close.close_price),
-            "loss": str(close.loss),
-            "margin_mode": close.margin_mode,
-            "venue": close.venue,
-        },
-    )
+    for topic, aggregate, payload in _close_events(close, trigger_id=trigger_id):
+        outbox_emit(topic=topic, aggregate=aggregate, payload=payload)
     refresh_liquidation_prices(close.user_id)
     transaction.on_commit(lambda: _email(close))
 
@@ -365,45 +458,340 @@ def refresh_liquidation_prices(user_id: int) -> None:
     if not positions:
         return
     balances = user_balances(user_id)
-    try:
-        quotes = get_quotes(sorted({p.asset for p in positions}))
-    except Exception:  # Redis down: entry prices stand in for marks (only cross prices depend on them)
-        quotes = {}
-    state = account_state(
+    changed = _moved_liquidation_prices(
+        positions,
         cash=balances.get(AccountKind.CASH, ZERO),
-        order_holds=balances.get(AccountKind.ORDER_HOLD, ZERO),
-        positions=positions,
-        quotes=quotes,
+        holds=balances.get(AccountKind.ORDER_HOLD, ZERO),
+        quotes=_quotes_or_none(sorted({p.asset for p in positions})),
     )
+    if changed:
+        Position.objects.bulk_update(changed, ["liquidation_price"])
+
+
+def _quotes_or_none(assets: list[str]) -> dict[str, Quote]:
+    try:
+        return get_quotes(assets) if assets else {}
+    except Exception:  # Redis down: entry prices stand in for marks (only cross prices depend on them)
+        return {}
+
+
+def _moved_liquidation_prices(
+    positions: list[Position], *, cash: Decimal, holds: Decimal, quotes: dict[str, Quote]
+) -> list[Position]:
+    """Set the displayed liquidation price of ``positions`` (one user's open ones); returns those
+    that moved."""
+    state = account_state(cash=cash, order_holds=holds, positions=positions, quotes=quotes)
     changed = []
     for view in state.positions:
         liq = view.liquidation_price.quantize(netting.PRICE) if view.liquidation_price else None
         if view.position.liquidation_price != liq:
             view.position.liquidation_price = liq
             changed.append(view.position)
-    if changed:
-        Position.objects.bulk_update(changed, ["liquidation_price"])
+    return changed
+
+
+def _email_message(close: LiquidationClose, email: str) -> EmailMessage:
+    return EmailMessage(
+        subject=f"Your {close.asset} position was liquidated",
+        body=(
+            f"Your {close.direction.lower()} {close.size} {close.asset} position ({close.margin_mode.lower()} "
+            f"margin) was liquidated at {close.close_price} after the mark reached {close.trigger_price}.\n"
+            f"Loss: {close.loss} USDC."
+        ),
+        to=[email],
+    )
 
 
 def _email(close: LiquidationClose) -> None:
+    _emails([close])
+
+
+def _emails(closes: list[LiquidationClose]) -> None:
+    """The users' emails, after commit: one read of the addresses, one mail connection."""
     from xbit_admin.accounts.models import User
 
     try:
-        email = User.objects.filter(pk=close.user_id).values_list("email", flat=True).first()
-        if not email:
-            return
-        send_mail(
-            subject=f"Your {close.asset} position was liquidated",
-            message=(
-                f"Your {close.direction.lower()} {close.size} {close.asset} position ({close.margin_mode.lower()} "
-                f"margin) was liquidated at {close.close_price} after the mark reached {close.trigger_price}.\n"
-                f"Loss: {close.loss} USDC."
-            ),
-            from_email=None,
-            recipient_list=[email],
-        )
+        emails = dict(User.objects.filter(pk__in={c.user_id for c in closes}).values_list("id", "email"))
+        messages = [_email_message(c, emails[c.user_id]) for c in closes if emails.get(c.user_id)]
+        if messages:
+            get_connection(fail_silently=False).send_messages(messages)
     except Exception:  # an email must never undo or block a liquidation
-        logger.exception("liquidation email to user %s failed", close.user_id)
+        logger.exception("liquidation emails to users %s failed", sorted({c.user_id for c in closes}))
+
+
+# ------------------------------------------------------------------------------------------ batches
+_POSITION_ATTNAMES = [f.attname for f in Position._meta.concrete_fields]
+_POSITION_COLUMNS = ", ".join(f'"{f.column}"' for f in Position._meta.concrete_fields)
+
+
+def instances_from_rows(model: type[M], rows: Iterable[Sequence[Any]]) -> list[M]:
+    """Model instances from raw rows holding every concrete column in field order (a :class:`SqlBatch`
+    result), with the fields' own conversions (JSON)."""
+    fields = model._meta.concrete_fields
+    names = [f.attname for f in fields]
+    converters = [(i, f.from_db_value) for i, f in enumerate(fields) if hasattr(f, "from_db_value")]
+    out = []
+    for row in rows:
+        values = list(row)
+        for i, convert in converters:
+            values[i] = convert(values[i], None, connection)
+        out.append(model.from_db("default", names, values))
+    return out
+
+
+def concrete_columns(model: type[Model]) -> str:
+    return ", ".join(connection.ops.quote_name(str(f.column)) for f in model._meta.concrete_fields)
+
+
+class InternalLiquidationBatch:
+    """INTERNAL liquidations of many positions of many users in ONE transaction (the caller's), set
+    based: the same fills, postings, events and results as :func:`liquidation_close_internal` one by
+    one, in three round trips whatever the number of positions.
+
+    Protocol (the caller — risk — decides WHETHER, this class does HOW)::
+
+        batch = InternalLiquidationBatch(user_ids=…, isolated_position_ids=…, cross_user_ids=…, …)
+        read = SqlBatch()
+        batch.queue_lock(read)       # the users' locks, ascending user id: the FIRST locks taken
+        …                            # the caller's own locking reads (its command rows)
+        batch.queue_read(read)       # open positions and USDC accounts of the users (locked), fill ids
+        batch.load(read.run())
+        batch.close(position, mark, key)   # each close, in memory (checks every posting)
+        write = SqlBatch()
+        …                            # the caller's writes
+        batch.queue_write(write)     # positions, fills, every posting (platform rows locked last and
+        batch.verify(write.run())    # moved once), events; emails on commit
+
+    Lock order: user advisory locks (ascending ids), the caller's rows, positions (id order), user
+    ledger accounts (id order), platform accounts last — as the order path and ``wallets.ledger``.
+    Cross liquidations whose user has resting INTERNAL orders are not for this class (the caller
+    runs them one by one: cancelling orders goes through the order service)."""
+
+    def __init__(
+        self,
+        *,
+        user_ids: Iterable[int],
+        isolated_position_ids: Iterable[int] = (),
+        cross_user_ids: Iterable[int] = (),
+        reserve_share: Decimal,
+    ) -> None:
+        self.user_ids = sorted({int(u) for u in user_ids})
+        self.isolated_position_ids = sorted({int(p) for p in isolated_position_ids})
+        self.cross_user_ids = sorted({int(u) for u in cross_user_ids})
+        self.reserve_share = reserve_share
+        self.closes: list[tuple[LiquidationClose, str, FillPlan]] = []
+        self._positions: dict[int, Position] = {}
+        self._holds: dict[int, Decimal] = {}
+        self._with_orders: set[int] = set()
+        self._ids: list[int] = []
+        self._ledger: PostingSet | None = None
+        self._i: dict[str, int] = {}
+
+    # ---------------------------------------------------------------- read
+    def queue_lock(self, batch: SqlBatch) -> None:
+        """The users' advisory locks (``xbit_admin.locks.user_lock``) in ascending id order, in one
+        statement (PostgreSQL evaluates the volatile lock calls after the sort): two batches sharing
+        users queue on the first common one instead of deadlocking."""
+        if not connection.in_atomic_block:
+            raise RuntimeError("a liquidation batch runs inside the caller's transaction")
+        batch.add(
+            "SELECT pg_advisory_xact_lock(%s, u) FROM unnest(%s::int[]) WITH ORDINALITY AS t(u, n) ORDER BY n",
+            [USER_NAMESPACE, self.user_ids],
+        )
+
+    def queue_read(self, batch: SqlBatch) -> None:
+        self._i["positions"] = batch.add(
+            f"SELECT {_POSITION_COLUMNS} FROM {Position._meta.db_table} "  # noqa: S608 - our own columns
+            "WHERE user_id = ANY(%s) AND status = %s ORDER BY id FOR UPDATE",
+            [self.user_ids, Position.Status.OPEN],
+        )
+        self._i["accounts"] = batch.add(
+            "SELECT key, kind, user_id, balance FROM ledger_accounts WHERE user_id = ANY(%s) AND asset = %s "
+            "AND (balance <> 0 OR kind = %s) ORDER BY id FOR UPDATE",
+            [self.user_ids, USDC, AccountKind.CASH],
+        )
+        if self.cross_user_ids:
+            self._i["orders"] = batch.add(
+                f"SELECT DISTINCT user_id FROM {Order._meta.db_table} "  # noqa: S608
+                "WHERE user_id = ANY(%s) AND route = %s AND status = ANY(%s)",
+                [self.cross_user_ids, Source.INTERNAL, list(OPEN_ORDER_STATUSES)],
+            )
+        # one fill per position a liquidation may close: the isolated targets and the cross books
+        self._i["ids"] = batch.add(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s + "  # noqa: S608
+            f"(SELECT count(*) FROM {Position._meta.db_table} WHERE user_id = ANY(%s) AND status = %s "
+            "AND margin_mode = %s))",
+            [
+                Fill._meta.db_table,
+                len(self.isolated_position_ids),
+                self.cross_user_ids,
+                Position.Status.OPEN,
+                MarginMode.CROSS,
+            ],
+        )
+
+    def load(self, results: list[list[tuple[Any, ...]] | None]) -> None:
+        rows = results[self._i["positions"]] or []
+        self._positions = {
+            p.pk: p for p in (Position.from_db("default", _POSITION_ATTNAMES, r) for r in rows)
+        }
+        balances: dict[str, Decimal] = {}
+        holds: dict[int, Decimal] = defaultdict(lambda: ZERO)
+        for key, kind, user_id, balance in results[self._i["accounts"]] or []:
+            balances[key] = balance
+            if kind == AccountKind.ORDER_HOLD:
+                holds[user_id] += balance
+        self._holds = dict(holds)
+        self._ledger = PostingSet(balances)
+        if "orders" in self._i:
+            self._with_orders = {row[0] for row in results[self._i["orders"]] or []}
+        self._ids = [row[0] for row in results[self._i["ids"]] or []]
+
+    # ---------------------------------------------------------------- the locked state, as it evolves
+    def position(self, position_id: int) -> Position | None:
+        """The open position (locked), or None when it is no longer open."""
+        p = self._positions.get(position_id)
+        return p if p is not None and p.status == Position.Status.OPEN else None
+
+    def open_positions(self, user_id: int, margin_mode: str | None = None) -> list[Position]:
+        return [
+            p
+            for p in self._positions.values()
+            if p.user_id == user_id
+            and p.status == Position.Status.OPEN
+            and (margin_mode is None or p.margin_mode == margin_mode)
+        ]
+
+    def has_open_orders(self, user_id: int) -> bool:
+        return user_id in self._with_orders
+
+    def cash(self, user_id: int) -> Decimal:
+        assert self._ledger is not None, "load() first"
+        return self._ledger.balances.get(AccountRef.user(user_id, AccountKind.CASH).key, ZERO)
+
+    def collateral(self, user_id: int) -> Decimal:
+        """Cross collateral: cash plus order holds (``margin.CrossAccount``)."""
+        return self.cash(user_id) + self._holds.get(user_id, ZERO)
+
+    # ---------------------------------------------------------------- closes
+    def close(self, position: Position, mark: Decimal, idempotency_key: str) -> LiquidationClose:
+        """Liquidate ``position`` (one of the batch's, open, INTERNAL) at ``mark``, in memory: the fill,
+        the postings ``key`` and ``key:settle`` (checked against the locked balances), the close.
+        Raises ``INVALID_STATE`` / ``INSUFFICIENT_BALANCE``; the caller's transaction must then be
+        rolled back (the batch's state is not undone)."""
+        if self._ledger is None:
+            raise RuntimeError("load() first")
+        if (
+            position.source != Source.INTERNAL
+            or position.status != Position.Status.OPEN
+            or self._positions.get(position.pk) is not position
+        ):
+            raise ApplicationError(ErrorCode.INVALID_STATE, "Not an open INTERNAL position of this batch.")
+        if position.margin_mode == MarginMode.CROSS and self.has_open_orders(position.user_id):
+            raise ApplicationError(ErrorCode.INVALID_STATE, "Cross liquidation with resting orders.")
+        if not self._ids:
+            raise RuntimeError("the batch drew too few fill ids")
+        isolated = position.margin_mode == MarginMode.ISOLATED
+        margin_before = position.isolated_margin
+        direction = position.direction
+        size = position.size
+        entry = position.entry_price
+        user_id = position.user_id
+        req = _liquidation_request(position, mark, idempotency_key, self.reserve_share)
+        plan = fill_plan(
+            req=req,
+            position=position,
+            cash_available=self.cash(user_id),
+            fill_ids=[self._ids.pop(0)],
+            position_id=None,
+        )
+        result = plan.result
+        settlement = _settle(
+            user_id=user_id,
+            position_id=position.pk,
+            isolated=isolated,
+            margin_before=margin_before,
+            result=result,
+            reserve_share=self.reserve_share,
+        )
+        if plan.transfers:
+            self._ledger.add(posting_prepare(key=plan.ledger_key, transfers=plan.transfers))
+        if settlement.transfers:
+            self._ledger.add(posting_prepare(key=f"{idempotency_key}:settle", transfers=settlement.transfers))
+        close = _internal_close(
+            position_id=position.pk,
+            user_id=user_id,
+            asset=position.asset,
+            margin_mode=position.margin_mode,
+            direction=direction,
+            entry=entry,
+            size=size,
+            mark=mark,
+            settlement=settlement,
+            result=result,
+        )
+        self.closes.append((close, idempotency_key, plan))
+        return close
+
+    # ---------------------------------------------------------------- write
+    def queue_write(self, batch: SqlBatch) -> None:
+        """Queue every write of the closes: positions (the closed ones, and the displayed liquidation
+        prices of the users' other positions), fills, the postings (ONE statement; the platform
+        accounts locked here, last, and moved once by their net delta) and the events. Emails are
+        sent on commit."""
+        if not self.closes:
+            return
+        assert self._ledger is not None
+        closed = [plan.updated[0] for _close, _key, plan in self.closes]
+        written = {p.pk for p in closed}
+        users = sorted({c.user_id for c, _key, _plan in self.closes})
+        remaining = {u: self.open_positions(u) for u in users}
+        quotes = _quotes_or_none(sorted({p.asset for ps in remaining.values() for p in ps}))
+        moved = []
+        for user_id, positions in remaining.items():
+            if positions:
+                moved += _moved_liquidation_prices(
+                    positions, cash=self.cash(user_id), holds=self._holds.get(user_id, ZERO), quotes=quotes
+                )
+        batch.add(
+            *update_many_statement(
+                [*closed, *(p for p in moved if p.pk not in written)], POSITION_FILL_FIELDS
+            )
+        )
+        batch.add(
+            *insert_statement(
+                Fill, [f for _c, _k, plan in self.closes for f in plan.result.fills], with_pk=True
+            )
+        )
+        events: list[OutboxEvent] = []
+        for close, key, plan in self.closes:
+            result = plan.result
+            fill_payload = fill_event_payload(
+                plan.req,
+                result.fills,
+                result.position,
+                result.closed_positions,
+                result.realized_pnl,
+                result.fee,
+            )
+            messages = [("trading.fill", f"user:{plan.req.user_id}", fill_payload)]
+            for topic, aggregate, payload in messages + _close_events(close, trigger_id=key):
+                events.append(outbox_statement(topic=topic, aggregate=aggregate, payload=payload)[2])
+        batch.add(*insert_statement(OutboxEvent, events, with_pk=False))
+        if self._ledger:
+            self._i["ledger"] = self._ledger.queue(batch)
+        closes = [c for c, _key, _plan in self.closes]
+        transaction.on_commit(lambda: _emails(closes))
+
+    def verify(self, results: list[list[tuple[Any, ...]] | None]) -> None:
+        """After the write round trip: every transfer was written (else raise: roll back)."""
+        if "ledger" not in self._i or self._ledger is None:
+            return
+        rows = results[self._i["ledger"]] or [(0,)]
+        if rows[0][0] != self._ledger.transfer_count:
+            raise RuntimeError(
+                f"the liquidation batch wrote {rows[0][0]} of {self._ledger.transfer_count} ledger transfers"
+            )
 
 
 def isolated_still_liquidatable(position: Position, mark: Decimal, table: margin.MarginTable) -> bool:

@@ -222,6 +222,27 @@ def update_statement(obj: Model, fields: Sequence[str]) -> tuple[str, list[Any]]
     return f"UPDATE {meta.db_table} SET {sets} WHERE id = %s", [*params, obj.pk]  # noqa: S608
 
 
+def update_many_statement(objs: Sequence[Model], fields: Sequence[str]) -> tuple[str, list[Any]]:
+    """ONE ``UPDATE … FROM (VALUES …)`` of some fields of several instances of a model by primary key,
+    for a :class:`SqlBatch` (``bulk_update``'s CASE expressions grow quadratically with the rows)."""
+    meta = objs[0]._meta
+    model_fields = [meta.get_field(name) for name in fields]
+    quote = connection.ops.quote_name
+    casts = ", ".join(f"%s::{f.db_type(connection)}" for f in model_fields)  # type: ignore[union-attr]
+    row = f"(%s::bigint, {casts})"
+    names = ", ".join(f"c{i}" for i in range(len(model_fields)))
+    sets = ", ".join(f"{quote(str(f.column))} = v.c{i}" for i, f in enumerate(model_fields))  # type: ignore[union-attr]
+    params: list[Any] = []
+    for obj in objs:
+        params.append(obj.pk)
+        params += [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in model_fields]  # type: ignore[union-attr]
+    sql = (
+        f"UPDATE {meta.db_table} AS t SET {sets} FROM (VALUES {_values(len(objs), row)}) "  # noqa: S608
+        f"AS v(id, {names}) WHERE t.id = v.id"
+    )
+    return sql, params
+
+
 def next_ids(batch: SqlBatch, counts: dict[type[Model], int]) -> int:
     """Queue one statement that draws ``count`` ids from each model's id sequence (gaps are harmless,
     as after any rollback); the row it returns holds them in ``counts`` order."""
@@ -416,6 +437,149 @@ def posting_write(
         params += [now, *updates]
     sql += " SELECT t.id, t.seq, b.id FROM t CROSS JOIN b ORDER BY t.seq"
     return batch.add(sql, params)
+
+
+class PostingSet:
+    """Many postings, each under its own idempotency key, written by ONE statement — for set-based work
+    over many users in one transaction (a batch of liquidations).
+
+    ``balances`` are the caller's locked user balances (ledger key -> balance, as its locking read
+    returned them; a user account absent from it must be new). :meth:`add` checks one posting against
+    them and advances them (``INSUFFICIENT_BALANCE`` adds nothing); :meth:`queue` creates the missing
+    accounts, locks the platform accounts once, in id order and last (the lock order of
+    :func:`posting_lock_user_accounts`), and queues one statement inserting every batch row, transfer
+    and balance log and setting every balance once: user accounts to their checked values, platform
+    accounts by their net delta over the whole set. Every key must be new — a replayed key is a unique
+    violation, so the caller's transaction fails rather than posting twice."""
+
+    def __init__(self, balances: dict[str, Decimal]) -> None:
+        self.balances = balances
+        self.postings: list[PreparedPosting] = []
+        self._start: dict[str, Decimal] = {}  # user key -> its balance before this set
+        self._refs: dict[str, AccountRef] = {}
+        self._fresh: dict[str, AccountRef] = {}
+        self._platform: dict[str, Decimal] = {}
+        self._transfers: list[Any] = []
+        self._logs: list[Any] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.postings)
+
+    def add(self, posting: PreparedPosting) -> None:
+        running: dict[str, Decimal] = {}
+        logs: list[Any] = []
+        transfers: list[Any] = []
+        platform: dict[str, Decimal] = {}
+        for seq, (spec, amount, ref_id) in enumerate(posting.rows):
+            ikey = f"{posting.key}#{seq}"
+            for ref, delta in ((spec.debit, -amount), (spec.credit, amount)):
+                if not ref.is_user:
+                    platform[ref.key] = platform.get(ref.key, ZERO) + delta
+                    continue
+                before = running.get(ref.key, self.balances.get(ref.key, ZERO))
+                after = before + delta
+                if after < ZERO:
+                    raise ApplicationError(
+                        ErrorCode.INSUFFICIENT_BALANCE,
+                        "Insufficient balance.",
+                        {"account": ref.kind, "available": str(before), "required": str(amount)},
+                    )
+                logs += [
+                    ikey,
+                    ref.key,
+                    ref.user_id,
+                    spec.kind,
+                    ref.kind,
+                    spec.debit.asset,
+                    delta,
+                    before,
+                    after,
+                ]
+                logs += [spec.ref_type, ref_id]
+                running[ref.key] = after
+            transfers += [posting.key, seq, ikey, spec.debit.key, spec.credit.key, amount, spec.debit.asset]
+            transfers += [spec.kind, spec.ref_type, ref_id]
+        for key, value in running.items():
+            if key not in self.balances:
+                self._fresh[key] = posting.refs[key]
+            self._start.setdefault(key, self.balances.get(key, ZERO))
+            self.balances[key] = value
+        for key, delta in platform.items():
+            self._platform[key] = self._platform.get(key, ZERO) + delta
+        self._refs.update(posting.refs)
+        self._transfers += transfers
+        self._logs += logs
+        self.postings.append(posting)
+
+    def queue(self, batch: SqlBatch, *, now: Any = None) -> int:
+        """Queue the writes; returns the index of the row holding the number of transfers written."""
+        if not self.postings:
+            raise ValueError("nothing to post")
+        now = now or timezone.now()
+        platform_refs = [self._refs[key] for key in self._platform]
+        if self._fresh or platform_refs:
+            _ensure_accounts(batch, [*self._fresh.values(), *platform_refs])
+        if platform_refs:
+            batch.add(
+                "SELECT 1 FROM ledger_accounts WHERE key = ANY(%s) ORDER BY id FOR UPDATE",
+                [list(self._platform)],
+            )
+        updates: list[Any] = []
+        for key, start in self._start.items():
+            if self.balances[key] != start:
+                updates += [key, self.balances[key], False]
+        for key, delta in self._platform.items():
+            if delta != ZERO:
+                updates += [key, delta, True]
+        n_transfers = len(self._transfers) // 10
+        sql = (
+            "WITH b AS (INSERT INTO ledger_batches (key, fingerprint, created_at) "  # noqa: S608 - placeholders only
+            "SELECT v.key, v.fingerprint, %s FROM (VALUES "
+            + _values(len(self.postings), "(%s, %s)")
+            + ") AS v(key, fingerprint) RETURNING id, key), "
+            "acc AS (SELECT id, key FROM ledger_accounts WHERE key = ANY(%s)), "
+            "t AS (INSERT INTO ledger_transfers (batch_id, seq, idempotency_key, debit_id, credit_id, amount, "
+            "asset, kind, ref_type, ref_id, created_at) "
+            "SELECT b.id, v.seq, v.ikey, d.id, c.id, v.amount, v.asset, v.kind, v.ref_type, v.ref_id, %s "
+            "FROM (VALUES "
+            + _values(n_transfers, "(%s, %s::smallint, %s, %s, %s, %s::numeric, %s, %s, %s, %s)")
+            + ") AS v(bkey, seq, ikey, dkey, ckey, amount, asset, kind, ref_type, ref_id) "
+            "JOIN b ON b.key = v.bkey JOIN acc d ON d.key = v.dkey JOIN acc c ON c.key = v.ckey "
+            "RETURNING id, idempotency_key)"
+        )
+        params: list[Any] = [now]
+        for posting in self.postings:
+            params += [posting.key, posting.fingerprint]
+        params += [list(self._refs), now, *self._transfers]
+        n_logs = len(self._logs) // 11
+        if n_logs:
+            sql += (
+                ", l AS (INSERT INTO balance_logs (user_id, account_id, transfer_id, type, account_kind, "  # noqa: S608
+                "asset, amount, before, after, ref_type, ref_id, created_at) "
+                "SELECT v.user_id, a.id, t.id, v.type, v.kind, v.asset, v.amount, v.before, v.after, "
+                "v.ref_type, v.ref_id, %s FROM (VALUES "
+                + _values(
+                    n_logs,
+                    "(%s, %s, %s::bigint, %s, %s, %s, %s::numeric, %s::numeric, %s::numeric, %s, %s)",
+                )
+                + ") AS v(ikey, akey, user_id, type, kind, asset, amount, before, after, ref_type, ref_id) "
+                "JOIN t ON t.idempotency_key = v.ikey JOIN acc a ON a.key = v.akey)"
+            )
+            params += [now, *self._logs]
+        if updates:
+            sql += (
+                ", u AS (UPDATE ledger_accounts AS a SET balance = CASE WHEN v.relative "  # noqa: S608
+                "THEN a.balance + v.value ELSE v.value END, updated_at = %s FROM (VALUES "
+                + _values(len(updates) // 3, "(%s, %s::numeric, %s::boolean)")
+                + ") AS v(key, value, relative) WHERE a.key = v.key)"
+            )
+            params += [now, *updates]
+        sql += " SELECT count(*) FROM t"
+        return batch.add(sql, params)
+
+    @property
+    def transfer_count(self) -> int:
+        return len(self._transfers) // 10
 
 
 def _replayed(key: str, fingerprint: str) -> Posting:
