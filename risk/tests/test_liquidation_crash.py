@@ -94,3 +94,47 @@ def test_a_worker_killed_mid_liquidation_leaves_it_to_be_completed_exactly_once(
     output, _ = again.communicate(timeout=120)
     assert "drained 0 trigger(s)" in output
     # ledger invariants are checked by the root conftest after the test
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_batch_leaves_every_liquidation_of_the_batch_to_be_done_exactly_once(
+    btc_mmr_0_004: Any, make_trader: Any, fund: Any, open_position: Any, tmp_path: Path
+) -> None:
+    users = [make_trader() for _ in range(3)]
+    positions = []
+    for user in users:
+        fund(user, "5000")
+        positions.append(open_position(user, size="0.1", entry="80000", leverage=10))
+    risk_config_update(changes={"liquidation_lease_seconds": 1}, acting_user=None, reason="fault test")
+    assert liquidation_sweep(marks={"BTC": D("72280")}, wake=False)["created"] == 3
+
+    marker = tmp_path / "paused"
+    worker = _executor({"XBIT_TEST_LIQUIDATION_PAUSE": f"{marker}:120"})
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert worker.poll() is None, worker.stdout.read() if worker.stdout else ""
+        assert time.monotonic() < deadline, "the executor never reached the batch"
+        time.sleep(0.05)
+    # the whole batch is written (fills, postings, records, outcomes) but not committed: kill -9 now
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait(10)
+    assert sorted(LiquidationTrigger.objects.values_list("status", "attempts")) == [("EXECUTING", 1)] * 3
+    assert Position.objects.filter(status="OPEN").count() == 3
+    assert not Fill.objects.filter(is_liquidation=True).exists() and not LiquidationRecord.objects.exists()
+    assert not LedgerBatch.objects.filter(key__startswith="liq:").exists()
+
+    time.sleep(1.2)  # the leases expire
+    restarted = _executor({})
+    output, _ = restarted.communicate(timeout=120)
+    assert restarted.returncode == 0, output
+    assert "drained 3 trigger(s)" in output
+    assert sorted(LiquidationTrigger.objects.values_list("status", "attempts")) == [("COMPLETED", 2)] * 3
+    assert Position.objects.filter(status="LIQUIDATED").count() == 3
+    assert Fill.objects.filter(is_liquidation=True).count() == 3 == LiquidationRecord.objects.count()
+    for trigger in LiquidationTrigger.objects.all():
+        keys = sorted(
+            LedgerBatch.objects.filter(key__startswith=trigger.trigger_id).values_list("key", flat=True)
+        )
+        assert keys == [trigger.trigger_id, f"{trigger.trigger_id}:settle"]
+        assert (trigger.loss, trigger.platform_share, trigger.reserve_share) == (D("800"), D("640"), D("160"))
