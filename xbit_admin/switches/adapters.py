@@ -350,6 +350,13 @@ HEDGE_FIELDS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("tier1_ratio", "Hedge tier 1 ratio", "number", D("0.5"), "Share of net exposure hedged."),
     ("tier2_threshold", "Hedge tier 2 threshold", "money", D(500_000), "Spec 05."),
     ("tier2_ratio", "Hedge tier 2 ratio", "number", D("0.8"), "Share of net exposure hedged."),
+    (
+        "stop_internalization_above",
+        "Hedge stop tier",
+        "money",
+        D(1_000_000),
+        "Net exposure above it forces the asset to HL (spec 05).",
+    ),
 )
 
 
