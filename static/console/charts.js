@@ -42,6 +42,16 @@
     const unit = el.dataset.unit || "";
     const digits = parseInt(el.dataset.digits || "2", 10);
     const fmt = new Intl.NumberFormat("en-US", { maximumFractionDigits: digits });
+    const small = new Intl.NumberFormat("en-US", { maximumSignificantDigits: 4 });
+    // a value below 1 keeps 4 significant digits (a 0.0004 coin deviation is not "0")
+    const num = (v) => (v !== 0 && Math.abs(v) < 1 ? small.format(v) : fmt.format(v));
+    // axis ticks: as many decimals as the tick step needs
+    const tick = (vals, incr) => {
+      const decimals = incr > 0 ? (incr.toFixed(10).replace(/0+$/, "").split(".")[1] || "").length : digits;
+      const places = Math.min(10, decimals);
+      const f = new Intl.NumberFormat("en-US", { minimumFractionDigits: 0, maximumFractionDigits: places });
+      return vals.map((v) => f.format(v));
+    };
     const bars = el.dataset.kind === "bars";
     const stroke = el.dataset.color ? color(el.dataset.color, "#6cb6ff") : color("--accent", "#6cb6ff");
     const series = {
@@ -49,7 +59,7 @@
       stroke,
       width: 1.5,
       fill: bars ? stroke + "66" : stroke + "22",
-      value: (u, v) => (v == null ? "—" : `${fmt.format(v)} ${unit}`),
+      value: (u, v) => (v == null ? "—" : `${num(v)} ${unit}`),
     };
     if (bars) {
       series.paths = uPlot.paths.bars({ size: [0.7, 40] });
@@ -60,8 +70,14 @@
       width: Math.max(300, el.clientWidth),
       height: parseInt(el.dataset.height || "180", 10),
       series: [{}, series],
-      axes: [axis, Object.assign({}, axis, { size: 70, values: (u, vals) => vals.map((v) => fmt.format(v)) })],
+      axes: [Object.assign({}, axis, { space: 70 }), Object.assign({}, axis, { size: 70, values: (u, vals, axis, space, incr) => tick(vals, incr) })],
       legend: { show: true },
+      // one point (or several at one time) would stretch the time axis over years: show the hour before it
+      scales: { x: { time: true, range: (u, min, max) => {
+        const xs = u.data[0];
+        if (xs && xs.length && xs[xs.length - 1] - xs[0] < 60) return [xs[0] - 3600, xs[xs.length - 1] + 60];
+        return [min, max];
+      } } },
       cursor: { drag: { x: false, y: false } },
     };
     if (el.dataset.thresholds) {
@@ -69,11 +85,11 @@
       const top = Math.max(...lines.map((t) => t.value));
       const bottom = Math.min(...lines.map((t) => t.value));
       // the levels stay in view even when every value is far below (or above) them
-      opts.scales = { y: { range: (u, min, max) => {
+      opts.scales.y = { range: (u, min, max) => {
         const lo = Math.min(min, bottom, 0);
         const hi = Math.max(max, top);
         return [lo, hi + (hi - lo) * 0.08 || 1];
-      } } };
+      } };
       opts.hooks = {
         draw: [(u) => {
           const ctx = u.ctx;
