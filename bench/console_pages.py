@@ -2,10 +2,16 @@
 through the full middleware stack, signed in as a Super Admin with a verified TOTP device).
 
     python -m xbit_admin.devstack exec --test python bench/console_pages.py
+    python -m xbit_admin.devstack exec --test python bench/console_pages.py --profile "user page" --only "user page"
+
+Each page's SQL query count (one request) is recorded beside its timings. ``--profile NAME`` prints
+a pyinstrument profile of that page and its slowest queries; ``--only NAME`` measures just those pages
+(both repeatable; a profiling run does not overwrite bench/results/).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -186,7 +192,7 @@ def seed(meta: dict[str, Any]) -> dict[str, Any]:
             amount=("20000", "150000")[k % 2],
             totp_code=code,
         )
-        token = re.search(r"token=([\w\-]+)", mail.outbox[-1].body).group(1)  # type: ignore[union-attr]
+        token = re.search(r"token=([\w\-]+)", mail.outbox[-1].body).group(1)  # type: ignore[union-attr,arg-type]
         withdrawal_confirm(token=token)
     progress("risk state: exposure rebuilt, 30 days of daily results, drift and liquidation rows …")
     risk_seed(traders)
@@ -271,11 +277,44 @@ def sign_in(admin: Any) -> Any:
     return client
 
 
+def profile_page(client: Any, name: str, url: str) -> None:
+    """pyinstrument over a few requests, then the queries of one request, slowest first."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.0005)
+    with profiler:
+        for _ in range(10):
+            client.get(url)
+    print(f"\n===== profile: {name} ({url}), 10 requests =====")
+    print(profiler.output_text(unicode=False, color=False, show_all=False))
+    with CaptureQueriesContext(connection) as ctx:
+        client.get(url)
+    queries = sorted(ctx.captured_queries, key=lambda q: -float(q["time"]))
+    print(f"===== {name}: {len(queries)} queries, slowest first =====")
+    for q in queries[:25]:
+        print(f"{float(q['time']) * 1000:7.2f} ms  {q['sql'][:300]}")
+
+
+def query_count(client: Any, url: str) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        client.get(url)
+    return len(ctx.captured_queries)
+
+
 def main() -> None:
     from django.test.utils import setup_test_environment
 
     from sandbox.testing import SandboxProcess
 
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--profile", action="append", default=[], help="page name to profile")
+    parser.add_argument("--only", action="append", default=[], help="measure only these pages")
+    args = parser.parse_args()
     progress("setting up the benchmark database …")
     setup_django("xbit_bench_console")
     setup_test_environment()  # locmem email (withdrawal links), ALLOWED_HOSTS for the test client
@@ -306,7 +345,14 @@ def main() -> None:
         "audit log (filtered)": "/audit/?action=routing",
         "alerts": "/alerts/?state=all",
     }
-    results = {}
+    for name in args.profile + args.only:
+        if name not in pages:
+            raise SystemExit(f"unknown page {name!r}; pages: {', '.join(pages)}")
+    for name in args.profile:
+        profile_page(client, name, pages[name])
+    if args.only:
+        pages = {name: url for name, url in pages.items() if name in args.only}
+    results: dict[str, dict[str, Any]] = {}
     for name, url in pages.items():
         for _ in range(3):  # warm caches
             client.get(url)
@@ -316,25 +362,29 @@ def main() -> None:
             response = client.get(url)
             samples.append(time.perf_counter() - t0)
             assert response.status_code in (200, 302), (url, response.status_code)
-        results[name] = percentiles(samples)
+        results[name] = {**percentiles(samples), "queries": query_count(client, url)}
         print(
-            f"{name:34s} p50 {results[name]['p50_ms']:8.1f} ms   p95 {results[name]['p95_ms']:8.1f} ms",
+            f"{name:34s} p50 {results[name]['p50_ms']:8.1f} ms   p95 {results[name]['p95_ms']:8.1f} ms"
+            f"   {results[name]['queries']:3d} queries",
             flush=True,
         )
-    # the overview's live region, rendered by the topics consumer once a second per open overview
-    from xbit_admin.console.live_overview import overview_fragment
+    if not args.only:
+        # the overview's live region, rendered by the topics consumer once a second per open overview
+        from xbit_admin.console.live_overview import overview_fragment
 
-    samples = []
-    for _ in range(SAMPLES):
-        t0 = time.perf_counter()
-        overview_fragment(data["admin"])
-        samples.append(time.perf_counter() - t0)
-    results["overview live push (fragment)"] = percentiles(samples)
-    print(
-        f"{'overview live push (fragment)':34s} p50 {results['overview live push (fragment)']['p50_ms']:8.1f} ms"
-        f"   p95 {results['overview live push (fragment)']['p95_ms']:8.1f} ms",
-        flush=True,
-    )
+        samples = []
+        for _ in range(SAMPLES):
+            t0 = time.perf_counter()
+            overview_fragment(data["admin"])
+            samples.append(time.perf_counter() - t0)
+        results["overview live push (fragment)"] = percentiles(samples)
+        print(
+            f"{'overview live push (fragment)':34s} p50 {results['overview live push (fragment)']['p50_ms']:8.1f} ms"
+            f"   p95 {results['overview live push (fragment)']['p95_ms']:8.1f} ms",
+            flush=True,
+        )
+    if args.profile or args.only:
+        return  # a partial or profiling run is not the page's figure of record
     path = save(
         "console_pages",
         {

@@ -46,7 +46,15 @@ class Alert(models.Model):
                 name="alert_one_unresolved_per_rule_subject",
             )
         ]
-        indexes = [models.Index(fields=["state", "severity"])]
+        indexes = [
+            models.Index(fields=["state", "severity"]),
+            # the console's Alerts page: "all" (and one severity) newest per severity, and resolved
+            # ones newest first — without them each load sorts the whole history
+            models.Index(fields=["severity", "-last_seen"], name="alert_severity_last_seen"),
+            models.Index(
+                fields=["-resolved_at"], condition=models.Q(state="resolved"), name="alert_resolved_recent"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"[{self.severity}] {self.rule}:{self.subject} ({self.state})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -21,7 +22,15 @@ from xbit_admin.alerts.services import alert_acknowledge, alert_resolve_manual
 from xbit_admin.audit.models import AuditEntry
 from xbit_admin.audit.services import audit_chain_verify, audit_record
 from xbit_admin.console.access import staff_required
-from xbit_admin.console.pages.common import can, csv_response, flash_error, keyset_page, require, time_window
+from xbit_admin.console.pages.common import (
+    can,
+    csrf_input,
+    csv_response,
+    flash_error,
+    keyset_page,
+    require,
+    time_window,
+)
 from xbit_admin.errors import ApplicationError
 
 VERIFY_CACHE_KEY = "console:audit_chain_verify"
@@ -47,6 +56,7 @@ def _audit_qs(request: HttpRequest) -> QuerySet[AuditEntry]:
 @require_GET
 def audit_view(request: HttpRequest) -> HttpResponse:
     page = keyset_page(_audit_qs(request), request)
+    window = time_window(request, default="all")
     return render(
         request,
         "console/audit.html",
@@ -54,6 +64,7 @@ def audit_view(request: HttpRequest) -> HttpResponse:
             "page": "audit",
             "entries": page,
             "filters": {name: request.GET.get(name, "") for name in (*AUDIT_FILTERS, "since", "until")},
+            "filter_errors": window.errors,
             "actions": list(AuditEntry.objects.order_by().values_list("action", flat=True).distinct()[:200]),
             "object_types": list(
                 AuditEntry.objects.order_by()
@@ -148,6 +159,30 @@ def audit_verify_view(request: HttpRequest) -> HttpResponse:
 # --- alerts -----------------------------------------------------------------------------------------
 
 STATES = [Alert.State.OPEN, Alert.State.ACKNOWLEDGED, Alert.State.RESOLVED]
+ALERTS_SHOWN = 200
+RESOLVED_COUNT_CAP = 1000
+_ID_MARK = 918273645  # stands for the id in a reversed URL; only digits, so no quoting touches it
+
+
+def _url_for_id(name: str) -> Callable[[int], str]:
+    """``reverse(name, args=[id])`` for many ids from a single reverse()."""
+    head, tail = reverse(name, args=[_ID_MARK]).split(str(_ID_MARK), 1)
+    return lambda pk: f"{head}{int(pk)}{tail}"
+
+
+def _state_counts() -> dict[str, int | str]:
+    """Alerts per state for the tabs. Open and acknowledged alerts are few; resolved ones are the
+    whole history, so they are counted up to a cap ("1,000+") instead of scanning every row."""
+    counts: dict[str, int | str] = dict(
+        Alert.objects.filter(state__in=[Alert.State.OPEN, Alert.State.ACKNOWLEDGED])
+        .values("state")
+        .order_by()
+        .annotate(n=Count("id"))
+        .values_list("state", "n")
+    )
+    resolved = Alert.objects.filter(state=Alert.State.RESOLVED).order_by()[: RESOLVED_COUNT_CAP + 1].count()
+    counts[Alert.State.RESOLVED] = f"{RESOLVED_COUNT_CAP:,}+" if resolved > RESOLVED_COUNT_CAP else resolved
+    return counts
 
 
 @staff_required("view_console")
@@ -157,7 +192,7 @@ def alerts_view(request: HttpRequest) -> HttpResponse:
     if state not in STATES and state != "all":
         state = Alert.State.OPEN
     qs = Alert.objects.select_related("acknowledged_by").prefetch_related(
-        Prefetch("deliveries", queryset=Delivery.objects.order_by("id"))
+        Prefetch("deliveries", queryset=Delivery.objects.order_by("id"), to_attr="delivery_list")
     )
     if state != "all":
         qs = qs.filter(state=state)
@@ -165,12 +200,20 @@ def alerts_view(request: HttpRequest) -> HttpResponse:
     if severity in Alert.Severity.values:
         qs = qs.filter(severity=severity)
     ordering = ["severity", "-last_seen"] if state != Alert.State.RESOLVED else ["-resolved_at"]
-    counts = {
-        row["state"]: row["n"] for row in Alert.objects.values("state").order_by().annotate(n=Count("id"))
-    }
-    alerts = list(qs.order_by(*ordering)[:200])
+    counts = _state_counts()
+    alerts = list(qs.order_by(*ordering)[:ALERTS_SHOWN])
+    # Per-row work done once per page: the catalogue lookup once per distinct rule, the two action
+    # URLs from one reverse() each (reverse costs ~0.1-0.2 ms, twice per row in the template).
+    infos: dict[str, Any] = {}
+    ack_url = _url_for_id("console:alert_ack")
+    resolve_url = _url_for_id("console:alert_resolve")
     for alert in alerts:  # the catalogue entry: title and runbook hint (rules.py)
-        alert.info = rule_info(alert.rule)  # type: ignore[attr-defined]
+        if alert.rule not in infos:
+            infos[alert.rule] = rule_info(alert.rule)
+        alert.info = infos[alert.rule]  # type: ignore[attr-defined]
+        alert.ack_url = ack_url(alert.pk)  # type: ignore[attr-defined]
+        alert.resolve_url = resolve_url(alert.pk)  # type: ignore[attr-defined]
+    can_ack = can(request.user, "acknowledge_alerts")
     return render(
         request,
         "console/alerts.html",
@@ -183,7 +226,9 @@ def alerts_view(request: HttpRequest) -> HttpResponse:
             "states": STATES,
             "severities": Alert.Severity.values,
             "counts": counts,
-            "can_ack": can(request.user, "acknowledge_alerts"),
+            "can_ack": can_ack,
+            # one hidden CSRF input for every row's forms (the tag re-renders it through a lazy object)
+            "csrf_input": csrf_input(request) if can_ack and alerts else "",
         },
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,8 +13,11 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
+from django.middleware.csrf import get_token
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from xbit_admin.accounts.roles import perm
 from xbit_admin.errors import ApplicationError
@@ -39,6 +42,12 @@ def require(user: Any, *all_of: str) -> None:
 
 def flash_error(request: HttpRequest, exc: ApplicationError) -> None:
     messages.error(request, f"{exc.message} ({exc.code})")
+
+
+def csrf_input(request: HttpRequest) -> SafeString:
+    """The hidden CSRF field that ``{% csrf_token %}`` renders, built once for a page that repeats it
+    in every row's forms."""
+    return format_html('<input type="hidden" name="csrfmiddlewaretoken" value="{}">', get_token(request))
 
 
 # --- keyset pagination ----------------------------------------------------------------------------
@@ -76,9 +85,12 @@ RANGES = {
 def _parse_when(value: str, *, end: bool) -> datetime | None:
     if not value:
         return None
-    parsed = parse_datetime(value)
+    try:  # both raise ValueError on a well-formed but impossible value ("2026-13-45")
+        parsed = parse_datetime(value)
+        day = parse_date(value) if parsed is None else None
+    except ValueError:
+        return None
     if parsed is None:
-        day = parse_date(value)
         if day is None:
             return None
         parsed = datetime.combine(day, datetime.max.time() if end else datetime.min.time())
@@ -92,6 +104,8 @@ class TimeWindow:
     since: datetime | None
     until: datetime | None
     range_key: str
+    # ``since`` / ``until`` values that were typed but could not be read (and so were not applied)
+    errors: dict[str, str] = field(default_factory=dict)
 
     def apply(self, qs: QuerySet[Any], field: str = "created_at") -> QuerySet[Any]:
         if self.since is not None:
@@ -103,12 +117,20 @@ class TimeWindow:
 
 def time_window(request: HttpRequest, *, default: str = "all") -> TimeWindow:
     """``?range=1h|24h|7d|30d|all`` or explicit ``?since=`` / ``?until=`` (date or datetime, UTC)."""
-    since = _parse_when(request.GET.get("since", ""), end=False)
-    until = _parse_when(request.GET.get("until", ""), end=True)
+    raw = {name: request.GET.get(name, "").strip() for name in ("since", "until")}
+    since = _parse_when(raw["since"], end=False)
+    until = _parse_when(raw["until"], end=True)
+    errors = {
+        name: f"{value!r} is not a date (YYYY-MM-DD) or date-time: not applied."
+        for name, value, parsed in (("since", raw["since"], since), ("until", raw["until"], until))
+        if value and parsed is None
+    }
     key = request.GET.get("range", "" if (since or until) else default)
     if key in RANGES and since is None:
         since = timezone.now() - RANGES[key]
-    return TimeWindow(since=since, until=until, range_key=key if key in RANGES or key == "all" else "")
+    return TimeWindow(
+        since=since, until=until, range_key=key if key in RANGES or key == "all" else "", errors=errors
+    )
 
 
 # --- CSV -------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ deposits, withdrawals, liquidations and security events; time filters and CSV ex
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,14 +20,13 @@ from django.views.decorators.http import require_GET
 from routing.models import RoutingDecisionLog
 from trading.models import Fill, Order, Position
 from wallets.models import BalanceLog, Deposit, Withdrawal
-from wallets.selectors import deposit_addresses_list, user_accounts, wallet_get
+from wallets.selectors import deposit_addresses_list, user_accounts
 from xbit_admin.accounts.models import SecurityEvent, User
 from xbit_admin.audit.services import audit_record
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.pages.common import TimeWindow, can, csv_response, require, time_window
-from xbit_admin.console.selectors import user_search
+from xbit_admin.console.selectors import user_money, user_search
 
-logger = logging.getLogger(__name__)
 ROWS = 100
 
 
@@ -338,16 +336,6 @@ def users_view(request: HttpRequest) -> HttpResponse:
     return render(request, "console/users.html", {"page": "users", "q": q, "hits": hits, "recent": recent})
 
 
-def _account(user_id: int) -> tuple[dict[str, Any] | None, str]:
-    from trading.account import account_view
-
-    try:
-        return account_view(user_id), ""
-    except Exception as exc:  # live marks or markets unavailable: show the stored data only
-        logger.warning("account_view failed for user %s", user_id, exc_info=True)
-        return None, f"live account view unavailable ({type(exc).__name__})"
-
-
 @staff_required("view_user_data")
 @require_GET
 def user_detail_view(request: HttpRequest, user_id: int) -> HttpResponse:
@@ -355,13 +343,7 @@ def user_detail_view(request: HttpRequest, user_id: int) -> HttpResponse:
     if subject is None:
         raise Http404("no such user")
     window = time_window(request, default="30d")
-    account, account_error = _account(user_id)
-    live_positions = {p["id"]: p for p in (account or {}).get("positions", [])}
-    open_positions = list(
-        Position.objects.filter(user_id=user_id, status=Position.Status.OPEN).order_by("-id")
-    )
-    for position in open_positions:
-        position.live = live_positions.get(position.pk)  # type: ignore[attr-defined]
+    money = user_money(user_id)
     orders = list(_orders(user_id, window)[:ROWS])
     decisions = {
         d.order_id: d for d in RoutingDecisionLog.objects.filter(order_id__in=[o.pk for o in orders])
@@ -373,28 +355,38 @@ def user_detail_view(request: HttpRequest, user_id: int) -> HttpResponse:
         for name, section in SECTIONS.items()
         if name != "orders"
     }
+    can_export = can(request.user, "export_data")
     return render(
         request,
         "console/user_detail.html",
         {
             "page": "users",
             "subject": subject,
-            "wallet": wallet_get(user_id=user_id),
+            "wallet": money.wallet,
             "accounts": list(user_accounts(user_id=user_id)),
             "deposit_addresses": list(deposit_addresses_list(user_id=user_id)),
-            "account": account,
-            "account_error": account_error,
-            "open_positions": open_positions,
+            "account": money.account,
+            "account_error": money.account_error,
+            "open_positions": money.open_positions,
             "orders": orders,
             "s": sections,
             "window": window,
             "rows_limit": ROWS,
-            "can_export": can(request.user, "export_data"),
+            "can_export": can_export,
+            # each section's CSV link from one reverse() and the query string computed once
+            "export_urls": _export_urls(request, user_id) if can_export else {},
             "export_sections": [(name, section.title) for name, section in SECTIONS.items()],
             "found": request.GET.get("found", ""),
             "now": timezone.now(),
         },
     )
+
+
+def _export_urls(request: HttpRequest, user_id: int) -> dict[str, str]:
+    mark = "__section__"
+    head, tail = reverse("console:user_export", args=[user_id, mark]).split(mark, 1)
+    query = request.GET.urlencode()
+    return {name: f"{head}{name}{tail}?{query}" for name in SECTIONS}
 
 
 @staff_required("export_data")
