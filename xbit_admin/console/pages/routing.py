@@ -99,6 +99,10 @@ def routing_view(request: HttpRequest) -> HttpResponse:
             for mode in MODES
         ]
     filters = {name: request.GET.get(name, "") for name in DECISION_FILTERS}
+    filter_errors: dict[str, str] = {}
+    user_id = filters["user_id"].strip()
+    if user_id and not user_id.isdigit():  # decision_log then matches nothing: say why
+        filter_errors["user_id"] = f"{user_id!r} is not a user id (digits only)."
     page = keyset_page(decision_log(filters), request)
     return render(
         request,
@@ -111,6 +115,7 @@ def routing_view(request: HttpRequest) -> HttpResponse:
             "switches": mode_switches(30),
             "decisions": page,
             "filters": filters,
+            "filter_errors": filter_errors,
             "reasons": decision_reasons(),
             "routes": [r.value for r in Route],
             "assets": [r.asset for r in rows],
