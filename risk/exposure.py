@@ -159,12 +159,13 @@ def _push(asset: str, row: ExposureAsset) -> None:
 
 
 def run_consumer(*, consumer_name: str, stop: Any, block_ms: int = 200) -> int:
-    """Loop ``consume_batch`` until ``stop()`` is true (the management command)."""
-    from django.db import close_old_connections
-
+    """Loop ``consume_batch`` until ``stop()`` is true (the management command). A failed batch (database
+    or Redis away) closes the broken connection and backs off; unacknowledged events are read again."""
     from xbit_admin.events.services import consume_batch
+    from xbit_admin.loops import Backoff
 
     handled = 0
+    backoff = Backoff()
     while not stop():
         try:
             handled += consume_batch(
@@ -174,9 +175,10 @@ def run_consumer(*, consumer_name: str, stop: Any, block_ms: int = 200) -> int:
                 topics=TOPICS,
                 block_ms=block_ms,
             )
+            backoff.succeeded()
         except Exception:
             logger.exception("risk consumer batch failed; retrying")
-            close_old_connections()
+            backoff.failed(stop)
     return handled
 
 

@@ -139,21 +139,20 @@ def notifier_consume_batch(*, consumer_name: str, block_ms: int = 1000, client: 
 def run_notifier(*, consumer_name: str, stop: Callable[[], bool], block_ms: int = 1000) -> int:
     """The ``run_alert_notifier`` loop. A new group starts at the stream's end (no replay of history;
     the tick's reconciliation covers whatever was raised before the first start)."""
-    from django.db import close_old_connections
-
     from xbit_admin.events.services import ensure_group, redis_client
+    from xbit_admin.loops import Backoff
 
     client = redis_client()
     ensure_group(client, CONSUMER_GROUP, start="$")
     handled = 0
+    backoff = Backoff()  # database or Redis away: close the broken connection, no busy loop
     while not stop():
         try:
             handled += notifier_consume_batch(consumer_name=consumer_name, block_ms=block_ms, client=client)
+            backoff.succeeded()
         except Exception:
             logger.exception("alert notifier batch failed; retrying")
-            close_old_connections()
-            if stop():
-                break
+            backoff.failed(stop)
     return handled
 
 

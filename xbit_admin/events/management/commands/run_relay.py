@@ -1,18 +1,31 @@
 """The outbox relay process: wakes on PostgreSQL NOTIFY (sub-millisecond after a commit) and polls as a
-safety net, so an event is never stuck even if a notification is lost."""
+safety net, so an event is never stuck even if a notification is lost.
+
+Survives PostgreSQL and Redis restarts (issue #10): a failed batch closes the broken Django connection
+and backs off; a lost LISTEN connection is reopened (notifications sent meanwhile are covered by the
+batch that runs first on every pass)."""
 
 import logging
 import signal
-import time
 from typing import Any
 
 import psycopg
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections, connection
+from django.db import connection
 
 from xbit_admin.events.services import NOTIFY_CHANNEL, outbox_relay_batch, redis_client
+from xbit_admin.loops import Backoff
 
 logger = logging.getLogger(__name__)
+
+
+def _listen() -> psycopg.Connection[Any]:
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    listener = psycopg.connect(**params, autocommit=True)
+    listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+    return listener
 
 
 class Command(BaseCommand):
@@ -31,20 +44,23 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         client = redis_client()
-        params = connection.get_connection_params()
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        listener = psycopg.connect(**params, autocommit=True)
-        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        backoff = Backoff()
+        listener: psycopg.Connection[Any] | None = None
         self.stdout.write(f"relay listening on {NOTIFY_CHANNEL}")
         while not stop:
             try:
+                if listener is None:
+                    listener = _listen()  # before the batch: a commit in between still wakes us
                 while outbox_relay_batch(client=client):
                     pass
+                for _ in listener.notifies(timeout=options["poll"], stop_after=1):
+                    break
+                backoff.succeeded()
             except Exception:
-                logger.exception("outbox relay batch failed; retrying")
-                close_old_connections()
-                time.sleep(0.5)
-            for _ in listener.notifies(timeout=options["poll"], stop_after=1):
-                break
-        listener.close()
+                logger.exception("outbox relay failed; reconnecting and retrying")
+                if listener is not None and (listener.closed or listener.broken):
+                    listener.close()
+                    listener = None
+                backoff.failed(lambda: stop)
+        if listener is not None:
+            listener.close()
