@@ -19,6 +19,7 @@ from hyperliquid.info import Info
 
 from trading.hl_execution import backfill, ingest_fills
 from trading.venues.hl import HLFill, gateway, meta_from_markets
+from xbit_admin.loops import db_recover
 
 logger = logging.getLogger(__name__)
 BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
@@ -98,6 +99,7 @@ class UserStream:
                         next_backfill = time.monotonic() + self.backfill_every_s
             except Exception:
                 logger.exception("HL user stream failed")
+                db_recover()  # a PostgreSQL restart: the next backfill needs a new connection
             finally:
                 self.disconnect()
             if self.stop_event.is_set():
