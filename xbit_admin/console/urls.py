@@ -16,6 +16,7 @@ urlpatterns = [
     path("hedge/manual/", risk.hedge_manual_view, name="hedge_manual"),
     path("liquidations/", risk.liquidations_view, name="liquidations"),
     path("reconciliation/", risk.reconciliation_view, name="reconciliation"),
+    path("reconciliation/run", risk.reconciliation_run_view, name="reconciliation_run"),
     path(
         "reconciliation/<str:dimension>/",
         risk.reconciliation_dimension_view,

@@ -126,3 +126,21 @@ def test_who_may_open_and_export_the_drill_down(
     client = console_as(role)
     assert client.get("/reconciliation/hl_trading/").status_code == page
     assert client.get("/reconciliation/hl_trading/export.csv").status_code == export
+
+
+def test_run_now_runs_every_dimension_is_audited_and_only_for_who_may(console_as: Any) -> None:
+    analyst = console_as(Role.DATA_ANALYST)
+    assert 'id="recon-run-now"' not in analyst.get("/reconciliation/").content.decode()
+    assert analyst.post("/reconciliation/run").status_code == 403
+    assert not ReconciliationLog.objects.exists()
+
+    risk = console_as(Role.RISK_MANAGER)
+    assert 'id="recon-run-now"' in risk.get("/reconciliation/").content.decode()
+    response = risk.post("/reconciliation/run", follow=True)
+    assert response.status_code == 200
+    shown = " ".join(str(m) for m in response.context["messages"])
+    assert "Reconciliation ran in" in shown
+    dimensions = set(ReconciliationLog.objects.values_list("dimension", flat=True))
+    assert {"ledger", "exposure", "user_assets", "bbook"} <= dimensions  # HL ones need HL accounts set up
+    entry = AuditEntry.objects.get(action="risk.reconciliation_run")
+    assert entry.actor == risk.staff_user and entry.after["rows"] == ReconciliationLog.objects.count()
