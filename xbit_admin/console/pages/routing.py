@@ -40,6 +40,7 @@ MONEY_FIELDS = [
     ("hl_mode_exposure_threshold", "HL trigger", "|net exposure| ≥ this → HL_MODE"),
     ("betting_mode_exposure_threshold", "Betting trigger", "|net exposure| ≤ this → BETTING_MODE"),
     ("max_internal_order_notional", "Max internal order", "hard cap on one internalized order"),
+    ("max_internal_exposure", "Max internal exposure", "|net internal exposure| above this → forced to HL"),
 ]
 FACTOR_FIELDS = [
     ("hl_exit_factor", "HL exit factor", "leave HL_MODE below trigger × this"),

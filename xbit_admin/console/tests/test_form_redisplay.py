@@ -156,3 +156,20 @@ def test_a_user_id_that_is_not_a_number_is_shown_as_typed_in_the_decision_log_fi
     assert 'name="user_id" value="abc"' in html
     assert "&#x27;abc&#x27; is not a user id (digits only)." in html
     assert response.context["decisions"].rows == []
+
+
+def test_the_routing_page_overrides_max_internal_exposure_per_asset(console_as: Any, market: None) -> None:
+    from routing.selectors import resolved_config
+
+    client = console_as(Role.RISK_MANAGER)
+    data = _form(client, "BTC")
+    assert "max_internal_exposure" in data
+    response = client.post("/routing/BTC/", data | {"max_internal_exposure": "250000"})
+    assert response.status_code == 302, response.content[:300]
+    assert resolved_config("BTC")["max_internal_exposure"] == {"value": 250_000, "source": "asset"}
+    assert resolved_config("ETH")["max_internal_exposure"]["source"] == "global"
+    refused = client.post("/routing/BTC/", _form(client, "BTC") | {"max_internal_exposure": "0"})
+    assert refused.status_code == 400
+    assert (
+        _input_value(_row(refused.content.decode(), "max_internal_exposure"), "max_internal_exposure") == "0"
+    )
