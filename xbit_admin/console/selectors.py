@@ -288,12 +288,17 @@ class UserMoney:
     wallet: WalletView
 
 
-def user_money(user_id: int) -> UserMoney:
+def user_money(user_id: int, *, open_positions: list[Position] | None = None) -> UserMoney:
     """``account_view(user_id)`` and ``wallet_get(user_id=…)`` in one go. Separately, account_view
     reads the open positions and ledger balances, the wallet's cross-margin hook reads both again and
     the page listed the positions a third time: 7 queries and two margin computations, here 3 queries
-    and one. The console's tests check both answers equal to those two reads."""
-    positions = list(Position.objects.filter(user_id=user_id, status=Position.Status.OPEN).order_by("-id"))
+    and one. The console's tests check both answers equal to those two reads. ``open_positions``:
+    the user's open positions newest first, when the caller has read them already."""
+    positions = (
+        list(Position.objects.filter(user_id=user_id, status=Position.Status.OPEN).order_by("-id"))
+        if open_positions is None
+        else open_positions
+    )
     state: AccountState | None = None
     error = ""
     try:

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Value
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -343,18 +343,27 @@ def user_detail_view(request: HttpRequest, user_id: int) -> HttpResponse:
     if subject is None:
         raise Http404("no such user")
     window = time_window(request, default="30d")
-    money = user_money(user_id)
+    sections: dict[str, list[Any]] = {}
+    # two lists from one table come in one round trip each (the open positions and the window's; the
+    # window's fills and liquidations)
+    open_positions, sections["positions"] = _together(
+        Position.objects.filter(user_id=user_id, status=Position.Status.OPEN).order_by("-id"),
+        SECTIONS["positions"].queryset(user_id, window)[:ROWS],
+    )
+    money = user_money(user_id, open_positions=open_positions)
     orders = list(_orders(user_id, window)[:ROWS])
     decisions = {
         d.order_id: d for d in RoutingDecisionLog.objects.filter(order_id__in=[o.pk for o in orders])
     }
     for order in orders:
         order.decision = decisions.get(order.pk)  # type: ignore[attr-defined]
-    sections = {
-        name: list(section.queryset(user_id, window)[:ROWS])
-        for name, section in SECTIONS.items()
-        if name != "orders"
-    }
+    sections["fills"], sections["liquidations"] = _together(
+        SECTIONS["fills"].queryset(user_id, window)[:ROWS],
+        SECTIONS["liquidations"].queryset(user_id, window)[:ROWS],
+    )
+    for name, section in SECTIONS.items():
+        if name not in sections and name != "orders":
+            sections[name] = list(section.queryset(user_id, window)[:ROWS])
     can_export = can(request.user, "export_data")
     return render(
         request,
@@ -380,6 +389,17 @@ def user_detail_view(request: HttpRequest, user_id: int) -> HttpResponse:
             "now": timezone.now(),
         },
     )
+
+
+def _together(first: QuerySet[Any], second: QuerySet[Any]) -> tuple[list[Any], list[Any]]:
+    """``list(first), list(second)`` — two ordered, possibly sliced querysets of one model — in one
+    query (UNION ALL; PostgreSQL keeps each part's ORDER BY and LIMIT). Order within each part is
+    restored from its own ``order_by`` (both are newest-first by id here)."""
+    tagged = first.annotate(_part=Value(1)).union(second.annotate(_part=Value(2)), all=True)
+    rows = list(tagged)
+    one = sorted((r for r in rows if r._part == 1), key=lambda r: r.pk, reverse=True)
+    two = sorted((r for r in rows if r._part == 2), key=lambda r: r.pk, reverse=True)
+    return one, two
 
 
 def _export_urls(request: HttpRequest, user_id: int) -> dict[str, str]:

@@ -22,10 +22,10 @@ pytestmark = pytest.mark.django_db
 
 # Session, user, OTP device, two permission reads (the page guard), the signed-in user's roles (nav).
 FRAME = 6
-# Subject, open positions, ledger balances, wallet row, orders, their routing decisions, 7 timeline
-# sections (fills, positions, liquidations, balance logs, deposits, withdrawals, security), ledger
-# accounts, deposit addresses. It was 25 in all before issue #9 (positions read 4×, balances 2×).
-USER_PAGE = FRAME + 15
+# Subject, open positions with the window's positions, ledger balances, wallet row, orders, their
+# routing decisions, fills with liquidations, balance logs, deposits, withdrawals, security events,
+# ledger accounts, deposit addresses. It was 25 in all before issue #9 (positions read 4×, balances 2×).
+USER_PAGE = FRAME + 13
 # Alerts, their deliveries (one prefetch), open/acknowledged counts, capped resolved count.
 ALERTS_PAGE = FRAME + 4
 
@@ -85,6 +85,7 @@ def _order(user: Any, *, side: str, size: str, mode: str, reduce_only: bool = Fa
 def _more_history(trader: Any, make_withdrawal: Callable[[str], Any]) -> None:
     """Many rows in every section of the user page: orders with decisions, fills, open and closed
     positions (isolated and cross), balance logs, deposits, withdrawals and security events."""
+    from trading.models import Fill
     from wallets.models import Deposit
     from xbit_admin.accounts.models import SecurityEvent
 
@@ -107,6 +108,12 @@ def _more_history(trader: Any, make_withdrawal: Callable[[str], Any]) -> None:
         )
         for k in range(40)
     )
+    # two fills flagged as liquidations (the newest and the oldest): the page lists them apart too
+    newest, oldest = (
+        Fill.objects.filter(user=trader).order_by("-id")[0],
+        Fill.objects.filter(user=trader).order_by("id")[0],
+    )
+    Fill.objects.filter(pk__in=[newest.pk, oldest.pk]).update(is_liquidation=True)
     make_withdrawal("20000")
     make_withdrawal("60000")
     SecurityEvent.objects.bulk_create(
@@ -126,6 +133,21 @@ def test_the_user_page_reads_a_fixed_number_of_queries_however_long_the_history(
     page = client.get(url)
     assert len(page.context["orders"]) == 8 and len(page.context["s"]["deposits"]) == 41
     assert len(page.context["open_positions"]) >= 2 and len(page.context["s"]["security"]) >= 25
+    # the lists read two at a time are exactly what each read alone gives
+    from trading.models import Fill, Position
+
+    shown = page.context["s"]
+    assert (
+        shown["fills"] == list(Fill.objects.filter(user=trader).order_by("-id")) and len(shown["fills"]) >= 8
+    )
+    assert shown["liquidations"] == list(
+        Fill.objects.filter(user=trader, is_liquidation=True).order_by("-id")
+    )
+    assert len(shown["liquidations"]) == 2 and shown["liquidations"][0] == shown["fills"][0]
+    assert shown["positions"] == list(Position.objects.filter(user=trader).order_by("-id"))
+    assert page.context["open_positions"] == list(
+        Position.objects.filter(user=trader, status="OPEN").order_by("-id")
+    )
     assert len(many) == len(few), f"grew from {len(few)} to {len(many)}:\n{_listing(many)}"
     assert len(many) == USER_PAGE, _listing(many)
 
