@@ -3,17 +3,23 @@ each fault is injected, then the books are checked.
 
     make drills      # or: python -m xbit_admin.devstack exec --test python bench/drills.py [--seconds 20]
 
-Set-up as the benchmarks: a throw-away database (``xbit_drills``) on the embedded TEST cluster, markets
-synced from a sandbox, HL agents approved, internalization on, N funded traders. The drills get their
-own Redis server (the devstack helpers on a free port, data under ``.xbit/drills-redis``) so that the
-Redis restart drill never pulls the floor from under another run's tests on the shared test Redis.
-Processes (as the Procfile): uvicorn web, a celery worker on every queue, beat, relay, feed, hlstream,
-risk consumer. Everything is bounded (≤ 10 minutes) and every child is stopped on exit, Ctrl-C included.
+Set-up as the benchmarks: a throw-away database (``xbit_drills``), markets synced from a sandbox, HL
+agents approved, internalization on, N funded traders. The drills get their own PostgreSQL cluster and
+Redis server (the devstack helpers on free ports, data under ``.xbit/drills/pg`` and
+``.xbit/drills-redis``) so that the PostgreSQL and Redis restart drills never pull the floor from under
+another run's tests on the shared test services (port 54339 / 63809).
+Processes (as the Procfile, but run directly — not under ``xbit_admin.respawn`` — so that a process
+that dies is seen): uvicorn web, a celery worker on every queue, beat, relay, feed, hlstream, risk
+consumer, alert notifier, readiness gate. Everything is bounded (≤ 10 minutes) and every child is
+stopped on exit, Ctrl-C included.
 
 Per drill: requests, errors (5xx / connection failures per attempt; clients retry with the same
 client_order_id), duplicate effects (must be 0), invariant violations (must be 0: the ledger
-invariants and the trading account's positions against HL) and recovery time (seconds from the fault
-to the first successful order placed after it).
+invariants and the trading account's positions against HL), recovery time (seconds from the fault
+to the first successful order placed after it), the worker's recovery (seconds from the fault to its
+first answer to a broker ping, and the Celery backlog at the end: a worker that stopped consuming
+leaves beat's ticks piling up) and the processes that exited by themselves (which the drill then
+restarts: must be none).
 """
 
 from __future__ import annotations
@@ -113,13 +119,18 @@ class Stack:
             "feed": [py, manage, "run_feed"],
             "hlstream": [py, manage, "run_hl_user_stream"],
             "risk": [py, manage, "run_risk_consumer"],
+            "alerts": [py, manage, "run_alert_notifier"],
+            "platform": [py, manage, "platform_ready"],
         }
 
     def start(self, name: str) -> None:
         log = open(STATE / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+        env = dict(self.env)
+        if name != "web":  # as the Procfile and the manifests: only the ASGI web process uses a pool
+            env.pop("DB_POOL_MAX", None)
         self.procs[name] = subprocess.Popen(
             self.commands[name],
-            env=self.env,
+            env=env,
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -351,6 +362,7 @@ class Ctx:
     stack: Stack
     hl_url: str
     redis_profile: Any
+    pg_profile: Any
 
 
 def _post(url: str, body: dict[str, Any]) -> None:
@@ -401,6 +413,23 @@ def drill_redis(ctx: Ctx) -> None:
     devstack.redis_start(ctx.redis_profile)
 
 
+def pg_restart(profile: Any) -> None:
+    """``pg_ctl restart -m fast`` of the drills' own cluster: every connection is cut, the server stops
+    and starts again (devstack's helpers run it as the cluster's owner, a non-root user under root)."""
+    from xbit_admin import devstack
+
+    pg_ctl = str(devstack._pg_bin("pg_ctl"))
+    log = str(profile.pg_dir / "server.log")
+    devstack._run_pg(
+        [pg_ctl, "-D", str(profile.pg_dir), "-m", "fast", "-w", "-t", "60", "-l", log, "restart"],
+        devstack._pg_user(),
+    )
+
+
+def drill_postgres(ctx: Ctx) -> None:
+    pg_restart(ctx.pg_profile)
+
+
 DRILLS = [
     ("baseline (no fault)", None),
     ("kill -9 celery worker", drill_worker),
@@ -411,16 +440,90 @@ DRILLS = [
     ("HL websocket drop", drill_ws_drop),
     ("15 % price shock (ETH)", drill_shock),
     ("Redis restart", drill_redis),
+    ("PostgreSQL restart (pg_ctl -m fast)", drill_postgres),
 ]
+
+
+class WorkerProbe:
+    """Pings the Celery worker through the broker every 0.5 s from the fault on; the first answer after
+    the fault is the worker's recovery (a worker that is gone, or connected but wedged, never answers)."""
+
+    def __init__(self) -> None:
+        self.stop_flag = threading.Event()
+        self.answered_at: float | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self, fault_at: float) -> None:
+        self.stop_flag.clear()
+        self.answered_at = None
+        self.thread = threading.Thread(target=self._run, args=(fault_at,), daemon=True)
+        self.thread.start()
+
+    def _run(self, fault_at: float) -> None:
+        from xbit_admin.celery import app
+
+        while not self.stop_flag.is_set():
+            sent = time.monotonic()
+            try:
+                replies = app.control.ping(timeout=0.5)
+            except Exception:  # broker away: try again
+                replies = []
+            if replies and sent >= fault_at:
+                self.answered_at = time.monotonic()
+                return
+            self.stop_flag.wait(max(0.0, 0.5 - (time.monotonic() - sent)))
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        if self.thread is not None:
+            self.thread.join(5)
+
+
+def celery_backlog() -> int | None:
+    """Tasks waiting in the broker, every queue (beat adds ~4 a second: a stalled worker shows)."""
+    from xbit_admin.collectors import celery_queues
+
+    try:
+        families = celery_queues()
+    except Exception:
+        return None
+    return int(
+        sum(
+            sample.value
+            for fam in families
+            if fam.name == "xbit_celery_queue_length"
+            for sample in fam.samples
+        )
+    )
+
+
+def events_behind() -> dict[str, int]:
+    """Work the long-running loops have not done yet, once the load has stopped: outbox rows the relay
+    has not published, and per consumer group (risk exposure, alert notifier) stream entries not yet
+    delivered plus delivered but not acknowledged. A loop that died or wedged leaves these growing."""
+    from xbit_admin.events.models import OutboxEvent
+    from xbit_admin.events.services import STREAM, redis_client
+
+    out = {"outbox_unpublished": OutboxEvent.objects.filter(published_at__isnull=True).count()}
+    client = redis_client()
+    for group in client.xinfo_groups(STREAM):
+        entries: list[Any] = client.xrange(STREAM, min=f"({group['last-delivered-id']}", count=100_000)  # type: ignore[assignment]
+        undelivered = len(entries)
+        out[str(group["name"])] = undelivered + int(group["pending"])
+    return out
 
 
 def run_drill(ctx: Ctx, load: Load, name: str, action: Any, seconds: float) -> dict[str, Any]:
     import requests
 
+    from xbit_admin.loops import db_recover
+
     progress(f"drill: {name}")
     load.start()
     time.sleep(min(4.0, seconds / 4))
     fault_at = time.monotonic()
+    probe = WorkerProbe()
+    probe.start(fault_at)
     error = None
     if action is not None:
         try:
@@ -433,14 +536,23 @@ def run_drill(ctx: Ctx, load: Load, name: str, action: Any, seconds: float) -> d
         requests.post(ctx.hl_url + "/control/faults/clear", timeout=5)
     after = [answered - fault_at for sent, answered in stats.successes if sent >= fault_at]
     recovery = round(min(after), 2) if after else None
-    for proc_name, alive in ctx.stack.alive().items():
-        if not alive:
-            progress(f"  {proc_name} exited; restarting it")
-            ctx.stack.start(proc_name)
+    exited = [proc_name for proc_name, alive in ctx.stack.alive().items() if not alive]
+    for proc_name in exited:
+        progress(f"  {proc_name} exited; restarting it")
+        ctx.stack.start(proc_name)
     ctx.stack.wait_http(30)
     time.sleep(3)  # HL orders sent just before the stop settle; outbox drains
+    probe.stop()  # the worker's answer may come after the load window (a restart under a loaded machine)
+    backlog = celery_backlog()
+    worker_recovery = None if probe.answered_at is None else round(probe.answered_at - fault_at, 2)
+    db_recover()  # this process's own connection did not survive a PostgreSQL restart either
     dups = duplicate_effects(stats)
     inv = invariants()
+    try:
+        behind: dict[str, int] | None = events_behind()
+    except Exception as exc:  # reported, not fatal
+        progress(f"  could not read the event backlog: {type(exc).__name__}: {exc}")
+        behind = None
     row = {
         "drill": name,
         "seconds": seconds,
@@ -454,26 +566,38 @@ def run_drill(ctx: Ctx, load: Load, name: str, action: Any, seconds: float) -> d
         "invariant_violations": inv["count"],
         "invariants": inv,
         "recovery_s": recovery,
+        "worker_recovery_s": worker_recovery,
+        "celery_backlog_at_end": backlog,
+        "exited_by_themselves": exited,
+        "events_behind": behind,
         "answers_by_code": stats.codes,
         "injection_error": error,
     }
     progress(
         f"  requests {row['requests']}  errors {row['errors']}  orders ok {row['orders_ok']}  "
         f"duplicates {row['duplicate_effects']}  violations {row['invariant_violations']}  "
-        f"recovery {recovery if recovery is not None else '—'} s  codes {stats.codes}"
+        f"recovery {recovery if recovery is not None else '—'} s  worker {worker_recovery if worker_recovery is not None else '—'} s  "
+        f"backlog {backlog}  events behind {behind}  exited {exited or 'none'}  codes {stats.codes}"
     )
     return row
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = f"{'drill':<36} {'requests':>8} {'errors':>6} {'4xx':>5} {'ok':>5} {'dup':>4} {'viol':>4} {'recovery s':>10}"
+    head = (
+        f"{'drill':<36} {'requests':>8} {'errors':>6} {'4xx':>5} {'ok':>5} {'dup':>4} {'viol':>4} "
+        f"{'recovery s':>10} {'worker s':>8} {'backlog':>7} {'behind':>6}  exited"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         rec = "—" if r["recovery_s"] is None else f"{r['recovery_s']:.2f}"
+        wrk = "—" if r["worker_recovery_s"] is None else f"{r['worker_recovery_s']:.2f}"
         print(
             f"{r['drill']:<36} {r['requests']:>8} {r['errors']:>6} {r['rejected_4xx']:>5} {r['orders_ok']:>5} "
-            f"{r['duplicate_effects']:>4} {r['invariant_violations']:>4} {rec:>10}"
+            f"{r['duplicate_effects']:>4} {r['invariant_violations']:>4} {rec:>10} {wrk:>8} "
+            f"{r['celery_backlog_at_end'] if r['celery_backlog_at_end'] is not None else '—':>7} "
+            f"{sum(r['events_behind'].values()) if r['events_behind'] is not None else '—':>6}  "
+            f"{', '.join(r['exited_by_themselves']) or '—'}"
         )
 
 
@@ -531,6 +655,18 @@ def wait_quotes(timeout: float = 60) -> bool:
     return False
 
 
+def wait_gate_open(timeout: float = 90) -> bool:
+    from xbit_admin.platform.models import PlatformState
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = PlatformState.objects.filter(key="orders").values("ready").first()
+        if row is not None and row["ready"]:
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -544,13 +680,16 @@ def main() -> int:
 
     from xbit_admin import devstack
 
-    redis_profile = devstack.Profile(
-        "drills", STATE / "pg-unused", 0, ROOT / ".xbit" / "drills-redis", free_port(), durable=False
+    # the drills' own services: restarting them never disturbs another run's tests
+    profile = devstack.Profile(
+        "drills", STATE / "pg", free_port(), ROOT / ".xbit" / "drills-redis", free_port(), durable=False
     )
-    os.environ["REDIS_URL"] = devstack.redis_start(redis_profile)
+    devstack.pg_stop(profile)  # a cluster left running by an interrupted run (its port is stale)
     stack: Stack | None = None
     rows: list[dict[str, Any]] = []
     try:
+        os.environ["DATABASE_URL"] = devstack.pg_start(profile)
+        os.environ["REDIS_URL"] = devstack.redis_start(profile)
         progress("setting up the drills database …")
         setup_django("xbit_drills")
         from django.core.cache import cache
@@ -564,7 +703,7 @@ def main() -> int:
             port = free_port()
             env = dict(
                 os.environ,
-                DJANGO_SETTINGS_MODULE="xbit_admin.settings.test",
+                DJANGO_SETTINGS_MODULE="bench.drills_settings",  # test settings, JSON logs as in production
                 HL_API_URL=hl_url,
                 CHAINS_API_URL=sb.urls["chains"],
                 DB_POOL_MAX="8",
@@ -578,7 +717,9 @@ def main() -> int:
                 raise RuntimeError("web did not come up")
             if not wait_quotes(60):
                 raise RuntimeError("the feed published no quotes")
-            ctx = Ctx(stack, hl_url, redis_profile)
+            if not wait_gate_open(120):
+                raise RuntimeError("the readiness gate did not open (see .xbit/drills/platform.log)")
+            ctx = Ctx(stack, hl_url, profile, profile)
             load = Load(f"http://127.0.0.1:{port}", tokens)
             wanted = [w.strip().lower() for w in args.only.split(",") if w.strip()]
             for name, action in DRILLS:
@@ -593,7 +734,12 @@ def main() -> int:
     finally:
         if stack is not None:
             stack.stop_all()
-        devstack.redis_stop(redis_profile)
+        with contextlib.suppress(Exception):  # Django may not be set up yet
+            from django.db import connections
+
+            connections.close_all()
+        devstack.redis_stop(profile)
+        devstack.pg_stop(profile)
     if not rows:
         return 1
     print()
