@@ -136,7 +136,10 @@ class StructlogFormatter(structlog.stdlib.ProcessorFormatter):
                 structlog.processors.JSONRenderer(),
             ]
         else:
-            renderers = [structlog.dev.ConsoleRenderer(colors=False)]
+            # plain tracebacks: rich ones print every local (secrets included) and take seconds under load
+            renderers = [
+                structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
+            ]
         super().__init__(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderers],
             foreign_pre_chain=_shared_processors,

@@ -534,3 +534,25 @@ def test_probes_answer_pods_reached_by_ip_while_other_paths_still_validate_the_h
         assert client.get("/metrics", HTTP_HOST="10.1.2.3:8000").status_code == 200
         assert client.get("/api/v1/me", HTTP_HOST="10.1.2.3:8000").status_code == 400
         assert client.get("/api/v1/me", HTTP_HOST="xbit.example.com").status_code == 301  # to https
+
+
+@override_settings(LOG_JSON=False)
+def test_local_log_lines_show_a_plain_traceback_without_the_frames_local_values() -> None:
+    """The readable (non-JSON) format prints the traceback, never the values of local variables —
+    a local may hold a key — and stays cheap under load."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(observability.StructlogFormatter())
+    log = logging.getLogger("xbit.test.tracebacks")
+    log.addHandler(handler)
+    try:
+        agent_key = "0xb0b0" + "f" * 60  # noqa: F841 - the local a rich traceback would print
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            log.exception("failed")
+    finally:
+        log.removeHandler(handler)
+    text = stream.getvalue()
+    assert "RuntimeError: boom" in text and "Traceback" in text
+    assert "ffffffffff" not in text
