@@ -27,12 +27,14 @@ import os
 import socket
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from risk.config import risk_config
@@ -50,12 +52,13 @@ from trading.liquidation import (
     isolated_still_liquidatable,
     liquidation_close_hl,
     liquidation_close_internal,
+    liquidation_emails_send,
     position_version,
 )
 from trading.models import MarginMode, Position, Source
 from wallets.ledger import SqlBatch, insert_statement, update_many_statement
 from wallets.models import AccountKind
-from xbit_admin.live import broadcast_on_commit
+from xbit_admin.live import broadcast_now
 from xbit_admin.locks import user_lock
 from xbit_admin.money import ZERO
 from xbit_admin.switches.store import LIQ_LIVE, LIQ_SHADOW, liquidation_mode
@@ -69,36 +72,82 @@ SHADOW = "SHADOW"  # liquidation_mode SHADOW: a detection recorded, never execut
 SHADOW_PREFIX = "shadow:"
 
 
+_pusher: ThreadPoolExecutor | None = None
+_pusher_pid = 0
+
+
+def _push_on_commit(payload: dict[str, Any]) -> None:
+    """Push a liquidation event to the consoles after commit, from a background thread: a console
+    push (milliseconds on the channel layer) never delays the next detection or liquidation."""
+    transaction.on_commit(lambda: _console_pusher().submit(broadcast_now, "liquidations", payload))
+
+
+def _console_pusher() -> ThreadPoolExecutor:
+    global _pusher, _pusher_pid
+    if _pusher is None or _pusher_pid != os.getpid():  # a forked worker process gets its own
+        _pusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="liquidation-console")
+        _pusher_pid = os.getpid()
+    return _pusher
+
+
 # ------------------------------------------------------------------------------------------ detect
 def triggers_record(hits: Iterable[Hit], *, source: str = "watcher", wake: bool = True) -> int:
     """Store detections as PENDING triggers and wake the ``critical`` queue on commit. A trigger id
     already stored is left alone, unless it was CANCELLED (the account recovered, then fell again in
     the same version): that one gets a rerun suffix. Returns how many rows were new.
 
+    One round trip in the usual case (an insert that skips the ids already stored); the wake is the
+    first thing after the commit (before the console push).
+
     ``liquidation_mode`` (spec 10): SHADOW records the same detections as SHADOW rows (never claimed,
     nothing closed); OFF records nothing."""
     mode = liquidation_mode()
     if mode != LIQ_LIVE:
         return _shadow_record(list(hits), source=source) if mode == LIQ_SHADOW else 0
-    now = timezone.now()
-    hits = _fresh(list(hits))
-    rows = [_trigger_row(hit, source=source, now=now) for hit in hits]
-    if not rows:
+    hits = list(hits)
+    if not hits:
         return 0
-    ids = [r.trigger_id for r in rows]
+    now = timezone.now()
     with transaction.atomic():
-        existing = set(
-            LiquidationTrigger.objects.filter(trigger_id__in=ids).values_list("trigger_id", flat=True)
-        )
-        LiquidationTrigger.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
-        created = len(set(ids) - existing)
-        if created:
-            broadcast_on_commit(
-                "liquidations", {"event": "detected", "count": created, "asset": rows[0].asset}
-            )
+        created = _insert_new([_trigger_row(hit, source=source, now=now) for hit in hits])
+        stored = [hit for hit in hits if hit.trigger_id not in created]
+        reruns = _reruns(stored) if stored else []
+        if reruns:
+            created |= _insert_new([_trigger_row(hit, source=source, now=now) for hit in reruns])
+        count = len(created)
+        if count:
             if wake:
-                transaction.on_commit(lambda: liquidation_wake(created))
+                transaction.on_commit(lambda: liquidation_wake(count))
+            _push_on_commit({"event": "detected", "count": count, "asset": hits[0].asset})
+    return count
+
+
+def _insert_new(rows: list[LiquidationTrigger]) -> set[str]:
+    """Insert the rows whose trigger id is not stored yet; returns the ids inserted."""
+    created: set[str] = set()
+    with connection.cursor() as cursor:
+        for i in range(0, len(rows), 1000):
+            sql, params = insert_statement(LiquidationTrigger, rows[i : i + 1000], with_pk=False)
+            cursor.execute(sql + " ON CONFLICT (trigger_id) DO NOTHING RETURNING trigger_id", params)
+            created.update(row[0] for row in cursor.fetchall())
     return created
+
+
+def _reruns(hits: list[Hit]) -> list[Hit]:
+    """Of detections whose trigger id is already stored, those to record again: the stored trigger
+    and every rerun of it were CANCELLED (the next one gets the next ``#r<n>`` suffix). A rerun still
+    open or completed is left alone: a sweep repeating the detection does not stack reruns."""
+    out = []
+    for hit in hits:
+        base = hit.trigger_id
+        statuses = dict(
+            LiquidationTrigger.objects.filter(
+                Q(trigger_id=base) | Q(trigger_id__startswith=f"{base}#r")
+            ).values_list("trigger_id", "status")
+        )
+        if statuses and all(status == Status.CANCELLED for status in statuses.values()):
+            out.append(replace(hit, rerun=len(statuses)))
+    return out
 
 
 def _trigger_row(hit: Hit, *, source: str, now: datetime) -> LiquidationTrigger:
@@ -142,34 +191,19 @@ def _shadow_record(hits: list[Hit], *, source: str) -> int:
         LiquidationTrigger.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
         created = len(set(ids) - existing)
         if created:
-            broadcast_on_commit("liquidations", {"event": "shadow", "count": created, "asset": rows[0].asset})
+            _push_on_commit({"event": "shadow", "count": created, "asset": rows[0].asset})
     return created
 
 
-def _fresh(hits: list[Hit]) -> list[Hit]:
-    existing = dict(
-        LiquidationTrigger.objects.filter(trigger_id__in=[h.trigger_id for h in hits]).values_list(
-            "trigger_id", "status"
-        )
-    )
-    out = []
-    for hit in hits:
-        status = existing.get(hit.trigger_id)
-        if status is None:
-            out.append(hit)
-        elif status == Status.CANCELLED:
-            reruns = LiquidationTrigger.objects.filter(trigger_id__startswith=f"{hit.trigger_id}#r").count()
-            out.append(replace(hit, rerun=reruns + 1))
-    return out
-
-
 def liquidation_wake(count: int = 1) -> None:
-    """Ask the ``critical`` workers to drain the queue (one drain task per few triggers). A broker
-    outage is only logged: the beat sweep drains from the database anyway."""
+    """Ask the ``critical`` workers to drain the queue: one drain task per batch of triggers, at most
+    eight (each drains until nothing is due). A broker outage is only logged: the beat sweep drains
+    from the database anyway."""
     from risk import tasks
 
+    batches = -(-max(1, count) // max(1, risk_config().liquidation_batch_size))
     try:
-        for _ in range(max(1, min(count, 8))):
+        for _ in range(min(batches, 8)):
             tasks.liquidations_drain_task.apply_async(queue="critical")
     except Exception:
         logger.warning("could not wake the critical queue; the sweep will drain the triggers", exc_info=True)
@@ -197,11 +231,10 @@ WHERE trigger_id = %s AND (
 )
 RETURNING id, trigger_id, kind, user_id, position_id, venue
 """
-# a batch: due INTERNAL triggers only (they run first anyway; HYPERLIQUID and MIXED ones go one by one)
-_CLAIM_BATCH = """
-UPDATE risk_liquidationtrigger SET status = 'EXECUTING', attempts = attempts + 1,
-       lease_until = clock_timestamp() + make_interval(secs => %s), claimed_by = %s
-WHERE id = ANY(ARRAY(
+# the drain's claim: up to N due INTERNAL triggers (a batch), or, when none is due, the next other one
+# (MIXED, HYPERLIQUID: one by one) — INTERNAL first, as by priority, in one statement
+_CLAIM_NEXT = """
+WITH internal AS (
     SELECT id FROM risk_liquidationtrigger
     WHERE venue = 'INTERNAL' AND (
         (status IN ('PENDING', 'FAILED') AND next_attempt_at <= clock_timestamp())
@@ -209,7 +242,18 @@ WHERE id = ANY(ARRAY(
     )
     ORDER BY priority, next_attempt_at, id
     FOR UPDATE SKIP LOCKED LIMIT %s
-))
+), other AS (
+    SELECT id FROM risk_liquidationtrigger
+    WHERE venue <> 'INTERNAL' AND NOT EXISTS (SELECT 1 FROM internal) AND (
+        (status IN ('PENDING', 'FAILED') AND next_attempt_at <= clock_timestamp())
+        OR (status = 'EXECUTING' AND lease_until < clock_timestamp())
+    )
+    ORDER BY priority, next_attempt_at, id
+    FOR UPDATE SKIP LOCKED LIMIT 1
+)
+UPDATE risk_liquidationtrigger SET status = 'EXECUTING', attempts = attempts + 1,
+       lease_until = clock_timestamp() + make_interval(secs => %s), claimed_by = %s
+WHERE id IN (SELECT id FROM internal UNION ALL SELECT id FROM other)
 RETURNING id, trigger_id, kind, user_id, position_id, venue
 """
 
@@ -250,12 +294,13 @@ def _claim_one(*, trigger_id: str | None, worker: str) -> list[Claim]:
     return _claim(_CLAIM_ONE, [lease, worker, trigger_id])
 
 
-def liquidation_claim_batch(*, worker: str = WORKER, limit: int | None = None) -> list[Claim]:
-    """Claim up to ``limit`` (default: ``liquidation_batch_size``) due INTERNAL triggers at once, by
-    priority, skipping rows other workers hold; committed immediately, like :func:`liquidation_claim`."""
+def liquidation_claim_next(*, worker: str = WORKER, limit: int | None = None) -> list[Claim]:
+    """Claim what the drain runs next: up to ``limit`` (default ``liquidation_batch_size``) due
+    INTERNAL triggers, by priority, skipping rows other workers hold; or, when none is due, the next
+    MIXED / HYPERLIQUID one. Committed immediately, like :func:`liquidation_claim`."""
     cfg = risk_config()
     size = max(1, limit if limit is not None else cfg.liquidation_batch_size)
-    return _claim(_CLAIM_BATCH, [cfg.liquidation_lease_seconds, worker, size])
+    return _claim(_CLAIM_NEXT, [size, cfg.liquidation_lease_seconds, worker])
 
 
 def liquidation_claim_and_run(*, trigger_id: str, worker: str = WORKER) -> bool:
@@ -271,11 +316,9 @@ def liquidations_drain(*, worker: str = WORKER, budget_s: float = 10.0, limit: i
     deadline = time.monotonic() + budget_s
     done = 0
     while done < limit and time.monotonic() < deadline:
-        claims = liquidation_claim_batch(
+        claims = liquidation_claim_next(
             worker=worker, limit=min(risk_config().liquidation_batch_size, limit - done)
         )
-        if not claims:
-            claims = _claim_one(trigger_id=None, worker=worker)
         if not claims:
             break
         liquidation_run(claims, worker=worker)
@@ -369,6 +412,7 @@ def _execute_internal_batch(claims: list[Claim], worker: str) -> list[str]:
             isolated_position_ids=[c.position_id for c in claims if c.kind == ISOLATED and c.position_id],
             cross_user_ids=cross_users,
             reserve_share=reserve_share,
+            notify=_emails_later,
         )
         read = SqlBatch()
         book.queue_lock(read)  # the users' locks first, then our command rows, then theirs
@@ -406,6 +450,18 @@ def _execute_internal_batch(claims: list[Claim], worker: str) -> list[str]:
         if finished:
             _broadcast_finished(finished)
     return rest
+
+
+def _emails_later(closes: list[LiquidationClose]) -> None:
+    """After commit: the users' emails go to the ``default`` queue, so sending mail never slows the
+    critical workers in a flash crash; sent right here if the broker cannot take them."""
+    from risk import tasks
+
+    try:
+        tasks.liquidation_emails_task.apply_async(args=[[c.as_event() for c in closes]], queue="default")
+    except Exception:
+        logger.warning("could not queue %d liquidation emails; sending them now", len(closes), exc_info=True)
+        liquidation_emails_send(closes)
 
 
 def _batch_isolated(
@@ -658,8 +714,7 @@ def _broadcast_finished(triggers: list[LiquidationTrigger]) -> None:
     counts: dict[str, int] = {}
     for t in triggers:
         counts[t.status.lower()] = counts.get(t.status.lower(), 0) + 1
-    broadcast_on_commit(
-        "liquidations",
+    _push_on_commit(
         {
             "event": "batch",
             **counts,
@@ -670,8 +725,7 @@ def _broadcast_finished(triggers: list[LiquidationTrigger]) -> None:
 
 
 def _broadcast_one(trigger: LiquidationTrigger) -> None:
-    broadcast_on_commit(
-        "liquidations",
+    _push_on_commit(
         {
             "event": trigger.status.lower(),
             "trigger_id": trigger.trigger_id,
@@ -761,7 +815,7 @@ def _escalate(trigger: LiquidationTrigger) -> None:
         change_id=f"liqfail:{trigger.trigger_id}"[:80],
         trigger=RoutingModeLog.Trigger.AUTO,
     )
-    broadcast_on_commit("liquidations", {"event": "escalated", "trigger_id": trigger.trigger_id})
+    _push_on_commit({"event": "escalated", "trigger_id": trigger.trigger_id})
 
 
 def _test_pause() -> None:

@@ -4,6 +4,7 @@ from database state; a killed worker loses nothing (the sweep re-drives expired 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import shared_task
 
@@ -17,6 +18,14 @@ def liquidation_execute_task(trigger_id: str) -> None:
     from risk.liquidation import liquidation_claim_and_run
 
     liquidation_claim_and_run(trigger_id=trigger_id)
+
+
+@shared_task(name="risk.liquidation_emails", ignore_result=True)
+def liquidation_emails_task(closes: list[dict[str, Any]]) -> None:
+    """The users' emails for a batch of liquidations (queued on commit, off the critical queue)."""
+    from trading.liquidation import LiquidationClose, liquidation_emails_send
+
+    liquidation_emails_send([LiquidationClose.from_event(c) for c in closes])
 
 
 @shared_task(name="risk.liquidations_drain", ignore_result=True)

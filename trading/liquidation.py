@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -101,6 +101,15 @@ class LiquidationClose:
 
     def as_event(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_event(cls, data: dict[str, Any]) -> LiquidationClose:
+        """The close back from :meth:`as_event` (a task's arguments)."""
+        values = dict(data)
+        for f in fields(cls):
+            if f.type in ("Decimal", "Decimal | None") and values.get(f.name) is not None:
+                values[f.name] = Decimal(values[f.name])
+        return cls(**values)
 
 
 def _require_lock_context() -> None:
@@ -503,11 +512,12 @@ def _email_message(close: LiquidationClose, email: str) -> EmailMessage:
 
 
 def _email(close: LiquidationClose) -> None:
-    _emails([close])
+    liquidation_emails_send([close])
 
 
-def _emails(closes: list[LiquidationClose]) -> None:
-    """The users' emails, after commit: one read of the addresses, one mail connection."""
+def liquidation_emails_send(closes: list[LiquidationClose]) -> None:
+    """The users' liquidation emails (after commit): one read of the addresses, one mail connection.
+    Never raises: an email must never undo or block a liquidation."""
     from xbit_admin.accounts.models import User
 
     try:
@@ -560,7 +570,7 @@ class InternalLiquidationBatch:
         write = SqlBatch()
         …                            # the caller's writes
         batch.queue_write(write)     # positions, fills, every posting (platform rows locked last and
-        batch.verify(write.run())    # moved once), events; emails on commit
+        batch.verify(write.run())    # moved once), events; on commit ``notify(closes)`` (emails)
 
     Lock order: user advisory locks (ascending ids), the caller's rows, positions (id order), user
     ledger accounts (id order), platform accounts last — as the order path and ``wallets.ledger``.
@@ -574,13 +584,16 @@ class InternalLiquidationBatch:
         isolated_position_ids: Iterable[int] = (),
         cross_user_ids: Iterable[int] = (),
         reserve_share: Decimal,
+        notify: Callable[[list[LiquidationClose]], None] | None = None,
     ) -> None:
         self.user_ids = sorted({int(u) for u in user_ids})
         self.isolated_position_ids = sorted({int(p) for p in isolated_position_ids})
         self.cross_user_ids = sorted({int(u) for u in cross_user_ids})
         self.reserve_share = reserve_share
+        self.notify = notify or liquidation_emails_send
         self.closes: list[tuple[LiquidationClose, str, FillPlan]] = []
         self._positions: dict[int, Position] = {}
+        self._by_user: defaultdict[int, list[Position]] = defaultdict(list)
         self._holds: dict[int, Decimal] = {}
         self._with_orders: set[int] = set()
         self._ids: list[int] = []
@@ -635,6 +648,9 @@ class InternalLiquidationBatch:
         self._positions = {
             p.pk: p for p in (Position.from_db("default", _POSITION_ATTNAMES, r) for r in rows)
         }
+        self._by_user = defaultdict(list)
+        for p in self._positions.values():  # id order, as read
+            self._by_user[p.user_id].append(p)
         balances: dict[str, Decimal] = {}
         holds: dict[int, Decimal] = defaultdict(lambda: ZERO)
         for key, kind, user_id, balance in results[self._i["accounts"]] or []:
@@ -656,10 +672,8 @@ class InternalLiquidationBatch:
     def open_positions(self, user_id: int, margin_mode: str | None = None) -> list[Position]:
         return [
             p
-            for p in self._positions.values()
-            if p.user_id == user_id
-            and p.status == Position.Status.OPEN
-            and (margin_mode is None or p.margin_mode == margin_mode)
+            for p in self._by_user.get(user_id, ())
+            if p.status == Position.Status.OPEN and (margin_mode is None or p.margin_mode == margin_mode)
         ]
 
     def has_open_orders(self, user_id: int) -> bool:
@@ -737,8 +751,8 @@ class InternalLiquidationBatch:
     def queue_write(self, batch: SqlBatch) -> None:
         """Queue every write of the closes: positions (the closed ones, and the displayed liquidation
         prices of the users' other positions), fills, the postings (ONE statement; the platform
-        accounts locked here, last, and moved once by their net delta) and the events. Emails are
-        sent on commit."""
+        accounts locked here, last, and moved once by their net delta) and the events. On commit
+        ``notify`` gets the closes (default: the users' emails, sent right away)."""
         if not self.closes:
             return
         assert self._ledger is not None
@@ -781,7 +795,8 @@ class InternalLiquidationBatch:
         if self._ledger:
             self._i["ledger"] = self._ledger.queue(batch)
         closes = [c for c, _key, _plan in self.closes]
-        transaction.on_commit(lambda: _emails(closes))
+        notify = self.notify
+        transaction.on_commit(lambda: notify(closes))
 
     def verify(self, results: list[list[tuple[Any, ...]] | None]) -> None:
         """After the write round trip: every transfer was written (else raise: roll back)."""

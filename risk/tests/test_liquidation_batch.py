@@ -239,8 +239,16 @@ def test_a_batch_closes_exactly_what_one_by_one_closes_to_the_cent(
 
 @pytest.mark.django_db(transaction=True)  # committed configuration is served from the process caches
 def test_one_batch_liquidates_many_in_a_handful_of_round_trips(
-    make_trader: Any, fund: Any, open_position: Any, mailoutbox: Any, django_capture_on_commit_callbacks: Any
+    make_trader: Any,
+    fund: Any,
+    open_position: Any,
+    mailoutbox: Any,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: Any,
 ) -> None:
+    from xbit_admin.celery import app
+
+    monkeypatch.setitem(app.conf, "task_always_eager", True)  # the emails' task runs right here
     users = [make_trader() for _ in range(6)]
     for user in users:
         fund(user, "5000")
@@ -250,7 +258,7 @@ def test_one_batch_liquidates_many_in_a_handful_of_round_trips(
     with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
         assert liquidations_drain() == 6
     # one claim, then ONE transaction of two round trips (locking read, writes), the emails' address
-    # read after commit, and the claims that find nothing more — not ~27 statements per liquidation
+    # read (their task, after commit), and the claims that find nothing more — not ~27 per liquidation
     statements = [q["sql"] for q in queries.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
     statements = [s for s in statements if "risk_riskconfig" not in s]  # the config cache's first load
     assert len(statements) <= 7, "\n".join(s[:120] for s in statements)
@@ -358,3 +366,38 @@ def test_the_batch_size_is_risk_config_edited_with_a_reason_and_bounded(db: Any)
         with pytest.raises(ApplicationError):
             risk_config_update(changes={"liquidation_batch_size": bad}, acting_user=None, reason="x")
     assert risk_config().liquidation_batch_size == 200
+
+
+def test_a_cross_account_that_recovered_then_fell_again_in_the_same_version_is_triggered_again(
+    make_trader: Any, fund: Any, open_position: Any
+) -> None:
+    user = make_trader()
+    fund(user, "1000")
+    position = open_position(user, size="0.1", entry="80000", leverage=10, margin_mode="CROSS")
+    marks = {"BTC": D("70200")}  # a 980 loss on ~997 of cash: equity ~17 ≤ maintenance 28.08
+    assert liquidation_sweep(marks=marks, wake=False)["created"] == 1
+    fund(user, "5000")  # a deposit before execution: healthy at the trigger marks
+    assert liquidations_drain() == 1
+    first = LiquidationTrigger.objects.get()
+    assert first.status == "CANCELLED" and "above maintenance margin" in first.errors[-1]["note"]
+    ledger_post(  # the deposit leaves again: the same positions (same version) fall again
+        key="test-withdraw-again",
+        transfers=[
+            TransferSpec(
+                AccountRef.user(user.pk, AccountKind.CASH),
+                AccountRef.platform(AccountKind.WITHDRAWAL_CLEARING),
+                D("5000"),
+                TransferKind.WITHDRAWAL,
+                "test",
+                user.pk,
+            )
+        ],
+    )
+    assert liquidation_sweep(marks=marks, wake=False)["created"] == 1
+    assert liquidation_sweep(marks=marks, wake=False)["created"] == 0  # recorded once
+    rerun = LiquidationTrigger.objects.exclude(pk=first.pk).get()
+    assert rerun.trigger_id == f"{first.trigger_id}#r1"
+    assert liquidations_drain() == 1
+    rerun.refresh_from_db()
+    position.refresh_from_db()
+    assert rerun.status == "COMPLETED" and position.status == "LIQUIDATED"

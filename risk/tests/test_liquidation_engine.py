@@ -68,14 +68,25 @@ def test_spec_isolated_example_liquidates_at_72280_and_splits_the_800_as_640_and
     assert liquidation_claim(trigger_id=trigger.trigger_id) is None
 
 
-def test_the_email_is_sent_after_commit(
-    trader: Any, open_position: Any, django_capture_on_commit_callbacks: Any, mailoutbox: Any
+def test_the_email_is_sent_after_commit_by_a_default_queue_task(
+    trader: Any,
+    open_position: Any,
+    django_capture_on_commit_callbacks: Any,
+    mailoutbox: Any,
+    monkeypatch: Any,
 ) -> None:
+    from xbit_admin.celery import app
+
+    monkeypatch.setitem(app.conf, "task_always_eager", True)  # the queued task runs right here
     open_position(trader, size="0.1", entry="80000", leverage=10)
     liquidation_sweep(marks={"BTC": D("72000")}, wake=False)
-    with django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
         liquidations_drain()
+    assert not mailoutbox  # nothing before the commit
+    for callback in callbacks:
+        callback()
     assert len(mailoutbox) == 1 and "liquidated" in mailoutbox[0].subject
+    assert mailoutbox[0].to == [trader.email] and "Loss: 800" in mailoutbox[0].body
 
 
 def test_a_position_changed_after_detection_is_not_liquidated_on_the_stale_trigger(
