@@ -68,6 +68,8 @@ def machine() -> dict[str, Any]:
         "memory_gib": mem_gib,
         "python": platform.python_version(),
         "kernel": platform.release(),
+        # other work on the machine at the time (1, 5, 15 min): figures on a busy box are noisy
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -95,3 +97,56 @@ def git_rev() -> str:
         ).stdout.strip()
     except (subprocess.SubprocessError, OSError):
         return "unknown"
+
+
+def wait_for_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[Any] | None = None) -> None:
+    """Poll ``url`` until it answers (any HTTP status); raise if ``proc`` exits or ``timeout`` passes."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before serving {url}")
+        try:
+            urllib.request.urlopen(url, timeout=1)  # noqa: S310 - loopback
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
+    """SIGTERM a process this benchmark started (by its own handle), SIGKILL it if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def own_redis_db() -> str:
+    """Point ``REDIS_URL`` at a Redis database (1–15) of this process's own, claimed as ``devstack test``
+    claims one and flushed at exit: benchmarks that run at the same time then keep their quote caches,
+    streams and Celery queues apart (pub/sub channels stay server-wide). Call before Django is set up."""
+    import atexit
+
+    from xbit_admin.devstack import _claim_redis_db, _release_redis_db
+
+    base = os.environ["REDIS_URL"].rpartition("/")[0]
+    index = _claim_redis_db(base, os.getpid())
+    atexit.register(_release_redis_db, base, index, os.getpid())
+    os.environ["REDIS_URL"] = f"{base}/{index}"
+    return os.environ["REDIS_URL"]
