@@ -55,8 +55,9 @@ from trading.liquidation import (
     liquidation_emails_send,
     position_version,
 )
+from trading.liquidation_sql import insert_rows, update_rows
 from trading.models import MarginMode, Position, Source
-from wallets.ledger import SqlBatch, insert_statement, update_many_statement
+from wallets.ledger import SqlBatch
 from wallets.models import AccountKind
 from xbit_admin.live import broadcast_now
 from xbit_admin.locks import user_lock
@@ -88,6 +89,11 @@ def _console_pusher() -> ThreadPoolExecutor:
         _pusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="liquidation-console")
         _pusher_pid = os.getpid()
     return _pusher
+
+
+def background_flush(timeout: float = 10.0) -> None:
+    """Wait until the after-commit work handed to the background thread is done (tests, shutdown)."""
+    _console_pusher().submit(lambda: None).result(timeout)
 
 
 # ------------------------------------------------------------------------------------------ detect
@@ -126,8 +132,8 @@ def _insert_new(rows: list[LiquidationTrigger]) -> set[str]:
     """Insert the rows whose trigger id is not stored yet; returns the ids inserted."""
     created: set[str] = set()
     with connection.cursor() as cursor:
-        for i in range(0, len(rows), 1000):
-            sql, params = insert_statement(LiquidationTrigger, rows[i : i + 1000], with_pk=False)
+        for i in range(0, len(rows), 5000):
+            sql, params = insert_rows(LiquidationTrigger, rows[i : i + 5000], with_pk=False)
             cursor.execute(sql + " ON CONFLICT (trigger_id) DO NOTHING RETURNING trigger_id", params)
             created.update(row[0] for row in cursor.fetchall())
     return created
@@ -440,9 +446,9 @@ def _execute_internal_batch(claims: list[Claim], worker: str) -> list[str]:
                 finished.append(trigger)
         write = SqlBatch()
         if records:
-            write.add(*insert_statement(LiquidationRecord, records, with_pk=False))
+            write.add(*insert_rows(LiquidationRecord, records, with_pk=False))
         if finished:
-            write.add(*update_many_statement(finished, _TRIGGER_OUTCOME_FIELDS))
+            write.add(*update_rows(finished, _TRIGGER_OUTCOME_FIELDS))
         book.queue_write(write)
         book.verify(write.run())
         if records:
@@ -453,15 +459,25 @@ def _execute_internal_batch(claims: list[Claim], worker: str) -> list[str]:
 
 
 def _emails_later(closes: list[LiquidationClose]) -> None:
-    """After commit: the users' emails go to the ``default`` queue, so sending mail never slows the
-    critical workers in a flash crash; sent right here if the broker cannot take them."""
-    from risk import tasks
+    """After commit: the users' emails go to the ``default`` queue (handed over from the background
+    thread, so neither the broker nor the mail server ever slows the critical workers in a flash
+    crash); sent right there if the broker cannot take them. Best effort, as any email."""
+    payload = [c.as_event() for c in closes]
 
-    try:
-        tasks.liquidation_emails_task.apply_async(args=[[c.as_event() for c in closes]], queue="default")
-    except Exception:
-        logger.warning("could not queue %d liquidation emails; sending them now", len(closes), exc_info=True)
-        liquidation_emails_send(closes)
+    def hand_over() -> None:
+        from risk import tasks
+
+        try:
+            tasks.liquidation_emails_task.apply_async(args=[payload], queue="default")
+        except Exception:
+            logger.warning(
+                "could not queue %d liquidation emails; sending them now", len(closes), exc_info=True
+            )
+            liquidation_emails_send(closes)
+        finally:
+            connection.close()  # this thread's own connection, if the sending needed one
+
+    _console_pusher().submit(hand_over)
 
 
 def _batch_isolated(

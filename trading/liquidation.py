@@ -48,6 +48,7 @@ from trading.execution import (
     fill_plan,
 )
 from trading.execution import _fill_event as fill_event_payload
+from trading.liquidation_sql import insert_rows, update_rows
 from trading.marketdata import Quote, get_quotes
 from trading.models import Fill, MarginMode, Order, Position, Source
 from wallets.ledger import (
@@ -55,10 +56,8 @@ from wallets.ledger import (
     PostingSet,
     SqlBatch,
     TransferSpec,
-    insert_statement,
     ledger_post,
     posting_prepare,
-    update_many_statement,
 )
 from wallets.models import USDC, AccountKind, TransferKind
 from xbit_admin.errors import ApplicationError, ErrorCode
@@ -767,15 +766,12 @@ class InternalLiquidationBatch:
                 moved += _moved_liquidation_prices(
                     positions, cash=self.cash(user_id), holds=self._holds.get(user_id, ZERO), quotes=quotes
                 )
+        batch.add(*update_rows(closed, POSITION_FILL_FIELDS))
+        others = [p for p in moved if p.pk not in written]
+        if others:
+            batch.add(*update_rows(others, ("liquidation_price",)))
         batch.add(
-            *update_many_statement(
-                [*closed, *(p for p in moved if p.pk not in written)], POSITION_FILL_FIELDS
-            )
-        )
-        batch.add(
-            *insert_statement(
-                Fill, [f for _c, _k, plan in self.closes for f in plan.result.fills], with_pk=True
-            )
+            *insert_rows(Fill, [f for _c, _k, plan in self.closes for f in plan.result.fills], with_pk=True)
         )
         events: list[OutboxEvent] = []
         for close, key, plan in self.closes:
@@ -791,7 +787,7 @@ class InternalLiquidationBatch:
             messages = [("trading.fill", f"user:{plan.req.user_id}", fill_payload)]
             for topic, aggregate, payload in messages + _close_events(close, trigger_id=key):
                 events.append(outbox_statement(topic=topic, aggregate=aggregate, payload=payload)[2])
-        batch.add(*insert_statement(OutboxEvent, events, with_pk=False))
+        batch.add(*insert_rows(OutboxEvent, events, with_pk=False))
         if self._ledger:
             self._i["ledger"] = self._ledger.queue(batch)
         closes = [c for c, _key, _plan in self.closes]

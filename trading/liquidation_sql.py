@@ -1,0 +1,89 @@
+"""Bulk SQL for set-based liquidations: many rows in ONE JSON parameter.
+
+psycopg's client-side binding (which :class:`wallets.ledger.SqlBatch` relies on) parses a statement's
+``%s`` placeholders in Python, tens of microseconds each and uncached for long statements: a batch of
+fifty liquidations written with one placeholder per value spent more time being bound than PostgreSQL
+spent writing it. Here the rows of a statement travel as one JSON array (serialised by the C encoder)
+and PostgreSQL unpacks them (``jsonb_array_elements``), casting each column to its own type.
+
+Values are converted as the ORM would write them: decimals quantized to the field's places (half
+even) when they carry more, datetimes as ISO 8601 with their offset, JSON fields as nested JSON.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import uuid
+from collections.abc import Sequence
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection
+from django.db.models import DecimalField, Field, JSONField, Model
+
+
+@functools.cache
+def _column_expr(field: Field[Any, Any], index: int) -> str:
+    """How row element ``index`` becomes the value of ``field``'s column."""
+    if isinstance(field, JSONField):
+        return f"NULLIF(r->{index}, 'null'::jsonb)"
+    db_type = str(field.db_type(connection))
+    if db_type.startswith("varchar"):
+        db_type = "text"  # the column's own length check applies on assignment (a cast would truncate)
+    return f"(r->>{index})::{db_type}"
+
+
+def _json_value(field: Field[Any, Any], value: Any) -> Any:
+    if value is None or isinstance(field, JSONField):
+        return value
+    if isinstance(value, Decimal):
+        assert isinstance(field, DecimalField)
+        places = int(field.decimal_places)
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -places:
+            value = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+        return str(value)
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def _rows_param(fields: Sequence[Field[Any, Any]], objs: Sequence[Model]) -> str:
+    rows = [[_json_value(f, getattr(obj, f.attname)) for f in fields] for obj in objs]
+    return json.dumps(rows, cls=DjangoJSONEncoder, separators=(",", ":"))
+
+
+def insert_rows(model: type[Model], objs: Sequence[Model], *, with_pk: bool) -> tuple[str, list[Any]]:
+    """ONE ``INSERT … SELECT`` of model instances (rows inserted in the given order). ``with_pk``: the
+    instances carry pre-allocated ids. Append ``ON CONFLICT …`` / ``RETURNING …`` as needed."""
+    fields = [f for f in model._meta.concrete_fields if with_pk or not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
+    values = ", ".join(_column_expr(f, i) for i, f in enumerate(fields))
+    sql = (
+        f"INSERT INTO {model._meta.db_table} ({columns}) "  # noqa: S608 - our own table and columns
+        f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS t(r, n) ORDER BY n"
+    )
+    return sql, [_rows_param(fields, objs)]
+
+
+def update_rows(objs: Sequence[Model], names: Sequence[str]) -> tuple[str, list[Any]]:
+    """ONE ``UPDATE … FROM`` of some fields of several instances of a model, by primary key."""
+    meta = objs[0]._meta
+    pk = meta.pk
+    assert pk is not None
+    fields = [pk, *(meta.get_field(name) for name in names)]
+    sets = ", ".join(
+        f"{connection.ops.quote_name(str(f.column))} = {_column_expr(f, i)}"  # type: ignore[union-attr, arg-type]
+        for i, f in enumerate(fields)
+        if i
+    )
+    sql = (
+        f"UPDATE {meta.db_table} AS m SET {sets} FROM jsonb_array_elements(%s::jsonb) AS t(r) "  # noqa: S608
+        f"WHERE m.{connection.ops.quote_name(str(pk.column))} = {_column_expr(pk, 0)}"
+    )
+    return sql, [_rows_param(fields, objs)]  # type: ignore[arg-type]
