@@ -293,6 +293,12 @@ def withdrawals(chains_url: str, n: int) -> dict[str, Any]:
                 except ChainsHTTPError:
                     pass
             time.sleep(0.01)
+        # the worker records BROADCAST after the chain answered: wait for it (server-side figure)
+        while on_chain is not None and time.perf_counter() < deadline:
+            withdrawal.refresh_from_db()
+            if withdrawal.broadcast_at is not None:
+                break
+            time.sleep(0.01)
         withdrawal.refresh_from_db()
         if on_chain is None:
             if i < 0:
