@@ -50,6 +50,7 @@ Reads: ``account_balance(ref)``, and ``ledger_invariant_violations()`` for tests
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
@@ -57,7 +58,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Model
 from django.utils import timezone
 
@@ -175,12 +176,12 @@ class SqlBatch:
 
     def __init__(self) -> None:
         self.statements: list[str] = []
-        self.params: list[Any] = []
+        self.params: list[Sequence[Any]] = []  # per statement
 
     def add(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Queue a statement; returns its index in :meth:`run`'s result."""
         self.statements.append(sql)
-        self.params.extend(params)
+        self.params.append(params)
         return len(self.statements) - 1
 
     def __bool__(self) -> bool:
@@ -192,7 +193,14 @@ class SqlBatch:
             return []
         results: list[list[tuple[Any, ...]] | None] = []
         with connection.cursor() as cursor:
-            cursor.execute(";\n".join(self.statements), self.params)
+            # bound statement by statement (exactly as one execute would bind them all): psycopg caches
+            # how it parses a statement's placeholders for short statements only, never for the joined text
+            bind = cursor.cursor.mogrify
+            cursor.execute(
+                ";\n".join(
+                    bind(sql, params) for sql, params in zip(self.statements, self.params, strict=True)
+                )
+            )
             while True:
                 results.append(cursor.fetchall() if cursor.description is not None else None)
                 if not cursor.nextset():
@@ -201,25 +209,38 @@ class SqlBatch:
         return results
 
 
-def insert_statement(model: type[Model], objs: Sequence[Model], *, with_pk: bool) -> tuple[str, list[Any]]:
-    """``INSERT`` of model instances as the ORM would write them (fields' own DB conversion; JSON with the
-    field's encoder), for a :class:`SqlBatch`. ``with_pk``: the instances carry pre-allocated ids."""
+@functools.cache
+def _insert_shape(model: type[Model], with_pk: bool) -> tuple[list[Any], str, str]:
     meta = model._meta
     fields = [f for f in meta.concrete_fields if with_pk or not f.primary_key]
     columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params = [f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in objs for f in fields]
-    sql = f"INSERT INTO {meta.db_table} ({columns}) VALUES " + ", ".join([row] * len(objs))  # noqa: S608
-    return sql, params
+    head = f"INSERT INTO {meta.db_table} ({columns}) VALUES "  # noqa: S608 - our own table and columns
+    return fields, head, "(" + ", ".join(["%s"] * len(fields)) + ")"
+
+
+def insert_statement(model: type[Model], objs: Sequence[Model], *, with_pk: bool) -> tuple[str, list[Any]]:
+    """``INSERT`` of model instances as the ORM would write them (fields' own DB conversion; JSON with the
+    field's encoder), for a :class:`SqlBatch`. ``with_pk``: the instances carry pre-allocated ids."""
+    fields, head, row = _insert_shape(model, with_pk)
+    db = connections[DEFAULT_DB_ALIAS]  # not the ``connection`` proxy: a thread-local lookup per use
+    params = [f.get_db_prep_save(getattr(obj, f.attname), db) for obj in objs for f in fields]
+    return head + ", ".join([row] * len(objs)), params
+
+
+@functools.cache
+def _update_shape(model: type[Model], fields: tuple[str, ...]) -> tuple[list[Any], str]:
+    meta = model._meta
+    model_fields = [meta.get_field(name) for name in fields]
+    sets = ", ".join(f"{connection.ops.quote_name(str(f.column))} = %s" for f in model_fields)  # type: ignore[union-attr]
+    return model_fields, f"UPDATE {meta.db_table} SET {sets} WHERE id = %s"  # noqa: S608
 
 
 def update_statement(obj: Model, fields: Sequence[str]) -> tuple[str, list[Any]]:
     """``UPDATE`` of some fields of one model instance by primary key, for a :class:`SqlBatch`."""
-    meta = obj._meta
-    model_fields = [meta.get_field(name) for name in fields]
-    sets = ", ".join(f"{connection.ops.quote_name(str(f.column))} = %s" for f in model_fields)  # type: ignore[union-attr]
-    params = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in model_fields]  # type: ignore[union-attr]
-    return f"UPDATE {meta.db_table} SET {sets} WHERE id = %s", [*params, obj.pk]  # noqa: S608
+    model_fields, sql = _update_shape(type(obj), tuple(fields))
+    db = connections[DEFAULT_DB_ALIAS]
+    params = [f.get_db_prep_save(getattr(obj, f.attname), db) for f in model_fields]
+    return sql, [*params, obj.pk]
 
 
 def update_many_statement(objs: Sequence[Model], fields: Sequence[str]) -> tuple[str, list[Any]]:
