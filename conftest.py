@@ -43,6 +43,11 @@ def _clear_cache() -> Iterator[None]:
         client.flushdb()
         if owner is not None:
             client.set("xbit:test-run-owner", owner, ex=3 * 3600)
+        # and the process caches of configuration (a value a previous test loaded inside its rolled-back
+        # transaction must not outlive it)
+        from xbit_admin.live_config import _invalidate_all
+
+        _invalidate_all()
     yield
 
 

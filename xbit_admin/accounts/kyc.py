@@ -10,7 +10,6 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -21,6 +20,7 @@ from xbit_admin.accounts.services import security_event_record
 from xbit_admin.audit.services import audit_record
 from xbit_admin.defaults import register
 from xbit_admin.errors import ApplicationError, ErrorCode
+from xbit_admin.live_config import LiveConfig, invalidate
 
 KycStatus = User.KycStatus
 
@@ -32,7 +32,6 @@ DEFAULT_KYC_LIMITS: dict[str, tuple[Decimal, Decimal]] = {
     KycStatus.VERIFIED: (Decimal(1_000_000), Decimal(10_000_000)),
     KycStatus.REJECTED: (Decimal(10_000), Decimal(0)),
 }
-_CACHE_TTL = 60
 
 
 class KycProvider(Protocol):
@@ -65,25 +64,28 @@ class KycLimits:
     max_order_notional: Decimal
 
 
-def _cache_key(status: str) -> str:
-    return f"kyc-limits:{status}"
+def _load_limits() -> dict[str, KycLimits]:
+    return {
+        row.status: KycLimits(row.status, row.daily_withdrawal_limit, row.max_order_notional)
+        for row in KycLimit.objects.all()
+    }
+
+
+# every status's limits in process memory (the order path reads them per order); edits invalidate
+# every process on commit (``xbit_admin.live_config``)
+KYC_LIMITS_CACHE: LiveConfig[dict[str, KycLimits]] = LiveConfig("kyc_limits", _load_limits)
 
 
 def kyc_limits_get(status: str) -> KycLimits:
-    """Limits of one status (cached for a minute; edits invalidate after commit)."""
-    cached = cache.get(_cache_key(status))
-    if cached is not None:
-        withdrawal, notional = cached
-        return KycLimits(status, Decimal(withdrawal), Decimal(notional))
-    row = KycLimit.objects.filter(status=status).first()
-    if row is None:
-        withdrawal, notional = DEFAULT_KYC_LIMITS[status]
-        row, _ = KycLimit.objects.get_or_create(
-            status=status, defaults={"daily_withdrawal_limit": withdrawal, "max_order_notional": notional}
-        )
-    cache.set(
-        _cache_key(status), (str(row.daily_withdrawal_limit), str(row.max_order_notional)), timeout=_CACHE_TTL
+    """Limits of one status (process cache; edits invalidate it after commit)."""
+    limits = KYC_LIMITS_CACHE.get().get(status)
+    if limits is not None:
+        return limits
+    withdrawal, notional = DEFAULT_KYC_LIMITS[status]
+    row, _ = KycLimit.objects.get_or_create(
+        status=status, defaults={"daily_withdrawal_limit": withdrawal, "max_order_notional": notional}
     )
+    invalidate(KYC_LIMITS_CACHE.name)
     return KycLimits(status, row.daily_withdrawal_limit, row.max_order_notional)
 
 
@@ -140,7 +142,7 @@ def kyc_limits_update(
             after={k: str(v) for k, v in values.items()},
             reason=reason,
         )
-        transaction.on_commit(lambda: cache.delete(_cache_key(status)))
+        invalidate(KYC_LIMITS_CACHE.name)
     return row
 
 
