@@ -2,28 +2,34 @@
 
 Life of an HL-routed order:
 
-1. **Prepare** (inside the order transaction, under the user's lock): the price to send is fixed (a
-   market order is an IOC limit at mid ± slippage, rounded as HL requires), margin is checked at that
-   worst price, and IM + fee at that price are frozen as an order hold. The order gets its ``cloid``
-   (derived from our id). Nothing has left the building; a rejection here freezes nothing.
-2. **Send** (after commit, no DB transaction open during the network call): ``hl_submitted_at`` is set
-   and committed first — a crash after that point can never lead to a second send — then the order goes
-   to HL through the gateway, with ``expiresAfter`` so an unanswered request has a bounded life.
-3. **Apply** (a new transaction): HL's answer becomes state. ``filled``: HL's own fills for the oid
-   (``userFillsByTime``) are applied one by one through ``fill_apply`` — entry/close at HL's prices, each
-   partial fill recorded with HL's fee beside the user's fee — and the hold is released.
-   ``resting``: the order is OPEN with its hold; later fills arrive from the user stream (or the
-   backfill after a reconnect). ``error`` / ``status: err``: REJECTED with HL's message, hold released.
+1. **Prepare** (inside the order transaction, under the user's lock, written with the order in one
+   round trip: ``services._prepare_hl``): the price to send is fixed (a market order is an IOC limit
+   at mid ± slippage, rounded as HL requires), margin is checked at that worst price, IM + fee at that
+   price are frozen as an order hold, the order gets its ``cloid`` (derived from our id) and
+   ``hl_submitted_at``. Nothing has left the building; a rejection here freezes nothing.
+2. **Send** (after commit, no DB transaction open during the network call, by the placing caller
+   only): ``expiresAfter`` is ``hl_submitted_at`` + ``ORDER_EXPIRY_MS``, so an order HL has not seen
+   by then can never execute — whenever the process actually got to send it.
+3. **Apply** HL's answer. ``filled`` (total size, average price): booked at once in one transaction
+   like an internal fill (``services.hl_order_fill``): the fill at HL's average price, the user's fee,
+   the hold released, the order FILLED (or CANCELLED for the unfilled rest of an IOC). HL's per-trade
+   details — trade ids and the exact fee HL charged the platform — arrive on the user stream (and its
+   REST backfill) and are reconciled afterwards, once per order (``fill_details_reconcile``).
+   ``resting``: the order is OPEN with its hold; its fills (including any taken when it was placed)
+   arrive from the user stream or the backfill and are applied one by one, keyed on HL's trade id.
+   ``error`` / ``status: err``: REJECTED with HL's message, hold released.
 4. **Unknown outcome** (timeout, 5xx, dropped connection): the order's status is queried by cloid at
-   once — never re-sent. If HL knows it, step 3 applies. If HL does not and the action's expiry has
-   passed, it never happened: the order fails and the hold is released. Otherwise ``hl_orders_resolve``
-   (Celery beat) tries again shortly.
+   once — never re-sent. If HL knows it, its trades are applied one by one (``apply_fills``). If HL
+   does not and the action's expiry has passed, it never happened: the order fails and the hold is
+   released. Otherwise ``hl_orders_resolve`` (Celery beat) tries again shortly.
+
+An order is booked by exactly one of these paths: each takes the user's lock and re-reads the order,
+and only an order still ACCEPTED (the answer) or still open (trades one by one) is booked.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -44,7 +50,6 @@ from trading.venues.hl import (
     HLRequestError,
     OrderResult,
     gateway,
-    order_cloid,
 )
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import AccountKind, TransferKind
@@ -94,29 +99,6 @@ def send_price(order: Order, market: Market, quote: Quote) -> Decimal:
     return price
 
 
-def prepare(*, order: Order, market: Market, quote: Quote, hold: Decimal) -> Order:
-    """Step 1, inside the order transaction: price, cloid, hold (already margin-checked by the caller)."""
-    order.hl_limit_price = send_price(order, market, quote)
-    order.cloid = order_cloid(order.pk)
-    if hold > ZERO:
-        ledger_post(
-            key=f"order-hold:{order.pk}",
-            transfers=[
-                TransferSpec(
-                    AccountRef.user(order.user_id, AccountKind.CASH),
-                    AccountRef.user(order.user_id, AccountKind.ORDER_HOLD, sub=f"order:{order.pk}"),
-                    hold,
-                    TransferKind.ORDER_HOLD,
-                    "order",
-                    order.pk,
-                )
-            ],
-        )
-    order.hold_amount = hold
-    order.save(update_fields=["hl_limit_price", "cloid", "hold_amount", "updated_at"])
-    return order
-
-
 def hold_for(order: Order, price: Decimal, opened_size: Decimal, fee_rate: Decimal) -> Decimal:
     if order.reduce_only:
         return ZERO
@@ -128,17 +110,13 @@ def hold_for(order: Order, price: Decimal, opened_size: Decimal, fee_rate: Decim
 # ------------------------------------------------------------------------------------------ 2. send
 
 
-def send_and_apply(*, order_id: int) -> Order:
-    """Steps 2–4 for an ACCEPTED HL order. Safe to call twice: only the caller that marks the order
-    submitted sends it; anyone else resolves it by cloid."""
-    claimed = Order.objects.filter(
-        pk=order_id, status=Order.Status.ACCEPTED, hl_submitted_at__isnull=True
-    ).update(hl_submitted_at=timezone.now(), updated_at=timezone.now())
-    order = Order.objects.get(pk=order_id)
-    if not claimed:
-        return resolve(order=order) if order.status == Order.Status.ACCEPTED else order
+def send_and_apply(*, order: Order, quote: Quote | None = None) -> Order:
+    """Steps 2–4 for an order just prepared (ACCEPTED, ``hl_submitted_at`` committed). Called once, by
+    the caller that placed it; everyone else (the resolver) only ever asks HL by cloid. ``quote``: the
+    order's quote as read when it was placed (reused for the liquidation prices)."""
     gw = trading_gateway()
-    assert order.hl_limit_price is not None and order.cloid is not None
+    assert order.hl_limit_price is not None and order.cloid is not None and order.hl_submitted_at is not None
+    expires_at_ms = int(order.hl_submitted_at.timestamp() * 1000) + ORDER_EXPIRY_MS
     try:
         # Never reduce-only on the wire: the trading account holds the netted position of every user, so
         # one user's close may well increase the account's net position (users long and short at once).
@@ -151,13 +129,14 @@ def send_and_apply(*, order_id: int) -> Order:
             tif=_tif(order),
             reduce_only=False,
             cloid=order.cloid,
+            expires_at_ms=expires_at_ms,
         )
     except HLRequestError as exc:
         if exc.uncertain:
             logger.warning("HL order %s outcome unknown (%s); resolving by cloid", order.pk, exc.kind)
             return resolve(order=order)
         return _fail(order, ErrorCode.VENUE_ERROR, f"Hyperliquid refused the order: {exc.message}")
-    return apply_result(order_id=order.pk, result=result)
+    return apply_result(order=order, result=result, quote=quote)
 
 
 def _tif(order: Order) -> str:
@@ -169,15 +148,15 @@ def _tif(order: Order) -> str:
 # ------------------------------------------------------------------------------------------ 3. apply
 
 
-def apply_result(*, order_id: int, result: OrderResult) -> Order:
-    order = Order.objects.get(pk=order_id)
+def apply_result(*, order: Order, result: OrderResult, quote: Quote | None = None) -> Order:
+    """HL's answer to our order becomes state (step 3)."""
     if result.kind == "error":
         return _fail(order, ErrorCode.VENUE_ERROR, f"Hyperliquid: {result.error}", hl_error=result.error)
-    gw = trading_gateway()
+    assert result.oid is not None
     if result.kind == "resting":
         with transaction.atomic():
             user_lock(order.user_id)
-            order = Order.objects.select_for_update(of=("self",)).get(pk=order_id)
+            order = Order.objects.select_for_update(of=("self",)).get(pk=order.pk)
             if order.status == Order.Status.ACCEPTED:
                 order.hl_oid = result.oid
                 order.status = Order.Status.OPEN
@@ -185,47 +164,22 @@ def apply_result(*, order_id: int, result: OrderResult) -> Order:
                 order.updated_at = timezone.now()
                 order.save(update_fields=["hl_oid", "status", "expires_at", "updated_at"])
                 OrderEvent.objects.create(order=order, status=order.status, detail={"hl_oid": result.oid})
-        # a partially filled-then-resting order: pick up what already filled
-        fills = gw.fills_for_order(result.oid or 0, _since_ms(order))
-        return apply_fills(order_id=order.pk, fills=fills, final=False) if fills else order
-    # filled: HL's own fills for the oid, one by one
-    assert result.oid is not None
-    fills = _fills_with_retry(gw, result.oid, order, expected=result.total_size or ZERO)
-    if not fills:
-        # HL said filled but its fill history does not show them yet: record HL's summary as one fill
-        # (tid unknown); a later backfill with the real tids is ignored by the size check in apply_fills
-        fills = [
-            HLFill(
-                oid=result.oid,
-                tid=-order.pk,
-                coin=order.asset,
-                price=result.avg_price or ZERO,
-                size=result.total_size or ZERO,
-                side="B" if order.side == "BUY" else "A",
-                fee=ZERO,
-                closed_pnl=ZERO,
-                time_ms=int(time.time() * 1000),
-                start_position=ZERO,
-                crossed=True,
-            )
-        ]
-    with transaction.atomic():
-        Order.objects.filter(pk=order_id, hl_oid__isnull=True).update(hl_oid=result.oid)
-    return apply_fills(order_id=order.pk, fills=fills, final=True)
+        # what it may have filled on arrival comes with its trades on the user stream (re-read a moment
+        # later, as the trades reach the stream before this commit) and the backfill
+        return order
+    if not result.total_size or not result.avg_price:
+        # "filled" without a size: nothing we can book from the answer; HL's trades settle it
+        logger.error("HL answered filled without size for order %s: %s", order.pk, result)
+        return resolve(order=order)
+    from trading.services import hl_order_fill
+
+    return hl_order_fill(
+        order=order, hl_oid=result.oid, size=result.total_size, price=result.avg_price, quote=quote
+    )
 
 
 def _since_ms(order: Order) -> int:
     return int((order.created_at - timedelta(seconds=5)).timestamp() * 1000)
-
-
-def _fills_with_retry(gw: HLGateway, oid: int, order: Order, *, expected: Decimal) -> list[HLFill]:
-    for delay in (0, 0.05, 0.2, 0.5):
-        if delay:
-            time.sleep(delay)
-        fills = gw.fills_for_order(oid, _since_ms(order))
-        if sum((f.size for f in fills), ZERO) >= expected:
-            return fills
-    return fills
 
 
 def apply_fills(*, order_id: int, fills: list[HLFill], final: bool) -> Order:
@@ -236,6 +190,9 @@ def apply_fills(*, order_id: int, fills: list[HLFill], final: bool) -> Order:
         order = Order.objects.get(pk=order_id)
         user_lock(order.user_id)
         order = Order.objects.select_for_update(of=("self",)).select_related("position").get(pk=order_id)
+        if order.status in Order.TERMINAL:
+            # booked already (from HL's answer, or by a resolver or cancel that got there first)
+            return order
         known = set(Fill.objects.filter(hl_tid__in=[f.tid for f in fills]).values_list("hl_tid", flat=True))
         fresh = [f for f in sorted(fills, key=lambda f: f.tid) if f.tid not in known and f.size > ZERO]
         for hl_fill in fresh:
@@ -552,17 +509,109 @@ def reduce_only_close(
 
 
 def ingest_fills(fills: list[HLFill]) -> int:
-    """Fills of the trading account seen on the ``userFills`` stream or in a backfill: apply those that
-    belong to our resting orders (matched by oid). Idempotent per trade id."""
+    """Fills of the trading account seen on the ``userFills`` stream or in a backfill (matched to our
+    orders by oid): applied to our resting orders one by one (idempotent per trade id), and the trade
+    details of orders booked from HL's answer reconciled (once per order). Returns how many orders
+    changed."""
     by_oid: dict[int, list[HLFill]] = {}
     for f in fills:
         by_oid.setdefault(f.oid, []).append(f)
-    applied = 0
+    if not by_oid:
+        return 0
+    changed = 0
     for order in Order.objects.filter(hl_oid__in=list(by_oid), status__in=OPEN):
         before = order.filled_size
         order = apply_fills(order_id=order.pk, fills=by_oid[order.hl_oid or 0], final=False)
-        applied += order.filled_size != before
-    return applied
+        changed += order.filled_size != before
+    pending = (
+        Fill.objects.filter(
+            order__hl_oid__in=list(by_oid),
+            source=Source.HYPERLIQUID,
+            hl_fee__isnull=True,
+            hl_tid__isnull=True,
+        )
+        .values_list("order_id", "order__hl_oid")
+        .distinct()
+    )
+    for order_id, oid in list(pending):
+        changed += fill_details_reconcile(order_id=order_id, fills=by_oid.get(oid or 0, []))
+    return changed
+
+
+_USDC = Decimal("0.000001")
+
+
+def fill_details_reconcile(*, order_id: int, fills: list[HLFill]) -> bool:
+    """HL's own trades of an order that was booked from HL's answer (``services.hl_order_fill``: one
+    fill at the average price, HL's fee not yet known): record them with the order (an ``HL_TRADES``
+    event: trade ids, prices, sizes, fees), set ``hl_fee`` — what HL charged the platform, shared by
+    size — on the order's fill rows, and book that cost against the fee revenue (``fee_revenue`` →
+    ``hl_pnl``/trading, one transfer per trade id).
+
+    Once per order: the order's fill rows still without ``hl_fee`` are claimed under their row locks
+    (a second caller finds none and does nothing), and the posting's key ``hl-fee:<order>`` is the
+    second line. Returns False, booking nothing, while HL's trades for the order do not yet add up to
+    the size booked from the answer (the next stream message or backfill brings the rest)."""
+    trades = sorted((f for f in fills if f.size > ZERO), key=lambda f: f.tid)
+    with transaction.atomic():
+        rows = list(
+            Fill.objects.select_for_update()
+            .filter(order_id=order_id, source=Source.HYPERLIQUID, hl_fee__isnull=True, hl_tid__isnull=True)
+            .order_by("id")
+        )
+        if not rows:
+            return False
+        booked = sum((r.size for r in rows), ZERO)
+        traded = sum((f.size for f in trades), ZERO)
+        if traded != booked:
+            if traded > booked:
+                logger.error(
+                    "HL trades of order %s add up to %s but %s was booked from HL's answer",
+                    order_id,
+                    traded,
+                    booked,
+                )
+            return False
+        hl_fee = sum((f.fee for f in trades), ZERO)
+        left = hl_fee
+        for i, row in enumerate(rows):
+            share = (
+                left
+                if i == len(rows) - 1
+                else (hl_fee * row.size / booked).quantize(_USDC, rounding=ROUND_DOWN)
+            )
+            row.hl_fee = share
+            left -= share
+        Fill.objects.bulk_update(rows, ["hl_fee"])
+        fee_revenue = AccountRef.platform(AccountKind.FEE_REVENUE)
+        hl_pnl = AccountRef.platform(AccountKind.HL_PNL, sub="trading")
+        transfers = [
+            # what HL charged the platform's account is a cost against the fee revenue (a rebate the reverse)
+            TransferSpec(
+                *((fee_revenue, hl_pnl) if f.fee > ZERO else (hl_pnl, fee_revenue)),
+                abs(f.fee),
+                TransferKind.TRADING_FEE,
+                "hl_fill",
+                f.tid,
+            )
+            for f in trades
+            if f.fee != ZERO
+        ]
+        if transfers:
+            ledger_post(key=f"hl-fee:{order_id}", transfers=transfers)
+        OrderEvent.objects.create(
+            order_id=order_id,
+            status="HL_TRADES",
+            detail={
+                "trades": [
+                    {"tid": f.tid, "price": str(f.price), "size": str(f.size), "fee": str(f.fee)}
+                    for f in trades
+                ],
+                "hl_fee": str(hl_fee),
+                "vwap": str(sum((f.price * f.size for f in trades), ZERO) / traded),
+            },
+        )
+    return True
 
 
 def backfill(*, since_ms: int) -> int:

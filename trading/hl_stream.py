@@ -5,6 +5,12 @@ master address and applies fills of our resting orders (``hl_execution.ingest_fi
 HL trade id). HL does not replay missed user events and the SDK never reconnects, so: on every
 (re)connect — and every ``backfill_every_s`` as a safety net — the account's fills since the last
 seen time are re-read by REST and applied; a silent or dead socket is rebuilt with backoff.
+
+Every streamed batch is ingested twice: at once, and again ``RECHECK_S`` later. HL publishes the
+trades of an order as it matches it, usually before the placing process has committed HL's answer
+(the order's oid is not recorded yet), so the first pass cannot match them; the second settles them
+(both passes are idempotent: trade ids for resting orders, once per order for the trade details of
+orders booked from the answer — ``hl_execution.fill_details_reconcile``).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from django.db import close_old_connections
@@ -23,6 +30,7 @@ from xbit_admin.loops import db_recover
 
 logger = logging.getLogger(__name__)
 BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+RECHECK_S = 0.5
 
 
 class UserStream:
@@ -36,6 +44,7 @@ class UserStream:
         self.last_message = time.monotonic()
         self.since_ms = int(time.time() * 1000) - 10 * 60 * 1000
         self.info: Info | None = None
+        self.recheck: deque[tuple[float, list[HLFill]]] = deque()  # (due, fills) for the second pass
 
     def _on_fills(self, message: Any) -> None:
         self.last_message = time.monotonic()
@@ -45,12 +54,26 @@ class UserStream:
             return
         try:
             fills = [HLFill.parse(r) for r in rows]
+            self.recheck.append((time.monotonic() + RECHECK_S, fills))
             ingest_fills(fills)
             self.since_ms = max(self.since_ms, max(f.time_ms for f in fills) - 60_000)
         except Exception:
             logger.exception("applying streamed HL fills failed; the backfill will retry")
         finally:
             close_old_connections()
+
+    def recheck_due(self) -> None:
+        """The second pass over streamed batches whose ``RECHECK_S`` has passed."""
+        now = time.monotonic()
+        if not self.recheck or self.recheck[0][0] > now:
+            return
+        while self.recheck and self.recheck[0][0] <= now:
+            _due, fills = self.recheck.popleft()
+            try:
+                ingest_fills(fills)
+            except Exception:
+                logger.exception("re-applying streamed HL fills failed; the backfill will retry")
+        close_old_connections()
 
     def _on_order_updates(self, message: Any) -> None:
         self.last_message = time.monotonic()
@@ -89,7 +112,8 @@ class UserStream:
                 backfill(since_ms=self.since_ms)  # what happened while we were not listening
                 attempt = 0
                 next_backfill = time.monotonic() + self.backfill_every_s
-                while not self.stop_event.wait(0.5):
+                while not self.stop_event.wait(RECHECK_S / 2):
+                    self.recheck_due()
                     if not self._alive():
                         logger.warning("HL user stream silent or closed; reconnecting")
                         break

@@ -7,6 +7,7 @@ Validation happens before anything is written: a rejected request freezes nothin
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -17,13 +18,13 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Model, Q
 from django.utils import timezone
 
 from routing.decision import Decision, Reason, Route, decide
 from routing.models import RoutingDecisionLog
 from routing.selectors import asset_routing, in_canary_cohort
-from trading import margin, netting
+from trading import margin, netting, prepared
 from trading.account import AccountState, account_state, user_balances
 from trading.config import TradingSettings, trading_settings
 from trading.execution import (
@@ -320,6 +321,7 @@ class _Locked:
     order_id: int | None
     fill_ids: list[int]
     position_id: int | None
+    order: Order | None = None  # an existing order read (and locked) with the rest (``lock_order``)
 
 
 def _lock_and_read(
@@ -329,13 +331,16 @@ def _lock_and_read(
     draw_fill_ids: bool,
     asset: str = "",
     margin_mode: str = "",
+    source: str = Source.INTERNAL,
+    lock_order: int | None = None,
 ) -> _Locked:
     """One round trip: the user's advisory lock (``xbit_admin.locks.user_lock``, taken first as
     everywhere), then — under it — the open positions (locked), the user's USDC ledger accounts that
     hold money plus cash (locked: they are the balances the margin check uses and the fill posts to;
     lock order user accounts → platform accounts as in ``wallets.ledger``), the leverage setting, and
-    ids drawn for the order, its fill and a position it may open (a new position only when no open
-    one of the same key exists)."""
+    ids drawn for the order, its fill and a position it may open (a new ``source`` position only when
+    no open one of the same key exists). ``lock_order``: an existing order of the user, locked and
+    read too (a fill of an order placed earlier)."""
     if not connection.in_atomic_block:
         raise RuntimeError("the order path runs inside a transaction")
     asset = inp.asset if inp is not None else asset
@@ -364,9 +369,16 @@ def _lock_and_read(
         "CASE WHEN %s AND NOT EXISTS (SELECT 1 FROM trading_position WHERE user_id = %s AND asset = %s "
         "AND source = %s AND margin_mode = %s AND status = %s) "
         "THEN nextval(pg_get_serial_sequence('trading_position', 'id')) END",
-        [draw_fill_ids, draw_fill_ids, user_id, asset, Source.INTERNAL, margin_mode, Position.Status.OPEN],
+        [draw_fill_ids, draw_fill_ids, user_id, asset, source, margin_mode, Position.Status.OPEN],
     )
-    results = batch.run()
+    i_order = -1
+    if lock_order is not None:
+        i_order = batch.add(
+            f"SELECT {_order_columns()} FROM {Order._meta.db_table} "  # noqa: S608 - our own column names
+            "WHERE id = %s AND user_id = %s FOR UPDATE",
+            [lock_order, user_id],
+        )
+    results = prepared.run(batch)
     names = _position_attnames()
     positions = [Position.from_db("default", names, row) for row in results[i_positions] or []]
     balances: dict[str, Decimal] = {}
@@ -376,7 +388,9 @@ def _lock_and_read(
         per_kind[kind] = per_kind.get(kind, ZERO) + balance
     leverage_rows = results[i_leverage] or []
     order_id, fill_id, position_id = (results[i_ids] or [(None, None, None)])[0]
+    order_rows = (results[i_order] or []) if lock_order is not None else []
     return _Locked(
+        order=Order.from_db("default", _order_attnames(), order_rows[0]) if order_rows else None,
         positions=positions,
         balances=balances,
         cash=per_kind.get(AccountKind.CASH, ZERO),
@@ -388,12 +402,30 @@ def _lock_and_read(
     )
 
 
+@functools.cache
+def _attnames(model: type[Model]) -> list[str]:
+    return [f.attname for f in model._meta.concrete_fields]
+
+
+@functools.cache
+def _columns(model: type[Model]) -> str:
+    return ", ".join(connection.ops.quote_name(str(f.column)) for f in model._meta.concrete_fields)
+
+
 def _position_attnames() -> list[str]:
-    return [f.attname for f in Position._meta.concrete_fields]
+    return _attnames(Position)
 
 
 def _position_columns() -> str:
-    return ", ".join(connection.ops.quote_name(str(f.column)) for f in Position._meta.concrete_fields)
+    return _columns(Position)
+
+
+def _order_attnames() -> list[str]:
+    return _attnames(Order)
+
+
+def _order_columns() -> str:
+    return _columns(Order)
 
 
 def _decide(
@@ -445,7 +477,7 @@ def _ensure_written(order: Order) -> None:
     if writes is not None:
         batch = SqlBatch()
         writes.queue(batch)
-        batch.run()
+        prepared.run(batch)
 
 
 def _fee_rate(settings: TradingSettings, route: str, *, maker: bool) -> Decimal:
@@ -510,7 +542,7 @@ def order_place(*, user: User, inp: OrderInput) -> Order:
         # during the network call
         from trading import hl_execution
 
-        order = hl_execution.send_and_apply(order_id=order.pk)
+        order = hl_execution.send_and_apply(order=order, quote=quote)
         if order.status == Order.Status.REJECTED and order.error_code:
             raise ApplicationError(ErrorCode(order.error_code), order.error_message, {"order_id": order.pk})
     return order
@@ -679,7 +711,6 @@ def _place_locked(
                 reason=str(decision.reason),
             )
             raise _RejectAfterCommit(error)
-        _ensure_written(order)
         return _prepare_hl(order=order, market=market, quote=quote, settings=settings, locked=locked)
     return _execute_internal(order=order, market=market, quote=quote, settings=settings, locked=locked)
 
@@ -687,15 +718,20 @@ def _place_locked(
 def _prepare_hl(
     *, order: Order, market: Market, quote: Quote, settings: TradingSettings, locked: _Locked
 ) -> Order:
-    """HL-routed: margin checked and frozen at the price that will be sent (worst case for a market
-    order); the send itself happens after this transaction commits."""
+    """HL-routed (spec 02, step 1 of ``trading.hl_execution``): margin checked and frozen at the price
+    that will be sent (worst case for a market order), the cloid derived from the order id, and the
+    order marked submitted — written with the order itself in ONE round trip. The send happens right
+    after this transaction commits, by this caller only (``hl_submitted_at`` is committed first: a
+    crash in between leaves an order the resolver finds unknown to HL and fails once the request's
+    expiry, anchored on ``hl_submitted_at``, has passed)."""
     from trading import hl_execution
+    from trading.venues.hl import order_cloid
 
     positions = locked.positions
     price = hl_execution.send_price(order, market, quote)
     fee_rate = _fee_rate(settings, Source.HYPERLIQUID, maker=False)
     cash, holds = locked.cash, locked.holds
-    quotes = get_quotes(sorted({p.asset for p in positions} | {order.asset}))
+    quotes = _quotes_for(quote, positions)
     state = account_state(cash=cash, order_holds=holds, positions=positions, quotes=quotes)
     _margin_check(order=order, price=price, positions=positions, fee_rate=fee_rate, state=state)
     key = next(
@@ -719,7 +755,38 @@ def _prepare_hl(
         price,
     )
     hold = hl_execution.hold_for(order, price, effect.opened_size, fee_rate)
-    return hl_execution.prepare(order=order, market=market, quote=quote, hold=hold)
+    now = timezone.now()
+    order.hl_limit_price = price
+    order.cloid = order_cloid(order.pk)
+    order.hold_amount = hold
+    order.hl_submitted_at = now
+    order.updated_at = now
+    batch = SqlBatch()
+    writes = _pending_writes(order)
+    if writes is not None:
+        writes.queue(batch)  # the order is inserted in this state
+    else:
+        batch.add(*update_statement(order, _ORDER_HL_PREPARE_FIELDS))
+    if hold > ZERO:
+        posting = posting_prepare(
+            key=f"order-hold:{order.pk}",
+            transfers=[
+                TransferSpec(
+                    AccountRef.user(order.user_id, AccountKind.CASH),
+                    AccountRef.user(order.user_id, AccountKind.ORDER_HOLD, sub=f"order:{order.pk}"),
+                    hold,
+                    TransferKind.ORDER_HOLD,
+                    "order",
+                    order.pk,
+                )
+            ],
+        )
+        posting_write(batch, posting, dict(locked.balances), replay_safe=False)
+    prepared.run(batch)
+    return order
+
+
+_ORDER_HL_PREPARE_FIELDS = ("hl_limit_price", "cloid", "hold_amount", "hl_submitted_at", "updated_at")
 
 
 class _RejectAfterCommit(Exception):
@@ -874,34 +941,13 @@ def _fill_internal(
     hold: Decimal = ZERO,
     fill_size: Decimal | None = None,
 ) -> Order:
-    """Fill (the rest of) an internal order at ``price``: everything computed in memory from the
-    locking read, then written in ONE round trip — the order (inserted in its final state when it is
-    new), its events, the hold release, the fill, position(s), ledger postings, outbox event and the
-    liquidation prices that moved."""
+    """Fill (the rest of) an internal order at ``price``: margin checked, then everything computed in
+    memory from the locking read and written in ONE round trip (``_fill_locked``)."""
     fee_rate = _fee_rate(settings, Source.INTERNAL, maker=maker)
     # one read of balances and marks serves the margin check, the fill and the liquidation prices after it
-    cash, holds = locked.cash, locked.holds
     quotes = _quotes_for(quote, positions)
-    state = account_state(cash=cash, order_holds=holds, positions=positions, quotes=quotes)
+    state = account_state(cash=locked.cash, order_holds=locked.holds, positions=positions, quotes=quotes)
     _margin_check(order=order, price=price, positions=positions, fee_rate=fee_rate, state=state, hold=hold)
-    batch = SqlBatch()
-    balances = dict(locked.balances)
-    if hold > ZERO:
-        release = posting_prepare(
-            key=f"order-hold-release:{order.pk}",
-            transfers=[
-                TransferSpec(
-                    AccountRef.user(order.user_id, AccountKind.ORDER_HOLD, sub=f"order:{order.pk}"),
-                    AccountRef.user(order.user_id, AccountKind.CASH),
-                    hold,
-                    TransferKind.ORDER_RELEASE,
-                    "order",
-                    order.pk,
-                )
-            ],
-        )
-        posting_write(batch, release, balances, replay_safe=False)
-        order.hold_amount = ZERO
     target = (
         order.position
         if order.reduce_only
@@ -931,12 +977,64 @@ def _fill_internal(
         reserve_share=settings.client_loss_reserve_share,
         order=order,
     )
+    status = Order.Status.FILLED if order.filled_size + size == order.size else Order.Status.PARTIALLY_FILLED
+    return _fill_locked(
+        order=order,
+        req=req,
+        target=target,
+        locked=locked,
+        quotes=quotes,
+        hold=hold,
+        status=status,
+        detail={"price": str(price), "size": str(size)},
+    )
+
+
+def _fill_locked(
+    *,
+    order: Order,
+    req: FillRequest,
+    target: Position | None,
+    locked: _Locked,
+    quotes: dict[str, Quote],
+    hold: Decimal,
+    status: str,
+    detail: dict[str, Any],
+    order_fields: tuple[str, ...] = (),
+) -> Order:
+    """Book one execution of ``order`` (``req``, on ``target``) under the user's lock, in ONE round
+    trip: the hold released (``hold``), the order (inserted in its final state when it is new, else
+    updated: fill fields plus ``order_fields``) and its ``status`` event, the fill, position(s), ledger
+    posting, outbox event and the liquidation prices that moved. Shared by the internal fills and the
+    HL fills booked from HL's answer."""
+    batch = SqlBatch()
+    balances = dict(locked.balances)
+    if hold > ZERO:
+        release = posting_prepare(
+            key=f"order-hold-release:{order.pk}",
+            transfers=[
+                TransferSpec(
+                    AccountRef.user(order.user_id, AccountKind.ORDER_HOLD, sub=f"order:{order.pk}"),
+                    AccountRef.user(order.user_id, AccountKind.CASH),
+                    hold,
+                    TransferKind.ORDER_RELEASE,
+                    "order",
+                    order.pk,
+                )
+            ],
+        )
+        posting_write(batch, release, balances, replay_safe=False)
+        order.hold_amount -= hold
     fill_ids, position_id = _ids_for(locked, req, target)
     plan = fill_plan(
-        req=req, position=target, cash_available=cash + hold, fill_ids=fill_ids, position_id=position_id
+        req=req,
+        position=target,
+        cash_available=locked.cash + hold,
+        fill_ids=fill_ids,
+        position_id=position_id,
     )
     result: FillResult = plan.result
-    previous = order.filled_size
+    previous, size, price = order.filled_size, req.size, req.price
     order.filled_size = previous + size
     order.avg_fill_price = (
         price
@@ -944,33 +1042,124 @@ def _fill_internal(
         else ((order.avg_fill_price or price) * previous + price * size) / order.filled_size
     )
     order.fee_total += result.fee
-    order.status = Order.Status.FILLED if order.filled_size == order.size else Order.Status.PARTIALLY_FILLED
+    order.status = status
     order.updated_at = timezone.now()
     if order.position_id is None and result.position is not None:
         order.position = result.position
-    filled = _event(order, order.status, price=str(price), size=str(size))
+    event = _event(order, status, **detail)
     remaining = [
-        p for p in positions if p.status == Position.Status.OPEN and p not in result.closed_positions
+        p for p in locked.positions if p.status == Position.Status.OPEN and p not in result.closed_positions
     ]
     if result.position is not None and result.position not in remaining:
         remaining.append(result.position)
-    after = account_state(cash=result.cash_after, order_holds=holds, positions=remaining, quotes=quotes)
+    after = account_state(
+        cash=result.cash_after, order_holds=locked.holds - hold, positions=remaining, quotes=quotes
+    )
     moved = _set_liquidation_prices(after)
 
     writes = _pending_writes(order)
     if writes is not None:
-        writes.events.append(filled)
+        writes.events.append(event)
         writes.queue(batch)
     else:
-        batch.add(*update_statement(order, _ORDER_FILL_FIELDS))
-        batch.add(*insert_statement(OrderEvent, [filled], with_pk=False))
+        batch.add(*update_statement(order, _ORDER_FILL_FIELDS + order_fields))
+        batch.add(*insert_statement(OrderEvent, [event], with_pk=False))
     fill_statements(batch, plan, balances)
     written = {p.pk for p in plan.updated} | ({plan.created.pk} if plan.created is not None else set())
     for p in moved:
         if p.pk not in written:
             batch.add(*update_statement(p, ("liquidation_price",)))
-    batch.run()
+    prepared.run(batch)
     return order
+
+
+def hl_order_fill(
+    *, order: Order, hl_oid: int, size: Decimal, price: Decimal, quote: Quote | None = None
+) -> Order:
+    """HL answered ``filled`` for an order we sent (total ``size`` at the average ``price``): book it at
+    once in ONE transaction under the user's lock — the hold released, the order done (FILLED, or
+    CANCELLED for the unfilled rest of an IOC), the fill at HL's average price (VWAP entry), position,
+    the user's fee, ledger, outbox event — like an internal fill. HL's own per-trade details (trade
+    ids, the fee HL charged the platform) follow asynchronously: ``hl_execution.fill_details_reconcile``.
+
+    Idempotent: only an order still ACCEPTED is booked (a resolver that got there first, having applied
+    HL's trades one by one, wins; this call then returns the order as it is). ``quote``: the order's
+    quote read before the send (the liquidation prices use it); read again when not given. ``order``
+    supplies only what never changes (user, asset, margin mode): its state is re-read under the lock."""
+    if size <= ZERO or price <= ZERO:
+        raise ValueError(f"HL reported a fill of {size} at {price}")
+    settings = trading_settings()
+    if quote is None or quote.asset != order.asset:
+        quote = get_quote(order.asset)
+    with transaction.atomic():
+        locked = _lock_and_read(
+            order.user_id,
+            draw_fill_ids=True,
+            asset=order.asset,
+            margin_mode=order.margin_mode,
+            source=Source.HYPERLIQUID,
+            lock_order=order.pk,
+        )
+        if locked.order is None:
+            raise Order.DoesNotExist(order.pk)
+        order = locked.order
+        if order.status != Order.Status.ACCEPTED:
+            return order
+        positions = locked.positions
+        if order.reduce_only:
+            # HL executed it: book it on the position it reduces, or (that one closed meanwhile) as a
+            # position of its own, as HL's account now holds it
+            target = next(
+                (p for p in positions if p.pk == order.position_id and p.status == Position.Status.OPEN), None
+            )
+        else:
+            target = next(
+                (
+                    p
+                    for p in positions
+                    if p.asset == order.asset
+                    and p.source == Source.HYPERLIQUID
+                    and p.margin_mode == order.margin_mode
+                ),
+                None,
+            )
+        if target is not None and order.position_id == target.pk:
+            order.position = target  # the locked instance: the fill and liquidation prices see one object
+        size = min(size, order.remaining)
+        fee_rate = _fee_rate(settings, Source.HYPERLIQUID, maker=False)  # answered at once: it crossed
+        req = FillRequest(
+            user_id=order.user_id,
+            asset=order.asset,
+            source=Source.HYPERLIQUID,
+            margin_mode=order.margin_mode,
+            side=order.side,
+            size=size,
+            price=price,
+            leverage=order.leverage,
+            fee_rate=fee_rate,
+            maker=False,
+            reserve_share=settings.client_loss_reserve_share,
+            order=order,
+            is_liquidation=bool(order.client_order_id and order.client_order_id.startswith("liq:")),
+            hl_fill_price=price,
+            idempotency_key=f"hl-fill:{order.pk}",
+        )
+        done = order.filled_size + size >= order.size
+        order.hl_oid = hl_oid
+        quotes = (
+            _quotes_for(quote, positions) if quote is not None else get_quotes({p.asset for p in positions})
+        )
+        return _fill_locked(
+            order=order,
+            req=req,
+            target=target,
+            locked=locked,
+            quotes=quotes,
+            hold=order.hold_amount,
+            status=Order.Status.FILLED if done else Order.Status.CANCELLED,
+            detail={"filled": str(order.filled_size + size), "avg_price": str(price), "hl_oid": hl_oid},
+            order_fields=("hl_oid",),
+        )
 
 
 _ORDER_FILL_FIELDS = (
@@ -996,7 +1185,7 @@ def _ids_for(locked: _Locked, req: FillRequest, target: Position | None) -> tupl
         i_ids = next_ids(
             batch, {Fill: max(missing_fills, 0), Position: int(new_position and position_id is None)}
         )
-        drawn = list((batch.run()[i_ids] or [()])[0])
+        drawn = list((prepared.run(batch)[i_ids] or [()])[0])
         fill_ids += drawn[: max(missing_fills, 0)]
         if new_position and position_id is None:
             position_id = drawn[-1]

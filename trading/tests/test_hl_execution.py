@@ -19,11 +19,11 @@ from trading.hl_accounts import hl_sandbox_accounts_setup, positions_sync
 from trading.hl_execution import backfill, hl_orders_resolve
 from trading.marketdata import quote_update
 from trading.markets import hl_info, markets_sync
-from trading.models import Fill, HLPositionSync, Order, Position
+from trading.models import Fill, HLPositionSync, Order, OrderEvent, Position
 from trading.services import order_cancel, order_input, order_place, position_close
-from trading.venues.hl import gateway, reset_gateways
+from trading.venues.hl import HLFill, gateway, reset_gateways
 from wallets.ledger import AccountRef, account_balance
-from wallets.models import AccountKind
+from wallets.models import AccountKind, LedgerTransfer
 from xbit_admin.errors import ApplicationError
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -77,6 +77,13 @@ def hl_position(asset: str) -> Decimal:
     return D(0)
 
 
+def hl_trades(oid: int | None) -> list[HLFill]:
+    """HL's own trades of one of our orders (the trading account's fill history)."""
+    gw = gateway("trading")
+    assert gw is not None and oid is not None
+    return gw.fills_for_order(oid, 0)
+
+
 def cash(user: Any) -> Decimal:
     return account_balance(AccountRef.user(user.pk, AccountKind.CASH))
 
@@ -99,28 +106,46 @@ def test_a_20k_order_in_normal_mode_fills_on_the_trading_account_at_hl_prices(
             asset="BTC", side="BUY", order_type="MARKET", size=str(size), leverage=10, margin_mode="ISOLATED"
         ),
     )
+    # booked from HL's answer, before anything else is asked of HL
     assert order.route == "HYPERLIQUID" and order.status == "FILLED" and order.hl_oid is not None
     fills = list(Fill.objects.filter(order=order))
-    hl_fills = gateway("trading").fills_for_order(order.hl_oid, 0)  # type: ignore[union-attr]
-    assert sorted(f.hl_tid for f in fills) == sorted(f.tid for f in hl_fills)
-    vwap = sum(f.price * f.size for f in hl_fills) / sum(f.size for f in hl_fills)
+    hl_fills = hl_trades(order.hl_oid)
+    vwap = sum((f.price * f.size for f in hl_fills), D(0)) / sum((f.size for f in hl_fills), D(0))
     position = Position.objects.get(user=trader, source="HYPERLIQUID", status="OPEN")
     assert position.size == size and abs(position.entry_price - vwap) < D("0.00000001")
     assert hl_position("BTC") - before == size
-    # margin = IM at HL's fill prices; user fee = HL schedule + builder markup on notional; HL's fee recorded
+    # margin = IM at HL's fill prices; user fee = HL schedule + builder markup on notional
     im = sum(margin.initial_margin(f.size, f.price, 10) for f in hl_fills)
     assert abs(position.isolated_margin - im) <= D("0.00001")
-    assert order.fee_total == sum((f.fee for f in fills), D(0))
-    assert all(f.hl_fee is not None and f.hl_fee > 0 for f in fills)
+    assert order.fee_total == sum((f.fee for f in fills), D(0)) > 0
     assert holds(trader) == 0 and cash(trader) == D(100_000) - position.isolated_margin - order.fee_total
+    assert all(f.hl_fee is None for f in fills)  # HL's own fee comes with its trades
+
+    # HL's trades (the user stream, or its backfill) complete the record: trade ids and HL's exact fee,
+    # booked once against the fee revenue
+    fee_revenue = AccountRef.platform(AccountKind.FEE_REVENUE)
+    revenue_before = account_balance(fee_revenue)
+    backfill(since_ms=0)
+    hl_fee = sum((f.fee for f in hl_fills), D(0))
+    assert hl_fee > 0
+    fills = list(Fill.objects.filter(order=order))
+    assert sum((f.hl_fee or D(0) for f in fills), D(0)) == hl_fee
+    trades = OrderEvent.objects.get(order=order, status="HL_TRADES").detail["trades"]
+    assert sorted(t["tid"] for t in trades) == sorted(f.tid for f in hl_fills)
+    booked = LedgerTransfer.objects.filter(ref_type="hl_fill", ref_id__in=[str(f.tid) for f in hl_fills])
+    assert sorted((int(t.ref_id), t.amount) for t in booked) == sorted((f.tid, f.fee) for f in hl_fills)
+    assert account_balance(fee_revenue) == revenue_before - hl_fee
+    backfill(since_ms=0)  # seen again: nothing changes
+    assert account_balance(fee_revenue) == revenue_before - hl_fee
+    assert OrderEvent.objects.filter(order=order, status="HL_TRADES").count() == 1
 
     # closing realizes the P&L of HL's own close fill
     venue.refresh_quote("BTC")
     close = position_close(user=trader, position_id=position.pk)
     assert close.status == "FILLED" and close.route == "HYPERLIQUID"
     position.refresh_from_db()
-    close_fills = gateway("trading").fills_for_order(close.hl_oid, 0)  # type: ignore[union-attr]
-    close_vwap = sum(f.price * f.size for f in close_fills) / sum(f.size for f in close_fills)
+    close_fills = hl_trades(close.hl_oid)
+    close_vwap = sum((f.price * f.size for f in close_fills), D(0)) / sum((f.size for f in close_fills), D(0))
     expected = (close_vwap - vwap) * size
     assert position.status == "CLOSED" and abs(position.realized_pnl - expected) <= D("0.00001")
     assert hl_position("BTC") == before
@@ -152,9 +177,7 @@ def test_a_resting_hl_limit_order_fills_later_and_is_picked_up_by_the_backfill(
     assert holds(trader) == 0
     assert Position.objects.get(user=trader, source="HYPERLIQUID", asset="ETH", status="OPEN").size == size
     backfill(since_ms=since - 1000)
-    assert Fill.objects.filter(order=order).count() == len(
-        gateway("trading").fills_for_order(order.hl_oid, 0)
-    )  # type: ignore[union-attr]
+    assert Fill.objects.filter(order=order).count() == len(hl_trades(order.hl_oid))  # type: ignore[union-attr]
 
 
 def test_cancelling_a_resting_hl_order_cancels_it_on_hl_and_releases_the_hold(
@@ -201,6 +224,102 @@ def test_a_timeout_after_hl_accepted_the_order_is_resolved_by_cloid_without_a_se
     assert hl_position("BTC") - before == size  # exactly one HL order executed
     assert Position.objects.get(user=trader, source="HYPERLIQUID", status="OPEN").size == size
     assert holds(trader) == 0
+
+
+def test_an_hl_market_order_is_two_short_transactions_around_the_send(venue: Venue, trader: Any) -> None:
+    """Before the send: BEGIN, one locking read, one write (order, events, decision log, hold, cloid,
+    submitted mark), COMMIT. After HL's answer: BEGIN, one locking read (with the order), one write
+    (fill, position, ledger, order, event, outbox), COMMIT, the relay's NOTIFY. No HL query besides the
+    order itself."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from trading.venues import hl
+
+    _bid, _ask, mid = venue.refresh_quote("BTC")
+    size = str(margin.floor_size(D(15_000) / mid, 5))
+    place: dict[str, Any] = {"asset": "BTC", "order_type": "MARKET", "size": size, "leverage": 10}
+    order_place(user=trader, inp=order_input(side="BUY", **place))  # warm: config caches, accounts exist
+    requests_made: list[str] = []
+    post = hl.HLGateway._post
+
+    def counting_post(self: Any, path: str, payload: dict[str, Any], endpoint: str) -> Any:
+        requests_made.append(endpoint)
+        return post(self, path, payload, endpoint)
+
+    hl.HLGateway._post = counting_post  # type: ignore[method-assign]
+    try:
+        with CaptureQueriesContext(connection) as ctx:
+            order = order_place(user=trader, inp=order_input(side="SELL", **place))
+    finally:
+        hl.HLGateway._post = post  # type: ignore[method-assign]
+    assert order.status == "FILLED" and not Position.objects.filter(user=trader, status="OPEN").exists()
+    sqls = [q["sql"] for q in ctx.captured_queries]
+    assert len(sqls) == 9, "\n".join(q[:100] for q in sqls)
+    assert [sqls[0], sqls[3], sqls[4], sqls[7]] == ["BEGIN", "COMMIT", "BEGIN", "COMMIT"]
+    assert "pg_notify" in sqls[8]
+    assert requests_made == ["order"]
+
+
+def test_an_order_booked_from_hls_answer_is_never_booked_again_from_its_trades(
+    venue: Venue, trader: Any
+) -> None:
+    from trading.hl_execution import apply_fills, resolve
+
+    _bid, _ask, mid = venue.refresh_quote("ETH")
+    size = margin.floor_size(D(12_000) / mid, 4)
+    order = order_place(
+        user=trader, inp=order_input(asset="ETH", side="BUY", order_type="MARKET", size=str(size), leverage=5)
+    )
+    assert order.status == "FILLED" and order.hl_oid is not None
+    position = Position.objects.get(user=trader, source="HYPERLIQUID", status="OPEN")
+    cash_after = cash(trader)
+    trades = hl_trades(order.hl_oid)
+    # a resolver that raced the answer, the stream, a backfill: all find the order booked
+    apply_fills(order_id=order.pk, fills=trades, final=True)
+    Order.objects.filter(pk=order.pk).update(status="ACCEPTED")  # as a late resolver would still see it
+    order.refresh_from_db()
+    Order.objects.filter(pk=order.pk).update(status="FILLED")
+    resolve(order=order)
+    backfill(since_ms=0)
+    backfill(since_ms=0)
+    position.refresh_from_db()
+    assert position.size == size and Fill.objects.filter(order=order).count() == 1
+    assert cash(trader) == cash_after and holds(trader) == 0
+    assert Order.objects.get(pk=order.pk).filled_size == size
+
+
+def test_the_user_stream_completes_an_answered_orders_trade_details(venue: Venue, trader: Any) -> None:
+    import threading
+
+    from trading.hl_stream import UserStream
+
+    stream = UserStream(backfill_every_s=3600, silence_s=30)
+    thread = threading.Thread(target=stream.run, daemon=True)
+    thread.start()
+    try:
+        time.sleep(1.0)
+        _bid, _ask, mid = venue.refresh_quote("ETH")
+        order = order_place(
+            user=trader,
+            inp=order_input(
+                asset="ETH",
+                side="SELL",
+                order_type="MARKET",
+                size=str(margin.floor_size(D(12_000) / mid, 4)),
+                leverage=5,
+            ),
+        )
+        assert order.status == "FILLED"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not OrderEvent.objects.filter(order=order, status="HL_TRADES"):
+            time.sleep(0.1)
+        fill = Fill.objects.get(order=order)
+        trades = hl_trades(order.hl_oid)
+        assert fill.hl_fee == sum((t.fee for t in trades), D(0)) > 0  # from the stream, no backfill
+    finally:
+        stream.stop()
+        thread.join(10)
 
 
 @pytest.mark.parametrize(

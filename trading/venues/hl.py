@@ -256,11 +256,21 @@ class HLGateway:
     def _info(self, payload: dict[str, Any]) -> Any:
         return self._post("/info", payload, payload["type"])
 
-    def _exchange(self, action: dict[str, Any], endpoint: str, *, expires_in_ms: int | None = None) -> Any:
-        """Sign and send an L1 action. With ``expires_in_ms`` HL refuses the action once that time has
-        passed, which bounds how long an unanswered order can still appear (see ``ORDER_EXPIRY_MS``)."""
+    def _exchange(
+        self,
+        action: dict[str, Any],
+        endpoint: str,
+        *,
+        expires_in_ms: int | None = None,
+        expires_at_ms: int | None = None,
+    ) -> Any:
+        """Sign and send an L1 action. With ``expires_in_ms`` (from now) or ``expires_at_ms`` (epoch ms)
+        HL refuses the action once that time has passed, which bounds how long an unanswered order can
+        still appear (see ``ORDER_EXPIRY_MS``)."""
         nonce = self.next_nonce()
-        expires = nonce + expires_in_ms if expires_in_ms else None
+        expires = (
+            expires_at_ms if expires_at_ms is not None else (nonce + expires_in_ms if expires_in_ms else None)
+        )
         signature = sign_l1_action(self.wallet, action, None, nonce, expires, self.is_mainnet)
         response = self._post(
             "/exchange",
@@ -280,9 +290,12 @@ class HLGateway:
 
     # ---------------------------------------------------------------------------------- exchange
 
-    def place_orders(self, orders: Iterable[dict[str, Any]]) -> list[OrderResult]:
+    def place_orders(
+        self, orders: Iterable[dict[str, Any]], *, expires_at_ms: int | None = None
+    ) -> list[OrderResult]:
         """``orders``: dicts with coin, is_buy, size (Decimal), price (Decimal), tif ("Ioc"|"Gtc"|"Alo"),
-        reduce_only, cloid. One HL request, one result per order."""
+        reduce_only, cloid. One HL request, one result per order. HL refuses the request after
+        ``expires_at_ms`` (epoch ms; default ``ORDER_EXPIRY_MS`` from now)."""
         wires = []
         for o in orders:
             order_wire: dict[str, Any] = {
@@ -297,7 +310,10 @@ class HLGateway:
                 order_wire["c"] = o["cloid"]
             wires.append(order_wire)
         response = self._exchange(
-            {"type": "order", "orders": wires, "grouping": "na"}, "order", expires_in_ms=ORDER_EXPIRY_MS
+            {"type": "order", "orders": wires, "grouping": "na"},
+            "order",
+            expires_in_ms=ORDER_EXPIRY_MS,
+            expires_at_ms=expires_at_ms,
         )
         statuses = response.get("response", {}).get("data", {}).get("statuses", [])
         results = [parse_status(s) for s in statuses]
@@ -307,8 +323,8 @@ class HLGateway:
             )
         return results
 
-    def place_order(self, **order: Any) -> OrderResult:
-        return self.place_orders([order])[0]
+    def place_order(self, *, expires_at_ms: int | None = None, **order: Any) -> OrderResult:
+        return self.place_orders([order], expires_at_ms=expires_at_ms)[0]
 
     def cancel(self, coin: str, oid: int) -> str:
         response = self._exchange(

@@ -87,6 +87,10 @@ def _database_from_url(url: str) -> dict[str, object]:
         raise ImproperlyConfigured("DATABASE_URL must be a postgresql:// URL (XBIT runs on PostgreSQL only)")
     pool_max = env_int("DB_POOL_MAX", 0)
     options: dict[str, object] = {"application_name": env_str("DB_APPLICATION_NAME", "xbit")}
+    # the order path's statements run as prepared statements from their third send on a connection
+    # (trading.prepared); -1 turns them off, as a transaction-pooling PgBouncer requires
+    prepare_threshold = env_int("DB_PREPARE_THRESHOLD", 2)
+    options["prepare_threshold"] = None if prepare_threshold < 0 else prepare_threshold
     if pool_max:
         options["pool"] = {"min_size": 1, "max_size": pool_max, "timeout": 10}
     return {
