@@ -18,6 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import git_rev, percentiles, progress, save, setup_django
+from bench.isolation import claim_redis_db
 
 TRADERS = 64
 SERVICE_ORDERS = 2000
@@ -89,7 +90,13 @@ def bench_routing() -> dict[str, Any]:
 def bench_service(users: list[Any]) -> dict[str, Any]:
     from trading.services import order_input, order_place
 
-    samples = []
+    samples: list[float] = []
+    cpu: list[float] = []  # this process's CPU per order: Python's share, whatever the machine's load
+    profiler = None
+    if os.environ.get("BENCH_PROFILE"):  # where the time goes (slower; not for the figures)
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0005)
     for i in range(SERVICE_ORDERS):
         user = users[i % len(users)]
         side = "BUY" if (i // len(users)) % 2 == 0 else "SELL"
@@ -101,13 +108,22 @@ def bench_service(users: list[Any]) -> dict[str, Any]:
             leverage=10,
             margin_mode="CROSS",
         )
-        t0 = time.perf_counter()
+        if profiler is not None:
+            profiler.start()
+        t0, c0 = time.perf_counter(), time.thread_time()
         order = order_place(user=user, inp=inp)
         samples.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+        if profiler is not None:
+            profiler.stop()
         assert order.status == "FILLED", order.error_message
         if i % 250 == 0:
             progress(f"service orders {i}/{SERVICE_ORDERS}")
-    return percentiles(samples)
+    if profiler is not None:
+        Path(os.environ["BENCH_PROFILE"]).write_text(profiler.output_text(show_all=False))
+    result = percentiles(samples)
+    result["client_cpu_p50_ms"] = percentiles(cpu)["p50_ms"]
+    return result
 
 
 async def _http_load(base: str, tokens: list[str], concurrency: int, duration: float) -> dict[str, Any]:
@@ -221,7 +237,10 @@ def main() -> None:
     from sandbox.testing import SandboxProcess
 
     progress("setting up the benchmark database …")
-    setup_django()
+    claim_redis_db()  # our own quote cache: other benchmarks write other prices into database 0
+    # production-like settings (DEBUG off: no query log), whatever the calling shell exported
+    os.environ["DJANGO_SETTINGS_MODULE"] = os.environ.get("BENCH_SETTINGS", "xbit_admin.settings.test")
+    setup_django(os.environ.get("BENCH_DB", "xbit_bench"))
     import threading
     import urllib.request
 
@@ -240,7 +259,14 @@ def main() -> None:
     progress(f"routing decision p50 {routing['p50_ms'] * 1000:.1f} µs, p99 {routing['p99_ms'] * 1000:.1f} µs")
     progress("internal market orders through the service …")
     service = bench_service(users)
-    progress(f"internal order service p50 {service['p50_ms']:.2f} ms, p99 {service['p99_ms']:.2f} ms")
+    progress(
+        f"internal order service p50 {service['p50_ms']:.2f} ms, p95 {service['p95_ms']:.2f} ms, "
+        f"p99 {service['p99_ms']:.2f} ms; client CPU p50 {service['client_cpu_p50_ms']:.2f} ms "
+        f"(load {os.getloadavg()[0]:.1f})"
+    )
+    if os.environ.get("BENCH_SKIP_HTTP"):  # quick runs while working on the service path: nothing saved
+        stop[0] = True
+        return
     workers = int(os.environ.get("BENCH_WEB_WORKERS", "2"))
     server = os.environ.get("BENCH_WEB_SERVER", "uvicorn")  # uvicorn (ASGI) | uvicorn-wsgi | gunicorn
     http = bench_http(users, server, workers)
@@ -254,6 +280,7 @@ def main() -> None:
         "trading_core",
         {
             "git": git_rev(),
+            "load_average": os.getloadavg(),
             "routing_decision": routing,
             "internal_order_service": service,
             "http_orders": {
