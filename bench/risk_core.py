@@ -1,22 +1,30 @@
-"""Risk-core benchmarks (issue 7): with N open positions (default 100,000)
+"""Risk-core benchmarks (issues 7 and 10): with N open positions (default 100,000)
 
 1. building the detection index from PostgreSQL;
-2. mark change → liquidation committed (watcher detection + trigger row + INTERNAL execution and
-   commit, in-process, one liquidation per update), p50/p99;
+2. mark change → liquidation committed, one liquidation per update, p50/p99, two ways:
+   * in process: the watcher detects, records the trigger and executes it itself (``execute_inline``);
+   * through a real Celery worker (``critical`` queue, solo pool): the watcher records and wakes the
+     queue as in production; measured until the trigger is seen COMPLETED (committed);
 3. a 15 % shock that makes ~10 % of the positions liquidatable: time until all are liquidated, with
-   W parallel executors (what W ``critical`` Celery workers do);
+   W executor PROCESSES (what W ``critical`` Celery worker processes do; each drains batches of
+   ``liquidation_batch_size``);
 4. one funding settlement over every open position.
 
-    python -m xbit_admin.devstack exec --test python bench/risk_core.py [--positions 100000] [--workers 8]
+Runs with production-like settings (DEBUG off: no query log) on its own database and its own Redis
+database (claimed like a test run's, flushed at the end).
+
+    python -m xbit_admin.devstack exec --test python bench/risk_core.py [--positions 100000] [--workers 4]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import random
+import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from decimal import Decimal
@@ -137,28 +145,37 @@ def seed(meta: dict[str, Any], n_positions: int) -> dict[str, Any]:
     return {"users": n_users, "positions": len(positions)}
 
 
-def bench_latency(watcher: Any, samples: int) -> dict[str, Any]:
-    """Step the BTC mark down through the longs' liquidation prices, one position per update."""
-    from trading.marketdata import Quote
+def _crossing_marks(samples: int, asset: str = "ETH") -> list[tuple[int, Decimal]]:
+    """(position id, mark) pairs stepping the mark down through the longs' liquidation prices: each
+    mark lies between one position's price and the next, so exactly one more position crosses."""
     from trading.models import Position
 
-    prices = list(
+    rows = list(
         Position.objects.filter(
             status="OPEN",
-            asset="ETH",
+            asset=asset,
             margin_mode="ISOLATED",
             direction="LONG",
             liquidation_price__isnull=False,
         )
         .order_by("-liquidation_price")
-        .values_list("liquidation_price", flat=True)[: samples + 1]
+        .values_list("id", "liquidation_price")[: samples + 1]
     )
+    out = []
+    for (pid, price), (_next_id, next_price) in zip(rows, rows[1:], strict=False):
+        mark = ((price + next_price) / 2).quantize(D("0.01"))
+        if mark <= price:
+            out.append((pid, mark))
+    return out
+
+
+def bench_latency(watcher: Any, steps: list[tuple[int, Decimal]]) -> dict[str, Any]:
+    """In process: the watcher records the trigger and executes it (``execute_inline``)."""
+    from trading.marketdata import Quote
+
+    watcher.execute_inline = True
     latencies = []
-    for i in range(min(samples, len(prices) - 1)):
-        # a mark between this price and the next: exactly one more position crosses
-        mark = ((prices[i] + prices[i + 1]) / 2).quantize(D("0.01"))
-        if mark > prices[i]:
-            continue
+    for _pid, mark in steps:
         started = time.perf_counter()
         watcher.on_mark("ETH", Quote("ETH", mark=mark))
         watcher.process()
@@ -166,34 +183,104 @@ def bench_latency(watcher: Any, samples: int) -> dict[str, Any]:
     return percentiles(latencies)
 
 
-def bench_shock(watcher: Any, workers: int) -> dict[str, Any]:
-    from django.db import close_old_connections
+def bench_latency_celery(watcher: Any, steps: list[tuple[int, Decimal]]) -> dict[str, Any]:
+    """Through a real Celery worker on the ``critical`` queue: the watcher records the trigger and
+    wakes the queue on commit (production's path); measured until the trigger reads COMPLETED."""
+    from django.db import connection
 
-    from risk.liquidation import liquidations_drain
+    from trading.marketdata import Quote
+
+    watcher.execute_inline = False
+    worker = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "celery"),
+            "-A",
+            "xbit_admin",
+            "worker",
+            "-Q",
+            "critical",
+            "--pool",
+            "solo",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "WARNING",
+        ],
+        env={
+            **os.environ,
+            "XBIT_PROCESS": "worker",
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        },
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    latencies = []
+    try:
+        time.sleep(3)  # the worker connects to the broker
+
+        def completed(pid: int, deadline: float) -> bool:
+            with connection.cursor() as cursor:
+                while time.perf_counter() < deadline:
+                    cursor.execute(
+                        "SELECT 1 FROM risk_liquidationtrigger WHERE position_id = %s AND status = 'COMPLETED'",
+                        [pid],
+                    )
+                    if cursor.fetchone():
+                        return True
+                    time.sleep(0.0005)
+            return False
+
+        for i, (pid, mark) in enumerate(steps):
+            started = time.perf_counter()
+            watcher.on_mark("ETH", Quote("ETH", mark=mark))
+            watcher.process()
+            if not completed(pid, started + 30):
+                raise RuntimeError(f"position {pid} was not liquidated within 30 s")
+            if i >= 5:  # the first tasks warm the worker up (imports, caches)
+                latencies.append(time.perf_counter() - started)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    return percentiles(latencies)
+
+
+def _drain_forever(n: int) -> None:
+    """One executor process (forked): drain until nothing is due."""
+    from django.db import connection
+
+    from risk.liquidation import background_flush, liquidations_drain
+
+    try:
+        while liquidations_drain(worker=f"bench-{os.getpid()}", budget_s=60):
+            pass
+        background_flush()  # the console pushes of the last batch, before this process exits
+    finally:
+        connection.close()
+
+
+def bench_shock(watcher: Any, workers: int) -> dict[str, Any]:
+    from django.db import connections
+
+    from risk.config import risk_config
     from risk.models import LiquidationTrigger
     from trading.marketdata import Quote
 
     watcher.execute_inline = False
     before = LiquidationTrigger.objects.filter(status="COMPLETED").count()
+    connections.close_all()  # the executors are forked: none may inherit this process's connection
+    ctx = multiprocessing.get_context("fork")
     started = time.perf_counter()
     for asset, mark in ASSETS.items():
         watcher.on_mark(asset, Quote(asset, mark=(mark * D("0.85")).quantize(D("0.01"))))
     watcher.process()
     detected_s = time.perf_counter() - started
-    triggered = LiquidationTrigger.objects.filter(status="PENDING").count()
-
-    def run() -> None:
-        try:
-            while liquidations_drain(worker=f"bench-{threading.get_ident()}", budget_s=60):
-                pass
-        finally:
-            close_old_connections()
-
-    threads = [threading.Thread(target=run) for _ in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    triggered = LiquidationTrigger.objects.filter(status="PENDING").count()  # the workers are not started
+    connections.close_all()
+    procs = [ctx.Process(target=_drain_forever, args=(n,)) for n in range(workers)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
     total_s = time.perf_counter() - started
     completed = LiquidationTrigger.objects.filter(status="COMPLETED").count() - before
     left = LiquidationTrigger.objects.filter(status__in=LiquidationTrigger.OPEN).count()
@@ -204,6 +291,8 @@ def bench_shock(watcher: Any, workers: int) -> dict[str, Any]:
         "detect_and_record_s": round(detected_s, 3),
         "all_liquidated_s": round(total_s, 3),
         "workers": workers,
+        "executor": "processes",
+        "batch_size": getattr(risk_config(), "liquidation_batch_size", 1),  # 1: before issue 10
         "per_second": round(completed / total_s, 1) if total_s else None,
     }
 
@@ -226,12 +315,41 @@ def bench_funding() -> dict[str, Any]:
     }
 
 
+def _isolated_redis() -> tuple[str, int, int]:
+    """A Redis database of our own (the devstack's claim protocol): broker, caches and channels of
+    this run stay apart from every other run's."""
+    from xbit_admin.devstack import _claim_redis_db  # the dev tooling's own claim (tests use it too)
+
+    base = os.environ["REDIS_URL"].rpartition("/")[0]
+    run_id = os.getpid()
+    index = _claim_redis_db(base, run_id)
+    os.environ["REDIS_URL"] = f"{base}/{index}"
+    os.environ.pop("CELERY_BROKER_URL", None)
+    return base, index, run_id
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--positions", type=int, default=100_000)
-    parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--samples", type=int, default=300, help="in-process latency samples")
+    parser.add_argument("--celery-samples", type=int, default=100, help="latency samples via a Celery worker")
+    parser.add_argument("--batch-size", type=int, default=None, help="liquidation_batch_size for the run")
+    parser.add_argument("--no-funding", action="store_true", help="skip the funding run (iterating)")
+    parser.add_argument("--debug", action="store_true", help="keep DEBUG (query log) on, as before issue 10")
     args = parser.parse_args()
+    if not args.debug:
+        os.environ["DJANGO_DEBUG"] = "0"
+    redis_base, redis_db, run_id = _isolated_redis()
+    try:
+        run(args)
+    finally:
+        from xbit_admin.devstack import _release_redis_db
+
+        _release_redis_db(redis_base, redis_db, run_id)
+
+
+def run(args: argparse.Namespace) -> None:
     from sandbox.testing import SandboxProcess
 
     setup_django("xbit_bench_risk")
@@ -242,10 +360,17 @@ def main() -> None:
             headers={"Content-Type": "application/json"},
         )
         meta = json.loads(urllib.request.urlopen(request, timeout=10).read())  # noqa: S310
+    from django.conf import settings
+
+    from risk.config import risk_config, risk_config_update
     from wallets.ledger import ledger_invariant_violations
     from xbit_admin.defaults import ensure_all
 
     ensure_all()
+    if args.batch_size is not None:
+        risk_config_update(
+            changes={"liquidation_batch_size": args.batch_size}, acting_user=None, reason="bench"
+        )
     progress(f"seeding {args.positions} positions …")
     t = time.perf_counter()
     seeded = seed(meta, args.positions)
@@ -261,19 +386,33 @@ def main() -> None:
     load_s = time.perf_counter() - t
     progress(f"index built from PostgreSQL: {len(watcher.index)} positions in {load_s:.2f} s")
 
-    latency = bench_latency(watcher, args.samples)
-    progress(
-        f"mark change → liquidation committed: p50 {latency['p50_ms']:.2f} ms, p99 {latency['p99_ms']:.2f} ms (n={latency['n']})"
-    )
-    funding = bench_funding()
-    progress(
-        f"funding for {funding['positions']} positions: {funding['seconds']:.2f} s ({funding['per_second']}/s)"
-    )
-    watcher.reload()  # funding moved margins: the new versions
+    steps = _crossing_marks(args.samples + args.celery_samples + 5)
+    latency = None
+    if args.samples:
+        latency = bench_latency(watcher, steps[: args.samples])
+        progress(
+            f"mark change → liquidation committed, in process: p50 {latency['p50_ms']:.2f} ms, "
+            f"p99 {latency['p99_ms']:.2f} ms (n={latency['n']})"
+        )
+    via_celery = None
+    if args.celery_samples:
+        via_celery = bench_latency_celery(watcher, steps[args.samples :])
+        progress(
+            f"mark change → liquidation committed, via a Celery worker: p50 {via_celery['p50_ms']:.2f} ms, "
+            f"p99 {via_celery['p99_ms']:.2f} ms (n={via_celery['n']})"
+        )
+    funding = None
+    if not args.no_funding:
+        funding = bench_funding()
+        progress(
+            f"funding for {funding['positions']} positions: {funding['seconds']:.2f} s ({funding['per_second']}/s)"
+        )
+        watcher.reload()  # funding moved margins: the new versions
     shock = bench_shock(watcher, args.workers)
     progress(
         f"15% shock: {shock['triggers']} triggers, all liquidated in {shock['all_liquidated_s']:.2f} s "
-        f"with {shock['workers']} executors ({shock['per_second']}/s); detection+record {shock['detect_and_record_s']:.2f} s"
+        f"with {shock['workers']} executor processes, batches of {shock['batch_size']} ({shock['per_second']}/s); "
+        f"detection+record {shock['detect_and_record_s']:.2f} s"
     )
     problems = ledger_invariant_violations()
     progress(f"ledger invariants: {'OK' if not problems else problems[:3]}")
@@ -281,9 +420,14 @@ def main() -> None:
         "risk_core",
         {
             "git": git_rev(),
+            "settings": {
+                "debug": settings.DEBUG,
+                "liquidation_batch_size": getattr(risk_config(), "liquidation_batch_size", 1),
+            },
             "positions": seeded["positions"],
             "index_build_s": round(load_s, 3),
             "mark_to_liquidation_committed": latency,
+            "mark_to_liquidation_committed_via_celery": via_celery,
             "shock_15pct": shock,
             "funding": funding,
             "ledger_invariants_ok": not problems,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -99,7 +99,8 @@ class LiquidationClose:
     replayed: bool = False
 
     def as_event(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(self).items()}
+        values = ((f.name, getattr(self, f.name)) for f in fields(self))  # flat: no deep copy (asdict)
+        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in values}
 
     @classmethod
     def from_event(cls, data: dict[str, Any]) -> LiquidationClose:

@@ -471,7 +471,10 @@ class PostingSet:
     :func:`posting_lock_user_accounts`), and queues one statement inserting every batch row, transfer
     and balance log and setting every balance once: user accounts to their checked values, platform
     accounts by their net delta over the whole set. Every key must be new — a replayed key is a unique
-    violation, so the caller's transaction fails rather than posting twice."""
+    violation, so the caller's transaction fails rather than posting twice.
+
+    The rows travel as JSON parameters (one per table, unpacked by PostgreSQL): binding thousands of
+    placeholders client-side would cost more than the writes."""
 
     def __init__(self, balances: dict[str, Decimal]) -> None:
         self.balances = balances
@@ -480,16 +483,16 @@ class PostingSet:
         self._refs: dict[str, AccountRef] = {}
         self._fresh: dict[str, AccountRef] = {}
         self._platform: dict[str, Decimal] = {}
-        self._transfers: list[Any] = []
-        self._logs: list[Any] = []
+        self._transfers: list[list[Any]] = []
+        self._logs: list[list[Any]] = []
 
     def __bool__(self) -> bool:
         return bool(self.postings)
 
     def add(self, posting: PreparedPosting) -> None:
         running: dict[str, Decimal] = {}
-        logs: list[Any] = []
-        transfers: list[Any] = []
+        logs: list[list[Any]] = []
+        transfers: list[list[Any]] = []
         platform: dict[str, Decimal] = {}
         for seq, (spec, amount, ref_id) in enumerate(posting.rows):
             ikey = f"{posting.key}#{seq}"
@@ -505,21 +508,15 @@ class PostingSet:
                         "Insufficient balance.",
                         {"account": ref.kind, "available": str(before), "required": str(amount)},
                     )
-                logs += [
-                    ikey,
-                    ref.key,
-                    ref.user_id,
-                    spec.kind,
-                    ref.kind,
-                    spec.debit.asset,
-                    delta,
-                    before,
-                    after,
-                ]
-                logs += [spec.ref_type, ref_id]
+                logs.append(
+                    [ikey, ref.key, ref.user_id, spec.kind, ref.kind, spec.debit.asset]
+                    + [str(delta), str(before), str(after), spec.ref_type, ref_id]
+                )
                 running[ref.key] = after
-            transfers += [posting.key, seq, ikey, spec.debit.key, spec.credit.key, amount, spec.debit.asset]
-            transfers += [spec.kind, spec.ref_type, ref_id]
+            transfers.append(
+                [posting.key, seq, ikey, spec.debit.key, spec.credit.key, str(amount), spec.debit.asset]
+                + [spec.kind, spec.ref_type, ref_id]
+            )
         for key, value in running.items():
             if key not in self.balances:
                 self._fresh[key] = posting.refs[key]
@@ -545,62 +542,52 @@ class PostingSet:
                 "SELECT 1 FROM ledger_accounts WHERE key = ANY(%s) ORDER BY id FOR UPDATE",
                 [list(self._platform)],
             )
-        updates: list[Any] = []
+        updates: list[list[Any]] = []
         for key, start in self._start.items():
             if self.balances[key] != start:
-                updates += [key, self.balances[key], False]
+                updates.append([key, str(self.balances[key]), False])
         for key, delta in self._platform.items():
             if delta != ZERO:
-                updates += [key, delta, True]
-        n_transfers = len(self._transfers) // 10
+                updates.append([key, str(delta), True])
+        batches = [[p.key, p.fingerprint] for p in self.postings]
         sql = (
-            "WITH b AS (INSERT INTO ledger_batches (key, fingerprint, created_at) "  # noqa: S608 - placeholders only
-            "SELECT v.key, v.fingerprint, %s FROM (VALUES "
-            + _values(len(self.postings), "(%s, %s)")
-            + ") AS v(key, fingerprint) RETURNING id, key), "
+            "WITH b AS (INSERT INTO ledger_batches (key, fingerprint, created_at) "
+            "SELECT r->>0, r->>1, %s FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS x(r, n) "
+            "ORDER BY n RETURNING id, key), "
             "acc AS (SELECT id, key FROM ledger_accounts WHERE key = ANY(%s)), "
             "t AS (INSERT INTO ledger_transfers (batch_id, seq, idempotency_key, debit_id, credit_id, amount, "
             "asset, kind, ref_type, ref_id, created_at) "
-            "SELECT b.id, v.seq, v.ikey, d.id, c.id, v.amount, v.asset, v.kind, v.ref_type, v.ref_id, %s "
-            "FROM (VALUES "
-            + _values(n_transfers, "(%s, %s::smallint, %s, %s, %s, %s::numeric, %s, %s, %s, %s)")
-            + ") AS v(bkey, seq, ikey, dkey, ckey, amount, asset, kind, ref_type, ref_id) "
-            "JOIN b ON b.key = v.bkey JOIN acc d ON d.key = v.dkey JOIN acc c ON c.key = v.ckey "
-            "RETURNING id, idempotency_key)"
+            "SELECT b.id, (r->>1)::smallint, r->>2, d.id, c.id, (r->>5)::numeric, r->>6, r->>7, r->>8, r->>9, %s "
+            "FROM jsonb_array_elements(%s::jsonb) AS x(r) JOIN b ON b.key = r->>0 "
+            "JOIN acc d ON d.key = r->>3 JOIN acc c ON c.key = r->>4 RETURNING id, idempotency_key)"
         )
-        params: list[Any] = [now]
-        for posting in self.postings:
-            params += [posting.key, posting.fingerprint]
-        params += [list(self._refs), now, *self._transfers]
-        n_logs = len(self._logs) // 11
-        if n_logs:
+        params: list[Any] = [now, _json(batches), list(self._refs), now, _json(self._transfers)]
+        if self._logs:
             sql += (
-                ", l AS (INSERT INTO balance_logs (user_id, account_id, transfer_id, type, account_kind, "  # noqa: S608
+                ", l AS (INSERT INTO balance_logs (user_id, account_id, transfer_id, type, account_kind, "
                 "asset, amount, before, after, ref_type, ref_id, created_at) "
-                "SELECT v.user_id, a.id, t.id, v.type, v.kind, v.asset, v.amount, v.before, v.after, "
-                "v.ref_type, v.ref_id, %s FROM (VALUES "
-                + _values(
-                    n_logs,
-                    "(%s, %s, %s::bigint, %s, %s, %s, %s::numeric, %s::numeric, %s::numeric, %s, %s)",
-                )
-                + ") AS v(ikey, akey, user_id, type, kind, asset, amount, before, after, ref_type, ref_id) "
-                "JOIN t ON t.idempotency_key = v.ikey JOIN acc a ON a.key = v.akey)"
+                "SELECT (r->>2)::bigint, a.id, t.id, r->>3, r->>4, r->>5, (r->>6)::numeric, (r->>7)::numeric, "
+                "(r->>8)::numeric, r->>9, r->>10, %s FROM jsonb_array_elements(%s::jsonb) AS x(r) "
+                "JOIN t ON t.idempotency_key = r->>0 JOIN acc a ON a.key = r->>1)"
             )
-            params += [now, *self._logs]
+            params += [now, _json(self._logs)]
         if updates:
             sql += (
-                ", u AS (UPDATE ledger_accounts AS a SET balance = CASE WHEN v.relative "  # noqa: S608
-                "THEN a.balance + v.value ELSE v.value END, updated_at = %s FROM (VALUES "
-                + _values(len(updates) // 3, "(%s, %s::numeric, %s::boolean)")
-                + ") AS v(key, value, relative) WHERE a.key = v.key)"
+                ", u AS (UPDATE ledger_accounts AS a SET balance = CASE WHEN (r->>2)::boolean "
+                "THEN a.balance + (r->>1)::numeric ELSE (r->>1)::numeric END, updated_at = %s "
+                "FROM jsonb_array_elements(%s::jsonb) AS x(r) WHERE a.key = r->>0)"
             )
-            params += [now, *updates]
+            params += [now, _json(updates)]
         sql += " SELECT count(*) FROM t"
         return batch.add(sql, params)
 
     @property
     def transfer_count(self) -> int:
-        return len(self._transfers) // 10
+        return len(self._transfers)
+
+
+def _json(rows: list[list[Any]]) -> str:
+    return json.dumps(rows, separators=(",", ":"))
 
 
 def _replayed(key: str, fingerprint: str) -> Posting:
