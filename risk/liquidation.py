@@ -490,7 +490,7 @@ def _batch_isolated(
     if position.source != Source.INTERNAL:
         return None
     mark = trigger.trigger_price
-    if not isolated_still_liquidatable(position, mark, margin_table_for_asset(position.asset)):
+    if not isolated_still_liquidatable(position, mark, book.margin_table(position.asset)):
         return Status.CANCELLED, "not liquidatable at the trigger mark"
     close = book.close(position, mark, trigger.trigger_id)
     records.append(_record_row(trigger, close))

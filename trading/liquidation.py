@@ -26,9 +26,11 @@ first) and the position row. Events: ``trading.fill`` (from ``fill_apply``), ``t
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -38,7 +40,8 @@ from django.db.models import Model
 from django.utils import timezone
 
 from trading import margin, netting
-from trading.account import account_state, user_balances
+from trading.account import SIGN as ACCOUNT_SIGN
+from trading.account import account_state, margin_table_for_asset, mark_of, user_balances
 from trading.execution import (
     POSITION_FILL_FIELDS,
     FillPlan,
@@ -499,6 +502,58 @@ def _moved_liquidation_prices(
     return changed
 
 
+def _lean_liquidation_prices(
+    positions: list[Position],
+    *,
+    cash: Decimal,
+    holds: Decimal,
+    quotes: dict[str, Quote],
+    table: Callable[[str], margin.MarginTable],
+) -> list[Position]:
+    """:func:`_moved_liquidation_prices` computing only what the displayed prices need (the same
+    formulas as ``account_state``: isolated from the position alone, cross from the cross account at
+    the quotes' marks); ``table`` gives an asset's margin table (the batch keeps them)."""
+    crosses = [
+        margin.CrossPosition(
+            asset=p.asset,
+            side=ACCOUNT_SIGN[p.direction],
+            size=p.size,
+            entry=p.entry_price,
+            mark=mark_of(p.asset, quotes, p.entry_price),
+            leverage=p.leverage,
+            table=table(p.asset),
+            ref=p.pk,
+        )
+        for p in positions
+        if p.margin_mode == MarginMode.CROSS and p.status == Position.Status.OPEN
+    ]
+    cross_liq: dict[str, Decimal | None] = {}
+    if crosses:
+        account = margin.CrossAccount(
+            cash_collateral=cash + holds, positions=tuple(crosses), order_holds=holds
+        )
+        for asset in {cp.asset for cp in crosses}:
+            try:
+                cross_liq[asset] = margin.cross_liquidation_price(account, asset)
+            except ValueError:
+                cross_liq[asset] = None
+    changed = []
+    for p in positions:
+        if p.status != Position.Status.OPEN:
+            continue
+        if p.margin_mode == MarginMode.ISOLATED:
+            price = margin.isolated_liquidation_price(
+                ACCOUNT_SIGN[p.direction], p.entry_price, p.size, p.isolated_margin, table(p.asset)
+            )
+        else:
+            price = cross_liq.get(p.asset)
+        liq = price.quantize(netting.PRICE) if price else None
+        if p.liquidation_price != liq:
+            p.liquidation_price = liq
+            changed.append(p)
+    return changed
+
+
 def _email_message(close: LiquidationClose, email: str) -> EmailMessage:
     return EmailMessage(
         subject=f"Your {close.asset} position was liquidated",
@@ -553,6 +608,18 @@ def concrete_columns(model: type[Model]) -> str:
     return ", ".join(connection.ops.quote_name(str(f.column)) for f in model._meta.concrete_fields)
 
 
+@dataclass(slots=True)
+class _OutboxRow:
+    """An outbox event row as :func:`insert_rows` writes it (the model's columns, without a model)."""
+
+    event_id: uuid.UUID
+    topic: str
+    aggregate: str
+    payload: dict[str, Any]
+    created_at: datetime
+    published_at: datetime | None = None
+
+
 class InternalLiquidationBatch:
     """INTERNAL liquidations of many positions of many users in ONE transaction (the caller's), set
     based: the same fills, postings, events and results as :func:`liquidation_close_internal` one by
@@ -592,6 +659,7 @@ class InternalLiquidationBatch:
         self.reserve_share = reserve_share
         self.notify = notify or liquidation_emails_send
         self.closes: list[tuple[LiquidationClose, str, FillPlan]] = []
+        self._tables: dict[str, margin.MarginTable] = {}
         self._positions: dict[int, Position] = {}
         self._by_user: defaultdict[int, list[Position]] = defaultdict(list)
         self._holds: dict[int, Decimal] = {}
@@ -675,6 +743,13 @@ class InternalLiquidationBatch:
             for p in self._by_user.get(user_id, ())
             if p.status == Position.Status.OPEN and (margin_mode is None or p.margin_mode == margin_mode)
         ]
+
+    def margin_table(self, asset: str) -> margin.MarginTable:
+        """The asset's margin table, read once per batch."""
+        table = self._tables.get(asset)
+        if table is None:
+            table = self._tables[asset] = margin_table_for_asset(asset)
+        return table
 
     def has_open_orders(self, user_id: int) -> bool:
         return user_id in self._with_orders
@@ -764,8 +839,12 @@ class InternalLiquidationBatch:
         moved = []
         for user_id, positions in remaining.items():
             if positions:
-                moved += _moved_liquidation_prices(
-                    positions, cash=self.cash(user_id), holds=self._holds.get(user_id, ZERO), quotes=quotes
+                moved += _lean_liquidation_prices(
+                    positions,
+                    cash=self.cash(user_id),
+                    holds=self._holds.get(user_id, ZERO),
+                    quotes=quotes,
+                    table=self.margin_table,
                 )
         batch.add(*update_rows(closed, POSITION_FILL_FIELDS))
         others = [p for p in moved if p.pk not in written]
@@ -774,7 +853,8 @@ class InternalLiquidationBatch:
         batch.add(
             *insert_rows(Fill, [f for _c, _k, plan in self.closes for f in plan.result.fills], with_pk=True)
         )
-        events: list[OutboxEvent] = []
+        events: list[_OutboxRow] = []
+        now = timezone.now()
         for close, key, plan in self.closes:
             result = plan.result
             fill_payload = fill_event_payload(
@@ -787,7 +867,8 @@ class InternalLiquidationBatch:
             )
             messages = [("trading.fill", f"user:{plan.req.user_id}", fill_payload)]
             for topic, aggregate, payload in messages + _close_events(close, trigger_id=key):
-                events.append(outbox_statement(topic=topic, aggregate=aggregate, payload=payload)[2])
+                events.append(_OutboxRow(uuid.uuid4(), topic, aggregate, payload, now))
+        outbox_statement(topic="trading.liquidation", payload={})  # only registers the relay's nudge
         batch.add(*insert_rows(OutboxEvent, events, with_pk=False))
         if self._ledger:
             self._i["ledger"] = self._ledger.queue(batch)

@@ -53,14 +53,15 @@ def _json_value(field: Field[Any, Any], value: Any) -> Any:
     return value
 
 
-def _rows_param(fields: Sequence[Field[Any, Any]], objs: Sequence[Model]) -> str:
+def _rows_param(fields: Sequence[Field[Any, Any]], objs: Sequence[Any]) -> str:
     rows = [[_json_value(f, getattr(obj, f.attname)) for f in fields] for obj in objs]
     return json.dumps(rows, cls=DjangoJSONEncoder, separators=(",", ":"))
 
 
-def insert_rows(model: type[Model], objs: Sequence[Model], *, with_pk: bool) -> tuple[str, list[Any]]:
-    """ONE ``INSERT … SELECT`` of model instances (rows inserted in the given order). ``with_pk``: the
-    instances carry pre-allocated ids. Append ``ON CONFLICT …`` / ``RETURNING …`` as needed."""
+def insert_rows(model: type[Model], objs: Sequence[Any], *, with_pk: bool) -> tuple[str, list[Any]]:
+    """ONE ``INSERT … SELECT`` of model instances — or of any objects carrying the model's field
+    attributes — in the given order. ``with_pk``: they carry pre-allocated ids. Append
+    ``ON CONFLICT …`` / ``RETURNING …`` as needed."""
     fields = [f for f in model._meta.concrete_fields if with_pk or not f.primary_key]
     columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
     values = ", ".join(_column_expr(f, i) for i, f in enumerate(fields))
