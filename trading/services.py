@@ -60,11 +60,13 @@ from wallets.ledger import (
     update_statement,
 )
 from wallets.models import USDC, AccountKind, TransferKind
+from xbit_admin import metrics
 from xbit_admin.accounts.models import User
 from xbit_admin.accounts.selectors import kyc_limits_for
 from xbit_admin.errors import ApplicationError, ErrorCode
 from xbit_admin.locks import USER_NAMESPACE, user_lock
 from xbit_admin.money import ZERO, q_usdc, to_decimal
+from xbit_admin.observability import bind_order
 
 logger = logging.getLogger(__name__)
 
@@ -511,6 +513,9 @@ def order_place(*, user: User, inp: OrderInput) -> Order:
     # order is likely to fill internally).
     decision = None if inp.reduce_only else _decide(inp, market, quote, settings, user.pk)
     latency_us = (time.perf_counter_ns() - started) // 1000
+    if decision is not None:
+        metrics.ROUTING_DECISIONS.labels(decision.route.value, str(decision.reason)).inc()
+        metrics.ROUTING_DECISION_SECONDS.observe(latency_us / 1_000_000)
     rejection: ApplicationError | None = None
     try:
         with transaction.atomic():
@@ -535,8 +540,11 @@ def order_place(*, user: User, inp: OrderInput) -> Order:
         if inp.client_order_id and "order_client_id_unique_per_user" in str(exc):
             return _replay(Order.objects.get(user=user, client_order_id=inp.client_order_id), fingerprint)
         raise
+    bind_order(order.pk if rejection is None else (rejection.details or {}).get("order_id"))
     if rejection is not None:
         raise rejection
+    if order.route == Source.INTERNAL and order.status == Order.Status.FILLED:
+        metrics.INTERNAL_EXECUTION_SECONDS.observe((time.perf_counter_ns() - started) / 1e9)
     if order.route == Source.HYPERLIQUID and order.status == Order.Status.ACCEPTED:
         # the hold is committed; now (and only now) the order leaves for HL — no transaction is open
         # during the network call

@@ -80,3 +80,31 @@ def test_a_flip_draws_its_extra_ids_in_one_more_round_trip(trader: Any, set_quot
     short = Position.objects.get(user=trader, status="OPEN")
     assert short.direction == "SHORT" and short.size == Decimal("0.02")
     assert ledger_invariant_violations() == []
+
+
+def test_the_order_path_feeds_the_hot_path_metrics_and_tags_its_log_lines(
+    trader: Any, set_quote: Any
+) -> None:
+    import structlog
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    set_quote("BTC", "80000")
+    before = (
+        sample("xbit_routing_decisions_total", route="INTERNAL", reason="threshold"),
+        sample("xbit_routing_decision_seconds_count"),
+        sample("xbit_internal_execution_seconds_count"),
+    )
+    structlog.contextvars.clear_contextvars()
+    order = _market(trader, "BUY")
+    assert order.status == "FILLED" and order.route == "INTERNAL"
+    after = (
+        sample("xbit_routing_decisions_total", route="INTERNAL", reason="threshold"),
+        sample("xbit_routing_decision_seconds_count"),
+        sample("xbit_internal_execution_seconds_count"),
+    )
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 1]
+    assert structlog.contextvars.get_contextvars().get("order_id") == order.pk
+    structlog.contextvars.clear_contextvars()
