@@ -30,7 +30,7 @@ from wallets.ledger import (
 )
 from wallets.models import AccountKind, TransferKind
 from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.events.services import outbox_statement
+from xbit_admin.events.services import NOTIFY_STATEMENT, outbox_statement
 from xbit_admin.money import ZERO
 
 DIRECTION = {"BUY": 1, "SELL": -1}
@@ -170,7 +170,8 @@ def fill_statements(
     batch: SqlBatch, plan: FillPlan, balances: dict[str, Decimal], *, post_ledger: bool = True
 ) -> None:
     """Queue the fill's writes: position(s), fill rows, the ledger posting (checked against the locked
-    user ``balances``, which it advances) and the outbox event."""
+    user ``balances``, which it advances), the outbox event and the relay's nudge (a NOTIFY, delivered
+    when the transaction commits)."""
     for position in plan.updated:
         batch.add(*update_statement(position, POSITION_FILL_FIELDS))
     if plan.created is not None:
@@ -181,6 +182,7 @@ def fill_statements(
         posting_write(batch, posting, balances, replay_safe=False)
     realized = plan.result.realized_pnl
     sql, params, _event = outbox_statement(
+        nudge_after_commit=False,  # the NOTIFY goes with the writes (delivered at the commit)
         topic="trading.fill",
         aggregate=f"user:{plan.req.user_id}",
         payload=_fill_event(
@@ -193,6 +195,7 @@ def fill_statements(
         ),
     )
     batch.add(sql, params)
+    batch.add(*NOTIFY_STATEMENT)
 
 
 def fill_plan(

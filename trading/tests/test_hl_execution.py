@@ -229,7 +229,7 @@ def test_a_timeout_after_hl_accepted_the_order_is_resolved_by_cloid_without_a_se
 def test_an_hl_market_order_is_two_short_transactions_around_the_send(venue: Venue, trader: Any) -> None:
     """Before the send: BEGIN, one locking read, one write (order, events, decision log, hold, cloid,
     submitted mark), COMMIT. After HL's answer: BEGIN, one locking read (with the order), one write
-    (fill, position, ledger, order, event, outbox), COMMIT, the relay's NOTIFY. No HL query besides the
+    (fill, position, ledger, order, event, outbox, the relay's NOTIFY), COMMIT. No HL query besides the
     order itself."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -255,9 +255,9 @@ def test_an_hl_market_order_is_two_short_transactions_around_the_send(venue: Ven
         hl.HLGateway._post = post  # type: ignore[method-assign]
     assert order.status == "FILLED" and not Position.objects.filter(user=trader, status="OPEN").exists()
     sqls = [q["sql"] for q in ctx.captured_queries]
-    assert len(sqls) == 9, "\n".join(q[:100] for q in sqls)
+    assert len(sqls) == 8, "\n".join(q[:100] for q in sqls)
     assert [sqls[0], sqls[3], sqls[4], sqls[7]] == ["BEGIN", "COMMIT", "BEGIN", "COMMIT"]
-    assert "pg_notify" in sqls[8]
+    assert "pg_notify" in sqls[6]
     assert requests_made == ["order"]
 
 

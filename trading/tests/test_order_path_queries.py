@@ -1,8 +1,9 @@
 """The internal order path's database cost is pinned: a regression to per-row ORM writes shows here.
 
-An internal market order is five round trips: BEGIN, one locking read (advisory lock, positions, the
+An internal market order is four round trips: BEGIN, one locking read (advisory lock, positions, the
 user's ledger accounts, leverage setting, ids), one write of everything (order, events, decision log,
-position, fill, ledger posting, outbox event), COMMIT, and the relay's NOTIFY after the commit."""
+position, fill, ledger posting, outbox event, and the relay's NOTIFY, which PostgreSQL delivers at the
+commit), COMMIT."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ pytestmark = [pytest.mark.usefixtures("internalization_on"), pytest.mark.django_
 
 def _assert_shape(ctx: CaptureQueriesContext, extra: int = 0) -> None:
     sqls = [q["sql"] for q in ctx.captured_queries]
-    assert len(sqls) == 5 + extra, "\n".join(s[:100] for s in sqls)
-    assert sqls[0] == "BEGIN" and sqls[-2] == "COMMIT" and "pg_notify" in sqls[-1]
+    assert len(sqls) == 4 + extra, "\n".join(s[:100] for s in sqls)
+    assert sqls[0] == "BEGIN" and sqls[-1] == "COMMIT" and "pg_notify" in sqls[-2]
 
 
 def _market(user: Any, side: str, size: str = "0.01", mode: str = "CROSS") -> Order:
@@ -40,7 +41,7 @@ def _market(user: Any, side: str, size: str = "0.01", mode: str = "CROSS") -> Or
 
 
 @pytest.mark.parametrize("mode", ["CROSS", "ISOLATED"])
-def test_an_internal_market_order_opening_a_position_is_five_round_trips(
+def test_an_internal_market_order_opening_a_position_is_four_round_trips(
     trader: Any, set_quote: Any, mode: str
 ) -> None:
     set_quote("BTC", "80000")
@@ -58,7 +59,7 @@ def test_an_internal_market_order_opening_a_position_is_five_round_trips(
     assert ledger_invariant_violations() == []
 
 
-def test_increasing_and_closing_are_five_round_trips_each(trader: Any, set_quote: Any) -> None:
+def test_increasing_and_closing_are_four_round_trips_each(trader: Any, set_quote: Any) -> None:
     set_quote("BTC", "80000")
     _market(trader, "BUY")
     for side, size in (("BUY", "0.01"), ("SELL", "0.02")):

@@ -54,18 +54,25 @@ def outbox_emit(*, topic: str, payload: dict[str, Any], aggregate: str = "") -> 
     return event
 
 
+# The relay's nudge as a statement of the transaction itself: PostgreSQL delivers a NOTIFY when (and only
+# if) the transaction commits, so a batch that carries it needs no round trip after the commit.
+NOTIFY_STATEMENT: tuple[str, tuple[str]] = ("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+
+
 def outbox_statement(
-    *, topic: str, payload: dict[str, Any], aggregate: str = ""
+    *, topic: str, payload: dict[str, Any], aggregate: str = "", nudge_after_commit: bool = True
 ) -> tuple[str, list[Any], OutboxEvent]:
     """The ``INSERT`` of an outbox event, for callers that send it together with their other writes in
     one round trip (the order path); the event's ``pk`` is not set. Registers the relay's nudge for the
-    commit, like :func:`outbox_emit`."""
+    commit, like :func:`outbox_emit` — unless ``nudge_after_commit`` is False: then the caller sends
+    :data:`NOTIFY_STATEMENT` in its transaction."""
     if not connection.in_atomic_block:
         raise RuntimeError("outbox events are written inside the transaction that makes the change")
     event = OutboxEvent(
         event_id=uuid.uuid4(), topic=topic, aggregate=aggregate, payload=payload, created_at=timezone.now()
     )
-    _notify_on_commit()
+    if nudge_after_commit:
+        _notify_on_commit()
     return (
         "INSERT INTO events_outboxevent (event_id, topic, aggregate, payload, created_at) "
         "VALUES (%s, %s, %s, %s::jsonb, %s)",
