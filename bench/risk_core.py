@@ -435,6 +435,9 @@ def run(args: argparse.Namespace) -> None:
         },
     )
     progress(f"saved {path}")
+    from risk.liquidation import background_flush
+
+    background_flush()
 
 
 if __name__ == "__main__":

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
+import threading
 import time
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -73,27 +74,49 @@ SHADOW = "SHADOW"  # liquidation_mode SHADOW: a detection recorded, never execut
 SHADOW_PREFIX = "shadow:"
 
 
-_pusher: ThreadPoolExecutor | None = None
-_pusher_pid = 0
+class _Background:
+    """One daemon thread per process running after-commit side work in order (console pushes, the
+    emails' hand-over): milliseconds of channel-layer or broker I/O never delay the next detection or
+    liquidation. Best effort, like the work itself: what is still queued when the process exits is
+    dropped (call :func:`background_flush` first where that matters)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.jobs: queue.Queue[Callable[[], None]] = queue.Queue()
+        threading.Thread(target=self._run, name="liquidation-background", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            try:
+                job()
+            except Exception:
+                logger.exception("liquidation background work failed")
+            finally:
+                self.jobs.task_done()
+
+
+_background: _Background | None = None
+
+
+def _in_background(job: Callable[[], None]) -> None:
+    global _background
+    if _background is None or _background.pid != os.getpid():  # a forked process gets its own
+        _background = _Background()
+    _background.jobs.put(job)
 
 
 def _push_on_commit(payload: dict[str, Any]) -> None:
-    """Push a liquidation event to the consoles after commit, from a background thread: a console
-    push (milliseconds on the channel layer) never delays the next detection or liquidation."""
-    transaction.on_commit(lambda: _console_pusher().submit(broadcast_now, "liquidations", payload))
-
-
-def _console_pusher() -> ThreadPoolExecutor:
-    global _pusher, _pusher_pid
-    if _pusher is None or _pusher_pid != os.getpid():  # a forked worker process gets its own
-        _pusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="liquidation-console")
-        _pusher_pid = os.getpid()
-    return _pusher
+    """Push a liquidation event to the consoles after commit, from the background thread."""
+    transaction.on_commit(lambda: _in_background(lambda: broadcast_now("liquidations", payload)))
 
 
 def background_flush(timeout: float = 10.0) -> None:
-    """Wait until the after-commit work handed to the background thread is done (tests, shutdown)."""
-    _console_pusher().submit(lambda: None).result(timeout)
+    """Wait until the after-commit work handed to the background thread is done (tests, a process
+    about to exit)."""
+    done = threading.Event()
+    _in_background(done.set)
+    done.wait(timeout)
 
 
 # ------------------------------------------------------------------------------------------ detect
@@ -477,7 +500,7 @@ def _emails_later(closes: list[LiquidationClose]) -> None:
         finally:
             connection.close()  # this thread's own connection, if the sending needed one
 
-    _console_pusher().submit(hand_over)
+    _in_background(hand_over)
 
 
 def _batch_isolated(

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from risk.detection import liquidation_sweep
-from risk.liquidation import liquidations_drain
+from risk.liquidation import background_flush, liquidations_drain
 
 
 class Command(BaseCommand):
@@ -28,5 +28,6 @@ class Command(BaseCommand):
             done = liquidations_drain()
             self.stdout.write(f"drained {done} trigger(s)")
             if options["once"]:
+                background_flush()  # the console pushes and emails' hand-over of the last liquidations
                 return
             time.sleep(options["interval"])
