@@ -6,23 +6,22 @@ fifty liquidations written with one placeholder per value spent more time being 
 spent writing it. Here the rows of a statement travel as one JSON array (serialised by the C encoder)
 and PostgreSQL unpacks them (``jsonb_array_elements``), casting each column to its own type.
 
-Values are converted as the ORM would write them: decimals quantized to the field's places (half
-even) when they carry more, datetimes as ISO 8601 with their offset, JSON fields as nested JSON.
+Values are converted as the ORM would write them: decimals as their text (extra places rounded by the
+column's type, as on the ORM's assignment), datetimes as ISO 8601 with their offset, JSON fields as
+nested JSON.
 """
 
 from __future__ import annotations
 
-import datetime
 import functools
 import json
-import uuid
-from collections.abc import Sequence
-from decimal import ROUND_HALF_EVEN, Decimal
+from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
-from django.db.models import DecimalField, Field, JSONField, Model
+from django.db.models import DateField, DateTimeField, DecimalField, Field, JSONField, Model, UUIDField
 
 
 @functools.cache
@@ -36,25 +35,46 @@ def _column_expr(field: Field[Any, Any], index: int) -> str:
     return f"(r->>{index})::{db_type}"
 
 
-def _json_value(field: Field[Any, Any], value: Any) -> Any:
-    if value is None or isinstance(field, JSONField):
-        return value
-    if isinstance(value, Decimal):
-        assert isinstance(field, DecimalField)
-        places = int(field.decimal_places)
-        exponent = value.as_tuple().exponent
-        if isinstance(exponent, int) and exponent < -places:
-            value = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
-        return str(value)
-    if isinstance(value, datetime.datetime | datetime.date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
+def _as_is(value: Any) -> Any:
     return value
 
 
+def _text(value: Any) -> Any:
+    return None if value is None else str(value)
+
+
+def _iso(value: Any) -> Any:
+    return None if value is None else value.isoformat()
+
+
+def _decimal_converter(field: DecimalField) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):  # a default such as 0, or a float: as the ORM converts it
+            value = field.to_python(value)
+        return str(value)  # the column's cast rounds extra places, as on the ORM's assignment
+
+    return convert
+
+
+@functools.cache
+def _converter(field: Field[Any, Any]) -> Callable[[Any], Any]:
+    """How a value of ``field`` goes into the JSON rows (chosen once per field)."""
+    if isinstance(field, JSONField):
+        return _as_is
+    if isinstance(field, DecimalField):
+        return _decimal_converter(field)
+    if isinstance(field, DateTimeField | DateField):
+        return _iso
+    if isinstance(field, UUIDField):
+        return _text
+    return _as_is
+
+
 def _rows_param(fields: Sequence[Field[Any, Any]], objs: Sequence[Any]) -> str:
-    rows = [[_json_value(f, getattr(obj, f.attname)) for f in fields] for obj in objs]
+    columns = [(f.attname, _converter(f)) for f in fields]
+    rows = [[convert(getattr(obj, name)) for name, convert in columns] for obj in objs]
     return json.dumps(rows, cls=DjangoJSONEncoder, separators=(",", ":"))
 
 
