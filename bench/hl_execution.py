@@ -141,7 +141,6 @@ def main() -> None:
         "hl_execution",
         {
             "git": git_rev(),
-            "load_average": os.getloadavg(),
             "bare_sdk": bare_p,
             "platform": ours_p,
             "added": added,
