@@ -164,39 +164,7 @@ def account_view(user_id: int) -> dict[str, object]:
         positions=positions,
         quotes=quotes,
     )
-    return {
-        "equity": state.equity,
-        "cash": state.cash,
-        "order_holds": state.order_holds,
-        "isolated_margin": state.isolated_margin,
-        "cross_margin_used": state.cross.initial_margin_used,
-        "cross_maintenance_margin": state.cross.maintenance_margin,
-        "available_to_trade": state.available_to_trade,
-        "withdrawable": state.withdrawable,
-        "unrealized_pnl": sum((v.unrealized_pnl for v in state.positions), ZERO),
-        "positions": [
-            {
-                "id": v.position.pk,
-                "symbol": v.position.asset,
-                "direction": v.position.direction,
-                "size": v.position.size,
-                "entry_price": v.position.entry_price,
-                "mark_price": v.mark,
-                "leverage": v.position.leverage,
-                "margin_mode": v.position.margin_mode,
-                "isolated_margin": v.position.isolated_margin,
-                "unrealized_pnl": v.unrealized_pnl,
-                "realized_pnl": v.position.realized_pnl,
-                "notional": v.notional,
-                "maintenance_margin": v.maintenance_margin,
-                "liquidation_price": v.liquidation_price,
-                "cum_funding_all_time": v.position.cum_funding_all_time,
-                "cum_funding_since_open": v.position.cum_funding_since_open,
-                "opened_at": v.position.opened_at,
-            }
-            for v in state.positions
-        ],
-    }
+    return account_dict(state)
 
 
 def _state_for(user_id: int) -> AccountState:
@@ -230,3 +198,40 @@ def withdrawable_for(user_id: int) -> Decimal:
     ).exists():
         return user_balances(user_id).get("cash", ZERO)
     return _state_for(user_id).withdrawable
+
+
+def account_dict(state: AccountState) -> dict[str, object]:
+    """An account state in the API's shape (also the console's user page, which reads the state itself)."""
+    return {
+        "equity": state.equity,
+        "cash": state.cash,
+        "order_holds": state.order_holds,
+        "isolated_margin": state.isolated_margin,
+        "cross_margin_used": state.cross.initial_margin_used,
+        "cross_maintenance_margin": state.cross.maintenance_margin,
+        "available_to_trade": state.available_to_trade,
+        "withdrawable": state.withdrawable,
+        "unrealized_pnl": sum((v.unrealized_pnl for v in state.positions), ZERO),
+        "positions": [
+            {
+                "id": v.position.pk,
+                "symbol": v.position.asset,
+                "direction": v.position.direction,
+                "size": v.position.size,
+                "entry_price": v.position.entry_price,
+                "mark_price": v.mark,
+                "leverage": v.position.leverage,
+                "margin_mode": v.position.margin_mode,
+                "isolated_margin": v.position.isolated_margin,
+                "unrealized_pnl": v.unrealized_pnl,
+                "realized_pnl": v.position.realized_pnl,
+                "notional": v.notional,
+                "maintenance_margin": v.maintenance_margin,
+                "liquidation_price": v.liquidation_price,
+                "cum_funding_all_time": v.position.cum_funding_all_time,
+                "cum_funding_since_open": v.position.cum_funding_since_open,
+                "opened_at": v.position.opened_at,
+            }
+            for v in state.positions
+        ],
+    }

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from routing.models import GLOBAL, RoutingConfig, RoutingDecisionLog, RoutingModeLog, RoutingState
 from routing.selectors import asset_routing, resolved_config
-from trading.account import AccountState, account_state, user_balances
+from trading.account import AccountState, account_dict, account_state, user_balances
 from trading.marketdata import get_quotes
 from trading.models import Order, Position, Source
 from wallets.models import (
@@ -313,7 +313,7 @@ def user_money(user_id: int, *, open_positions: list[Position] | None = None) ->
     except Exception as exc:  # live marks or markets unavailable: show the stored data only
         logger.warning("account view failed for user %s", user_id, exc_info=True)
         error = f"live account view unavailable ({type(exc).__name__})"
-    account = _account_dict(state) if state is not None else None
+    account = account_dict(state) if state is not None else None
     live = {p["id"]: p for p in account["positions"]} if account is not None else {}
     for position in positions:
         position.live = live.get(position.pk)  # type: ignore[attr-defined]
@@ -322,43 +322,6 @@ def user_money(user_id: int, *, open_positions: list[Position] | None = None) ->
     else:
         wallet = _wallet_with_cross(user_id, state.cross.initial_margin_used)
     return UserMoney(open_positions=positions, account=account, account_error=error, wallet=wallet)
-
-
-def _account_dict(state: AccountState) -> dict[str, Any]:
-    """``account_view``'s shape (trading/account.py)."""
-    return {
-        "equity": state.equity,
-        "cash": state.cash,
-        "order_holds": state.order_holds,
-        "isolated_margin": state.isolated_margin,
-        "cross_margin_used": state.cross.initial_margin_used,
-        "cross_maintenance_margin": state.cross.maintenance_margin,
-        "available_to_trade": state.available_to_trade,
-        "withdrawable": state.withdrawable,
-        "unrealized_pnl": sum((v.unrealized_pnl for v in state.positions), ZERO),
-        "positions": [
-            {
-                "id": v.position.pk,
-                "symbol": v.position.asset,
-                "direction": v.position.direction,
-                "size": v.position.size,
-                "entry_price": v.position.entry_price,
-                "mark_price": v.mark,
-                "leverage": v.position.leverage,
-                "margin_mode": v.position.margin_mode,
-                "isolated_margin": v.position.isolated_margin,
-                "unrealized_pnl": v.unrealized_pnl,
-                "realized_pnl": v.position.realized_pnl,
-                "notional": v.notional,
-                "maintenance_margin": v.maintenance_margin,
-                "liquidation_price": v.liquidation_price,
-                "cum_funding_all_time": v.position.cum_funding_all_time,
-                "cum_funding_since_open": v.position.cum_funding_since_open,
-                "opened_at": v.position.opened_at,
-            }
-            for v in state.positions
-        ],
-    }
 
 
 def _wallet_with_cross(user_id: int, cross: Decimal) -> WalletView:
