@@ -243,27 +243,6 @@ def update_statement(obj: Model, fields: Sequence[str]) -> tuple[str, list[Any]]
     return sql, [*params, obj.pk]
 
 
-def update_many_statement(objs: Sequence[Model], fields: Sequence[str]) -> tuple[str, list[Any]]:
-    """ONE ``UPDATE … FROM (VALUES …)`` of some fields of several instances of a model by primary key,
-    for a :class:`SqlBatch` (``bulk_update``'s CASE expressions grow quadratically with the rows)."""
-    meta = objs[0]._meta
-    model_fields = [meta.get_field(name) for name in fields]
-    quote = connection.ops.quote_name
-    casts = ", ".join(f"%s::{f.db_type(connection)}" for f in model_fields)  # type: ignore[union-attr]
-    row = f"(%s::bigint, {casts})"
-    names = ", ".join(f"c{i}" for i in range(len(model_fields)))
-    sets = ", ".join(f"{quote(str(f.column))} = v.c{i}" for i, f in enumerate(model_fields))  # type: ignore[union-attr]
-    params: list[Any] = []
-    for obj in objs:
-        params.append(obj.pk)
-        params += [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in model_fields]  # type: ignore[union-attr]
-    sql = (
-        f"UPDATE {meta.db_table} AS t SET {sets} FROM (VALUES {_values(len(objs), row)}) "  # noqa: S608
-        f"AS v(id, {names}) WHERE t.id = v.id"
-    )
-    return sql, params
-
-
 def next_ids(batch: SqlBatch, counts: dict[type[Model], int]) -> int:
     """Queue one statement that draws ``count`` ids from each model's id sequence (gaps are harmless,
     as after any rollback); the row it returns holds them in ``counts`` order."""
