@@ -152,6 +152,12 @@ RISK_FIELDS: dict[str, tuple[str, str, str, str]] = {
     "liquidation_sweep_ms": ("Liquidation", "Liquidation sweep", "ms", "safety sweep interval, 500–2,000"),
     "liquidation_max_retries": ("Liquidation", "Liquidation retries", "", "then ESCALATED"),
     "liquidation_retry_delay_ms": ("Liquidation", "Liquidation retry delay", "ms", "between attempts"),
+    "liquidation_batch_size": (
+        "Liquidation",
+        "Liquidation batch size",
+        "",
+        "INTERNAL liquidations per transaction",
+    ),
     "liquidation_lease_seconds": (
         "Liquidation",
         "Liquidation lease",
