@@ -60,6 +60,41 @@ class FillRequest:
     hl_tid: int | None = None
     idempotency_key: str = ""  # defaults to the first fill row's id
 
+    @classmethod
+    def for_order(
+        cls,
+        order: Order,
+        *,
+        source: str,
+        size: Decimal,
+        price: Decimal,
+        fee_rate: Decimal,
+        maker: bool,
+        reserve_share: Decimal,
+        **extra: Any,
+    ) -> FillRequest:
+        """A fill of ``order``: user, asset, margin mode, side and leverage come from the order."""
+        return cls(
+            user_id=order.user_id,
+            asset=order.asset,
+            source=source,
+            margin_mode=order.margin_mode,
+            side=order.side,
+            size=size,
+            price=price,
+            leverage=order.leverage,
+            fee_rate=fee_rate,
+            maker=maker,
+            reserve_share=reserve_share,
+            order=order,
+            **extra,
+        )
+
+
+def is_liquidation_order(order: Order) -> bool:
+    """An order the liquidation engine sent (its client id carries the ``liq:`` prefix)."""
+    return bool(order.client_order_id and order.client_order_id.startswith("liq:"))
+
 
 @dataclass
 class FillResult:

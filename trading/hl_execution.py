@@ -40,7 +40,7 @@ from django.utils import timezone
 
 from trading import margin, netting
 from trading.config import trading_settings
-from trading.execution import FillRequest, fill_apply
+from trading.execution import FillRequest, fill_apply, is_liquidation_order
 from trading.marketdata import Quote
 from trading.models import Fill, Market, Order, OrderEvent, Position, Source
 from trading.venues.hl import (
@@ -265,20 +265,15 @@ def _apply_one(order: Order, hl_fill: HLFill, size: Decimal, settings: Any) -> N
         order.hold_amount -= hold_share
         cash += hold_share
     result = fill_apply(
-        req=FillRequest(
-            user_id=order.user_id,
-            asset=order.asset,
+        req=FillRequest.for_order(
+            order,
             source=Source.HYPERLIQUID,
-            margin_mode=order.margin_mode,
-            side=order.side,
             size=size,
             price=hl_fill.price,
-            leverage=order.leverage,
             fee_rate=fees.rate(maker=maker),
             maker=maker,
             reserve_share=settings.client_loss_reserve_share,
-            order=order,
-            is_liquidation=order.client_order_id is not None and order.client_order_id.startswith("liq:"),
+            is_liquidation=is_liquidation_order(order),
             hl_fill_price=hl_fill.price,
             hl_fee=hl_fill.fee,
             hl_tid=hl_fill.tid if hl_fill.tid > 0 else None,

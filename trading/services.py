@@ -34,6 +34,7 @@ from trading.execution import (
     fill_ids_needed,
     fill_plan,
     fill_statements,
+    is_liquidation_order,
 )
 from trading.marketdata import Quote, get_quote, get_quotes
 from trading.models import (
@@ -971,19 +972,14 @@ def _fill_internal(
         )
     )
     size = fill_size or order.remaining
-    req = FillRequest(
-        user_id=order.user_id,
-        asset=order.asset,
+    req = FillRequest.for_order(
+        order,
         source=Source.INTERNAL,
-        margin_mode=order.margin_mode,
-        side=order.side,
         size=size,
         price=price,
-        leverage=order.leverage,
         fee_rate=fee_rate,
         maker=maker,
         reserve_share=settings.client_loss_reserve_share,
-        order=order,
     )
     status = Order.Status.FILLED if order.filled_size + size == order.size else Order.Status.PARTIALLY_FILLED
     return _fill_locked(
@@ -1135,20 +1131,15 @@ def hl_order_fill(
             order.position = target  # the locked instance: the fill and liquidation prices see one object
         size = min(size, order.remaining)
         fee_rate = _fee_rate(settings, Source.HYPERLIQUID, maker=False)  # answered at once: it crossed
-        req = FillRequest(
-            user_id=order.user_id,
-            asset=order.asset,
+        req = FillRequest.for_order(
+            order,
             source=Source.HYPERLIQUID,
-            margin_mode=order.margin_mode,
-            side=order.side,
             size=size,
             price=price,
-            leverage=order.leverage,
             fee_rate=fee_rate,
             maker=False,
             reserve_share=settings.client_loss_reserve_share,
-            order=order,
-            is_liquidation=bool(order.client_order_id and order.client_order_id.startswith("liq:")),
+            is_liquidation=is_liquidation_order(order),
             hl_fill_price=price,
             idempotency_key=f"hl-fill:{order.pk}",
         )
