@@ -100,14 +100,22 @@ def drift_rate(deviation: Decimal, xbit_pnl: Decimal, notional: Decimal) -> Deci
 
 
 def drift_level(
-    rate: Decimal, deviation: Decimal, *, log_usd: Decimal, alert: Decimal, critical: Decimal
+    rate: Decimal,
+    deviation: Decimal,
+    *,
+    log_usd: Decimal,
+    alert: Decimal,
+    critical: Decimal,
+    alert_min_usd: Decimal = _ZERO,
+    critical_min_usd: Decimal = _ZERO,
 ) -> str:
-    """Spec 04 table: CRITICAL (rate > 5 %), ALERT (> 1 %), LOG (|drift| > $10), else "" (nothing)."""
+    """Spec 04 table: CRITICAL (rate > 5 %), ALERT (> 1 %), LOG (|drift| > $10), else "" (nothing).
+    ALERT and CRITICAL also need |drift| above their absolute floor: on a P&L of cents a rate is dust."""
     if deviation == 0:
         return ""
-    if rate > critical:
+    if rate > critical and abs(deviation) > critical_min_usd:
         return "CRITICAL"
-    if rate > alert:
+    if rate > alert and abs(deviation) > alert_min_usd:
         return "ALERT"
     if abs(deviation) > log_usd:
         return "LOG"

@@ -43,6 +43,8 @@ def drift_record(
         log_usd=cfg.drift_log_usd,
         alert=cfg.drift_alert_rate,
         critical=cfg.drift_critical_rate,
+        alert_min_usd=cfg.drift_alert_min_usd,
+        critical_min_usd=cfg.drift_critical_min_usd,
     )
     if not level:
         return None

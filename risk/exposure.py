@@ -15,7 +15,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 from typing import Any
 
 from django.db import transaction
@@ -30,6 +30,10 @@ from xbit_admin.live import broadcast_on_commit
 from xbit_admin.money import ZERO
 
 logger = logging.getLogger(__name__)
+
+# Exposure totals are exact sums of size × entry (see ``ExposureAsset``): enough digits that no sum of
+# this magnitude is ever rounded, so the incremental totals and a recompute agree to the last digit.
+EXACT = Context(prec=60)
 TOPICS = {"trading.fill", "trading.liquidation"}
 CONSUMER_GROUP = "risk-exposure"
 
@@ -90,7 +94,7 @@ def _apply_fill(payload: dict[str, Any]) -> None:
         pid = int(state["id"])
         old = ExposurePosition.objects.filter(position_id=pid).first()
         if old is not None:
-            _add(row, old.direction, -old.size, -old.size * old.entry_price, -1)
+            _add(row, old.direction, -old.size, old.entry_price, -1)
         if state["status"] == Position.Status.OPEN and Decimal(state["size"]) > 0:
             size, entry = Decimal(state["size"]), Decimal(state["entry_price"])
             ExposurePosition.objects.update_or_create(
@@ -102,7 +106,7 @@ def _apply_fill(payload: dict[str, Any]) -> None:
                     "entry_price": entry,
                 },
             )
-            _add(row, state["direction"], size, size * entry, 1)
+            _add(row, state["direction"], size, entry, 1)
         elif old is not None:
             old.delete()
     row.updated_at = timezone.now()
@@ -122,13 +126,16 @@ def _apply_liquidation(payload: dict[str, Any]) -> None:
         _daily(timezone.now().date(), payload["asset"], liquidation_margin=remainder)
 
 
-def _add(row: ExposureAsset, direction: str, size: Decimal, cost: Decimal, count: int) -> None:
-    if direction == Position.Direction.LONG:
-        row.long_size += size
-        row.long_cost += cost
-    else:
-        row.short_size += size
-        row.short_cost += cost
+def _add(row: ExposureAsset, direction: str, size: Decimal, entry: Decimal, count: int) -> None:
+    """Move the asset's totals by a signed ``size`` at ``entry``, exactly (see ``EXACT``)."""
+    with localcontext(EXACT):
+        cost = size * entry
+        if direction == Position.Direction.LONG:
+            row.long_size += size
+            row.long_cost += cost
+        else:
+            row.short_size += size
+            row.short_cost += cost
     row.positions = max(0, row.positions + count)
 
 
@@ -210,11 +217,12 @@ def exposure_recompute(*, apply: bool = False) -> dict[str, dict[str, str]]:
             "id", "asset", "direction", "size", "entry_price"
         )
     )
-    for _pid, asset, direction, size, entry in positions:
-        side = "long" if direction == Position.Direction.LONG else "short"
-        totals[asset][f"{side}_size"] += size
-        totals[asset][f"{side}_cost"] += size * entry
-        totals[asset]["positions"] += 1
+    with localcontext(EXACT):
+        for _pid, asset, direction, size, entry in positions:
+            side = "long" if direction == Position.Direction.LONG else "short"
+            totals[asset][f"{side}_size"] += size
+            totals[asset][f"{side}_cost"] += size * entry
+            totals[asset]["positions"] += 1
     current = {r.asset: r for r in ExposureAsset.objects.all()}
     diffs: dict[str, dict[str, str]] = {}
     for asset in set(totals) | set(current):

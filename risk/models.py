@@ -14,6 +14,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from xbit_admin.fields import money_field, price_field, size_field
+from xbit_admin.money import PRICE_DECIMAL_PLACES, SIZE_DECIMAL_PLACES
+
+# an exact product of a size and a price: their decimal places add up
+COST_DECIMAL_PLACES = SIZE_DECIMAL_PLACES + PRICE_DECIMAL_PLACES
+COST_MAX_DIGITS = 28 + COST_DECIMAL_PLACES
 
 
 def rate_field(**kwargs: object) -> models.DecimalField:
@@ -69,6 +74,18 @@ class RiskConfig(models.Model):
     drift_log_usd = money_field(default=10)
     drift_alert_rate = rate_field(default="0.01")
     drift_critical_rate = rate_field(default="0.05")
+    # a rate alone fires on dust (0.0018 USDC is 10 % of a 0.017 USDC P&L): a level also needs this much
+    drift_alert_min_usd = money_field(default=1, help_text="ALERT needs |drift| above this too (USDC)")
+    drift_critical_min_usd = money_field(default=10, help_text="CRITICAL needs |drift| above this too (USDC)")
+    # reconciliation (spec 04): relative thresholds, each with an absolute floor for USDC dimensions
+    reconciliation_warn_rate = rate_field(default="0.0001")
+    reconciliation_critical_rate = rate_field(default="0.001")
+    reconciliation_warn_min_usdc = money_field(
+        default=1, help_text="WARN needs |deviation| above this too (USDC dimensions)"
+    )
+    reconciliation_critical_min_usdc = money_field(
+        default=10, help_text="CRITICAL needs |deviation| above this too (USDC dimensions)"
+    )
     drift_daily_review = money_field(default=1_000)
     drift_daily_critical = money_field(default=5_000)
     drift_refund_user_when_favourable = models.BooleanField(default=False)
@@ -239,8 +256,20 @@ class ExposureAsset(models.Model):
     asset = models.CharField(max_length=20, unique=True)
     long_size = size_field(default=0)
     short_size = size_field(default=0)
-    long_cost = money_field(default=0, help_text="Σ size × entry of INTERNAL longs")
-    short_cost = money_field(default=0, help_text="Σ size × entry of INTERNAL shorts")
+    # Σ size × entry kept exactly (8 + 8 decimal places): the totals move by many small increments, and a
+    # column rounded to cents' micro-units would drift from a recompute by the sum of its roundings
+    long_cost = models.DecimalField(
+        max_digits=COST_MAX_DIGITS,
+        decimal_places=COST_DECIMAL_PLACES,
+        default=0,
+        help_text="Σ size × entry of INTERNAL longs",
+    )
+    short_cost = models.DecimalField(
+        max_digits=COST_MAX_DIGITS,
+        decimal_places=COST_DECIMAL_PLACES,
+        default=0,
+        help_text="Σ size × entry of INTERNAL shorts",
+    )
     positions = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(default=timezone.now)
 

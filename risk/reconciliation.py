@@ -1,5 +1,6 @@
 """The reconciliation engine (spec 04): each run compares independent views of the same money or
-position and writes ``ReconciliationLog`` rows (OK / WARN > 0.01 % / CRITICAL > 0.1 %).
+position and writes ``ReconciliationLog`` rows (OK / WARN > 0.01 % / CRITICAL > 0.1 %; a USDC level also
+needs the deviation above an absolute floor; every threshold is in the risk config).
 
 A CRITICAL row raises a P0 alert (``reconciliation.<dimension>``) and pauses the related operation
 (fail closed) until a later run finds it clean; nothing is ever "fixed" with a plug entry — the details
@@ -32,24 +33,34 @@ from typing import Any
 
 from django.utils import timezone
 
+from risk.config import risk_config
 from risk.hedge_models import HedgeInstruction, ReconciliationLog
 from xbit_admin.alerts.services import alert_raise, alert_resolve_condition
 from xbit_admin.money import ZERO
 
 logger = logging.getLogger(__name__)
 
-WARN_RATE = Decimal("0.0001")
-CRITICAL_RATE = Decimal("0.001")
 RATE_Q = Decimal("0.00000001")
+STORED_Q = Decimal("0.000001")  # ReconciliationLog's columns: what a row can show is what is compared
 Status = ReconciliationLog.Status
 
 
-def classify(expected: Decimal, actual: Decimal) -> tuple[Decimal, str]:
+def classify(expected: Decimal, actual: Decimal, *, unit: str = "USDC") -> tuple[Decimal, str]:
+    """Spec 04: WARN above 0.01 %, CRITICAL above 0.1 % of the larger side (risk config). Both figures
+    are compared at the precision the row stores, and a USDC deviation must also exceed the level's
+    absolute floor: a relative threshold alone fires on dust (a 0.00009 USDC rounding on a 0.5 USDC
+    funding payment is 0.02 %)."""
+    cfg = risk_config()
+    expected, actual = expected.quantize(STORED_Q), actual.quantize(STORED_Q)
+    deviation = abs(actual - expected)
     base = max(abs(expected), abs(actual))
-    rate = abs(actual - expected) / base if base else ZERO
-    if rate > CRITICAL_RATE:
+    rate = deviation / base if base else ZERO
+    coins = unit != "USDC"
+    if rate > cfg.reconciliation_critical_rate and (
+        coins or deviation > cfg.reconciliation_critical_min_usdc
+    ):
         return rate, Status.CRITICAL
-    if rate > WARN_RATE:
+    if rate > cfg.reconciliation_warn_rate and (coins or deviation > cfg.reconciliation_warn_min_usdc):
         return rate, Status.WARN
     return rate, Status.OK
 
@@ -57,16 +68,16 @@ def classify(expected: Decimal, actual: Decimal) -> tuple[Decimal, str]:
 def _row(
     run_id: str, dimension: str, subject: str, expected: Decimal, actual: Decimal, **details: Any
 ) -> ReconciliationLog:
-    rate, status = classify(expected, actual)
+    rate, status = classify(expected, actual, unit=str(details.get("unit", "USDC")))
     if details.pop("force_critical", False):
         status = Status.CRITICAL
     return ReconciliationLog(
         run_id=run_id,
         dimension=dimension,
         subject=subject,
-        expected=expected.quantize(Decimal("0.000001")),
-        actual=actual.quantize(Decimal("0.000001")),
-        deviation=(actual - expected).quantize(Decimal("0.000001")),
+        expected=expected.quantize(STORED_Q),
+        actual=actual.quantize(STORED_Q),
+        deviation=(actual - expected).quantize(STORED_Q),
         deviation_rate=min(rate, Decimal(9999)).quantize(RATE_Q),
         status=status,
         details={k: (str(v) if isinstance(v, Decimal) else v) for k, v in details.items()},

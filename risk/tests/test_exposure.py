@@ -15,7 +15,7 @@ from risk.exposure import (
     exposure_recompute,
     exposure_snapshot_take,
 )
-from risk.models import ExposureSnapshot
+from risk.models import ExposureAsset, ExposureSnapshot
 from xbit_admin.events.models import OutboxEvent
 from xbit_admin.events.services import Event, handle_once
 
@@ -52,6 +52,23 @@ def test_exposure_follows_fills_and_agrees_with_a_recompute(
     assert btc.bbook_upnl == -(
         D("0.2") * 81000 - (D("0.1") * 80000 + D("0.1") * 82000) + (D("0.05") * 80000 - D("0.05") * 81000)
     )
+
+
+def test_averaged_entries_with_many_decimals_agree_with_a_recompute_to_the_last_digit(
+    make_trader: Any, fund: Any, open_position: Any
+) -> None:
+    """Add-ons average the entry to 8 decimals, so size × entry has up to 16: the incremental totals keep
+    them all, and the reconciliation's recompute finds no rounding difference to call a mismatch."""
+    a, b = make_trader(), make_trader()
+    fund(a, "50000")
+    fund(b, "50000")
+    for size, entry in (("0.00137", "80124"), ("0.00291", "81235"), ("0.01003", "79877"), ("0.00019", "80003")):
+        open_position(a, size=size, entry=entry, leverage=10)
+        open_position(b, side="SELL", size=size, entry=entry, leverage=10, margin_mode="CROSS")
+    deliver()
+    btc = ExposureAsset.objects.get(asset="BTC")
+    assert btc.long_cost != btc.long_cost.quantize(D("0.000001"))  # more digits than a USDC amount carries
+    assert exposure_recompute() == {}
 
 
 def test_liquidation_removes_the_position_and_counts_the_whole_margin_as_client_loss(
