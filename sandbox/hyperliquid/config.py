@@ -22,6 +22,9 @@ DEFAULT_MARGIN_TABLES: dict[int, tuple[str, list[tuple[int, int]]]] = {
     52: ("tiered 10x", [(0, 10), (20_000_000, 5)]),
 }
 
+# Annualised volatilities of a calm market (roughly 0.5-1.5 % per hour), so that a demo's hour never
+# trips the volatility breaker (spec 05: 5 % in an hour) by itself; turbulence is injected through the
+# control API (shock, jump, price).
 DEFAULT_ASSETS: list[dict[str, Any]] = [
     {
         "name": "BTC",
@@ -29,7 +32,7 @@ DEFAULT_ASSETS: list[dict[str, Any]] = [
         "maxLeverage": 40,
         "marginTableId": 56,
         "price": "100000",
-        "volatility": 0.5,
+        "volatility": 0.4,
     },
     {
         "name": "ETH",
@@ -37,7 +40,7 @@ DEFAULT_ASSETS: list[dict[str, Any]] = [
         "maxLeverage": 25,
         "marginTableId": 55,
         "price": "3500",
-        "volatility": 0.65,
+        "volatility": 0.55,
     },
     {
         "name": "SOL",
@@ -45,7 +48,7 @@ DEFAULT_ASSETS: list[dict[str, Any]] = [
         "maxLeverage": 20,
         "marginTableId": 54,
         "price": "180",
-        "volatility": 0.8,
+        "volatility": 0.7,
     },
     {
         "name": "ARB",
@@ -53,7 +56,7 @@ DEFAULT_ASSETS: list[dict[str, Any]] = [
         "maxLeverage": 10,
         "marginTableId": 10,
         "price": "0.8",
-        "volatility": 0.9,
+        "volatility": 0.75,
     },
     {
         "name": "DOGE",
@@ -61,7 +64,7 @@ DEFAULT_ASSETS: list[dict[str, Any]] = [
         "maxLeverage": 10,
         "marginTableId": 10,
         "price": "0.35",
-        "volatility": 0.9,
+        "volatility": 0.75,
     },
     {
         "name": "AVAX",
@@ -69,7 +72,7 @@ DEFAULT_ASSETS: list[dict[str, Any]] = [
         "maxLeverage": 10,
         "marginTableId": 10,
         "price": "35",
-        "volatility": 0.85,
+        "volatility": 0.7,
     },
     {
         "name": "LINK",
@@ -77,7 +80,7 @@ DEFAULT_ASSETS: list[dict[str, Any]] = [
         "maxLeverage": 10,
         "marginTableId": 10,
         "price": "20",
-        "volatility": 0.8,
+        "volatility": 0.7,
     },
     {
         "name": "HYPE",
@@ -85,7 +88,7 @@ DEFAULT_ASSETS: list[dict[str, Any]] = [
         "maxLeverage": 10,
         "marginTableId": 52,
         "price": "40",
-        "volatility": 1.0,
+        "volatility": 0.8,
     },
 ]
 
@@ -137,6 +140,7 @@ class AssetSpec:
     basis_vol_bps: float  # stdev of the perp/oracle basis (OU process)
     basis_halflife_s: float
     impact_notional: Decimal
+    reversion_halflife_s: float  # oracle pulled back to its anchor (log OU); 0 = a plain random walk
     book: BookSpec
     only_isolated: bool = False
     replay_csv: str | None = None
@@ -242,11 +246,13 @@ def parse_config(seed: int, cfg: dict[str, Any] | None) -> SimConfig:
                 margin_table_id=table_id,
                 price=D(a.get("price", "100")),
                 volatility=float(a.get("volatility", 0.8)),
-                jump_intensity_per_hour=float(a.get("jump_intensity_per_hour", 0.05)),
+                # jumps are a fault to inject (/control/jump, /control/shock), not part of a normal market
+                jump_intensity_per_hour=float(a.get("jump_intensity_per_hour", 0.0)),
                 jump_mean_pct=float(a.get("jump_mean_pct", 0.0)),
                 jump_std_pct=float(a.get("jump_std_pct", 2.0)),
                 basis_vol_bps=float(a.get("basis_vol_bps", 2.0)),
                 basis_halflife_s=float(a.get("basis_halflife_s", 120.0)),
+                reversion_halflife_s=float(a.get("reversion_halflife_s", 6 * 3600)),
                 impact_notional=D(a.get("impact_notional", 20000 if big else 6000)),
                 book=BookSpec(
                     levels=int(b["levels"]),

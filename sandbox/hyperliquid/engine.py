@@ -82,7 +82,15 @@ class Engine:
     def reset(self) -> None:
         cfg = self.cfg
         wall = wall_ms()
-        start = cfg.start_time_ms if cfg.start_time_ms is not None else wall - wall % 1000
+        if cfg.start_time_ms is not None:
+            start = cfg.start_time_ms
+        elif self.manual:
+            start = wall - wall % 1000  # whole seconds: readable timestamps in deterministic tests
+        else:
+            # Real time starts AT the wall clock. Rounding the start down to a whole second and keeping
+            # the difference as an offset put every HL timestamp up to 999 ms behind the wall clock for
+            # the life of the engine (and across --state-dir restarts).
+            start = wall
         self.offset_ms = start - wall
         self.now_ms = start
         self.step_ms = cfg.step_ms

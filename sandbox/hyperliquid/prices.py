@@ -45,6 +45,19 @@ def load_candles_csv(path: str) -> list[float]:
     return points
 
 
+# What shapes the path (as opposed to where the price is): taken from the current config when a saved
+# engine is restored, so a change of defaults applies without throwing the simulated venue away.
+DYNAMICS = (
+    "volatility",
+    "jump_intensity_per_hour",
+    "jump_mean_pct",
+    "jump_std_pct",
+    "basis_vol_bps",
+    "basis_halflife_s",
+    "reversion_halflife_s",
+)
+
+
 class PriceProcess:
     """Oracle ("fair" spot) price and the perp's basis over it for one asset."""
 
@@ -52,6 +65,7 @@ class PriceProcess:
         self.spec = spec
         self.rng = random.Random(f"{seed}:price:{spec.name}")
         self.log_px = math.log(float(spec.price))
+        self.anchor = self.log_px  # where mean reversion pulls to: the start price or the last one set
         self.basis = 0.0
         self.paused = False
         self.sigma_s = spec.volatility / math.sqrt(SECONDS_PER_YEAR)
@@ -89,15 +103,36 @@ class PriceProcess:
             self.log_px = math.log(self.replay[i])
             return
         sig = self.sigma_s
-        dlog = sig * math.sqrt(dt_s) * rng.gauss(0.0, 1.0) - 0.5 * sig * sig * dt_s
+        halflife = self.spec.reversion_halflife_s
+        z = rng.gauss(0.0, 1.0)
+        if halflife > 0:
+            # log price as an Ornstein-Uhlenbeck process around the anchor (exact step): the same
+            # short-term volatility as the random walk, but a long run stays within a few stdevs
+            # of the anchor instead of drifting off without bound
+            theta = math.log(2) / halflife
+            decay = math.exp(-theta * dt_s)
+            spread = sig * math.sqrt((1 - decay * decay) / (2 * theta))
+            self.log_px = self.anchor + (self.log_px - self.anchor) * decay + spread * z
+        else:
+            self.log_px += sig * math.sqrt(dt_s) * z - 0.5 * sig * sig * dt_s
         if rng.random() < self.spec.jump_intensity_per_hour * dt_s / 3600:
-            dlog += math.log1p(max(-0.95, rng.gauss(self.spec.jump_mean_pct, self.spec.jump_std_pct) / 100))
-        self.log_px += dlog
+            jump = math.log1p(max(-0.95, rng.gauss(self.spec.jump_mean_pct, self.spec.jump_std_pct) / 100))
+            self.log_px += jump
+            self.anchor += jump
+
+    def retune(self, spec: AssetSpec) -> None:
+        """Continue from the current price with the dynamics of ``spec``."""
+        for name in DYNAMICS:
+            setattr(self.spec, name, getattr(spec, name, 0.0))  # 0.0: a field newer than a saved spec
+        self.sigma_s = self.spec.volatility / math.sqrt(SECONDS_PER_YEAR)
+        if not hasattr(self, "anchor"):  # saved before mean reversion existed
+            self.anchor = self.log_px
 
     def set_price(self, px: float) -> None:
         if px <= 0:
             raise ValueError("price must be positive")
         self.log_px = math.log(px)
+        self.anchor = self.log_px  # a price set or shocked is the new normal, not a move to undo
 
     def shock(self, pct: float) -> None:
         self.set_price(self.fair * (1 + pct / 100))

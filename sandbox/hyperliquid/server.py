@@ -75,16 +75,26 @@ class Faults:
 
 def _restore(st: State, path: Path) -> None:
     """Continue from a saved engine (``--state-dir``). In real-time mode the clock jumps to now instead
-    of replaying the downtime step by step (HL timestamps must stay close to the wall clock)."""
+    of replaying the downtime step by step (HL timestamps must stay close to the wall clock). Prices
+    continue where they were; how they move (volatility, jumps, reversion) comes from the current
+    config."""
     engine = persist.load(path)
     if not isinstance(engine, Engine):
         return
     if not engine.manual:
+        if engine.cfg.start_time_ms is None and engine.offset_ms < 0:
+            # saved by an engine that started its clock behind the wall clock: HL's clock never lags
+            # (only a configured start time or /control/advance moves it away from the wall, and
+            # advance only moves it ahead)
+            engine.offset_ms = 0
         now = int(time.time() * 1000) + engine.offset_ms
         aligned = now - now % engine.step_ms
         if aligned > engine.now_ms:
             engine.now_ms = aligned
             engine.next_step_ms = aligned + engine.step_ms
+    fresh = {spec.name: spec for spec in st.cfg.assets}
+    for coin, process in engine.prices.items():
+        process.retune(fresh.get(coin, process.spec))
     st.engine = engine
     st.hub.engine = engine
 
@@ -258,6 +268,7 @@ async def c_state(request: web.Request) -> web.StreamResponse:
     out["ws"] = {
         "connections": len(st.hub.conns),
         "paused": st.hub.paused,
+        "delay_ms": st.hub.delay_ms,
         "dropped_total": st.hub.dropped_total,
         "subscriptions": sorted("|".join(str(x) for x in k) for k in st.hub.subs),
     }
@@ -342,9 +353,12 @@ async def c_ws_drop(request: web.Request) -> web.StreamResponse:
 async def c_latency(request: web.Request) -> web.StreamResponse:
     st = _st(request)
     body = await _body(request)
-    st.faults.latency_ms = float(body.get("ms") or 0)
-    st.faults.jitter_ms = float(body.get("jitter_ms") or 0)
-    return _json({"ok": True, "faults": st.faults.view()})
+    http_ms, jitter_ms, ws_ms = (float(body.get(k) or 0) for k in ("ms", "jitter_ms", "ws_ms"))
+    if min(http_ms, jitter_ms, ws_ms) < 0:
+        raise ValueError("delays must be >= 0")
+    st.faults.latency_ms, st.faults.jitter_ms = http_ms, jitter_ms
+    st.hub.delay_ms = ws_ms  # websocket messages, pongs included, leave this much later
+    return _json({"ok": True, "faults": st.faults.view(), "ws_delay_ms": st.hub.delay_ms})
 
 
 async def c_fail(request: web.Request) -> web.StreamResponse:
@@ -368,6 +382,7 @@ async def c_fail(request: web.Request) -> web.StreamResponse:
 async def c_faults_clear(request: web.Request) -> web.StreamResponse:
     st = _st(request)
     st.faults.clear()
+    st.hub.delay_ms = 0.0
     st.faults.release.set()
     st.faults.release = asyncio.Event()
     return _json({"ok": True, "faults": st.faults.view()})
@@ -430,6 +445,7 @@ async def c_reset(request: web.Request) -> web.StreamResponse:
     st: State = request.app[STATE_KEY]  # type: ignore[assignment]
     st.engine.reset()
     st.faults.clear()
+    st.hub.delay_ms = 0.0
     st.hub.paused = False
     st.hub.reject_until = 0.0
     return _json({"ok": True, "time": st.engine.now_ms})
@@ -456,6 +472,9 @@ async def _publisher(st: State) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
+            # Stamp what goes out now with the time it goes out: without a sync here the messages
+            # carried the time of the last step or request, up to a step (1 s) old.
+            st.engine.sync()
             st.hub.flush_events()
             st.hub.publish_market()
         except Exception:  # pragma: no cover - keep publishing whatever happens

@@ -36,7 +36,7 @@ class Conn:
 
     def __init__(self, ws: web.WebSocketResponse):
         self.ws = ws
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[float, str]] = asyncio.Queue()  # (send at, monotonic; text)
         self.subs: dict[Key, dict[str, Any]] = {}
         self.last_recv = time.monotonic()
         self.task: asyncio.Task[None] | None = None
@@ -50,6 +50,7 @@ class Hub:
         self.conns: set[Conn] = set()
         self.subs: dict[Key, set[Conn]] = {}
         self.paused = False
+        self.delay_ms = 0.0  # injected network delay: every outgoing message leaves this much later
         self.reject_until = 0.0
         self.dropped_total = 0
         self.post_handler: Any = None  # set by the server: async (type, payload) -> response
@@ -91,7 +92,10 @@ class Hub:
     async def _writer(self, conn: Conn) -> None:
         try:
             while True:
-                text = await conn.queue.get()
+                due, text = await conn.queue.get()
+                wait = due - time.monotonic()
+                if wait > 0:  # a delay on the wire, not a slower server: later messages are not held up more
+                    await asyncio.sleep(wait)
                 if conn.ws.closed:
                     return
                 await conn.ws.send_str(text)
@@ -106,7 +110,7 @@ class Hub:
         if conn.queue.qsize() > MAX_QUEUE:
             asyncio.ensure_future(self._close(conn, 1008, b"slow consumer"))
             return
-        conn.queue.put_nowait(text)
+        conn.queue.put_nowait((time.monotonic() + self.delay_ms / 1000, text))
 
     async def _close(self, conn: Conn, code: int, message: bytes) -> None:
         self._forget(conn)
@@ -154,6 +158,7 @@ class Hub:
                 conn.subs[key] = sub
                 self.subs.setdefault(key, set()).add(conn)
                 self._send(conn, _dumps({"channel": "subscriptionResponse", "data": msg}))
+                self.engine.sync()  # the snapshot carries the time it is sent at
                 self._initial(conn, key, sub)
             else:
                 conn.subs.pop(key, None)
