@@ -18,15 +18,24 @@ Broker loss (issue #10, Redis restart drill): the worker rides through it by its
   connection was lost while a task was unacknowledged and the remote-control (pidbox) channel failed
   to close: the consumer's clean-up closed the transport first, then the task channel's second close
   tried to restore the unacknowledged message through the closed transport.
+
+Logging: the settings' ``LOGGING`` decides in the worker and beat as in every other process. Left to
+itself, Celery replaced the root logger's handlers with its own plain-text one (production's JSON lines
+were lost in the worker and beat) and set only the root level from ``-l``, so ``-l WARNING`` never
+silenced the ``celery`` logger: beat's "Sending due task" and the worker's "received" / "succeeded"
+lines scrolled by for every 0.5 s tick. ``-l`` now only adds detail to Celery's own loggers.
 """
 
 from __future__ import annotations
 
+import logging
+import logging.config
 import os
 from typing import Any
 
 import redis
 from celery import Celery
+from celery.signals import setup_logging
 from kombu import Queue
 from kombu.transport import redis as kombu_redis
 
@@ -46,6 +55,21 @@ class _RedisChannel(kombu_redis.Channel):  # type: ignore[misc]
 
 class RedisTransport(kombu_redis.Transport):  # type: ignore[misc]
     Channel = _RedisChannel
+
+
+@setup_logging.connect
+def _logging_from_settings(loglevel: int | str | None = None, **_: Any) -> None:
+    """Celery's logging set-up (a connected receiver replaces it): the settings' ``LOGGING``, and
+    ``-l`` lowers the threshold of Celery's own loggers when it asks for more than the settings."""
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+    if loglevel is None:
+        return
+    level = logging.getLevelName(loglevel.upper()) if isinstance(loglevel, str) else loglevel
+    celery_logger = logging.getLogger("celery")
+    if isinstance(level, int) and level < celery_logger.getEffectiveLevel():
+        celery_logger.setLevel(level)
 
 
 app = Celery("xbit")

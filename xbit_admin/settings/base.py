@@ -273,7 +273,10 @@ HEALTH_HL_CACHE_SECONDS = 15.0
 HEALTH_HL_TIMEOUT_SECONDS = 2.0
 LOG_REQUESTS = env_bool("LOG_REQUESTS", False)  # one "http.request" line per request (on in production)
 
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# One level for every process (web, Celery worker and beat, feed, …): Celery does not install logging of
+# its own (xbit_admin/celery.py), so these settings decide there too and its -l option can only add
+# detail to Celery's own lines.
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOG_JSON = env_bool("LOG_JSON", True)
 
 LOGGING = {
@@ -289,7 +292,6 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
-        "celery": {"level": "INFO"},
         "websocket": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
     },
