@@ -6,12 +6,14 @@ from xbit_admin.alerts.models import Alert, Delivery
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyUnlessSuperAdmin, admin.ModelAdmin):
+    view_permission = "view_console"  # the console's Alerts page is open to every role
     list_display = ("id", "severity", "rule", "subject", "state", "count", "last_seen")
     list_filter = ("severity", "state")
 
 
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyUnlessSuperAdmin, admin.ModelAdmin):
+    view_permission = "view_console"
     list_display = (
         "id",
         "alert",

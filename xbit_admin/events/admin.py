@@ -6,5 +6,6 @@ from xbit_admin.events.models import OutboxEvent
 
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(AppendOnlyAdmin, admin.ModelAdmin):
+    view_permission = None  # raw domain events carry every user's payloads: Super Admin only
     list_display = ("id", "topic", "aggregate", "created_at", "published_at")
     list_filter = ("topic",)
