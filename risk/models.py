@@ -7,6 +7,8 @@ record the commands, their outcome and risk's own view (exposure, breakers)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -81,10 +83,10 @@ class RiskConfig(models.Model):
     reconciliation_warn_rate = rate_field(default="0.0001")
     reconciliation_critical_rate = rate_field(default="0.001")
     reconciliation_warn_min_usdc = money_field(
-        default=1, help_text="WARN needs |deviation| above this too (USDC dimensions)"
+        default=Decimal("0.01"), help_text="WARN needs |deviation| above this too (USDC dimensions)"
     )
     reconciliation_critical_min_usdc = money_field(
-        default=10, help_text="CRITICAL needs |deviation| above this too (USDC dimensions)"
+        default=1, help_text="CRITICAL needs |deviation| above this too (USDC dimensions)"
     )
     drift_daily_review = money_field(default=1_000)
     drift_daily_critical = money_field(default=5_000)

@@ -14,7 +14,7 @@ from risk.reconciliation import reconciliation_latest, reconciliation_run
 from risk.tests.test_hedge import Venue, set_exposure
 from routing.models import RoutingState
 from sandbox.testing import SandboxProcess
-from trading.hl_accounts import hl_sandbox_accounts_setup
+from trading.hl_accounts import hl_capital_book, hl_sandbox_accounts_setup
 from trading.markets import hl_info, markets_sync
 from trading.venues.hl import gateway, reset_gateways
 from xbit_admin.alerts.models import Alert
@@ -37,21 +37,8 @@ def chains_url() -> Iterator[str]:
 
 def book_hl_capital() -> None:
     """Book each HL account's value as injected capital, as an operator does when funding it."""
-    from wallets.ledger import AccountRef, TransferSpec, ledger_post
-
-    for name, code in (("trading", "hl_trading_capital"), ("hedge", "hl_hedge_capital")):
-        state = gateway(name).user_state()  # type: ignore[union-attr]
-        ledger_post(
-            key=f"test-capital:{name}",
-            transfers=[
-                TransferSpec(
-                    debit=AccountRef.platform("equity"),
-                    credit=AccountRef.platform(code),
-                    amount=D(state["marginSummary"]["accountValue"]),
-                    kind="capital",
-                )
-            ],
-        )
+    for name in ("trading", "hedge"):
+        hl_capital_book(name=name, key=f"test-capital:{name}")
 
 
 @pytest.fixture
@@ -336,3 +323,16 @@ def test_a_restart_with_positions_resting_orders_and_a_hedge_comes_back_consiste
         order.refresh_from_db()
         assert order.status == "OPEN" and order.hold_amount > 0
     assert place(side="BUY", order_type="MARKET", size="0.01").status == "FILLED"  # and it trades on
+
+
+def test_a_rounding_residue_is_ok_while_a_cent_warns_and_a_dollar_is_critical() -> None:
+    from risk.reconciliation import classify
+
+    # the funding mirror's false P0: 0.00009 USDC on a 0.5 USDC payment is 0.018 %, but only dust
+    assert classify(D("-0.499887"), D("-0.499977"))[1] == "OK"
+    assert classify(D("-0.4998871"), D("-0.4998874"))[1] == "OK"  # equal at the stored 6 decimals
+    assert classify(D("100"), D("100.05"))[1] == "WARN"  # 0.05 %, above the 0.01 USDC floor
+    assert classify(D("1000"), D("1002"))[1] == "CRITICAL"  # 0.2 % and 2 USDC
+    assert classify(D("500"), D("500.9"))[1] == "WARN"  # 0.18 %, but under the 1 USDC critical floor
+    # positions in coins have no floor: a lot of 0.001 BTC missing is a mismatch
+    assert classify(D("0.002"), D("0.001"), unit="coins")[1] == "CRITICAL"
