@@ -22,6 +22,8 @@ from eth_account import Account
 
 from trading.models import HLAccount, HLAccountSnapshot, HLPositionSync, Position, Source
 from trading.venues.hl import HLGateway, gateway, meta_from_markets, reset_gateways
+from wallets.ledger import AccountRef, TransferSpec, ledger_post
+from wallets.models import AccountKind, TransferKind
 from xbit_admin.accounts.crypto import encrypt
 from xbit_admin.alerts.services import alert_raise, alert_resolve_condition
 from xbit_admin.live import broadcast_on_commit
@@ -77,18 +79,53 @@ def hl_sandbox_accounts_setup(
     return done
 
 
+HL_CAPITAL_KINDS = {"trading": "hl_trading_capital", "hedge": "hl_hedge_capital"}
+
+
+def hl_capital_book(*, name: str, key: str) -> Decimal:
+    """Book what the HL account holds now (HL's ``marginSummary.accountValue``) as capital the platform
+    injected into it: equity → ``hl_<name>_capital``, as an operator does when funding a fresh account.
+    The amount is read from HL, never assumed, so the ``hl_account_value`` reconciliation starts level.
+
+    Idempotent by ``key`` (a replay books nothing more and returns the first amount). Call it before the
+    account trades: afterwards its value includes P&L, which is not capital."""
+    gw = gateway(name)
+    if gw is None:
+        raise RuntimeError(f"HL account {name!r} is not configured")
+    value = Decimal(str(gw.user_state()["marginSummary"]["accountValue"]))
+    posting = ledger_post(
+        key=key,
+        transfers=[
+            TransferSpec(
+                debit=AccountRef.platform(AccountKind.EQUITY),
+                credit=AccountRef.platform(HL_CAPITAL_KINDS[name]),
+                amount=value,
+                kind=TransferKind.CAPITAL,
+                ref_type="hl_account",
+                ref_id=name,
+            )
+        ],
+    )
+    return posting.transfers[0].amount if posting.transfers else value
+
+
 def seed_hl_accounts_demo(command: Any) -> None:
     if HLAccount.objects.filter(name="trading").exists():
         command.stdout.write("  HL accounts: already configured")
         return
     try:
         names = hl_sandbox_accounts_setup()
+        # the capital is what the simulated HL credited each account, read back from it
+        booked = {name: hl_capital_book(name=name, key=f"demo:capital:hl:{name}") for name in names}
     except (requests.RequestException, RuntimeError, KeyError, IndexError) as exc:
         command.stdout.write(
             f"  HL accounts: sandbox not reachable ({type(exc).__name__}); HL routing stays off"
         )
         return
-    command.stdout.write(f"  HL accounts: {', '.join(names)} agents approved on the sandbox")
+    capital = ", ".join(f"{name} {amount:,.2f} USDC" for name, amount in booked.items())
+    command.stdout.write(
+        f"  HL accounts: {', '.join(names)} agents approved on the sandbox; capital {capital}"
+    )
 
 
 # ------------------------------------------------------------------------------------------ position sync

@@ -15,10 +15,9 @@ from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import AccountKind, Chain, TransferKind
 from wallets.services.custody import cold_wallet_key, hot_wallet_key
 
+# HL accounts' capital is booked from what HL holds once their agents exist (trading.hl_accounts)
 CAPITAL = {
     AccountKind.RISK_RESERVE: Decimal(500_000),
-    AccountKind.HL_TRADING_CAPITAL: Decimal(2_000_000),
-    AccountKind.HL_HEDGE_CAPITAL: Decimal(1_000_000),
 }
 HOT_FUNDING = Decimal(750_000)
 COLD_FUNDING = Decimal(5_000_000)

@@ -16,7 +16,7 @@ from routing.models import RoutingState
 from sandbox.testing import SandboxProcess
 from trading.hl_accounts import hl_capital_book, hl_sandbox_accounts_setup
 from trading.markets import hl_info, markets_sync
-from trading.venues.hl import gateway, reset_gateways
+from trading.venues.hl import reset_gateways
 from xbit_admin.alerts.models import Alert
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
