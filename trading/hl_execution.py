@@ -41,6 +41,7 @@ from django.utils import timezone
 from trading import margin, netting
 from trading.config import trading_settings
 from trading.execution import FillRequest, fill_apply, is_liquidation_order
+from trading.hl_accounts import hl_positions
 from trading.marketdata import Quote
 from trading.models import Fill, Market, Order, OrderEvent, Position, Source
 from trading.venues.hl import (
@@ -118,16 +119,29 @@ def send_and_apply(*, order: Order, quote: Quote | None = None) -> Order:
     assert order.hl_limit_price is not None and order.cloid is not None and order.hl_submitted_at is not None
     expires_at_ms = int(order.hl_submitted_at.timestamp() * 1000) + ORDER_EXPIRY_MS
     try:
-        # Never reduce-only on the wire: the trading account holds the netted position of every user, so
-        # one user's close may well increase the account's net position (users long and short at once).
-        # Reduce-only is enforced per user position in XBIT (order_place refuses oversize reductions).
+        # Reduce-only on the wire only where HL needs it: the trading account holds the netted position of
+        # every user, so one user's close may well increase the account's net position (users long and
+        # short at once). Reduce-only is enforced per user position in XBIT (order_place refuses oversize
+        # reductions); HL takes an order below its minimum value only as reduce-only.
+        wire_reduce_only = False
+        if order.reduce_only and _below_venue_minimum(order):
+            if not _account_can_reduce(gw, order):
+                return _fail(
+                    order,
+                    ErrorCode.MIN_NOTIONAL,
+                    f"This close is worth less than Hyperliquid's {trading_settings().min_order_value} USDC "
+                    "minimum, and the platform's Hyperliquid account cannot take it as a reduce-only "
+                    "order right now (other clients' positions net it the other way). Nothing was "
+                    "traded; retry later or contact support.",
+                )
+            wire_reduce_only = True
         result = gw.place_order(
             coin=order.asset,
             is_buy=order.side == "BUY",
             size=order.size,
             price=order.hl_limit_price,
             tif=_tif(order),
-            reduce_only=False,
+            reduce_only=wire_reduce_only,
             cloid=order.cloid,
             expires_at_ms=expires_at_ms,
         )
@@ -137,6 +151,18 @@ def send_and_apply(*, order: Order, quote: Quote | None = None) -> Order:
             return resolve(order=order)
         return _fail(order, ErrorCode.VENUE_ERROR, f"Hyperliquid refused the order: {exc.message}")
     return apply_result(order=order, result=result, quote=quote)
+
+
+def _below_venue_minimum(order: Order) -> bool:
+    assert order.hl_limit_price is not None
+    return order.size * order.hl_limit_price < trading_settings().min_order_value
+
+
+def _account_can_reduce(gw: HLGateway, order: Order) -> bool:
+    """Whether the trading account's net position on HL is on the side this order reduces, by at least
+    its size (HL refuses a reduce-only order that would increase or flip the position)."""
+    szi = hl_positions(gw.user_state()).get(order.asset, ZERO)
+    return (szi < ZERO if order.side == "BUY" else szi > ZERO) and abs(szi) >= order.size
 
 
 def _tif(order: Order) -> str:
@@ -547,7 +573,6 @@ def fill_details_reconcile(*, order_id: int, fills: list[HLFill]) -> bool:
     (a second caller finds none and does nothing), and the posting's key ``hl-fee:<order>`` is the
     second line. Returns False, booking nothing, while HL's trades for the order do not yet add up to
     the size booked from the answer (the next stream message or backfill brings the rest)."""
-    trades = sorted((f for f in fills if f.size > ZERO), key=lambda f: f.tid)
     with transaction.atomic():
         rows = list(
             Fill.objects.select_for_update()
@@ -556,6 +581,12 @@ def fill_details_reconcile(*, order_id: int, fills: list[HLFill]) -> bool:
         )
         if not rows:
             return False
+        # a resting order can fill partly on the stream (fills booked per trade id, fees included) and
+        # the rest from HL's answer: only the trades not booked by id explain the rows booked without one
+        booked_tids = set(
+            Fill.objects.filter(order_id=order_id, hl_tid__isnull=False).values_list("hl_tid", flat=True)
+        )
+        trades = sorted((f for f in fills if f.size > ZERO and f.tid not in booked_tids), key=lambda f: f.tid)
         booked = sum((r.size for r in rows), ZERO)
         traded = sum((f.size for f in trades), ZERO)
         if traded != booked:

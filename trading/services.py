@@ -490,6 +490,13 @@ def _fee_rate(settings: TradingSettings, route: str, *, maker: bool) -> Decimal:
 # ------------------------------------------------------------------------------------------ place
 
 
+def order_validate(inp: OrderInput) -> None:
+    """The checks ``order_place`` makes against the market before anything is written (symbol, size and
+    price steps, notional, leverage): raises the same errors, writes nothing."""
+    settings = trading_settings()
+    _validate_against_market(inp, _market(inp.asset), settings)
+
+
 def order_place(*, user: User, inp: OrderInput) -> Order:
     """Place an order (spec 02). Idempotent on ``client_order_id``: the same id returns the same order
     (or the same rejection); the same id with other parameters is IDEMPOTENCY_CONFLICT.

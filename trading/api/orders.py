@@ -155,12 +155,6 @@ class OrdersApi(APIView):
         data = OrderInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        readiness = platform_ready()
-        if not readiness.ready and not v["reduce_only"]:
-            # restart recovery: new exposure waits until HL is resynced and the books reconcile
-            raise ApplicationError(
-                ErrorCode.SERVICE_UNAVAILABLE, readiness.reason or "The platform is starting."
-            )
         inp = services.order_input(
             asset=v["symbol"],
             side=v["side"],
@@ -175,6 +169,14 @@ class OrdersApi(APIView):
             client_order_id=v.get("client_order_id"),
             position_id=v.get("position_id"),
         )
+        readiness = platform_ready()
+        if not readiness.ready and not inp.reduce_only:
+            # restart recovery: new exposure waits until HL is resynced and the books reconcile — but
+            # a malformed order is the client's error whatever the platform's state: say that first
+            services.order_validate(inp)
+            raise ApplicationError(
+                ErrorCode.SERVICE_UNAVAILABLE, readiness.reason or "The platform is starting."
+            )
         order = services.order_place(user=request_user(request), inp=inp)
         return Response(OrderOutput(order).data, status=201)
 

@@ -539,3 +539,89 @@ def test_the_user_stream_applies_resting_fills_live_and_recovers_missed_ones_aft
     finally:
         stream.stop()
         thread.join(10)
+
+
+def _open_hl(trader: Any, asset: str, side: str, notional: Decimal, venue: Venue) -> Position:
+    from routing.services import routing_mode_switch
+
+    routing_mode_switch(asset=asset, mode="HL_MODE", acting_user=None, reason="test", change_id=f"hl-{asset}")
+    _bid, _ask, mid = venue.refresh_quote(asset)
+    order_place(
+        user=trader,
+        inp=order_input(
+            asset=asset,
+            side=side,
+            order_type="MARKET",
+            size=str(margin.floor_size(notional / mid, 2)),
+            leverage=5,
+        ),
+    )
+    return Position.objects.get(user=trader, asset=asset, source="HYPERLIQUID", status="OPEN")
+
+
+def test_a_position_worth_less_than_hls_minimum_closes_as_reduce_only_on_the_wire(
+    venue: Venue, trader: Any
+) -> None:
+    position = _open_hl(trader, "SOL", "BUY", D(12), venue)
+    venue.control("shock", {"coin": "SOL", "pct": -25})  # now worth ~9 USDC: below HL's 10 USDC minimum
+    venue.refresh_quote("SOL")
+    before = hl_position("SOL")
+    order = position_close(user=trader, position_id=position.pk)
+    assert order.status == "FILLED" and order.route == "HYPERLIQUID"
+    position.refresh_from_db()
+    assert position.status == "CLOSED"
+    assert hl_position("SOL") == before - order.size
+
+
+def test_a_dust_close_hl_cannot_take_is_refused_with_a_clear_400_and_nothing_traded(
+    venue: Venue, trader: Any, make_trader: Any, fund: Any
+) -> None:
+    position = _open_hl(trader, "SOL", "BUY", D(12), venue)
+    other = make_trader()
+    fund(other, "10000")
+    _open_hl(other, "SOL", "SELL", D(40), venue)  # the account is now net short SOL
+    venue.control("shock", {"coin": "SOL", "pct": -25})
+    venue.refresh_quote("SOL")
+    before = hl_position("SOL")
+    with pytest.raises(ApplicationError) as refused:
+        position_close(user=trader, position_id=position.pk)
+    assert refused.value.code == "MIN_NOTIONAL" and refused.value.http_status == 400
+    assert "minimum" in refused.value.message
+    position.refresh_from_db()
+    assert position.status == "OPEN" and hl_position("SOL") == before and holds(trader) == 0
+
+
+def test_trade_details_reconcile_when_part_of_the_order_was_booked_by_trade_id(
+    venue: Venue, trader: Any
+) -> None:
+    """A resting order filled partly on the stream (rows with HL's trade id, fees booked with them) and
+    the rest from HL's answer (one row without): the answer's row is explained by the other trades."""
+    from trading.hl_execution import fill_details_reconcile
+
+    _bid, _ask, mid = venue.refresh_quote("SOL")
+    order = order_place(
+        user=trader,
+        inp=order_input(
+            asset="SOL",
+            side="BUY",
+            order_type="MARKET",
+            size=str(margin.floor_size(D(40_000) / mid, 2)),
+            leverage=10,
+        ),
+    )
+    trades = hl_trades(order.hl_oid)
+    assert len(trades) >= 2, "the order must cross more than one level"
+    row = Fill.objects.get(order=order)
+    # the first trade as the stream would have booked it: its own row, with its trade id and fee
+    Fill.objects.filter(pk=row.pk).update(size=row.size - trades[0].size)
+    row.pk, row.id, row.size, row.hl_tid, row.hl_fee = (
+        None,
+        None,
+        trades[0].size,
+        trades[0].tid,
+        trades[0].fee,
+    )
+    row.save()
+    assert fill_details_reconcile(order_id=order.pk, fills=trades) is True
+    answered = Fill.objects.get(order=order, hl_tid__isnull=True)
+    assert answered.hl_fee == sum((t.fee for t in trades[1:]), D(0))

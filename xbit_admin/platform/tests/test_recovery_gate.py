@@ -11,13 +11,14 @@ from django.core.management import call_command
 from django.test import Client
 
 from conftest import PASSWORD
+from trading.tests.conftest import hl_meta, markets  # noqa: F401 - the markets an order is checked against
 from xbit_admin.platform.state import platform_ready, platform_ready_set
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def api(make_trader: Any) -> Client:
+def api(make_trader: Any, markets: None) -> Client:  # noqa: F811
     trader = make_trader()
     client = Client()
     token = client.post(
@@ -45,6 +46,22 @@ def test_new_orders_are_refused_with_the_reason_until_the_platform_is_ready(api:
         content_type="application/json",
     )
     assert response.json()["code"] != "SERVICE_UNAVAILABLE"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"symbol": "NOPE", "side": "BUY", "type": "MARKET", "size": "0.01"}, "UNKNOWN_SYMBOL"),
+        ({"symbol": "BTC", "side": "BUY", "type": "MARKET", "size": "0.0000001"}, "INVALID_SIZE"),
+        ({"symbol": "BTC", "side": "BUY", "type": "LIMIT", "size": "0.01"}, "INVALID_PRICE"),
+    ],
+)
+def test_while_the_gate_is_closed_a_malformed_order_is_still_the_clients_error(
+    api: Client, body: dict[str, str], code: str
+) -> None:
+    platform_ready_set(ready=False, reason="reconciliation critical: exposure")
+    response = api.post("/api/v1/orders", body, content_type="application/json")
+    assert response.status_code == 400 and response.json()["code"] == code, response.json()
 
 
 def test_the_gate_command_opens_the_platform_when_the_checks_pass(settings: Any) -> None:
