@@ -86,6 +86,7 @@ class Stack:
                 "warning",
                 "--ws",
                 "websockets-sansio",
+                "--no-proxy-headers",  # as the Procfile's web line
             ],
             "worker": [
                 py,

@@ -58,6 +58,11 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# Issue #17. The proxies (addresses or networks) whose X-Forwarded-For is believed; none by default,
+# so a client reaching a web process directly cannot choose the address allow-lists, throttles and
+# security events see (xbit_admin.request_guard; the servers run with --no-proxy-headers).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+
 ROOT_URLCONF = "xbit_admin.urls"
 ASGI_APPLICATION = "xbit_admin.asgi.application"
 WSGI_APPLICATION = "xbit_admin.wsgi.application"

@@ -48,8 +48,9 @@ CSRF_TRUSTED_ORIGINS = env_list(
 )
 MIDDLEWARE = ["xbit_admin.health.ProbeMiddleware", *MIDDLEWARE]
 
-# TLS at the edge: the proxy sets X-Forwarded-Proto (and uvicorn runs with --proxy-headers so
-# REMOTE_ADDR is the client, which API-key IP allow-lists and throttles rely on).
+# TLS at the edge: the proxy sets X-Forwarded-Proto. REMOTE_ADDR is the client when the proxy is one of
+# TRUSTED_PROXIES (xbit_admin/request_guard.py; uvicorn runs with --no-proxy-headers), which API-key IP
+# allow-lists, throttles and security events rely on.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]

@@ -251,7 +251,7 @@ def test_compose_healthchecks_and_metrics(compose: dict[str, Any]) -> None:
         assert "healthcheck" in service, name
         assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
     assert "/readyz" in " ".join(services["web"]["healthcheck"]["test"])
-    assert "--proxy-headers" in _command(services["web"])
+    assert "--no-proxy-headers" in _command(services["web"])  # TRUSTED_PROXIES decides (issue #17)
     for name in (
         "worker-critical",
         "worker-hedge",
@@ -284,7 +284,6 @@ def test_env_example_names_every_variable_production_requires() -> None:
         "POSTGRES_DB",
         "POSTGRES_USER",
         "WEB_CONCURRENCY",
-        "FORWARDED_ALLOW_IPS",
     }
     assert compose_vars - optional <= set(env), compose_vars - optional - set(env)
 
