@@ -4,6 +4,7 @@ HL (the mirrors are refreshed by the beat)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -131,6 +132,44 @@ def hl_mode_banner(asset: str) -> dict[str, Any] | None:
         "recommended_side": "BUY" if row["gap"] > 0 else "SELL",
         "target_hedge": row["target_notional"],
     }
+
+
+def hedge_recommendations(assets: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Per asset, what the hedge policy wants now (``hl_mode_banner``'s figures, for many assets in one
+    read: the hedge positions, the exposure totals and the marks once): users' net exposure, the target
+    hedge and its tier ratio, the current hedge, and the order that closes the gap (signed notional,
+    side, size at the mark); ``acts`` is False when the gap is below the minimum hedge order."""
+    from risk.exposure import exposure_current
+    from risk.hedge import hedge_config
+    from risk.marks import effective_marks
+
+    names = sorted(set(assets))
+    if not names:
+        return {}
+    cfg = hedge_config()
+    marks = effective_marks(names)
+    exposures = exposure_current(marks)
+    positions = {p.asset: p for p in HedgePosition.objects.filter(asset__in=names)}
+    minimum = max(cfg.min_order_notional, Decimal(10))  # HL's own minimum order value is 10 USD
+    out = {}
+    for asset in names:
+        row = _hedge_row(asset, positions.get(asset), marks.get(asset), exposures.get(asset), cfg)
+        gap, mark = row["gap"], row["mark"]
+        out[asset] = {
+            "asset": asset,
+            "mark": mark,
+            "net_exposure": row["net_exposure"],
+            "target_hedge": row["target_notional"],
+            "target_ratio": row["target_ratio"],
+            "current_hedge": row["current_notional"],
+            "recommended_hedge": gap,
+            "recommended_side": "BUY" if gap > 0 else "SELL",
+            "recommended_size": (abs(gap) / mark) if mark else None,
+            "min_order_notional": minimum,
+            "acts": abs(gap) >= minimum,
+            "hedge_mode": cfg.hedge_mode,
+        }
+    return out
 
 
 def reconciliation_latest() -> dict[str, Any]:

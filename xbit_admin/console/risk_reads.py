@@ -1,10 +1,9 @@
-"""Reads for the console's risk pages (overview, liquidations, drift, risk config, breakers) and the
-defensive bridge to ``risk.selectors`` (hedge, reconciliation, stress), which another module provides:
-until a function exists there, the page says so instead of failing. Nothing here writes."""
+"""Reads for the console's risk pages (overview, liquidations, drift, risk config, breakers, reconciliation)
+and the arrangement of ``risk.selectors``' results (hedge, stress) for them. Nothing here writes."""
 
 from __future__ import annotations
 
-import importlib
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -31,32 +30,7 @@ def utc_midnight(day: date | None = None) -> datetime:
     return datetime.combine(day or timezone.now().date(), time.min, tzinfo=timezone.get_current_timezone())
 
 
-# --- the risk module's selectors, when they exist --------------------------------------------------
-
-
-def risk_selector(name: str) -> Any:
-    """``risk.selectors.<name>`` or None while that module (or the function) has not landed."""
-    try:
-        module = importlib.import_module("risk.selectors")
-    except ImportError:
-        return None
-    return getattr(module, name, None)
-
-
-class NotAvailable(Exception):
-    """A risk selector exists but what it reads from has not landed yet (its import fails)."""
-
-
-def call_selector(name: str, *args: Any) -> tuple[bool, Any]:
-    """(available, result) of ``risk.selectors.<name>(*args)``: unavailable when the function is
-    missing or its own module imports fail (the risk side is still being built)."""
-    fn = risk_selector(name)
-    if fn is None:
-        return False, None
-    try:
-        return True, fn(*args)
-    except ImportError:
-        return False, None
+# --- shapes of the risk selectors' results ------------------------------------------------------------
 
 
 def pick(obj: Any, *names: str, default: Any = None) -> Any:
@@ -80,25 +54,11 @@ def as_decimal(value: Any) -> Decimal | None:
         return None
 
 
-def hedge_by_asset() -> tuple[dict[str, Any], bool]:
-    """Per-asset hedge rows from ``hedge_overview()`` (any shape: a mapping by asset, a list of rows
-    with ``asset``, or an object with ``assets``); ``available`` False while it does not exist."""
-    available, data = call_selector("hedge_overview")
-    if not available:
-        return {}, False
-    rows = pick(data, "assets", "rows", default=data)
-    if isinstance(rows, dict):
-        return dict(rows), True
-    out = {}
-    for row in rows or []:
-        asset = pick(row, "asset")
-        if asset:
-            out[str(asset)] = row
-    return out, True
+def hedge_by_asset() -> dict[str, dict[str, Any]]:
+    """Per-asset hedge rows of ``risk.selectors.hedge_overview()`` (target, current, gap, costs)."""
+    from risk.selectors import hedge_overview
 
-
-def hedge_notional(row: Any) -> Decimal | None:
-    return as_decimal(pick(row, "current_notional", "hedge_notional", "current", "size_usd", "notional"))
+    return dict(hedge_overview()["assets"])
 
 
 # --- overview ------------------------------------------------------------------------------------
@@ -127,10 +87,10 @@ class ExposureRow:
         return int((self.coverage or ZERO) * 100)
 
 
-def exposure_rows() -> tuple[list[ExposureRow], bool]:
+def exposure_rows() -> list[ExposureRow]:
     from risk.exposure import exposure_current
 
-    hedges, hedge_available = hedge_by_asset()
+    hedges = hedge_by_asset()
     rows = []
     for view in exposure_current().values():
         hedge = hedges.get(view.asset)
@@ -143,12 +103,12 @@ def exposure_rows() -> tuple[list[ExposureRow], bool]:
                 short=view.short_notional,
                 bbook_upnl=view.bbook_upnl,
                 positions=view.positions,
-                hedge=hedge_notional(hedge) if hedge is not None else None,
-                target=as_decimal(pick(hedge, "target_notional", "target")) if hedge is not None else None,
+                hedge=hedge["current_notional"] if hedge is not None else None,
+                target=hedge["target_notional"] if hedge is not None else None,
             )
         )
     rows.sort(key=lambda r: abs(r.net), reverse=True)
-    return rows, hedge_available
+    return rows
 
 
 def bbook_pnl_days(days: int = 30) -> list[tuple[date, Decimal]]:
@@ -279,10 +239,9 @@ def overview_live(*, risk: bool) -> dict[str, Any]:
         return data
     from risk.exposure import daily_net_loss
 
-    rows, hedge_available = exposure_rows()
+    rows = exposure_rows()
     data.update(
         exposure=rows,
-        hedge_available=hedge_available,
         total_exposure=sum((abs(r.net) for r in rows), ZERO),
         bbook_upnl=sum((r.bbook_upnl for r in rows), ZERO),
         daily_net_loss=daily_net_loss(),
@@ -672,3 +631,197 @@ def recon_subjects(dimension: str, since: datetime | None = None, limit: int = 2
     )
     keys = sorted({recon_subject_key(s) for s in subjects} - {"*"})
     return keys if len(keys) <= limit else []
+
+
+def recon_latest_run(dimension: str, subject: str = "") -> dict[str, Any] | None:
+    """The dimension's newest run (only ``subject``'s rows of it when one is chosen), in one query: its
+    status is the worst of its rows — a run writes one row per subject at the same instant, so the
+    newest single row is just the last subject written and says nothing about the others."""
+    from django.db.models import Subquery
+
+    qs = recon_history_qs(dimension, subject)
+    newest = qs.order_by("-created_at", "-id").values("run_id")[:1]
+    rows = list(
+        qs.filter(run_id=Subquery(newest))
+        .order_by("subject")
+        .values("run_id", "subject", "status", "created_at", "details")
+    )
+    if not rows:
+        return None
+    counts = dict.fromkeys(STATUS_RANK, 0)
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    status = max((row["status"] for row in rows), key=lambda s: STATUS_RANK.get(s, 3))
+    return {
+        "run_id": rows[0]["run_id"],
+        "created_at": max(row["created_at"] for row in rows),
+        "status": status,
+        "level": recon_level(status),
+        "counts": counts,
+        "subjects": len(rows),
+        "not_ok": [row["subject"] for row in rows if row["status"] != "OK"],
+        "details": rows[0]["details"],
+    }
+
+
+# --- reconciliation details, readable ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One figure compared inside a reconciliation row's details (a ledger violation, an exposure
+    total): what it should be, what it is, and how far apart, in ``unit``."""
+
+    subject: str
+    expected: Decimal
+    actual: Decimal
+    unit: str
+
+    @property
+    def difference(self) -> Decimal:
+        return self.actual - self.expected
+
+    @property
+    def relative(self) -> Decimal | None:
+        base = max(abs(self.expected), abs(self.actual))
+        return abs(self.difference) / base if base else None
+
+
+@dataclass(frozen=True)
+class Term:
+    label: str
+    value: Any  # Decimal (shown with ``unit``), bool, text, or a list of (key, value) pairs
+    unit: str = ""
+
+    @property
+    def kind(self) -> str:
+        if isinstance(self.value, bool):
+            return "bool"
+        if isinstance(self.value, Decimal):
+            return "number"
+        if isinstance(self.value, list):
+            return "pairs"
+        return "text"
+
+
+@dataclass
+class ReadableDetails:
+    comparisons: list[Comparison] = field(default_factory=list)
+    terms: list[Term] = field(default_factory=list)
+    raw: Any = None  # the JSON as stored, when it holds more than its unit
+
+    def __bool__(self) -> bool:
+        return bool(self.comparisons or self.terms)
+
+
+_LEDGER_PATTERNS = (
+    # (pattern, subject, which group is expected, which is actual); see wallets.ledger_invariant_violations
+    (re.compile(r"^asset (?P<k>\S+): balances sum to (?P<a>\S+), not 0$"), "Σ balances of {k}", None, "a"),
+    (
+        re.compile(r"^account (?P<k>\S+): balance (?P<a>\S+) but postings sum to (?P<e>\S+)$"),
+        "{k} vs its postings",
+        "e",
+        "a",
+    ),
+    (
+        re.compile(r"^user account (?P<k>\S+): balance (?P<a>\S+) but balance_logs sum to (?P<e>\S+)$"),
+        "{k} vs its balance logs",
+        "e",
+        "a",
+    ),
+)
+_EXPOSURE_DIFF = re.compile(r"^incremental (?P<a>\S+) != database (?P<e>\S+)$")
+_EXPOSURE_UNITS = {
+    "long_size": "coins",
+    "short_size": "coins",
+    "long_cost": "USD",
+    "short_cost": "USD",
+    "positions": "positions",
+}
+MONEY_UNITS = {"USDC", "USD", "coins"}
+
+
+_WORDS = {"hl": "HL", "pnl": "P&L", "usdc": "USDC", "bbook": "B-book", "xbit": "XBIT"}
+
+
+def _label(key: str) -> str:
+    """``hl_user_funding`` → "HL user funding"."""
+    words = [_WORDS.get(w, w) for w in key.split("_") if w]
+    if words and words[0] == words[0].lower():
+        words[0] = words[0].capitalize()
+    return " ".join(words)
+
+
+def _ledger_comparison(line: str) -> Comparison | None:
+    for pattern, subject, expected, actual in _LEDGER_PATTERNS:
+        m = pattern.match(line)
+        if m is None:
+            continue
+        values = m.groupdict()
+        key = values["k"]
+        unit = key.rsplit(":", 1)[-1] if ":" in key else key  # an account key ends with its asset
+        exp = as_decimal(values[expected]) if expected else ZERO
+        act = as_decimal(values[actual])
+        if exp is None or act is None:
+            return None
+        return Comparison(subject.format(k=key), exp, act, unit)
+    return None
+
+
+def recon_details(details: Any, unit: str = "") -> ReadableDetails:
+    """A reconciliation row's ``details`` as figures a person reads: the comparisons inside it (ledger
+    violations, exposure totals that disagree) with expected / actual / difference / relative
+    difference and units, and the terms that explain the row (capital, P&L, queued withdrawals, …).
+    Whatever has no known shape is still listed, as text; the raw JSON stays available beside it."""
+    out = ReadableDetails(raw=details if details not in (None, "", [], {}) else None)
+    if isinstance(details, dict) and not set(details) - {"unit"}:
+        out.raw = None
+    if not isinstance(details, dict):
+        if details not in (None, "", [], {}):
+            out.terms.append(Term("Details", str(details)))
+        return out
+    unit = str(details.get("unit") or unit)
+    term_unit = unit if unit in MONEY_UNITS else ""
+    for key, value in details.items():
+        if key == "unit":
+            continue
+        if key == "problems" and isinstance(value, list):
+            for line in value:
+                found = _ledger_comparison(str(line))
+                if found is not None:
+                    out.comparisons.append(found)
+                else:
+                    out.terms.append(Term("Problem", str(line)))
+            continue
+        if key == "differences" and isinstance(value, dict):
+            for name, text in value.items():
+                m = _EXPOSURE_DIFF.match(str(text))
+                exp, act = (as_decimal(m["e"]), as_decimal(m["a"])) if m else (None, None)
+                if exp is None or act is None:
+                    out.terms.append(Term(_label(name), str(text)))
+                else:
+                    out.comparisons.append(
+                        Comparison(
+                            f"{_label(name)} (incremental vs recompute)",
+                            exp,
+                            act,
+                            _EXPOSURE_UNITS.get(name, ""),
+                        )
+                    )
+            continue
+        if isinstance(value, bool):
+            out.terms.append(Term(_label(key), value))
+        elif isinstance(value, dict):
+            pairs = [(k, _number_or_text(v)) for k, v in value.items()]
+            out.terms.append(Term(_label(key), pairs, term_unit))
+        elif isinstance(value, list):
+            out.terms.append(Term(_label(key), "; ".join(str(v) for v in value) or "none"))
+        else:
+            shown = _number_or_text(value)
+            out.terms.append(Term(_label(key), shown, term_unit if isinstance(shown, Decimal) else ""))
+    return out
+
+
+def _number_or_text(value: Any) -> Any:
+    number = as_decimal(value) if isinstance(value, int | float | str | Decimal) else None
+    return number if number is not None and number.is_finite() else str(value)

@@ -1,6 +1,5 @@
 """Risk pages (spec 07 §1, §3–6, §10, §13): the live overview, liquidations, drift, risk config with
-the circuit breakers, and the hedge / reconciliation / stress pages that read ``risk.selectors``
-(each says "not available yet" until its selector exists)."""
+the circuit breakers, and the hedge / reconciliation / stress pages that read ``risk.selectors``."""
 
 from __future__ import annotations
 
@@ -429,58 +428,76 @@ def _hedge_history() -> dict[str, Any]:
 
 @staff_required("view_risk", "manage_hedge")
 def hedge_view(request: HttpRequest) -> HttpResponse:
-    available, data = reads.call_selector("hedge_overview")
+    from risk.selectors import hedge_overview, hedge_recommendations
+    from routing.decision import Mode
+    from routing.selectors import asset_routing
+
+    data = hedge_overview()
     account = {a.name: a for a in reads.hl_accounts()}.get("hedge")
     ratio = account.snapshot.margin_ratio if account and account.snapshot else None
-    context: dict[str, Any] = {
-        "page": "hedge",
-        "available": available,
-        "manage": can(request.user, "manage_hedge"),
-        "account": account,
-        # the gauge spans 0–1000 % (hedge_live.js moves the needle the same way)
-        "gauge_pos": None if ratio is None else f"{min(ratio * 10, Decimal(100)):.1f}",
-        "history": _hedge_history(),
-        "asset_names": _listed_assets(),
+    rows = data["assets"]
+    # the orange banner of each asset in HL_MODE, with the hedge the policy recommends for it now
+    in_hl_mode = [a for a in rows if asset_routing(a).mode is Mode.HL_MODE]
+    banners = hedge_recommendations(in_hl_mode) if in_hl_mode else {}
+    capacity = _hedge_capacity(rows, account.snapshot.account_value if account and account.snapshot else None)
+    assets = [
+        {
+            "asset": asset,
+            "net": row["net_exposure"],
+            "target": row["target_notional"],
+            "target_ratio": row["target_ratio"],
+            "current": row["current_notional"],
+            "coverage": row["coverage"],
+            "gap": row["gap"],
+            "leverage": row["leverage"],
+            "entry": row["entry_price"],
+            "upnl": row["unrealized_pnl"],
+            "cost": row["cost_to_date"],
+            "fees": row["fees"],
+            "funding": row["funding"],
+            "slippage": row["slippage"],
+            "roi": row["roi"],
+            "banner": banners.get(asset),
+        }
+        for asset, row in sorted(rows.items())
+    ]
+    return render(
+        request,
+        "console/hedge.html",
+        {
+            "page": "hedge",
+            "manage": can(request.user, "manage_hedge"),
+            "account": account,
+            # the gauge spans 0–1000 % (hedge_live.js moves the needle the same way)
+            "gauge_pos": None if ratio is None else f"{min(ratio * 10, Decimal(100)):.1f}",
+            "history": _hedge_history(),
+            "asset_names": _listed_assets(),
+            "assets": assets,
+            "mode": data["mode"],
+            "cost_to_date": data["cost_to_date"],
+            "orders": data["instructions"][:100],
+            "capacity": capacity,
+        },
+    )
+
+
+def _hedge_capacity(rows: dict[str, dict[str, Any]], account_value: Decimal | None) -> dict[str, Any] | None:
+    """Spec 05 capacity, as the hedge engine allocates it: the margin every target needs at its
+    leverage against the hedge account's value; the largest exposures are covered first, the rest go
+    uncovered (HL_MODE) until the account is topped up by ``top_up``."""
+    from risk.hedge import hedge_config, policy_for
+    from risk.hedge_policy import allocate
+
+    if account_value is None:
+        return None
+    targets = {a: r["target_notional"] for a, r in rows.items() if r["target_notional"]}
+    alloc = allocate(targets, available_margin=account_value, policy=policy_for(hedge_config()))
+    return {
+        "margin_needed": alloc.margin_needed,
+        "account_value": account_value,
+        "uncovered": sorted(alloc.uncovered),
+        "top_up": alloc.top_up,
     }
-    if available:
-        rows, _ = reads.hedge_by_asset()
-        assets = []
-        for asset, row in sorted(rows.items()):
-            current = reads.hedge_notional(row)
-            target = reads.as_decimal(reads.pick(row, "target_notional", "target"))
-            gap = reads.as_decimal(reads.pick(row, "gap"))
-            if gap is None and target is not None and current is not None:
-                gap = target - current
-            _, banner = reads.call_selector("hl_mode_banner", asset)
-            assets.append(
-                {
-                    "asset": asset,
-                    "net": reads.as_decimal(reads.pick(row, "net_exposure", "net")),
-                    "target": target,
-                    "target_ratio": reads.as_decimal(reads.pick(row, "target_ratio")),
-                    "current": current,
-                    "coverage": reads.as_decimal(reads.pick(row, "coverage")),
-                    "gap": gap,
-                    "leverage": reads.pick(row, "leverage"),
-                    "entry": reads.as_decimal(reads.pick(row, "entry_price", "entry")),
-                    "upnl": reads.as_decimal(reads.pick(row, "unrealized_pnl", "upnl")),
-                    "cost": reads.as_decimal(reads.pick(row, "cost_to_date", "cost", "hedge_cost")),
-                    "fees": reads.as_decimal(reads.pick(row, "fees")),
-                    "funding": reads.as_decimal(reads.pick(row, "funding", "funding_paid")),
-                    "slippage": reads.as_decimal(reads.pick(row, "slippage")),
-                    "roi": reads.as_decimal(reads.pick(row, "roi", "hedge_roi")),
-                    "banner": banner,
-                }
-            )
-        context.update(
-            assets=assets,
-            mode=reads.pick(data, "mode"),
-            cost_to_date=reads.as_decimal(reads.pick(data, "cost_to_date")),
-            orders=list(reads.pick(data, "instructions", "orders", "order_log", default=[]) or [])[:100],
-            capacity=reads.pick(data, "capacity"),
-            top_up=reads.pick(data, "top_up", "recommended_top_up"),
-        )
-    return render(request, "console/hedge.html", context)
 
 
 def _listed_assets() -> list[str]:
@@ -489,26 +506,16 @@ def _listed_assets() -> list[str]:
     return list(listed_assets())
 
 
-def _hedge_service() -> Any:
-    try:
-        from risk.hedge import hedge_manual_order
-    except ImportError:
-        return None
-    return hedge_manual_order
-
-
 @staff_required("manage_hedge")
 @require_http_methods(["GET", "POST"])
 def hedge_manual_view(request: HttpRequest) -> HttpResponse:
     """Manual hedge order (spec 05): the hedge service's audited ``hedge_manual_order``, the same one
     the ops API calls."""
-    service = _hedge_service()
+    from risk.hedge import hedge_manual_order
+
     if request.method == "POST":
-        if service is None:
-            messages.error(request, "The hedge service is not available yet.")
-            return redirect(reverse("console:hedge"))
         try:
-            instruction = service(
+            instruction = hedge_manual_order(
                 acting_user=request.user,
                 asset=request.POST.get("asset", "").strip().upper(),
                 side=request.POST.get("side", ""),
@@ -523,13 +530,7 @@ def hedge_manual_view(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Manual hedge {instruction.instruction_id}: {instruction.status}.")
         return redirect(reverse("console:hedge"))
-    from trading.selectors import listed_assets
-
-    return render(
-        request,
-        "console/hedge_manual.html",
-        {"page": "hedge", "available": service is not None, "assets": list(listed_assets())},
-    )
+    return render(request, "console/hedge_manual.html", {"page": "hedge", "assets": _listed_assets()})
 
 
 @staff_required("manage_risk_config")
@@ -575,47 +576,27 @@ def reconciliation_run_view(request: HttpRequest) -> HttpResponse:
 
 @staff_required("view_risk")
 def reconciliation_view(request: HttpRequest) -> HttpResponse:
-    available, data = reads.call_selector("reconciliation_latest")
-    context: dict[str, Any] = {"page": "reconciliation", "available": available}
-    if available:
-        dims = reads.recon_latest_by_dimension()
-        if not dims:  # nothing in the log: whatever the selector reports (any shape)
-            rows = reads.pick(data, "dimensions", "rows", default=data)
-            if isinstance(rows, dict):
-                rows = [
-                    {"dimension": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in rows.items()
-                ]
-            for row in rows or []:
-                status = str(reads.pick(row, "status", default="?"))
-                dimension = str(reads.pick(row, "dimension", "name", default="?"))
-                dims.append(
-                    {
-                        "dimension": dimension,
-                        "title": reads.RECON_DIMENSIONS.get(dimension, (dimension,))[0],
-                        "subject": reads.pick(row, "subject", default=""),
-                        "status": status,
-                        "level": reads.recon_level(status),
-                        "expected": reads.pick(row, "expected"),
-                        "actual": reads.pick(row, "actual"),
-                        "deviation": reads.pick(row, "deviation", "difference"),
-                        "rate": reads.pick(row, "deviation_rate", "rate"),
-                        "unit": reads.recon_unit(dimension, reads.pick(row, "details")),
-                        "checked_at": reads.pick(row, "checked_at", "created_at", "at"),
-                        "details": reads.pick(row, "details", "rows", "differences"),
-                    }
-                )
-        summary: dict[str, dict[str, Any]] = {}
-        for d in dims:
-            s = summary.setdefault(
-                d["dimension"], {"dimension": d["dimension"], "title": d["title"], "status": "OK"}
-            )
-            if reads.STATUS_RANK.get(d["status"], 3) > reads.STATUS_RANK.get(s["status"], 3):
-                s["status"] = d["status"]
-            s["level"] = reads.recon_level(s["status"])
-            s["checked_at"] = d["checked_at"]
-        context.update(dims=dims, summary=list(summary.values()))
-    context["can_run"] = can(request.user, "manage_risk_config")
-    return render(request, "console/reconciliation.html", context)
+    dims = reads.recon_latest_by_dimension()
+    summary: dict[str, dict[str, Any]] = {}
+    for d in dims:
+        d["readable"] = reads.recon_details(d["details"], d["unit"])
+        s = summary.setdefault(
+            d["dimension"], {"dimension": d["dimension"], "title": d["title"], "status": "OK"}
+        )
+        if reads.STATUS_RANK.get(d["status"], 3) > reads.STATUS_RANK.get(s["status"], 3):
+            s["status"] = d["status"]
+        s["level"] = reads.recon_level(s["status"])
+        s["checked_at"] = d["checked_at"]
+    return render(
+        request,
+        "console/reconciliation.html",
+        {
+            "page": "reconciliation",
+            "dims": dims,
+            "summary": list(summary.values()),
+            "can_run": can(request.user, "manage_risk_config"),
+        },
+    )
 
 
 RECON_RANGES = {"24h": 1, "7d": 7, "30d": 30}
@@ -643,7 +624,11 @@ def reconciliation_dimension_view(request: HttpRequest, dimension: str) -> HttpR
     title, unit, what = reads.RECON_DIMENSIONS.get(dimension, (dimension, "", ""))
     page = keyset_page(reads.recon_history_qs(dimension, subject, since), request)
     chart = reads.recon_chart(dimension, subject, since)
-    latest = reads.recon_history_qs(dimension).order_by("-created_at", "-id").first()
+    # the badge: the newest run's worst row (of the chosen subject, if any), not the newest row alone
+    latest = reads.recon_latest_run(dimension, subject)
+    unit = reads.recon_unit(dimension, latest["details"] if latest else None) or unit
+    for row in page.rows:
+        row.readable = reads.recon_details(row.details, unit)
     statuses = dict(
         reads.recon_history_qs(dimension, subject, since)
         .values_list("status")
@@ -657,7 +642,7 @@ def reconciliation_dimension_view(request: HttpRequest, dimension: str) -> HttpR
             "page": "reconciliation",
             "dimension": dimension,
             "title": title,
-            "unit": reads.recon_unit(dimension, latest.details if latest else None) or unit,
+            "unit": unit,
             "what": what,
             "subject": subject,
             "subjects": reads.recon_subjects(dimension, since),
@@ -665,7 +650,6 @@ def reconciliation_dimension_view(request: HttpRequest, dimension: str) -> HttpR
             "ranges": list(RECON_RANGES),
             "chart": chart,
             "latest": latest,
-            "latest_level": reads.recon_level(latest.status) if latest else "ok",
             "statuses": {s: statuses.get(s, 0) for s in ("OK", "WARN", "CRITICAL")},
             "runs": page,
             "can_export": can(request.user, "export_data"),
@@ -775,21 +759,19 @@ def _stress_input(
 
 @staff_required("view_risk")
 def stress_view(request: HttpRequest) -> HttpResponse:
-    available = reads.risk_selector("stress_view") is not None
+    from risk.selectors import stress_view as stress_selector
+
     assets, typed, shocks, errors = _stress_input(request)
     report = None
-    if available and shocks and not errors:
-        available, result = reads.call_selector("stress_view", shocks)
-        if available:
-            report = reads.stress_report(result)
-            report["reserve_level"], report["reserve_note"] = reads.reserve_level(report["reserve_after"])
+    if shocks and not errors:
+        report = reads.stress_report(stress_selector(shocks))
+        report["reserve_level"], report["reserve_note"] = reads.reserve_level(report["reserve_after"])
     presets = [(label, "&".join(f"shock_{a}={pct}" for a in assets)) for label, pct in STRESS_PRESETS]
     return render(
         request,
         "console/stress.html",
         {
             "page": "stress",
-            "available": available,
             "assets": assets,
             "values": typed,
             "shocks": shocks,
@@ -843,10 +825,9 @@ def stress_export_view(request: HttpRequest) -> HttpResponse:
         return HttpResponse(
             " ".join(errors.values()) or "No shock given.", status=400, content_type="text/plain"
         )
-    available, result = reads.call_selector("stress_view", shocks)
-    if not available:
-        raise Http404("the stress view is not available")
-    report = reads.stress_report(result)
+    from risk.selectors import stress_view as stress_selector
+
+    report = reads.stress_report(stress_selector(shocks))
     _audit_export(request, "stress", {f"shock_{a}": str(v * 100) for a, v in shocks.items()})
     header = [name for name, _ in STRESS_CSV]
     rows = [[_csv_value(key, row[key]) for _, key in STRESS_CSV] for row in report["rows"]]

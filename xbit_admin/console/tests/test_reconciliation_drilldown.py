@@ -144,3 +144,68 @@ def test_run_now_runs_every_dimension_is_audited_and_only_for_who_may(console_as
     assert {"ledger", "exposure", "user_assets", "bbook"} <= dimensions  # HL ones need HL accounts set up
     entry = AuditEntry.objects.get(action="risk.reconciliation_run")
     assert entry.actor == risk.staff_user and entry.after["rows"] == ReconciliationLog.objects.count()
+
+
+def test_the_badge_is_the_latest_runs_worst_row_not_its_last_subject(console_as: Any, history: None) -> None:
+    """A run writes one row per subject at the same instant: the newest row is just the last subject
+    written. Here the newest run has BTC CRITICAL and ETH (written last) OK: the badge says CRITICAL."""
+    hl_trading_run("run-newest", 5, "0.4")  # BTC −0.1 → CRITICAL, ETH clean
+    newest = ReconciliationLog.objects.filter(dimension="hl_trading").order_by("-created_at", "-id").first()
+    assert newest is not None and (newest.subject, newest.status) == ("ETH", "OK")
+    html = console_as(Role.RISK_MANAGER).get("/reconciliation/hl_trading/").content.decode()
+    badge = html.split('id="recon-latest-status"')[1].split("</span>")[0]
+    assert "badge bad" in html.split('id="recon-latest-status"')[0][-60:] and "CRITICAL" in badge
+    latest = html.split('id="recon-latest-run"')[1].split("</span>")[0]
+    assert "1 of 2 subjects not OK: BTC" in latest
+    # one subject: that subject's row of the newest run
+    eth = console_as(Role.RISK_MANAGER).get("/reconciliation/hl_trading/?subject=ETH").content.decode()
+    assert eth.split('id="recon-latest-status"')[1].split("</span>")[0].endswith(">OK")
+
+
+def test_details_read_as_a_table_with_units_and_keep_the_raw_json(console_as: Any) -> None:
+    """The ledger's violations and the exposure's disagreeing totals are comparisons (expected, actual,
+    difference, relative difference, unit); other terms are listed with their unit; the raw JSON stays
+    behind a toggle."""
+    from risk.reconciliation import _row
+
+    rows = [
+        _row(
+            "run-d",
+            "ledger",
+            "*",
+            D(0),
+            D(2),
+            problems=[
+                "asset USDC: balances sum to 0.500000, not 0",
+                "user account u7:cash::USDC: balance 100.000000 but balance_logs sum to 99.500000",
+            ],
+            force_critical=True,
+        ),
+        _row(
+            "run-d",
+            "exposure",
+            "BTC",
+            D(0),
+            D(1),
+            differences={"long_size": "incremental 0.51 != database 0.5"},
+            force_critical=True,
+        ),
+        _row(
+            "run-d", "bbook", "INTERNAL", D(10), D(10), fills_realized_pnl=D("-10"), reserve_allocations=D(2)
+        ),
+    ]
+    ReconciliationLog.objects.bulk_create(rows)
+    client = console_as(Role.RISK_MANAGER)
+    ledger = client.get("/reconciliation/ledger/").content.decode().split('id="recon-runs"')[1]
+    table = ledger.split('class="mini recon-compare"')[1].split("</table>")[0]
+    assert "Σ balances of USDC" in table and "0.5<span" in table and ">USDC<" in table
+    assert "u7:cash::USDC vs its balance logs" in table and "99.5<" in table and "100<" in table
+    assert "100.0000%" in table and "0.5000%" in table  # relative: 0.5 of 0.5; 0.5 of 100 (larger side)
+    assert "raw JSON" in ledger and "balances sum to 0.500000" in ledger.split("<pre>")[1]
+    exposure = client.get("/reconciliation/exposure/").content.decode().split('id="recon-runs"')[1]
+    assert "Long size (incremental vs recompute)" in exposure and ">coins<" in exposure
+    assert "0.01<" in exposure and "1.9608%" in exposure  # 0.01 of 0.51
+    bbook = client.get("/reconciliation/bbook/").content.decode().split('id="recon-runs"')[1]
+    terms = bbook.split('class="kv mini recon-terms"')[1].split("</dl>")[0]
+    assert "<dt>Fills realized P&amp;L</dt>" in terms and '-10</span><span class="u">USDC' in terms
+    assert "{" not in terms  # no JSON in the readable part

@@ -1,11 +1,9 @@
 """Risk pages (spec 07 §1, §3–6, §10, §13): the overview's panels per role, the risk config edits
 (permission, validation with the reason shown, audit), breaker reset and kill switch, liquidations and
-drift, and the hedge / reconciliation / stress pages before and after ``risk.selectors`` lands."""
+drift, and the hedge page."""
 
 from __future__ import annotations
 
-import sys
-import types
 from decimal import Decimal
 from typing import Any
 
@@ -280,88 +278,40 @@ def test_the_drift_page_shows_todays_total_the_ranking_and_records_over_one_perc
 # --- hedge, reconciliation, stress -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("url", "selector"),
-    [
-        ("/hedge/", "hedge_overview"),
-        ("/reconciliation/", "reconciliation_latest"),
-        ("/stress/?shock_BTC=-15", "stress_view"),
-    ],
-)
-def test_pages_say_not_available_until_the_risk_selectors_land(
-    console_as: Any, market: None, monkeypatch: pytest.MonkeyPatch, url: str, selector: str
+def test_the_hedge_page_shows_each_asset_against_its_target_and_the_capacity(
+    console_as: Any, exposure: Any
 ) -> None:
-    monkeypatch.setitem(sys.modules, "risk.selectors", types.ModuleType("risk.selectors"))
-    html = console_as(Role.RISK_MANAGER).get(url).content.decode()
-    assert f'data-not-available="{selector}"' in html
+    """A user long 0.01 BTC INTERNAL (800 USD), the hedge long 0.004 BTC; the tier ratio lowered to 50 %
+    from 500 USD so the policy wants a hedge of 400; a hedge account snapshot worth 1,000 USDC."""
+    from risk.hedge import hedge_config_update, hedge_defaults_ensure
+    from risk.hedge_models import HedgePosition
+    from trading.models import HLAccountSnapshot
 
-
-@pytest.fixture
-def risk_selectors(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
-    module = types.ModuleType("risk.selectors")
-    module.hedge_overview = lambda: {  # type: ignore[attr-defined]
-        "assets": [
-            {
-                "asset": "BTC",
-                "target_notional": "400",
-                "current_notional": "300",
-                "leverage": 2,
-                "entry_price": "79000",
-                "unrealized_pnl": "-12",
-                "cost": "3.5",
-                "roi": "0.4",
-            }
-        ],
-        "orders": [
-            {
-                "asset": "BTC",
-                "side": "BUY",
-                "size": "0.004",
-                "price": "79000",
-                "status": "FILLED",
-                "instruction_id": "h-1",
-            }
-        ],
-    }
-    module.hl_mode_banner = lambda asset: "net exposure is high, hedge now"  # type: ignore[attr-defined]
-    module.reconciliation_latest = lambda: [  # type: ignore[attr-defined]
-        {"dimension": "ledger", "status": "OK", "deviation": "0", "checked_at": timezone.now()},
-        {
-            "dimension": "hl_positions",
-            "status": "CRITICAL",
-            "deviation": "0.5",
-            "details": [{"asset": "BTC"}],
-        },
-    ]
-    module.stress_view = lambda shocks: {
-        "shocks": {k: str(v) for k, v in shocks.items()},
-        "liquidation_count": 3,
-    }  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "risk.selectors", module)
-    return module
-
-
-def test_the_hedge_page_lights_up_with_the_hedge_selectors(
-    console_as: Any, exposure: Any, risk_selectors: Any
-) -> None:
+    hedge_defaults_ensure()  # as deployment does (a row made by hedge_config_update carries text defaults)
+    hedge_config_update(
+        changes={"tier1_threshold": Decimal(500), "tier2_threshold": Decimal(500000)},
+        acting_user=None,
+        reason="tests",
+    )
+    HedgePosition.objects.create(asset="BTC", size=Decimal("0.004"), entry_price=Decimal(79000), leverage=2)
+    zero = Decimal(0)
+    HLAccountSnapshot.objects.create(
+        account="hedge",
+        account_value=Decimal(1000),
+        total_margin_used=zero,
+        maintenance_margin_used=zero,
+        withdrawable=Decimal(1000),
+        total_notional=zero,
+    )
     html = console_as(Role.RISK_MANAGER).get("/hedge/").content.decode()
-    assert "data-not-available" not in html
-    row = html.split('id="hedge-assets"')[1].split("</tr>", 2)[1]
-    assert "BTC" in row and "400" in row and "300" in row and "100" in row and "2×" in row  # gap = 100
-    assert "net exposure is high, hedge now" in html and "h-1" in html
+    row = html.split('id="hedge-assets"')[1].split('data-asset="BTC"')[1].split("</tr>")[0]
+    cells = [c.split(">", 1)[1].split("</td>")[0] for c in row.split("<td")[1:]]
+    # net 800, target 400 (50 %), current 0.004 × 80,000 = 320, gap 80, 2×, entry 79,000
+    assert cells[1:7] == ["800", "400", "320", "80", "2×", "79,000"]
+    capacity = html.split('id="hedge-capacity"')[1].split("</p>")[0]
+    assert 'need <span class="num">200</span> USDC' in capacity and "every target is covered" in capacity
     overview = console_as(Role.RISK_MANAGER).get("/").content.decode()
-    assert "hedge engine n/a" not in overview
-
-
-def test_reconciliation_and_stress_light_up_with_the_risk_selectors(
-    console_as: Any, market: None, risk_selectors: Any
-) -> None:
-    client = console_as(Role.DATA_ANALYST)
-    html = client.get("/reconciliation/").content.decode()
-    assert 'data-dimension="hl_positions"' in html and "badge bad" in html and "badge ok" in html
-    html = client.get("/stress/?shock_BTC=-15").content.decode()
-    assert 'id="stress-summary"' in html and "-15.0%" in html  # the scenario as the selector echoes it
-    assert "not a percentage" in client.get("/stress/?shock_BTC=abc").content.decode()
+    assert "40% · 320" in overview  # the overview's coverage bar: 320 of 800
 
 
 @pytest.mark.parametrize("role", [Role.DATA_ANALYST, Role.OPERATIONS])
