@@ -34,6 +34,30 @@ def reserve_level(balance: Decimal, normal: Decimal, halt: Decimal) -> str:
     return TRIPPED
 
 
+def market_data_latency(
+    round_trips_ms: Sequence[Decimal], unanswered_ms: Decimal | None = None
+) -> Decimal | None:
+    """The HL market-data latency the breaker judges, from round trips on the feed's own websocket
+    (ping sent -> pong received, both on OUR monotonic clock, queued behind the market data).
+
+    HL's message timestamps are not used: receipt time minus HL's time measures the clock skew between
+    HL and us as much as the delay, so a clock behind ours trips the breaker and a clock ahead masks
+    it. A round trip is the delay of the data path itself (an upper bound of the one-way delay, equal
+    to it when the delay is on HL's sending side, where a backlog builds).
+
+    The median of the recent round trips, so one slow pong does not flap the breaker; or how long the
+    current ping has gone unanswered when that is longer, so a stalled path shows before its pong
+    arrives. ``None`` when nothing was measured."""
+    figure: Decimal | None = None
+    if round_trips_ms:
+        ordered = sorted(round_trips_ms)
+        middle = len(ordered) // 2
+        figure = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    if unanswered_ms is not None and (figure is None or unanswered_ms > figure):
+        figure = unanswered_ms
+    return figure
+
+
 def price_range_move(marks: Sequence[Decimal]) -> Decimal:
     """(max − min) / min over a window: how far the mark moved within it (0 for < 2 marks)."""
     if len(marks) < 2:

@@ -321,9 +321,13 @@ def price_jump_event(asset: str, event: str, *, held_price: Decimal | None, mark
 
 
 def hl_latency_check(*, latency_ms: float | None = None) -> str:
+    """Market-data latency over the alert level: alert; over the trip level: stop internalizing.
+    Measured by the feed as websocket round trips (``breaker_rules.market_data_latency``), so a skewed
+    HL clock can neither trip nor mask it. With no current measurement (no feed running, or the
+    socket down) the state is kept: the HL_DISCONNECT breaker judges missing data."""
     cfg = risk_config()
     if latency_ms is None:
-        latency_ms = _current_latency_ms()
+        latency_ms = _current_latency_ms(stale_after_s=cfg.disconnect_alert_seconds)
     if latency_ms is None:
         return breaker_get(Kind.HL_LATENCY).state
     verdict = rules.level(
@@ -332,23 +336,26 @@ def hl_latency_check(*, latency_ms: float | None = None) -> str:
     breaker_set(
         kind=Kind.HL_LATENCY,
         state=verdict,
-        reason=f"HL market-data latency {latency_ms:.0f} ms",
+        reason=f"HL market-data latency {latency_ms:.0f} ms (websocket round trip)",
         details={"latency_ms": latency_ms},
     )
     return verdict
 
 
-def _current_latency_ms() -> float | None:
-    from trading.marketdata import get_quotes
-    from trading.selectors import markets_list
+def _current_latency_ms(*, stale_after_s: float, now: float | None = None) -> float | None:
+    from trading.marketdata import get_latency
+    from trading.selectors import FEED_NAME
 
-    assets = [m.asset for m in markets_list()]
-    quotes = get_quotes(assets) if assets else {}
-    now = time.time()
-    values = [
-        q.book_latency_ms for q in quotes.values() if q.book_latency_ms is not None and q.book_age(now) < 10
-    ]
-    return max(values) if values else None
+    sample = get_latency(FEED_NAME)
+    now = time.time() if now is None else now
+    if sample is None or sample.age(now) > stale_after_s:
+        return None
+    unanswered = sample.unanswered_ms(now)
+    figure = rules.market_data_latency(
+        [Decimal(str(v)) for v in sample.round_trips_ms],
+        Decimal(str(round(unanswered, 3))) if unanswered is not None else None,
+    )
+    return float(figure) if figure is not None else None
 
 
 def hl_disconnect_check(*, seconds_down: float | None = None) -> str:

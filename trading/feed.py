@@ -17,6 +17,13 @@ reconnect ``on_reconnect`` hooks run so HL-state consumers re-read by REST. The 
 EXPOSES (quote ages, latency, disconnects); risk decides what to do about them. The only action it
 takes is an ops alert (``marketdata.feed_down``, P1) after 10 s without data, resolved on reconnect.
 
+Latency is measured as round trips on the feed's own socket: HL's ``{"method":"ping"}`` every
+``latency_probe_s`` (one in flight), timed on our monotonic clock until ``{"channel":"pong"}`` comes back
+behind the market data queued before it. The recent round trips and an unanswered ping go to Redis
+(``marketdata.latency_update``) for the HL_LATENCY breaker. HL's message timestamps are never used for
+it: receipt minus HL's time is clock skew plus delay, so an HL clock behind ours looked like latency and
+one ahead hid it. Pongs do not count as data: silence (no market data) is still silence.
+
 Hook API (functions run in the feed process; an exception is logged and counted, never fatal)::
 
     from trading.feed import FEED_HOOKS
@@ -36,6 +43,7 @@ import collections
 import logging
 import os
 import socket
+import statistics
 import threading
 import time
 import uuid
@@ -56,7 +64,7 @@ logger = logging.getLogger(__name__)
 FEED_MESSAGES = Counter("xbit_feed_messages_total", "HL websocket messages handled", ["channel"])
 FEED_LATENCY = Histogram(
     "xbit_feed_latency_seconds",
-    "HL market-data latency: receipt time minus the l2Book message's own time",
+    "HL market-data latency: websocket round trip (ping sent -> pong received) on the feed's socket",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5),
 )
 FEED_RECONNECTS = Counter("xbit_feed_reconnects_total", "Websocket reconnections after a loss")
@@ -161,6 +169,8 @@ class FeedOptions:
     push_interval_s: float = 0.25  # console pushes of marks: at most 4/s
     assets_refresh_s: float = 60.0  # poll the database for new listings
     mark_history_every_s: float = 10.0  # record an unchanged mark in the history this often
+    latency_probe_s: float = 1.0  # websocket ping (latency probe) at most this often, one in flight
+    latency_samples: int = 5  # round trips exposed to risk (the breaker takes their median)
     depth_levels: int = marketdata.DEPTH_LEVELS
     tick_s: float = 0.1
     alert_after_s: float = 10.0  # raise an ops alert when down this long (spec 05: > 10 s alert)
@@ -198,7 +208,11 @@ class Feed:
         self._last_msg_mono = 0.0
         self._last_msg_wall: float | None = None
         self._connected_at_mono = 0.0
-        self._latencies: collections.deque[float] = collections.deque(maxlen=600)
+        self._latencies: collections.deque[float] = collections.deque(maxlen=600)  # for the status
+        self._round_trips: collections.deque[float] = collections.deque(maxlen=self.options.latency_samples)
+        self._latency_now: float | None = None  # median of _round_trips
+        self._ping_sent_mono: float | None = None  # the ping in flight
+        self._next_ping_mono = 0.0
         self._messages = 0
         self._errors = 0
         self.reconnects = 0
@@ -406,6 +420,8 @@ class Feed:
             time.sleep(0.01)
         deadline = time.monotonic() + self.options.connect_timeout_s
         self._first_data.clear()
+        self._install_pong_probe(manager, gen)
+        self._probe_latency(info)  # first, so that the snapshots already carry a latency figure
         try:
             info.subscribe({"type": "allMids"}, lambda msg: self._on_message(gen, msg))
             for asset in self._assets:
@@ -435,12 +451,91 @@ class Feed:
         info.subscribe({"type": "l2Book", "coin": asset}, callback)
         info.subscribe({"type": "activeAssetCtx", "coin": asset}, callback)
 
+    # ---------------------------------------------------------------------------- latency
+    def _install_pong_probe(self, manager: Any, gen: int) -> None:
+        """See pongs: the SDK drops them before any subscription callback, so wrap its socket's
+        message callback (looked up per message by websocket-client) and pass everything on."""
+        app = manager.ws
+        forward = app.on_message
+
+        def on_message(ws: Any, message: Any) -> None:
+            if isinstance(message, str) and len(message) < 40 and '"pong"' in message:
+                self._on_pong(gen)
+            forward(ws, message)
+
+        app.on_message = on_message
+
+    def _probe_latency(self, info: Any) -> None:
+        """Send a ping when none is in flight and ``latency_probe_s`` has passed since the last one."""
+        if info is None or info.ws_manager is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if self._ping_sent_mono is not None or now < self._next_ping_mono:
+                return
+            self._ping_sent_mono = now
+            self._next_ping_mono = now + self.options.latency_probe_s
+        # reported BEFORE sending: the pong's report (no ping pending) can then never be overwritten
+        # by this one, which would leave a phantom unanswered ping growing in Redis
+        self._report_latency(pending_since=time.time())
+        try:
+            info.ws_manager.ws.send('{"method":"ping"}')
+        except Exception:
+            with self._lock:
+                self._ping_sent_mono = None
+            self._report_latency(pending_since=None)
+
+    def _on_pong(self, gen: int) -> None:
+        """Websocket thread. A pong with no ping of ours in flight answers the SDK's keep-alive ping."""
+        received_mono = time.monotonic()
+        with self._lock:
+            sent = self._ping_sent_mono
+            if gen != self._gen or sent is None:
+                return
+            self._ping_sent_mono = None
+            rtt = (received_mono - sent) * 1000
+            self._round_trips.append(rtt)
+            trips = tuple(self._round_trips)
+            self._latency_now = round(statistics.median(trips), 3)
+        self._latencies.append(rtt)
+        FEED_LATENCY.observe(rtt / 1000)
+        self._report_latency(round_trips_ms=trips, measured_at=time.time())
+
+    def _report_latency(
+        self,
+        *,
+        round_trips_ms: tuple[float, ...] | None = None,
+        measured_at: float | None = None,
+        pending_since: float | None = None,
+        clear: bool = False,
+    ) -> None:
+        try:
+            if clear:
+                marketdata.latency_clear(self.options.name)
+            else:
+                marketdata.latency_update(
+                    self.options.name,
+                    round_trips_ms=round_trips_ms,
+                    measured_at=measured_at,
+                    pending_since=pending_since,
+                )
+        except Exception:
+            self._errors += 1
+            FEED_ERRORS.labels("redis").inc()
+            self._log_throttled("feed could not write its latency to Redis")
+
     def _teardown(self) -> None:
         info, self._info = self._info, None
         with self._lock:
             self._gen += 1  # late messages of the old socket are ignored from here on
+            self._ping_sent_mono = None
+            self._next_ping_mono = 0.0
+            self._round_trips.clear()
+            self._latency_now = None
         if info is None:
             return
+        if self._is_leader_or_free():  # a new socket is measured afresh (a standby leaves the leader's)
+            self._report_latency(clear=True)
         manager = info.ws_manager
         if manager is None:
             return
@@ -532,6 +627,7 @@ class Feed:
         self._write_status()
 
     def _periodic(self) -> None:
+        self._probe_latency(self._info)
         self._write_status()
         self._push_console()
         self._refresh_assets()
@@ -569,11 +665,7 @@ class Feed:
         bids = tuple((Decimal(lv["px"]), Decimal(lv["sz"])) for lv in raw_bids)
         asks = tuple((Decimal(lv["px"]), Decimal(lv["sz"])) for lv in raw_asks)
         hl_time = data.get("time")
-        latency_ms = None
-        if hl_time:
-            latency_ms = max(0.0, received * 1000 - float(hl_time))
-            self._latencies.append(latency_ms)
-            FEED_LATENCY.observe(latency_ms / 1000)
+        latency_ms = self._latency_now
         values = {
             "bid": bids[0][0] if bids else None,
             "bid_size": bids[0][1] if bids else None,

@@ -15,8 +15,12 @@ Redis layout (prefix ``xbit:md``)::
     xbit:md:q:<ASSET>    hash   mark oracle mid bid ask bid_sz ask_sz bids asks funding premium oi
                                 mark_at book_at mid_at ctx_at book_time book_lat
                                 (numbers as HL's strings; "" = unknown; *_at = epoch seconds of receipt;
-                                 bids/asks = "px:sz,px:sz,…" best first; book_time = HL's ms timestamp)
+                                 bids/asks = "px:sz,px:sz,…" best first; book_time = HL's ms timestamp;
+                                 book_lat = the feed's latency figure when the book arrived, ms)
     xbit:md:mh:<ASSET>   zset   member "<ts>:<mark>", score ts — marks of the last hour
+    xbit:md:rtt:<FEED>   hash   rtts at pending — the feed's recent websocket round trips to HL ("12.3,9.8",
+                                ms, oldest first), when the last was measured and when the ping now
+                                unanswered was sent (epoch seconds; "" = none); our clock only
     xbit:md:updates      pub/sub channel, JSON {"asset": "BTC", "kinds": ["book"], "at": 1.7e9}
 
 Redis is a cache here (architecture): losing it loses no money; the feed rewrites everything within a
@@ -142,6 +146,8 @@ class Quote:
     book_at: float | None = None
     mid_at: float | None = None
     ctx_at: float | None = None
+    # the feed's market-data latency (median websocket round trip, ms) when the book arrived; HL's
+    # own timestamp is book_time_ms, which says nothing about delay (HL's clock is not ours)
     book_latency_ms: float | None = None
     book_time_ms: int | None = None
     depth_bids: tuple[Level, ...] = ()
@@ -313,6 +319,66 @@ def quote_delete(assets: Iterable[str]) -> None:
     keys = [k for a in assets for k in (quote_key(a), history_key(a))]
     if keys:
         client().delete(*keys)
+
+
+# ------------------------------------------------------------------------------------------ latency
+def latency_key(feed: str) -> str:
+    return f"{KEY_PREFIX}:rtt:{feed}"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedLatency:
+    """What a feed measured of its round trips to HL, every time on our clock (never HL's)."""
+
+    round_trips_ms: tuple[float, ...]  # the most recent ones, oldest first
+    measured_at: float | None  # epoch seconds of the last pong
+    pending_since: float | None  # epoch seconds at which the ping now unanswered was sent
+
+    def unanswered_ms(self, now: float | None = None) -> float | None:
+        if self.pending_since is None:
+            return None
+        return max(0.0, (time.time() if now is None else now) - self.pending_since) * 1000
+
+    def age(self, now: float | None = None) -> float:
+        """Seconds since the feed last reported (a pong, or a ping sent): old means no feed measures."""
+        latest = max(self.measured_at or 0.0, self.pending_since or 0.0)
+        if not latest:
+            return math.inf
+        return max(0.0, (time.time() if now is None else now) - latest)
+
+
+def latency_update(
+    feed: str,
+    *,
+    round_trips_ms: Sequence[float] | None = None,
+    measured_at: float | None = None,
+    pending_since: float | None = None,
+) -> None:
+    """The feed reports a ping sent (``pending_since``) or a pong (``round_trips_ms``, ``measured_at``,
+    and no ping pending). One ``HSET``."""
+    mapping = {"pending": repr(pending_since) if pending_since is not None else ""}
+    if round_trips_ms is not None:
+        mapping["rtts"] = ",".join(f"{v:.3f}" for v in round_trips_ms)
+        mapping["at"] = repr(measured_at if measured_at is not None else time.time())
+    client().hset(latency_key(feed), mapping=mapping)
+
+
+def latency_clear(feed: str) -> None:
+    """Forget the measurements (the feed's socket is gone: a new one is measured afresh)."""
+    client().delete(latency_key(feed))
+
+
+def get_latency(feed: str) -> FeedLatency | None:
+    """The feed's latest round trips, or ``None`` if it never measured one."""
+    raw = client().hmget(latency_key(feed), ["rtts", "at", "pending"])
+    rtts, at, pending = (v or "" for v in raw)  # type: ignore[union-attr,unused-ignore]
+    if not (rtts or pending):
+        return None
+    return FeedLatency(
+        round_trips_ms=tuple(float(v) for v in rtts.split(",")) if rtts else (),
+        measured_at=float(at) if at else None,
+        pending_since=float(pending) if pending else None,
+    )
 
 
 # ------------------------------------------------------------------------------------------ listening
