@@ -8,6 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from risk import breaker_rules as rules
 from risk.breakers import (
@@ -112,6 +114,65 @@ def test_hl_latency_alerts_over_200_ms_trips_over_500_and_resets_automatically(d
     assert hl_latency_check(latency_ms=80) == "OK" and "hl_latency" not in force_hl()
 
 
+def test_hl_latency_is_the_median_round_trip_or_an_unanswered_ping_if_longer() -> None:
+    ms = [D(v) for v in ("12", "900", "15", "11", "14")]
+    assert rules.market_data_latency(ms) == D("14")  # one slow pong does not flap the breaker
+    assert rules.market_data_latency(ms[:4]) == D("13.5")
+    assert rules.market_data_latency(ms, D("650")) == D("650")  # a stalled path shows before its pong
+    assert rules.market_data_latency(ms, D("3")) == D("14")
+    assert rules.market_data_latency([], D("40")) == D("40")
+    assert rules.market_data_latency([]) is None
+
+
+@given(
+    trips=st.lists(st.decimals(min_value=0, max_value=10_000, places=3), min_size=1, max_size=9),
+    unanswered=st.none() | st.decimals(min_value=0, max_value=10_000, places=3),
+)
+@settings(max_examples=200, deadline=None)
+def test_hl_latency_lies_between_the_round_trips_and_never_below_an_unanswered_ping(
+    trips: list[Decimal], unanswered: Decimal | None
+) -> None:
+    figure = rules.market_data_latency(trips, unanswered)
+    assert figure is not None
+    assert figure >= min(trips) and (figure <= max(trips) or figure == unanswered)
+    if unanswered is not None:
+        assert figure >= unanswered
+
+
+def test_the_latency_breaker_judges_the_feeds_round_trips_with_the_thresholds_of_the_day(
+    db: Any, make_staff: Any
+) -> None:
+    """What the feed reports in Redis (round trips on its websocket, an unanswered ping) against the
+    database-backed thresholds; a report older than the disconnect alert keeps the state (no feed is
+    measuring: the disconnect breaker judges missing data)."""
+    from risk.config import risk_config_update
+    from trading.marketdata import latency_clear, latency_update
+    from xbit_admin.accounts.roles import Role
+
+    now = time.time()
+    latency_update("hl", round_trips_ms=[8.0, 9.5, 7.1], measured_at=now)
+    assert hl_latency_check() == "OK"
+    latency_update("hl", round_trips_ms=[610.0, 640.0, 9.0], measured_at=now)
+    assert hl_latency_check() == "TRIPPED" and "hl_latency" in force_hl()
+    assert CircuitBreaker.objects.get(kind="HL_LATENCY").details["latency_ms"] == 610.0
+    latency_update("hl", round_trips_ms=[9.0, 8.0, 9.0], measured_at=now)
+    assert hl_latency_check() == "OK" and "hl_latency" not in force_hl()
+    latency_update("hl", pending_since=now - 0.7)  # the ping sent 700 ms ago is still unanswered
+    assert hl_latency_check() == "TRIPPED"
+    latency_update("hl", round_trips_ms=[9.0], measured_at=now - 60, pending_since=None)
+    assert hl_latency_check() == "TRIPPED"  # stale: kept
+    latency_clear("hl")
+    assert hl_latency_check() == "TRIPPED"  # nothing measured: kept
+    # an operator raises the trip level at run time: 610 ms is now a warning
+    risk_config_update(
+        changes={"latency_trip_ms": 1000},
+        acting_user=make_staff(Role.RISK_MANAGER),
+        reason="test: HL is far from this region",
+    )
+    latency_update("hl", round_trips_ms=[610.0], measured_at=time.time())
+    assert hl_latency_check() == "WARNING" and "hl_latency" not in force_hl()
+
+
 def test_hl_disconnect_halts_every_market_after_60_s_and_liquidation_keeps_running(
     btc_mmr_0_004: Any, trader: Any, open_position: Any
 ) -> None:
@@ -175,8 +236,9 @@ def test_drift_levels(db: Any, xbit: str, hl: str, level: str | None) -> None:
 
 
 def test_critical_drift_halts_hl_routing_until_an_operator_resets_it(db: Any, make_staff: Any) -> None:
+    # 20 % and $20: over both the critical rate and its absolute floor (a $10 drift is at the floor)
     drift_record(
-        ref="x", kind="CLOSE", asset="ETH", xbit_pnl=D("-100"), hl_actual_pnl=D("-110"), notional=D("3000")
+        ref="x", kind="CLOSE", asset="ETH", xbit_pnl=D("-100"), hl_actual_pnl=D("-120"), notional=D("3000")
     )
     assert RoutingState.objects.get(asset="ETH").hl_halted
     breaker_reset(kind="DRIFT", scope="ETH", acting_user=make_staff(None), reason="explained")
