@@ -105,6 +105,9 @@ class FillResult:
     fee: Decimal = ZERO
     uncollected_loss: Decimal = ZERO
     cash_after: Decimal = ZERO
+    # an INTERNAL isolated liquidation: what is left on the closed position's margin account after the
+    # loss and the fee, for ``trading.liquidation`` to settle in the same transaction
+    margin_left: Decimal = ZERO
 
 
 def position_state(position: Position | None) -> netting.PositionState:
@@ -257,6 +260,7 @@ def fill_plan(
     created: Position | None = None
     total_fee = ZERO
     uncollected = ZERO
+    margin_kept = ZERO
     running_cash = cash_available
     ref = ("order", req.order.pk if req.order else "")
     ids = iter(fill_ids)
@@ -295,14 +299,20 @@ def fill_plan(
         # where the user's money for this leg sits: the released isolated margin, else cash
         source_acc = margin_acc if isolated else cash
         source_funds = effect.margin_released if isolated else running_cash
+        # an isolated liquidation costs the user the position's margin and never cash (spec 03, issue 18):
+        # the margin pays the loss, then the fee; nothing is released to cash
+        kept = isolated and req.is_liquidation
+        margin_left = ZERO  # what stays on the margin account after the loss (the fee comes out of it)
         if pnl >= ZERO:
-            if isolated and effect.margin_released > ZERO:
+            if kept:
+                margin_left = effect.margin_released
+            elif isolated and effect.margin_released > ZERO:
                 transfers.append(
                     TransferSpec(margin_acc, cash, effect.margin_released, TransferKind.MARGIN_RELEASE, *ref)
                 )
             if pnl > ZERO:
                 transfers.append(TransferSpec(counterparty, cash, pnl, TransferKind.REALIZED_PNL, *ref))
-            running_cash += (effect.margin_released if isolated else ZERO) + pnl
+            running_cash += (effect.margin_released if isolated and not kept else ZERO) + pnl
         else:
             loss = -pnl
             collected = min(loss, max(source_funds, ZERO))
@@ -338,25 +348,32 @@ def fill_plan(
                         *ref,
                     )
                 )
-            if isolated:
+            if kept:
+                margin_left = effect.margin_released - collected
+            elif isolated:
                 rest = effect.margin_released - collected
                 if rest > ZERO:
                     transfers.append(TransferSpec(margin_acc, cash, rest, TransferKind.MARGIN_RELEASE, *ref))
                 running_cash += rest
             else:
                 running_cash -= collected
-        fee_taken = min(leg_fee, max(running_cash, ZERO))
+        if kept:
+            # the fee comes out of what the loss left of the margin (none when the loss took it all)
+            fee_taken = min(leg_fee, max(margin_left, ZERO))
+            margin_left -= fee_taken
+        else:
+            fee_taken = min(leg_fee, max(running_cash, ZERO))
+            running_cash -= fee_taken
         if fee_taken > ZERO:
             transfers.append(
                 TransferSpec(
-                    cash,
+                    margin_acc if kept else cash,
                     AccountRef.platform(AccountKind.FEE_REVENUE),
                     fee_taken,
                     TransferKind.TRADING_FEE,
                     *ref,
                 )
             )
-        running_cash -= fee_taken
         fill.fee = fee_taken
         total_fee += fee_taken
 
@@ -370,9 +387,26 @@ def fill_plan(
             position.closed_at = now
             position.liquidation_price = None
             closed_positions.append(position)
+            if kept and margin_left > ZERO and req.source != Source.INTERNAL:
+                # HYPERLIQUID: the rest of the margin is the platform's liquidation charge (HL's backstop
+                # keeps it too), taken with the fill; INTERNAL leaves it to ``trading.liquidation``'s
+                # settlement (same transaction), which splits it 80/20 with the loss
+                transfers.append(
+                    TransferSpec(
+                        margin_acc,
+                        AccountRef.platform(AccountKind.FEE_REVENUE, sub="liquidation"),
+                        margin_left,
+                        TransferKind.LIQUIDATION,
+                        *ref,
+                    )
+                )
+                margin_left = ZERO
         else:
             position.size = effect.after.size
-            position.isolated_margin = effect.after.isolated_margin
+            # a partly filled isolated liquidation keeps what it did not spend in the position's pool
+            position.isolated_margin = effect.after.isolated_margin + margin_left
+            margin_left = ZERO
+        margin_kept = margin_left
         updated.append(position)
 
     # --- opening leg ------------------------------------------------------------------------
@@ -458,7 +492,7 @@ def fill_plan(
         fill._state.db = "default"
     realized = sum((f.realized_pnl for f in fills), ZERO)
     result = FillResult(
-        fills, open_position, closed_positions, realized, total_fee, uncollected, running_cash
+        fills, open_position, closed_positions, realized, total_fee, uncollected, running_cash, margin_kept
     )
     return FillPlan(req, result, transfers, updated, created, req.idempotency_key or f"fill:{fills[0].pk}")
 

@@ -4,19 +4,34 @@ Risk detects and sends a command (its ``trigger_id`` is the idempotency key); th
 position's liquidation into fills, position changes and ledger transfers, and report what happened.
 They never decide WHETHER to liquidate — only how — and never import risk.
 
-* INTERNAL, settled at the trigger mark through ``execution.fill_apply`` (is_liquidation, no fee):
-  - isolated: the whole isolated margin is zeroed; it is all client loss, split platform (B-book)
-    / risk reserve by ``reserve_share`` (80/20): ``fill_apply`` splits the realized loss, and the
-    margin remainder it would have released to cash is taken here with the complementary split,
-    so the shares of the whole margin are exact to the micro-dollar;
-  - cross: realized loss from cash, split 80/20 by ``fill_apply``;
+**The liquidation fee rule (issue 18), one rule for both venues.** A liquidation is a taker close: the
+fill is charged the venue's taker fee on the closed notional (``FeeSchedule``: INTERNAL's, or the
+HYPERLIQUID schedule HL-routed closes pay), recorded on the fill as its fee.
+
+* isolated: the user loses exactly the position's isolated margin — never cash. Out of the margin, in
+  order: the realized loss at the close price, the fee (capped at what the loss left, so nothing when
+  the loss took it all), and the rest, which is NOT returned: the platform takes the position over
+  at the trigger mark as HL's backstop liquidator does, and HL's backstop keeps the margin too
+  (spec 03: "the user's isolated margin is zeroed"). A loss beyond the margin is the reserve's.
+* cross: the fee is charged from cash like any close (capped at the cash left; never negative).
+
+* INTERNAL, settled at the trigger mark through ``execution.fill_apply`` (is_liquidation):
+  - isolated: the margin less the fee is client loss, split platform (B-book) / risk reserve by
+    ``reserve_share`` (80/20): ``fill_apply`` splits the realized loss and takes the fee from the
+    margin; the rest of the margin (still on the margin account) is taken here with the
+    complementary split, so the shares of the whole client loss are exact to the micro-dollar;
+  - cross: realized loss from cash, split 80/20 by ``fill_apply``; the fee from cash;
   - bankrupt (loss beyond what the user has): the user's balance stops at zero and the risk reserve
     pays the uncollected part to the B-book (recorded as ``bankrupt_amount``).
 * HYPERLIQUID, through ``hl_execution.reduce_only_close(..., is_liquidation=True)`` (HL's real fills
-  via ``fill_apply``), then settled here: drift = HL's P&L − XBIT's P&L at the trigger mark; isolated
-  margin is zeroed (remainder to ``fee_revenue``/``liquidation``; the reserve makes that whole when
-  HL lost more); cross users are settled at XBIT's computed value (the reserve refunds what HL took
-  beyond it; a favourable difference is platform profit unless ``refund_favourable_drift``).
+  via ``fill_apply``, which takes HL's loss and the fee from the isolated margin and the rest as the
+  liquidation charge to ``fee_revenue``/``liquidation``), then settled here: drift = HL's P&L − XBIT's
+  P&L at the trigger mark (isolated: the reserve makes the liquidation charge whole when HL lost more);
+  cross users are settled at XBIT's computed value (the reserve refunds what HL took beyond it; a
+  favourable difference is platform profit unless ``refund_favourable_drift``).
+
+``loss`` on a close is the client loss without the fee (isolated: the margin less the fee), ``fee`` the
+fee, ``margin_zeroed`` the margin the user lost (isolated: ``loss + fee``).
 
 Every INTERNAL service runs inside the caller's transaction, which must hold ``user_lock`` (taken
 first) and the position row. Events: ``trading.fill`` (from ``fill_apply``), ``trading.liquidation``
@@ -129,8 +144,15 @@ def _cash(user_id: int) -> Decimal:
     return user_balances(user_id).get(AccountKind.CASH, ZERO)
 
 
+def liquidation_fee_rate(source: str) -> Decimal:
+    """The taker fee rate a liquidation close of a ``source`` position pays (the rule above)."""
+    from trading.config import trading_settings
+
+    return trading_settings().fees[source].rate(maker=False)
+
+
 def _liquidation_request(
-    position: Position, price: Decimal, idempotency_key: str, reserve_share: Decimal
+    position: Position, price: Decimal, idempotency_key: str, reserve_share: Decimal, fee_rate: Decimal
 ) -> FillRequest:
     return FillRequest(
         user_id=position.user_id,
@@ -141,7 +163,7 @@ def _liquidation_request(
         size=position.size,
         price=price,
         leverage=position.leverage,
-        fee_rate=ZERO,  # the liquidation charge is the margin remainder (isolated), not a fee
+        fee_rate=fee_rate,  # a taker close; isolated: out of the margin (``fill_plan``)
         maker=False,
         reserve_share=reserve_share,
         is_liquidation=True,
@@ -150,10 +172,15 @@ def _liquidation_request(
 
 
 def _liquidation_fill(
-    position: Position, price: Decimal, idempotency_key: str, reserve_share: Decimal, cash: Decimal
+    position: Position,
+    price: Decimal,
+    idempotency_key: str,
+    reserve_share: Decimal,
+    cash: Decimal,
+    fee_rate: Decimal,
 ) -> FillResult:
     return fill_apply(
-        req=_liquidation_request(position, price, idempotency_key, reserve_share),
+        req=_liquidation_request(position, price, idempotency_key, reserve_share, fee_rate),
         position=position,
         cash_available=cash,
     )
@@ -179,30 +206,39 @@ def _settle(
     result: FillResult,
     reserve_share: Decimal,
 ) -> _Settlement:
-    """The settlement of an INTERNAL liquidation after its fill (pure): the isolated margin remainder
-    the fill released to cash is taken with the complementary 80/20 split, and a bankrupt remainder is
-    paid to the B-book by the reserve. The one-by-one and the batched paths both use it."""
+    """The settlement of an INTERNAL liquidation after its fill (pure): what the loss and the fee left of
+    the isolated margin (still on the margin account) is taken with the complementary 80/20 split, and a
+    bankrupt remainder is paid to the B-book by the reserve. The one-by-one and the batched paths both
+    use it."""
     pnl = result.realized_pnl
     uncollected = result.uncollected_loss
     bbook = AccountRef.platform(AccountKind.BBOOK_PNL)
     reserve = AccountRef.platform(AccountKind.RISK_RESERVE)
-    user_cash = AccountRef.user(user_id, AccountKind.CASH)
     ref = ("position", position_id)
     transfers: list[TransferSpec] = []
     collected = max(-pnl, ZERO) - uncollected  # what the fill took from the user for the loss
     if isolated:
-        # whatever the fill released from the margin to cash is taken too: the margin is zeroed
-        remainder = margin_before - collected if pnl < ZERO else margin_before
-        loss = collected + remainder
+        margin_acc = AccountRef.user(user_id, AccountKind.ISOLATED_MARGIN, sub=f"position:{position_id}")
+        remainder = result.margin_left  # the margin less the loss and the fee: the margin is zeroed
+        loss = margin_before - result.fee  # the client loss: the whole margin but the fee
+        if remainder != loss - collected:
+            raise RuntimeError(
+                f"liquidation of position {position_id}: the fill left {remainder} of a {margin_before} margin"
+                f" (loss {collected}, fee {result.fee})"
+            )
         platform_total, reserve_total = netting.split_client_loss(loss, reserve_share)
         platform_done, reserve_done = netting.split_client_loss(collected, reserve_share)
         if platform_total - platform_done > ZERO:
             transfers.append(
-                TransferSpec(user_cash, bbook, platform_total - platform_done, TransferKind.LIQUIDATION, *ref)
+                TransferSpec(
+                    margin_acc, bbook, platform_total - platform_done, TransferKind.LIQUIDATION, *ref
+                )
             )
         if reserve_total - reserve_done > ZERO:
             transfers.append(
-                TransferSpec(user_cash, reserve, reserve_total - reserve_done, TransferKind.LIQUIDATION, *ref)
+                TransferSpec(
+                    margin_acc, reserve, reserve_total - reserve_done, TransferKind.LIQUIDATION, *ref
+                )
             )
         margin_zeroed = margin_before
     else:
@@ -249,13 +285,19 @@ def _internal_close(
 
 
 def liquidation_close_internal(
-    *, position: Position, mark: Decimal, idempotency_key: str, reserve_share: Decimal
+    *,
+    position: Position,
+    mark: Decimal,
+    idempotency_key: str,
+    reserve_share: Decimal,
+    fee_rate: Decimal | None = None,
 ) -> LiquidationClose:
     """Close an INTERNAL position at ``mark`` as a liquidation (see the module docstring), one by one:
     the reference path (``InternalLiquidationBatch`` does the same for many positions at once).
 
     Caller: inside a transaction that took ``user_lock(position.user_id)`` first and locked the row.
     Idempotency: ``idempotency_key`` names the ledger postings (``key`` and ``key:settle``).
+    ``fee_rate``: the liquidation fee rate (default: INTERNAL's taker rate).
     """
     _require_lock_context()
     if position.source != Source.INTERNAL or position.status != Position.Status.OPEN:
@@ -269,7 +311,9 @@ def liquidation_close_internal(
     if not isolated:
         _cancel_internal_orders(user_id)
     cash = _cash(user_id)
-    result = _liquidation_fill(position, mark, idempotency_key, reserve_share, cash)
+    if fee_rate is None:
+        fee_rate = liquidation_fee_rate(Source.INTERNAL)
+    result = _liquidation_fill(position, mark, idempotency_key, reserve_share, cash, fee_rate)
     settlement = _settle(
         user_id=user_id,
         position_id=position.pk,
@@ -357,19 +401,17 @@ def liquidation_close_hl(
         cash = _cash(snapshot.user_id)
         hl_loss = max(-hl_pnl, ZERO)
         xbit_loss = max(-xbit_pnl, ZERO)
+        fee = sum((f.fee for f in fills), ZERO)
         if snapshot.margin_mode == MarginMode.ISOLATED:
+            # the fills took HL's loss, the fee and the rest of the margin as the liquidation charge
+            # (``execution.fill_plan``): the user's cash is not touched; only the drift is settled here
             liq_income = AccountRef.platform(AccountKind.FEE_REVENUE, sub="liquidation")
             collected = min(hl_loss, margin_before)
-            remainder = min(max(margin_before - collected, ZERO), cash)
-            if remainder > ZERO:
-                transfers.append(
-                    TransferSpec(user_cash, liq_income, remainder, TransferKind.LIQUIDATION, *ref)
-                )
-            if drift < ZERO:
+            if drift < ZERO and collected > ZERO:
                 transfers.append(
                     TransferSpec(reserve, liq_income, min(-drift, collected), TransferKind.DRIFT, *ref)
                 )
-            loss = margin_before
+            loss = margin_before - fee
             margin_zeroed = margin_before
         else:
             paid = hl_loss  # fill_apply took HL's loss from cash (the reserve covered any shortfall)
@@ -409,7 +451,7 @@ def liquidation_close_hl(
             xbit_pnl=xbit_pnl,
             hl_pnl=hl_pnl,
             drift_amount=drift,
-            fee=sum((f.fee for f in fills), ZERO),
+            fee=fee,
         )
         _after_close(close, trigger_id=idempotency_key)
         if on_settled is not None:
@@ -560,7 +602,11 @@ def _email_message(close: LiquidationClose, email: str) -> EmailMessage:
         body=(
             f"Your {close.direction.lower()} {close.size} {close.asset} position ({close.margin_mode.lower()} "
             f"margin) was liquidated at {close.close_price} after the mark reached {close.trigger_price}.\n"
-            f"Loss: {close.loss} USDC."
+            + (
+                f"Margin lost: {close.margin_zeroed} USDC (loss {close.loss} USDC, liquidation fee {close.fee} USDC)."
+                if close.margin_mode == MarginMode.ISOLATED
+                else f"Loss: {close.loss} USDC, liquidation fee: {close.fee} USDC."
+            )
         ),
         to=[email],
     )
@@ -651,12 +697,14 @@ class InternalLiquidationBatch:
         isolated_position_ids: Iterable[int] = (),
         cross_user_ids: Iterable[int] = (),
         reserve_share: Decimal,
+        fee_rate: Decimal | None = None,
         notify: Callable[[list[LiquidationClose]], None] | None = None,
     ) -> None:
         self.user_ids = sorted({int(u) for u in user_ids})
         self.isolated_position_ids = sorted({int(p) for p in isolated_position_ids})
         self.cross_user_ids = sorted({int(u) for u in cross_user_ids})
         self.reserve_share = reserve_share
+        self.fee_rate = liquidation_fee_rate(Source.INTERNAL) if fee_rate is None else fee_rate
         self.notify = notify or liquidation_emails_send
         self.closes: list[tuple[LiquidationClose, str, FillPlan]] = []
         self._tables: dict[str, margin.MarginTable] = {}
@@ -786,7 +834,7 @@ class InternalLiquidationBatch:
         size = position.size
         entry = position.entry_price
         user_id = position.user_id
-        req = _liquidation_request(position, mark, idempotency_key, self.reserve_share)
+        req = _liquidation_request(position, mark, idempotency_key, self.reserve_share, self.fee_rate)
         plan = fill_plan(
             req=req,
             position=position,

@@ -45,7 +45,8 @@ def test_cross_closes_the_most_losing_position_first_and_stops_once_healthy(
     record = LiquidationRecord.objects.get()
     assert record.position_id == btc.pk and record.loss == D("2000") and record.margin_zeroed == 0
     assert (record.platform_share, record.reserve_share) == (D("1600"), D("400"))
-    assert balance("cash", user) == cash - D("2000") >= 0
+    # the liquidation fee rule: a taker close, fee 0.1 × 60,000 × 0.045 % = 2.7 from cash (cross)
+    assert record.fee == D("2.7") and balance("cash", user) == cash - D("2000") - D("2.7") >= 0
 
 
 def test_an_isolated_liquidation_never_touches_cross_collateral(

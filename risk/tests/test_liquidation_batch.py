@@ -268,10 +268,11 @@ def test_one_batch_liquidates_many_in_a_handful_of_round_trips(
     assert LiquidationTrigger.objects.filter(status="COMPLETED").count() == 6
     assert Position.objects.filter(status="LIQUIDATED").count() == 6
     assert LiquidationRecord.objects.count() == 6 and Fill.objects.filter(is_liquidation=True).count() == 6
-    # the platform rows moved once for the whole batch, by the sum of the six splits
-    assert account_balance(AccountRef.platform(AccountKind.BBOOK_PNL)) == 6 * D("640")
-    assert account_balance(AccountRef.platform(AccountKind.RISK_RESERVE)) == 6 * D("160")
-    # the 28 of margin left after the 772 loss is released and taken back: logged on the user's cash
+    # the platform rows moved once for the whole batch, by the sum of the six splits (each: the 800
+    # margin less the 3.2526 fee, 80/20)
+    assert account_balance(AccountRef.platform(AccountKind.BBOOK_PNL)) == 6 * D("637.39792")
+    assert account_balance(AccountRef.platform(AccountKind.RISK_RESERVE)) == 6 * D("159.34948")
+    # what the 772 loss and the fee left of the margin is taken from the margin account, never cash
     assert BalanceLog.objects.filter(type=TransferKind.LIQUIDATION).count() == 6 * 2
     assert all(account_balance(AccountRef.user(u.pk, AccountKind.CASH)) == cash for u, cash in cash_before)
     assert OutboxEvent.objects.filter(topic="user.liquidation").count() == 6
@@ -315,7 +316,7 @@ def test_a_trigger_that_fails_in_a_batch_does_not_hold_up_the_others(
             assert trigger.status == "COMPLETED" and trigger.attempts == 1
             assert position.status == "LIQUIDATED"
     assert LiquidationRecord.objects.count() == 3
-    assert balance("bbook_pnl") == 3 * D("640") and balance("risk_reserve") == 3 * D("160")
+    assert balance("bbook_pnl") == 3 * D("637.39792") and balance("risk_reserve") == 3 * D("159.34948")
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ D = Decimal
 pytestmark = pytest.mark.usefixtures("btc_mmr_0_004")
 
 
-def test_spec_isolated_example_liquidates_at_72280_and_splits_the_800_as_640_and_160(
+def test_spec_isolated_example_liquidates_at_72280_and_the_user_loses_the_800_margin_fee_included(
     trader: Any, open_position: Any, balance: Any, mailoutbox: Any
 ) -> None:
     position = open_position(trader, size="0.1", entry="80000", leverage=10)
@@ -39,11 +39,15 @@ def test_spec_isolated_example_liquidates_at_72280_and_splits_the_800_as_640_and
     position.refresh_from_db()
     assert trigger.status == "COMPLETED" and trigger.attempts == 1 and trigger.completed_at is not None
     assert position.status == "LIQUIDATED" and position.size == 0 and position.isolated_margin == 0
+    # the liquidation fee rule (issue 18): out of the 800 margin, the 772 loss, then the taker fee
+    # 0.1 × 72,280 × 0.045 % = 3.2526, then the rest (24.7474) is kept; the client loss 800 − 3.2526 is
+    # split 80/20
+    fee = D("3.2526")
     assert (trigger.margin_zeroed, trigger.loss, trigger.platform_share, trigger.reserve_share) == (
         D("800"),
-        D("800"),
-        D("640"),
-        D("160"),
+        D("796.7474"),
+        D("637.39792"),
+        D("159.34948"),
     )
     record = LiquidationRecord.objects.get(trigger=trigger)
     assert (record.trigger_price, record.close_price, record.size, record.venue) == (
@@ -52,14 +56,14 @@ def test_spec_isolated_example_liquidates_at_72280_and_splits_the_800_as_640_and
         D("0.1"),
         "INTERNAL",
     )
-    assert record.xbit_pnl == D("-772") and record.bankrupt_amount == 0
-    # the ledger: the user lost exactly the margin; B-book 640, reserve 160, no fee on a liquidation
+    assert record.xbit_pnl == D("-772") and record.bankrupt_amount == 0 and record.fee == fee
+    # the ledger: the user lost exactly the margin, cash untouched; the fee is revenue, the rest 80/20
     assert balance("cash", trader) == cash_before
     assert balance("isolated_margin", trader, sub=f"position:{position.pk}") == 0
-    assert balance("bbook_pnl") == D("640") and balance("risk_reserve") == D("160")
-    assert balance("fee_revenue") == fees_before
+    assert balance("bbook_pnl") == D("637.39792") and balance("risk_reserve") == D("159.34948")
+    assert balance("fee_revenue") == fees_before + fee
     fill = Fill.objects.get(position=position, is_liquidation=True)
-    assert fill.price == D("72280") and fill.realized_pnl == D("-772")
+    assert fill.price == D("72280") and fill.realized_pnl == D("-772") and fill.fee == fee
     # events for risk, the user's stream, and an email
     topics = list(OutboxEvent.objects.values_list("topic", flat=True))
     assert "trading.liquidation" in topics and "user.liquidation" in topics
@@ -81,7 +85,7 @@ def test_the_email_is_sent_after_commit_by_a_default_queue_task(
     liquidations_drain()
     background_flush()
     assert len(mailoutbox) == 1 and "liquidated" in mailoutbox[0].subject
-    assert mailoutbox[0].to == [trader.email] and "Loss: 800" in mailoutbox[0].body
+    assert mailoutbox[0].to == [trader.email] and "Margin lost: 800" in mailoutbox[0].body
 
 
 def test_a_position_changed_after_detection_is_not_liquidated_on_the_stale_trigger(
@@ -114,7 +118,7 @@ def test_a_bankrupt_isolated_position_never_leaves_the_user_negative(
     liquidations_drain()
     trigger = LiquidationTrigger.objects.get()
     assert trigger.status == "COMPLETED"
-    assert (trigger.loss, trigger.bankrupt_amount) == (D("800"), D("200"))
+    assert (trigger.loss, trigger.bankrupt_amount) == (D("800"), D("200"))  # no margin left for a fee
     assert (trigger.platform_share, trigger.reserve_share) == (D("640"), D("160"))
     assert balance("cash", trader) == cash_before  # only the margin was lost
     # the reserve took its 160 share and paid the 200 the user could not: the B-book got 640 + 200
@@ -132,4 +136,5 @@ def test_a_short_is_liquidated_when_the_mark_rises(trader: Any, open_position: A
     liquidations_drain()
     position.refresh_from_db()
     assert position.status == "LIQUIDATED"
-    assert balance("bbook_pnl") == D("640") and balance("risk_reserve") == D("160")
+    # fee 0.1 × 87,700 × 0.045 % = 3.9465; the rest of the 800 split 80/20
+    assert balance("bbook_pnl") == D("636.8428") and balance("risk_reserve") == D("159.2107")
