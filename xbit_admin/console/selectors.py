@@ -13,6 +13,7 @@ from typing import Any
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from routing.decision import AssetRouting
 from routing.models import GLOBAL, RoutingConfig, RoutingDecisionLog, RoutingModeLog, RoutingState
 from routing.selectors import asset_routing, resolved_config
 from trading.account import AccountState, account_dict, account_state, user_balances
@@ -52,6 +53,7 @@ class AssetRow:
     mark: Decimal | None = None
     mark_at: float | None = None
     exposure: Decimal | None = None  # platform B-book exposure at mark = −(users' net INTERNAL notional)
+    live: AssetRouting | None = None  # what the order path decides with (routing.selectors.asset_routing)
 
     @property
     def exposure_ratio(self) -> Decimal | None:
@@ -111,6 +113,7 @@ def routing_overview() -> tuple[list[AssetRow], dict[str, Any]]:
             hl_halted=live.hl_halted,
             hl_halt_reason=(state.hl_halt_reason if state and state.hl_halted else "")
             or (platform.hl_halt_reason if platform and platform.hl_halted else ""),
+            live=live,
         )
         size = net.get(asset)
         if quote is not None and quote.mark:

@@ -4,6 +4,7 @@ force-HL and HL halt, the HL_MODE banner, the mode-switch history and the decisi
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -13,7 +14,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from routing.decision import Mode, Route
+from risk.selectors import hedge_recommendations
+from routing.decision import AssetRouting, Mode, Route
 from routing.models import GLOBAL, RoutingConfig, RoutingModeLog
 from routing.selectors import CONFIG_FIELDS, resolved_config
 from routing.services import routing_config_update, routing_mode_switch
@@ -56,23 +58,62 @@ def _fmt(value: Any) -> str:
     return f"{value:,.2f}" if isinstance(value, Decimal) else str(value)
 
 
-def consequence(
-    asset: str, current: str, target: Mode, config: dict[str, dict[str, Any]], whitelisted: bool
-) -> str:
-    """What the confirmation dialog says will happen."""
-    head = f"{asset}: {SHORT.get(Mode(current), current)} → {SHORT[target]}."
-    if target is Mode.HL_MODE:
-        body = f"New {asset} orders go to Hyperliquid."
-    else:
-        key = "normal_threshold" if target is Mode.NORMAL_MODE else "betting_threshold"
-        limit = _fmt(config[key]["value"])
-        body = (
-            f"New {asset} orders up to {limit} USDC notional are internalized (B-book); "
-            "larger ones go to Hyperliquid."
+def routing_effect(asset: str, live: AssetRouting, *, cohort_percent: int = 100) -> str:
+    """What happens to a new ``asset`` order in this routing state, in the order of the routing rules
+    (routing.decision): a force-HL reason, a switched-off platform or a missing whitelist entry
+    overrides the mode, and an order bound for Hyperliquid while HL routing is halted is rejected."""
+    why = ""
+    if live.degraded:
+        why = "the platform is in DEGRADED mode"
+    elif live.force_hl_reasons:
+        why = f"force-HL is active ({', '.join(live.force_hl_reasons)})"
+    elif not live.global_internalization_enabled:
+        why = "internalization is switched off platform-wide"
+    elif not live.internalization_enabled:
+        why = f"{asset} is not whitelisted"
+    if why:
+        if live.hl_halted:
+            return f"Every new {asset} order is rejected: {why}, so it would go to Hyperliquid, and HL routing is halted."
+        return f"Every new {asset} order goes to Hyperliquid: {why}."
+    if live.mode is Mode.HL_MODE:
+        if live.hl_halted:
+            return f"New {asset} orders are rejected: HL_MODE sends them to Hyperliquid, and HL routing is halted."
+        return f"New {asset} orders go to Hyperliquid."
+    base = live.normal_threshold if live.mode is Mode.NORMAL_MODE else live.betting_threshold
+    limit = min(base * live.threshold_factor, live.max_internal_order_notional)
+    text = f"New {asset} orders up to {_fmt(limit)} USDC notional are internalized (B-book)"
+    notes = []
+    if live.threshold_factor < 1:
+        notes.append(
+            f"threshold {_fmt(base)} × {live.threshold_factor.normalize()} while the risk reserve is low"
         )
-        if not whitelisted:
-            body += f" {asset} is not whitelisted, so its orders still go to Hyperliquid."
-    return f"{head} {body}"
+    if base * live.threshold_factor > live.max_internal_order_notional:
+        notes.append("capped by the max internal order")
+    if notes:
+        text += f" ({'; '.join(notes)})"
+    text += (
+        "; larger ones are rejected (HL routing is halted)"
+        if live.hl_halted
+        else "; larger ones go to Hyperliquid"
+    )
+    if cohort_percent < 100:
+        text += f"; users outside the {cohort_percent} % canary cohort always go to Hyperliquid"
+    return text + "."
+
+
+def consequence(
+    asset: str, current: str, target: Mode, live: AssetRouting, *, cohort_percent: int = 100
+) -> str:
+    """What the confirmation dialog says will happen: the effect of the target mode in the asset's
+    current state (a breaker's force-HL still wins over the mode)."""
+    head = f"{asset}: {SHORT.get(Mode(current), current)} → {SHORT[target]}."
+    return f"{head} {routing_effect(asset, replace(live, mode=target), cohort_percent=cohort_percent)}"
+
+
+def _cohort_percent() -> int:
+    from xbit_admin.switches.store import SWITCH_CACHE
+
+    return int(SWITCH_CACHE.get()["canary_cohort_percent"])
 
 
 def _slug_to_asset(slug: str) -> str:
@@ -86,16 +127,21 @@ def _slug_to_asset(slug: str) -> str:
 def routing_view(request: HttpRequest) -> HttpResponse:
     rows, glob = routing_overview()
     manage = can(request.user, "manage_routing")
+    cohort = _cohort_percent()
+    hl_rows = [r for r in rows if r.mode == Mode.HL_MODE]
+    # the HL_MODE banner's recommended hedge: the hedge policy at the current exposure and hedge
+    hedges = hedge_recommendations([r.asset for r in hl_rows]) if hl_rows else {}
     for row in rows:
+        assert row.live is not None
+        row.effect = routing_effect(row.asset, row.live, cohort_percent=cohort)  # type: ignore[attr-defined]
+        row.hedge = hedges.get(row.asset)  # type: ignore[attr-defined]
         row.buttons = [  # type: ignore[attr-defined]
             {
                 "mode": mode.value,
                 "label": MODE_LABELS[mode],
                 "current": row.mode == mode.value,
                 "change_id": uuid.uuid4().hex,
-                "consequence": consequence(
-                    row.asset, row.mode, mode, row.config, row.internalization_enabled
-                ),
+                "consequence": consequence(row.asset, row.mode, mode, row.live, cohort_percent=cohort),
             }
             for mode in MODES
         ]
@@ -112,7 +158,7 @@ def routing_view(request: HttpRequest) -> HttpResponse:
             "page": "routing",
             "rows": rows,
             "glob": glob,
-            "hl_rows": [r for r in rows if r.mode == Mode.HL_MODE],
+            "hl_rows": hl_rows,
             "switches": mode_switches(30),
             "decisions": page,
             "filters": filters,

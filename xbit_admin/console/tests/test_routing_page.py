@@ -192,3 +192,42 @@ def test_the_decision_log_filters_and_pages_by_cursor(console_as: Any, market: N
         (d.user_id, d.asset, d.route, d.reason) == (7, "BTC", "INTERNAL", "threshold") for d in got
     )
     assert client.get("/routing/", {"user_id": "abc"}).context["decisions"].rows == []
+
+
+def _row(html: str, asset: str) -> str:
+    return html.split(f'<tr data-asset="{asset}"', 1)[1].split("</tr>", 1)[0]
+
+
+def test_each_asset_says_what_a_new_order_meets_now(console_as: Any, market: None) -> None:
+    live = asset_routing("BTC")
+    limit = f"{min(live.normal_threshold, live.max_internal_order_notional):,.2f}"
+    html = console_as(Role.RISK_MANAGER).get("/routing/").content.decode()
+    effect = _row(html, "BTC").split('data-effect="BTC"')[1].split("</div>")[0]
+    assert (
+        f"New BTC orders up to {limit} USDC notional are internalized (B-book); larger ones go to Hyperliquid."
+        in effect
+    )
+
+
+def test_while_a_breaker_forces_hyperliquid_the_copy_says_so_instead_of_internalizing(
+    console_as: Any, market: None
+) -> None:
+    from routing.services import routing_force_hl_set, routing_hl_halt_set
+
+    routing_force_hl_set(asset="BTC", reason="volatility", active=True, detail="1h move 6 %")
+    html = console_as(Role.RISK_MANAGER).get("/routing/").content.decode()
+    row = _row(html, "BTC")
+    forced = "Every new BTC order goes to Hyperliquid: force-HL is active (volatility)."
+    assert forced in row.split('data-effect="BTC"')[1].split("</div>")[0]
+    # the mode buttons' confirmations too: switching mode does not internalize while it lasts
+    assert f"BTC: NORMAL → BETTING. {forced}" in row and "are internalized" not in row
+    assert "are internalized" in _row(html, "ETH")  # another asset is untouched
+
+    routing_force_hl_set(asset="BTC", reason="volatility", active=False)
+    routing_hl_halt_set(asset="BTC", halted=True, reason="critical drift")
+    row = _row(console_as(Role.RISK_MANAGER).get("/routing/").content.decode(), "BTC")
+    assert "are internalized (B-book); larger ones are rejected (HL routing is halted)." in row
+    assert (
+        "BTC: NORMAL → HL. New BTC orders are rejected: HL_MODE sends them to Hyperliquid, "
+        "and HL routing is halted." in row
+    )
