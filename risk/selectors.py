@@ -5,7 +5,7 @@ HL (the mirrors are refreshed by the beat)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from django.db.models import Sum
@@ -164,12 +164,22 @@ def hedge_recommendations(assets: Iterable[str]) -> dict[str, dict[str, Any]]:
             "current_hedge": row["current_notional"],
             "recommended_hedge": gap,
             "recommended_side": "BUY" if gap > 0 else "SELL",
-            "recommended_size": (abs(gap) / mark) if mark else None,
+            "recommended_size": _hedge_size(asset, gap, mark),
             "min_order_notional": minimum,
             "acts": abs(gap) >= minimum,
             "hedge_mode": cfg.hedge_mode,
         }
     return out
+
+
+def _hedge_size(asset: str, notional: Decimal, mark: Decimal | None) -> Decimal | None:
+    """|notional| in coins at ``mark``, down to the asset's size step (as the hedge order is sized)."""
+    from trading.selectors import market_get
+
+    if not mark:
+        return None
+    step = Decimal(1).scaleb(-market_get(asset).sz_decimals)
+    return (abs(notional) / mark).quantize(step, rounding=ROUND_DOWN)
 
 
 def reconciliation_latest() -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """Users (support, spec 07 §9): search by id, email, wallet/deposit address, order id, tx hash; a user
-page with balances, positions, orders with their routing decision, fills, funding, balance logs,
-deposits, withdrawals, liquidations and security events; time filters and CSV export."""
+page with balances, positions, orders with their routing decision, fills, funding payments, balance
+logs, deposits, withdrawals, liquidations (trigger mark, margin ratio at the trigger, close price, the
+loss's split), drift records and security events; time filters and CSV export."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -23,6 +24,7 @@ from wallets.models import BalanceLog, Deposit, Withdrawal
 from wallets.selectors import deposit_addresses_list, user_accounts
 from xbit_admin.accounts.models import SecurityEvent, User
 from xbit_admin.audit.services import audit_record
+from xbit_admin.console import user_reads
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.pages.common import TimeWindow, can, csv_response, require, time_window
 from xbit_admin.console.selectors import user_money, user_search
@@ -36,6 +38,23 @@ class Section:
     queryset: Callable[[int, TimeWindow], QuerySet[Any]]
     header: tuple[str, ...]
     row: Callable[[Any], Iterable[Any]]
+    # turns a list of the queryset's rows into what the page and the CSV show (figures computed in Python)
+    enrich: Callable[[int, list[Any]], list[Any]] | None = None
+
+    def rows(self, user_id: int, window: TimeWindow, limit: int) -> list[Any]:
+        found = list(self.queryset(user_id, window)[:limit])
+        return self.enrich(user_id, found) if self.enrich is not None else found
+
+    def stream(self, user_id: int, window: TimeWindow) -> Iterator[Any]:
+        """Every row in the window, read in chunks (the export)."""
+        chunk: list[Any] = []
+        for obj in self.queryset(user_id, window).iterator(chunk_size=2000):
+            chunk.append(obj)
+            if len(chunk) == 2000:
+                yield from self.enrich(user_id, chunk) if self.enrich is not None else chunk
+                chunk = []
+        if chunk:
+            yield from self.enrich(user_id, chunk) if self.enrich is not None else chunk
 
 
 def _orders(user_id: int, window: TimeWindow) -> QuerySet[Any]:
@@ -51,7 +70,15 @@ def _positions(user_id: int, window: TimeWindow) -> QuerySet[Any]:
 
 
 def _liquidations(user_id: int, window: TimeWindow) -> QuerySet[Any]:
-    return window.apply(Fill.objects.filter(user_id=user_id, is_liquidation=True)).order_by("-id")
+    return window.apply(user_reads.liquidations_qs(user_id), "detected_at")
+
+
+def _funding(user_id: int, window: TimeWindow) -> QuerySet[Any]:
+    return window.apply(user_reads.funding_qs(user_id), "funding_time")
+
+
+def _drift(user_id: int, window: TimeWindow) -> QuerySet[Any]:
+    return window.apply(user_reads.drift_qs(user_id))
 
 
 def _balance_logs(user_id: int, window: TimeWindow) -> QuerySet[Any]:
@@ -189,32 +216,119 @@ SECTIONS: dict[str, Section] = {
             p.cum_funding_since_open,
         ),
     ),
+    "funding": Section(
+        "Funding payments",
+        _funding,
+        (
+            "funding_time",
+            "asset",
+            "position_id",
+            "source",
+            "margin_mode",
+            "direction",
+            "size",
+            "rate",
+            "oracle_price",
+            "payment",
+            "collected",
+            "settled_at",
+        ),
+        lambda f: (
+            f.funding_time,
+            f.asset,
+            f.position_id,
+            f.source,
+            f.margin_mode,
+            f.direction,
+            f.size,
+            f.rate,
+            f.price,
+            f.payment,
+            f.collected,
+            f.settled_at,
+        ),
+    ),
     "liquidations": Section(
         "Liquidations",
         _liquidations,
         (
-            "fill_id",
-            "created_at",
+            "trigger_id",
+            "detected_at",
+            "completed_at",
+            "status",
+            "kind",
             "position_id",
             "asset",
-            "source",
-            "side",
+            "venue",
+            "margin_mode",
+            "direction",
             "size",
-            "price",
-            "fee",
-            "realized_pnl",
+            "trigger_mark_price",
+            "margin_ratio_at_trigger",
+            "margin_ratio_exact",
+            "close_price",
+            "margin_zeroed",
+            "loss",
+            "platform_share",
+            "reserve_share",
+            "bankrupt_amount",
+            "xbit_pnl",
+            "hl_pnl",
+            "drift",
         ),
-        lambda f: (
-            f.pk,
-            f.created_at,
-            f.position_id,
-            f.asset,
-            f.source,
-            f.side,
-            f.size,
-            f.price,
-            f.fee,
-            f.realized_pnl,
+        lambda r: (
+            r.trigger_id,
+            r.detected_at,
+            r.completed_at,
+            r.status,
+            r.kind,
+            r.position_id,
+            r.asset,
+            r.venue,
+            r.margin_mode,
+            r.direction,
+            r.size,
+            r.trigger_price,
+            r.margin_ratio,
+            r.ratio_exact,
+            r.close_price,
+            r.margin_zeroed,
+            r.loss,
+            r.platform_share,
+            r.reserve_share,
+            r.bankrupt_amount,
+            r.xbit_pnl,
+            r.hl_pnl,
+            r.drift_amount,
+        ),
+        enrich=user_reads.liquidation_rows,
+    ),
+    "drift": Section(
+        "Drift records",
+        _drift,
+        (
+            "created_at",
+            "kind",
+            "asset",
+            "position_id",
+            "xbit_pnl",
+            "hl_actual_pnl",
+            "drift",
+            "drift_rate",
+            "level",
+            "ref",
+        ),
+        lambda d: (
+            d.created_at,
+            d.kind,
+            d.asset,
+            d.position_id,
+            d.xbit_pnl,
+            d.hl_actual_pnl,
+            d.deviation,
+            d.deviation_rate,
+            d.level,
+            d.ref,
         ),
     ),
     "balance_logs": Section(
@@ -344,8 +458,7 @@ def user_detail_view(request: HttpRequest, user_id: int) -> HttpResponse:
         raise Http404("no such user")
     window = time_window(request, default="30d")
     sections: dict[str, list[Any]] = {}
-    # two lists from one table come in one round trip each (the open positions and the window's; the
-    # window's fills and liquidations)
+    # the open positions and the window's come in one round trip (one table, two lists)
     open_positions, sections["positions"] = _together(
         Position.objects.filter(user_id=user_id, status=Position.Status.OPEN).order_by("-id"),
         SECTIONS["positions"].queryset(user_id, window)[:ROWS],
@@ -357,13 +470,9 @@ def user_detail_view(request: HttpRequest, user_id: int) -> HttpResponse:
     }
     for order in orders:
         order.decision = decisions.get(order.pk)  # type: ignore[attr-defined]
-    sections["fills"], sections["liquidations"] = _together(
-        SECTIONS["fills"].queryset(user_id, window)[:ROWS],
-        SECTIONS["liquidations"].queryset(user_id, window)[:ROWS],
-    )
     for name, section in SECTIONS.items():
         if name not in sections and name != "orders":
-            sections[name] = list(section.queryset(user_id, window)[:ROWS])
+            sections[name] = section.rows(user_id, window, ROWS)
     can_export = can(request.user, "export_data")
     return render(
         request,
@@ -428,5 +537,5 @@ def user_export_view(request: HttpRequest, user_id: int, section: str) -> HttpRe
             object_id=user_id,
             after={"section": section, "since": window.since, "until": window.until},
         )
-    rows = (spec.row(obj) for obj in spec.queryset(user_id, window).iterator(chunk_size=2000))
+    rows = (spec.row(obj) for obj in spec.stream(user_id, window))
     return csv_response(f"user-{user_id}-{section}.csv", spec.header, rows)

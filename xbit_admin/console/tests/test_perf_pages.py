@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from xbit_admin import live_config
 from xbit_admin.accounts.roles import Role
@@ -23,9 +24,15 @@ pytestmark = pytest.mark.django_db
 # Session, user, OTP device, two permission reads (the page guard), the signed-in user's roles (nav).
 FRAME = 6
 # Subject, open positions with the window's positions, ledger balances, wallet row, orders, their
-# routing decisions, fills with liquidations, balance logs, deposits, withdrawals, security events,
-# ledger accounts, deposit addresses. It was 25 in all before issue #9 (positions read 4×, balances 2×).
-USER_PAGE = FRAME + 13
+# routing decisions, fills, liquidations (commands joined to their closes), funding payments, drift
+# records, balance logs, deposits, withdrawals, security events, ledger accounts, deposit addresses.
+# It was 25 in all before issue #9 (positions read 4×, balances 2×); 19 before issue #16, which replaced
+# the liquidation fills (read with the fills in one UNION) by the liquidation records and added the
+# funding payments and the drift records: +3.
+USER_PAGE = FRAME + 16
+# A cross liquidation in the list: its margin ratio at the trigger needs the cash and order holds at its
+# detection and the account's cross positions then — two queries, however many cross liquidations.
+USER_PAGE_CROSS_LIQUIDATION = 2
 # Alerts, their deliveries (one prefetch), open/acknowledged counts, capped resolved count.
 ALERTS_PAGE = FRAME + 4
 
@@ -85,7 +92,6 @@ def _order(user: Any, *, side: str, size: str, mode: str, reduce_only: bool = Fa
 def _more_history(trader: Any, make_withdrawal: Callable[[str], Any]) -> None:
     """Many rows in every section of the user page: orders with decisions, fills, open and closed
     positions (isolated and cross), balance logs, deposits, withdrawals and security events."""
-    from trading.models import Fill
     from wallets.models import Deposit
     from xbit_admin.accounts.models import SecurityEvent
 
@@ -108,12 +114,26 @@ def _more_history(trader: Any, make_withdrawal: Callable[[str], Any]) -> None:
         )
         for k in range(40)
     )
-    # two fills flagged as liquidations (the newest and the oldest): the page lists them apart too
-    newest, oldest = (
-        Fill.objects.filter(user=trader).order_by("-id")[0],
-        Fill.objects.filter(user=trader).order_by("id")[0],
+    # an hour of funding, a drift record, and the isolated short liquidated at a mark of 90,000
+    from risk.detection import liquidation_sweep
+    from risk.drift import drift_record
+    from risk.funding import funding_run
+    from risk.liquidation import liquidations_drain
+    from trading.models import Position
+
+    funding_run(funding_time=timezone.now())
+    short = Position.objects.get(user=trader, status="OPEN", margin_mode="ISOLATED", direction="SHORT")
+    drift_record(
+        ref=f"perf:{short.pk}",
+        kind="CLOSE",
+        asset="BTC",
+        xbit_pnl=Decimal(2000),
+        hl_actual_pnl=Decimal(1980),
+        notional=Decimal(40000),
+        position_id=short.pk,
     )
-    Fill.objects.filter(pk__in=[newest.pk, oldest.pk]).update(is_liquidation=True)
+    liquidation_sweep(marks={"BTC": Decimal(90000)}, wake=False)
+    assert liquidations_drain() == 1
     make_withdrawal("20000")
     make_withdrawal("60000")
     SecurityEvent.objects.bulk_create(
@@ -132,18 +152,24 @@ def test_the_user_page_reads_a_fixed_number_of_queries_however_long_the_history(
     many = _queries(client, url)
     page = client.get(url)
     assert len(page.context["orders"]) == 8 and len(page.context["s"]["deposits"]) == 41
-    assert len(page.context["open_positions"]) >= 2 and len(page.context["s"]["security"]) >= 25
+    # open: the cross long (the isolated short was liquidated)
+    assert len(page.context["open_positions"]) == 1 and len(page.context["s"]["security"]) >= 25
     # the lists read two at a time are exactly what each read alone gives
+    from risk.models import DeviationLog, FundingSettlement, LiquidationRecord
     from trading.models import Fill, Position
 
     shown = page.context["s"]
     assert (
         shown["fills"] == list(Fill.objects.filter(user=trader).order_by("-id")) and len(shown["fills"]) >= 8
     )
-    assert shown["liquidations"] == list(
-        Fill.objects.filter(user=trader, is_liquidation=True).order_by("-id")
+    record = LiquidationRecord.objects.get(user=trader)
+    assert [(r.position_id, r.close_price, r.loss) for r in shown["liquidations"]] == [
+        (record.position_id, record.close_price, record.loss)
+    ]
+    assert shown["funding"] == list(
+        FundingSettlement.objects.filter(user=trader).order_by("-funding_time", "-id")
     )
-    assert len(shown["liquidations"]) == 2 and shown["liquidations"][0] == shown["fills"][0]
+    assert len(shown["funding"]) >= 2 and len(shown["drift"]) == DeviationLog.objects.count() == 1
     assert shown["positions"] == list(Position.objects.filter(user=trader).order_by("-id"))
     assert page.context["open_positions"] == list(
         Position.objects.filter(user=trader, status="OPEN").order_by("-id")
