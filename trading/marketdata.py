@@ -41,6 +41,8 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from xbit_admin.redis_retry import restart_tolerant
+
 KEY_PREFIX = "xbit:md"
 UPDATES_CHANNEL = f"{KEY_PREFIX}:updates"
 MARK_HISTORY_SECONDS = 3600
@@ -109,6 +111,7 @@ def client() -> redis.Redis:
                     socket_timeout=1.0,
                     socket_connect_timeout=1.0,
                     health_check_interval=30,
+                    **restart_tolerant(),
                 )
             c = _client
     return c

@@ -36,6 +36,8 @@ from hyperliquid.utils.error import ClientError, ServerError
 from hyperliquid.utils.signing import sign_l1_action
 from prometheus_client import Counter, Gauge, Histogram
 
+from xbit_admin.redis_retry import restart_tolerant
+
 logger = logging.getLogger(__name__)
 
 HL_REQUEST_SECONDS = Histogram(
@@ -191,7 +193,7 @@ def _redis() -> redis.Redis:
     global _redis_client
     with _redis_lock:
         if _redis_client is None:
-            _redis_client = redis.Redis.from_url(settings.REDIS_URL)
+            _redis_client = redis.Redis.from_url(settings.REDIS_URL, **restart_tolerant())
         return _redis_client
 
 

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from xbit_admin import metrics
 from xbit_admin.events.models import OutboxEvent, ProcessedEvent
+from xbit_admin.redis_retry import restart_tolerant
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class Event:
 
 
 def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True, **restart_tolerant())
 
 
 def outbox_emit(*, topic: str, payload: dict[str, Any], aggregate: str = "") -> OutboxEvent:

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from xbit_admin.env import env_bool, env_int, env_list, env_str
+from xbit_admin.redis_retry import restart_tolerant
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -127,6 +128,7 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "xbit",
+        "OPTIONS": restart_tolerant(),  # throttles and caches ride out a Redis restart
     }
 }
 
