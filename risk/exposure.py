@@ -14,17 +14,18 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Context, Decimal, localcontext
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Sum
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 
 from risk.config import risk_config
 from risk.models import ExposureAsset, ExposureDaily, ExposurePosition, ExposureSnapshot
 from trading.models import Position, Source
+from xbit_admin.events.models import OutboxEvent, ProcessedEvent
 from xbit_admin.events.services import Event
 from xbit_admin.live import broadcast_on_commit
 from xbit_admin.money import ZERO
@@ -258,6 +259,91 @@ def exposure_recompute(*, apply: bool = False) -> dict[str, dict[str, str]]:
                     },
                 )
     return diffs
+
+
+IN_FLIGHT_WINDOW = timedelta(minutes=15)
+_FIELDS = ("long_size", "short_size", "long_cost", "short_cost", "positions")
+
+
+def _sum_positions(rows: Any) -> dict[str, dict[str, Decimal]]:
+    totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: dict.fromkeys(_FIELDS, ZERO))
+    with localcontext(EXACT):
+        for asset, direction, size, entry in rows:
+            side = "long" if direction == Position.Direction.LONG else "short"
+            totals[asset][f"{side}_size"] += size
+            totals[asset][f"{side}_cost"] += size * entry
+            totals[asset]["positions"] += 1
+    return totals
+
+
+def _positions_in_flight() -> set[int]:
+    """Positions named by fill or liquidation events the exposure consumer has not processed yet (the
+    last ``IN_FLIGHT_WINDOW``: an event older than that is not in flight, its consumer is stuck)."""
+    processed = ProcessedEvent.objects.filter(consumer=CONSUMER_GROUP, event_id=OuterRef("event_id"))
+    payloads = (
+        OutboxEvent.objects.filter(
+            topic__in=("trading.fill", "trading.liquidation"),
+            created_at__gte=timezone.now() - IN_FLIGHT_WINDOW,
+        )
+        .exclude(Exists(processed))
+        .values_list("payload", flat=True)
+    )
+    ids: set[int] = set()
+    for payload in payloads:
+        ids.update(int(p["id"]) for p in payload.get("positions", []))
+        if payload.get("position_id") is not None:
+            ids.add(int(payload["position_id"]))
+    return ids
+
+
+def exposure_compare() -> dict[str, dict[str, str]]:
+    """The reconciliation's check of the incremental exposure, free of the race between a fill's commit
+    and the consumer applying its event: one REPEATABLE READ snapshot reads the open INTERNAL positions,
+    the consumer's last view of each (``ExposurePosition``), its totals and the events it has not
+    processed yet. Positions with an event in flight are left out of both sides; everything else must
+    agree exactly — the totals with the consumer's per-position rows, and those rows with the
+    positions. Returns the differences per asset ({} = they agree)."""
+    with transaction.atomic():
+        if len(connection.atomic_blocks) == 1:  # the transaction starts here: take its snapshot
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        in_flight = _positions_in_flight()
+        open_positions = {
+            pid: (asset, direction, size, entry)
+            for pid, asset, direction, size, entry in Position.objects.filter(
+                source=Source.INTERNAL, status=Position.Status.OPEN
+            ).values_list("id", "asset", "direction", "size", "entry_price")
+        }
+        seen = {
+            pid: (asset, direction, size, entry)
+            for pid, asset, direction, size, entry in ExposurePosition.objects.values_list(
+                "position_id", "asset", "direction", "size", "entry_price"
+            )
+        }
+        current = {r.asset: r for r in ExposureAsset.objects.all()}
+    diffs: dict[str, dict[str, str]] = {}
+    # 1. the consumer's totals are the sum of its own per-position rows, in flight or not
+    totals = _sum_positions(seen.values())
+    for asset in set(totals) | set(current):
+        want = totals.get(asset) or dict.fromkeys(_FIELDS, ZERO)
+        row = current.get(asset)
+        for name in _FIELDS:
+            have = Decimal(getattr(row, name)) if row is not None else ZERO
+            if have != want[name]:
+                diffs.setdefault(asset, {})[name] = f"incremental {have} != its positions' sum {want[name]}"
+    # 2. every position with no event in flight is seen as it is in the database
+    for pid in (set(open_positions) | set(seen)) - in_flight:
+        ours, theirs = seen.get(pid), open_positions.get(pid)
+        if ours != theirs:
+            asset = (theirs or ours)[0]  # type: ignore[index]
+            diffs.setdefault(asset, {})[f"position {pid}"] = (
+                f"incremental {_describe(ours)} != database {_describe(theirs)}"
+            )
+    return diffs
+
+
+def _describe(state: tuple[str, str, Decimal, Decimal] | None) -> str:
+    return "none" if state is None else f"{state[1]} {state[2]} @ {state[3]}"
 
 
 def daily_net_loss(day: date | None = None) -> Decimal:

@@ -10,7 +10,8 @@ Dimensions implemented here:
 
 * ``ledger`` — Σ of balances per asset = 0, every balance = Σ of its postings, every user balance = Σ
   of its balance logs (``ledger_invariant_violations``).
-* ``exposure`` — the incremental exposure totals = a recompute from the open INTERNAL positions.
+* ``exposure`` — the incremental exposure totals = the sum of the consumer's view of each position, and
+  that view = the open INTERNAL positions, for every position with no event in flight.
 * ``hl_trading`` — Σ users' HYPERLIQUID positions = the trading account per asset (``positions_sync``,
   which halts new HL opens for a mismatching asset).
 * ``hl_hedge`` — XBIT's hedge book (Σ of the hedge fills it recorded) = the hedge account per asset; a
@@ -27,10 +28,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection, transaction
 from django.utils import timezone
 
 from risk.config import risk_config
@@ -103,9 +106,9 @@ def check_ledger(run_id: str) -> list[ReconciliationLog]:
 
 
 def check_exposure(run_id: str) -> list[ReconciliationLog]:
-    from risk.exposure import exposure_recompute
+    from risk.exposure import exposure_compare
 
-    diffs = exposure_recompute()
+    diffs = exposure_compare()
     if not diffs:
         return [_row(run_id, "exposure", "*", ZERO, ZERO)]
     return [
@@ -482,6 +485,23 @@ DIMENSIONS: dict[str, Callable[[str], list[ReconciliationLog]]] = {
 }
 
 
+# Dimensions computed from our own books only: each reads them in one REPEATABLE READ snapshot, so a
+# posting that commits between two of its queries can never look like a breach (under load one does,
+# every few minutes: balances read before a fill, the journal after it).
+SNAPSHOT_DIMENSIONS = frozenset({"ledger", "exposure", "user_assets", "bbook"})
+
+
+@contextmanager
+def _snapshot(name: str) -> Iterator[None]:
+    if name not in SNAPSHOT_DIMENSIONS or connection.in_atomic_block:
+        yield  # inside a caller's transaction (a test's, say) the caller's isolation applies
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield
+
+
 def reconciliation_run(*, dimensions: Iterable[str] | None = None) -> list[ReconciliationLog]:
     """Run the given dimensions (default: all) now; write and return their rows, alert on deviations.
     A dimension that cannot be checked (e.g. HL unreachable) is recorded CRITICAL — unknown is never OK."""
@@ -490,7 +510,8 @@ def reconciliation_run(*, dimensions: Iterable[str] | None = None) -> list[Recon
     rows: list[ReconciliationLog] = []
     for name in dimensions or DIMENSIONS:
         try:
-            found = DIMENSIONS[name](run_id)
+            with _snapshot(name):
+                found = DIMENSIONS[name](run_id)
         except Exception as exc:
             logger.exception("reconciliation dimension %s failed", name)
             found = [
