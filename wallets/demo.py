@@ -17,7 +17,8 @@ from wallets.services.custody import cold_wallet_key, hot_wallet_key
 
 # HL accounts' capital is booked from what HL holds once their agents exist (trading.hl_accounts)
 CAPITAL = {
-    AccountKind.RISK_RESERVE: Decimal(500_000),
+    # above the reserve breaker's normal level (500,000): the first loss it absorbs must not warn
+    AccountKind.RISK_RESERVE: Decimal(1_000_000),
 }
 HOT_FUNDING = Decimal(750_000)
 COLD_FUNDING = Decimal(5_000_000)

@@ -61,7 +61,7 @@ def test_a_large_pending_queue_raises_an_alert(trader, django_capture_on_commit_
 def test_the_demo_seeder_books_capital_and_funds_hot_wallets_idempotently(chains):
     seed_wallets_demo(_Command())
     seed_wallets_demo(_Command())
-    assert account_balance(AccountRef.platform("risk_reserve")) == Decimal("500000")
+    assert account_balance(AccountRef.platform("risk_reserve")) == Decimal("1000000")
     # HL capital is booked from HL's own figure once the accounts exist (trading.hl_accounts), not here
     assert account_balance(AccountRef.platform("hl_trading_capital")) == 0
     hot = hot_wallet_key("TRON").address
