@@ -260,3 +260,33 @@ def test_the_user_pages_money_read_equals_the_account_view_and_the_wallet_view(
     assert money.wallet.cross_margin_used > 0
     assert [p.pk for p in money.open_positions] == sorted((p.pk for p in money.open_positions), reverse=True)
     assert all(p.live is not None and p.live["id"] == p.pk for p in money.open_positions)
+
+
+def test_cross_liquidations_cost_two_queries_however_many(
+    console_as: Any, market: None, make_trader: Callable[..., Any]
+) -> None:
+    """The margin ratio at a cross trigger reads the cash and holds at each detection and the account's
+    cross positions then: two queries for the page, for one cross liquidation or several."""
+    from risk.detection import liquidation_sweep
+    from risk.liquidation import liquidations_drain
+    from xbit_admin.console.tests.conftest import fund
+
+    user = make_trader()
+    client = console_as(Role.OPERATIONS)
+    url = f"/users/{user.pk}/?range=all"
+
+    def cross_liquidation(mark: int) -> None:
+        fund(user, "1800")
+        _order(user, side="BUY", size="0.1", mode="CROSS")
+        _order(user, side="BUY", size="0.1", mode="CROSS")
+        liquidation_sweep(marks={"BTC": Decimal(mark)}, wake=False)
+        assert liquidations_drain() == 1
+
+    cross_liquidation(70000)
+    one = _queries(client, url)
+    cross_liquidation(69000)
+    two = _queries(client, url)
+    page = client.get(url)
+    assert [r.kind for r in page.context["s"]["liquidations"]] == ["CROSS", "CROSS"]
+    assert all(r.margin_ratio is not None for r in page.context["s"]["liquidations"])
+    assert len(one) == len(two) == USER_PAGE + USER_PAGE_CROSS_LIQUIDATION, _listing(two)
