@@ -17,6 +17,9 @@ from xbit_admin.audit.services import audit_record
 from xbit_admin.defaults import register
 from xbit_admin.errors import ApplicationError, ErrorCode
 from xbit_admin.live_config import LiveConfig, invalidate
+from xbit_admin.money import DecimalShape, decimal_from_input
+
+JSON_NUMBER_INPUT = DecimalShape(12, 8)  # per-asset overrides (fractions, percentages)
 
 NON_EDITABLE = {"id", "key", "updated_at", "updated_by"}
 
@@ -59,11 +62,9 @@ def _clean(field: str, value: Any) -> Any:
     model_field = RiskConfig._meta.get_field(field)
     internal = model_field.get_internal_type()
     try:
-        if internal == "DecimalField":
-            number = Decimal(str(value))
-            if not number.is_finite() or number < 0:
-                raise InvalidOperation
-            return number
+        if internal == "DecimalField":  # plain decimal notation within the column (issue #17)
+            shape = DecimalShape.of_column(model_field.max_digits, model_field.decimal_places)  # type: ignore[attr-defined]
+            return decimal_from_input(value, shape, allow_zero=True)
         if internal in ("PositiveIntegerField", "PositiveSmallIntegerField"):
             if isinstance(value, bool) or int(value) < 0 or int(value) != Decimal(str(value)):
                 raise InvalidOperation
@@ -76,8 +77,11 @@ def _clean(field: str, value: Any) -> Any:
         if internal == "JSONField":
             if not isinstance(value, dict):
                 raise InvalidOperation
-            return {str(k): str(Decimal(str(v))) for k, v in value.items()}
-    except (InvalidOperation, ValueError, TypeError):
+            return {
+                str(k): str(decimal_from_input(v, JSON_NUMBER_INPUT, allow_zero=True))
+                for k, v in value.items()
+            }
+    except (InvalidOperation, ValueError, TypeError, OverflowError):
         raise ApplicationError(
             ErrorCode.VALIDATION_ERROR, f"Invalid value for {field}: {value!r}.", {"field": field}
         ) from None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -23,6 +23,7 @@ from xbit_admin.errors import ApplicationError, ErrorCode
 from xbit_admin.events.services import outbox_emit
 from xbit_admin.live import broadcast_on_commit
 from xbit_admin.live_config import invalidate
+from xbit_admin.money import DecimalInputError, DecimalShape, decimal_from_input
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,11 @@ FACTOR_FIELDS = {"hl_exit_factor", "betting_exit_factor"}
 BOOL_FIELDS = {"auto_switch_enabled", "internalization_enabled", "global_internalization_enabled", "degraded"}
 
 
+def _column_shape(field: str) -> DecimalShape:
+    column = RoutingConfig._meta.get_field(field)
+    return DecimalShape.of_column(column.max_digits, column.decimal_places)  # type: ignore[attr-defined]
+
+
 def _clean(field: str, value: Any, *, is_global: bool) -> Any:
     if value is None:
         if is_global:
@@ -46,22 +52,28 @@ def _clean(field: str, value: Any, *, is_global: bool) -> Any:
             )
         return None
     if field in MONEY_FIELDS:
-        try:
-            number = Decimal(str(value))
-        except InvalidOperation:
+        try:  # plain decimal notation within the column (issue #17)
+            return decimal_from_input(
+                value, _column_shape(field), allow_zero=field == "betting_mode_exposure_threshold"
+            )
+        except DecimalInputError as exc:
+            message = (
+                f"{field} must be greater than zero (got {value})."
+                if exc.reason in ("zero", "negative")
+                else f"{field} must be a number: {exc.message}."
+            )
             raise ApplicationError(
-                ErrorCode.VALIDATION_ERROR, f"{field} must be a number.", {"field": field}
+                ErrorCode.VALIDATION_ERROR, message, {"field": field, "reason": exc.reason}
             ) from None
-        minimum_ok = number >= 0 if field == "betting_mode_exposure_threshold" else number > 0
-        if not number.is_finite() or not minimum_ok:
+    if field in FACTOR_FIELDS:
+        try:
+            number = decimal_from_input(value, _column_shape(field))
+        except DecimalInputError as exc:
             raise ApplicationError(
                 ErrorCode.VALIDATION_ERROR,
-                f"{field} must be greater than zero (got {value}).",
-                {"field": field},
-            )
-        return number
-    if field in FACTOR_FIELDS:
-        number = Decimal(str(value))
+                f"{field} must be a number: {exc.message}.",
+                {"field": field, "reason": exc.reason},
+            ) from None
         if field == "hl_exit_factor" and not (0 < number <= 1):
             raise ApplicationError(
                 ErrorCode.VALIDATION_ERROR, "hl_exit_factor must be in (0, 1].", {"field": field}

@@ -66,7 +66,16 @@ from xbit_admin.accounts.models import User
 from xbit_admin.accounts.selectors import kyc_limits_for
 from xbit_admin.errors import ApplicationError, ErrorCode
 from xbit_admin.locks import USER_NAMESPACE, user_lock
-from xbit_admin.money import ZERO, q_usdc, to_decimal
+from xbit_admin.money import (
+    MONEY_INPUT,
+    PRICE_INPUT,
+    SIZE_INPUT,
+    ZERO,
+    DecimalInputError,
+    DecimalShape,
+    decimal_from_input,
+    q_usdc,
+)
 from xbit_admin.observability import bind_order
 
 logger = logging.getLogger(__name__)
@@ -110,13 +119,14 @@ class OrderInput:
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def _decimal(value: Any, code: ErrorCode, field: str) -> Decimal:
+def _decimal(value: Any, code: ErrorCode, field: str, shape: DecimalShape) -> Decimal:
+    """A size or price from a client (or our own code): the strict input parser (issue #17)."""
     try:
-        number = to_decimal(value if not isinstance(value, float) else str(value))
-    except (TypeError, ValueError):
-        raise ApplicationError(code, f"{field} must be a decimal number.", {"field": field}) from None
-    if number <= ZERO:
-        raise ApplicationError(code, f"{field} must be greater than zero.", {"field": field})
+        number = decimal_from_input(value if not isinstance(value, float) else repr(value), shape)
+    except DecimalInputError as exc:
+        raise ApplicationError(
+            code, f"{field} {exc.message}.", {"field": field, "reason": exc.reason}
+        ) from None
     return number
 
 
@@ -157,7 +167,7 @@ def order_input(
             raise ApplicationError(
                 ErrorCode.INVALID_PRICE, "A limit order needs a limit price.", {"field": "limit_price"}
             )
-        price = _decimal(limit_price, ErrorCode.INVALID_PRICE, "limit_price")
+        price = _decimal(limit_price, ErrorCode.INVALID_PRICE, "limit_price", PRICE_INPUT)
     elif limit_price is not None:
         raise ApplicationError(
             ErrorCode.INVALID_PRICE, "A market order takes no limit price.", {"field": "limit_price"}
@@ -180,7 +190,7 @@ def order_input(
         asset=str(asset).upper(),
         side=side,
         order_type=order_type,
-        size=_decimal(size, ErrorCode.INVALID_SIZE, "size"),
+        size=_decimal(size, ErrorCode.INVALID_SIZE, "size", SIZE_INPUT),
         limit_price=price,
         leverage=leverage,
         margin_mode=margin_mode,
@@ -1316,7 +1326,9 @@ def position_close(
     position = Position.objects.filter(user=user, pk=position_id, status=Position.Status.OPEN).first()
     if position is None:
         raise ApplicationError(ErrorCode.NOT_FOUND, "No such open position.")
-    amount = position.size if size in (None, "") else _decimal(size, ErrorCode.INVALID_SIZE, "size")
+    amount = (
+        position.size if size in (None, "") else _decimal(size, ErrorCode.INVALID_SIZE, "size", SIZE_INPUT)
+    )
     if amount > position.size:
         raise ApplicationError(
             ErrorCode.INVALID_SIZE,
@@ -1352,11 +1364,11 @@ def position_margin_adjust(*, user: User, position_id: int, amount: Any, idempot
     if position.margin_mode != MarginMode.ISOLATED:
         raise ApplicationError(ErrorCode.INVALID_STATE, "Only isolated positions have their own margin.")
     try:
-        delta = to_decimal(str(amount))
-    except (TypeError, ValueError):
-        raise ApplicationError(ErrorCode.INVALID_AMOUNT, "amount must be a decimal number.") from None
-    if delta == ZERO or not delta.is_finite():
-        raise ApplicationError(ErrorCode.INVALID_AMOUNT, "amount must be non-zero.")
+        delta = decimal_from_input(amount, MONEY_INPUT, signed=True)
+    except DecimalInputError as exc:
+        raise ApplicationError(
+            ErrorCode.INVALID_AMOUNT, f"amount {exc.message}.", {"field": "amount", "reason": exc.reason}
+        ) from None
     cash = AccountRef.user(user.pk, AccountKind.CASH)
     iso = AccountRef.user(user.pk, AccountKind.ISOLATED_MARGIN, sub=f"position:{position.pk}")
     if delta > ZERO:

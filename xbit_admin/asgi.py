@@ -11,11 +11,12 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from xbit_admin.request_guard import client_address_app  # noqa: E402
+from xbit_admin.request_guard import guarded  # noqa: E402
 from xbit_admin.routing import websocket_urlpatterns  # noqa: E402
 
-# the client's address: X-Forwarded-For only from TRUSTED_PROXIES (xbit_admin/request_guard.py)
-application = client_address_app(
+# guarded: the client's address (X-Forwarded-For only from TRUSTED_PROXIES) and the body size limit,
+# before Django or Channels read anything (xbit_admin/request_guard.py)
+application = guarded(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,

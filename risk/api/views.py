@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -12,9 +14,10 @@ from risk.hedge import hedge_manual_order, hedge_mode_set
 from risk.hedge_models import HedgeConfig, HedgeInstruction
 from risk.selectors import hedge_overview
 from trading.models import Side
-from xbit_admin.api_input import InputSerializer
+from xbit_admin.api_input import DecimalStringField, InputSerializer
 from xbit_admin.api_schema import api_errors
 from xbit_admin.errors import ErrorCode
+from xbit_admin.money import DecimalShape
 from xbit_admin.staff_api import StaffAPIView
 
 
@@ -59,7 +62,7 @@ class HedgeManualOrderApi(StaffAPIView):
     class HedgeManualOrderInputSerializer(InputSerializer):
         asset = serializers.CharField(max_length=20)
         side = serializers.ChoiceField(choices=Side.choices)
-        notional = serializers.DecimalField(max_digits=20, decimal_places=6, min_value=10)
+        notional = DecimalStringField(shape=DecimalShape(14, 6), min_value=Decimal(10))
         reason = serializers.CharField(max_length=300)
 
     @extend_schema(

@@ -16,9 +16,10 @@ from trading import services
 from trading.account import account_view
 from trading.models import Fill, MarginMode, Order, Side
 from xbit_admin.accounts.selectors import request_user
-from xbit_admin.api_input import InputSerializer, QueryParamsSerializer, query_params
+from xbit_admin.api_input import DecimalStringField, InputSerializer, QueryParamsSerializer, query_params
 from xbit_admin.api_schema import api_errors
 from xbit_admin.errors import ApplicationError, ErrorCode
+from xbit_admin.money import MONEY_INPUT, PRICE_INPUT, SIZE_INPUT
 from xbit_admin.pagination import CursorPagination
 from xbit_admin.platform.state import platform_ready
 
@@ -63,10 +64,14 @@ class OrderInputSerializer(InputSerializer):
     symbol = serializers.CharField(max_length=20)
     side = serializers.ChoiceField(choices=Side.choices)
     type = serializers.ChoiceField(choices=["MARKET", "LIMIT"])
-    size = serializers.CharField(
-        max_length=40, help_text="decimal string, a multiple of the market's size step"
+    size = DecimalStringField(
+        shape=SIZE_INPUT,
+        code=ErrorCode.INVALID_SIZE,
+        help_text="decimal string, a multiple of the market's size step",
     )
-    limit_price = serializers.CharField(max_length=40, required=False, allow_null=True)
+    limit_price = DecimalStringField(
+        shape=PRICE_INPUT, code=ErrorCode.INVALID_PRICE, required=False, allow_null=True
+    )
     leverage = serializers.IntegerField(required=False, min_value=1, max_value=200)
     margin_mode = serializers.ChoiceField(choices=MarginMode.choices, default="CROSS")
     reduce_only = serializers.BooleanField(default=False)
@@ -266,8 +271,12 @@ class PositionCloseApi(APIView):
     key_scope = "trade"
 
     class PositionCloseInputSerializer(InputSerializer):
-        size = serializers.CharField(
-            required=False, allow_null=True, help_text="omit to close the whole position"
+        size = DecimalStringField(
+            shape=SIZE_INPUT,
+            code=ErrorCode.INVALID_SIZE,
+            required=False,
+            allow_null=True,
+            help_text="omit to close the whole position",
         )
         client_order_id = serializers.CharField(max_length=64, required=False)
 
@@ -291,7 +300,12 @@ class PositionMarginApi(APIView):
     key_scope = "trade"
 
     class PositionMarginInputSerializer(InputSerializer):
-        amount = serializers.CharField(help_text="positive adds margin, negative removes it")
+        amount = DecimalStringField(
+            shape=MONEY_INPUT,
+            code=ErrorCode.INVALID_AMOUNT,
+            signed=True,
+            help_text="positive adds margin, negative removes it",
+        )
         idempotency_key = serializers.CharField(max_length=64)
 
     @extend_schema(

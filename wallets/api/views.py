@@ -17,9 +17,10 @@ from wallets import selectors, services
 from wallets.api import serializers as out
 from wallets.models import Chain
 from xbit_admin.accounts.selectors import request_user
-from xbit_admin.api_input import InputSerializer
+from xbit_admin.api_input import DecimalStringField, InputSerializer
 from xbit_admin.api_schema import api_errors
 from xbit_admin.errors import ErrorCode
+from xbit_admin.money import MONEY_INPUT
 
 
 @extend_schema_field(serializers.ChoiceField(choices=Chain.choices))  # documented as the ChainEnum
@@ -150,7 +151,9 @@ class WithdrawalListApi(generics.ListAPIView):
         chain = ChainField()
         asset = serializers.CharField(max_length=8)
         address = serializers.CharField(max_length=128)
-        amount = serializers.CharField(max_length=40, help_text="decimal string, at most 6 decimals")
+        amount = DecimalStringField(
+            shape=MONEY_INPUT, code=ErrorCode.INVALID_AMOUNT, help_text="decimal string, at most 6 decimals"
+        )
         totp_code = serializers.CharField(max_length=10)
 
     def get_permissions(self) -> Any:

@@ -14,7 +14,7 @@ from wallets.services.custody import require_perm
 from xbit_admin.accounts.models import User
 from xbit_admin.audit.services import audit_record
 from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.money import USDC_DECIMALS, ZERO, has_at_most_decimals, to_decimal
+from xbit_admin.money import MONEY_INPUT, USDC_DECIMALS, DecimalInputError, decimal_from_input
 
 
 @transaction.atomic
@@ -22,14 +22,14 @@ def adjustment_request(
     *, user_id: int, amount: object, reason: str, acting_user: Any, request: Any = None
 ) -> BalanceAdjustment:
     require_perm(acting_user, "request_adjustment")
-    try:
-        value = to_decimal(amount)
-    except (TypeError, ValueError):
-        raise ApplicationError(ErrorCode.INVALID_AMOUNT, "The amount is not a decimal number.") from None
-    if value == ZERO or not has_at_most_decimals(value, USDC_DECIMALS):
+    try:  # signed: > 0 credits, < 0 debits; plain decimal notation only (issue #17)
+        value = decimal_from_input(amount, MONEY_INPUT, signed=True)
+    except DecimalInputError as exc:
         raise ApplicationError(
-            ErrorCode.INVALID_AMOUNT, "A non-zero amount with at most 6 decimals is required."
-        )
+            ErrorCode.INVALID_AMOUNT,
+            f"A non-zero amount with at most {USDC_DECIMALS} decimals is required ({exc.message}).",
+            {"reason": exc.reason},
+        ) from None
     if not reason or not reason.strip():
         raise ApplicationError(ErrorCode.VALIDATION_ERROR, "A reason is required for a balance adjustment.")
     if not User.objects.filter(pk=user_id).exists():

@@ -54,7 +54,7 @@ from xbit_admin.audit.services import audit_record
 from xbit_admin.errors import ApplicationError, ErrorCode
 from xbit_admin.events.services import outbox_emit
 from xbit_admin.locks import user_lock
-from xbit_admin.money import USDC_DECIMALS, ZERO, has_at_most_decimals, to_decimal
+from xbit_admin.money import MONEY_INPUT, USDC_DECIMALS, DecimalInputError, decimal_from_input
 
 logger = logging.getLogger(__name__)
 S = Withdrawal.Status
@@ -75,15 +75,16 @@ SECURITY_KINDS = [
 
 
 def clean_amount(value: object) -> Decimal:
+    """A positive amount with at most 6 decimals, in plain decimal notation (issue #17)."""
     try:
-        amount = to_decimal(value)
-    except (TypeError, ValueError):
-        raise ApplicationError(ErrorCode.INVALID_AMOUNT, "The amount is not a decimal number.") from None
-    if amount <= ZERO:
-        raise ApplicationError(ErrorCode.INVALID_AMOUNT, "The amount must be positive.")
-    if not has_at_most_decimals(amount, USDC_DECIMALS):
-        raise ApplicationError(ErrorCode.INVALID_AMOUNT, f"At most {USDC_DECIMALS} decimal places.")
-    return amount
+        return decimal_from_input(value, MONEY_INPUT)
+    except DecimalInputError as exc:
+        message = {
+            "negative": "The amount must be positive.",
+            "zero": "The amount must be positive.",
+            "too_many_decimals": f"At most {USDC_DECIMALS} decimal places.",
+        }.get(exc.reason, f"The amount {exc.message}.")
+        raise ApplicationError(ErrorCode.INVALID_AMOUNT, message, {"reason": exc.reason}) from None
 
 
 def clean_address(chain: str, address: object) -> str:

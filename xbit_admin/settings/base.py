@@ -49,6 +49,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "xbit_admin.observability.RequestContextMiddleware",
+    "xbit_admin.request_guard.RequestGuardMiddleware",  # NUL refusals, no-store, rate-limit headers
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "xbit_admin.switches.middleware.ApiModeMiddleware",
@@ -63,6 +64,11 @@ MIDDLEWARE = [
 # so a client reaching a web process directly cannot choose the address allow-lists, throttles and
 # security events see (xbit_admin.request_guard; the servers run with --no-proxy-headers).
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+# Request bodies: the ASGI guard answers 413 above this before Django reads the body; Django's own
+# limit for form bodies is the same; JSON bodies nest at most MAX_JSON_DEPTH deep (xbit_admin.api_input).
+MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+MAX_JSON_DEPTH = 32
 
 ROOT_URLCONF = "xbit_admin.urls"
 ASGI_APPLICATION = "xbit_admin.asgi.application"
@@ -185,6 +191,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "xbit_admin.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON bodies with size, depth and NUL limits (xbit_admin.api_input); forms as DRF reads them
+    "DEFAULT_PARSER_CLASSES": [
+        "xbit_admin.api_input.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": None,
 }

@@ -25,6 +25,7 @@ from xbit_admin.console.access import staff_required
 from xbit_admin.console.pages.common import acting, can, flash_error
 from xbit_admin.console.selectors import liquidity_overview, small_tier_avg_seconds, withdrawal_queue_summary
 from xbit_admin.errors import ApplicationError
+from xbit_admin.money import MONEY_INPUT, decimal_from_text
 
 TIERS = [
     (Withdrawal.Tier.DUAL, "> 100,000 — risk review + operations approval (two people)"),
@@ -208,7 +209,8 @@ def cold_topup_propose_view(request: HttpRequest) -> HttpResponse:
         return render(request, "console/cold_propose.html", {"page": "liquidity", "chains": chains})
     raw = request.POST.get("amount", "").replace(",", "").strip()
     try:
-        amount = Decimal(raw)
+        # plain decimal notation (issue #17); the sign is the service's to judge
+        amount = decimal_from_text(raw, MONEY_INPUT, signed=True, allow_zero=True)
     except InvalidOperation:
         messages.error(request, f"{raw!r} is not an amount.")
         return redirect(reverse("console:liquidity"))

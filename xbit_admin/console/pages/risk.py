@@ -20,6 +20,9 @@ from xbit_admin.console import risk_reads as reads
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.pages.common import can, csv_response, flash_error, keyset_page, require
 from xbit_admin.errors import ApplicationError, ErrorCode
+from xbit_admin.money import CONFIG_INPUT, DecimalShape, decimal_from_text
+
+SHOCK_INPUT = DecimalShape(4, 4)  # a percentage typed on the stress page (issue #17)
 
 # --- overview ------------------------------------------------------------------------------------
 
@@ -259,7 +262,7 @@ def _parse(kind: str, raw: str, name: str) -> Any:
                 ErrorCode.VALIDATION_ERROR, f"{name}: not valid JSON.", {"field": name}
             ) from None
     try:
-        number = Decimal(raw)
+        number = decimal_from_text(raw, CONFIG_INPUT, signed=True, allow_zero=True)  # issue #17
     except InvalidOperation:
         raise ApplicationError(
             ErrorCode.VALIDATION_ERROR, f"{name}: {raw!r} is not a number.", {"field": name}
@@ -745,7 +748,12 @@ def _stress_input(
         if not raw:
             continue
         try:
-            pct = Decimal(raw.replace("−", "-").replace("%", "").replace(",", "."))
+            pct = decimal_from_text(
+                raw.replace("−", "-").replace("%", "").replace(",", "."),
+                SHOCK_INPUT,
+                signed=True,
+                allow_zero=True,
+            )
         except InvalidOperation:
             errors[asset] = f"{asset}: {raw!r} is not a percentage."
             continue

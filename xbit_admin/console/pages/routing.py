@@ -30,6 +30,7 @@ from xbit_admin.console.selectors import (
     routing_overview,
 )
 from xbit_admin.errors import ApplicationError
+from xbit_admin.money import CONFIG_INPUT, decimal_from_text
 
 MODES = [Mode.HL_MODE, Mode.NORMAL_MODE, Mode.BETTING_MODE]
 MODE_LABELS = {Mode.HL_MODE: "HL", Mode.NORMAL_MODE: "Normal", Mode.BETTING_MODE: "Betting"}
@@ -224,12 +225,12 @@ def _parse_form(
     changes: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for name, _label, _help in MONEY_FIELDS + FACTOR_FIELDS:
-        raw = request.POST.get(name, "").strip().replace(",", "").replace("_", "")
+        raw = request.POST.get(name, "").strip().replace(",", "")
         if raw == "":
             value = None
         else:
             try:
-                value = Decimal(raw)
+                value = decimal_from_text(raw, CONFIG_INPUT, signed=True, allow_zero=True)  # issue #17
             except InvalidOperation:
                 errors[name] = f"{raw!r} is not a number."
                 continue
@@ -298,7 +299,12 @@ def routing_asset_view(request: HttpRequest, asset: str) -> HttpResponse:
         elif kind == "bool":
             shown = "inherit" if current is None else ("on" if current else "off")
         else:
-            shown = "" if current is None else str(current.normalize() if kind == "money" else current)
+            # plain notation ("10000", never "1E+4"): the form posts it back to the strict parser
+            shown = (
+                ""
+                if current is None
+                else (format(current.normalize(), "f") if kind == "money" else str(current))
+            )
         return {
             "name": name,
             "label": label,
