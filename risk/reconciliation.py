@@ -263,9 +263,15 @@ HL_CAPITAL = {"trading": "hl_trading_capital", "hedge": "hl_hedge_capital"}
 def check_hl_account_value(run_id: str) -> list[ReconciliationLog]:
     """Each HL account's value as HL reports it (``marginSummary.accountValue``) ≈ the capital we
     injected (``hl_<name>_capital``) − what the account settled beyond it (``hl_pnl`` sub ``<name>``:
-    users' realized P&L on HL-held positions, hedge P&L, HL fees) + the unrealized P&L of its positions
-    (HL's ``unrealizedPnl``, as the value includes it). Thresholds as everywhere (0.01 % / 0.1 % of the
-    value); the details carry each term and the positions so the difference can be explained."""
+    users' realized P&L on HL-held positions, hedge P&L, HL fees) + the unrealized P&L still open.
+
+    The trading account nets every user: HL realizes P&L on the *net* position at its own average
+    entry, users on their own positions at theirs, so HL's ``unrealizedPnl`` and the users' differ by
+    whatever the netting realized early. What is invariant is the total, so the open part is the users'
+    own unrealized P&L (HYPERLIQUID positions) at HL's mark (``positionValue / |szi|``; a coin the
+    account holds none of is flat net, and its users' unrealized P&L does not depend on the mark). The
+    hedge account holds the platform's own position: HL's ``unrealizedPnl`` is it. Thresholds as
+    everywhere; the details carry each term so a difference can be explained."""
     from trading.venues.hl import gateway
     from wallets.ledger import AccountRef, account_balance
 
@@ -276,11 +282,16 @@ def check_hl_account_value(run_id: str) -> list[ReconciliationLog]:
             continue
         state = gw.user_state()
         value = Decimal(str(state["marginSummary"]["accountValue"]))
-        positions = {
-            p["position"]["coin"]: Decimal(str(p["position"].get("unrealizedPnl", "0")))
-            for p in state.get("assetPositions", [])
-        }
-        unrealized = sum(positions.values(), ZERO)
+        hl_unrealized: dict[str, Decimal] = {}
+        marks: dict[str, Decimal] = {}
+        for p in state.get("assetPositions", []):
+            pos = p["position"]
+            hl_unrealized[pos["coin"]] = Decimal(str(pos.get("unrealizedPnl", "0")))
+            size = abs(Decimal(str(pos["szi"])))
+            if size:
+                marks[pos["coin"]] = Decimal(str(pos["positionValue"])) / size
+        open_pnl = _users_hl_unrealized(marks) if name == "trading" else hl_unrealized
+        unrealized = sum(open_pnl.values(), ZERO)
         capital = account_balance(AccountRef.platform(capital_code))
         settled = account_balance(AccountRef.platform("hl_pnl", sub=name))
         rows.append(
@@ -293,10 +304,31 @@ def check_hl_account_value(run_id: str) -> list[ReconciliationLog]:
                 capital=capital,
                 hl_pnl=settled,
                 unrealized_pnl=unrealized,
-                positions={k: str(v) for k, v in sorted(positions.items())},
+                positions={k: str(v) for k, v in sorted(open_pnl.items())},
+                hl_unrealized_pnl={k: str(v) for k, v in sorted(hl_unrealized.items())},
             )
         )
     return rows
+
+
+def _users_hl_unrealized(marks: dict[str, Decimal]) -> dict[str, Decimal]:
+    """Σ users' unrealized P&L of their open HYPERLIQUID positions per asset, at HL's ``marks``; an asset
+    HL holds none of nets to zero, so its sum is −(long cost − short cost) at any mark."""
+    from django.db.models import F, Sum
+
+    from trading.models import Position, Source
+
+    out: dict[str, Decimal] = {}
+    for r in (
+        Position.objects.filter(status=Position.Status.OPEN, source=Source.HYPERLIQUID)
+        .values("asset", "direction")
+        .annotate(total_size=Sum("size"), cost=Sum(F("size") * F("entry_price")))
+        .order_by()
+    ):
+        mark = marks.get(r["asset"], ZERO)
+        sign = 1 if r["direction"] == "LONG" else -1
+        out[r["asset"]] = out.get(r["asset"], ZERO) + sign * (mark * r["total_size"] - r["cost"])
+    return out
 
 
 # ------------------------------------------------------------------------------------------ funding mirror

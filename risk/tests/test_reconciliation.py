@@ -186,6 +186,36 @@ def test_hl_account_value_moved_on_hl_is_critical_with_its_terms(venue: Venue) -
     assert {"capital", "hl_pnl", "unrealized_pnl"} <= set(rows["trading"].details)
 
 
+def test_hl_account_value_holds_when_netting_realizes_users_open_profit_on_hl(
+    venue: Venue, make_trader: Any, fund: Any
+) -> None:
+    """One user buys, the price rises, another sells the same size: HL's netted account is flat and has
+    realized the rise, while our users still hold it open (one long in profit, one short at the top).
+    The value reconciles on the users' own unrealized P&L, not on HL's (which is zero now)."""
+    from trading.services import order_input, order_place
+
+    buyer, seller = make_trader(), make_trader()
+    fund(buyer, "100000")
+    fund(seller, "100000")
+
+    def market(user: Any, side: str) -> None:
+        venue.refresh_quote("BTC")
+        order = order_place(
+            user=user,
+            inp=order_input(asset="BTC", side=side, order_type="MARKET", size="0.9", leverage=10),
+        )
+        assert order.route == "HYPERLIQUID" and order.status == "FILLED"
+
+    market(buyer, "BUY")
+    venue.control("shock", {"coin": "BTC", "pct": 5})
+    market(seller, "SELL")
+    rows = {r.subject: r for r in reconciliation_run(dimensions=["hl_account_value"])}
+    trading = rows["trading"]
+    assert D(trading.details["hl_unrealized_pnl"].get("BTC", "0")) == 0  # HL holds nothing: it realized
+    assert D(trading.details["unrealized_pnl"]) > 3000  # our buyer still holds ~0.9 × 5 % of 100k open
+    assert trading.status == "OK", trading.details
+
+
 def test_mirrored_funding_that_differs_from_hl_user_funding_is_critical(venue: Venue, trader: Any) -> None:
     from datetime import timedelta
 
