@@ -14,7 +14,8 @@ consumer, alert notifier, readiness gate. Everything is bounded (≤ 10 minutes)
 stopped on exit, Ctrl-C included.
 
 Per drill: requests, errors (5xx / connection failures per attempt; clients retry with the same
-client_order_id), duplicate effects (must be 0), invariant violations (must be 0: the ledger
+client_order_id), recovery (an order must succeed after the fault: a drill without one fails the run),
+duplicate effects (must be 0), invariant violations (must be 0: the ledger
 invariants and the trading account's positions against HL), recovery time (seconds from the fault
 to the first successful order placed after it), the worker's recovery (seconds from the fault to its
 first answer to a broker ping, and the Celery backlog at the end: a worker that stopped consuming
@@ -761,8 +762,13 @@ def main() -> int:
         f"load average {load_avg[0]:.2f} {load_avg[1]:.2f} {load_avg[2]:.2f}; saved {path.relative_to(ROOT)}"
     )
     bad = sum(r["duplicate_effects"] + r["invariant_violations"] for r in rows)
-    print(json.dumps({"duplicate_effects_plus_violations": bad}))
-    return 1 if bad else 0
+    # a drill the platform did not come back from (no order placed after the fault) is a failure,
+    # however clean its books: a halted platform has no duplicates either
+    stuck = [r["drill"] for r in rows if r["recovery_s"] is None]
+    print(json.dumps({"duplicate_effects_plus_violations": bad, "not_recovered": stuck}))
+    if stuck:
+        progress(f"FAIL: no order succeeded after the fault in: {', '.join(stuck)}")
+    return 1 if bad or stuck else 0
 
 
 if __name__ == "__main__":
