@@ -419,7 +419,8 @@ class FundingSettlement(models.Model):
     margin_mode = models.CharField(max_length=8)
     direction = models.CharField(max_length=5)
     size = size_field()
-    rate = rate_field()
+    # HL's rate as HL published it (up to 10 decimals, e.g. 0.0003768338): the payment uses it whole
+    rate = models.DecimalField(max_digits=18, decimal_places=12)
     price = price_field()
     payment = money_field()
     collected = money_field()

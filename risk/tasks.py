@@ -71,7 +71,8 @@ def exposure_snapshot_task() -> None:
 
 
 register_periodic("risk.liquidation_sweep", "risk.liquidation_sweep", 0.5, queue="critical")
-register_periodic("risk.funding_tick", "risk.funding_tick", 30, queue="critical")
+# HL-driven (issue 18): a new HL funding instant is settled within 15 s of HL booking it
+register_periodic("risk.funding_tick", "risk.funding_tick", 15, queue="critical")
 register_periodic("risk.breakers_tick", "risk.breakers_tick", 5, queue="critical")
 register_periodic("risk.exposure_snapshot.minutely", "risk.exposure_snapshot", 60, queue="default")
 

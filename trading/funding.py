@@ -1,11 +1,15 @@
 """Funding settlement in the ledger domain (spec 04).
 
-payment = size × oracle price × rate (HL's rate and oracle price, never ours); positive rate: longs
-pay shorts. INTERNAL positions settle against the B-book account, HYPERLIQUID ones are mirrored per
-user against the HL trading-account capital (HL itself settled the merged position). Isolated
-positions pay from / receive into their isolated margin (the liquidation price moves), cross ones
-use cash. A user never goes negative: a payment the margin or cash cannot cover is capped, and the
-difference is reported (``collected`` vs ``payment``).
+payment = size × oracle price × rate (HL's rate and oracle price at HL's funding instant, never ours);
+positive rate: longs pay shorts. INTERNAL positions settle against the B-book account. HYPERLIQUID
+positions mirror what HL actually booked on the trading account (issue 18): the account's funding for
+the coin (``userFunding``: ``usdc`` on the netted ``szi``) apportioned to each user by signed size,
+``usdc × size / szi`` to the micro-dollar, against the trading account's ``hl_pnl`` bucket; the
+rounding remainder is the platform's (``risk.funding``). Isolated positions pay from / receive into
+their isolated margin (the liquidation price moves), cross ones use cash; a position closed since the
+instant settles on cash (an isolated one liquidated since pays nothing: its margin is gone). A user
+never goes negative: a payment the margin or cash cannot cover is capped, and the difference is
+reported (``collected`` vs ``payment``).
 
 :func:`funding_settle_positions` settles a chunk of positions in the caller's transaction, which
 must have taken the users' locks first (:func:`users_lock`) and locked the position rows. The caller
@@ -39,6 +43,21 @@ from xbit_admin.money import ZERO, q_usdc
 class FundingRate:
     rate: Decimal
     price: Decimal  # the oracle price used (recorded)
+    # what HL booked on the trading account for the coin at the instant (HYPERLIQUID positions mirror
+    # it): its signed cash flow and the netted position it was paid on; None when it held none
+    hl_usdc: Decimal | None = None
+    hl_szi: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FundingDue:
+    """One position's funding for one instant, decided before anything moves."""
+
+    position: Position
+    size: Decimal  # held at the funding instant
+    rate: Decimal
+    price: Decimal
+    payment: Decimal  # the user's signed cash flow (negative = pays)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +67,7 @@ class FundingOutcome:
     price: Decimal
     payment: Decimal  # the user's signed amount due (negative = pays)
     collected: Decimal  # what the ledger moved (signed like payment; |collected| ≤ |payment|)
+    size: Decimal = ZERO  # held at the funding instant
 
 
 def users_lock(user_ids: Iterable[int]) -> None:
@@ -63,6 +83,10 @@ def users_lock(user_ids: Iterable[int]) -> None:
             "SELECT pg_advisory_xact_lock(%s, u) FROM unnest(%s::int[]) WITH ORDINALITY AS t(u, n) ORDER BY n",
             [USER_NAMESPACE, ids],
         )
+
+
+def _is_open(position: Position) -> bool:
+    return position.status == Position.Status.OPEN
 
 
 def _positions_update(positions: list[Position]) -> None:
@@ -90,31 +114,71 @@ def _positions_update(positions: list[Position]) -> None:
         )
 
 
-def funding_payment(position: Position, rate: FundingRate) -> Decimal:
-    """The user's signed funding cash flow for one period, on the USDC quantum (half-even)."""
-    return q_usdc(margin.funding_payment(SIGN[position.direction], position.size, rate.price, rate.rate))
+def funding_payment(position: Position, rate: FundingRate, size: Decimal | None = None) -> Decimal:
+    """The user's signed funding cash flow for one period, on the USDC quantum (half-even): ``size``
+    (default: the position's) × the oracle price × the rate; a HYPERLIQUID position's share of what HL
+    booked on the trading account when it booked any (:func:`hl_share`)."""
+    size = position.size if size is None else size
+    if position.source == Source.HYPERLIQUID and rate.hl_usdc is not None and rate.hl_szi:
+        return hl_share(rate.hl_usdc, rate.hl_szi, SIGN[position.direction] * size)
+    return q_usdc(margin.funding_payment(SIGN[position.direction], size, rate.price, rate.rate))
+
+
+def hl_share(usdc: Decimal, szi: Decimal, signed_size: Decimal) -> Decimal:
+    """A user's share of the funding HL booked on the trading account: the account paid ``usdc`` (its
+    signed cash flow) on the netted position ``szi``, so a user holding ``signed_size`` of it pays
+    ``usdc × signed_size / szi`` — exactly, then to the micro-dollar (half-even). The shares of users
+    long and short on one netted position add up to ``usdc`` but for the rounding."""
+    if not szi:
+        raise ValueError("HL booked no position to apportion")
+    return q_usdc(usdc * signed_size / szi)
+
+
+def funding_dues(
+    positions: list[Position], rates: dict[str, FundingRate], sizes: dict[int, Decimal] | None = None
+) -> list[FundingDue]:
+    """What each position owes or receives for one instant (pure). ``sizes``: the size held at the
+    instant where it differs from the position's now (fills since)."""
+    sizes = sizes or {}
+    dues = []
+    for p in positions:
+        rate = rates[p.asset]
+        size = sizes.get(p.pk, p.size)
+        dues.append(FundingDue(p, size, rate.rate, rate.price, funding_payment(p, rate, size)))
+    return dues
 
 
 def funding_settle_positions(
-    *, positions: list[Position], rates: dict[str, FundingRate], funding_time: datetime, key: str
+    *,
+    positions: list[Position] | None = None,
+    rates: dict[str, FundingRate] | None = None,
+    dues: list[FundingDue] | None = None,
+    funding_time: datetime,
+    key: str,
 ) -> list[FundingOutcome]:
-    """Settle one funding period for ``positions`` (locked, OPEN). Writes the ledger transfers (one
-    posting under ``key``), moves isolated margins and their liquidation prices, adds the payment to
-    ``cum_funding_*`` (the user's signed cash flow), and emits ``trading.funding``."""
+    """Settle one funding period: ``dues`` (or ``positions`` at ``rates``, their sizes now), positions
+    locked. Writes the ledger transfers (one posting under ``key``), moves open isolated margins and
+    their liquidation prices, adds the collected amount to ``cum_funding_*`` (the user's signed cash
+    flow), and emits ``trading.funding``."""
     if not connection.in_atomic_block:
         raise RuntimeError("funding_settle_positions runs inside the caller's transaction")
+    if dues is None:
+        if positions is None or rates is None:
+            raise TypeError("funding_settle_positions needs dues, or positions and rates")
+        dues = funding_dues(positions, rates)
+    positions = [d.position for d in dues]
     now = timezone.now()
-    cross_users = {p.user_id for p in positions if p.margin_mode == MarginMode.CROSS}
+    cash_users = {p.user_id for p in positions if p.margin_mode == MarginMode.CROSS or not _is_open(p)}
     cash: dict[int, Decimal] = defaultdict(lambda: ZERO)
     for user_id, balance in LedgerAccount.objects.filter(
-        user_id__in=cross_users, kind=AccountKind.CASH, asset=USDC
+        user_id__in=cash_users, kind=AccountKind.CASH, asset=USDC
     ).values_list("user_id", "balance"):
         cash[user_id] = balance
     transfers: list[TransferSpec] = []
     outcomes: list[FundingOutcome] = []
-    for p in positions:
-        rate = rates[p.asset]
-        payment = funding_payment(p, rate)
+    for due in dues:
+        p = due.position
+        payment = due.payment
         # INTERNAL: the B-book pays / receives; HYPERLIQUID: HL settled it on the trading account, so the
         # mirror goes through that account's P&L bucket (account value ≈ capital − hl_pnl)
         counterparty = (
@@ -122,7 +186,10 @@ def funding_settle_positions(
             if p.source == Source.INTERNAL
             else AccountRef.platform(AccountKind.HL_PNL, sub="trading")
         )
-        isolated = p.margin_mode == MarginMode.ISOLATED
+        open_now = _is_open(p)
+        # an open isolated position's funding moves its margin; anything else (cross, or a position
+        # closed since the instant, whose margin went back to cash) moves cash
+        isolated = p.margin_mode == MarginMode.ISOLATED and open_now
         user_acc = (
             AccountRef.user(p.user_id, AccountKind.ISOLATED_MARGIN, sub=f"position:{p.pk}")
             if isolated
@@ -131,7 +198,12 @@ def funding_settle_positions(
         ref = ("position", p.pk)
         collected = ZERO
         if payment < ZERO:
-            available = p.isolated_margin if isolated else cash[p.user_id]
+            if isolated:
+                available = p.isolated_margin
+            elif p.margin_mode == MarginMode.ISOLATED and p.status == Position.Status.LIQUIDATED:
+                available = ZERO  # its margin is gone: the cross collateral is never touched for it
+            else:
+                available = cash[p.user_id]
             amount = min(-payment, max(available, ZERO))
             if amount > ZERO:
                 transfers.append(TransferSpec(user_acc, counterparty, amount, TransferKind.FUNDING, *ref))
@@ -150,7 +222,7 @@ def funding_settle_positions(
         p.cum_funding_all_time += collected
         p.cum_funding_since_open += collected
         p.updated_at = now
-        outcomes.append(FundingOutcome(p, rate.rate, rate.price, payment, collected))
+        outcomes.append(FundingOutcome(p, due.rate, due.price, payment, collected, due.size))
     if transfers:
         ledger_post(key=key, transfers=transfers)
     _positions_update(positions)
@@ -167,6 +239,7 @@ def funding_settle_positions(
                     "source": o.position.source,
                     "rate": str(o.rate),
                     "price": str(o.price),
+                    "size": str(o.size),
                     "payment": str(o.payment),
                     "collected": str(o.collected),
                 }

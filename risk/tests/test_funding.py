@@ -134,3 +134,29 @@ def test_funding_instants_are_on_the_hour() -> None:
     assert funding_time_for(datetime(2026, 1, 1, 14, 0, 0, tzinfo=UTC), 8 * 3600) == datetime(
         2026, 1, 1, 8, tzinfo=UTC
     )
+
+
+def test_positions_settle_on_what_they_held_at_the_instant_even_when_closed_since(
+    trader: Any, make_trader: Any, fund: Any, open_position: Any, balance: Any, set_quote: Any
+) -> None:
+    """The run comes after HL's instant (issue 18): a partial close since pays on the size held at the
+    instant, and a position closed since still pays — from cash, its margin having gone back there."""
+    from trading.services import position_close
+
+    reduced = open_position(trader, size="0.1", entry="80000", leverage=10)
+    other = make_trader()
+    fund(other, "10000")
+    closed = open_position(other, size="0.1", entry="80000", leverage=10)
+    instant = timezone.now()
+    set_quote("BTC", "80000", bid="80000", ask="80001")
+    position_close(user=trader, position_id=reduced.pk, size="0.075")
+    position_close(user=other, position_id=closed.pk)
+    cash = balance("cash", other)
+    rate("BTC", "0.0001", "80000")
+    funding_run(funding_time=instant)
+    by_position = {r.position_id: r for r in FundingSettlement.objects.all()}
+    assert (by_position[reduced.pk].size, by_position[reduced.pk].payment) == (D("0.1"), D("-0.8"))
+    assert (by_position[closed.pk].size, by_position[closed.pk].collected) == (D("0.1"), D("-0.8"))
+    assert balance("cash", other) == cash - D("0.8")
+    reduced.refresh_from_db()
+    assert reduced.size == D("0.025") and reduced.isolated_margin == D("200") - D("0.8")

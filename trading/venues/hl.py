@@ -383,6 +383,13 @@ class HLGateway:
             payload["endTime"] = int(end_ms)
         return self._info(payload)  # type: ignore[no-any-return]
 
+    def funding_history(self, coin: str, start_ms: int, end_ms: int | None = None) -> list[dict[str, Any]]:
+        """HL's settled funding of ``coin`` (``fundingHistory``: ``{coin, fundingRate, premium, time}``)."""
+        payload: dict[str, Any] = {"type": "fundingHistory", "coin": coin, "startTime": int(start_ms)}
+        if end_ms is not None:
+            payload["endTime"] = int(end_ms)
+        return self._info(payload)  # type: ignore[no-any-return]
+
     def rate_limit(self) -> dict[str, Any]:
         result: dict[str, Any] = self._info({"type": "userRateLimit", "user": self.credentials.master})
         try:
