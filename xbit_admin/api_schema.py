@@ -6,8 +6,11 @@ the error statuses it can answer, each with the codes behind it:
 
 * the ones that follow from how the view is built, added by ``error_responses_hook`` (a
   drf-spectacular postprocessing hook): 401 from its authentication schemes, 403 from its permission
-  classes, 400 when it reads a request body or query parameters (``api_params``), 404 for a path
-  parameter or a pagination cursor, 429 when it is throttled, and 503 ``MAINTENANCE`` on every trader operation (``api_mode``, spec 10);
+  classes, 400 on every operation (a NUL character in the path or query, ``request_guard``; and the body's
+  or the query's serializer), 413 when it reads a request body (``MAX_REQUEST_BODY_BYTES``), 404 for a
+  path parameter or a pagination cursor, 429 when it is throttled — with the ``RateLimit-*`` headers of
+  the general rate limit on its answers (``xbit_admin.rate_limit``) — and 503 ``MAINTENANCE`` on every
+  trader operation (``api_mode``, spec 10);
 * the ones its services raise, declared on the view method with ``@api_errors(...)``; their status is
   the one the exception handler uses (``errors.error_status``) unless the declaration says otherwise.
 """
@@ -24,6 +27,7 @@ from rest_framework.permissions import SAFE_METHODS, AllowAny, IsAuthenticated
 from xbit_admin.accounts.authentication import ApiKeyAuthentication, JWTAuthentication
 from xbit_admin.accounts.permissions import InteractiveSession, KeyScope, StaffPermission
 from xbit_admin.errors import ErrorCode, error_status
+from xbit_admin.rate_limit import ApiRateLimit
 from xbit_admin.switches.middleware import API_PREFIX, OPS_PREFIX
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,6 +65,26 @@ _RETRY_AFTER = {
         "description": "Seconds to wait before retrying (rate limits, maintenance).",
         "schema": {"type": "integer"},
     }
+}
+# The general rate limit's answer headers (xbit_admin.rate_limit): the tightest of the request's
+# budgets (per API key, per user, per address; orders, reads and other writes apart).
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": {
+        "description": "Requests this budget allows in a burst (the tightest of key, user and address).",
+        "schema": {"type": "integer"},
+    },
+    "RateLimit-Remaining": {
+        "description": "Requests left in that budget now.",
+        "schema": {"type": "integer"},
+    },
+    "RateLimit-Reset": {
+        "description": "Seconds until that budget is full again.",
+        "schema": {"type": "integer"},
+    },
+    "RateLimit-Policy": {
+        "description": "The budget: `limit;w=period seconds;budget=orders|reads|writes;scope=key|user|ip`.",
+        "schema": {"type": "string"},
+    },
 }
 
 
@@ -132,9 +156,11 @@ def _generic_errors(
             )
             add(known if known is not None else (E.PERMISSION_DENIED,), 403)
     parameters = operation.get("parameters", [])
-    if "requestBody" in operation or any(p.get("in") == "query" for p in parameters):
-        # the body's or the query's serializer refused a field, or the body does not parse
-        add((E.VALIDATION_ERROR,), 400)
+    # a NUL character anywhere in the path or query (RequestGuardMiddleware), the body's or the query's
+    # serializer refused a field, or the body does not parse
+    add((E.VALIDATION_ERROR,), 400)
+    if "requestBody" in operation:
+        add((E.REQUEST_TOO_LARGE,), 413)
     if any(p.get("in") == "path" for p in parameters):
         add((E.NOT_FOUND,), 404)
     if any(p.get("in") == "query" and p.get("name") == "cursor" for p in parameters):
@@ -190,5 +216,10 @@ def error_responses_hook(
                 by_status.setdefault(int(key), [])
             for status in sorted(by_status):
                 responses[str(status)] = _response(status, by_status[status], responses.get(str(status)))
+            if view is not None and any(
+                issubclass(t, ApiRateLimit) for t in _classes(view, "throttle_classes")
+            ):
+                for response in responses.values():
+                    response.setdefault("headers", {}).update(RATE_LIMIT_HEADERS)
             operation["responses"] = dict(sorted(responses.items()))
     return result

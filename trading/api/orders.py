@@ -124,6 +124,7 @@ def _filter_orders(qs: QuerySet[Order], request: Request) -> QuerySet[Order]:
 
 class OrdersApi(APIView):
     key_scope = None  # GET needs read, POST needs trade (KeyScope's method default)
+    rate_budget = "orders"  # placing spends the order budget, listing the reads (xbit_admin.rate_limit)
     pagination_class = CursorPagination  # documents GET's cursor envelope (next, previous, results)
 
     @extend_schema(
@@ -197,6 +198,7 @@ class OrderDetailApi(APIView):
 
 class OrderCancelApi(APIView):
     key_scope = "trade"
+    rate_budget = "orders"
 
     @extend_schema(request=None, responses=OrderOutput, operation_id="orders_cancel")
     @api_errors(ErrorCode.INVALID_STATE, ErrorCode.VENUE_ERROR)
@@ -269,6 +271,7 @@ class PositionsApi(APIView):
 
 class PositionCloseApi(APIView):
     key_scope = "trade"
+    rate_budget = "orders"
 
     class PositionCloseInputSerializer(InputSerializer):
         size = DecimalStringField(

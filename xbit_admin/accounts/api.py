@@ -19,6 +19,7 @@ from xbit_admin.accounts.sessions import sign_in_complete
 from xbit_admin.api_input import InputSerializer
 from xbit_admin.api_schema import api_errors
 from xbit_admin.errors import ApplicationError, ErrorCode
+from xbit_admin.rate_limit import ApiRateLimit
 
 
 class LoginThrottle(AnonRateThrottle):
@@ -78,7 +79,7 @@ class LoginApi(APIView):
 class RefreshApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
-    throttle_classes = [LoginThrottle]
+    throttle_classes = [ApiRateLimit, LoginThrottle]
 
     class RefreshInputSerializer(InputSerializer):
         refresh = serializers.CharField()

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from xbit_admin.env import env_bool, env_int, env_list, env_str
+from xbit_admin.rate_limit_rules import parse_limits
 from xbit_admin.redis_retry import restart_tolerant
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -199,11 +200,21 @@ REST_FRAMEWORK = {
     ],
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": None,
+    # DRF's throttles would read X-Forwarded-For from anyone; REMOTE_ADDR is already the client
+    # (xbit_admin.request_guard, TRUSTED_PROXIES)
+    "NUM_PROXIES": 0,
+    # the general rate limit: per API key, user and address, separate budgets (xbit_admin.rate_limit)
+    "DEFAULT_THROTTLE_CLASSES": ["xbit_admin.rate_limit.ApiRateLimit"],
 }
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "XBIT trading API",
-    "DESCRIPTION": "Perpetual futures on Hyperliquid's assets: account, markets, orders, positions, money.",
+    "DESCRIPTION": "Perpetual futures on Hyperliquid's assets: account, markets, orders, positions, money.\n\n"
+    "Rate limits: every request spends one unit of a budget (`orders`: placing, cancelling, closing; "
+    "`reads`; `writes`: other changes) per API key, per user and per client address. Each answer "
+    "carries the tightest budget (`RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`, "
+    "`RateLimit-Policy`); beyond it the answer is 429 `RATE_LIMITED` with `Retry-After`. Request bodies "
+    "are at most 1 MiB (413 `REQUEST_TOO_LARGE`).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
@@ -225,6 +236,12 @@ SPECTACULAR_SETTINGS = {
         "xbit_admin.api_schema.error_responses_hook",
     ],
 }
+
+# General API rate limits (spec 08; xbit_admin.rate_limit explains why these are settings): JSON merged
+# over the defaults, e.g. {"orders": {"key": [100, 10]}} (a burst of 100 refilled over 10 s).
+# API_RATE_LIMITS_LIFTED puts every limit at 10^9 (the benchmarks and drills, bench/common.py).
+API_RATE_LIMITS = parse_limits(env_str("API_RATE_LIMITS", ""))
+API_RATE_LIMITS_LIFTED = env_bool("API_RATE_LIMITS_LIFTED", False)
 
 # JWT for interactive trader clients (spec 08: access token < 1 h).
 JWT_ACCESS_TTL = timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15))
