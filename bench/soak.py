@@ -71,8 +71,9 @@ def _raise_interrupt(*_: object) -> None:
 @dataclass
 class Fault:
     """One scripted event. ``explains``: alert rules (prefixes, ``rule`` or ``rule:subject``) it may
-    raise while its window lasts; ``gate``: it may close the order gate; ``http_5xx``: the API may
-    answer 5xx while it lasts (a dependency of the web process is down)."""
+    raise while its window lasts; ``gate``: it may close the order gate; ``http_5xx``: the statuses the
+    API may answer while it lasts because a dependency is failing (502: HL's own error passed on; 503:
+    prices stale or the platform not ready). A 500 is never explained."""
 
     name: str
     at_fraction: float
@@ -80,7 +81,7 @@ class Fault:
     explains: tuple[str, ...] = ()
     window_s: float = 120.0
     gate: bool = False
-    http_5xx: bool = False
+    http_5xx: tuple[int, ...] = ()
     at: float | None = None  # wall clock (epoch s) when injected
     error: str | None = None
 
@@ -138,9 +139,16 @@ HL_DATA_EFFECTS = ("feed.down", "marketdata.", "risk.breaker.hl_disconnect", "ri
 def market_day() -> list[Fault]:
     return [
         Fault("10 % move in SOL", 0.20, price_move, MARKET_EFFECTS, window_s=300),
-        Fault("HL /exchange 5xx ×10", 0.35, hl_5xx, ("risk.hedge.order_failed", "hl."), window_s=60),
+        Fault(
+            "HL /exchange 5xx ×10",
+            0.35,
+            hl_5xx,
+            ("risk.hedge.order_failed", "hl."),
+            window_s=60,
+            http_5xx=(502,),
+        ),
         Fault("HL websocket drop (5 s)", 0.50, ws_drop, HL_DATA_EFFECTS, window_s=60),
-        Fault("Redis restart", 0.65, redis_restart, HL_DATA_EFFECTS, window_s=60, gate=True, http_5xx=True),
+        Fault("Redis restart", 0.65, redis_restart, HL_DATA_EFFECTS, window_s=60, gate=True, http_5xx=(503,)),
         Fault("kill -9 celery worker", 0.80, worker_kill, (), window_s=60),
     ]
 
@@ -177,45 +185,64 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+def procfile_names() -> list[str]:
+    names = []
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and ":" in line:
+            names.append(line.split(":", 1)[0].strip())
+    return names
+
+
 class Platform:
-    """honcho with the Procfile, exactly as ``make run`` starts it; its output to ``soak.log``."""
+    """honcho with the Procfile, as ``make run`` starts it: the simulated venues first (the demo is
+    seeded against them), then every other process, each honcho in its own session; the output of both
+    goes to ``platform.log``."""
+
+    VENUES = ("sandbox",)
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.procs: list[subprocess.Popen[bytes]] = []
         self.log_path = STATE / "platform.log"
 
-    def start(self) -> None:
+    def _honcho(self, names: list[str]) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "start"],
-            env=self.env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        self.procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "start", *names],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         )
         log.close()
 
+    def start_venues(self) -> None:
+        self._honcho(list(self.VENUES))
+
+    def start_platform(self) -> None:
+        self._honcho([name for name in procfile_names() if name not in self.VENUES])
+
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGINT)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
+        for proc in reversed(self.procs):  # the platform first, the venues it talks to last
+            if proc.poll() is not None:
+                continue
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+                os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
 
     def named(self) -> dict[str, int]:
         """Procfile name → the pid at the top of that process's tree (its respawn, or the command)."""
-        if self.proc is None:
-            return {}
         children = _proc_children()
         out: dict[str, int] = {}
-        stack = list(children.get(self.proc.pid, []))
+        stack = [pid for proc in self.procs for pid in children.get(proc.pid, [])]
         while stack:
             pid = stack.pop()
             argv = _cmdline(pid)
@@ -294,11 +321,11 @@ def _gate() -> tuple[bool, str]:
     return (True, "") if row is None else (bool(row["ready"]), str(row["reason"]))
 
 
-def _fault_at(soak: Soak, at: float, *, kind: str) -> Fault | None:
+def _fault_at(soak: Soak, at: float, *, kind: str, status: int = 0) -> Fault | None:
     for fault in soak.faults:
         if fault.at is None or not (fault.at - 2 <= at <= fault.at + fault.window_s):
             continue
-        if (kind == "gate" and fault.gate) or (kind == "5xx" and fault.http_5xx):
+        if (kind == "gate" and fault.gate) or (kind == "5xx" and status in fault.http_5xx):
             return fault
     return None
 
@@ -439,7 +466,7 @@ def report(soak: Soak) -> dict[str, Any]:
     server_errors = []
     for line in lines:
         if int(line.get("status", 0)) >= 500:
-            fault = _fault_at(soak, line["at"], kind="5xx")
+            fault = _fault_at(soak, line["at"], kind="5xx", status=int(line["status"]))
             server_errors.append(
                 {
                     "at": datetime.fromtimestamp(line["at"], tz=UTC).isoformat(),
@@ -460,13 +487,13 @@ def report(soak: Soak) -> dict[str, Any]:
     ]
     time.sleep(3)
     inv = invariants()
-    recon = {}
+    recon: dict[str, str] = {}
+    severity = {"OK": 0, "WARN": 1, "CRITICAL": 2}
     for row in reconciliation_run():
-        worst = recon.get(row.dimension, "OK")
-        order = {"OK": 0, "WARN": 1, "CRITICAL": 2}
-        if order[row.status] >= order[worst]:
-            recon[row.dimension] = row.status
-    memory = {
+        status = str(row.status)
+        if severity[status] >= severity[recon.get(row.dimension, "OK")]:
+            recon[row.dimension] = status
+    memory: dict[str, dict[str, Any]] = {
         name: {
             "start_mib": soak.memory_start.get(name),
             "end_mib": mib,
@@ -648,14 +675,16 @@ def main() -> int:
         subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], check=True, env=env, cwd=ROOT)
         soak.platform = Platform(env)
         soak.started = time.time()
-        soak.platform.start()
+        soak.platform.start_venues()
         for p in (hl_port, chains_port):
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not devstack._port_open(p):
                 time.sleep(0.1)
+        # as make run: the demo's capital, hot wallets and traders exist before any check looks at them
         seeded = subprocess.run([*manage, "seed_demo"], env=env, cwd=ROOT, capture_output=True, text=True)
         if seeded.returncode != 0:
             raise RuntimeError(f"seed_demo failed:\n{seeded.stdout[-2000:]}\n{seeded.stderr[-2000:]}")
+        soak.platform.start_platform()
         import django
 
         django.setup()

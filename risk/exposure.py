@@ -306,7 +306,7 @@ def exposure_compare() -> dict[str, dict[str, str]]:
     with transaction.atomic():
         if len(connection.atomic_blocks) == 1:  # the transaction starts here: take its snapshot
             with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         in_flight = _positions_in_flight()
         open_positions = {
             pid: (asset, direction, size, entry)
