@@ -84,3 +84,13 @@ def withdrawal_addresses_list(*, user_id: int) -> QuerySet[WithdrawalAddress]:
 
 def whitelist_only(*, user_id: int) -> bool:
     return UserWalletSettings.objects.filter(user_id=user_id, whitelist_only=True).exists()
+
+
+def withdrawal_awaiting_confirmation(*, token: str) -> Withdrawal | None:
+    """The withdrawal an emailed confirmation token names, while it still waits for that confirmation."""
+    import hashlib
+
+    digest = hashlib.sha256(str(token or "").encode()).hexdigest()  # as withdrawals._token_hash
+    return Withdrawal.objects.filter(
+        token_hash=digest, status=Withdrawal.Status.AWAITING_CONFIRMATION
+    ).first()

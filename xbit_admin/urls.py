@@ -2,7 +2,9 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from wallets.pages import withdrawal_confirm_view
 from xbit_admin import health
+from xbit_admin.accounts.pages import account_unlock_view
 from xbit_admin.admin_site import XbitAdminSite
 
 admin.site.__class__ = XbitAdminSite
@@ -16,5 +18,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
+    # pages the account emails link to (the token is the credential; the button acts, not the link)
+    path("account/unlock", account_unlock_view, name="account-unlock"),
+    path("withdrawals/confirm", withdrawal_confirm_view, name="withdrawal-confirm-page"),
     path("", include("xbit_admin.console.urls")),
 ]

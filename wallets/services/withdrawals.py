@@ -277,7 +277,10 @@ def withdrawal_request(
 
 
 def _send_confirmation_email(withdrawal: Withdrawal, token: str) -> None:
-    base = getattr(settings, "WITHDRAWAL_CONFIRM_URL", "http://127.0.0.1:8000/withdrawals/confirm")
+    # the page at /withdrawals/confirm shows the withdrawal and confirms it with a button (wallets.pages)
+    base = getattr(
+        settings, "WITHDRAWAL_CONFIRM_URL", f"{settings.PUBLIC_BASE_URL.rstrip('/')}/withdrawals/confirm"
+    )
     send_mail(
         subject=f"Confirm your withdrawal of {withdrawal.amount} {withdrawal.asset}",
         message=(

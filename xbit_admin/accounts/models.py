@@ -120,6 +120,7 @@ class SecurityEvent(models.Model):
         LOGIN = "login", "Login"
         LOGIN_FAILED = "login_failed", "Failed login"
         LOCKED = "locked", "Account locked"
+        UNLOCKED = "unlocked", "Account unlocked by the emailed link"
         LOGOUT = "logout", "Logout"
         OTP_ENROLLED = "otp_enrolled", "2FA enrolled"
         OTP_FAILED = "otp_failed", "Wrong 2FA code"

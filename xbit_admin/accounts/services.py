@@ -37,27 +37,54 @@ def security_event_record(
     )
 
 
+def _locked_pair_refuse(*, user: User | None, email: str, password: str, request: HttpRequest) -> None:
+    """While (email, address) is locked: the same work and the same answer whether the account exists
+    or not (issue #17: a locked account answered in ~9 ms, an unknown one after the hasher)."""
+    from xbit_admin.accounts import lockout
+
+    seconds = lockout.seconds_locked(email=email, ip=client_ip(request) or "")
+    if not seconds:
+        return
+    lockout.password_work(password)
+    security_event_record(
+        user=user, kind=SecurityEvent.Kind.LOGIN_FAILED, request=request, reason="locked", email=email
+    )
+    raise lockout.locked_error(seconds)
+
+
+def _wrong_password(*, user: User | None, email: str, request: HttpRequest) -> None:
+    """A wrong password for (email, address), known account or not: the same rows and the same queued
+    task either way (the task finds no owner to tell for an unknown email)."""
+    from xbit_admin.accounts import lockout
+    from xbit_admin.accounts.tasks import lockout_notice_task
+
+    ip = client_ip(request) or ""
+    security_event_record(user=user, kind=SecurityEvent.Kind.LOGIN_FAILED, request=request, email=email)
+    seconds = lockout.failure_record(email=email, ip=ip)
+    if seconds:
+        security_event_record(
+            user=user, kind=SecurityEvent.Kind.LOCKED, request=request, email=email, seconds=seconds
+        )
+        at = timezone.now().isoformat()
+        transaction.on_commit(lambda: lockout_notice_task.delay(email, ip, seconds, at))
+
+
 def staff_password_check(*, request: HttpRequest, email: str, password: str) -> User:
-    """First factor for staff. Consecutive failures lock the account for a while (brute force), and
-    every attempt is a security event support can read. The message never says which part was wrong."""
+    """First factor for staff. Wrong passwords lock the (email, address) pair for a while, growing
+    (``lockout``), and every attempt is a security event support can read. The message never says which
+    part was wrong, and a locked pair answers alike whether the account exists."""
+    from xbit_admin.accounts import lockout
+
     email = email.strip().lower()
     user = User.objects.filter(email__iexact=email).first()
-    if user is not None and user.is_locked:
-        security_event_record(
-            user=user, kind=SecurityEvent.Kind.LOGIN_FAILED, request=request, reason="locked"
-        )
-        raise ApplicationError(ErrorCode.ACCOUNT_LOCKED, "Too many failed attempts. Try again later.")
+    _locked_pair_refuse(user=user, email=email, password=password, request=request)
     authenticated = authenticate(request, username=email, password=password)
     if authenticated is None or not authenticated.is_staff:
-        if user is not None:
-            _register_failure(user, request)
-        else:
-            security_event_record(
-                user=None, kind=SecurityEvent.Kind.LOGIN_FAILED, request=request, email=email
-            )
+        _wrong_password(user=user, email=email, request=request)
         raise ApplicationError(ErrorCode.INVALID_CREDENTIALS, "Wrong email or password.")
-    if authenticated.failed_login_count:
-        User.objects.filter(pk=authenticated.pk).update(failed_login_count=0, locked_until=None)
+    if authenticated.is_locked:  # a durable lock (wrong second factors): told only with the password
+        raise ApplicationError(ErrorCode.ACCOUNT_LOCKED, "Too many failed attempts. Try again later.")
+    lockout.success_record(email=email, ip=client_ip(request) or "")
     return authenticated
 
 
@@ -81,9 +108,12 @@ def otp_failure_record(*, user: User, request: HttpRequest | None) -> None:
 
 
 def trader_password_check(*, request: HttpRequest, email: str, password: str) -> User:
-    """First factor for traders (the API sign-in). Throttled per IP and per account; consecutive
-    wrong passwords lock the account like staff accounts; an unverified account is refused with
-    EMAIL_NOT_VERIFIED, but only to someone who knows the password it was registered with."""
+    """First factor for traders (the API sign-in). Throttled per IP and per account; wrong passwords lock
+    the (email, address) pair, known account or not (``lockout``: growing locks, the owner emailed a
+    link that lifts them); a locked pair and an unknown account answer alike, in the same time. An
+    unverified account is refused with EMAIL_NOT_VERIFIED, but only to someone who knows the password
+    it was registered with."""
+    from xbit_admin.accounts import lockout
     from xbit_admin.accounts.throttle import throttle_hit
 
     email = email.strip().lower()
@@ -91,29 +121,25 @@ def trader_password_check(*, request: HttpRequest, email: str, password: str) ->
     throttle_hit("login:account", email)
     user = User.objects.filter(email__iexact=email, is_staff=False).first()
     if user is not None and not user.contact_email:
-        # A wallet account's placeholder address has no password to guess; counting failures
-        # against it would let anyone who knows the address lock the wallet out of SIWE.
+        # A wallet account's placeholder address has no password to guess: it signs in with SIWE.
         user = None
-    if user is not None and user.is_locked:
-        security_event_record(
-            user=user, kind=SecurityEvent.Kind.LOGIN_FAILED, request=request, reason="locked"
-        )
-        raise ApplicationError(ErrorCode.ACCOUNT_LOCKED, "Too many failed attempts. Try again later.")
+    _locked_pair_refuse(user=user, email=email, password=password, request=request)
     authenticated = authenticate(request, username=email, password=password)
     if authenticated is None or authenticated.is_staff:
-        if user is None:
-            # Staff accounts are not counted here: the trader sign-in never accepts them, so it is no
-            # oracle for their passwords, and counting would let anyone lock staff out from the API.
-            security_event_record(
-                user=None, kind=SecurityEvent.Kind.LOGIN_FAILED, request=request, email=email
-            )
-        elif user.email_verified_at is None and _pending_signup_password_matches(user, password):
+        # Staff accounts are refused here like unknown ones (the trader sign-in never accepts them).
+        if (
+            user is not None
+            and user.email_verified_at is None
+            and _pending_signup_password_matches(user, password)
+        ):
             raise ApplicationError(
                 ErrorCode.EMAIL_NOT_VERIFIED, "Confirm your email address with the code we sent first."
             )
-        else:
-            _register_failure(user, request)
+        _wrong_password(user=user, email=email, request=request)
         raise ApplicationError(ErrorCode.INVALID_CREDENTIALS, "Wrong email or password.")
+    if authenticated.is_locked:  # a durable lock (wrong second factors): told only with the password
+        raise ApplicationError(ErrorCode.ACCOUNT_LOCKED, "Too many failed attempts. Try again later.")
+    lockout.success_record(email=email, ip=client_ip(request) or "")
     if not authenticated.email_verified:
         raise ApplicationError(
             ErrorCode.EMAIL_NOT_VERIFIED, "Confirm your email address with the code we sent first."

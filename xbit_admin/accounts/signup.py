@@ -153,9 +153,12 @@ def _password_set(
 ) -> None:
     """Inside the caller's transaction: new password, sessions ended (all, or all but ``keep``),
     lockout cleared, event, 24-hour withdrawal lock, notice email."""
+    from xbit_admin.accounts.lockout import locks_lift
+
     user.set_password(password)
     user.failed_login_count = 0
     user.locked_until = None
+    locks_lift(email=user.email)  # every address's sign-in lock too (issue #17)
     fields = ["password", "failed_login_count", "locked_until"]
     if keep is None:
         user.tokens_valid_after = timezone.now()

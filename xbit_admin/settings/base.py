@@ -255,9 +255,14 @@ API_KEY_MAX_FUTURE_SKEW_MS = 1_000
 # Key used to encrypt API-key HMAC secrets at rest (they must be recoverable to verify signatures).
 SECRETS_ENCRYPTION_KEY = env_str("SECRETS_ENCRYPTION_KEY", "")
 
-# Staff login throttling: lock an account after this many consecutive failures, for this long.
+# Sign-in lockout (xbit_admin.accounts.lockout): this many wrong passwords lock the (account, address)
+# pair for LOGIN_LOCKOUT_BASE_SECONDS, doubling with each lockout of the pair in a day up to
+# LOGIN_LOCKOUT_SECONDS; wrong second factors lock the account itself for LOGIN_LOCKOUT_SECONDS.
 LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
+LOGIN_LOCKOUT_BASE_SECONDS = env_int("LOGIN_LOCKOUT_BASE_SECONDS", 60)
 LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900)
+# Where emailed links point (the account unlock page; the withdrawal confirmation keeps its own setting).
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 OTP_TOTP_ISSUER = "XBIT"
 
 # Celery: queues by priority (architecture: critical, hedge, default, wallets).
