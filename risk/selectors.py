@@ -166,6 +166,7 @@ def hedge_recommendations(assets: Iterable[str]) -> dict[str, dict[str, Any]]:
             "recommended_side": "BUY" if gap > 0 else "SELL",
             "recommended_size": _hedge_size(asset, gap, mark),
             "min_order_notional": minimum,
+            "first_tier": cfg.tier1_threshold,
             "acts": abs(gap) >= minimum,
             "hedge_mode": cfg.hedge_mode,
         }

@@ -107,6 +107,12 @@ class Demo:
 
 @pytest.fixture
 def demo(market: None, trader: Any, make_trader: Any) -> Demo:
+    return build_demo(alice=make_trader(email="alice@xbit.test"), whale=trader)
+
+
+def build_demo(*, alice: Any, whale: Any, recompute_exposure: bool = True) -> Demo:
+    """``alice`` (new, funded here) liquidated twice with funding and a drift record; ``whale`` (funded
+    with ≥ 20,000) long 1.3 BTC INTERNAL, and BTC switched to HL_MODE. Markets synced, BTC quoted."""
     from risk.detection import liquidation_sweep
     from risk.drift import drift_record
     from risk.exposure import exposure_recompute
@@ -126,7 +132,6 @@ def demo(market: None, trader: Any, make_trader: Any) -> Demo:
     Market.objects.filter(asset="BTC").update(margin_table_id=125)
     invalidate("markets")
 
-    alice = make_trader(email="alice@xbit.test")
     fund(alice, "2000")
     isolated = buy(alice, "0.1", 10, "ISOLATED")  # margin 800, liquidation price 72,289.16
     buy(alice, "0.1", 20, "CROSS")
@@ -149,7 +154,7 @@ def demo(market: None, trader: Any, make_trader: Any) -> Demo:
         [
             margin.CrossPosition(
                 "BTC",
-                1,
+                margin.Side.LONG,
                 cross.size,
                 cross.entry_price,
                 D(74100),
@@ -165,9 +170,10 @@ def demo(market: None, trader: Any, make_trader: Any) -> Demo:
 
     # a whale long 1.3 BTC INTERNAL (104,000 USD at 80,000): BTC in HL_MODE with a hedge to place
     for _ in range(13):
-        buy(trader, "0.1", 10, "CROSS")
+        buy(whale, "0.1", 10, "CROSS")
     quote("BTC", "80000")
-    exposure_recompute(apply=True)
+    if recompute_exposure:  # the exposure consumer is not running (page tests)
+        exposure_recompute(apply=True)
     routing_mode_switch(
         asset="BTC", mode="HL_MODE", acting_user=None, reason="exposure high", change_id=uuid.uuid4().hex
     )
@@ -280,7 +286,7 @@ def test_the_user_page_lists_the_funding_payments_and_the_drift_records(console_
     payments = list(FundingSettlement.objects.filter(user=demo.alice).order_by("-funding_time", "-id"))
     assert len(payments) == 2 and funding.count("<tr><td") == 2
     for p in payments:
-        assert f'href="#position-{p.position_id}">{p.position_id}<' in funding
+        assert f'<td class="num">{p.position_id}</td>' in funding
         assert f"{money(p.payment)}<" in funding
     assert f">{pct(D('0.0000125'), 4)}<" in funding and ">80,000<" in funding  # rate and oracle price
     drift = section_of(html, "drift")
