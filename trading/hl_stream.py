@@ -6,6 +6,10 @@ HL trade id). HL does not replay missed user events and the SDK never reconnects
 (re)connect — and every ``backfill_every_s`` as a safety net — the account's fills since the last
 seen time are re-read by REST and applied; a silent or dead socket is rebuilt with backoff.
 
+Funding (issue 18): HL's ``userFundings`` events for the account mean HL has just settled a funding
+instant; each one asks the ``critical`` workers for a funding tick at once (``risk.funding_tick``, by
+name: trading never imports risk), so our mirror follows HL's event rather than waiting for the beat.
+
 Every streamed batch is ingested twice: at once, and again ``RECHECK_S`` later. HL publishes the
 trades of an order as it matches it, usually before the placing process has committed HL's answer
 (the order's oid is not recorded yet), so the first pass cannot match them; the second settles them
@@ -21,7 +25,7 @@ import time
 from collections import deque
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from hyperliquid.info import Info
 
 from trading.hl_execution import backfill, ingest_fills
@@ -78,6 +82,19 @@ class UserStream:
     def _on_order_updates(self, message: Any) -> None:
         self.last_message = time.monotonic()
 
+    def _on_fundings(self, message: Any) -> None:
+        """HL settled a funding instant on the account: settle ours now (the beat would within 15 s)."""
+        self.last_message = time.monotonic()
+        data = message.get("data", {}) if isinstance(message, dict) else {}
+        if data.get("isSnapshot") or not data.get("fundings"):
+            return
+        try:
+            from xbit_admin.celery import app
+
+            app.send_task("risk.funding_tick", queue="critical")
+        except Exception:  # the beat's tick settles it anyway
+            logger.warning("could not ask for a funding tick after HL's funding event", exc_info=True)
+
     def connect(self) -> None:
         gw = gateway("trading")
         if gw is None:
@@ -89,6 +106,7 @@ class UserStream:
         master = gw.credentials.master
         self.info.subscribe({"type": "userFills", "user": master}, self._on_fills)
         self.info.subscribe({"type": "orderUpdates", "user": master}, self._on_order_updates)
+        self.info.subscribe({"type": "userFundings", "user": master}, self._on_fundings)
         self.last_message = time.monotonic()
 
     def disconnect(self) -> None:
@@ -130,6 +148,7 @@ class UserStream:
                 break
             self.stop_event.wait(BACKOFF[min(attempt, len(BACKOFF) - 1)])
             attempt += 1
+        connection.close()  # this thread's own database connection
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import requests
+from django.db import connection
 from django.db.models import Q, Sum
 
 from risk.funding import funding_tick
@@ -217,3 +218,44 @@ def test_a_simulated_day_of_funding_mirrors_what_hl_booked(venue: Venue, make_tr
         str, {r.subject.split("@")[0]: r.status for r in reconciliation_run(dimensions=["funding_mirror"])}
     )
     assert after[biggest.asset] == "CRITICAL"
+
+
+def test_hl_funding_events_on_the_user_stream_settle_the_instant_without_waiting_for_the_beat(
+    venue: Venue, trader: Any, monkeypatch: Any
+) -> None:
+    import threading
+    import time
+    from datetime import UTC, datetime
+
+    from trading.hl_stream import UserStream
+    from xbit_admin.celery import app
+
+    asked: list[str] = []
+
+    def send_task(name: str, **_options: Any) -> None:  # the critical worker, in this process
+        asked.append(name)
+        try:
+            funding_tick()
+        finally:
+            connection.close()  # this thread's own
+
+    monkeypatch.setattr(app, "send_task", send_task)
+    _mids["BTC"] = venue.refresh_quote("BTC")[2]
+    position = _open(trader, "BTC", "BUY", 20_000, 10, "CROSS", "HYPERLIQUID")
+    stream = UserStream(backfill_every_s=3600, silence_s=30)
+    thread = threading.Thread(target=stream.run, daemon=True)
+    thread.start()
+    try:
+        time.sleep(1.0)
+        clock = requests.get(f"{venue.url}/control/time", timeout=5).json()
+        venue.control("advance", {"seconds": (clock["nextFundingTime"] - clock["time"]) / 1000})
+        instant = datetime.fromtimestamp(clock["nextFundingTime"] / 1000, tz=UTC)  # HL's, not ours
+        settled = FundingSettlement.objects.filter(position=position, funding_time=instant)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not settled.exists():
+            time.sleep(0.1)
+    finally:
+        stream.stop()
+        thread.join(10)
+    assert asked and set(asked) == {"risk.funding_tick"}
+    assert settled.exists()
