@@ -48,7 +48,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, git_rev, machine, progress, save
 
-STATE = ROOT / ".xbit" / "soak"
+# SOAK_NAME: another name runs a second soak beside one (its own folder and result file)
+NAME = os.environ.get("SOAK_NAME", "soak")
+STATE = ROOT / ".xbit" / NAME
 READY_WITHIN_S = 60.0
 MEMORY_GROWTH_LIMIT = 0.20  # of the figure after warm-up
 MEMORY_GROWTH_FLOOR_MIB = 16.0  # below this a relative growth is allocator noise, not a leak
@@ -620,7 +622,7 @@ def main() -> int:
 
     soak = Soak(minutes=args.minutes, faults=market_day())
     soak.profile = devstack.Profile(
-        "soak", STATE / "pg", free_port(), STATE / "redis", free_port(), durable=False
+        NAME, STATE / "pg", free_port(), STATE / "redis", free_port(), durable=False
     )
     devstack.pg_stop(soak.profile)  # left running by an interrupted soak
     devstack.redis_stop(soak.profile)
@@ -715,7 +717,7 @@ def main() -> int:
     if result is None:
         return 1
     print_report(result)
-    path = save("soak", result)
+    path = save(NAME, result)
     progress(f"saved {path.relative_to(ROOT)}")
     return 1 if result["failures"] else 0
 
