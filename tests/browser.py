@@ -28,6 +28,26 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
+class _Browser:
+    """Pages open with Playwright's ``bypass_csp`` unless a test says otherwise: ``wait_for_function``
+    evaluates its string in the page, which the console's Content-Security-Policy forbids (no eval).
+    ``tests/test_browser_csp.py`` opens its pages under the policy."""
+
+    def __init__(self, browser: Any) -> None:
+        self._browser = browser
+
+    def new_page(self, **options: Any) -> Any:
+        options.setdefault("bypass_csp", True)
+        return self._browser.new_page(**options)
+
+    def new_context(self, **options: Any) -> Any:
+        options.setdefault("bypass_csp", True)
+        return self._browser.new_context(**options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._browser, name)
+
+
 @contextmanager
 def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
@@ -35,7 +55,7 @@ def chromium() -> Iterator[Any]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         try:
-            yield browser
+            yield _Browser(browser)
         finally:
             browser.close()
 

@@ -10,7 +10,7 @@
   into a full outage.
 * ``/metrics``: Prometheus text for this process group (multiprocess aggregate, see
   ``xbit_admin.metrics``) plus the platform collectors named in ``settings.METRICS_COLLECTORS``
-  (business figures read at scrape time). Behind ``METRICS_BEARER_TOKEN`` when set.
+  (business figures read at scrape time). Behind ``METRICS_BEARER_TOKEN``; closed when none is set.
 
 The core never imports a domain app: the roof-level checks and collectors that read the rooms are
 named by dotted path in settings and resolved on first use.
@@ -135,9 +135,11 @@ def platform_collectors() -> list[Any]:
 
 
 def _metrics_authorised(request: HttpRequest) -> bool:
+    """The bearer token, everywhere (issue #17: /metrics shows treasury balances and exposure); without
+    a configured token nobody reads them. Local development: ``METRICS_BEARER_TOKEN=… make run``."""
     token = getattr(settings, "METRICS_BEARER_TOKEN", "") or ""
     if not token:
-        return True
+        return False
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
 

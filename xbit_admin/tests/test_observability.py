@@ -245,8 +245,10 @@ def test_a_failing_section_is_reported_and_does_not_hide_the_others(monkeypatch:
 @pytest.mark.django_db
 def test_metrics_endpoint_serves_platform_metrics_and_honours_the_bearer_token() -> None:
     Client().get("/healthz")
-    body = Client().get("/metrics").content.decode()
+    with override_settings(METRICS_BEARER_TOKEN="s3cret-scrape"):
+        body = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape").content.decode()
     assert "xbit_collector_up" in body and "xbit_http_request_seconds_bucket" in body
+    assert Client().get("/metrics").status_code == 401  # no token configured: closed (issue #17)
     with override_settings(METRICS_BEARER_TOKEN="s3cret-scrape"):
         assert Client().get("/metrics").status_code == 401
         assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
@@ -531,7 +533,7 @@ def test_probes_answer_pods_reached_by_ip_while_other_paths_still_validate_the_h
     with override_settings(**production_like):
         client = Client()
         assert client.get("/healthz", HTTP_HOST="10.1.2.3:8000").status_code == 200
-        assert client.get("/metrics", HTTP_HOST="10.1.2.3:8000").status_code == 200
+        assert client.get("/metrics", HTTP_HOST="10.1.2.3:8000").status_code == 401  # answered, no token
         assert client.get("/api/v1/me", HTTP_HOST="10.1.2.3:8000").status_code == 400
         assert client.get("/api/v1/me", HTTP_HOST="xbit.example.com").status_code == 301  # to https
 
