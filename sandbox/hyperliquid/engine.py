@@ -55,12 +55,73 @@ MAX_CLOSED_ORDERS = 200_000  # orderStatus/historicalOrders remember this many f
 ZERO_HASH = "0x" + "0" * 64
 
 
+# Spot is not traded in the sandbox, but its metadata exists as on HL, so clients that resolve spot
+# names at start-up (the SDK's ``Info`` does, for every subscription's coin) work: USDC and two pairs,
+# one with a canonical name (``PURR/USDC``) and one known by its index (``@1``), as on HL.
+SPOT_TOKENS: list[dict[str, Any]] = [
+    {
+        "name": "USDC",
+        "szDecimals": 8,
+        "weiDecimals": 8,
+        "index": 0,
+        "tokenId": "0x6d1e7cde53ba9467b783cb7c530ce054",
+    },
+    {
+        "name": "PURR",
+        "szDecimals": 0,
+        "weiDecimals": 5,
+        "index": 1,
+        "tokenId": "0xc1fb593aeffbeb02f85e0308e9956a90",
+    },
+    {
+        "name": "HFUN",
+        "szDecimals": 2,
+        "weiDecimals": 8,
+        "index": 2,
+        "tokenId": "0xbaf265ef389da684513d98d68edf4eae",
+    },
+]
+SPOT_PAIRS: list[dict[str, Any]] = [
+    {"tokens": [1, 0], "name": "PURR/USDC", "index": 0, "isCanonical": True},
+    {"tokens": [2, 0], "name": "@1", "index": 1, "isCanonical": False},
+]
+SPOT_PX = {"PURR/USDC": "0.2", "@1": "25.0"}
+SPOT_ASSET_OFFSET = 10_000
+# state added after engines were first saved (``--state-dir``): restored engines get these empty
+LATE_STATE: dict[str, Any] = {
+    "spot_usdc": dict,  # user -> spot USDC (``usdClassTransfer``)
+    "ledger_updates": dict,  # user -> userNonFundingLedgerUpdates records
+    "builder_approvals": dict,  # (user, builder) -> max fee rate approved
+    "order_builders": dict,  # oid -> (builder, fee rate) charged on its fills
+    "referral_codes": dict,  # code -> owner
+    "referred_by": dict,  # user -> code
+    "tpsl_waiting": dict,  # parent oid -> its normalTpsl children (wire orders) waiting for its fill
+    "position_tpsl": set,  # oids placed with grouping positionTpsl
+}
+
+
 def wall_ms() -> int:
     return int(time.time() * 1000)
 
 
 class ActionError(Exception):
     """Whole-request failure: ``{"status": "err", "response": msg}``."""
+
+
+class UnknownInfoType(Exception):
+    """An ``/info`` type the sandbox does not serve: answered as HL answers a type it does not know
+    (HTTP 422, the JSON body failed to deserialize: unknown variant)."""
+
+    def __init__(self, info_type: Any, known: list[str]):
+        super().__init__(info_type)
+        self.info_type = info_type
+        self.known = known
+
+    def __str__(self) -> str:
+        if self.info_type is None:
+            return "missing field `type`"
+        expected = ", ".join(f"`{k}`" for k in self.known)
+        return f"unknown variant `{self.info_type}`, expected one of {expected}"
 
 
 def ok_default() -> dict[str, Any]:
@@ -76,7 +137,16 @@ class Engine:
         self.cfg = cfg
         self.signer_cache = SignerCache()
         self.last_signer: str | None = None
+        self._pending_builder: tuple[str, Decimal] | None = None
         self.reset()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A restored engine (``--state-dir``) saved before some state existed gets it empty."""
+        self.__dict__.update(state)
+        for name, factory in LATE_STATE.items():
+            if name not in self.__dict__:
+                setattr(self, name, factory())
+        self.__dict__.setdefault("_pending_builder", None)
 
     # ================================================================================ lifecycle
     def reset(self) -> None:
@@ -136,6 +206,8 @@ class Engine:
         self.dirty_coins: set[str] = set(self.coins)
         self.dirty_mids = True
         self.liquidations: list[dict[str, Any]] = []
+        for name, factory in LATE_STATE.items():
+            setattr(self, name, factory())
         self.next_step_ms = start + self.step_ms
         self.next_mark_ms = start + int(cfg.mark_interval_s * 1000)
         self.next_premium_ms = start + int(cfg.premium_interval_s * 1000)
@@ -152,7 +224,7 @@ class Engine:
             self.candles.update(coin, start, mid)
             self.prev_day[coin].append((start, self.mark[coin]))
         for spec in cfg.accounts:
-            self.fund(spec.address, spec.usdc)
+            self.deposit(spec.address, spec.usdc)
         self.events.clear()
 
     # ================================================================================ clock
@@ -357,6 +429,18 @@ class Engine:
         self.check_liquidations_for(user)
         return acct
 
+    def deposit(self, user: str, usdc: Decimal) -> Account:
+        """Money arriving from outside (the bridge; ``/control/fund``): credited, with its ledger update."""
+        acct = self.fund(user, usdc)
+        self._ledger_update(acct.address, {"type": "deposit", "usdc": fs_usd(usdc)})
+        return acct
+
+    def _ledger_update(self, user: str, delta: dict[str, Any], tx_hash: str = ZERO_HASH) -> None:
+        """A ``userNonFundingLedgerUpdates`` record (info and websocket)."""
+        rec = {"time": self.now_ms, "hash": tx_hash, "delta": delta}
+        self.ledger_updates.setdefault(user, []).append(rec)
+        self.events.append(("userNonFundingLedgerUpdates", user, rec))
+
     def set_position(
         self,
         user: str,
@@ -409,6 +493,12 @@ class Engine:
         if not isinstance(action, dict) or not isinstance(nonce, int) or not isinstance(sig, dict):
             raise ActionError("Failed to deserialize the JSON body into the target type")
         atype = action.get("type")
+        if not isinstance(atype, str) or not atype:
+            raise ActionError("Failed to deserialize the JSON body into the target type")
+        if getattr(self, f"_act_{atype}", None) is None:
+            # known to HL or not, an action the sandbox does not implement is refused as such — never
+            # recovered with the wrong signing scheme (a "does not exist" for a signer that does)
+            raise ActionError(f"Action type {atype} is not supported by the sandbox.")
         vault = payload.get("vaultAddress")
         expires = payload.get("expiresAfter")
         try:
@@ -451,9 +541,7 @@ class Engine:
         acct = self.accounts[user]
         acct.n_requests += 1
         tx_hash = "0x" + keccak(f"{signer}:{nonce}".encode()).hex()
-        handler = getattr(self, f"_act_{atype}", None)
-        if handler is None:
-            raise ActionError(f"Unsupported action type in the sandbox: {atype}")
+        handler = getattr(self, f"_act_{atype}")
         result: dict[str, Any] = handler(user, action, now, tx_hash)
         return result
 
@@ -474,10 +562,89 @@ class Engine:
     # ---------------------------------------------------------------------------- orders
     def _act_order(self, user: str, action: dict[str, Any], now: int, tx_hash: str) -> dict[str, Any]:
         orders = action.get("orders")
-        if not isinstance(orders, list):
+        grouping = action.get("grouping", "na")
+        if not isinstance(orders, list) or grouping not in ("na", "normalTpsl", "positionTpsl"):
             raise ActionError("Failed to deserialize the JSON body into the target type")
-        statuses = [self._place(user, w, now, tx_hash) for w in orders]
+        self._pending_builder = self._builder_for(user, action.get("builder"))
+        try:
+            if grouping == "normalTpsl":
+                statuses = self._place_normal_tpsl(user, orders, now, tx_hash)
+            elif grouping == "positionTpsl":
+                statuses = self._place_position_tpsl(user, orders, now, tx_hash)
+            else:
+                statuses = [self._place(user, w, now, tx_hash) for w in orders]
+        finally:
+            self._pending_builder = None
         return {"status": "ok", "response": {"type": "order", "data": {"statuses": statuses}}}
+
+    def _builder_for(self, user: str, builder: Any) -> tuple[str, Decimal] | None:
+        """An order's builder fee (``{"b": address, "f": tenths of a basis point}``), checked against
+        what the user approved (``approveBuilderFee``); charged on every fill of the orders placed."""
+        if builder is None:
+            return None
+        if not isinstance(builder, dict) or not isinstance(builder.get("f"), int) or builder["f"] < 0:
+            raise ActionError("Failed to deserialize the JSON body into the target type")
+        address = str(builder.get("b", "")).lower()
+        rate = D(builder["f"]) / 100_000
+        approved = self.builder_approvals.get((user, address))
+        if approved is None:
+            raise ActionError("Builder fee has not been approved.")
+        if rate > approved:
+            raise ActionError("Builder fee is larger than the maximum approved.")
+        return address, rate
+
+    def _place_normal_tpsl(
+        self, user: str, orders: list[Any], now: int, tx_hash: str
+    ) -> list[dict[str, Any] | str]:
+        """``normalTpsl``: a parent order, then its TP/SL trigger orders (reduce-only, fixed size).
+        The children wait for the parent's fill (``"waitingForFill"``) and become trigger orders once it
+        fills (``"waitingForTrigger"`` when it filled at once); a parent that never fills takes them with
+        it."""
+        if len(orders) < 2 or not all(isinstance(w, dict) for w in orders):
+            raise ActionError("Failed to deserialize the JSON body into the target type")
+        parent, children = orders[0], orders[1:]
+        if "trigger" in (parent.get("t") or {}) or any("trigger" not in (c.get("t") or {}) for c in children):
+            raise ActionError("normalTpsl is a parent order followed by its TP/SL trigger orders.")
+        first = self._place(user, parent, now, tx_hash)
+        out: list[dict[str, Any] | str] = [first]
+        if "error" in first:
+            return out + [{"error": "Parent order was not placed: " + str(first["error"])} for _ in children]
+        if "resting" in first:
+            self.tpsl_waiting[first["resting"]["oid"]] = [dict(c) for c in children]
+            return out + ["waitingForFill"] * len(children)
+        return out + [self._as_waiting(self._place(user, c, now, tx_hash)) for c in children]
+
+    def _place_position_tpsl(
+        self, user: str, orders: list[Any], now: int, tx_hash: str
+    ) -> list[dict[str, Any] | str]:
+        """``positionTpsl``: TP/SL trigger orders on the open position (``"waitingForTrigger"``)."""
+        if not orders or not all(isinstance(w, dict) and "trigger" in (w.get("t") or {}) for w in orders):
+            raise ActionError("positionTpsl takes TP/SL trigger orders only.")
+        out: list[dict[str, Any] | str] = []
+        for w in orders:
+            status = self._place(user, w, now, tx_hash)
+            if "resting" in status:
+                self.position_tpsl.add(status["resting"]["oid"])
+            out.append(self._as_waiting(status))
+        return out
+
+    @staticmethod
+    def _as_waiting(status: dict[str, Any]) -> dict[str, Any] | str:
+        return "waitingForTrigger" if "resting" in status else status
+
+    def _release_tpsl_children(self, parent: Order, now: int) -> None:
+        """A normalTpsl parent is done: its children become trigger orders if it filled at all, else
+        they go with it."""
+        children = self.tpsl_waiting.pop(parent.oid, None)
+        if not children or parent.sz >= parent.orig_sz:
+            return
+        tx_hash = "0x" + keccak(f"tpsl:{parent.oid}".encode()).hex()
+        builder, self._pending_builder = self._pending_builder, self.order_builders.get(parent.oid)
+        try:
+            for w in children:
+                self._place(parent.user, w, now, tx_hash)
+        finally:
+            self._pending_builder = builder
 
     def _asset(self, a: Any) -> AssetSpec | None:
         if isinstance(a, int) and 0 <= a < len(self.specs):
@@ -485,7 +652,10 @@ class Engine:
         return None
 
     def _place(self, user: str, w: dict[str, Any], now: int, tx_hash: str) -> dict[str, Any]:
-        spec = self._asset(w.get("a"))
+        a = w.get("a")
+        if isinstance(a, int) and SPOT_ASSET_OFFSET <= a < SPOT_ASSET_OFFSET + len(SPOT_PAIRS):
+            return {"error": "Spot trading is not supported by the sandbox."}
+        spec = self._asset(a)
         if spec is None:
             return {"error": f"Asset {w.get('a')} is out of range."}
         coin = spec.name
@@ -743,6 +913,13 @@ class Engine:
             fill["cloid"] = order.cloid
         if liquidation is not None:
             fill["liquidation"] = liquidation
+        builder = self.order_builders.get(order.oid) if order.user == user else None
+        if builder is not None:
+            builder_fee = usd(px * sz * builder[1])
+            if builder_fee > 0:
+                acct.cash -= builder_fee
+                self.fund(builder[0], builder_fee)
+            fill["builderFee"] = fs_usd(builder_fee)
         self.fills[user].append(fill)
         self.events.append(("userFills", user, fill))
         self._reduce_only_sweep(user, coin)
@@ -808,6 +985,8 @@ class Engine:
         self.orders[order.oid] = order
         if order.cloid:
             self.cloids[(order.user, order.cloid)] = order.oid
+        if self._pending_builder is not None:
+            self.order_builders[order.oid] = self._pending_builder
 
     def _finish(self, o: Order, status: str, now: int, notify: bool = True) -> None:
         o.status = status
@@ -815,11 +994,16 @@ class Engine:
         if notify:
             self._order_update(o, status, now)
         if status not in ("open", "triggered"):
+            if o.oid in self.tpsl_waiting:
+                self._release_tpsl_children(o, now)
+            self.position_tpsl.discard(o.oid)
+        if status not in ("open", "triggered"):
             self.closed_oids.append(o.oid)
             if len(self.closed_oids) > MAX_CLOSED_ORDERS:  # bound memory in long benchmarks
                 old = self.orders.get(self.closed_oids.popleft())
                 if old is not None and old.status not in ("open", "triggered"):
                     del self.orders[old.oid]
+                    self.order_builders.pop(old.oid, None)
                     if old.cloid and self.cloids.get((old.user, old.cloid)) == old.oid:
                         del self.cloids[(old.user, old.cloid)]
 
@@ -1101,6 +1285,23 @@ class Engine:
             raise ActionError("Insufficient balance for transfer.")
         acct.cash -= amount
         self.fund(dest, amount)
+        delta = {
+            "type": "send",
+            "user": user,
+            "destination": dest,
+            "sourceDex": "",
+            "destinationDex": "",
+            "token": "USDC",
+            "amount": fs_usd(amount),
+            "usdcValue": fs_usd(amount),
+            "fee": "0.0",
+            "nativeTokenFee": "0.0",
+            "nonce": action.get("time"),
+            "feeToken": "USDC",
+        }
+        self._ledger_update(user, delta, tx_hash)
+        if dest != user:
+            self._ledger_update(dest, dict(delta), tx_hash)
         return ok_default()
 
     def _act_withdraw3(self, user: str, action: dict[str, Any], now: int, tx_hash: str) -> dict[str, Any]:
@@ -1111,22 +1312,81 @@ class Engine:
         if amount > self.summary(acct).withdrawable(acct.cash):
             raise ActionError("Insufficient balance for withdrawal.")
         acct.cash -= amount
+        self._ledger_update(
+            user,
+            {"type": "withdraw", "usdc": fs_usd(amount), "nonce": action.get("time"), "fee": "0.0"},
+            tx_hash,
+        )
         return ok_default()
 
     def _act_usdClassTransfer(
         self, user: str, action: dict[str, Any], now: int, tx_hash: str
     ) -> dict[str, Any]:
-        return ok_default()  # spot is not modelled: perp <-> spot transfers are accepted as no-ops
+        """USDC between the perp and the spot balance (``spotClearinghouseState``); no sub-accounts."""
+        raw = str(action.get("amount", ""))
+        if "subaccount:" in raw:
+            raise ActionError("Sub-accounts are not supported by the sandbox.")
+        amount = parse_decimal(raw)
+        to_perp = action.get("toPerp")
+        acct = self.accounts[user]
+        if amount is None or amount <= 0 or not isinstance(to_perp, bool):
+            raise ActionError("Invalid amount.")
+        if to_perp:
+            if amount > self.spot_usdc.get(user, ZERO):
+                raise ActionError("Insufficient balance for transfer.")
+            self.spot_usdc[user] = self.spot_usdc.get(user, ZERO) - amount
+            acct.cash += amount
+        else:
+            if amount > self.summary(acct).withdrawable(acct.cash):
+                raise ActionError("Insufficient balance for transfer.")
+            acct.cash -= amount
+            self.spot_usdc[user] = self.spot_usdc.get(user, ZERO) + amount
+        self._ledger_update(
+            user, {"type": "accountClassTransfer", "usdc": fs_usd(amount), "toPerp": to_perp}, tx_hash
+        )
+        self.check_liquidations_for(user)
+        return ok_default()
 
     def _act_approveBuilderFee(
         self, user: str, action: dict[str, Any], now: int, tx_hash: str
     ) -> dict[str, Any]:
+        """The highest builder fee ``builder`` may charge on this user's orders (``"0.01%"``)."""
+        raw = str(action.get("maxFeeRate", ""))
+        builder = str(action.get("builder", "")).lower()
+        rate = parse_decimal(raw[:-1]) if raw.endswith("%") else None
+        if rate is None or rate < 0 or len(builder) != 42 or not builder.startswith("0x"):
+            raise ActionError("Invalid builder fee approval.")
+        if rate > D("0.1"):
+            raise ActionError("Builder fee is larger than 0.1%.")
+        self.builder_approvals[(user, builder)] = rate / 100
         return ok_default()
 
     def _act_noop(self, user: str, action: dict[str, Any], now: int, tx_hash: str) -> dict[str, Any]:
+        return ok_default()  # HL's noop: its effect is the nonce it uses up
+
+    def _act_registerReferrer(
+        self, user: str, action: dict[str, Any], now: int, tx_hash: str
+    ) -> dict[str, Any]:
+        code = str(action.get("code", "")).upper()
+        if not code or not code.isalnum() or len(code) > 20:
+            raise ActionError("Invalid referral code.")
+        if code in self.referral_codes:
+            raise ActionError("Referral code already exists.")
+        if user in self.referral_codes.values():
+            raise ActionError("User already has a referral code.")
+        self.referral_codes[code] = user
         return ok_default()
 
     def _act_setReferrer(self, user: str, action: dict[str, Any], now: int, tx_hash: str) -> dict[str, Any]:
+        code = str(action.get("code", "")).upper()
+        owner = self.referral_codes.get(code)
+        if owner is None:
+            raise ActionError("Referral code does not exist.")
+        if owner == user:
+            raise ActionError("Cannot refer yourself.")
+        if user in self.referred_by:
+            raise ActionError("Referrer already set.")
+        self.referred_by[user] = code
         return ok_default()
 
     # ================================================================================ liquidations
@@ -1265,10 +1525,14 @@ class Engine:
     # ================================================================================ info
     def info(self, req: dict[str, Any]) -> Any:
         t = req.get("type")
-        handler = getattr(self, f"_info_{t}", None)
+        handler = getattr(self, f"_info_{t}", None) if isinstance(t, str) and t else None
         if handler is None:
-            raise KeyError(t)
+            raise UnknownInfoType(t, self.info_types())
         return handler(req)
+
+    def info_types(self) -> list[str]:
+        """The ``/info`` types the sandbox serves."""
+        return sorted(name[len("_info_") :] for name in dir(self) if name.startswith("_info_"))
 
     def meta(self) -> dict[str, Any]:
         universe = []
@@ -1348,27 +1612,154 @@ class Engine:
         return self.meta()
 
     def _info_spotMeta(self, req: dict[str, Any]) -> Any:
-        return {
-            "universe": [],
-            "tokens": [
-                {
-                    "name": "USDC",
-                    "szDecimals": 8,
-                    "weiDecimals": 8,
-                    "index": 0,
-                    "tokenId": "0x6d1e7cde53ba9467b783cb7c530ce054",
-                    "isCanonical": True,
-                    "evmContract": None,
-                    "fullName": None,
-                }
-            ],
-        }
+        tokens = [
+            {**t, "isCanonical": t["index"] < 2, "evmContract": None, "fullName": None} for t in SPOT_TOKENS
+        ]
+        return {"universe": [dict(p) for p in SPOT_PAIRS], "tokens": tokens}
+
+    def spot_ctxs(self) -> list[dict[str, Any]]:
+        """Spot asset contexts: the sandbox's spot pairs do not trade, their prices stand still."""
+        return [
+            {
+                "prevDayPx": SPOT_PX[p["name"]],
+                "dayNtlVlm": "0.0",
+                "markPx": SPOT_PX[p["name"]],
+                "midPx": SPOT_PX[p["name"]],
+                "circulatingSupply": "1000000.0",
+                "coin": p["name"],
+                "totalSupply": "1000000.0",
+                "dayBaseVlm": "0.0",
+            }
+            for p in SPOT_PAIRS
+        ]
 
     def _info_spotMetaAndAssetCtxs(self, req: dict[str, Any]) -> Any:
-        return [self._info_spotMeta(req), []]
+        return [self._info_spotMeta(req), self.spot_ctxs()]
 
     def _info_spotClearinghouseState(self, req: dict[str, Any]) -> Any:
-        return {"balances": []}
+        usdc = self.spot_usdc.get(self._user(req), ZERO)
+        if usdc <= 0:
+            return {"balances": []}
+        return {
+            "balances": [
+                {"coin": "USDC", "token": 0, "hold": "0.0", "total": fs_usd(usdc), "entryNtl": "0.0"}
+            ]
+        }
+
+    def web_data2(self, user: str) -> dict[str, Any]:
+        """``webData2`` (info and websocket): the account, its open orders and agent, the market."""
+        user = user.lower()
+        agent = next(
+            (
+                (a, self.agent_valid_until.get(a))
+                for (m, _n), a in sorted(self.agent_names.items())
+                if m == user
+            ),
+            (None, None),
+        )
+        cum_ledger = ZERO
+        for rec in self.ledger_updates.get(user, []):
+            d = rec["delta"]
+            if d["type"] == "deposit":
+                cum_ledger += D(d["usdc"])
+            elif d["type"] == "withdraw":
+                cum_ledger -= D(d["usdc"])
+            elif d["type"] == "send":
+                cum_ledger += D(d["usdcValue"]) * (-1 if d["user"] == user else 1)
+        return {
+            "clearinghouseState": clearinghouse_state(
+                self.accounts.get(user), self.mark, self.tiers, self.max_lev, self.now_ms
+            ),
+            "leadingVaults": [],
+            "totalVaultEquity": "0.0",
+            "openOrders": self._frontend_orders(user),
+            "agentAddress": agent[0],
+            "agentValidUntil": agent[1],
+            "cumLedger": fs_usd(cum_ledger),
+            "meta": self.meta(),
+            "assetCtxs": [self.asset_ctx(c) for c in self.coins],
+            "serverTime": self.now_ms,
+            "isVault": False,
+            "user": user,
+            "twapStates": [],
+            "spotState": self._info_spotClearinghouseState({"user": user}),
+            "spotAssetCtxs": self.spot_ctxs(),
+        }
+
+    def _info_webData2(self, req: dict[str, Any]) -> Any:
+        return self.web_data2(self._user(req))
+
+    def _info_userNonFundingLedgerUpdates(self, req: dict[str, Any]) -> Any:
+        recs = self.ledger_updates.get(self._user(req)) or []
+        start = int(req.get("startTime") or 0)
+        end = req.get("endTime")
+        end_i = int(end) if end is not None else 2**62
+        return [r for r in recs if start <= r["time"] <= end_i][:500]
+
+    def _info_predictedFundings(self, req: dict[str, Any]) -> Any:
+        return [
+            [
+                c,
+                [
+                    [
+                        "HlPerp",
+                        {
+                            "fundingRate": fs(self._funding_rate(c)[0]),
+                            "nextFundingTime": self.next_funding_ms,
+                            "fundingIntervalHours": self.cfg.funding_interval_s // 3600 or 1,
+                        },
+                    ]
+                ],
+            ]
+            for c in self.coins
+        ]
+
+    def _info_referral(self, req: dict[str, Any]) -> Any:
+        user = self._user(req)
+        code = self.referred_by.get(user)
+        own = next((c for c, owner in self.referral_codes.items() if owner == user), None)
+        acct = self.accounts.get(user)
+        return {
+            "referredBy": {"referrer": self.referral_codes[code], "code": code} if code else None,
+            "cumVlm": fs_usd(acct.cum_vlm if acct else ZERO),
+            "unclaimedRewards": "0.0",
+            "claimedRewards": "0.0",
+            "builderRewards": "0.0",
+            "referrerState": (
+                {"stage": "ready", "data": {"code": own, "referralStates": []}}
+                if own
+                else {"stage": "needToCreateCode"}
+            ),
+            "rewardHistory": [],
+        }
+
+    # what HL answers for features the sandbox refuses (staking, vaults, TWAP, multi-sig): nobody can
+    # have any, so the true answer is always empty
+    def _info_delegations(self, req: dict[str, Any]) -> Any:
+        return []
+
+    def _info_delegatorSummary(self, req: dict[str, Any]) -> Any:
+        return {
+            "delegated": "0.0",
+            "undelegated": "0.0",
+            "totalPendingWithdrawal": "0.0",
+            "nPendingWithdrawals": 0,
+        }
+
+    def _info_delegatorRewards(self, req: dict[str, Any]) -> Any:
+        return []
+
+    def _info_delegatorHistory(self, req: dict[str, Any]) -> Any:
+        return []
+
+    def _info_userVaultEquities(self, req: dict[str, Any]) -> Any:
+        return []
+
+    def _info_userTwapSliceFills(self, req: dict[str, Any]) -> Any:
+        return []
+
+    def _info_userToMultiSigSigners(self, req: dict[str, Any]) -> Any:
+        return None
 
     def _info_perpDexs(self, req: dict[str, Any]) -> Any:
         return [None]
@@ -1406,8 +1797,17 @@ class Engine:
     def _info_openOrders(self, req: dict[str, Any]) -> Any:
         return [o.wire() for o in self._open_list(self._user(req))]
 
+    def _frontend_orders(self, user: str) -> list[dict[str, Any]]:
+        out = []
+        for o in self._open_list(user):
+            row = o.frontend()
+            if o.oid in self.position_tpsl:
+                row["isPositionTpsl"] = True
+            out.append(row)
+        return out
+
     def _info_frontendOpenOrders(self, req: dict[str, Any]) -> Any:
-        return [o.frontend() for o in self._open_list(self._user(req))]
+        return self._frontend_orders(self._user(req))
 
     def _info_historicalOrders(self, req: dict[str, Any]) -> Any:
         user = self._user(req)

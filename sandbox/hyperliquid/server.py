@@ -21,7 +21,7 @@ from aiohttp import web
 
 from sandbox import persist
 from sandbox.hyperliquid.config import SimConfig, parse_config
-from sandbox.hyperliquid.engine import Engine
+from sandbox.hyperliquid.engine import Engine, UnknownInfoType
 from sandbox.hyperliquid.numbers import D, parse_decimal
 from sandbox.hyperliquid.ws import Hub
 
@@ -145,6 +145,9 @@ async def info_handler(request: web.Request) -> web.StreamResponse:
     st.engine.sync()
     try:
         result = st.engine.info(req)
+    except UnknownInfoType as exc:
+        # as HL answers a type it does not know: the body did not deserialize (unknown variant)
+        return web.Response(status=422, text=f"{BAD_BODY}: {exc}")
     except (KeyError, TypeError, ValueError):
         return web.Response(status=422, text=BAD_BODY)
     st.hub.flush_events()
@@ -400,7 +403,7 @@ async def c_fund(request: web.Request) -> web.StreamResponse:
     st = _st(request)
     body = await _body(request)
     address = str(body["address"]).lower()
-    st.engine.fund(address, _amount(body))
+    st.engine.deposit(address, _amount(body))
     return _json({"ok": True, "account": st.engine.account_dump(address)})
 
 
@@ -500,6 +503,51 @@ async def _on_shutdown(app: web.Application) -> None:
     await st.hub.drop_all()
 
 
+# (method, path, what it does): the index at ``/`` and ``/control``
+CONTROL_API: list[tuple[str, str, str]] = [
+    ("POST", "/info", "HL's info endpoint ({type: ...}); unknown types answer 422 as HL does"),
+    ("POST", "/exchange", "HL's signed actions (orders, cancels, transfers, agents, ...)"),
+    ("GET", "/ws", "HL's websocket (subscribe / unsubscribe / ping / post)"),
+    ("GET", "/control/state", "engine state: prices, accounts, agents, liquidations, faults, websocket"),
+    ("GET", "/control/accounts", "the funded accounts of the config (address, private key, usdc)"),
+    ("GET", "/control/account?address=0x..", "one account's state"),
+    ("GET", "/control/time", "the simulated time, clock mode and next funding time"),
+    ("POST", "/control/price", "set a coin's price {coin, px}"),
+    ("POST", "/control/shock", "move a coin's price by pct {coin, pct}"),
+    ("POST", "/control/jump", "a jump {coin, pct?} (random size without pct)"),
+    ("POST", "/control/prices/pause", "stop price moves {coins?}"),
+    ("POST", "/control/prices/resume", "resume price moves {coins?}"),
+    ("POST", "/control/ws/pause", "stop sending websocket messages"),
+    ("POST", "/control/ws/resume", "resume sending websocket messages"),
+    ("POST", "/control/ws/drop", "drop every websocket connection {reject_s?}"),
+    ("POST", "/control/latency", "delays {ms, jitter_ms, ws_ms}"),
+    ("POST", "/control/fail", "fail the next requests {mode: 5xx|timeout|err, path, count, ...}"),
+    ("POST", "/control/faults/clear", "clear injected faults and delays"),
+    ("POST", "/control/fund", "deposit USDC to an address {address, usdc} (a ledger update)"),
+    ("POST", "/control/debit", "take USDC from an address {address, usdc}"),
+    (
+        "POST",
+        "/control/position",
+        "set a position {address, coin, szi, entryPx?, leverage?, isolated?, margin?}",
+    ),
+    ("POST", "/control/advance", "advance the clock {seconds} (manual clock: the only way it moves)"),
+    ("POST", "/control/reset", "back to the initial state"),
+]
+
+
+async def c_index(request: web.Request) -> web.StreamResponse:
+    st: State = request.app[STATE_KEY]  # type: ignore[assignment]
+    return _json(
+        {
+            "simulator": "Hyperliquid (XBIT sandbox)",
+            "clock": st.engine.cfg.clock,
+            "seed": st.engine.cfg.seed,
+            "routes": [{"method": m, "path": p, "does": d} for m, p, d in CONTROL_API],
+            "info_types": st.engine.info_types(),
+        }
+    )
+
+
 def build_app(*, seed: int, config: dict[str, Any]) -> web.Application:
     config = dict(config or {})
     state_file = config.pop("state_file", None)
@@ -518,6 +566,9 @@ def build_app(*, seed: int, config: dict[str, Any]) -> web.Application:
     app.router.add_post("/exchange", exchange_handler)
     app.router.add_get("/ws", ws_handler)
     r = app.router
+    r.add_get("/", c_index)
+    r.add_get("/control", c_index)
+    r.add_get("/control/", c_index)
     r.add_get("/control/state", c_state)
     r.add_get("/control/accounts", c_accounts)
     r.add_get("/control/account", c_account)

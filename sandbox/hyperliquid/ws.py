@@ -18,13 +18,15 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from sandbox.hyperliquid.candles import INTERVALS
-from sandbox.hyperliquid.engine import Engine
+from sandbox.hyperliquid.engine import SPOT_PAIRS, Engine
 from sandbox.hyperliquid.numbers import fs, fs_usd, round_sz
 
 log = logging.getLogger(__name__)
 
 Key = tuple[Any, ...]
 MAX_QUEUE = 20_000
+SPOT_COINS = frozenset(p["name"] for p in SPOT_PAIRS)  # known, never traded: no trades, an empty book
+WEB_DATA_EVERY_S = 1.0  # webData2 pushes per subscription at most this often (and after user events)
 
 
 def _dumps(obj: Any) -> str:
@@ -54,6 +56,7 @@ class Hub:
         self.reject_until = 0.0
         self.dropped_total = 0
         self.post_handler: Any = None  # set by the server: async (type, payload) -> response
+        self.web_data_sent: dict[Key, float] = {}  # webData2 subscription -> last push (monotonic)
 
     # ---------------------------------------------------------------------------- connections
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -190,7 +193,7 @@ class Hub:
             return ("allMids",)
         if t in ("l2Book", "trades", "bbo", "activeAssetCtx"):
             coin = sub.get("coin")
-            if coin not in coins:
+            if coin not in coins and coin not in SPOT_COINS:
                 return None
             if t == "l2Book":
                 return ("l2Book", coin, sub.get("nSigFigs"))
@@ -199,7 +202,14 @@ class Hub:
             if sub.get("coin") not in coins or sub.get("interval") not in INTERVALS:
                 return None
             return ("candle", sub["coin"], sub["interval"])
-        if t in ("userFills", "orderUpdates", "userEvents", "userFundings", "userNonFundingLedgerUpdates"):
+        if t in (
+            "userFills",
+            "orderUpdates",
+            "userEvents",
+            "userFundings",
+            "userNonFundingLedgerUpdates",
+            "webData2",
+        ):
             user = sub.get("user")
             if not isinstance(user, str) or not user.startswith("0x"):
                 return None
@@ -214,8 +224,13 @@ class Hub:
     def _initial(self, conn: Conn, key: Key, sub: dict[str, Any]) -> None:
         e = self.engine
         t = key[0]
-        if t == "allMids":
+        if t in ("l2Book", "bbo", "activeAssetCtx") and key[1] in SPOT_COINS:
+            self._send(conn, _dumps(self._spot_snapshot(t, key[1])))
+        elif t == "allMids":
             self._send(conn, _dumps({"channel": "allMids", "data": {"mids": e.all_mids()}}))
+        elif t == "webData2":
+            self._send(conn, _dumps({"channel": "webData2", "data": e.web_data2(key[1])}))
+            self.web_data_sent[key] = time.monotonic()
         elif t == "l2Book":
             self._send(conn, _dumps({"channel": "l2Book", "data": e.l2_book(key[1], key[2])}))
         elif t == "bbo":
@@ -252,17 +267,38 @@ class Hub:
                 ),
             )
         elif t == "userNonFundingLedgerUpdates":
+            updates = list(e.ledger_updates.get(key[1]) or [])
             self._send(
                 conn,
                 _dumps(
                     {
                         "channel": "userNonFundingLedgerUpdates",
-                        "data": {"user": key[1], "isSnapshot": True, "nonFundingLedgerUpdates": []},
+                        "data": {"user": key[1], "isSnapshot": True, "nonFundingLedgerUpdates": updates},
                     }
                 ),
             )
         elif t == "activeAssetData":
             self._send(conn, _dumps({"channel": "activeAssetData", "data": self._asset_data(key[1], key[2])}))
+
+    def _spot_snapshot(self, t: str, coin: str) -> dict[str, Any]:
+        """A spot pair's only message: it never trades here (no book levels, a standing context)."""
+        e = self.engine
+        if t == "activeAssetCtx":
+            ctx = next(c for c in e.spot_ctxs() if c["coin"] == coin)
+            return {"channel": "activeSpotAssetCtx", "data": {"coin": coin, "ctx": ctx}}
+        if t == "bbo":
+            return {"channel": "bbo", "data": {"coin": coin, "time": e.now_ms, "bbo": [None, None]}}
+        return {"channel": "l2Book", "data": {"coin": coin, "time": e.now_ms, "levels": [[], []]}}
+
+    def _push_web_data(self, users: set[str] | None = None) -> None:
+        """webData2 subscribers: at once for ``users`` (they had account events), else at most every
+        ``WEB_DATA_EVERY_S``."""
+        now = time.monotonic()
+        for key in [k for k in self.subs if k[0] == "webData2"]:
+            due = now - self.web_data_sent.get(key, 0.0) >= WEB_DATA_EVERY_S
+            if (users is not None and key[1] in users) or (users is None and due):
+                self.web_data_sent[key] = now
+                self._broadcast(key, {"channel": "webData2", "data": self.engine.web_data2(key[1])})
 
     def _asset_data(self, coin: str, user: str) -> dict[str, Any]:
         e = self.engine
@@ -313,6 +349,7 @@ class Hub:
         fills: dict[str, list[Any]] = {}
         updates: dict[str, list[Any]] = {}
         fundings: dict[str, list[Any]] = {}
+        ledger: dict[str, list[Any]] = {}
         user_events: list[tuple[str, Any]] = []
         for kind, who, data in events:
             if kind == "trades":
@@ -323,6 +360,8 @@ class Hub:
                 updates.setdefault(who, []).append(data)
             elif kind == "userFundings":
                 fundings.setdefault(who, []).append(data)
+            elif kind == "userNonFundingLedgerUpdates":
+                ledger.setdefault(who, []).append(data)
             elif kind == "user":
                 user_events.append((who, data))
         for coin, lst in trades.items():
@@ -342,6 +381,17 @@ class Hub:
             )
         for user, data in user_events:
             self._broadcast(("userEvents", user), {"channel": "user", "data": data})
+        for user, lst in ledger.items():
+            self._broadcast(
+                ("userNonFundingLedgerUpdates", user),
+                {
+                    "channel": "userNonFundingLedgerUpdates",
+                    "data": {"user": user, "nonFundingLedgerUpdates": lst},
+                },
+            )
+        touched = set(fills) | set(updates) | set(fundings) | set(ledger) | {u for u, _d in user_events}
+        if touched:
+            self._push_web_data(touched)
 
     def publish_market(self) -> None:
         """Throttled market streams (allMids, l2Book, bbo, activeAssetCtx, candle) for what changed."""
@@ -356,6 +406,7 @@ class Hub:
             self._broadcast(("allMids",), {"channel": "allMids", "data": {"mids": e.all_mids()}})
         if not dirty:
             return
+        self._push_web_data()
         for key in list(self.subs):
             t = key[0]
             if t not in ("l2Book", "bbo", "activeAssetCtx", "candle") or key[1] not in dirty:

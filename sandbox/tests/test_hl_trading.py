@@ -349,6 +349,15 @@ def test_user_signed_transfers(hl_manual: Any) -> None:
     assert info.user_state(dest.address)["withdrawable"] == "100.0"
     assert ex.withdraw_from_bridge(50, w.address)["status"] == "ok"
     assert info.user_state(w.address)["withdrawable"] == "850.0"
+    # perp -> spot and back (issue 18: implemented, not a silent "ok")
+    assert ex.usd_class_transfer(10, False)["status"] == "ok"
+    assert info.spot_user_state(w.address)["balances"][0]["total"] == "10.0"
+    assert info.user_state(w.address)["withdrawable"] == "840.0"
     assert ex.usd_class_transfer(10, True)["status"] == "ok"
+    assert info.spot_user_state(w.address) == {"balances": []}
+    assert ex.usd_class_transfer(10, True) == {
+        "status": "err",
+        "response": "Insufficient balance for transfer.",
+    }
     too_much = ex.withdraw_from_bridge(10_000, w.address)
     assert too_much["status"] == "err"
