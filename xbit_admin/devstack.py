@@ -51,11 +51,12 @@ os.environ.setdefault("XDG_RUNTIME_DIR", str(STATE / "run"))
 
 # the console's chart library (Makefile target `assets`; served from STATICFILES_DIRS)
 UPLOT = STATE / "node" / "node_modules" / "uplot" / "dist" / "uPlot.iife.min.js"
-# ports `make run` serves on besides the databases: sandbox venues (Procfile `sandbox`) and the web
-SANDBOX_PORTS = {
-    3001: "the sandbox's Hyperliquid",
-    3002: "the sandbox's chains",
-    3003: "the sandbox's webhooks",
+# ports `make run` serves on besides the databases (Procfile `web` and `sandbox`): variable, default
+RUN_PORTS = {
+    "XBIT_PORT": (8000, "the web console and API"),
+    "SANDBOX_HL_PORT": (3001, "the sandbox's Hyperliquid"),
+    "SANDBOX_CHAINS_PORT": (3002, "the sandbox's chains"),
+    "SANDBOX_WEBHOOKS_PORT": (3003, "the sandbox's webhooks"),
 }
 
 
@@ -658,13 +659,17 @@ def services(
     finally:
         if stop_when_done:
             with _signals_deferred(), lease.starting():
+                pg_ours = not os.environ.get("DATABASE_URL") and pg_running(profile)
+                redis_ours = not os.environ.get("REDIS_URL") and redis_running(profile)
                 if not lease.alone():
-                    say(
-                        f"{profile.name} services still used by another command of this checkout: leaving them up"
-                    )
-                elif not os.environ.get("DATABASE_URL") and _others_connected(profile, own_database):
+                    if pg_ours or redis_ours:
+                        say(
+                            f"{profile.name} services still used by another command of this checkout: "
+                            "leaving them up"
+                        )
+                elif pg_ours and _others_connected(profile, own_database):
                     say(f"{profile.name} services still used by other clients: leaving them up")
-                else:
+                else:  # also what is still starting (an interrupted start): only this checkout's
                     _stop_embedded(profile)
         lease.close()
 
@@ -699,11 +704,17 @@ def _term_with_parent() -> None:
 
 def _children() -> list[int]:
     """Live processes whose parent is this one: besides our own children, the orphans re-parented to
-    us (``PR_SET_CHILD_SUBREAPER``) when honcho dies before the processes it started."""
+    us (``PR_SET_CHILD_SUBREAPER``) when honcho dies before the processes it started. Never a database
+    server (they daemonise; one started while we are a subreaper would be re-parented to us)."""
     try:
         import psutil
 
-        return [child.pid for child in psutil.Process().children() if child.status() != psutil.STATUS_ZOMBIE]
+        return [
+            child.pid
+            for child in psutil.Process().children()
+            if child.status() != psutil.STATUS_ZOMBIE
+            and not any(server in " ".join(child.cmdline()[:1]) for server in ("postgres", "redis-server"))
+        ]
     except Exception:
         return []
 
@@ -752,9 +763,12 @@ def _port_problems(ports: dict[int, str]) -> list[str]:
     ]
 
 
-def _run_ports() -> dict[int, str]:
-    web = int(os.environ.get("XBIT_PORT") or 8000)
-    return {web: "the web console and API", **SANDBOX_PORTS}
+def _run_ports() -> dict[str, int]:
+    return {name: int(os.environ.get(name) or default) for name, (default, _what) in RUN_PORTS.items()}
+
+
+def _status(returncode: int) -> str:
+    return f"killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"status {returncode}"
 
 
 def _stop_honcho(proc: subprocess.Popen[bytes]) -> int:
@@ -771,15 +785,15 @@ def _stop_honcho(proc: subprocess.Popen[bytes]) -> int:
 
 def cmd_run() -> int:
     interrupt_on_signals()
-    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-    problems = _port_problems(_run_ports())
+    ports = _run_ports()
+    problems = _port_problems({port: RUN_PORTS[name][1] for name, port in ports.items()})
     if problems:
         for problem in problems:
             say(problem)
         say(
             "not starting: this checkout's processes would talk to whatever holds these ports. Is "
-            "`make run` already running (here or in another checkout)? Stop it first "
-            "(XBIT_PORT=… moves the web port)."
+            "`make run` already running (here or in another checkout)? Stop it first, or move "
+            f"the ports ({', '.join(RUN_PORTS)})."
         )
         return 1
     if not UPLOT.exists():
@@ -790,6 +804,16 @@ def cmd_run() -> int:
     profile = PROFILES["run"]
     with services(profile, stop_when_done=True) as extra:
         extra.setdefault("DJANGO_SETTINGS_MODULE", "xbit_admin.settings.local")
+        # the processes reach the sandbox where the Procfile starts it (moved ports included)
+        hl, chains, hooks = (ports[name] for name in list(RUN_PORTS)[1:])
+        for name, url in (
+            ("HL_API_URL", f"http://127.0.0.1:{hl}"),
+            ("CHAINS_API_URL", f"http://127.0.0.1:{chains}"),
+            ("SLACK_WEBHOOK_URL", f"http://127.0.0.1:{hooks}/slack/xbit-alerts"),
+            ("PAGERDUTY_EVENTS_URL", f"http://127.0.0.1:{hooks}/pagerduty/v2/enqueue"),
+        ):
+            if name not in os.environ:
+                extra[name] = url
         env = _child_env(extra)
         manage = [sys.executable, str(ROOT / "manage.py")]
         proc: subprocess.Popen[bytes] | None = None
@@ -797,6 +821,9 @@ def cmd_run() -> int:
             say("applying migrations …")
             subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], check=True, env=env, cwd=ROOT)
             say("starting every process (Ctrl-C stops them all) …")
+            # only now: the database servers started above must not become our children (they leave
+            # their starter behind when they daemonise), end_children would stop them unasked
+            _prctl(_PR_SET_CHILD_SUBREAPER, 1)
             proc = subprocess.Popen(
                 [sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "start"],
                 env=env,
@@ -809,12 +836,16 @@ def cmd_run() -> int:
             honcho = proc
 
             def sandbox_up() -> bool:
-                return (_port_open(3001) and _port_open(3002)) or honcho.poll() is not None
+                venues = (ports["SANDBOX_HL_PORT"], ports["SANDBOX_CHAINS_PORT"])
+                return all(_port_open(port) for port in venues) or honcho.poll() is not None
 
             # demo data needs the simulated venues (markets from HL's meta, funded hot wallets)
             _wait(sandbox_up, 30, 0.1)
             subprocess.run([*manage, "seed_demo"], check=False, env=env, cwd=ROOT)
-            return proc.wait()
+            status = proc.wait()
+            if status != 0:
+                say(f"honcho exited ({_status(status)}): stopping what is left …")
+            return 1 if status < 0 else status
         except KeyboardInterrupt:
             if proc is not None:
                 _stop_honcho(proc)

@@ -272,7 +272,11 @@ ORPHANS = textwrap.dedent(
     """
     import os, signal, subprocess, sys, time
     from xbit_admin import devstack
+    from pathlib import Path
     devstack._prctl(devstack._PR_SET_CHILD_SUBREAPER, 1)
+    # a database server that daemonises while we are a subreaper becomes our child: never stopped here
+    redis = devstack.Profile("t", Path(sys.argv[1]) / "pg", 0, Path(sys.argv[1]) / "redis", int(sys.argv[2]), False)
+    devstack.redis_start(redis)
     # a "honcho" that starts a long-running process in a session of its own, as honcho does
     honcho = subprocess.Popen([sys.executable, "-c",
         "import subprocess, sys, time; "
@@ -287,29 +291,39 @@ ORPHANS = textwrap.dedent(
         alive = psutil.Process(grandchild).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         alive = False
-    print("RESULT", grandchild, found, alive, flush=True)
+    server_up = devstack.redis_running(redis)
+    devstack.redis_stop(redis)
+    print("RESULT", grandchild, found, alive, server_up, flush=True)
     """
 )
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_CHILD_SUBREAPER is Linux's")
-def test_processes_left_by_a_killed_honcho_are_stopped() -> None:
+def test_processes_left_by_a_killed_honcho_are_stopped_and_only_those(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-c", ORPHANS], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", ORPHANS, str(tmp_path), str(_free_port())],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     ).stdout
-    grandchild, found, alive = out.split("RESULT ", 1)[1].split(" ", 2)
-    assert grandchild in found and alive.strip() == "False", out
+    grandchild, found, alive, server_up = out.split("RESULT ", 1)[1].rsplit(" ", 3)
+    assert f"[{grandchild}]" == found and alive == "False", out
+    assert server_up.strip() == "True", out
 
 
 # ------------------------------------------------------------------ logging
 
 
-def _settings_levels(**env: str) -> dict[str, list[bool]]:
+def _settings_levels(**env: str) -> dict[str, list[int]]:
     script = (
         "import django, json, logging; django.setup()\n"
         "names = ['celery.beat', 'celery.worker.strategy', 'celery.app.trace', 'trading.feed', "
-        "'risk.breakers', 'xbit_admin.alerts.notifications', 'kombu.connection']\n"
-        "print(json.dumps({n: [logging.getLogger(n).isEnabledFor(l) for l in (logging.INFO, logging.WARNING)] for n in names}))\n"
+        "'risk.breakers', 'xbit_admin.alerts.notifications', 'kombu.connection', 'django.request']\n"
+        "levels = {n: [logging.getLogger(n).isEnabledFor(l) for l in (logging.INFO, logging.WARNING)] for n in names}\n"
+        "levels['handlers'] = [sum(not isinstance(h, logging.NullHandler) for h in logging.getLogger(n).handlers)"
+        " for n in ('', 'django', 'celery')]\n"
+        "print(json.dumps(levels))\n"
     )
     base = {k: v for k, v in os.environ.items() if k not in ("LOG_LEVEL", "LOG_JSON")}
     result = subprocess.run(
@@ -326,11 +340,19 @@ def _settings_levels(**env: str) -> dict[str, list[bool]]:
 
 def test_make_run_settings_are_quiet_and_verbose_on_request() -> None:
     quiet = _settings_levels()
-    for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace", "kombu.connection"):
+    for name in (
+        "celery.beat",
+        "celery.worker.strategy",
+        "celery.app.trace",
+        "kombu.connection",
+        "django.request",
+    ):
         assert quiet[name] == [False, True], name  # no INFO, warnings yes
     for name in ("trading.feed", "risk.breakers", "xbit_admin.alerts.notifications"):
         assert quiet[name] == [True, True], name  # the platform's own INFO messages stay
+    assert quiet["handlers"] == [1, 0, 0], "one handler (the root's): every line once, formatted alike"
     verbose = _settings_levels(LOG_LEVEL="info")
+    verbose.pop("handlers")
     assert all(levels == [True, True] for levels in verbose.values()), verbose
 
 
