@@ -1,7 +1,8 @@
 """API fuzzing (issue 10): schemathesis against the OpenAPI schema (``/api/schema/``) of a live web
 process, authenticated as a funded trader with a JWT; every check (schemathesis's default: ``--checks all``
-would override the per-operation exceptions of the config file), a bounded number of examples per
-operation, a bounded wall time.
+would override the per-operation exceptions of the config file) in every phase, stateful included (issue
+#17), a bounded number of examples per operation, a bounded wall time. The web process runs with the
+general rate limits lifted (``bench/common.py``), as the benchmarks do.
 
     make fuzz        # or: python -m xbit_admin.devstack exec --test python bench/fuzz.py [--examples 20]
 
@@ -50,6 +51,7 @@ def seed(hl_url: str) -> str:
     from django.conf import settings
 
     from routing.services import routing_config_update
+    from trading.hl_accounts import hl_sandbox_accounts_setup
     from trading.markets import hl_info, markets_sync
     from trading.venues.hl import reset_gateways
     from wallets.ledger import AccountRef, TransferSpec, ledger_post
@@ -63,6 +65,7 @@ def seed(hl_url: str) -> str:
     routing_config_update(
         asset="*", changes={"global_internalization_enabled": True}, acting_user=None, reason="fuzz"
     )
+    hl_sandbox_accounts_setup(base_url=hl_url)  # orders routed to HL reach funded sandbox accounts
     user = User.objects.create_user("fuzz@xbit.test", "fuzz-password-123")
     ledger_post(
         key=f"fuzz-fund:{user.pk}",
@@ -78,6 +81,17 @@ def seed(hl_url: str) -> str:
         ],
     )
     return access_token_for(user)
+
+
+def wait_quotes(timeout: float) -> bool:
+    from trading.marketdata import get_quote
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all((q := get_quote(asset)) is not None and q.mark for asset in ("BTC", "ETH")):
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def summary(output: str) -> dict[str, object]:
@@ -120,13 +134,14 @@ def main() -> int:
     os.environ["REDIS_URL"] = f"{base}/{redis_db}"
     STATE.mkdir(parents=True, exist_ok=True)
     web: subprocess.Popen[bytes] | None = None
+    feed: subprocess.Popen[bytes] | None = None
     code = 1
     try:
         progress("setting up the fuzz database …")
         setup_django("xbit_fuzz")
         from sandbox.testing import SandboxProcess
 
-        with SandboxProcess(seed=5) as sb:
+        with SandboxProcess(seed=5, config={"hyperliquid": {"default_account_usdc": 50_000_000}}) as sb:
             token = seed(sb.urls["hyperliquid"])
             port = free_port()
             env = dict(
@@ -150,7 +165,18 @@ def main() -> int:
                         "--no-access-log",
                         "--log-level",
                         "warning",
+                        "--no-proxy-headers",  # as the Procfile's web line
                     ],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                # live quotes (the feed, as the Procfile runs it): orders are placed, filled and chained by
+                # the stateful phase instead of all stopping at STALE_PRICE
+                feed = subprocess.Popen(
+                    [sys.executable, str(ROOT / "manage.py"), "run_feed"],
                     env=env,
                     cwd=ROOT,
                     stdout=log,
@@ -159,6 +185,8 @@ def main() -> int:
                 )
             import requests
 
+            if not wait_quotes(60):
+                progress("no live quotes after 60 s: orders will answer STALE_PRICE")
             for _ in range(300):
                 with contextlib.suppress(requests.RequestException):
                     if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
@@ -180,6 +208,10 @@ def main() -> int:
                 "2",
                 "--seed",
                 "10",
+                # every phase, stateful included: links inferred from the schema (dependency analysis)
+                # and Location headers chain the trader's own objects (place → get → cancel, …)
+                "--phases",
+                "examples,coverage,fuzzing,stateful",
                 # signing out (or changing the password) would revoke the fuzzer's own token
                 "--exclude-path-regex",
                 "auth/logout|security/password|security/email",
@@ -233,13 +265,14 @@ def main() -> int:
     except KeyboardInterrupt:
         progress("interrupted")
     finally:
-        if web is not None and web.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(web.pid, signal.SIGTERM)
-            try:
-                web.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(web.pid, signal.SIGKILL)
+        for child in (web, feed):
+            if child is not None and child.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGTERM)
+                try:
+                    child.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.pid, signal.SIGKILL)
         devstack._release_redis_db(base, redis_db, run_id)
     progress(f"web log: {(STATE / 'web.log').relative_to(ROOT)}")
     return code

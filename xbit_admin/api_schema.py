@@ -191,6 +191,27 @@ def _response(status: int, codes: list[ErrorCode], previous: dict[str, Any] | No
     return response
 
 
+NO_NUL = "^[^\\x00]*$"
+
+
+def _strings_without_nul(schema: Any) -> None:
+    """Every free-form string a client sends excludes the NUL character (the API refuses it anywhere,
+    ``request_guard`` / ``StrictJSONParser``: PostgreSQL cannot store it), said as a ``pattern``."""
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        if node.get("type") == "string" and not ({"pattern", "enum", "format"} & node.keys()):
+            node["pattern"] = NO_NUL
+        for key in ("properties", "items", "oneOf", "anyOf", "allOf", "additionalProperties"):
+            child = node.get(key)
+            stack.extend(child.values() if key == "properties" and isinstance(child, dict) else [child])
+
+
 def error_responses_hook(
     result: dict[str, Any], generator: Any, request: Any, public: bool, **_: Any
 ) -> dict[str, Any]:
@@ -198,6 +219,16 @@ def error_responses_hook(
     response per error status it can answer, listing the codes (generic ones first)."""
     views = {(path, method.lower()): callback.cls for path, _, method, callback in generator.endpoints}
     result.setdefault("components", {}).setdefault("schemas", {}).update(error_schemas())
+    for name, component in result["components"]["schemas"].items():
+        if name.endswith("Request"):  # COMPONENT_SPLIT_REQUEST: what clients send
+            _strings_without_nul(component)
+    for item in result.get("paths", {}).values():
+        for operation in item.values():
+            if isinstance(operation, dict):
+                for parameter in operation.get("parameters", []):
+                    _strings_without_nul(parameter.get("schema"))
+                for media in operation.get("requestBody", {}).get("content", {}).values():
+                    _strings_without_nul(media.get("schema"))
     for path, item in result.get("paths", {}).items():
         for method, operation in item.items():
             if not isinstance(operation, dict) or "responses" not in operation:
