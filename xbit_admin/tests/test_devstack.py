@@ -10,12 +10,15 @@ the fixed ports of a `make run` or `make test` in progress."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -61,25 +64,77 @@ def _nothing_running(profile: devstack.Profile) -> bool:
     )
 
 
+WATCHDOG = textwrap.dedent(
+    """
+    import os, shutil, sys, time
+    from pathlib import Path
+    from xbit_admin import devstack
+    parent, root = int(sys.argv[1]), Path(sys.argv[2])
+    while True:
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(1)
+    for pidfile in root.glob("**/postmaster.pid"):
+        devstack.pg_stop(devstack.Profile("t", pidfile.parent, 0, root / "none", 0, False))
+    for pidfile in root.glob("**/redis.pid"):
+        devstack.redis_stop(devstack.Profile("t", root / "none", 0, pidfile.parent, 0, False))
+    shutil.rmtree(root, ignore_errors=True)
+    """
+)
+
+
+@contextlib.contextmanager
+def _scratch(name: str) -> Iterator[Path]:
+    """A directory for a throw-away checkout, outside pytest's temporary root (pytest makes that private
+    at each run, and the embedded PostgreSQL runs as another user when we are root); a watchdog stops
+    its servers and deletes it if this test process is killed before its clean-up."""
+    root = Path(tempfile.mkdtemp(prefix=f"xbit-devstack-{name}-"))
+    watchdog = subprocess.Popen(
+        [sys.executable, "-c", WATCHDOG, str(os.getpid()), str(root)],
+        cwd=ROOT,
+        env=_own_services_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        yield root
+    finally:
+        watchdog.kill()
+        watchdog.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    with _scratch("test") as root:
+        yield root
+
+
 @pytest.fixture(scope="module")
-def first(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.Profile]:
+def first() -> Iterator[devstack.Profile]:
     """Checkout A with its PostgreSQL (initialised once for the module) and Redis running."""
-    profile = _checkout(tmp_path_factory.mktemp("checkout-a"), _free_port(), _free_port())
-    devstack.pg_start(profile)
-    devstack.redis_start(profile)
-    yield profile
-    devstack.cmd_stop([profile])
+    with _scratch("checkout-a") as root:
+        profile = _checkout(root, _free_port(), _free_port())
+        try:
+            devstack.pg_start(profile)
+            devstack.redis_start(profile)
+            yield profile
+        finally:
+            devstack.cmd_stop([profile])
 
 
 # ------------------------------------------------------------------ two checkouts
 
 
 def test_a_second_checkout_refuses_the_first_ones_servers_and_says_whose(
-    first: devstack.Profile, tmp_path: Path
+    first: devstack.Profile, scratch: Path
 ) -> None:
     devstack.pg_start(first)  # its own servers: used
     devstack.redis_start(first)
-    second = _checkout(tmp_path / "checkout-b", first.pg_port, first.redis_port)
+    second = _checkout(scratch / "checkout-b", first.pg_port, first.redis_port)
     checkout_a = str(first.pg_dir.parent.parent)
 
     with pytest.raises(devstack.PortTaken) as pg:
@@ -116,12 +171,12 @@ def test_a_second_checkout_refuses_the_first_ones_servers_and_says_whose(
     assert devstack.pg_owner(first.pg_port) == str(first.pg_dir)
 
 
-def test_a_foreign_program_on_a_port_is_named(tmp_path: Path) -> None:
+def test_a_foreign_program_on_a_port_is_named(scratch: Path) -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
-        profile = _checkout(tmp_path, port, _free_port())
+        profile = _checkout(scratch, port, _free_port())
         started = time.monotonic()
         with pytest.raises(devstack.PortTaken) as taken:
             devstack.pg_start(profile)
@@ -192,13 +247,16 @@ def _read_until(proc: subprocess.Popen[str], marker: str, seen: list[str], secon
 
 
 @pytest.fixture(scope="module")
-def third(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.Profile]:
+def third() -> Iterator[devstack.Profile]:
     """A checkout whose cluster exists (initialised once) but is stopped."""
-    profile = _checkout(tmp_path_factory.mktemp("checkout-c"), _free_port(), _free_port())
-    devstack.pg_start(profile)
-    devstack.cmd_stop([profile])
-    yield profile
-    devstack.cmd_stop([profile])
+    with _scratch("checkout-c") as root:
+        profile = _checkout(root, _free_port(), _free_port())
+        try:
+            devstack.pg_start(profile)
+            devstack.cmd_stop([profile])
+            yield profile
+        finally:
+            devstack.cmd_stop([profile])
 
 
 @pytest.mark.parametrize(
@@ -299,9 +357,9 @@ ORPHANS = textwrap.dedent(
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_CHILD_SUBREAPER is Linux's")
-def test_processes_left_by_a_killed_honcho_are_stopped_and_only_those(tmp_path: Path) -> None:
+def test_processes_left_by_a_killed_honcho_are_stopped_and_only_those(scratch: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-c", ORPHANS, str(tmp_path), str(_free_port())],
+        [sys.executable, "-c", ORPHANS, str(scratch), str(_free_port())],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -357,8 +415,8 @@ def test_make_run_settings_are_quiet_and_verbose_on_request() -> None:
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[devstack.Profile]:
-    profile = _checkout(tmp_path, 0, _free_port())
+def private_redis(scratch: Path) -> Iterator[devstack.Profile]:
+    profile = _checkout(scratch, 0, _free_port())
     devstack.redis_start(profile)
     yield profile
     devstack.redis_stop(profile)
@@ -427,9 +485,9 @@ def _queued(redis_profile: devstack.Profile, queue: str) -> Callable[[], bool]:
 
 @pytest.mark.slow
 def test_beat_ticks_are_silent_under_make_run_verbose_on_request_and_json_in_production(
-    private_redis: devstack.Profile, tmp_path: Path
+    private_redis: devstack.Profile, scratch: Path
 ) -> None:
-    schedule = ["beat", "-s", str(tmp_path / "beat-schedule")]
+    schedule = ["beat", "-s", str(scratch / "beat-schedule")]
     # the Procfile's beat (no -l): ticks happen (tasks reach the queue), nothing is printed for them
     quiet = _celery(private_redis, schedule, "xbit_admin.settings.local", _queued(private_redis, "critical"))
     assert "Sending due task" not in quiet, quiet
