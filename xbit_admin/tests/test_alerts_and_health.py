@@ -63,10 +63,11 @@ def test_readyz_fails_closed_when_a_check_fails(monkeypatch: Any) -> None:
     assert response.status_code == 503 and response.json()["checks"]["venue"]["ok"] is False
 
 
-def test_metrics_are_exposed_in_prometheus_format() -> None:
+def test_metrics_are_exposed_in_prometheus_format(settings: Any) -> None:
+    settings.METRICS_BEARER_TOKEN = "scrape-token"  # /metrics is closed without one (issue #17)
     client = Client()
     client.get("/healthz")
-    body = client.get("/metrics").content.decode()
+    body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token").content.decode()
     assert "xbit_http_request_seconds_bucket" in body
     assert 'route="healthz"' in body
 
