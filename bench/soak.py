@@ -47,6 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, git_rev, machine, progress, save
+from xbit_admin import devstack
 
 # SOAK_NAME: another name runs a second soak beside one (its own folder and result file)
 NAME = os.environ.get("SOAK_NAME", "soak")
@@ -107,8 +108,6 @@ def ws_drop(soak: Soak) -> None:
 
 
 def redis_restart(soak: Soak) -> None:
-    from xbit_admin import devstack
-
     devstack.redis_stop(soak.profile)
     time.sleep(2)
     devstack.redis_start(soak.profile)
@@ -187,20 +186,10 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def procfile_names() -> list[str]:
-    names = []
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#") and ":" in line:
-            names.append(line.split(":", 1)[0].strip())
-    return names
-
-
 class Platform:
     """honcho with the Procfile, as ``make run`` starts it: the simulated venues first (the demo is
     seeded against them), then every other process, each honcho in its own session; the output of both
     goes to ``platform.log``."""
-
-    VENUES = ("sandbox",)
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
@@ -222,10 +211,10 @@ class Platform:
         log.close()
 
     def start_venues(self) -> None:
-        self._honcho(list(self.VENUES))
+        self._honcho(list(devstack.VENUE_PROCESSES))
 
     def start_platform(self) -> None:
-        self._honcho([name for name in procfile_names() if name not in self.VENUES])
+        self._honcho([n for n in devstack.procfile_names() if n not in devstack.VENUE_PROCESSES])
 
     def stop(self) -> None:
         for proc in reversed(self.procs):  # the platform first, the venues it talks to last
@@ -618,8 +607,6 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=float(os.environ.get("SOAK_MINUTES", "30")))
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    from xbit_admin import devstack
-
     soak = Soak(minutes=args.minutes, faults=market_day())
     soak.profile = devstack.Profile(
         NAME, STATE / "pg", free_port(), STATE / "redis", free_port(), durable=False

@@ -783,7 +783,22 @@ def _status(returncode: int) -> str:
     return f"killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"status {returncode}"
 
 
+# Procfile processes started (and the demo seeded against them) before the rest of the platform
+VENUE_PROCESSES = ("sandbox",)
+
+
+def procfile_names() -> list[str]:
+    """The Procfile's process names, in its order."""
+    names = []
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and ":" in line:
+            names.append(line.split(":", 1)[0].strip())
+    return names
+
+
 def _stop_honcho(proc: subprocess.Popen[bytes]) -> int:
+    if proc.poll() is not None:
+        return proc.returncode
     with _signals_deferred():
         say("stopping every process …")
         with contextlib.suppress(ProcessLookupError):
@@ -828,39 +843,48 @@ def cmd_run() -> int:
                 extra[name] = url
         env = _child_env(extra)
         manage = [sys.executable, str(ROOT / "manage.py")]
-        proc: subprocess.Popen[bytes] | None = None
+        procs: list[subprocess.Popen[bytes]] = []
         try:
             say("applying migrations …")
             subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], check=True, env=env, cwd=ROOT)
-            say("starting every process (Ctrl-C stops them all) …")
             # only now: the database servers started above must not become our children (they leave
             # their starter behind when they daemonise), end_children would stop them unasked
             _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "start"],
-                env=env,
-                cwd=ROOT,
-                # its own session: the terminal's signals reach devstack, which stops honcho (and then
-                # the databases) in order; a dead devstack takes honcho with it
-                start_new_session=True,
-                preexec_fn=_term_with_parent,  # devstack is single-threaded: safe
-            )
-            honcho = proc
+
+            def honcho(names: list[str]) -> subprocess.Popen[bytes]:
+                return subprocess.Popen(
+                    [sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "start", *names],
+                    env=env,
+                    cwd=ROOT,
+                    # its own session: the terminal's signals reach devstack, which stops honcho (and
+                    # then the databases) in order; a dead devstack takes honcho with it
+                    start_new_session=True,
+                    preexec_fn=_term_with_parent,  # devstack is single-threaded: safe
+                )
+
+            # The simulated venues first and the demo seeded against them (markets from HL's meta, HL
+            # capital, funded hot wallets, the reserve), then the platform: its first checks must see
+            # the demo's books, not an empty platform (a reserve and hot wallets at 0 page P0s).
+            say("starting the simulated venues …")
+            venues = honcho(list(VENUE_PROCESSES))
+            procs.append(venues)
 
             def sandbox_up() -> bool:
-                venues = (ports["SANDBOX_HL_PORT"], ports["SANDBOX_CHAINS_PORT"])
-                return all(_port_open(port) for port in venues) or honcho.poll() is not None
+                ports_up = (ports["SANDBOX_HL_PORT"], ports["SANDBOX_CHAINS_PORT"])
+                return all(_port_open(port) for port in ports_up) or venues.poll() is not None
 
-            # demo data needs the simulated venues (markets from HL's meta, funded hot wallets)
             _wait(sandbox_up, 30, 0.1)
             subprocess.run([*manage, "seed_demo"], check=False, env=env, cwd=ROOT)
+            say("starting every process (Ctrl-C stops them all) …")
+            proc = honcho([name for name in procfile_names() if name not in VENUE_PROCESSES])
+            procs.append(proc)
             status = proc.wait()
             if status != 0:
                 say(f"honcho exited ({_status(status)}): stopping what is left …")
             return 1 if status < 0 else status
         except KeyboardInterrupt:
-            if proc is not None:
-                _stop_honcho(proc)
+            for each in reversed(procs):  # the platform first, then the venues it talks to
+                _stop_honcho(each)
             return 0
         finally:
             with _signals_deferred():
