@@ -579,6 +579,8 @@ def reconciliation_run_view(request: HttpRequest) -> HttpResponse:
 
 @staff_required("view_risk")
 def reconciliation_view(request: HttpRequest) -> HttpResponse:
+    from risk.config import risk_config
+
     dims = reads.recon_latest_by_dimension()
     summary: dict[str, dict[str, Any]] = {}
     for d in dims:
@@ -598,8 +600,19 @@ def reconciliation_view(request: HttpRequest) -> HttpResponse:
             "dims": dims,
             "summary": list(summary.values()),
             "can_run": can(request.user, "manage_risk_config"),
+            "thresholds": _recon_thresholds(risk_config()),
         },
     )
+
+
+def _recon_thresholds(cfg: Any) -> dict[str, str]:
+    """The run-time thresholds, as the page states them (risk config)."""
+    return {
+        "warn_pct": f"{cfg.reconciliation_warn_rate * 100:g}",
+        "critical_pct": f"{cfg.reconciliation_critical_rate * 100:g}",
+        "warn_min": f"{cfg.reconciliation_warn_min_usdc:g}",
+        "critical_min": f"{cfg.reconciliation_critical_min_usdc:g}",
+    }
 
 
 RECON_RANGES = {"24h": 1, "7d": 7, "30d": 30}
