@@ -63,7 +63,12 @@ def test_averaged_entries_with_many_decimals_agree_with_a_recompute_to_the_last_
     a, b = make_trader(), make_trader()
     fund(a, "50000")
     fund(b, "50000")
-    for size, entry in (("0.00137", "80124"), ("0.00291", "81235"), ("0.01003", "79877"), ("0.00019", "80003")):
+    for size, entry in (
+        ("0.00137", "80124"),
+        ("0.00291", "81235"),
+        ("0.01003", "79877"),
+        ("0.00019", "80003"),
+    ):
         open_position(a, size=size, entry=entry, leverage=10)
         open_position(b, side="SELL", size=size, entry=entry, leverage=10, margin_mode="CROSS")
     deliver()
