@@ -174,9 +174,23 @@ def _tif(order: Order) -> str:
 # ------------------------------------------------------------------------------------------ 3. apply
 
 
+# HL's answer to an IOC that found no resting order within its limit price
+NO_LIQUIDITY = "Order could not immediately match against any resting orders"
+
+
 def apply_result(*, order: Order, result: OrderResult, quote: Quote | None = None) -> Order:
     """HL's answer to our order becomes state (step 3)."""
     if result.kind == "error":
+        if NO_LIQUIDITY in (result.error or ""):
+            # an IOC with nothing on HL's book within its price limit: the market moved past the
+            # order's slippage — the client's to decide (a 4xx), not a venue failure to retry
+            return _fail(
+                order,
+                ErrorCode.SLIPPAGE_EXCEEDED,
+                f"Nothing on Hyperliquid's book within the order's price limit {order.hl_limit_price} "
+                "(the market moved); nothing was traded.",
+                hl_error=result.error,
+            )
         return _fail(order, ErrorCode.VENUE_ERROR, f"Hyperliquid: {result.error}", hl_error=result.error)
     assert result.oid is not None
     if result.kind == "resting":

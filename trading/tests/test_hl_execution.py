@@ -625,3 +625,28 @@ def test_trade_details_reconcile_when_part_of_the_order_was_booked_by_trade_id(
     assert fill_details_reconcile(order_id=order.pk, fills=trades) is True
     answered = Fill.objects.get(order=order, hl_tid__isnull=True)
     assert answered.hl_fee == sum((t.fee for t in trades[1:]), D(0))
+
+
+def test_an_hl_order_finding_no_liquidity_within_its_limit_is_a_slippage_refusal_not_a_venue_error(
+    venue: Venue, trader: Any
+) -> None:
+    """HL answers an IOC with nothing on its book within the limit price with an error; that is the
+    market moving past the order's slippage (a 400 the client decides on), not a failure to retry."""
+    _bid, _ask, mid = venue.refresh_quote("ETH")
+    venue.control("shock", {"coin": "ETH", "pct": 15})  # HL moves; our quote has not seen it yet
+    before = hl_position("ETH")
+    with pytest.raises(ApplicationError) as refused:
+        order_place(
+            user=trader,
+            inp=order_input(
+                asset="ETH",
+                side="BUY",
+                order_type="MARKET",
+                size=str(margin.floor_size(D(15_000) / mid, 4)),
+                leverage=5,
+            ),
+        )
+    assert refused.value.code == "SLIPPAGE_EXCEEDED" and refused.value.http_status == 400
+    order = Order.objects.get(pk=refused.value.details["order_id"])
+    assert order.status == "REJECTED" and order.filled_size == 0
+    assert hl_position("ETH") == before and holds(trader) == 0
