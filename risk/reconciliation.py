@@ -157,31 +157,40 @@ USER_KINDS = ("cash", "isolated_margin", "order_hold", "pending_withdrawal")
 CUSTODY_KINDS = ("hot_wallet", "cold_wallet", "deposit_clearing", "withdrawal_clearing")
 
 
-def unrealized_pnl(*, source: str | None = None) -> dict[str, Decimal]:
-    """Σ unrealized P&L of the open positions per asset at our mark (spec 04: direction × (mark − entry)
-    × size); an asset without a mark counts at its entry (0), which the details of the row show."""
+def _open_position_sums(source: str | None = None) -> list[dict[str, Any]]:
+    """Open positions per asset and direction: Σ size and Σ size × entry (one aggregate query)."""
     from django.db.models import F, Sum
 
-    from trading.marketdata import get_quotes
     from trading.models import Position
 
     qs = Position.objects.filter(status=Position.Status.OPEN)
     if source is not None:
         qs = qs.filter(source=source)
-    rows = list(
-        qs.values("asset", "direction")
-        .annotate(total_size=Sum("size"), cost=Sum(F("size") * F("entry_price")))
-        .order_by()
+    rows = qs.values("asset", "direction").annotate(
+        total_size=Sum("size"), cost=Sum(F("size") * F("entry_price"))
     )
-    quotes = get_quotes({r["asset"] for r in rows})
+    return [dict(r) for r in rows.order_by()]
+
+
+def _pnl_at(rows: list[dict[str, Any]], marks: dict[str, Decimal]) -> dict[str, Decimal]:
+    """Σ direction × (mark × size − cost) per asset; an asset without a mark counts at its entry (0)."""
     out: dict[str, Decimal] = {}
     for r in rows:
-        quote = quotes.get(r["asset"])
-        mark = quote.mark if quote is not None and quote.mark else None
+        mark = marks.get(r["asset"])
         pnl = (mark * r["total_size"] - r["cost"]) if mark is not None else ZERO
         sign = 1 if r["direction"] == "LONG" else -1
         out[r["asset"]] = out.get(r["asset"], ZERO) + sign * pnl
     return out
+
+
+def unrealized_pnl(*, source: str | None = None) -> dict[str, Decimal]:
+    """Σ unrealized P&L of the open positions per asset at our mark (spec 04: direction × (mark − entry)
+    × size); an asset without a mark counts at its entry (0), which the details of the row show."""
+    from trading.marketdata import get_quotes
+
+    rows = _open_position_sums(source)
+    quotes = get_quotes({r["asset"] for r in rows})
+    return _pnl_at(rows, {a: q.mark for a, q in quotes.items() if q.mark})
 
 
 def _platform_journal() -> dict[str, Decimal]:
@@ -313,22 +322,11 @@ def check_hl_account_value(run_id: str) -> list[ReconciliationLog]:
 
 def _users_hl_unrealized(marks: dict[str, Decimal]) -> dict[str, Decimal]:
     """Σ users' unrealized P&L of their open HYPERLIQUID positions per asset, at HL's ``marks``; an asset
-    HL holds none of nets to zero, so its sum is −(long cost − short cost) at any mark."""
-    from django.db.models import F, Sum
+    HL holds none of nets to zero, so its sum is −(long cost − short cost) at any mark (0 here)."""
+    from trading.models import Source
 
-    from trading.models import Position, Source
-
-    out: dict[str, Decimal] = {}
-    for r in (
-        Position.objects.filter(status=Position.Status.OPEN, source=Source.HYPERLIQUID)
-        .values("asset", "direction")
-        .annotate(total_size=Sum("size"), cost=Sum(F("size") * F("entry_price")))
-        .order_by()
-    ):
-        mark = marks.get(r["asset"], ZERO)
-        sign = 1 if r["direction"] == "LONG" else -1
-        out[r["asset"]] = out.get(r["asset"], ZERO) + sign * (mark * r["total_size"] - r["cost"])
-    return out
+    rows = _open_position_sums(Source.HYPERLIQUID)
+    return _pnl_at(rows, {r["asset"]: marks.get(r["asset"], ZERO) for r in rows})
 
 
 # ------------------------------------------------------------------------------------------ funding mirror
