@@ -13,7 +13,7 @@ from django.db.models import Q
 
 from risk.liquidation import cross_leg_of, triggers_record
 from risk.liquidation_core import CrossBook, Hit, IsolatedPosition, LiquidationIndex
-from risk.marks import effective_marks
+from risk.marks import liquidation_marks
 from risk.models import LiquidationTrigger
 from trading.account import SIGN as MARGIN_SIDE
 from trading.account import margin_table_for_asset
@@ -102,7 +102,7 @@ def liquidation_sweep(*, marks: dict[str, Decimal] | None = None, wake: bool = T
     liquidatable and not yet triggered, and re-drive due triggers (stuck leases, retries)."""
     positions = open_positions()
     assets = {p.asset for p in positions}
-    marks = marks if marks is not None else effective_marks(assets)
+    marks = marks if marks is not None else liquidation_marks(assets)
     index = LiquidationIndex()
     index.marks.update(marks)
     index.load(

@@ -167,8 +167,8 @@ class LiquidationWatcher:
         return len(hits)
 
     def _price_jump(self, asset: str, mark: Decimal) -> Decimal | None:
-        """The mark detection should use: the new one, or the held last valid price while the
-        price-jump breaker is tripped (recorded in the breaker row)."""
+        """The mark detection should use: the new one, or None while the price-jump breaker is tripped
+        (recorded in the breaker row): detection on the asset waits until the new level is confirmed."""
         if not self.price_jump:
             return mark
         from risk.breakers import price_jump_event
@@ -187,8 +187,7 @@ class LiquidationWatcher:
             except Exception:
                 logger.exception("could not record the price-jump breaker for %s", asset)
         if state.tripped:
-            held = state.last_valid
-            return held if held is not None and held != self.index.marks.get(asset) else None
+            return None  # a held price liquidates nobody (``risk.marks``): wait for the confirmed level
         return mark
 
 

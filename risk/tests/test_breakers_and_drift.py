@@ -108,6 +108,32 @@ def test_a_price_jump_holds_the_last_valid_price_until_normal_updates(markets: A
     assert effective_marks(["BTC"])["BTC"] == D("110000") and "stale_price" not in force_hl("BTC")
 
 
+def test_a_held_price_liquidates_nobody_until_the_new_level_is_confirmed(
+    btc_mmr_0_004: Any, trader: Any, open_position: Any, set_quote: Any
+) -> None:
+    """BTC drops 10 % in one update: the breaker holds 100,000. A short opened at the new level
+    (90,000, 10×) would look bankrupt at the held price; the sweep must not liquidate it. Once the
+    level is confirmed the sweep judges it at 90,000 and leaves it open."""
+    from risk.detection import liquidation_sweep
+    from risk.liquidation import liquidations_drain
+    from risk.models import LiquidationTrigger
+
+    short = open_position(trader, size="0.1", entry="90000", leverage=10, side="SELL")
+    set_quote("BTC", "90000")
+    price_jump_event("BTC", "trip", held_price=D("100000"), mark=D("90000"))
+    assert effective_marks(["BTC"])["BTC"] == D("100000")
+    report = liquidation_sweep(wake=False)
+    liquidations_drain()
+    short.refresh_from_db()
+    assert short.status == "OPEN" and report["liquidatable"] == 0
+    assert not LiquidationTrigger.objects.filter(position_id=short.pk).exists()
+    price_jump_event("BTC", "reset", held_price=None, mark=D("90000"))
+    assert liquidation_sweep(wake=False)["liquidatable"] == 0
+    # and the confirmed level liquidates as usual
+    set_quote("BTC", "100000")
+    assert liquidation_sweep(wake=False)["liquidatable"] == 1
+
+
 def test_hl_latency_alerts_over_200_ms_trips_over_500_and_resets_automatically(db: Any) -> None:
     assert hl_latency_check(latency_ms=300) == "WARNING" and "hl_latency" not in force_hl()
     assert hl_latency_check(latency_ms=650) == "TRIPPED" and "hl_latency" in force_hl()
