@@ -13,7 +13,7 @@ import pytest
 if TYPE_CHECKING:
     from django.test import Client
 
-    from xbit_admin.accounts.roles import Role
+    from core.accounts.roles import Role
 
 _counter = itertools.count(1)
 PASSWORD = "correct-horse-battery-9"
@@ -45,7 +45,7 @@ def _clear_cache() -> Iterator[None]:
             client.set("xbit:test-run-owner", owner, ex=3 * 3600)
         # and the process caches of configuration (a value a previous test loaded inside its rolled-back
         # transaction must not outlive it)
-        from xbit_admin.live_config import _invalidate_all
+        from core.live_config import _invalidate_all
 
         _invalidate_all()
     yield
@@ -57,7 +57,7 @@ def _defaults_after_flush(request: pytest.FixtureRequest) -> None:
     marker = request.node.get_closest_marker("django_db")
     if marker is not None and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])):
         request.getfixturevalue("transactional_db")
-        from xbit_admin.defaults import ensure_all
+        from core.defaults import ensure_all
 
         ensure_all()
 
@@ -67,7 +67,7 @@ def make_staff(db: Any) -> Callable[..., Any]:
     from django.contrib.auth.models import Group
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
-    from xbit_admin.accounts.models import User
+    from core.accounts.models import User
 
     def _make(role: Role | None, *, email: str | None = None, with_device: bool = True) -> Any:
         email = email or f"staff{next(_counter)}@xbit.test"
@@ -83,7 +83,7 @@ def make_staff(db: Any) -> Callable[..., Any]:
 
 @pytest.fixture
 def make_trader(db: Any) -> Callable[..., Any]:
-    from xbit_admin.accounts.models import User
+    from core.accounts.models import User
 
     def _make(*, email: str | None = None, **extra: Any) -> Any:
         return User.objects.create_user(email or f"trader{next(_counter)}@xbit.test", PASSWORD, **extra)

@@ -19,7 +19,7 @@ RESULTS = ROOT / "bench" / "results"
 # The benchmarks and drills drive the API far past one client's budget (spec 08's 1,000 orders/s from a
 # handful of traders on one address): this process and every web process they start run with the
 # general rate limits lifted. The limiter still runs (its Redis call and headers are measured); it
-# never refuses (xbit_admin/rate_limit.py).
+# never refuses (core/rate_limit.py).
 os.environ["API_RATE_LIMITS_LIFTED"] = "1"
 
 

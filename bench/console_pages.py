@@ -42,6 +42,10 @@ def seed(meta: dict[str, Any]) -> dict[str, Any]:
     from django_otp.oath import totp
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
+    from core.accounts.models import User
+    from core.alerts.services import alert_raise
+    from core.audit.services import audit_record
+    from core.defaults import ensure_all
     from routing.models import RoutingDecisionLog
     from routing.services import routing_config_update, routing_mode_switch
     from trading.marketdata import quote_update
@@ -50,10 +54,6 @@ def seed(meta: dict[str, Any]) -> dict[str, Any]:
     from wallets.ledger import AccountRef, TransferSpec, ledger_post
     from wallets.models import AccountKind, Deposit, TransferKind
     from wallets.services import withdrawal_confirm, withdrawal_request
-    from xbit_admin.accounts.models import User
-    from xbit_admin.alerts.services import alert_raise
-    from xbit_admin.audit.services import audit_record
-    from xbit_admin.defaults import ensure_all
 
     ensure_all()
     markets_sync(meta=meta)

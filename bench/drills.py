@@ -503,8 +503,8 @@ def events_behind() -> dict[str, int]:
     """Work the long-running loops have not done yet, once the load has stopped: outbox rows the relay
     has not published, and per consumer group (risk exposure, alert notifier) stream entries not yet
     delivered plus delivered but not acknowledged. A loop that died or wedged leaves these growing."""
-    from xbit_admin.events.models import OutboxEvent
-    from xbit_admin.events.services import STREAM, redis_client
+    from core.events.models import OutboxEvent
+    from core.events.services import STREAM, redis_client
 
     out = {"outbox_unpublished": OutboxEvent.objects.filter(published_at__isnull=True).count()}
     client = redis_client()
@@ -518,7 +518,7 @@ def events_behind() -> dict[str, int]:
 def run_drill(ctx: Ctx, load: Load, name: str, action: Any, seconds: float) -> dict[str, Any]:
     import requests
 
-    from xbit_admin.loops import db_recover
+    from core.loops import db_recover
 
     progress(f"drill: {name}")
     load.start()
@@ -609,14 +609,14 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 def seed(hl_url: str, traders: int) -> list[str]:
     from django.conf import settings
 
+    from core.accounts.models import User
+    from core.accounts.tokens import access_token_for
     from routing.services import routing_config_update
     from trading.hl_accounts import hl_sandbox_accounts_setup
     from trading.markets import hl_info, markets_sync
     from trading.venues.hl import reset_gateways
     from wallets.ledger import AccountRef, TransferSpec, ledger_post
     from wallets.models import AccountKind, TransferKind
-    from xbit_admin.accounts.models import User
-    from xbit_admin.accounts.tokens import access_token_for
 
     settings.HL_API_URL = hl_url
     reset_gateways()
@@ -658,7 +658,7 @@ def wait_quotes(timeout: float = 60) -> bool:
 
 
 def wait_gate_open(timeout: float = 90) -> bool:
-    from xbit_admin.platform.models import PlatformState
+    from core.platform.models import PlatformState
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

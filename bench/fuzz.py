@@ -50,14 +50,14 @@ def free_port() -> int:
 def seed(hl_url: str) -> str:
     from django.conf import settings
 
+    from core.accounts.models import User
+    from core.accounts.tokens import access_token_for
     from routing.services import routing_config_update
     from trading.hl_accounts import hl_sandbox_accounts_setup
     from trading.markets import hl_info, markets_sync
     from trading.venues.hl import reset_gateways
     from wallets.ledger import AccountRef, TransferSpec, ledger_post
     from wallets.models import AccountKind, TransferKind
-    from xbit_admin.accounts.models import User
-    from xbit_admin.accounts.tokens import access_token_for
 
     settings.HL_API_URL = hl_url
     reset_gateways()

@@ -33,6 +33,7 @@ def main() -> None:
     from eth_account import Account
     from hyperliquid.exchange import Exchange
 
+    from core.accounts.models import User
     from routing.services import routing_config_update
     from sandbox.testing import SandboxProcess
     from trading.hl_accounts import hl_sandbox_accounts_setup
@@ -42,7 +43,6 @@ def main() -> None:
     from trading.venues.hl import meta_from_markets, reset_gateways
     from wallets.ledger import AccountRef, TransferSpec, ledger_post
     from wallets.models import AccountKind, TransferKind
-    from xbit_admin.accounts.models import User
 
     with SandboxProcess(seed=3, config={"hyperliquid": {"default_account_usdc": 50_000_000}}) as sb:
         url = sb.urls["hyperliquid"]

@@ -104,8 +104,8 @@ def staff_session_cookie() -> str:
     from django_otp import DEVICE_ID_SESSION_KEY
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
-    from xbit_admin.accounts.models import User
-    from xbit_admin.accounts.roles import Role
+    from core.accounts.models import User
+    from core.accounts.roles import Role
 
     user = User.objects.create_user("bench-risk@xbit.test", "bench-password-123", is_staff=True)
     user.groups.add(Group.objects.get(name=str(Role.RISK_MANAGER)))
@@ -218,7 +218,7 @@ def btc_long_size() -> Decimal:
 
 def relay_lag(order_ids: list[int]) -> dict[str, Any] | None:
     """The relay's share, from the outbox rows (created before the commit, published after it)."""
-    from xbit_admin.events.models import OutboxEvent
+    from core.events.models import OutboxEvent
 
     rows = OutboxEvent.objects.filter(topic="trading.fill", payload__order_id__in=order_ids).values_list(
         "created_at", "published_at"
@@ -241,12 +241,12 @@ def withdrawals(chains_url: str, n: int) -> dict[str, Any]:
     from django.core import mail
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
+    from core.accounts.models import User
     from sandbox.chains.client import ChainsClient, ChainsHTTPError, Wallet
     from wallets.chains import spec
     from wallets.ledger import AccountRef, TransferSpec, ledger_post
     from wallets.models import Withdrawal
     from wallets.services import hot_wallet_key, withdrawal_confirm, withdrawal_request
-    from xbit_admin.accounts.models import User
 
     settings.CHAINS_API_URL = chains_url
     chains = ChainsClient(chains_url)
@@ -343,7 +343,7 @@ def main() -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "xbit_admin.settings.test"
     setup_django(DB)
     from bench.trading_core import keep_quotes_fresh, seed
-    from xbit_admin.defaults import ensure_all
+    from core.defaults import ensure_all
 
     ensure_all()
     logs = Path(tempfile.mkdtemp(prefix="bench-push-"))

@@ -31,9 +31,9 @@ def prepare(urls: dict[str, str], positions: int) -> dict[str, Any]:
     from django.conf import settings
 
     from bench.risk_core import seed
+    from core.defaults import ensure_all
     from risk.exposure import exposure_recompute
     from trading.hl_accounts import hl_sandbox_accounts_setup
-    from xbit_admin.defaults import ensure_all
 
     settings.HL_API_URL = urls["hyperliquid"]
     settings.CHAINS_API_URL = urls["chains"]

@@ -115,8 +115,8 @@ class RawFill:
     the position update are spelled out."""
 
     def __init__(self, conn: Any) -> None:
+        from core.locks import USER_NAMESPACE
         from wallets.models import AccountKind, TransferKind
-        from xbit_admin.locks import USER_NAMESPACE
 
         self.conn = conn
         self.lock_namespace = USER_NAMESPACE

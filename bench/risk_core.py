@@ -46,6 +46,7 @@ def seed(meta: dict[str, Any], n_positions: int) -> dict[str, Any]:
     from django.db import transaction
     from django.utils import timezone
 
+    from core.accounts.models import User
     from routing.services import routing_config_update
     from trading import margin
     from trading.account import margin_table_for_asset
@@ -54,7 +55,6 @@ def seed(meta: dict[str, Any], n_positions: int) -> dict[str, Any]:
     from trading.models import Position
     from wallets.ledger import AccountRef, TransferSpec, ledger_post
     from wallets.models import AccountKind, TransferKind
-    from xbit_admin.accounts.models import User
 
     markets_sync(meta=meta)
     routing_config_update(
@@ -362,9 +362,9 @@ def run(args: argparse.Namespace) -> None:
         meta = json.loads(urllib.request.urlopen(request, timeout=10).read())  # noqa: S310
     from django.conf import settings
 
+    from core.defaults import ensure_all
     from risk.config import risk_config, risk_config_update
     from wallets.ledger import ledger_invariant_violations
-    from xbit_admin.defaults import ensure_all
 
     ensure_all()
     if args.batch_size is not None:

@@ -302,7 +302,7 @@ def _readyz(base: str) -> str:
 def _gate() -> tuple[bool, str]:
     from django.db import close_old_connections
 
-    from xbit_admin.platform.models import PlatformState
+    from core.platform.models import PlatformState
 
     try:
         row = PlatformState.objects.filter(key="orders").values("ready", "reason").first()
@@ -415,9 +415,9 @@ def report(soak: Soak) -> dict[str, Any]:
     from django.utils import timezone
 
     from bench.drills import celery_backlog, events_behind, invariants
+    from core.alerts.models import Alert
     from risk.reconciliation import reconciliation_run
     from trading.models import Order
-    from xbit_admin.alerts.models import Alert
 
     close_old_connections()
     since = datetime.fromtimestamp(soak.started, tz=UTC)

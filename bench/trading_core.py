@@ -27,12 +27,12 @@ SERVICE_ORDERS = 2000
 def seed(meta: dict[str, Any]) -> list[Any]:
     from django.db import transaction
 
+    from core.accounts.models import User
     from routing.services import routing_config_update
     from trading.marketdata import quote_update
     from trading.markets import markets_sync
     from wallets.ledger import AccountRef, TransferSpec, ledger_post
     from wallets.models import AccountKind, TransferKind
-    from xbit_admin.accounts.models import User
 
     markets_sync(meta=meta)
     routing_config_update(
@@ -221,7 +221,7 @@ def bench_http(users: list[Any], server: str, workers: int) -> list[dict[str, An
                 break
             except OSError:
                 time.sleep(0.2)
-        from xbit_admin.accounts.tokens import access_token_for
+        from core.accounts.tokens import access_token_for
 
         tokens = [access_token_for(u) for u in users[:32]]
         results = []

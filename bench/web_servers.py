@@ -124,7 +124,7 @@ def main() -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "xbit_admin.settings.test"
     setup_django(DB)
     from bench.trading_core import keep_quotes_fresh, seed
-    from xbit_admin.accounts.tokens import access_token_for
+    from core.accounts.tokens import access_token_for
 
     with SandboxProcess(seed=13) as sb:
         meta = sandbox_meta(sb.urls["hyperliquid"])

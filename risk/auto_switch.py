@@ -16,8 +16,8 @@ from typing import Any
 
 from django.db import transaction
 
+from core.alerts.services import alert_raise, alert_resolve_condition
 from routing.decision import AutoSwitchPolicy, Mode, auto_mode
-from xbit_admin.alerts.services import alert_raise, alert_resolve_condition
 
 logger = logging.getLogger(__name__)
 

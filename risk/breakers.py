@@ -27,17 +27,17 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from core.alerts.services import alert_raise, alert_resolve_condition
+from core.audit.services import audit_record
+from core.errors import ApplicationError, ErrorCode
+from core.live import broadcast_on_commit
+from core.live_config import invalidate
 from risk import breaker_rules as rules
 from risk.config import risk_config
 from risk.models import CircuitBreaker
 from routing.models import GLOBAL
 from routing.services import routing_force_hl_set, routing_hl_halt_set, routing_threshold_factor_set
 from trading.models import Market, TradingState
-from xbit_admin.alerts.services import alert_raise, alert_resolve_condition
-from xbit_admin.audit.services import audit_record
-from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.live import broadcast_on_commit
-from xbit_admin.live_config import invalidate
 
 logger = logging.getLogger(__name__)
 Kind = CircuitBreaker.Kind

@@ -12,12 +12,12 @@ from django.forms.models import model_to_dict
 from django.http import HttpRequest
 from django.utils import timezone
 
+from core.audit.services import audit_record
+from core.defaults import register
+from core.errors import ApplicationError, ErrorCode
+from core.live_config import LiveConfig, invalidate
+from core.money import DecimalShape, decimal_from_input
 from risk.models import RiskConfig
-from xbit_admin.audit.services import audit_record
-from xbit_admin.defaults import register
-from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.live_config import LiveConfig, invalidate
-from xbit_admin.money import DecimalShape, decimal_from_input
 
 JSON_NUMBER_INPUT = DecimalShape(12, 8)  # per-asset overrides (fractions, percentages)
 

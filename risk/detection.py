@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db.models import Q
 
+from core.money import ZERO
 from risk.liquidation import cross_leg_of, triggers_record
 from risk.liquidation_core import CrossBook, Hit, IsolatedPosition, LiquidationIndex
 from risk.marks import liquidation_marks
@@ -20,7 +21,6 @@ from trading.account import margin_table_for_asset
 from trading.liquidation import position_version
 from trading.models import MarginMode, Position
 from wallets.models import USDC, AccountKind, LedgerAccount
-from xbit_admin.money import ZERO
 
 logger = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from django.db.models import Sum
 from django.db.models.functions import Abs
 from django.utils import timezone
 
+from core.alerts.services import alert_raise
 from risk import breaker_rules as rules
 from risk.config import risk_config
 from risk.models import CircuitBreaker, DeviationLog
-from xbit_admin.alerts.services import alert_raise
 
 logger = logging.getLogger(__name__)
 

@@ -22,13 +22,13 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 
+from core.events.models import OutboxEvent, ProcessedEvent
+from core.events.services import Event
+from core.live import broadcast_on_commit
+from core.money import ZERO
 from risk.config import risk_config
 from risk.models import ExposureAsset, ExposureDaily, ExposurePosition, ExposureSnapshot
 from trading.models import Position, Source
-from xbit_admin.events.models import OutboxEvent, ProcessedEvent
-from xbit_admin.events.services import Event
-from xbit_admin.live import broadcast_on_commit
-from xbit_admin.money import ZERO
 
 logger = logging.getLogger(__name__)
 
@@ -169,8 +169,8 @@ def _push(asset: str, row: ExposureAsset) -> None:
 def run_consumer(*, consumer_name: str, stop: Any, block_ms: int = 200) -> int:
     """Loop ``consume_batch`` until ``stop()`` is true (the management command). A failed batch (database
     or Redis away) closes the broken connection and backs off; unacknowledged events are read again."""
-    from xbit_admin.events.services import consume_batch
-    from xbit_admin.loops import Backoff
+    from core.events.services import consume_batch
+    from core.loops import Backoff
 
     handled = 0
     backoff = Backoff()
@@ -358,7 +358,7 @@ def daily_net_loss(day: date | None = None) -> Decimal:
 
 def exposure_snapshot_take(*, at: datetime | None = None) -> int:
     """Store one snapshot per asset (charts) and raise/resolve the exposure alerts of spec 05."""
-    from xbit_admin.alerts.services import alert_raise, alert_resolve_condition
+    from core.alerts.services import alert_raise, alert_resolve_condition
 
     at = at or timezone.now()
     views = exposure_current()

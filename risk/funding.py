@@ -42,6 +42,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
+from core.money import ZERO
 from risk.config import risk_config
 from risk.models import FundingRun, FundingSettlement
 from trading.funding import FundingRate, funding_dues, funding_settle_positions, users_lock
@@ -49,7 +50,6 @@ from trading.marketdata import get_quotes
 from trading.models import Fill, Position, Source
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import AccountKind, TransferKind
-from xbit_admin.money import ZERO
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ def funding_run(
         )
     run.refresh_from_db()
     if settled:
-        from xbit_admin.live import broadcast_now
+        from core.live import broadcast_now
 
         broadcast_now("funding", {"funding_time": funding_time.isoformat(), "settled": settled})
     return run

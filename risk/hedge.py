@@ -45,6 +45,13 @@ from django.forms.models import model_to_dict
 from django.http import HttpRequest
 from django.utils import timezone
 
+from core.alerts.services import alert_raise, alert_resolve_condition
+from core.audit.services import audit_record
+from core.defaults import register
+from core.errors import ApplicationError, ErrorCode
+from core.live import broadcast_on_commit
+from core.live_config import LiveConfig, invalidate
+from core.money import ZERO
 from risk.hedge_models import HedgeConfig, HedgeInstruction, HedgePosition
 from risk.hedge_policy import (
     HedgePolicy,
@@ -59,13 +66,6 @@ from risk.hedge_policy import (
     stop_loss_triggered,
     target_hedge,
 )
-from xbit_admin.alerts.services import alert_raise, alert_resolve_condition
-from xbit_admin.audit.services import audit_record
-from xbit_admin.defaults import register
-from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.live import broadcast_on_commit
-from xbit_admin.live_config import LiveConfig, invalidate
-from xbit_admin.money import ZERO
 
 logger = logging.getLogger(__name__)
 
@@ -959,7 +959,7 @@ def hedge_on_event(event: Any) -> None:
 
 def hedge_events_consume(*, consumer_name: str = "beat", block_ms: int = 1) -> int:
     """One non-blocking batch of the event stream for the hedge debouncer (beat, every second)."""
-    from xbit_admin.events.services import consume_batch
+    from core.events.services import consume_batch
 
     return consume_batch(
         group=HEDGE_CONSUMER_GROUP,

@@ -12,8 +12,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from core.fields import money_field, price_field, size_field
 from risk.models import rate_field
-from xbit_admin.fields import money_field, price_field, size_field
 
 
 class HedgeConfig(models.Model):

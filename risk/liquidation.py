@@ -38,6 +38,10 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.live import broadcast_now
+from core.locks import user_lock
+from core.money import ZERO
+from core.switches.store import LIQ_LIVE, LIQ_SHADOW, liquidation_mode
 from risk.config import risk_config
 from risk.liquidation_core import ISOLATED, CrossBook, CrossLeg, Hit, cross_plan
 from risk.models import LiquidationRecord, LiquidationTrigger
@@ -60,10 +64,6 @@ from trading.liquidation_sql import insert_rows, update_rows
 from trading.models import MarginMode, Position, Source
 from wallets.ledger import SqlBatch
 from wallets.models import AccountKind
-from xbit_admin.live import broadcast_now
-from xbit_admin.locks import user_lock
-from xbit_admin.money import ZERO
-from xbit_admin.switches.store import LIQ_LIVE, LIQ_SHADOW, liquidation_mode
 
 logger = logging.getLogger(__name__)
 
@@ -824,10 +824,10 @@ def _retry_later(trigger_id: str, delay: float) -> None:
 def _escalate(trigger: LiquidationTrigger) -> None:
     """Spec 03: a liquidation that failed its retries is handed to people (P0), and the asset stops
     taking new internal risk (HL_MODE + liquidation-failure breaker). Never silently left open."""
+    from core.alerts.services import alert_raise
     from risk.breakers import breaker_trip
     from routing.models import RoutingModeLog
     from routing.services import routing_mode_switch
-    from xbit_admin.alerts.services import alert_raise
 
     last = trigger.errors[-1]["error"] if trigger.errors else ""
     alert_raise(

@@ -15,8 +15,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from xbit_admin.fields import money_field, price_field, size_field
-from xbit_admin.money import PRICE_DECIMAL_PLACES, SIZE_DECIMAL_PLACES
+from core.fields import money_field, price_field, size_field
+from core.money import PRICE_DECIMAL_PLACES, SIZE_DECIMAL_PLACES
 
 # an exact product of a size and a price: their decimal places add up
 COST_DECIMAL_PLACES = SIZE_DECIMAL_PLACES + PRICE_DECIMAL_PLACES

@@ -36,10 +36,10 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.alerts.services import alert_raise, alert_resolve_condition
+from core.money import ZERO
 from risk.config import risk_config
 from risk.hedge_models import HedgeInstruction, ReconciliationLog
-from xbit_admin.alerts.services import alert_raise, alert_resolve_condition
-from xbit_admin.money import ZERO
 
 logger = logging.getLogger(__name__)
 

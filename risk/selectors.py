@@ -10,8 +10,8 @@ from typing import Any
 
 from django.db.models import Sum
 
+from core.money import ZERO
 from risk.hedge_models import HedgeInstruction, HedgePosition
-from xbit_admin.money import ZERO
 
 
 def _hedge_row(

@@ -27,13 +27,13 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from core.money import ZERO
 from risk.detection import books_of, isolated_of, open_positions
 from risk.liquidation_core import LiquidationIndex
 from risk.marks import effective_marks
 from trading.models import HLAccountSnapshot, MarginMode, Position, Source
 from wallets.ledger import AccountRef, account_balance
 from wallets.models import AccountKind
-from xbit_admin.money import ZERO
 
 SIGN: dict[str, int] = {Position.Direction.LONG: 1, Position.Direction.SHORT: -1}
 RATIO_Q = Decimal("0.0001")

@@ -8,7 +8,7 @@ from typing import Any
 
 from celery import shared_task
 
-from xbit_admin.celery import register_periodic
+from core.periodic import register_periodic
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +39,9 @@ def liquidations_drain_task() -> None:
 def liquidation_sweep_task() -> None:
     """Beat fires every half second; the sweep runs at most every ``liquidation_sweep_ms`` (a Redis
     key with a millisecond expiry gates it across workers)."""
+    from core.events.services import redis_client
     from risk.config import risk_config
     from risk.detection import liquidation_sweep
-    from xbit_admin.events.services import redis_client
 
     interval_ms = max(100, int(risk_config().liquidation_sweep_ms))
     if not redis_client().set("xbit:risk:liquidation-sweep", "1", nx=True, px=interval_ms):

@@ -5,8 +5,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from core.fields import money_field
 from routing.decision import Mode, Route
-from xbit_admin.fields import money_field
 
 GLOBAL = "*"
 

@@ -1,7 +1,7 @@
 """Writes for routing: configuration edits, mode switches, and the verdicts risk pushes down.
 
 Every operator change writes its audit row in the same transaction and invalidates the in-memory
-routing cache of every process on commit (``xbit_admin.live_config``)."""
+routing cache of every process on commit (``core.live_config``)."""
 
 from __future__ import annotations
 
@@ -14,16 +14,16 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from core.audit.services import audit_record
+from core.defaults import register
+from core.errors import ApplicationError, ErrorCode
+from core.events.services import outbox_emit
+from core.live import broadcast_on_commit
+from core.live_config import invalidate
+from core.money import DecimalInputError, DecimalShape, decimal_from_input
 from routing.decision import FORCE_HL_REASONS, Mode
 from routing.models import GLOBAL, RoutingConfig, RoutingModeLog, RoutingState
 from routing.selectors import CONFIG_FIELDS, GLOBAL_ONLY_FIELDS, ROUTING_CACHE
-from xbit_admin.audit.services import audit_record
-from xbit_admin.defaults import register
-from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.events.services import outbox_emit
-from xbit_admin.live import broadcast_on_commit
-from xbit_admin.live_config import invalidate
-from xbit_admin.money import DecimalInputError, DecimalShape, decimal_from_input
 
 logger = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ def routing_threshold_factor_set(*, asset: str = GLOBAL, factor: Decimal) -> boo
 
 @register
 def routing_defaults_ensure() -> None:
-    """Idempotent: the global row and launch whitelist exist (see ``xbit_admin.defaults``)."""
+    """Idempotent: the global row and launch whitelist exist (see ``core.defaults``)."""
     from routing.defaults import GLOBAL_DEFAULTS, LAUNCH_WHITELIST
 
     created = RoutingConfig.objects.get_or_create(asset=GLOBAL, defaults=GLOBAL_DEFAULTS)[1]

@@ -21,10 +21,10 @@ from django.core import mail
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from conftest import PASSWORD, current_totp
+from core.accounts.models import User
+from core.accounts.roles import Role
+from core.defaults import ensure_all
 from tests.browser import chromium, needs_chromium, screenshot
-from xbit_admin.accounts.models import User
-from xbit_admin.accounts.roles import Role
-from xbit_admin.defaults import ensure_all
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
 VIEWPORT = {"width": 1600, "height": 900}

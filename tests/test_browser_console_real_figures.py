@@ -20,12 +20,12 @@ from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from conftest import PASSWORD, current_totp
+from core.accounts.models import User
+from core.accounts.roles import Role
+from core.defaults import ensure_all
 from tests.browser import SCREENSHOTS, chromium, needs_chromium, screenshot
 from tests.test_browser_console_pages import VIEWPORT, hl_meta
 from tests.test_browser_console_risk import Workers
-from xbit_admin.accounts.models import User
-from xbit_admin.accounts.roles import Role
-from xbit_admin.defaults import ensure_all
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
 

@@ -20,11 +20,11 @@ from django.contrib.auth.models import Group
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from conftest import PASSWORD, current_totp
+from core.accounts.models import User
+from core.accounts.roles import Role
+from core.defaults import ensure_all
 from tests.browser import chromium, needs_chromium, screenshot
 from tests.test_browser_console_pages import VIEWPORT, hl_meta
-from xbit_admin.accounts.models import User
-from xbit_admin.accounts.roles import Role
-from xbit_admin.defaults import ensure_all
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
 
@@ -52,7 +52,7 @@ class Workers:
     def _relay(self) -> None:
         from django.db import connection
 
-        from xbit_admin.events.services import outbox_relay_batch
+        from core.events.services import outbox_relay_batch
 
         try:
             while not self.stop.is_set():

@@ -10,12 +10,12 @@ from decimal import Decimal
 
 from django.db.models import Sum
 
+from core.money import ZERO
 from trading import margin
 from trading.marketdata import Quote, get_quotes
 from trading.models import MarginMode, Position
 from trading.selectors import margin_table_for, market_get
 from wallets.models import USDC, LedgerAccount
-from xbit_admin.money import ZERO
 
 SIGN: dict[str, margin.Side] = {
     Position.Direction.LONG: margin.Side.LONG,

@@ -6,6 +6,8 @@ class TradingConfig(AppConfig):
     verbose_name = "Trading"
 
     def ready(self) -> None:
+        from core.accounts.management.commands.seed_demo import DEMO_SEEDERS
+        from core.health import ADVISORY_CHECKS
         from trading import (
             config,  # noqa: F401  (registers trading_defaults_ensure)
             tasks,  # noqa: F401  (registers the hourly markets sync with beat)
@@ -14,8 +16,6 @@ class TradingConfig(AppConfig):
         from trading.hl_accounts import seed_hl_accounts_demo
         from trading.markets import seed_markets_demo
         from trading.selectors import feed_readiness
-        from xbit_admin.accounts.management.commands.seed_demo import DEMO_SEEDERS
-        from xbit_admin.health import ADVISORY_CHECKS
 
         for seeder in (seed_markets_demo, seed_hl_accounts_demo, seed_trading_demo):
             if seeder not in DEMO_SEEDERS:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from core.defaults import register
+from core.live_config import LiveConfig, invalidate
 from trading.models import FeeSchedule, TradingConfig
-from xbit_admin.defaults import register
-from xbit_admin.live_config import LiveConfig, invalidate
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,11 @@ from typing import Any
 
 from django.db import transaction
 
+from core.accounts.models import User
 from routing.models import RoutingConfig
 from routing.services import routing_config_update
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import AccountKind, TransferKind
-from xbit_admin.accounts.models import User
 
 DEMO_TRADERS = 24
 DEMO_TRADER_PASSWORD = "trader-demo-2026"

@@ -15,6 +15,9 @@ from typing import Any
 
 from django.utils import timezone
 
+from core.errors import ApplicationError, ErrorCode
+from core.events.services import NOTIFY_STATEMENT, outbox_statement
+from core.money import ZERO
 from trading import netting
 from trading.models import Fill, MarginMode, Order, Position, Source
 from wallets.ledger import (
@@ -29,9 +32,6 @@ from wallets.ledger import (
     update_statement,
 )
 from wallets.models import AccountKind, TransferKind
-from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.events.services import NOTIFY_STATEMENT, outbox_statement
-from xbit_admin.money import ZERO
 
 DIRECTION = {"BUY": 1, "SELL": -1}
 POSITION_DIRECTION = {1: Position.Direction.LONG, -1: Position.Direction.SHORT}

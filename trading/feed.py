@@ -851,7 +851,7 @@ class Feed:
         if not quotes:
             return
         try:
-            from xbit_admin.live import broadcast_now
+            from core.live import broadcast_now
 
             broadcast_now("markets", {"quotes": quotes, "at": time.time()})
         except Exception:
@@ -859,7 +859,7 @@ class Feed:
 
     def _alert(self, *, resolve: bool, seconds_down: float = 0.0) -> None:
         try:
-            from xbit_admin.alerts.services import alert_raise, alert_resolve_condition
+            from core.alerts.services import alert_raise, alert_resolve_condition
 
             if resolve:
                 alert_resolve_condition(rule="marketdata.feed_down", subject=self.options.name)

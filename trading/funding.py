@@ -29,14 +29,14 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
+from core.events.services import outbox_emit
+from core.locks import USER_NAMESPACE
+from core.money import ZERO, q_usdc
 from trading import margin
 from trading.account import SIGN, margin_table_for_asset
 from trading.models import MarginMode, Position, Source
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import USDC, AccountKind, LedgerAccount, TransferKind
-from xbit_admin.events.services import outbox_emit
-from xbit_admin.locks import USER_NAMESPACE
-from xbit_admin.money import ZERO, q_usdc
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,7 @@ class FundingOutcome:
 
 def users_lock(user_ids: Iterable[int]) -> None:
     """Take the advisory locks of several users in ascending id order, in one statement, as the FIRST
-    locks of the transaction (the same lock ``xbit_admin.locks.user_lock`` takes for one user)."""
+    locks of the transaction (the same lock ``core.locks.user_lock`` takes for one user)."""
     if not connection.in_atomic_block:
         raise RuntimeError("users_lock must be taken inside a transaction")
     ids = sorted({int(u) for u in user_ids})

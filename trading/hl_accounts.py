@@ -20,14 +20,14 @@ from django.db.models import Case, DecimalField, F, Sum, When
 from django.utils import timezone
 from eth_account import Account
 
+from core.accounts.crypto import encrypt
+from core.alerts.services import alert_raise, alert_resolve_condition
+from core.live import broadcast_on_commit
+from core.money import ZERO
 from trading.models import HLAccount, HLAccountSnapshot, HLPositionSync, Position, Source
 from trading.venues.hl import HLGateway, gateway, meta_from_markets, reset_gateways
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import AccountKind, TransferKind
-from xbit_admin.accounts.crypto import encrypt
-from xbit_admin.alerts.services import alert_raise, alert_resolve_condition
-from xbit_admin.live import broadcast_on_commit
-from xbit_admin.money import ZERO
 
 logger = logging.getLogger(__name__)
 

@@ -38,6 +38,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from core.errors import ApplicationError, ErrorCode
+from core.locks import user_lock
+from core.money import ZERO
 from trading import margin, netting
 from trading.config import trading_settings
 from trading.execution import FillRequest, fill_apply, is_liquidation_order
@@ -54,9 +57,6 @@ from trading.venues.hl import (
 )
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import AccountKind, TransferKind
-from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.locks import user_lock
-from xbit_admin.money import ZERO
 
 logger = logging.getLogger(__name__)
 

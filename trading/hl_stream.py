@@ -25,12 +25,13 @@ import time
 from collections import deque
 from typing import Any
 
+from celery import current_app
 from django.db import close_old_connections, connection
 from hyperliquid.info import Info
 
+from core.loops import db_recover
 from trading.hl_execution import backfill, ingest_fills
 from trading.venues.hl import HLFill, gateway, meta_from_markets
-from xbit_admin.loops import db_recover
 
 logger = logging.getLogger(__name__)
 BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
@@ -89,9 +90,7 @@ class UserStream:
         if data.get("isSnapshot") or not data.get("fundings"):
             return
         try:
-            from xbit_admin.celery import app
-
-            app.send_task("risk.funding_tick", queue="critical")
+            current_app.send_task("risk.funding_tick", queue="critical")
         except Exception:  # the beat's tick settles it anyway
             logger.warning("could not ask for a funding tick after HL's funding event", exc_info=True)
 

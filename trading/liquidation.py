@@ -54,6 +54,11 @@ from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
+from core.errors import ApplicationError, ErrorCode
+from core.events.models import OutboxEvent
+from core.events.services import outbox_emit, outbox_statement
+from core.locks import USER_NAMESPACE
+from core.money import ZERO
 from trading import margin, netting
 from trading.account import SIGN as ACCOUNT_SIGN
 from trading.account import account_state, margin_table_for_asset, mark_of, user_balances
@@ -78,11 +83,6 @@ from wallets.ledger import (
     posting_prepare,
 )
 from wallets.models import USDC, AccountKind, TransferKind
-from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.events.models import OutboxEvent
-from xbit_admin.events.services import outbox_emit, outbox_statement
-from xbit_admin.locks import USER_NAMESPACE
-from xbit_admin.money import ZERO
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=Model)
@@ -390,7 +390,7 @@ def liquidation_close_hl(
         netting.USDC
     )  # type: ignore[index]
     drift = hl_pnl - xbit_pnl
-    from xbit_admin.locks import user_lock
+    from core.locks import user_lock
 
     with transaction.atomic():
         user_lock(snapshot.user_id)
@@ -471,7 +471,7 @@ def _cancel_internal_orders(user_id: int) -> None:
     )
     if not ids:
         return
-    from xbit_admin.accounts.models import User
+    from core.accounts.models import User
 
     user = User.objects.get(pk=user_id)
     for order_id in ids:
@@ -619,7 +619,7 @@ def _email(close: LiquidationClose) -> None:
 def liquidation_emails_send(closes: list[LiquidationClose]) -> None:
     """The users' liquidation emails (after commit): one read of the addresses, one mail connection.
     Never raises: an email must never undo or block a liquidation."""
-    from xbit_admin.accounts.models import User
+    from core.accounts.models import User
 
     try:
         emails = dict(User.objects.filter(pk__in={c.user_id for c in closes}).values_list("id", "email"))
@@ -718,7 +718,7 @@ class InternalLiquidationBatch:
 
     # ---------------------------------------------------------------- read
     def queue_lock(self, batch: SqlBatch) -> None:
-        """The users' advisory locks (``xbit_admin.locks.user_lock``) in ascending id order, in one
+        """The users' advisory locks (``core.locks.user_lock``) in ascending id order, in one
         statement (PostgreSQL evaluates the volatile lock calls after the sort): two batches sharing
         users queue on the first common one instead of deadlocking."""
         if not connection.in_atomic_block:

@@ -41,7 +41,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from xbit_admin.redis_retry import restart_tolerant
+from core.redis_retry import restart_tolerant
 
 KEY_PREFIX = "xbit:md"
 UPDATES_CHANNEL = f"{KEY_PREFIX}:updates"

@@ -15,8 +15,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.live_config import invalidate
 from trading.models import MarginTable, Market, MarketListingLog
-from xbit_admin.live_config import invalidate
 
 logger = logging.getLogger(__name__)
 

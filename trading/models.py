@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from xbit_admin.fields import money_field, price_field, size_field
+from core.fields import money_field, price_field, size_field
 
 
 class TradingState(models.TextChoices):

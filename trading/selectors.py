@@ -8,15 +8,15 @@ from typing import Any
 
 from django.utils import timezone
 
+from core.live_config import LiveConfig
 from trading import margin
 from trading.markets import MARKETS_CACHE_NAME
 from trading.models import FeedStatus, MarginTable, Market
-from xbit_admin.live_config import LiveConfig
 
 # ================================================================================================
 # Markets (listing data synced from HL meta; trading_state pushed down by risk)
 #
-# Every write to Market / MarginTable must call ``xbit_admin.live_config.invalidate("markets")`` in
+# Every write to Market / MarginTable must call ``core.live_config.invalidate("markets")`` in
 # its transaction (``trading.markets.markets_sync`` does) so every process reloads on commit.
 
 FEED_NAME = "hl"
@@ -86,7 +86,7 @@ def feed_status(name: str = FEED_NAME) -> FeedStatus | None:
 
 
 def feed_readiness() -> dict[str, Any]:
-    """Readiness check (``xbit_admin.health``): the HL feed is connected and heard from HL in the
+    """Readiness check (``core.health``): the HL feed is connected and heard from HL in the
     last 10 s. With no listed market there is nothing to feed, so that is ready."""
     status = feed_status()
     if status is None:

@@ -1,6 +1,6 @@
 """Trading services: place, cancel, close, margin and leverage changes, the internal limit-order queue.
 
-Each service is one transaction that first takes the user's advisory lock (``xbit_admin.locks``), so
+Each service is one transaction that first takes the user's advisory lock (``core.locks``), so
 one user's margin checks and postings are serialised while different users run in parallel.
 Validation happens before anything is written: a rejected request freezes nothing.
 """
@@ -21,6 +21,22 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Model, Q
 from django.utils import timezone
 
+from core import metrics
+from core.accounts.models import User
+from core.accounts.selectors import kyc_limits_for
+from core.errors import ApplicationError, ErrorCode
+from core.locks import USER_NAMESPACE, user_lock
+from core.money import (
+    MONEY_INPUT,
+    PRICE_INPUT,
+    SIZE_INPUT,
+    ZERO,
+    DecimalInputError,
+    DecimalShape,
+    decimal_from_input,
+    q_usdc,
+)
+from core.observability import bind_order
 from routing.decision import Decision, Reason, Route, decide
 from routing.models import RoutingDecisionLog
 from routing.selectors import asset_routing, in_canary_cohort
@@ -61,22 +77,6 @@ from wallets.ledger import (
     update_statement,
 )
 from wallets.models import USDC, AccountKind, TransferKind
-from xbit_admin import metrics
-from xbit_admin.accounts.models import User
-from xbit_admin.accounts.selectors import kyc_limits_for
-from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.locks import USER_NAMESPACE, user_lock
-from xbit_admin.money import (
-    MONEY_INPUT,
-    PRICE_INPUT,
-    SIZE_INPUT,
-    ZERO,
-    DecimalInputError,
-    DecimalShape,
-    decimal_from_input,
-    q_usdc,
-)
-from xbit_admin.observability import bind_order
 
 logger = logging.getLogger(__name__)
 
@@ -347,7 +347,7 @@ def _lock_and_read(
     source: str = Source.INTERNAL,
     lock_order: int | None = None,
 ) -> _Locked:
-    """One round trip: the user's advisory lock (``xbit_admin.locks.user_lock``, taken first as
+    """One round trip: the user's advisory lock (``core.locks.user_lock``, taken first as
     everywhere), then — under it — the open positions (locked), the user's USDC ledger accounts that
     hold money plus cash (locked: they are the balances the margin check uses and the fill posts to;
     lock order user accounts → platform accounts as in ``wallets.ledger``), the leverage setting, and

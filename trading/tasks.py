@@ -8,8 +8,8 @@ import requests
 from celery import shared_task
 from hyperliquid.utils.error import ServerError
 
+from core.periodic import register_periodic
 from trading.markets import markets_sync
-from xbit_admin.celery import register_periodic
 
 logger = logging.getLogger(__name__)
 

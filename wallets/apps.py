@@ -6,8 +6,8 @@ class WalletsConfig(AppConfig):
     verbose_name = "Wallets"
 
     def ready(self) -> None:
+        from core.accounts.management.commands.seed_demo import DEMO_SEEDERS
         from wallets import demo, tasks  # noqa: F401 - registers beat entries
-        from xbit_admin.accounts.management.commands.seed_demo import DEMO_SEEDERS
 
         if demo.seed_wallets_demo not in DEMO_SEEDERS:
             DEMO_SEEDERS.append(demo.seed_wallets_demo)

@@ -10,10 +10,10 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from core.audit.services import audit_record
+from core.errors import ApplicationError, ErrorCode
 from wallets.chains import spec
 from wallets.models import Chain, ChainConfig, ChainState, WalletConfig
-from xbit_admin.audit.services import audit_record
-from xbit_admin.errors import ApplicationError, ErrorCode
 
 
 def chain_defaults(chain: str) -> dict[str, Any]:

@@ -62,6 +62,8 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Model
 from django.utils import timezone
 
+from core.errors import ApplicationError, ErrorCode
+from core.money import USDC_DECIMALS, ZERO, has_at_most_decimals, to_decimal
 from wallets.models import (
     PLATFORM_ACCOUNT_KINDS,
     USDC,
@@ -72,8 +74,6 @@ from wallets.models import (
     LedgerTransfer,
     TransferKind,
 )
-from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.money import USDC_DECIMALS, ZERO, has_at_most_decimals, to_decimal
 
 LEDGER_ASSETS = frozenset({USDC, "TRX", "ETH", "SOL"})
 _TRANSFER_KINDS = frozenset(TransferKind.values)

@@ -8,9 +8,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
+from core.errors import ApplicationError
 from wallets.selectors import withdrawal_awaiting_confirmation
 from wallets.services import withdrawal_confirm
-from xbit_admin.errors import ApplicationError
 
 
 @require_http_methods(["GET", "POST"])

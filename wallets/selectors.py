@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from django.db.models import QuerySet
 
+from core.errors import ApplicationError, ErrorCode
 from wallets.hooks import cross_margin_used
 from wallets.models import (
     BalanceLog,
@@ -18,7 +19,6 @@ from wallets.models import (
     Withdrawal,
     WithdrawalAddress,
 )
-from xbit_admin.errors import ApplicationError, ErrorCode
 
 ZERO = Decimal(0)
 

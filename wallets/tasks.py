@@ -8,10 +8,10 @@ from collections.abc import Iterable
 
 from celery import shared_task
 
+from core.periodic import register_periodic
 from wallets import services
 from wallets.chains import ChainUnavailable
 from wallets.models import Chain, ColdTransfer
-from xbit_admin.celery import register_periodic
 
 logger = logging.getLogger(__name__)
 DEPOSIT_CHAINS = [Chain.TRON, Chain.ETH, Chain.SOL]

@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from xbit_admin.accounts import api as accounts_api
+from core.accounts import api as accounts_api
 
 urlpatterns = [
     path("auth/login", accounts_api.LoginApi.as_view(), name="auth-login"),
@@ -10,7 +10,7 @@ urlpatterns = [
     path("me", accounts_api.MeApi.as_view(), name="me"),
     path("api-keys", accounts_api.ApiKeyListCreateApi.as_view(), name="api-keys"),
     path("api-keys/<str:key_id>/revoke", accounts_api.ApiKeyRevokeApi.as_view(), name="api-key-revoke"),
-    path("", include("xbit_admin.accounts.api_urls")),
+    path("", include("core.accounts.api_urls")),
     path("", include("wallets.api.urls")),
     path("", include("routing.api.urls")),
     path("", include("risk.api.urls")),

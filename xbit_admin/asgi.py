@@ -11,11 +11,11 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from xbit_admin.request_guard import guarded  # noqa: E402
+from core.request_guard import guarded  # noqa: E402
 from xbit_admin.routing import websocket_urlpatterns  # noqa: E402
 
 # guarded: the client's address (X-Forwarded-For only from TRUSTED_PROXIES) and the body size limit,
-# before Django or Channels read anything (xbit_admin/request_guard.py)
+# before Django or Channels read anything (core/request_guard.py)
 application = guarded(
     ProtocolTypeRouter(
         {

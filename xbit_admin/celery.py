@@ -1,7 +1,7 @@
 """The Celery app: queues by priority and a registry for beat schedules.
 
 Queues (architecture): ``critical`` (liquidation), ``hedge``, ``default``, ``wallets``. Apps register
-periodic work with :func:`register_periodic` from their ``tasks`` module so the schedule lives next to
+periodic work with :func:`core.periodic.register_periodic` from their ``tasks`` module so the schedule lives next to
 the code it drives.
 
 Broker loss (issue #10, Redis restart drill): the worker rides through it by itself.
@@ -38,6 +38,8 @@ from celery import Celery
 from celery.signals import setup_logging
 from kombu import Queue
 from kombu.transport import redis as kombu_redis
+
+from core.periodic import BEAT_SCHEDULE
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xbit_admin.settings.local")
 
@@ -91,12 +93,5 @@ def _use_our_redis_transport(sender: Celery, **_: Any) -> None:
         sender.conf.broker_transport = f"{__name__}:RedisTransport"
 
 
-BEAT_SCHEDULE: dict[str, dict[str, Any]] = {}
-
-
-def register_periodic(
-    name: str, task: str, seconds: float, *, queue: str = "default", **options: Any
-) -> None:
-    """Add a beat entry. Idempotent per name, so re-imports in tests do not duplicate it."""
-    BEAT_SCHEDULE[name] = {"task": task, "schedule": seconds, "options": {"queue": queue, **options}}
-    app.conf.beat_schedule = BEAT_SCHEDULE
+# the rooms add their entries to core.periodic's schedule; beat reads the same dict object
+app.conf.beat_schedule = BEAT_SCHEDULE

@@ -14,7 +14,7 @@ of scrapes costs one read. A failing section never hides the others: it reports
 ``xbit_collector_up{section="…"} 0`` and its error is logged.
 
 Figures derived from a window (``…_last_minute``, ``…_last_hour``) stand in for hot-path instruments
-the rooms can observe directly (``xbit_admin.metrics.ROUTING_DECISIONS`` …). The ``risk`` app's models
+the rooms can observe directly (``core.metrics.ROUTING_DECISIONS`` …). The ``risk`` app's models
 are read through the app registry and skipped while absent.
 
 This module sits with the roof (it reads every room); the core's ``health`` module reaches it only by
@@ -470,7 +470,7 @@ def breakers() -> list[Metric]:
 
 
 def alerts() -> list[Metric]:
-    from xbit_admin.alerts.models import Alert
+    from core.alerts.models import Alert
 
     gauge = _gauge("xbit_alerts_open", "Open or acknowledged alerts by severity", ["severity", "state"])
     rows = (
@@ -614,7 +614,7 @@ OTHER_SECTIONS: dict[str, Section] = {
 
 class PlatformCollector:
     """A Prometheus collector over :data:`DB_SECTIONS` and :data:`OTHER_SECTIONS` (see the module
-    docstring). Registered per scrape by ``xbit_admin.health.metrics_view``."""
+    docstring). Registered per scrape by ``core.health.metrics_view``."""
 
     def __init__(self, ttl: float | None = None) -> None:
         self.ttl = ttl

@@ -2,13 +2,13 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from core import health
+from core.accounts.pages import account_unlock_view
+from core.admin_site import XbitAdminSite
 from wallets.pages import withdrawal_confirm_view
-from xbit_admin import health
-from xbit_admin.accounts.pages import account_unlock_view
-from xbit_admin.admin_site import XbitAdminSite
 
 admin.site.__class__ = XbitAdminSite
-handler404 = "xbit_admin.errors.page_not_found"  # JSON under /api/
+handler404 = "core.errors.page_not_found"  # JSON under /api/
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),

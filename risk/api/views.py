@@ -10,15 +10,15 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.api_input import DecimalStringField, InputSerializer
+from core.api_schema import api_errors
+from core.errors import ErrorCode
+from core.money import DecimalShape
+from core.staff_api import StaffAPIView
 from risk.hedge import hedge_manual_order, hedge_mode_set
 from risk.hedge_models import HedgeConfig, HedgeInstruction
 from risk.selectors import hedge_overview
 from trading.models import Side
-from xbit_admin.api_input import DecimalStringField, InputSerializer
-from xbit_admin.api_schema import api_errors
-from xbit_admin.errors import ErrorCode
-from xbit_admin.money import DecimalShape
-from xbit_admin.staff_api import StaffAPIView
 
 
 class InstructionSerializer(serializers.ModelSerializer):

@@ -17,8 +17,8 @@ D = Decimal
 @pytest.fixture
 def btc_mmr_0_004(markets: None) -> None:  # noqa: F811
     """BTC on a single-tier table with max leverage 125 → mmr 1/(2·125) = 0.004 (spec 03's examples)."""
+    from core.live_config import invalidate
     from trading.models import MarginTable, Market
-    from xbit_admin.live_config import invalidate
 
     MarginTable.objects.update_or_create(
         table_id=125, defaults={"tiers": [{"lowerBound": "0.0", "maxLeverage": 125}], "description": "test"}

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
+from core.alerts.models import Alert
 from risk.auto_switch import auto_switch_evaluate
 from risk.models import ExposureAsset
 from routing.models import RoutingModeLog
 from routing.selectors import asset_routing
 from routing.services import routing_config_update
-from xbit_admin.alerts.models import Alert
 
 pytestmark = pytest.mark.django_db
 D = Decimal

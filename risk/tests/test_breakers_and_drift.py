@@ -11,6 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.alerts.models import Alert
+from core.audit.models import AuditEntry
 from risk import breaker_rules as rules
 from risk.breakers import (
     breaker_reset,
@@ -29,8 +31,6 @@ from routing.models import RoutingState
 from trading.marketdata import quote_update_many
 from trading.models import Market
 from trading.selectors import market_get
-from xbit_admin.alerts.models import Alert
-from xbit_admin.audit.models import AuditEntry
 
 D = Decimal
 
@@ -171,9 +171,9 @@ def test_the_latency_breaker_judges_the_feeds_round_trips_with_the_thresholds_of
     """What the feed reports in Redis (round trips on its websocket, an unanswered ping) against the
     database-backed thresholds; a report older than the disconnect alert keeps the state (no feed is
     measuring: the disconnect breaker judges missing data)."""
+    from core.accounts.roles import Role
     from risk.config import risk_config_update
     from trading.marketdata import latency_clear, latency_update
-    from xbit_admin.accounts.roles import Role
 
     now = time.time()
     latency_update("hl", round_trips_ms=[8.0, 9.5, 7.1], measured_at=now)

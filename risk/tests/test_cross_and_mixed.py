@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
+from core.alerts.models import Alert
 from risk.detection import liquidation_sweep
 from risk.liquidation import liquidations_drain
 from risk.models import CircuitBreaker, LiquidationRecord, LiquidationTrigger
 from routing.models import RoutingConfig, RoutingState
 from trading import hl_execution
 from trading.models import Position
-from xbit_admin.alerts.models import Alert
 
 D = Decimal
 pytestmark = pytest.mark.usefixtures("btc_mmr_0_004")

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from core.events.models import OutboxEvent
+from core.events.services import Event, handle_once
 from risk.exposure import (
     daily_net_loss,
     exposure_compare,
@@ -17,8 +19,6 @@ from risk.exposure import (
     exposure_snapshot_take,
 )
 from risk.models import ExposureAsset, ExposureSnapshot
-from xbit_admin.events.models import OutboxEvent
-from xbit_admin.events.services import Event, handle_once
 
 D = Decimal
 pytestmark = pytest.mark.usefixtures("btc_mmr_0_004")

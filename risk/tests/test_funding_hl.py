@@ -16,6 +16,7 @@ import requests
 from django.db import connection
 from django.db.models import Q, Sum
 
+from core.money import q_usdc
 from risk.funding import funding_tick
 from risk.models import FundingRun, FundingSettlement
 from risk.reconciliation import reconciliation_run
@@ -29,7 +30,6 @@ from trading.tests.test_hl_execution import Venue
 from trading.venues.hl import gateway, meta_from_markets, reset_gateways
 from wallets.ledger import AccountRef, account_balance
 from wallets.models import AccountKind, LedgerTransfer, TransferKind
-from xbit_admin.money import q_usdc
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 D = Decimal

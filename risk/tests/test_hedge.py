@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import requests
 
+from core.alerts.models import Alert
+from core.audit.models import AuditEntry
 from risk.hedge import (
     DEBOUNCE_KEY,
     HALT_REASON,
@@ -29,8 +31,6 @@ from trading.markets import hl_info, markets_sync
 from trading.models import HLAccount
 from trading.venues.hl import gateway, reset_gateways
 from wallets.ledger import AccountRef, account_balance
-from xbit_admin.alerts.models import Alert
-from xbit_admin.audit.models import AuditEntry
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 D = Decimal
@@ -123,10 +123,10 @@ def test_exposure_from_0_to_103k_through_real_fills_hedges_51_5k_on_the_hedge_ac
 ) -> None:
     from django.core.cache import cache
 
+    from core.events.models import OutboxEvent
+    from core.events.services import Event, handle_once
     from risk.exposure import exposure_current, exposure_handle
     from trading.services import order_input, order_place
-    from xbit_admin.events.models import OutboxEvent
-    from xbit_admin.events.services import Event, handle_once
 
     mark = venue.refresh_quote("BTC")
     cache.delete(DEBOUNCE_KEY.format(asset="BTC"))
@@ -237,7 +237,7 @@ def test_the_hedge_account_below_150_percent_halts_new_hl_opens_and_never_grows_
 def test_shadow_mode_records_the_instruction_live_would_send_and_sends_nothing(
     venue: Venue, make_staff: Any
 ) -> None:
-    from xbit_admin.accounts.roles import Role
+    from core.accounts.roles import Role
 
     manager = make_staff(Role.RISK_MANAGER)
     hedge_mode_set(mode="SHADOW", acting_user=manager, reason="canary stage 1")
@@ -261,8 +261,8 @@ def test_the_hedge_switches_end_to_end_shadow_off_live_and_a_ratio_rolled_back(
     engine at once and rolls back to its earlier value in one action."""
     from django.utils import timezone
 
-    from xbit_admin.accounts.roles import Role
-    from xbit_admin.switches.models import SwitchChange
+    from core.accounts.roles import Role
+    from core.switches.models import SwitchChange
     from xbit_admin.switches.registry import REGISTRY
     from xbit_admin.switches.services import switch_rollback, switch_set
 
@@ -295,7 +295,7 @@ def test_the_hedge_switches_end_to_end_shadow_off_live_and_a_ratio_rolled_back(
 
 
 def test_a_manual_hedge_is_audited_and_sent(venue: Venue, make_staff: Any) -> None:
-    from xbit_admin.accounts.roles import Role
+    from core.accounts.roles import Role
 
     manager = make_staff(Role.RISK_MANAGER)
     venue.refresh_quote("ETH")

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from core.accounts.roles import Role
+from core.audit.models import AuditEntry
 from risk.hedge import hedge_config
 from risk.models import ExposureAsset
-from xbit_admin.accounts.roles import Role
-from xbit_admin.audit.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
 D = Decimal

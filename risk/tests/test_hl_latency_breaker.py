@@ -137,8 +137,8 @@ def test_a_silent_feed_is_missing_data_not_latency(
     skewed_hl: HL, running_feed: Callable[..., Feed], make_staff: Any
 ) -> None:
     """Pongs keep coming while market data stops: the latency is fine, the data is not."""
+    from core.accounts.roles import Role
     from risk.config import risk_config_update
-    from xbit_admin.accounts.roles import Role
 
     running_feed(skewed_hl, silence_reconnect_s=30.0)
     risk_config_update(

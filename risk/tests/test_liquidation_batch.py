@@ -16,6 +16,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from core.errors import ApplicationError
+from core.events.models import OutboxEvent
 from risk.config import risk_config, risk_config_update
 from risk.detection import liquidation_sweep
 from risk.liquidation import background_flush, liquidation_claim, liquidation_execute, liquidations_drain
@@ -24,8 +26,6 @@ from trading.models import Fill, Order, Position
 from trading.services import order_input, order_place, position_margin_adjust
 from wallets.ledger import AccountRef, TransferSpec, account_balance, ledger_post
 from wallets.models import AccountKind, BalanceLog, LedgerAccount, LedgerTransfer, TransferKind
-from xbit_admin.errors import ApplicationError
-from xbit_admin.events.models import OutboxEvent
 
 D = Decimal
 pytestmark = pytest.mark.usefixtures("btc_mmr_0_004")
@@ -356,7 +356,7 @@ def test_concurrent_workers_draining_batches_liquidate_each_position_exactly_onc
 
 
 def test_the_batch_size_is_risk_config_edited_with_a_reason_and_bounded(db: Any) -> None:
-    from xbit_admin.audit.models import AuditEntry
+    from core.audit.models import AuditEntry
 
     assert risk_config().liquidation_batch_size == 50
     risk_config_update(changes={"liquidation_batch_size": 200}, acting_user=None, reason="flash crash drill")

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from core.events.models import OutboxEvent
 from risk.detection import liquidation_sweep
 from risk.liquidation import liquidation_claim, liquidations_drain
 from risk.models import LiquidationRecord, LiquidationTrigger
 from trading.models import Fill
-from xbit_admin.events.models import OutboxEvent
 
 D = Decimal
 pytestmark = pytest.mark.usefixtures("btc_mmr_0_004")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from core.alerts.models import Alert
 from risk.hedge import hedge_evaluate
 from risk.reconciliation import reconciliation_latest, reconciliation_run
 from risk.tests.test_hedge import Venue, set_exposure
@@ -17,7 +18,6 @@ from sandbox.testing import SandboxProcess
 from trading.hl_accounts import hl_capital_book, hl_sandbox_accounts_setup
 from trading.markets import hl_info, markets_sync
 from trading.venues.hl import reset_gateways
-from xbit_admin.alerts.models import Alert
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 D = Decimal
@@ -303,13 +303,13 @@ def test_a_restart_with_positions_resting_orders_and_a_hedge_comes_back_consiste
 ) -> None:
     from django.core.management import call_command
 
+    from core.accounts.roles import Role
+    from core.live_config import _invalidate_all
+    from core.platform.state import platform_ready
     from risk.exposure import exposure_recompute
     from risk.hedge import hedge_manual_order
     from trading import margin
     from trading.services import order_input, order_place
-    from xbit_admin.accounts.roles import Role
-    from xbit_admin.live_config import _invalidate_all
-    from xbit_admin.platform.state import platform_ready
 
     mid = venue.refresh_quote("BTC")
     bid = mid - 1

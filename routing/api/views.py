@@ -10,15 +10,15 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.api_input import InputSerializer, QueryParamsSerializer, query_params
+from core.api_schema import api_errors
+from core.errors import ErrorCode
+from core.pagination import CursorPagination
+from core.staff_api import StaffAPIView
 from routing.decision import Mode
 from routing.models import RoutingConfig, RoutingDecisionLog, RoutingModeLog, RoutingState
 from routing.selectors import asset_routing, resolved_config
 from routing.services import routing_config_update, routing_mode_switch
-from xbit_admin.api_input import InputSerializer, QueryParamsSerializer, query_params
-from xbit_admin.api_schema import api_errors
-from xbit_admin.errors import ErrorCode
-from xbit_admin.pagination import CursorPagination
-from xbit_admin.staff_api import StaffAPIView
 
 
 class ModeLogSerializer(serializers.ModelSerializer):

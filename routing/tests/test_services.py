@@ -13,6 +13,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from core.accounts.roles import Role
+from core.audit.models import AuditEntry
+from core.errors import ApplicationError
+from core.events.models import OutboxEvent
 from routing.decision import Mode, Reason, Route, decide
 from routing.models import RoutingConfig, RoutingModeLog
 from routing.selectors import asset_routing
@@ -22,10 +26,6 @@ from routing.services import (
     routing_hl_halt_set,
     routing_mode_switch,
 )
-from xbit_admin.accounts.roles import Role
-from xbit_admin.audit.models import AuditEntry
-from xbit_admin.errors import ApplicationError
-from xbit_admin.events.models import OutboxEvent
 
 pytestmark = pytest.mark.django_db
 

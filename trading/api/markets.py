@@ -12,12 +12,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api_input import QueryParamsSerializer, query_params
+from core.api_schema import api_errors
+from core.errors import ApplicationError, ErrorCode
 from trading.marketdata import Quote, get_quote, get_quotes
 from trading.models import Market
 from trading.selectors import market_get, markets_list
-from xbit_admin.api_input import QueryParamsSerializer, query_params
-from xbit_admin.api_schema import api_errors
-from xbit_admin.errors import ApplicationError, ErrorCode
 
 
 def _decimal() -> serializers.DecimalField:

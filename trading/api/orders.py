@@ -12,16 +12,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.accounts.selectors import request_user
+from core.api_input import DecimalStringField, InputSerializer, QueryParamsSerializer, query_params
+from core.api_schema import api_errors
+from core.errors import ApplicationError, ErrorCode
+from core.money import MONEY_INPUT, PRICE_INPUT, SIZE_INPUT
+from core.pagination import CursorPagination
+from core.platform.state import platform_ready
 from trading import services
 from trading.account import account_view
 from trading.models import Fill, MarginMode, Order, Side
-from xbit_admin.accounts.selectors import request_user
-from xbit_admin.api_input import DecimalStringField, InputSerializer, QueryParamsSerializer, query_params
-from xbit_admin.api_schema import api_errors
-from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.money import MONEY_INPUT, PRICE_INPUT, SIZE_INPUT
-from xbit_admin.pagination import CursorPagination
-from xbit_admin.platform.state import platform_ready
 
 
 class OrderOutput(serializers.ModelSerializer):
@@ -124,7 +124,7 @@ def _filter_orders(qs: QuerySet[Order], request: Request) -> QuerySet[Order]:
 
 class OrdersApi(APIView):
     key_scope = None  # GET needs read, POST needs trade (KeyScope's method default)
-    rate_budget = "orders"  # placing spends the order budget, listing the reads (xbit_admin.rate_limit)
+    rate_budget = "orders"  # placing spends the order budget, listing the reads (core.rate_limit)
     pagination_class = CursorPagination  # documents GET's cursor envelope (next, previous, results)
 
     @extend_schema(

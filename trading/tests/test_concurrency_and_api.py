@@ -11,11 +11,11 @@ from django.db import connection
 from django.test import Client
 
 from conftest import PASSWORD
+from core.errors import ApplicationError
 from trading.models import Order, Position
 from trading.services import order_input, order_place
 from wallets.ledger import AccountRef, account_balance
 from wallets.models import AccountKind
-from xbit_admin.errors import ApplicationError
 
 D = Decimal
 
@@ -149,8 +149,8 @@ def test_a_read_only_api_key_cannot_place_orders(trader: Any, set_quote: Any) ->
     import json
     import time
 
-    from xbit_admin.accounts import hmac_auth
-    from xbit_admin.accounts.services import api_key_create
+    from core.accounts import hmac_auth
+    from core.accounts.services import api_key_create
 
     key, secret = api_key_create(user=trader, label="ro", permissions=["read"])
     body = json.dumps({"symbol": "BTC", "side": "BUY", "type": "MARKET", "size": "0.01"}).encode()

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from core.errors import ApplicationError
 from sandbox.testing import SandboxProcess
 from trading import margin
 from trading.hl_accounts import hl_sandbox_accounts_setup, positions_sync
@@ -24,7 +25,6 @@ from trading.services import order_cancel, order_input, order_place, position_cl
 from trading.venues.hl import HLFill, gateway, reset_gateways
 from wallets.ledger import AccountRef, account_balance
 from wallets.models import AccountKind, LedgerTransfer
-from xbit_admin.errors import ApplicationError
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 D = Decimal
@@ -485,7 +485,7 @@ def test_a_position_changed_directly_on_hl_is_detected_and_halts_new_hl_opens(
     rows = {r.asset: r for r in positions_sync()}
     assert rows["BTC"].status == "CRITICAL"  # it persisted: fail closed
     assert asset_routing("BTC").hl_halted
-    from xbit_admin.alerts.models import Alert
+    from core.alerts.models import Alert
 
     assert Alert.objects.filter(rule="hl.position_mismatch", subject="BTC", severity="P0").exists()
 

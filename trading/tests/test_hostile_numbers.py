@@ -1,5 +1,5 @@
 """Issue #17, finding 3: hostile numbers get a clear 400 with a stable code, never a 500. Prices, sizes
-and amounts are read by one strict parser (``xbit_admin.money.decimal_from_text``): plain ASCII decimal
+and amounts are read by one strict parser (``core.money.decimal_from_text``): plain ASCII decimal
 notation, bounded digits and decimal places per field, the sign only where it means something."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pytest
 from django.test import Client
 
 from conftest import PASSWORD
+from core.errors import ApplicationError
+from core.money import MONEY_INPUT, PRICE_INPUT, DecimalInputError, decimal_from_text
 from trading.models import Position
 from trading.services import order_input, order_place
-from xbit_admin.errors import ApplicationError
-from xbit_admin.money import MONEY_INPUT, PRICE_INPUT, DecimalInputError, decimal_from_text
 
 pytestmark = pytest.mark.django_db
 

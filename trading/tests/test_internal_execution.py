@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from core.errors import ApplicationError
 from routing.models import RoutingDecisionLog
 from trading.models import Fill, Order, OrderEvent, Position
 from trading.services import order_cancel, order_input, order_place, position_close, position_margin_adjust
 from wallets.ledger import AccountRef, account_balance
 from wallets.models import AccountKind
-from xbit_admin.errors import ApplicationError
 
 pytestmark = pytest.mark.usefixtures("internalization_on")
 D = Decimal

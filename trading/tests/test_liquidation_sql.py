@@ -8,9 +8,9 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
+from core.events.models import OutboxEvent
 from trading.liquidation_sql import insert_rows, update_rows
 from trading.models import Position
-from xbit_admin.events.models import OutboxEvent
 
 D = Decimal
 

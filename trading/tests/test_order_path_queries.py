@@ -14,14 +14,14 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from core.events.models import OutboxEvent
 from routing.models import RoutingDecisionLog
 from trading.models import Fill, Order, OrderEvent, Position
 from trading.services import order_input, order_place
 from wallets.ledger import ledger_invariant_violations
-from xbit_admin.events.models import OutboxEvent
 
 # committed fixtures, as in production: configuration read in a transaction that changed it is never
-# cached (xbit_admin.live_config), and the order's own transaction is the outermost one (no savepoint)
+# cached (core.live_config), and the order's own transaction is the outermost one (no savepoint)
 pytestmark = [pytest.mark.usefixtures("internalization_on"), pytest.mark.django_db(transaction=True)]
 
 

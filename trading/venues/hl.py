@@ -36,7 +36,7 @@ from hyperliquid.utils.error import ClientError, ServerError
 from hyperliquid.utils.signing import sign_l1_action
 from prometheus_client import Counter, Gauge, Histogram
 
-from xbit_admin.redis_retry import restart_tolerant
+from core.redis_retry import restart_tolerant
 
 logger = logging.getLogger(__name__)
 
@@ -155,8 +155,8 @@ def credentials_for(name: str) -> AccountCredentials | None:
     key = os.environ.get(f"HL_{name.upper()}_AGENT_KEY", "")
     if master and key:
         return AccountCredentials(name, master, key)
+    from core.accounts.crypto import decrypt
     from trading.models import HLAccount
-    from xbit_admin.accounts.crypto import decrypt
 
     row = HLAccount.objects.filter(name=name).first()
     if row is None:

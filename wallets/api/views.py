@@ -13,14 +13,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.accounts.selectors import request_user
+from core.api_input import DecimalStringField, InputSerializer
+from core.api_schema import api_errors
+from core.errors import ErrorCode
+from core.money import MONEY_INPUT
 from wallets import selectors, services
 from wallets.api import serializers as out
 from wallets.models import Chain
-from xbit_admin.accounts.selectors import request_user
-from xbit_admin.api_input import DecimalStringField, InputSerializer
-from xbit_admin.api_schema import api_errors
-from xbit_admin.errors import ErrorCode
-from xbit_admin.money import MONEY_INPUT
 
 
 @extend_schema_field(serializers.ChoiceField(choices=Chain.choices))  # documented as the ChainEnum

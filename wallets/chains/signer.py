@@ -1,5 +1,5 @@
 """Signers hold the keys. ``LocalSigner`` keeps them in ``wallet_keys`` encrypted with Fernet
-(``xbit_admin.accounts.crypto``); the plaintext exists only inside ``sign`` and is never logged.
+(``core.accounts.crypto``); the plaintext exists only inside ``sign`` and is never logged.
 An HSM signer (Turnkey in the seed) implements the same two methods."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import secrets
 from decimal import Decimal
 from typing import Any, Protocol
 
+from core.accounts import crypto
 from wallets.chains import spec
 from wallets.chains.addresses import normalize_address
 from wallets.chains.signing import address_from_private_key, canonical_message, sign_message, tx_hash
 from wallets.models import WalletKey
-from xbit_admin.accounts import crypto
 
 
 class Signer(Protocol):

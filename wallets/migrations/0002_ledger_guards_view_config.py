@@ -7,7 +7,7 @@
 
 from django.db import migrations
 
-from xbit_admin.db import append_only
+from core.db import append_only
 
 WALLETS_VIEW = """
 CREATE OR REPLACE VIEW wallets AS

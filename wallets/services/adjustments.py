@@ -8,13 +8,13 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from core.accounts.models import User
+from core.audit.services import audit_record
+from core.errors import ApplicationError, ErrorCode
+from core.money import MONEY_INPUT, USDC_DECIMALS, DecimalInputError, decimal_from_input
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import AccountKind, BalanceAdjustment, TransferKind
 from wallets.services.custody import require_perm
-from xbit_admin.accounts.models import User
-from xbit_admin.audit.services import audit_record
-from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.money import MONEY_INPUT, USDC_DECIMALS, DecimalInputError, decimal_from_input
 
 
 @transaction.atomic

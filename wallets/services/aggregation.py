@@ -18,12 +18,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from core.audit.services import audit_record
 from wallets.chains import ChainRejected, ChainUnavailable, get_adapter, get_signer, spec
 from wallets.config import chain_config, chain_state, wallet_config
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import AccountKind, Aggregation, ChainState, Deposit, DepositAddress, TransferKind
 from wallets.services.custody import gas_transfers, hot_wallet_key, hot_wallet_ref, require_perm
-from xbit_admin.audit.services import audit_record
 
 logger = logging.getLogger(__name__)
 OPEN = [Aggregation.Status.PENDING, Aggregation.Status.GAS_SENT, Aggregation.Status.SENT]

@@ -11,6 +11,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from core.accounts.roles import perm
+from core.alerts.services import alert_raise, alert_resolve_condition
+from core.audit.services import audit_record
+from core.errors import ApplicationError, ErrorCode
+from core.events.services import outbox_emit
+from core.money import q_usdc
 from wallets.chains import ChainRejected, ChainUnavailable, get_adapter, get_signer, spec
 from wallets.config import chain_config, chain_state, known_asset, wallet_config
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
@@ -24,12 +30,6 @@ from wallets.models import (
     TransferKind,
     WalletKey,
 )
-from xbit_admin.accounts.roles import perm
-from xbit_admin.alerts.services import alert_raise, alert_resolve_condition
-from xbit_admin.audit.services import audit_record
-from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.events.services import outbox_emit
-from xbit_admin.money import q_usdc
 
 logger = logging.getLogger(__name__)
 Level = ChainState.Level

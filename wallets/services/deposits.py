@@ -10,16 +10,16 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from core.alerts.services import alert_raise
+from core.audit.services import audit_record
+from core.errors import ApplicationError, ErrorCode
+from core.events.services import outbox_emit
 from wallets.chains import get_adapter, spec
 from wallets.chains.base import IncomingTransfer
 from wallets.config import chain_config, chain_state, wallet_config
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import AccountKind, ChainState, Deposit, DepositAddress, TransferKind
 from wallets.services.custody import require_perm
-from xbit_admin.alerts.services import alert_raise
-from xbit_admin.audit.services import audit_record
-from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.events.services import outbox_emit
 
 logger = logging.getLogger(__name__)
 

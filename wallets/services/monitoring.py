@@ -10,9 +10,9 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from core.alerts.services import alert_raise, alert_resolve_condition
 from wallets.config import wallet_config
 from wallets.models import Withdrawal
-from xbit_admin.alerts.services import alert_raise, alert_resolve_condition
 
 S = Withdrawal.Status
 QUEUED = [S.AWAITING_APPROVAL, S.APPROVED, S.SENDING]

@@ -24,6 +24,15 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from core.accounts.models import SecurityEvent, User
+from core.accounts.roles import perm
+from core.accounts.selectors import kyc_limits_for
+from core.accounts.services import security_event_record
+from core.audit.services import audit_record
+from core.errors import ApplicationError, ErrorCode
+from core.events.services import outbox_emit
+from core.locks import user_lock
+from core.money import MONEY_INPUT, USDC_DECIMALS, DecimalInputError, decimal_from_input
 from wallets.chains import ChainRejected, ChainUnavailable, get_adapter, get_signer
 from wallets.chains.addresses import InvalidAddress, normalize_address
 from wallets.config import chain_config, chain_state, known_asset, wallet_config
@@ -46,15 +55,6 @@ from wallets.services.custody import (
     hot_wallet_key,
     hot_wallet_ref,
 )
-from xbit_admin.accounts.models import SecurityEvent, User
-from xbit_admin.accounts.roles import perm
-from xbit_admin.accounts.selectors import kyc_limits_for
-from xbit_admin.accounts.services import security_event_record
-from xbit_admin.audit.services import audit_record
-from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.events.services import outbox_emit
-from xbit_admin.locks import user_lock
-from xbit_admin.money import MONEY_INPUT, USDC_DECIMALS, DecimalInputError, decimal_from_input
 
 logger = logging.getLogger(__name__)
 S = Withdrawal.Status

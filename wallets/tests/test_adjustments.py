@@ -6,12 +6,12 @@ from decimal import Decimal
 
 import pytest
 
+from core.accounts.roles import Role
+from core.audit.models import AuditEntry
+from core.errors import ApplicationError, ErrorCode
 from wallets.ledger import AccountRef, account_balance
 from wallets.services import adjustment_decide, adjustment_request
 from wallets.tests.conftest import fund
-from xbit_admin.accounts.roles import Role
-from xbit_admin.audit.models import AuditEntry
-from xbit_admin.errors import ApplicationError, ErrorCode
 
 pytestmark = pytest.mark.django_db
 

@@ -6,6 +6,10 @@ from decimal import Decimal
 
 import pytest
 
+from core.accounts.roles import Role
+from core.alerts.models import Alert
+from core.audit.models import AuditEntry
+from core.errors import ApplicationError, ErrorCode
 from wallets.config import chain_config, chain_config_update
 from wallets.ledger import AccountRef, account_balance
 from wallets.models import Aggregation, ChainState, ColdTransfer, Deposit, WalletKey
@@ -20,10 +24,6 @@ from wallets.services import (
 )
 from wallets.services.custody import cold_wallet_key
 from wallets.tests.conftest import fund, fund_hot_wallet
-from xbit_admin.accounts.roles import Role
-from xbit_admin.alerts.models import Alert
-from xbit_admin.audit.models import AuditEntry
-from xbit_admin.errors import ApplicationError, ErrorCode
 
 pytestmark = pytest.mark.django_db
 

@@ -7,11 +7,11 @@ from decimal import Decimal
 import pytest
 from django.db import transaction
 
+from core.accounts.roles import Role
+from core.errors import ApplicationError, ErrorCode
 from wallets.ledger import AccountRef, TransferSpec, account_balance, ledger_post
 from wallets.models import Deposit, LedgerTransfer
 from wallets.services import deposit_address_get_or_create, deposit_credit, deposit_review, deposits_scan
-from xbit_admin.accounts.roles import Role
-from xbit_admin.errors import ApplicationError, ErrorCode
 
 pytestmark = pytest.mark.django_db
 

@@ -7,12 +7,12 @@ from decimal import Decimal
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
+from core.errors import ApplicationError, ErrorCode
 from wallets.hooks import register_cross_margin_provider, unregister_cross_margin_provider
 from wallets.ledger import AccountRef, TransferSpec, account_balance, ledger_invariant_violations, ledger_post
 from wallets.models import BalanceLog, LedgerTransfer
 from wallets.selectors import wallet_get
 from wallets.tests.conftest import fund
-from xbit_admin.errors import ApplicationError, ErrorCode
 
 pytestmark = pytest.mark.django_db
 

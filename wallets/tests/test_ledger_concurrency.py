@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
+from core.errors import ApplicationError, ErrorCode
 from wallets.ledger import AccountRef, TransferSpec, account_balance, ledger_invariant_violations, ledger_post
 from wallets.tests.conftest import fund
-from xbit_admin.errors import ApplicationError, ErrorCode
 
 
 @pytest.mark.django_db(transaction=True)

@@ -10,8 +10,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
+from core.errors import ApplicationError, ErrorCode
 from wallets.ledger import AccountRef, TransferSpec, account_balance, ledger_invariant_violations, ledger_post
-from xbit_admin.errors import ApplicationError, ErrorCode
 
 PLATFORM = [
     AccountRef.platform("fee_revenue"),

@@ -7,14 +7,14 @@ from decimal import Decimal
 
 import pytest
 
+from core.alerts.models import Alert
+from core.periodic import BEAT_SCHEDULE
 from wallets import tasks
 from wallets.demo import seed_wallets_demo
 from wallets.ledger import AccountRef, account_balance
 from wallets.services import deposit_address_get_or_create, hot_wallet_key, withdrawal_monitor
 from wallets.tests.conftest import fund
 from wallets.tests.test_withdrawals import request_and_confirm
-from xbit_admin.alerts.models import Alert
-from xbit_admin.celery import BEAT_SCHEDULE
 
 pytestmark = pytest.mark.django_db
 

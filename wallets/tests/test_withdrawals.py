@@ -13,6 +13,10 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+from core.accounts.models import SecurityEvent
+from core.accounts.roles import Role
+from core.alerts.models import Alert
+from core.errors import ApplicationError, ErrorCode
 from wallets.ledger import AccountRef, account_balance
 from wallets.models import BlacklistedAddress, LedgerTransfer, Withdrawal
 from wallets.services import (
@@ -26,10 +30,6 @@ from wallets.services import (
     withdrawals_process_due,
 )
 from wallets.tests.conftest import fund, fund_hot_wallet, outside_address, totp_for
-from xbit_admin.accounts.models import SecurityEvent
-from xbit_admin.accounts.roles import Role
-from xbit_admin.alerts.models import Alert
-from xbit_admin.errors import ApplicationError, ErrorCode
 
 pytestmark = pytest.mark.django_db
 RECIPIENT = outside_address("ETH", "withdrawal-recipient")
@@ -447,9 +447,9 @@ def test_the_owner_can_cancel_before_sending_and_gets_the_funds_back(
 def test_kyc_limits_and_a_verified_email_gate_withdrawals(make_trader: Any, settings: Any) -> None:
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
+    from core.errors import ApplicationError
     from wallets.services.withdrawals import withdrawal_request
     from wallets.tests.conftest import fund, totp_for
-    from xbit_admin.errors import ApplicationError
 
     user = make_trader()  # KYC NONE: 10,000 per 24 hours by default
     TOTPDevice.objects.create(user=user, name="phone", confirmed=True)

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from xbit_admin.accounts.roles import perm
+from core.accounts.roles import perm
 
 
 def staff_required(*any_of: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:

@@ -7,6 +7,6 @@ class ConsoleConfig(AppConfig):
     verbose_name = "Operator console"
 
     def ready(self) -> None:
-        from xbit_admin.observability import configure_structlog
+        from core.observability import configure_structlog
 
         configure_structlog()

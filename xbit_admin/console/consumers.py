@@ -128,7 +128,7 @@ class ConsoleTopicsConsumer(HeartbeatConsumer):
             await asyncio.sleep(max(0.05, self.overview_interval - (time.monotonic() - started)))
 
     def _allowed(self, names: list[str]) -> tuple[set[str], set[str]]:
-        from xbit_admin.accounts.roles import perm
+        from core.accounts.roles import perm
 
         user = self.scope["user"]
         allowed, refused = set(), set()

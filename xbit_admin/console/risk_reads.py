@@ -13,11 +13,11 @@ from django.db.models import Count, DecimalField, ExpressionWrapper, F, Q, Sum
 from django.db.models.functions import Abs, TruncDate
 from django.utils import timezone
 
+from core.alerts.models import Alert
+from core.audit.models import AuditEntry
 from risk.models import CircuitBreaker, DeviationLog, ExposureDaily, LiquidationRecord, LiquidationTrigger
 from routing.models import RoutingDecisionLog
 from trading.models import HLAccountSnapshot
-from xbit_admin.alerts.models import Alert
-from xbit_admin.audit.models import AuditEntry
 
 ZERO = Decimal(0)
 HL_ACCOUNTS = ("trading", "hedge")

@@ -13,6 +13,7 @@ from typing import Any
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from core.accounts.models import User
 from routing.decision import AssetRouting
 from routing.models import GLOBAL, RoutingConfig, RoutingDecisionLog, RoutingModeLog, RoutingState
 from routing.selectors import asset_routing, resolved_config
@@ -30,7 +31,6 @@ from wallets.models import (
     Withdrawal,
 )
 from wallets.selectors import WalletView, wallet_get
-from xbit_admin.accounts.models import User
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal(0)

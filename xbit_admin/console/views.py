@@ -20,16 +20,16 @@ from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from xbit_admin.accounts.models import SecurityEvent
-from xbit_admin.accounts.services import (
+from core.accounts.models import SecurityEvent
+from core.accounts.services import (
     otp_failure_record,
     security_change_mark,
     security_event_record,
     staff_password_check,
 )
-from xbit_admin.audit.services import audit_record
+from core.audit.services import audit_record
+from core.errors import ApplicationError
 from xbit_admin.console.forms import PasswordForm, TokenForm
-from xbit_admin.errors import ApplicationError
 
 
 def _safe_next(request: HttpRequest) -> str:

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 
 from csp.constants import NONE, SELF
 
-from xbit_admin.env import env_bool, env_int, env_list, env_str
-from xbit_admin.rate_limit_rules import parse_limits
-from xbit_admin.redis_retry import restart_tolerant
+from core.env import env_bool, env_int, env_list, env_str
+from core.rate_limit_rules import parse_limits
+from core.redis_retry import restart_tolerant
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -36,11 +36,12 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "csp",
     "channels",
-    "xbit_admin.accounts",
-    "xbit_admin.audit",
-    "xbit_admin.events",
-    "xbit_admin.alerts",
-    "xbit_admin.platform",
+    "core.accounts",
+    "core.audit",
+    "core.events",
+    "core.alerts",
+    "core.platform",
+    "core.switches",
     "xbit_admin.console",
     "wallets",
     "trading",
@@ -52,12 +53,12 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "xbit_admin.observability.RequestContextMiddleware",
-    "xbit_admin.request_guard.RequestGuardMiddleware",  # NUL refusals, no-store, rate-limit headers
+    "core.observability.RequestContextMiddleware",
+    "core.request_guard.RequestGuardMiddleware",  # NUL refusals, no-store, rate-limit headers
     "csp.middleware.CSPMiddleware",  # CONTENT_SECURITY_POLICY below
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "xbit_admin.switches.middleware.ApiModeMiddleware",
+    "core.switches.middleware.ApiModeMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
@@ -67,10 +68,10 @@ MIDDLEWARE = [
 
 # Issue #17. The proxies (addresses or networks) whose X-Forwarded-For is believed; none by default,
 # so a client reaching a web process directly cannot choose the address allow-lists, throttles and
-# security events see (xbit_admin.request_guard; the servers run with --no-proxy-headers).
+# security events see (core.request_guard; the servers run with --no-proxy-headers).
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
 # Request bodies: the ASGI guard answers 413 above this before Django reads the body; Django's own
-# limit for form bodies is the same; JSON bodies nest at most MAX_JSON_DEPTH deep (xbit_admin.api_input).
+# limit for form bodies is the same; JSON bodies nest at most MAX_JSON_DEPTH deep (core.api_input).
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 MAX_JSON_DEPTH = 32
@@ -204,31 +205,31 @@ CSRF_COOKIE_HTTPONLY = False  # the console's small JS reads it for fetch() post
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "xbit_admin.accounts.authentication.ApiKeyAuthentication",
-        "xbit_admin.accounts.authentication.JWTAuthentication",
+        "core.accounts.authentication.ApiKeyAuthentication",
+        "core.accounts.authentication.JWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",
-        "xbit_admin.accounts.permissions.KeyScope",
+        "core.accounts.permissions.KeyScope",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "xbit_admin.errors.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "xbit_admin.pagination.CursorPagination",
+    "EXCEPTION_HANDLER": "core.errors.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    # JSON bodies with size, depth and NUL limits (xbit_admin.api_input); forms as DRF reads them
+    # JSON bodies with size, depth and NUL limits (core.api_input); forms as DRF reads them
     "DEFAULT_PARSER_CLASSES": [
-        "xbit_admin.api_input.StrictJSONParser",
+        "core.api_input.StrictJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": None,
     # DRF's throttles would read X-Forwarded-For from anyone; REMOTE_ADDR is already the client
-    # (xbit_admin.request_guard, TRUSTED_PROXIES)
+    # (core.request_guard, TRUSTED_PROXIES)
     "NUM_PROXIES": 0,
-    # the general rate limit: per API key, user and address, separate budgets (xbit_admin.rate_limit)
-    "DEFAULT_THROTTLE_CLASSES": ["xbit_admin.rate_limit.ApiRateLimit"],
+    # the general rate limit: per API key, user and address, separate budgets (core.rate_limit)
+    "DEFAULT_THROTTLE_CLASSES": ["core.rate_limit.ApiRateLimit"],
 }
 
 SPECTACULAR_SETTINGS = {
@@ -257,11 +258,11 @@ SPECTACULAR_SETTINGS = {
     # every operation documents its error statuses with the one Error body (issue #10)
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "xbit_admin.api_schema.error_responses_hook",
+        "core.api_schema.error_responses_hook",
     ],
 }
 
-# General API rate limits (spec 08; xbit_admin.rate_limit explains why these are settings): JSON merged
+# General API rate limits (spec 08; core.rate_limit explains why these are settings): JSON merged
 # over the defaults, e.g. {"orders": {"key": [100, 10]}} (a burst of 100 refilled over 10 s).
 # API_RATE_LIMITS_LIFTED puts every limit at 10^9 (the benchmarks and drills, bench/common.py).
 API_RATE_LIMITS = parse_limits(env_str("API_RATE_LIMITS", ""))
@@ -279,7 +280,7 @@ API_KEY_MAX_FUTURE_SKEW_MS = 1_000
 # Key used to encrypt API-key HMAC secrets at rest (they must be recoverable to verify signatures).
 SECRETS_ENCRYPTION_KEY = env_str("SECRETS_ENCRYPTION_KEY", "")
 
-# Sign-in lockout (xbit_admin.accounts.lockout): this many wrong passwords lock the (account, address)
+# Sign-in lockout (core.accounts.lockout): this many wrong passwords lock the (account, address)
 # pair for LOGIN_LOCKOUT_BASE_SECONDS, doubling with each lockout of the pair in a day up to
 # LOGIN_LOCKOUT_SECONDS; wrong second factors lock the account itself for LOGIN_LOCKOUT_SECONDS.
 LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
@@ -323,9 +324,9 @@ ACCOUNT_CODE_RESEND_SECONDS = env_int("ACCOUNT_CODE_RESEND_SECONDS", 60)
 SIWE_DOMAIN = env_str("SIWE_DOMAIN", "localhost:8000")
 SIWE_CHAIN_IDS = env_list("SIWE_CHAIN_IDS", ["1", "42161"])  # Ethereum, Arbitrum One
 SIWE_NONCE_TTL_SECONDS = env_int("SIWE_NONCE_TTL_SECONDS", 600)
-KYC_PROVIDER = env_str("KYC_PROVIDER", "xbit_admin.accounts.kyc.ManualKycProvider")
+KYC_PROVIDER = env_str("KYC_PROVIDER", "core.accounts.kyc.ManualKycProvider")
 
-# Observability (spec 08; xbit_admin.metrics, .health, .collectors). The platform collectors and the
+# Observability (spec 08; core.metrics, .health, .collectors). The platform collectors and the
 # advisory readiness checks read the domain apps, so the core names them by dotted path.
 METRICS_COLLECTORS = ["xbit_admin.collectors.PlatformCollector"]
 METRICS_CACHE_SECONDS = 2.0
@@ -349,7 +350,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "structured": {
-            "()": "xbit_admin.observability.StructlogFormatter",
+            "()": "core.observability.StructlogFormatter",
         }
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},

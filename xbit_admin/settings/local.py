@@ -1,4 +1,4 @@
-from xbit_admin.env import env_bool, env_str
+from core.env import env_bool, env_str
 from xbit_admin.settings.base import *  # noqa: F403
 
 DEBUG = env_bool("DJANGO_DEBUG", True)

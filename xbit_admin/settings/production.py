@@ -5,7 +5,7 @@ with the variables of ``.env.example``). Required variables raise ``ImproperlyCo
 when missing — nothing falls back to a development default.
 """
 
-from xbit_admin.env import env_bool, env_int, env_list, env_str
+from core.env import env_bool, env_int, env_list, env_str
 from xbit_admin.settings.base import *  # noqa: F403
 from xbit_admin.settings.base import MIDDLEWARE, _database_from_url
 
@@ -36,7 +36,7 @@ HL_API_URL = env_str("HL_API_URL")
 CHAINS_API_URL = env_str("CHAINS_API_URL")
 
 # Hosts: the public names only; probes and Prometheus reach pods by IP and are answered by
-# ProbeMiddleware before host validation (xbit_admin/health.py).
+# ProbeMiddleware before host validation (core/health.py).
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env_list(
     "DJANGO_CSRF_TRUSTED_ORIGINS",
@@ -46,10 +46,10 @@ CSRF_TRUSTED_ORIGINS = env_list(
         if host != "*"
     ],
 )
-MIDDLEWARE = ["xbit_admin.health.ProbeMiddleware", *MIDDLEWARE]
+MIDDLEWARE = ["core.health.ProbeMiddleware", *MIDDLEWARE]
 
 # TLS at the edge: the proxy sets X-Forwarded-Proto. REMOTE_ADDR is the client when the proxy is one of
-# TRUSTED_PROXIES (xbit_admin/request_guard.py; uvicorn runs with --no-proxy-headers), which API-key IP
+# TRUSTED_PROXIES (core/request_guard.py; uvicorn runs with --no-proxy-headers), which API-key IP
 # allow-lists, throttles and security events rely on.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)

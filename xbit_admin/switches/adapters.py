@@ -10,7 +10,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from xbit_admin.switches import store
+from core.switches import store
 from xbit_admin.switches.registry import Switch, register
 
 SUPER = "manage_switches"
@@ -228,7 +228,7 @@ RISK_FIELDS: tuple[tuple[str, str, str, Any, str], ...] = (
 
 
 def _liquidation_mode_set(scope: str, value: Any, acting_user: Any, reason: str) -> None:
-    from xbit_admin.alerts.services import alert_resolve_condition
+    from core.alerts.services import alert_resolve_condition
 
     store.core_value_set(name="liquidation_mode", value=value, acting_user=acting_user, reason=reason)
     if value == store.LIQ_OFF:
@@ -239,7 +239,7 @@ def _liquidation_mode_set(scope: str, value: Any, acting_user: Any, reason: str)
 
 def liquidation_off_alert(reason: str = "") -> None:
     """P0 while liquidation is OFF (raised on the change and re-raised by the beat while it lasts)."""
-    from xbit_admin.alerts.services import alert_raise
+    from core.alerts.services import alert_raise
 
     alert_raise(
         rule="switches.liquidation_off",

@@ -2,9 +2,12 @@ from django.apps import AppConfig
 
 
 class SwitchesConfig(AppConfig):
+    """What a switch does when it changes (adapters into each room, history, canary, the probe
+    answerer); the stored values are ``core.switches``."""
+
     name = "xbit_admin.switches"
-    label = "switches"
-    verbose_name = "Control switches"
+    label = "switch_controls"
+    verbose_name = "Control switch behaviour"
 
     def ready(self) -> None:
         from xbit_admin.switches import (
@@ -14,14 +17,14 @@ class SwitchesConfig(AppConfig):
 
         adapters.register_all()
 
-        from xbit_admin.audit.services import audit_recorded
+        from core.audit.services import audit_recorded
         from xbit_admin.switches.history import on_audit_recorded
 
         audit_recorded.connect(on_audit_recorded, dispatch_uid="switches.history")
 
         from celery.signals import worker_process_init
 
-        from xbit_admin import live_config
+        from core import live_config
         from xbit_admin.switches.services import switch_values_served
 
         live_config.set_probe_answerer(switch_values_served)
@@ -30,6 +33,6 @@ class SwitchesConfig(AppConfig):
 
 
 def _start_in_pool_child(**kwargs: object) -> None:
-    from xbit_admin import live_config
+    from core import live_config
 
     live_config.start_for_this_process()

@@ -15,9 +15,9 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.switches import store
-from xbit_admin.switches.models import SwitchChange
+from core.errors import ApplicationError, ErrorCode
+from core.switches import store
+from core.switches.models import SwitchChange
 from xbit_admin.switches.services import SwitchResult, switch_set
 
 logger = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ def canary_evaluate(*, now: datetime | None = None) -> str | None:
     """The beat's check. Returns the rollback reason when it rolled back, else None. Judged only on
     orders since the stage began (a rollback starts a fresh window, so it never cascades on the same
     bad minutes)."""
-    from xbit_admin.alerts.services import alert_raise
+    from core.alerts.services import alert_raise
 
     key = store.core_value("canary_stage") or ""
     if key not in BY_KEY:

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
-from xbit_admin.audit.models import AuditEntry
-from xbit_admin.errors import ApplicationError
-from xbit_admin.switches.models import SwitchChange
+from core.audit.models import AuditEntry
+from core.errors import ApplicationError
+from core.switches.models import SwitchChange
 from xbit_admin.switches.registry import REGISTRY, resolve, to_json
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from xbit_admin.errors import ApplicationError, ErrorCode
+from core.errors import ApplicationError, ErrorCode
 
 KINDS = ("bool", "enum", "money", "number", "int", "list", "text")
 

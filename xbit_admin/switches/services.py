@@ -11,11 +11,11 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest
 
-from xbit_admin.accounts.roles import perm
-from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.switches import store
+from core.accounts.roles import perm
+from core.errors import ApplicationError, ErrorCode
+from core.switches import store
+from core.switches.models import SwitchChange
 from xbit_admin.switches.history import recording
-from xbit_admin.switches.models import SwitchChange
 from xbit_admin.switches.registry import Switch, display, resolve
 
 
@@ -162,7 +162,7 @@ def switch_values_served(keys: list[str]) -> dict[str, Any]:
 def switches_applied(keys: list[str], *, wait_s: float = 0.5) -> dict[str, Any]:
     """Ask every running process what it serves for ``keys`` and compare with the values in force.
     Returns ``{"expected": {...}, "processes": [...answers with "stale": [keys]]}``."""
-    from xbit_admin import live_config
+    from core import live_config
 
     live_config.reload_local()
     expected = switch_values_served(keys)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from xbit_admin.celery import register_periodic
+from core.periodic import register_periodic
 
 
 @shared_task(name="switches.canary_evaluate", ignore_result=True)
@@ -17,7 +17,7 @@ def canary_evaluate_task() -> None:
 @shared_task(name="switches.liquidation_off_reminder", ignore_result=True)
 def liquidation_off_reminder_task() -> None:
     """Spec 10: a P0 stays raised while liquidation is OFF (re-raised if someone resolved it)."""
-    from xbit_admin.switches import store
+    from core.switches import store
     from xbit_admin.switches.adapters import liquidation_off_alert
 
     if store.liquidation_mode() == store.LIQ_OFF:

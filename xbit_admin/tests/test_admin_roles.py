@@ -15,7 +15,7 @@ from django.test import Client
 from django.urls import reverse
 from django_otp.plugins.otp_static.models import StaticDevice
 
-from xbit_admin.accounts.roles import ROLE_PERMISSIONS, Role
+from core.accounts.roles import ROLE_PERMISSIONS, Role
 
 pytestmark = pytest.mark.django_db
 
@@ -46,10 +46,10 @@ def rows(make_trader: Any, make_staff: Any) -> None:
     """At least one row of each registered model, so the object pages are probed too."""
     from django.db import transaction
 
-    from xbit_admin.accounts.services import api_key_create, security_event_record
-    from xbit_admin.alerts.models import Alert, Delivery
-    from xbit_admin.audit.services import audit_record
-    from xbit_admin.events.services import outbox_emit
+    from core.accounts.services import api_key_create, security_event_record
+    from core.alerts.models import Alert, Delivery
+    from core.audit.services import audit_record
+    from core.events.services import outbox_emit
 
     trader = make_trader()
     api_key_create(user=trader, label="bot", permissions=["read"])

@@ -5,10 +5,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from xbit_admin.accounts.roles import Role
-from xbit_admin.alerts.models import Alert
-from xbit_admin.alerts.services import alert_acknowledge, alert_raise, alert_resolve_condition
-from xbit_admin.errors import ApplicationError
+from core.accounts.roles import Role
+from core.alerts.models import Alert
+from core.alerts.services import alert_acknowledge, alert_raise, alert_resolve_condition
+from core.errors import ApplicationError
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +40,7 @@ def test_acknowledging_is_audited_and_only_from_open(make_staff: Any) -> None:
     with pytest.raises(ApplicationError) as exc:
         alert_acknowledge(alert_id=alert.pk, acting_user=ops)
     assert exc.value.code == "INVALID_STATE"
-    from xbit_admin.audit.models import AuditEntry
+    from core.audit.models import AuditEntry
 
     assert AuditEntry.objects.filter(action="alert.acknowledge", object_id=str(alert.pk)).count() == 1
 
@@ -56,7 +56,7 @@ def test_healthz_and_readyz_report_their_checks() -> None:
 
 
 def test_readyz_fails_closed_when_a_check_fails(monkeypatch: Any) -> None:
-    from xbit_admin import health
+    from core import health
 
     monkeypatch.setattr(health, "READINESS_CHECKS", [("venue", lambda: {"ok": False, "error": "down"})])
     response = Client().get("/readyz")

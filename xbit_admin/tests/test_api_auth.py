@@ -10,9 +10,9 @@ import pytest
 from django.test import Client
 
 from conftest import PASSWORD
-from xbit_admin.accounts import hmac_auth
-from xbit_admin.accounts.models import ApiKey, RefreshToken, SecurityEvent
-from xbit_admin.accounts.services import api_key_create
+from core.accounts import hmac_auth
+from core.accounts.models import ApiKey, RefreshToken, SecurityEvent
+from core.accounts.services import api_key_create
 
 pytestmark = pytest.mark.django_db
 
@@ -207,7 +207,7 @@ def test_an_access_token_is_short_lived(settings: Any) -> None:
 
 
 def test_staff_cannot_use_the_trader_login(make_staff: Any) -> None:
-    from xbit_admin.accounts.roles import Role
+    from core.accounts.roles import Role
 
     staff = make_staff(Role.SUPER_ADMIN)
     response = Client().post(

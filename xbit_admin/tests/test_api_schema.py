@@ -14,9 +14,9 @@ from django.core.management import call_command
 from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 
-from xbit_admin.accounts.roles import Role
-from xbit_admin.accounts.tokens import access_token_for
-from xbit_admin.errors import ErrorCode
+from core.accounts.roles import Role
+from core.accounts.tokens import access_token_for
+from core.errors import ErrorCode
 from xbit_admin.switches.services import switch_set
 
 ERROR_REF = "#/components/schemas/Error"

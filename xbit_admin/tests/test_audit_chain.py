@@ -9,8 +9,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
-from xbit_admin.audit.models import AuditEntry
-from xbit_admin.audit.services import GENESIS_HASH, audit_chain_verify, audit_record
+from core.audit.models import AuditEntry
+from core.audit.services import GENESIS_HASH, audit_chain_verify, audit_record
 
 pytestmark = pytest.mark.django_db
 

@@ -24,9 +24,9 @@ import requests
 import yaml
 
 from conftest import PASSWORD
-from xbit_admin.accounts import hmac_auth
-from xbit_admin.accounts.models import SecurityEvent
-from xbit_admin.accounts.services import api_key_create
+from core.accounts import hmac_auth
+from core.accounts.models import SecurityEvent
+from core.accounts.services import api_key_create
 
 ROOT = Path(__file__).resolve().parents[2]
 SPOOFED = "10.1.2.3"
@@ -172,7 +172,7 @@ def test_a_configured_proxy_is_believed(settings: Any, make_trader: Any) -> None
 def test_the_client_address_middleware_believes_only_trusted_proxies(settings: Any) -> None:
     import asyncio
 
-    from xbit_admin.request_guard import client_address_app
+    from core.request_guard import client_address_app
 
     seen: list[Any] = []
 

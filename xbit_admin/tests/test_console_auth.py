@@ -9,8 +9,8 @@ from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from conftest import PASSWORD, current_totp, sign_in
-from xbit_admin.accounts.models import SecurityEvent
-from xbit_admin.accounts.roles import Role
+from core.accounts.models import SecurityEvent
+from core.accounts.roles import Role
 
 pytestmark = pytest.mark.django_db
 
@@ -71,7 +71,7 @@ def test_repeated_wrong_passwords_lock_the_account(make_staff: Any, settings: An
         assert b"Wrong email or password" in response.content
     response = client.post("/login/", {"email": user.email, "password": PASSWORD})
     assert b"Too many failed attempts" in response.content
-    from xbit_admin.accounts.lockout import seconds_locked
+    from core.accounts.lockout import seconds_locked
 
     assert seconds_locked(email=user.email, ip="127.0.0.1") > 0  # this address's sign-ins (issue #17)
     assert SecurityEvent.objects.filter(user=user, kind=SecurityEvent.Kind.LOCKED).exists()

@@ -118,7 +118,7 @@ def test_production_settings_are_hardened() -> None:
     assert (
         s["debug"] is False and s["hsts"] >= 31_536_000 and s["ssl"] is True and s["cookies"] == [True, True]
     )
-    assert s["mw0"] == "xbit_admin.health.ProbeMiddleware"
+    assert s["mw0"] == "core.health.ProbeMiddleware"
     assert s["hosts"] == ["xbit.example.com", ".api.example.com"]
     assert s["csrf"] == ["https://xbit.example.com", "https://*.api.example.com"]
     assert s["mail"].endswith("smtp.EmailBackend")  # never the console backend: it would log codes

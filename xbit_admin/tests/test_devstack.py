@@ -377,7 +377,7 @@ def _settings_levels(**env: str) -> dict[str, list[int]]:
     script = (
         "import django, json, logging; django.setup()\n"
         "names = ['celery.beat', 'celery.worker.strategy', 'celery.app.trace', 'trading.feed', "
-        "'risk.breakers', 'xbit_admin.alerts.notifications', 'kombu.connection', 'django.request']\n"
+        "'risk.breakers', 'core.alerts.notifications', 'kombu.connection', 'django.request']\n"
         "levels = {n: [logging.getLogger(n).isEnabledFor(l) for l in (logging.INFO, logging.WARNING)] for n in names}\n"
         "levels['handlers'] = [sum(not isinstance(h, logging.NullHandler) for h in logging.getLogger(n).handlers)"
         " for n in ('', 'django', 'celery')]\n"
@@ -406,7 +406,7 @@ def test_make_run_settings_are_quiet_and_verbose_on_request() -> None:
         "django.request",
     ):
         assert quiet[name] == [False, True], name  # no INFO, warnings yes
-    for name in ("trading.feed", "risk.breakers", "xbit_admin.alerts.notifications"):
+    for name in ("trading.feed", "risk.breakers", "core.alerts.notifications"):
         assert quiet[name] == [True, True], name  # the platform's own INFO messages stay
     assert quiet["handlers"] == [1, 0, 0], "one handler (the root's): every line once, formatted alike"
     verbose = _settings_levels(LOG_LEVEL="info")

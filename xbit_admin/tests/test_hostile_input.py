@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 
 from conftest import PASSWORD
-from xbit_admin.accounts.roles import Role
+from core.accounts.roles import Role
 
 pytestmark = pytest.mark.django_db
 

@@ -24,9 +24,9 @@ import redis
 from django.conf import settings
 from django.db import connection, transaction
 
-from xbit_admin.events.models import ProcessedEvent
-from xbit_admin.events.services import STREAM, ensure_group, outbox_emit
-from xbit_admin.platform.models import PlatformState
+from core.events.models import ProcessedEvent
+from core.events.services import STREAM, ensure_group, outbox_emit
+from core.platform.models import PlatformState
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]

@@ -28,7 +28,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from xbit_admin import collectors, health, metrics, observability
+from core import health, metrics, observability
+from xbit_admin import collectors
 
 REPO = Path(__file__).resolve().parents[2]
 ASSET = "OBSX"  # an asset no other test (or concurrent run) quotes
@@ -275,7 +276,7 @@ def _run(code: str, env: dict[str, str]) -> str:
 def test_multiprocess_mode_aggregates_every_process_of_the_group(tmp_path: Path) -> None:
     env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     bump = """
-        from xbit_admin import metrics
+        from core import metrics
         metrics.HTTP_RESPONSES.labels("GET", "api/v1/orders", "200").inc(%d)
         metrics.ROUTING_DECISION_SECONDS.observe(0.00002)
         metrics.mark_process_dead()
@@ -285,7 +286,7 @@ def test_multiprocess_mode_aggregates_every_process_of_the_group(tmp_path: Path)
     text = _run(
         """
         from prometheus_client import generate_latest
-        from xbit_admin import metrics
+        from core import metrics
         print(generate_latest(metrics.scrape_registry()).decode())
         """,
         env,
@@ -307,7 +308,7 @@ def test_non_web_processes_export_on_their_metrics_port(tmp_path: Path) -> None:
     text = _run(
         f"""
         import urllib.request
-        from xbit_admin import metrics
+        from core import metrics
         metrics.OUTBOX_PUBLISHED.inc(7)
         assert metrics.start_exporter({port}, addr="127.0.0.1")
         assert metrics.start_exporter({port}, addr="127.0.0.1")  # idempotent
@@ -325,7 +326,7 @@ def test_a_taken_metrics_port_never_stops_the_process() -> None:
         port = taken.getsockname()[1]
         out = _run(
             f"""
-            from xbit_admin import metrics
+            from core import metrics
             print(metrics.start_exporter({port}, addr="127.0.0.1"))
             """,
             {},
@@ -427,7 +428,7 @@ def test_every_line_of_a_request_carries_request_user_and_order_ids(
 
 @pytest.mark.django_db
 def test_the_request_line_of_a_jwt_call_names_the_user_drf_authenticated(make_trader: Any) -> None:
-    from xbit_admin.accounts.tokens import access_token_for
+    from core.accounts.tokens import access_token_for
 
     trader = make_trader()
     stream = io.StringIO()
@@ -526,7 +527,7 @@ def test_an_app_gating_check_of_the_same_name_wins_over_the_advisory_one(monkeyp
 @pytest.mark.django_db
 def test_probes_answer_pods_reached_by_ip_while_other_paths_still_validate_the_host() -> None:
     production_like = {
-        "MIDDLEWARE": ["xbit_admin.health.ProbeMiddleware", *settings.MIDDLEWARE],
+        "MIDDLEWARE": ["core.health.ProbeMiddleware", *settings.MIDDLEWARE],
         "ALLOWED_HOSTS": ["xbit.example.com"],
         "SECURE_SSL_REDIRECT": True,
     }

@@ -11,8 +11,8 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
-from xbit_admin.events.models import OutboxEvent, ProcessedEvent
-from xbit_admin.events.services import (
+from core.events.models import OutboxEvent, ProcessedEvent
+from core.events.services import (
     STREAM,
     Event,
     consume_batch,

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from xbit_admin.accounts.roles import ROLE_PERMISSIONS, Role
+from core.accounts.roles import ROLE_PERMISSIONS, Role
 
 pytestmark = pytest.mark.django_db
 

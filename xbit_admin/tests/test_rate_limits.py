@@ -13,8 +13,8 @@ from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 
 from conftest import PASSWORD
-from xbit_admin.accounts import hmac_auth
-from xbit_admin.accounts.services import api_key_create
+from core.accounts import hmac_auth
+from core.accounts.services import api_key_create
 
 pytestmark = pytest.mark.django_db
 
@@ -141,7 +141,7 @@ def test_lifted_limits_still_answer_the_headers_and_never_refuse(settings: Any, 
 def test_malformed_limits_stop_the_process() -> None:
     from django.core.exceptions import ImproperlyConfigured
 
-    from xbit_admin.rate_limit import parse_limits
+    from core.rate_limit import parse_limits
 
     assert parse_limits('{"orders": {"key": [5, 1]}}')["orders"]["key"] == (5, 1.0)
     for bad in [
@@ -183,7 +183,7 @@ def test_the_demo_traders_fit_the_default_budgets() -> None:
     """``make run``'s traders (``simulate_traders --rate 3``, up to 20 of them, all from 127.0.0.1): an
     action is at most three requests (a read or two and an order), so the address spends ≤ 9 reads and
     ≤ 3 orders a second — well inside the address's sustained rates; a trader far less."""
-    from xbit_admin.rate_limit import DEFAULT_LIMITS
+    from core.rate_limit import DEFAULT_LIMITS
 
     def per_second(budget: str, scope: str) -> float:
         limit, period = DEFAULT_LIMITS[budget][scope]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from core.redis_retry import restart_tolerant
 from xbit_admin import devstack
-from xbit_admin.redis_retry import restart_tolerant
 
 
 def _free_port() -> int:

@@ -15,7 +15,7 @@ from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from conftest import PASSWORD
-from xbit_admin.accounts.roles import Role
+from core.accounts.roles import Role
 
 pytestmark = pytest.mark.django_db
 
@@ -69,7 +69,7 @@ def test_an_unknown_api_path_answers_the_json_error_with_debug_on(settings: Any)
 def test_seed_demo_prints_the_totp_secrets_once_when_it_creates_them(monkeypatch: Any, settings: Any) -> None:
     import base64
 
-    from xbit_admin.accounts.management.commands import seed_demo
+    from core.accounts.management.commands import seed_demo
 
     monkeypatch.setattr(seed_demo, "DEMO_SEEDERS", [])
     first, second = io.StringIO(), io.StringIO()
@@ -87,7 +87,7 @@ def test_seed_demo_prints_the_totp_secrets_once_when_it_creates_them(monkeypatch
 
 def test_demo_totp_secrets_do_not_follow_from_the_code(monkeypatch: Any, settings: Any) -> None:
     """The demo secrets were derived from SECRET_KEY, whose local default is in the repository."""
-    from xbit_admin.accounts.management.commands import seed_demo
+    from core.accounts.management.commands import seed_demo
 
     monkeypatch.setattr(seed_demo, "DEMO_SEEDERS", [])
     call_command("seed_demo", stdout=io.StringIO())
@@ -102,7 +102,7 @@ def test_demo_totp_secrets_do_not_follow_from_the_code(monkeypatch: Any, setting
 def test_a_device_made_from_the_old_derived_secret_gets_a_new_one_shown_once(
     monkeypatch: Any, settings: Any, make_staff: Any
 ) -> None:
-    from xbit_admin.accounts.management.commands import seed_demo
+    from core.accounts.management.commands import seed_demo
 
     monkeypatch.setattr(seed_demo, "DEMO_SEEDERS", [])
     call_command("seed_demo", stdout=io.StringIO())

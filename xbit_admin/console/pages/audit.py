@@ -15,12 +15,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from xbit_admin.alerts.conf import CHANNELS, channel_configured
-from xbit_admin.alerts.models import Alert, Delivery
-from xbit_admin.alerts.rules import rule_info
-from xbit_admin.alerts.services import alert_acknowledge, alert_resolve_manual
-from xbit_admin.audit.models import AuditEntry
-from xbit_admin.audit.services import audit_chain_verify, audit_record
+from core.alerts.conf import CHANNELS, channel_configured
+from core.alerts.models import Alert, Delivery
+from core.alerts.rules import rule_info
+from core.alerts.services import alert_acknowledge, alert_resolve_manual
+from core.audit.models import AuditEntry
+from core.audit.services import audit_chain_verify, audit_record
+from core.errors import ApplicationError
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.pages.common import (
     can,
@@ -31,7 +32,6 @@ from xbit_admin.console.pages.common import (
     require,
     time_window,
 )
-from xbit_admin.errors import ApplicationError
 
 VERIFY_CACHE_KEY = "console:audit_chain_verify"
 AUDIT_FILTERS = ("actor", "action", "object_type", "object_id")

@@ -19,8 +19,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from xbit_admin.accounts.roles import perm
-from xbit_admin.errors import ApplicationError
+from core.accounts.roles import perm
+from core.errors import ApplicationError
 
 PAGE_SIZE = 50
 

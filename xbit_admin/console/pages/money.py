@@ -13,6 +13,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from core.errors import ApplicationError
+from core.money import MONEY_INPUT, decimal_from_text
 from wallets.models import Aggregation, ColdTransfer, Withdrawal, WithdrawalApproval
 from wallets.services import (
     aggregation_trigger,
@@ -24,8 +26,6 @@ from wallets.services import (
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.pages.common import acting, can, flash_error
 from xbit_admin.console.selectors import liquidity_overview, small_tier_avg_seconds, withdrawal_queue_summary
-from xbit_admin.errors import ApplicationError
-from xbit_admin.money import MONEY_INPUT, decimal_from_text
 
 TIERS = [
     (Withdrawal.Tier.DUAL, "> 100,000 — risk review + operations approval (two people)"),

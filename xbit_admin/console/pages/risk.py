@@ -15,12 +15,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from core.errors import ApplicationError, ErrorCode
+from core.money import CONFIG_INPUT, DecimalShape, decimal_from_text
 from risk.models import CircuitBreaker, LiquidationTrigger, RiskConfig
 from xbit_admin.console import risk_reads as reads
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.pages.common import can, csv_response, flash_error, keyset_page, require
-from xbit_admin.errors import ApplicationError, ErrorCode
-from xbit_admin.money import CONFIG_INPUT, DecimalShape, decimal_from_text
 
 SHOCK_INPUT = DecimalShape(4, 4)  # a percentage typed on the stress page (issue #17)
 
@@ -546,8 +546,8 @@ def reconciliation_run_view(request: HttpRequest) -> HttpResponse:
     from django.core.cache import cache
     from django.db import transaction
 
+    from core.audit.services import audit_record
     from risk.reconciliation import reconciliation_run
-    from xbit_admin.audit.services import audit_record
 
     if not cache.add("console:reconciliation-run", 1, timeout=120):
         messages.info(request, "A reconciliation run started from the console is already in progress.")
@@ -718,7 +718,7 @@ def reconciliation_export_view(request: HttpRequest, dimension: str) -> HttpResp
 def _audit_export(request: HttpRequest, what: str, after: dict[str, Any]) -> None:
     from django.db import transaction
 
-    from xbit_admin.audit.services import audit_record
+    from core.audit.services import audit_record
 
     with transaction.atomic():
         audit_record(

@@ -14,6 +14,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from core.errors import ApplicationError
+from core.money import CONFIG_INPUT, decimal_from_text
 from risk.selectors import hedge_recommendations
 from routing.decision import AssetRouting, Mode, Route
 from routing.models import GLOBAL, RoutingConfig, RoutingModeLog
@@ -29,8 +31,6 @@ from xbit_admin.console.selectors import (
     routing_assets,
     routing_overview,
 )
-from xbit_admin.errors import ApplicationError
-from xbit_admin.money import CONFIG_INPUT, decimal_from_text
 
 MODES = [Mode.HL_MODE, Mode.NORMAL_MODE, Mode.BETTING_MODE]
 MODE_LABELS = {Mode.HL_MODE: "HL", Mode.NORMAL_MODE: "Normal", Mode.BETTING_MODE: "Betting"}
@@ -112,7 +112,7 @@ def consequence(
 
 
 def _cohort_percent() -> int:
-    from xbit_admin.switches.store import SWITCH_CACHE
+    from core.switches.store import SWITCH_CACHE
 
     return int(SWITCH_CACHE.get()["canary_cohort_percent"])
 

@@ -16,11 +16,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from core.errors import ApplicationError
+from core.switches import store
+from core.switches.models import SwitchChange
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.pages.common import can, flash_error
-from xbit_admin.errors import ApplicationError
-from xbit_admin.switches import canary, store
-from xbit_admin.switches.models import SwitchChange
+from xbit_admin.switches import canary
 from xbit_admin.switches.registry import REGISTRY, display, resolve, to_json
 from xbit_admin.switches.services import (
     LEVELS,

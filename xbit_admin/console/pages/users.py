@@ -18,12 +18,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from core.accounts.models import SecurityEvent, User
+from core.audit.services import audit_record
 from routing.models import RoutingDecisionLog
 from trading.models import Fill, Order, Position
 from wallets.models import BalanceLog, Deposit, Withdrawal
 from wallets.selectors import deposit_addresses_list, user_accounts
-from xbit_admin.accounts.models import SecurityEvent, User
-from xbit_admin.audit.services import audit_record
 from xbit_admin.console import user_reads
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.pages.common import TimeWindow, can, csv_response, require, time_window

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from django.db import transaction
 
-from xbit_admin.accounts.roles import Role
-from xbit_admin.alerts.models import Alert
-from xbit_admin.alerts.services import alert_raise
-from xbit_admin.audit.models import AuditEntry
-from xbit_admin.audit.services import audit_record
+from core.accounts.roles import Role
+from core.alerts.models import Alert
+from core.alerts.services import alert_raise
+from core.audit.models import AuditEntry
+from core.audit.services import audit_record
 
 pytestmark = pytest.mark.django_db
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from core.accounts.roles import Role
+from core.audit.models import AuditEntry
 from routing.models import RoutingConfig
-from xbit_admin.accounts.roles import Role
-from xbit_admin.audit.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
 

@@ -18,11 +18,11 @@ import requests
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 
+from core.accounts.roles import Role
+from core.live import broadcast_now
 from sandbox.testing import SandboxProcess
 from trading.models import HLAccountSnapshot
-from xbit_admin.accounts.roles import Role
 from xbit_admin.console.tests.test_topics_consumer import _next, _open, _scope
-from xbit_admin.live import broadcast_now
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

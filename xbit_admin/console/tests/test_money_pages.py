@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from core.accounts.roles import Role
+from core.audit.models import AuditEntry
 from wallets.models import ColdTransfer, Withdrawal
-from xbit_admin.accounts.roles import Role
-from xbit_admin.audit.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
 

@@ -17,7 +17,7 @@ import pytest
 from django.urls import URLPattern
 from django.utils import timezone
 
-from xbit_admin.accounts.roles import Role
+from core.accounts.roles import Role
 from xbit_admin.console.templatetags.console import money, pct, qty
 
 pytestmark = pytest.mark.django_db
@@ -113,6 +113,7 @@ def demo(market: None, trader: Any, make_trader: Any) -> Demo:
 def build_demo(*, alice: Any, whale: Any, recompute_exposure: bool = True) -> Demo:
     """``alice`` (new, funded here) liquidated twice with funding and a drift record; ``whale`` (funded
     with ≥ 20,000) long 1.3 BTC INTERNAL, and BTC switched to HL_MODE. Markets synced, BTC quoted."""
+    from core.live_config import invalidate
     from risk.detection import liquidation_sweep
     from risk.drift import drift_record
     from risk.exposure import exposure_recompute
@@ -123,7 +124,6 @@ def build_demo(*, alice: Any, whale: Any, recompute_exposure: bool = True) -> De
     from trading.account import margin_table_for_asset, user_balances
     from trading.models import MarginTable, Market
     from xbit_admin.console.tests.conftest import fund
-    from xbit_admin.live_config import invalidate
 
     # spec 03's single-tier BTC table (max leverage 125 → mmr 0.004) for its worked example
     MarginTable.objects.update_or_create(

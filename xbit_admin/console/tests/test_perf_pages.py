@@ -15,8 +15,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from xbit_admin import live_config
-from xbit_admin.accounts.roles import Role
+from core import live_config
+from core.accounts.roles import Role
 from xbit_admin.console.tests.conftest import publish_quote
 
 pytestmark = pytest.mark.django_db
@@ -92,8 +92,8 @@ def _order(user: Any, *, side: str, size: str, mode: str, reduce_only: bool = Fa
 def _more_history(trader: Any, make_withdrawal: Callable[[str], Any]) -> None:
     """Many rows in every section of the user page: orders with decisions, fills, open and closed
     positions (isolated and cross), balance logs, deposits, withdrawals and security events."""
+    from core.accounts.models import SecurityEvent
     from wallets.models import Deposit
-    from xbit_admin.accounts.models import SecurityEvent
 
     for _ in range(3):
         _order(trader, side="BUY", size="0.01", mode="CROSS")
@@ -181,8 +181,8 @@ def test_the_user_page_reads_a_fixed_number_of_queries_however_long_the_history(
 def test_the_alerts_page_reads_a_fixed_number_of_queries_however_many_alerts_and_deliveries(
     console_as: Any, make_staff: Callable[..., Any]
 ) -> None:
-    from xbit_admin.alerts.models import Delivery
-    from xbit_admin.alerts.services import alert_acknowledge, alert_raise, alert_resolve_manual
+    from core.alerts.models import Delivery
+    from core.alerts.services import alert_acknowledge, alert_raise, alert_resolve_manual
 
     client = console_as(Role.OPERATIONS)  # may acknowledge: every row carries its two forms
     url = "/alerts/?state=all"
@@ -214,7 +214,7 @@ def test_the_alerts_page_reads_a_fixed_number_of_queries_however_many_alerts_and
 
 
 def test_the_alert_rows_link_to_their_own_actions(console_as: Any) -> None:
-    from xbit_admin.alerts.services import alert_raise
+    from core.alerts.services import alert_raise
 
     alert = alert_raise(rule="feed.down", severity="P1", message="feed down")
     client = console_as(Role.OPERATIONS)
@@ -227,7 +227,7 @@ def test_the_alert_rows_link_to_their_own_actions(console_as: Any) -> None:
 
 
 def test_resolved_alerts_are_counted_up_to_a_cap(console_as: Any, monkeypatch: Any) -> None:
-    from xbit_admin.alerts.models import Alert
+    from core.alerts.models import Alert
     from xbit_admin.console.pages import audit
 
     monkeypatch.setattr(audit, "RESOLVED_COUNT_CAP", 3)

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from core.accounts.roles import Role
+from core.audit.models import AuditEntry
 from risk.hedge_models import ReconciliationLog
 from risk.reconciliation import reconciliation_run
-from xbit_admin.accounts.roles import Role
-from xbit_admin.audit.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
 D = Decimal

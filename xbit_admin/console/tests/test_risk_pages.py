@@ -11,11 +11,11 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
+from core.accounts.roles import Role
+from core.audit.models import AuditEntry
 from risk.config import risk_config
 from risk.models import CircuitBreaker, DeviationLog, LiquidationTrigger
 from routing.models import GLOBAL, RoutingConfig
-from xbit_admin.accounts.roles import Role
-from xbit_admin.audit.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
 

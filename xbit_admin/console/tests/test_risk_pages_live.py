@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from xbit_admin.accounts.roles import Role
+from core.accounts.roles import Role
 from xbit_admin.console.tests.conftest import publish_quote
 
 pytestmark = pytest.mark.django_db

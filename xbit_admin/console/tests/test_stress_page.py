@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from core.accounts.roles import Role
+from core.audit.models import AuditEntry
 from risk.hedge_models import HedgePosition
-from xbit_admin.accounts.roles import Role
-from xbit_admin.audit.models import AuditEntry
 from xbit_admin.console.tests.conftest import publish_quote
 
 pytestmark = pytest.mark.django_db

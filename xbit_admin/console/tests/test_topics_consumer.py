@@ -12,9 +12,9 @@ from django.contrib.sessions.backends.db import SessionStore
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from xbit_admin.accounts.roles import Role
+from core.accounts.roles import Role
+from core.live import broadcast_now
 from xbit_admin.console.consumers import ConsoleTopicsConsumer
-from xbit_admin.live import broadcast_now
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,9 +10,9 @@ from urllib.parse import unquote_plus
 
 import pytest
 
+from core.accounts.roles import Role
+from core.audit.models import AuditEntry
 from wallets.models import DepositAddress, Withdrawal
-from xbit_admin.accounts.roles import Role
-from xbit_admin.audit.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
 

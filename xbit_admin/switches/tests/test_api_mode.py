@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 
 from conftest import PASSWORD  # the root conftest's personas
-from xbit_admin.accounts.roles import Role
+from core.accounts.roles import Role
 from xbit_admin.switches.services import switch_set
 
 ORDER = {

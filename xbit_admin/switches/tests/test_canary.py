@@ -9,11 +9,11 @@ from typing import Any
 
 from django.utils import timezone
 
+from core.accounts.roles import Role
+from core.alerts.models import Alert
+from core.switches import store
 from routing.selectors import asset_routing
 from trading.models import Order
-from xbit_admin.accounts.roles import Role
-from xbit_admin.alerts.models import Alert
-from xbit_admin.switches import store
 from xbit_admin.switches.canary import canary_evaluate, canary_stage_set, canary_status
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from xbit_admin.accounts.roles import Role
-from xbit_admin.switches import store
-from xbit_admin.switches.models import SwitchChange
+from core.accounts.roles import Role
+from core.switches import store
+from core.switches.models import SwitchChange
 
 
 def test_a_super_admin_sees_every_switch_and_changes_one_with_a_reason(console_as: Any) -> None:
@@ -82,7 +82,7 @@ def test_a_refused_typed_value_stays_in_its_field_with_the_reason_and_changes_no
 def test_every_process_is_asked_what_it_serves(console_as: Any) -> None:
     """The check button asks every running process (here: this test process's own listener) which values
     it serves, and shows each with whether all are current."""
-    from xbit_admin.switches import store as switch_store
+    from core.switches import store as switch_store
 
     switch_store.api_mode()  # this process reads a switch: its listener runs and answers
     page = console_as(Role.SUPER_ADMIN).post("/switches/", {"action": "probe"}).content.decode()
@@ -91,7 +91,7 @@ def test_every_process_is_asked_what_it_serves(console_as: Any) -> None:
 
 
 def test_process_labels_come_from_how_the_process_was_started() -> None:
-    from xbit_admin.live_config import process_label
+    from core.live_config import process_label
 
     assert process_label(["/x/site-packages/uvicorn/__main__.py", "xbit_admin.asgi:application"]) == "web"
     assert process_label(["/x/bin/celery", "-A", "xbit_admin", "worker", "-Q", "critical"]) == "worker"

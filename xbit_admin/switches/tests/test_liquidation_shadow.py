@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from core.accounts.roles import Role
+from core.alerts.models import Alert
 from risk.detection import liquidation_sweep
 from risk.liquidation import liquidation_claim, liquidations_drain
 from risk.models import LiquidationRecord, LiquidationTrigger
 from trading.models import Position
-from xbit_admin.accounts.roles import Role
-from xbit_admin.alerts.models import Alert
 from xbit_admin.switches.services import switch_set
 
 D = Decimal

@@ -22,9 +22,9 @@ import pytest
 import requests
 
 from conftest import PASSWORD  # the root conftest's personas
+from core.accounts.roles import Role
+from core.audit.models import AuditEntry
 from sandbox.testing import SandboxProcess
-from xbit_admin.accounts.roles import Role
-from xbit_admin.audit.models import AuditEntry
 from xbit_admin.switches.services import switches_applied
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

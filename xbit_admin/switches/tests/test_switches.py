@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from core.accounts.roles import Role
+from core.audit.models import AuditEntry
+from core.errors import ApplicationError
+from core.switches import store
+from core.switches.models import SwitchChange
 from routing.selectors import asset_routing, in_canary_cohort
-from xbit_admin.accounts.roles import Role
-from xbit_admin.audit.models import AuditEntry
-from xbit_admin.errors import ApplicationError
-from xbit_admin.switches import store
-from xbit_admin.switches.models import SwitchChange
 from xbit_admin.switches.registry import REGISTRY
 from xbit_admin.switches.services import degradation_set, switch_rollback, switch_set
 
@@ -197,7 +197,7 @@ def test_a_switch_reaches_another_process_within_five_seconds(make_staff: Any) -
     script = (
         "import django, sys, time\n"
         "django.setup()\n"
-        "from xbit_admin.switches import store\n"
+        "from core.switches import store\n"
         "print('mode', store.api_mode(), flush=True)\n"
         "deadline = time.time() + 10\n"
         "while time.time() < deadline:\n"

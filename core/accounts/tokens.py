@@ -1,0 +1,157 @@
+"""JWT access tokens (short-lived, stateless) and rotating refresh tokens (stored, single use)."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime
+from typing import Any
+
+import jwt
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from core.accounts.models import RefreshToken, SecurityEvent, User
+from core.errors import ApplicationError, ErrorCode
+
+ALGORITHM = "HS256"
+
+
+def _encode(claims: dict[str, Any]) -> str:
+    return jwt.encode(claims, settings.JWT_SIGNING_KEY, algorithm=ALGORITHM)
+
+
+def decode(token: str, *, expected_type: str) -> dict[str, Any]:
+    try:
+        claims = jwt.decode(
+            token,
+            settings.JWT_SIGNING_KEY,
+            algorithms=[ALGORITHM],
+            options={"require": ["exp", "iat", "sub", "typ", "jti"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise ApplicationError(ErrorCode.TOKEN_EXPIRED, "The token has expired.") from None
+    except jwt.PyJWTError:
+        raise ApplicationError(ErrorCode.INVALID_TOKEN, "The token is invalid.") from None
+    if claims.get("typ") != expected_type:
+        raise ApplicationError(ErrorCode.INVALID_TOKEN, f"Expected a {expected_type} token.")
+    return claims
+
+
+def access_token_for(user: User, *, now: datetime | None = None, session: str | None = None) -> str:
+    """``sid`` names the session (refresh-token family) so that revoking a session also ends its
+    access tokens before they expire (see ``authentication.JWTAuthentication``)."""
+    now = now or timezone.now()
+    claims: dict[str, Any] = {
+        "sub": str(user.pk),
+        "typ": "access",
+        "jti": uuid.uuid4().hex,
+        "iat": int(now.timestamp()),
+        "exp": int((now + settings.JWT_ACCESS_TTL).timestamp()),
+    }
+    if session:
+        claims["sid"] = session
+    return _encode(claims)
+
+
+def _refresh_token(user: User, family: str, *, ip: str | None, user_agent: str, device: str = "") -> str:
+    now = timezone.now()
+    jti = secrets.token_hex(16)
+    RefreshToken.objects.create(
+        user=user,
+        jti=jti,
+        family=family,
+        expires_at=now + settings.JWT_REFRESH_TTL,
+        ip=ip,
+        user_agent=user_agent[:300],
+        device=device[:80],
+    )
+    return _encode(
+        {
+            "sub": str(user.pk),
+            "typ": "refresh",
+            "jti": jti,
+            "fam": family,
+            "iat": int(now.timestamp()),
+            "exp": int((now + settings.JWT_REFRESH_TTL).timestamp()),
+        }
+    )
+
+
+def token_pair_issue(
+    *, user: User, ip: str | None = None, user_agent: str = "", device: str = ""
+) -> dict[str, str]:
+    """A new session: access + refresh of a new family."""
+    family = secrets.token_hex(16)
+    return {
+        "access": access_token_for(user, session=family),
+        "refresh": _refresh_token(user, family, ip=ip, user_agent=user_agent, device=device),
+        "token_type": "Bearer",
+    }
+
+
+def token_pair_refresh(*, refresh: str, ip: str | None = None, user_agent: str = "") -> dict[str, str]:
+    """Rotate: the presented refresh token is consumed and a new one issued in its family.
+
+    A token presented twice is evidence of theft: the whole family is revoked (both the thief's and the
+    owner's sessions end) and a security event is recorded. The revocation commits even though the
+    call then fails, which is why the error is raised outside the transaction."""
+    claims = decode(refresh, expected_type="refresh")
+    with transaction.atomic():
+        row = (
+            RefreshToken.objects.select_for_update().filter(jti=claims["jti"]).select_related("user").first()
+        )
+        if row is None:
+            raise ApplicationError(ErrorCode.INVALID_TOKEN, "The token is invalid.")
+        now = timezone.now()
+        reused = row.used_at is not None or row.revoked_at is not None
+        if reused:
+            RefreshToken.objects.filter(family=row.family, revoked_at__isnull=True).update(revoked_at=now)
+            session_mark_revoked(row.family)
+            if row.used_at is not None:
+                SecurityEvent.objects.create(
+                    user=row.user, kind=SecurityEvent.Kind.TOKEN_REUSE, ip=ip, details={"family": row.family}
+                )
+        elif row.user.is_active:
+            row.used_at = now
+            row.save(update_fields=["used_at"])
+            return {
+                "access": access_token_for(row.user, session=row.family),
+                "refresh": _refresh_token(
+                    row.user, row.family, ip=ip, user_agent=user_agent or row.user_agent, device=row.device
+                ),
+                "token_type": "Bearer",
+            }
+    if reused:
+        raise ApplicationError(ErrorCode.INVALID_TOKEN, "The token was already used or revoked.")
+    raise ApplicationError(ErrorCode.INVALID_TOKEN, "The account is disabled.")
+
+
+def refresh_tokens_revoke_all(*, user: User, keep_family: str | None = None) -> int:
+    """Revoke every refresh token of the user (but ``keep_family``) and mark the revoked sessions so
+    their access tokens stop working too. Returns the number of sessions ended."""
+    qs = RefreshToken.objects.filter(user=user, revoked_at__isnull=True)
+    if keep_family:
+        qs = qs.exclude(family=keep_family)
+    families = set(qs.values_list("family", flat=True))
+    qs.update(revoked_at=timezone.now())
+    for family in families:
+        session_mark_revoked(family)
+    return len(families)
+
+
+def _revoked_key(family: str) -> str:
+    return f"session-revoked:{family}"
+
+
+def session_mark_revoked(family: str) -> None:
+    """Remember a revoked session for as long as one of its access tokens can live, so the JWT
+    authentication refuses them (access tokens are otherwise stateless)."""
+    ttl = int(settings.JWT_ACCESS_TTL.total_seconds()) + 5
+    transaction.on_commit(lambda: cache.set(_revoked_key(family), 1, timeout=ttl))
+
+
+def session_is_revoked(family: str) -> bool:
+    return bool(cache.get(_revoked_key(family)))

@@ -1,8 +1,0 @@
-from django.db import migrations
-
-from xbit_admin.db import append_only
-
-
-class Migration(migrations.Migration):
-    dependencies = [("switches", "0001_initial")]
-    operations = [append_only("switches_switchchange")]
