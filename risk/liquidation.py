@@ -41,6 +41,8 @@ from django.utils import timezone
 from core.live import broadcast_now
 from core.locks import user_lock
 from core.money import ZERO
+from core.sql.batch import SqlBatch
+from core.sql.json_rows import insert_rows, update_rows
 from core.switches.store import LIQ_LIVE, LIQ_SHADOW, liquidation_mode
 from risk.config import risk_config
 from risk.liquidation_core import ISOLATED, CrossBook, CrossLeg, Hit, cross_plan
@@ -60,9 +62,7 @@ from trading.liquidation import (
     liquidation_emails_send,
     position_version,
 )
-from trading.liquidation_sql import insert_rows, update_rows
 from trading.models import MarginMode, Position, Source
-from wallets.ledger import SqlBatch
 from wallets.models import AccountKind
 
 logger = logging.getLogger(__name__)

@@ -18,18 +18,15 @@ from django.utils import timezone
 from core.errors import ApplicationError, ErrorCode
 from core.events.services import NOTIFY_STATEMENT, outbox_statement
 from core.money import ZERO
+from core.sql.batch import SqlBatch, insert_statement, next_ids, update_statement
 from trading import netting
 from trading.models import Fill, MarginMode, Order, Position, Source
 from wallets.ledger import (
     AccountRef,
-    SqlBatch,
     TransferSpec,
-    insert_statement,
-    next_ids,
     posting_lock_user_accounts,
     posting_prepare,
     posting_write,
-    update_statement,
 )
 from wallets.models import AccountKind, TransferKind
 

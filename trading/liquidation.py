@@ -59,6 +59,8 @@ from core.events.models import OutboxEvent
 from core.events.services import outbox_emit, outbox_statement
 from core.locks import USER_NAMESPACE
 from core.money import ZERO
+from core.sql.batch import SqlBatch
+from core.sql.json_rows import insert_rows, update_rows
 from trading import margin, netting
 from trading.account import SIGN as ACCOUNT_SIGN
 from trading.account import account_state, margin_table_for_asset, mark_of, user_balances
@@ -71,18 +73,11 @@ from trading.execution import (
     fill_plan,
 )
 from trading.execution import _fill_event as fill_event_payload
-from trading.liquidation_sql import insert_rows, update_rows
 from trading.marketdata import Quote, get_quotes
 from trading.models import Fill, MarginMode, Order, Position, Source
-from wallets.ledger import (
-    AccountRef,
-    PostingSet,
-    SqlBatch,
-    TransferSpec,
-    ledger_post,
-    posting_prepare,
-)
+from wallets.ledger import AccountRef, TransferSpec, ledger_post, posting_prepare
 from wallets.models import USDC, AccountKind, TransferKind
+from wallets.posting_set import PostingSet
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=Model)

@@ -37,10 +37,12 @@ from core.money import (
     q_usdc,
 )
 from core.observability import bind_order
+from core.sql import prepared
+from core.sql.batch import SqlBatch, insert_statement, next_ids, update_statement
 from routing.decision import Decision, Reason, Route, decide
 from routing.models import RoutingDecisionLog
 from routing.selectors import asset_routing, in_canary_cohort
-from trading import margin, netting, prepared
+from trading import margin, netting
 from trading.account import AccountState, account_state, user_balances
 from trading.config import TradingSettings, trading_settings
 from trading.execution import (
@@ -65,17 +67,7 @@ from trading.models import (
     TradingState,
 )
 from trading.selectors import market_get
-from wallets.ledger import (
-    AccountRef,
-    SqlBatch,
-    TransferSpec,
-    insert_statement,
-    ledger_post,
-    next_ids,
-    posting_prepare,
-    posting_write,
-    update_statement,
-)
+from wallets.ledger import AccountRef, TransferSpec, ledger_post, posting_prepare, posting_write
 from wallets.models import USDC, AccountKind, TransferKind
 
 logger = logging.getLogger(__name__)

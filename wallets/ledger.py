@@ -50,7 +50,6 @@ Reads: ``account_balance(ref)``, and ``ledger_invariant_violations()`` for tests
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
@@ -58,12 +57,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models import Model
+from django.db import connection, transaction
 from django.utils import timezone
 
 from core.errors import ApplicationError, ErrorCode
 from core.money import USDC_DECIMALS, ZERO, has_at_most_decimals, to_decimal
+from core.sql.batch import SqlBatch, values_rows
 from wallets.models import (
     PLATFORM_ACCOUNT_KINDS,
     USDC,
@@ -162,97 +161,6 @@ def _fingerprint(rows: Sequence[tuple[TransferSpec, Decimal, str]]) -> str:
     return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
 
 
-class SqlBatch:
-    """Several SQL statements sent to PostgreSQL in ONE round trip.
-
-    A round trip over loopback costs ~130 µs on the development machine, more than most of our
-    statements take to run, so hot paths queue their statements here and send them together. This
-    relies on Django's default client-side parameter binding (psycopg's ``ClientCursor``; the
-    ``server_side_binding`` option stays off), which lets one ``execute`` carry ``;``-separated
-    statements. They run in order inside the caller's transaction; the first error stops the rest and
-    raises as usual. Literal ``%`` must be written ``%%``."""
-
-    __slots__ = ("params", "statements")
-
-    def __init__(self) -> None:
-        self.statements: list[str] = []
-        self.params: list[Sequence[Any]] = []  # per statement
-
-    def add(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Queue a statement; returns its index in :meth:`run`'s result."""
-        self.statements.append(sql)
-        self.params.append(params)
-        return len(self.statements) - 1
-
-    def __bool__(self) -> bool:
-        return bool(self.statements)
-
-    def run(self) -> list[list[tuple[Any, ...]] | None]:
-        """Send everything queued; per statement, its rows (``None`` for one that returns none)."""
-        if not self.statements:
-            return []
-        results: list[list[tuple[Any, ...]] | None] = []
-        with connection.cursor() as cursor:
-            # bound statement by statement (exactly as one execute would bind them all): psycopg caches
-            # how it parses a statement's placeholders for short statements only, never for the joined text
-            bind = cursor.cursor.mogrify
-            cursor.execute(
-                ";\n".join(
-                    bind(sql, params) for sql, params in zip(self.statements, self.params, strict=True)
-                )
-            )
-            while True:
-                results.append(cursor.fetchall() if cursor.description is not None else None)
-                if not cursor.nextset():
-                    break
-        self.statements, self.params = [], []
-        return results
-
-
-@functools.cache
-def _insert_shape(model: type[Model], with_pk: bool) -> tuple[list[Any], str, str]:
-    meta = model._meta
-    fields = [f for f in meta.concrete_fields if with_pk or not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
-    head = f"INSERT INTO {meta.db_table} ({columns}) VALUES "  # noqa: S608 - our own table and columns
-    return fields, head, "(" + ", ".join(["%s"] * len(fields)) + ")"
-
-
-def insert_statement(model: type[Model], objs: Sequence[Model], *, with_pk: bool) -> tuple[str, list[Any]]:
-    """``INSERT`` of model instances as the ORM would write them (fields' own DB conversion; JSON with the
-    field's encoder), for a :class:`SqlBatch`. ``with_pk``: the instances carry pre-allocated ids."""
-    fields, head, row = _insert_shape(model, with_pk)
-    db = connections[DEFAULT_DB_ALIAS]  # not the ``connection`` proxy: a thread-local lookup per use
-    params = [f.get_db_prep_save(getattr(obj, f.attname), db) for obj in objs for f in fields]
-    return head + ", ".join([row] * len(objs)), params
-
-
-@functools.cache
-def _update_shape(model: type[Model], fields: tuple[str, ...]) -> tuple[list[Any], str]:
-    meta = model._meta
-    model_fields = [meta.get_field(name) for name in fields]
-    sets = ", ".join(f"{connection.ops.quote_name(str(f.column))} = %s" for f in model_fields)  # type: ignore[union-attr]
-    return model_fields, f"UPDATE {meta.db_table} SET {sets} WHERE id = %s"  # noqa: S608
-
-
-def update_statement(obj: Model, fields: Sequence[str]) -> tuple[str, list[Any]]:
-    """``UPDATE`` of some fields of one model instance by primary key, for a :class:`SqlBatch`."""
-    model_fields, sql = _update_shape(type(obj), tuple(fields))
-    db = connections[DEFAULT_DB_ALIAS]
-    params = [f.get_db_prep_save(getattr(obj, f.attname), db) for f in model_fields]
-    return sql, [*params, obj.pk]
-
-
-def next_ids(batch: SqlBatch, counts: dict[type[Model], int]) -> int:
-    """Queue one statement that draws ``count`` ids from each model's id sequence (gaps are harmless,
-    as after any rollback); the row it returns holds them in ``counts`` order."""
-    parts = []
-    for model, count in counts.items():
-        seq = f"pg_get_serial_sequence('{model._meta.db_table}', 'id')"
-        parts += [f"nextval({seq})"] * count
-    return batch.add("SELECT " + ", ".join(parts or ["NULL"]))
-
-
 @dataclass(frozen=True)
 class PreparedPosting:
     """A validated posting, not yet written (see :func:`posting_write`)."""
@@ -284,11 +192,8 @@ def posting_prepare(*, key: str, transfers: Iterable[TransferSpec]) -> PreparedP
 _LOCK_SQL = "SELECT key, balance FROM ledger_accounts WHERE key = ANY(%s) ORDER BY id FOR UPDATE"
 
 
-def _values(count: int, row: str) -> str:
-    return ", ".join([row] * count)
-
-
-def _ensure_accounts(batch: SqlBatch, refs: Sequence[AccountRef]) -> None:
+def ensure_accounts(batch: SqlBatch, refs: Sequence[AccountRef]) -> None:
+    """Queue the creation of those of ``refs`` that do not exist yet (zero balance)."""
     # NOT EXISTS first: ON CONFLICT alone would draw (and waste) an id for every existing account
     params: list[Any] = []
     for ref in refs:
@@ -296,7 +201,7 @@ def _ensure_accounts(batch: SqlBatch, refs: Sequence[AccountRef]) -> None:
     batch.add(
         "INSERT INTO ledger_accounts (key, user_id, kind, sub, asset, balance, created_at, updated_at) "  # noqa: S608
         "SELECT v.key, v.user_id, v.kind, v.sub, v.asset, 0, now(), now() FROM (VALUES "
-        + _values(len(refs), "(%s, %s::bigint, %s, %s, %s)")
+        + values_rows(len(refs), "(%s, %s::bigint, %s, %s, %s)")
         + ") AS v(key, user_id, kind, sub, asset) "
         "WHERE NOT EXISTS (SELECT 1 FROM ledger_accounts a WHERE a.key = v.key) ON CONFLICT (key) DO NOTHING",
         params,
@@ -316,7 +221,7 @@ def posting_lock_user_accounts(batch: SqlBatch, refs: Sequence[AccountRef]) -> i
     """
     keys = [ref.key for ref in refs]
     batch.add(_LOCK_SQL, [keys])
-    _ensure_accounts(batch, refs)
+    ensure_accounts(batch, refs)
     return batch.add(_LOCK_SQL, [keys])
 
 
@@ -392,7 +297,7 @@ def posting_write(
     given.update(balances)  # a later posting in the same batch starts from these
     platform_refs = [posting.refs[k] for k in platform]
     if fresh or platform_refs:
-        _ensure_accounts(batch, [*fresh, *platform_refs])
+        ensure_accounts(batch, [*fresh, *platform_refs])
     if platform_refs:
         batch.add(
             "SELECT 1 FROM ledger_accounts WHERE key = ANY(%s) ORDER BY id FOR UPDATE", [list(platform)]
@@ -408,7 +313,7 @@ def posting_write(
         "asset, kind, ref_type, ref_id, created_at) "
         "SELECT b.id, v.seq, v.ikey, d.id, c.id, v.amount, v.asset, v.kind, v.ref_type, v.ref_id, %s "
         "FROM (VALUES "
-        + _values(len(posting.rows), "(%s::smallint, %s, %s, %s, %s::numeric, %s, %s, %s, %s)")
+        + values_rows(len(posting.rows), "(%s::smallint, %s, %s, %s, %s::numeric, %s, %s, %s, %s)")
         + ") AS v(seq, ikey, dkey, ckey, amount, asset, kind, ref_type, ref_id) CROSS JOIN b "
         "JOIN acc d ON d.key = v.dkey JOIN acc c ON c.key = v.ckey RETURNING id, seq)"
     )
@@ -419,7 +324,7 @@ def posting_write(
             "amount, before, after, ref_type, ref_id, created_at) "
             "SELECT v.user_id, a.id, t.id, v.type, v.kind, v.asset, v.amount, v.before, v.after, v.ref_type, "
             "v.ref_id, %s FROM (VALUES "
-            + _values(
+            + values_rows(
                 n_logs,
                 "(%s::smallint, %s, %s::bigint, %s, %s, %s, %s::numeric, %s::numeric, %s::numeric, %s, %s)",
             )
@@ -431,142 +336,12 @@ def posting_write(
         sql += (
             ", u AS (UPDATE ledger_accounts AS a SET balance = CASE WHEN v.relative THEN a.balance + v.value "  # noqa: S608
             "ELSE v.value END, updated_at = %s FROM (VALUES "
-            + _values(n_updates, "(%s, %s::numeric, %s::boolean)")
+            + values_rows(n_updates, "(%s, %s::numeric, %s::boolean)")
             + ") AS v(key, value, relative) CROSS JOIN b WHERE a.key = v.key)"
         )
         params += [now, *updates]
     sql += " SELECT t.id, t.seq, b.id FROM t CROSS JOIN b ORDER BY t.seq"
     return batch.add(sql, params)
-
-
-class PostingSet:
-    """Many postings, each under its own idempotency key, written by ONE statement — for set-based work
-    over many users in one transaction (a batch of liquidations).
-
-    ``balances`` are the caller's locked user balances (ledger key -> balance, as its locking read
-    returned them; a user account absent from it must be new). :meth:`add` checks one posting against
-    them and advances them (``INSUFFICIENT_BALANCE`` adds nothing); :meth:`queue` creates the missing
-    accounts, locks the platform accounts once, in id order and last (the lock order of
-    :func:`posting_lock_user_accounts`), and queues one statement inserting every batch row, transfer
-    and balance log and setting every balance once: user accounts to their checked values, platform
-    accounts by their net delta over the whole set. Every key must be new — a replayed key is a unique
-    violation, so the caller's transaction fails rather than posting twice.
-
-    The rows travel as JSON parameters (one per table, unpacked by PostgreSQL): binding thousands of
-    placeholders client-side would cost more than the writes."""
-
-    def __init__(self, balances: dict[str, Decimal]) -> None:
-        self.balances = balances
-        self.postings: list[PreparedPosting] = []
-        self._start: dict[str, Decimal] = {}  # user key -> its balance before this set
-        self._refs: dict[str, AccountRef] = {}
-        self._fresh: dict[str, AccountRef] = {}
-        self._platform: dict[str, Decimal] = {}
-        self._transfers: list[list[Any]] = []
-        self._logs: list[list[Any]] = []
-
-    def __bool__(self) -> bool:
-        return bool(self.postings)
-
-    def add(self, posting: PreparedPosting) -> None:
-        running: dict[str, Decimal] = {}
-        logs: list[list[Any]] = []
-        transfers: list[list[Any]] = []
-        platform: dict[str, Decimal] = {}
-        for seq, (spec, amount, ref_id) in enumerate(posting.rows):
-            ikey = f"{posting.key}#{seq}"
-            for ref, delta in ((spec.debit, -amount), (spec.credit, amount)):
-                if not ref.is_user:
-                    platform[ref.key] = platform.get(ref.key, ZERO) + delta
-                    continue
-                before = running.get(ref.key, self.balances.get(ref.key, ZERO))
-                after = before + delta
-                if after < ZERO:
-                    raise ApplicationError(
-                        ErrorCode.INSUFFICIENT_BALANCE,
-                        "Insufficient balance.",
-                        {"account": ref.kind, "available": str(before), "required": str(amount)},
-                    )
-                logs.append(
-                    [ikey, ref.key, ref.user_id, spec.kind, ref.kind, spec.debit.asset]
-                    + [str(delta), str(before), str(after), spec.ref_type, ref_id]
-                )
-                running[ref.key] = after
-            transfers.append(
-                [posting.key, seq, ikey, spec.debit.key, spec.credit.key, str(amount), spec.debit.asset]
-                + [spec.kind, spec.ref_type, ref_id]
-            )
-        for key, value in running.items():
-            if key not in self.balances:
-                self._fresh[key] = posting.refs[key]
-            self._start.setdefault(key, self.balances.get(key, ZERO))
-            self.balances[key] = value
-        for key, delta in platform.items():
-            self._platform[key] = self._platform.get(key, ZERO) + delta
-        self._refs.update(posting.refs)
-        self._transfers += transfers
-        self._logs += logs
-        self.postings.append(posting)
-
-    def queue(self, batch: SqlBatch, *, now: Any = None) -> int:
-        """Queue the writes; returns the index of the row holding the number of transfers written."""
-        if not self.postings:
-            raise ValueError("nothing to post")
-        now = now or timezone.now()
-        platform_refs = [self._refs[key] for key in self._platform]
-        if self._fresh or platform_refs:
-            _ensure_accounts(batch, [*self._fresh.values(), *platform_refs])
-        if platform_refs:
-            batch.add(
-                "SELECT 1 FROM ledger_accounts WHERE key = ANY(%s) ORDER BY id FOR UPDATE",
-                [list(self._platform)],
-            )
-        updates: list[list[Any]] = []
-        for key, start in self._start.items():
-            if self.balances[key] != start:
-                updates.append([key, str(self.balances[key]), False])
-        for key, delta in self._platform.items():
-            if delta != ZERO:
-                updates.append([key, str(delta), True])
-        batches = [[p.key, p.fingerprint] for p in self.postings]
-        sql = (
-            "WITH b AS (INSERT INTO ledger_batches (key, fingerprint, created_at) "
-            "SELECT r->>0, r->>1, %s FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS x(r, n) "
-            "ORDER BY n RETURNING id, key), "
-            "acc AS (SELECT id, key FROM ledger_accounts WHERE key = ANY(%s)), "
-            "t AS (INSERT INTO ledger_transfers (batch_id, seq, idempotency_key, debit_id, credit_id, amount, "
-            "asset, kind, ref_type, ref_id, created_at) "
-            "SELECT b.id, (r->>1)::smallint, r->>2, d.id, c.id, (r->>5)::numeric, r->>6, r->>7, r->>8, r->>9, %s "
-            "FROM jsonb_array_elements(%s::jsonb) AS x(r) JOIN b ON b.key = r->>0 "
-            "JOIN acc d ON d.key = r->>3 JOIN acc c ON c.key = r->>4 RETURNING id, idempotency_key)"
-        )
-        params: list[Any] = [now, _json(batches), list(self._refs), now, _json(self._transfers)]
-        if self._logs:
-            sql += (
-                ", l AS (INSERT INTO balance_logs (user_id, account_id, transfer_id, type, account_kind, "
-                "asset, amount, before, after, ref_type, ref_id, created_at) "
-                "SELECT (r->>2)::bigint, a.id, t.id, r->>3, r->>4, r->>5, (r->>6)::numeric, (r->>7)::numeric, "
-                "(r->>8)::numeric, r->>9, r->>10, %s FROM jsonb_array_elements(%s::jsonb) AS x(r) "
-                "JOIN t ON t.idempotency_key = r->>0 JOIN acc a ON a.key = r->>1)"
-            )
-            params += [now, _json(self._logs)]
-        if updates:
-            sql += (
-                ", u AS (UPDATE ledger_accounts AS a SET balance = CASE WHEN (r->>2)::boolean "
-                "THEN a.balance + (r->>1)::numeric ELSE (r->>1)::numeric END, updated_at = %s "
-                "FROM jsonb_array_elements(%s::jsonb) AS x(r) WHERE a.key = r->>0)"
-            )
-            params += [now, _json(updates)]
-        sql += " SELECT count(*) FROM t"
-        return batch.add(sql, params)
-
-    @property
-    def transfer_count(self) -> int:
-        return len(self._transfers)
-
-
-def _json(rows: list[list[Any]]) -> str:
-    return json.dumps(rows, separators=(",", ":"))
 
 
 def _replayed(key: str, fingerprint: str) -> Posting:

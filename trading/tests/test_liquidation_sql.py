@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from core.events.models import OutboxEvent
-from trading.liquidation_sql import insert_rows, update_rows
+from core.sql.json_rows import insert_rows, update_rows
 from trading.models import Position
 
 D = Decimal

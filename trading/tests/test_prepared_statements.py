@@ -1,4 +1,4 @@
-"""The order path's batches as prepared statements (``trading.prepared``): same results as the plain
+"""The order path's batches as prepared statements (``core.sql.prepared``): same results as the plain
 batch, still one round trip, and a failure never leaves the connection thinking a statement is
 prepared when it may not be."""
 
@@ -11,10 +11,11 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from trading import prepared
+from core.sql import prepared
+from core.sql.batch import SqlBatch
 from trading.models import Order, Position
 from trading.services import order_input, order_place
-from wallets.ledger import SqlBatch, ledger_invariant_violations
+from wallets.ledger import ledger_invariant_violations
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,6 +1,6 @@
-"""Bulk SQL for set-based liquidations: many rows in ONE JSON parameter.
+"""Bulk SQL writes: many rows in ONE JSON parameter.
 
-psycopg's client-side binding (which :class:`wallets.ledger.SqlBatch` relies on) parses a statement's
+psycopg's client-side binding (which :class:`core.sql.batch.SqlBatch` relies on) parses a statement's
 ``%s`` placeholders in Python, tens of microseconds each and uncached for long statements: a batch of
 fifty liquidations written with one placeholder per value spent more time being bound than PostgreSQL
 spent writing it. Here the rows of a statement travel as one JSON array (serialised by the C encoder)
@@ -72,10 +72,14 @@ def _converter(field: Field[Any, Any]) -> Callable[[Any], Any]:
     return _as_is
 
 
+def json_param(rows: Any) -> str:
+    """``rows`` (lists of JSON-able values) as one compact JSON parameter, for ``%s::jsonb``."""
+    return json.dumps(rows, cls=DjangoJSONEncoder, separators=(",", ":"))
+
+
 def _rows_param(fields: Sequence[Field[Any, Any]], objs: Sequence[Any]) -> str:
     columns = [(f.attname, _converter(f)) for f in fields]
-    rows = [[convert(getattr(obj, name)) for name, convert in columns] for obj in objs]
-    return json.dumps(rows, cls=DjangoJSONEncoder, separators=(",", ":"))
+    return json_param([[convert(getattr(obj, name)) for name, convert in columns] for obj in objs])
 
 
 def insert_rows(model: type[Model], objs: Sequence[Any], *, with_pk: bool) -> tuple[str, list[Any]]:

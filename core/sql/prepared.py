@@ -1,6 +1,6 @@
-"""The order path's statement batches as server-side prepared statements, still in one round trip.
+"""Statement batches as server-side prepared statements, still in one round trip.
 
-A :class:`wallets.ledger.SqlBatch` sends its statements as one multi-statement query: one round trip,
+A :class:`core.sql.batch.SqlBatch` sends its statements as one multi-statement query: one round trip,
 but PostgreSQL parses and plans every statement on every call (~1 ms of server time for the write of an
 internal fill on the development machine, more than its execution). psycopg's own prepared statements
 need the extended protocol, one statement per message (a pipeline: measured slower here, see README).
@@ -30,7 +30,7 @@ from typing import Any
 
 from django.db import connection
 
-from wallets.ledger import SqlBatch
+from core.sql.batch import Rows, SqlBatch
 
 MAX_PREPARED = 500  # per connection; beyond it statements are sent as they are
 _PLACEHOLDER = re.compile(r"%%|%s")
@@ -62,7 +62,7 @@ def server_form(sql: str) -> tuple[str, int]:
     return _PLACEHOLDER.sub(number, sql), count
 
 
-def run(batch: SqlBatch) -> list[list[tuple[Any, ...]] | None]:
+def run(batch: SqlBatch) -> list[Rows | None]:
     """:meth:`SqlBatch.run` with prepared statements (same results, same single round trip)."""
     if not batch.statements:
         return []
@@ -110,7 +110,7 @@ def run(batch: SqlBatch) -> list[list[tuple[Any, ...]] | None]:
             raise
         for sql, name in preparing:
             session.names[sql] = name
-        results: list[list[tuple[Any, ...]] | None] = []
+        results: list[Rows | None] = []
         for wanted in keep:
             if wanted:
                 results.append(cursor.fetchall() if cursor.description is not None else None)
