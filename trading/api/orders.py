@@ -19,9 +19,12 @@ from core.errors import ApplicationError, ErrorCode
 from core.money import MONEY_INPUT, PRICE_INPUT, SIZE_INPUT
 from core.pagination import CursorPagination
 from core.platform.state import platform_ready
-from trading import services
 from trading.account import account_view
 from trading.models import Fill, MarginMode, Order, Side
+from trading.orders.cancel import order_cancel
+from trading.orders.input import order_input, order_validate
+from trading.orders.place import order_place
+from trading.positions import leverage_set, position_close, position_margin_adjust
 
 
 class OrderOutput(serializers.ModelSerializer):
@@ -161,7 +164,7 @@ class OrdersApi(APIView):
         data = OrderInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        inp = services.order_input(
+        inp = order_input(
             asset=v["symbol"],
             side=v["side"],
             order_type=v["type"],
@@ -179,11 +182,11 @@ class OrdersApi(APIView):
         if not readiness.ready and not inp.reduce_only:
             # restart recovery: new exposure waits until HL is resynced and the books reconcile — but
             # a malformed order is the client's error whatever the platform's state: say that first
-            services.order_validate(inp)
+            order_validate(inp)
             raise ApplicationError(
                 ErrorCode.SERVICE_UNAVAILABLE, readiness.reason or "The platform is starting."
             )
-        order = services.order_place(user=request_user(request), inp=inp)
+        order = order_place(user=request_user(request), inp=inp)
         return Response(OrderOutput(order).data, status=201)
 
 
@@ -203,9 +206,7 @@ class OrderCancelApi(APIView):
     @extend_schema(request=None, responses=OrderOutput, operation_id="orders_cancel")
     @api_errors(ErrorCode.INVALID_STATE, ErrorCode.VENUE_ERROR)
     def post(self, request: Request, order_id: int) -> Response:
-        return Response(
-            OrderOutput(services.order_cancel(user=request_user(request), order_id=order_id)).data
-        )
+        return Response(OrderOutput(order_cancel(user=request_user(request), order_id=order_id)).data)
 
 
 class PositionOutput(serializers.Serializer):
@@ -290,7 +291,7 @@ class PositionCloseApi(APIView):
     def post(self, request: Request, position_id: int) -> Response:
         data = self.PositionCloseInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        order = services.position_close(
+        order = position_close(
             user=request_user(request),
             position_id=position_id,
             size=data.validated_data.get("size"),
@@ -326,7 +327,7 @@ class PositionMarginApi(APIView):
         data = self.PositionMarginInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = request_user(request)
-        services.position_margin_adjust(user=user, position_id=position_id, **data.validated_data)
+        position_margin_adjust(user=user, position_id=position_id, **data.validated_data)
         view = next((p for p in account_view(user.pk)["positions"] if p["id"] == position_id), None)
         if view is None:  # closed (liquidated) between the adjustment and this read
             raise ApplicationError(ErrorCode.NOT_FOUND, "No such open position.")
@@ -354,7 +355,7 @@ class LeverageApi(APIView):
         data = self.LeverageInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        setting = services.leverage_set(
+        setting = leverage_set(
             user=request_user(request),
             asset=v["symbol"],
             margin_mode=v["margin_mode"],

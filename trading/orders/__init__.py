@@ -1,0 +1,1 @@
+"""The life of an order: input, place, internal and HYPERLIQUID execution, fills, cancel."""
