@@ -12,7 +12,7 @@ ifneq ($(filter-out 0 no false,$(VERBOSE)),)
 export LOG_LEVEL ?= INFO
 endif
 # pure calculation modules: no Django, strictly typed
-PURE_CORES := trading/margin.py trading/netting.py routing/decision.py risk/hedge_policy.py risk/liquidation_core.py risk/breaker_rules.py
+PURE_CORES := trading/margin.py trading/margin_cross.py trading/margin_decimal.py trading/netting.py routing/decision.py risk/hedge_policy.py risk/liquidation_core.py risk/breaker_rules.py
 
 .PHONY: run test lint fmt install browser bench stop clean totp assets drills fuzz soak
 

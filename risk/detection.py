@@ -56,7 +56,7 @@ def isolated_of(p: Position) -> IsolatedPosition:
 
 
 def collateral_of(user_ids: Iterable[int]) -> dict[int, Decimal]:
-    """Cross collateral per user: cash plus order holds (see ``margin.CrossAccount``)."""
+    """Cross collateral per user: cash plus order holds (see ``margin_cross.CrossAccount``)."""
     out: dict[int, Decimal] = defaultdict(lambda: ZERO)
     rows = LedgerAccount.objects.filter(
         user_id__in=list(user_ids), asset=USDC, kind__in=[AccountKind.CASH, AccountKind.ORDER_HOLD]

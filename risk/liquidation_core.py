@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from trading import margin
+from trading import margin, margin_cross
 
 __all__ = [
     "CrossBook",
@@ -92,7 +92,7 @@ class CrossLeg:
 
 @dataclass(frozen=True)
 class CrossBook:
-    """A user's cross-margin account: collateral (cash + order holds, see ``margin.CrossAccount``)
+    """A user's cross-margin account: collateral (cash + order holds, see ``margin_cross.CrossAccount``)
     and cross positions."""
 
     user_id: int
@@ -104,11 +104,11 @@ class CrossBook:
     def assets(self) -> frozenset[str]:
         return frozenset(leg.asset for leg in self.legs)
 
-    def account(self, marks: Mapping[str, Decimal]) -> margin.CrossAccount:
-        return margin.CrossAccount(
+    def account(self, marks: Mapping[str, Decimal]) -> margin_cross.CrossAccount:
+        return margin_cross.CrossAccount(
             cash_collateral=self.cash_collateral,
             positions=tuple(
-                margin.CrossPosition(
+                margin_cross.CrossPosition(
                     asset=leg.asset,
                     side=leg.side,
                     size=leg.size,
@@ -174,7 +174,9 @@ def cross_is_liquidatable(book: CrossBook, marks: Mapping[str, Decimal]) -> bool
 
 def cross_plan(book: CrossBook, marks: Mapping[str, Decimal]) -> tuple[int, ...]:
     """Position ids to close, most losing first, stopping once equity > remaining MM (spec 03)."""
-    return tuple(p.ref for p in margin.cross_liquidation_plan(book.account(marks)) if isinstance(p.ref, int))
+    return tuple(
+        p.ref for p in margin_cross.cross_liquidation_plan(book.account(marks)) if isinstance(p.ref, int)
+    )
 
 
 def _cross_hit(book: CrossBook, asset: str, marks: Mapping[str, Decimal]) -> Hit | None:
@@ -305,7 +307,7 @@ class LiquidationIndex:
             (asset,) = assets
             (side,) = sides
             account = book.account(self.marks)
-            price = margin.cross_liquidation_price(account, asset)
+            price = margin_cross.cross_liquidation_price(account, asset)
             if price is not None:
                 self._book_price[book.user_id] = (asset, side, price)
                 self._cross_lists.setdefault((asset, side), _Sorted()).add(price, book.user_id)

@@ -11,7 +11,7 @@ from decimal import Decimal
 from django.db.models import Sum
 
 from core.money import ZERO
-from trading import margin
+from trading import margin, margin_cross
 from trading.marketdata import Quote, get_quotes
 from trading.models import MarginMode, Position
 from trading.selectors import margin_table_for, market_get
@@ -38,7 +38,7 @@ class AccountState:
     cash: Decimal
     order_holds: Decimal
     isolated_margin: Decimal
-    cross: margin.CrossSummary
+    cross: margin_cross.CrossSummary
     positions: list[PositionView]
 
     @property
@@ -86,13 +86,13 @@ def mark_of(asset: str, quotes: dict[str, Quote], fallback: Decimal) -> Decimal:
 
 def cross_positions(
     positions: Iterable[Position], quotes: dict[str, Quote], extra_leverage: int | None = None
-) -> list[margin.CrossPosition]:
+) -> list[margin_cross.CrossPosition]:
     out = []
     for p in positions:
         if p.margin_mode != MarginMode.CROSS or p.status != Position.Status.OPEN:
             continue
         out.append(
-            margin.CrossPosition(
+            margin_cross.CrossPosition(
                 asset=p.asset,
                 side=SIGN[p.direction],
                 size=p.size,
@@ -112,7 +112,7 @@ def account_state(
     crosses = cross_positions(positions, quotes)
     # holds sit in their own ledger accounts; as on HL they still count as collateral (equity) but not
     # as available or withdrawable
-    account = margin.CrossAccount(
+    account = margin_cross.CrossAccount(
         cash_collateral=cash + order_holds, positions=tuple(crosses), order_holds=order_holds
     )
     summary = account.summary()
@@ -120,7 +120,7 @@ def account_state(
     for asset in {cp.asset for cp in crosses}:
         # HL's definition: the mark of this asset at which the account hits MM, other marks held fixed
         try:
-            cross_liq[asset] = margin.cross_liquidation_price(account, asset)
+            cross_liq[asset] = margin_cross.cross_liquidation_price(account, asset)
         except ValueError:
             cross_liq[asset] = None
     views = []

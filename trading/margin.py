@@ -1,10 +1,10 @@
-"""Hyperliquid's margin model in plain Decimal arithmetic.
+"""Hyperliquid's margin model in plain Decimal arithmetic: margin tables, position quantities,
+isolated margin, the equity = MM solver, and HL's tick and lot rules.
 
 The pure core behind pre-trade checks, liquidation detection and the displayed liquidation price
-(spec 03; style rules 7 and 11): no Django, no I/O, no floats. Every public function runs in one
-fixed decimal context (:data:`_CTX`) so a result never depends on whatever context the caller left
-active, and so the 1/(2L) rates and the liquidation prices carry far more digits than the 1 bp
-agreement with HL that spec 03 asks for.
+(spec 03; style rules 7 and 11): no Django, no I/O, no floats. Every public function runs in the fixed
+decimal context of :mod:`trading.margin_decimal`. Cross margin, built on these pieces, is in
+:mod:`trading.margin_cross`.
 
 Sizes are unsigned; the direction travels separately as :class:`Side`. Nothing here quantizes money
 on its own — the ledger decides when to apply :func:`q_usdc` and in which direction.
@@ -12,22 +12,22 @@ on its own — the ledger decides when to apply :func:`q_usdc` and in which dire
 
 from __future__ import annotations
 
-import functools
 from bisect import bisect_right
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import (
-    ROUND_DOWN,
-    ROUND_HALF_EVEN,
-    Context,
-    Decimal,
-    DivisionByZero,
-    InvalidOperation,
-    Overflow,
-    localcontext,
-)
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from enum import IntEnum
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
+
+from trading.margin_decimal import (
+    checked_leverage,
+    decimals_of,
+    exact,
+    finite,
+    hl_decimal,
+    non_negative,
+    positive,
+)
 
 __all__ = [
     "MAX_PRICE_SIGNIFICANT_FIGURES",
@@ -35,16 +35,10 @@ __all__ = [
     "SINGLE_TIER_TABLE_IDS_BELOW",
     "SPOT_MAX_PRICE_DECIMALS",
     "USDC_QUANTUM",
-    "CrossAccount",
-    "CrossPosition",
-    "CrossSummary",
     "MarginTable",
     "MarginTier",
+    "PriceLeg",
     "Side",
-    "cross_account",
-    "cross_liquidation_order",
-    "cross_liquidation_plan",
-    "cross_liquidation_price",
     "floor_size",
     "funding_payment",
     "initial_margin",
@@ -56,6 +50,7 @@ __all__ = [
     "isolated_removable_margin",
     "maintenance_margin",
     "maintenance_margin_rate",
+    "margin_roots",
     "margin_tables_from_meta",
     "meets_min_order_value",
     "notional",
@@ -75,73 +70,12 @@ MAX_PRICE_SIGNIFICANT_FIGURES = 5
 PERP_MAX_PRICE_DECIMALS = 6
 SPOT_MAX_PRICE_DECIMALS = 8
 
-# 50 digits: far beyond any USDC amount, so products and sums of realistic inputs are exact and the
-# only rounding left is in the divisions, ~1e-49 relative. The traps turn a NaN, a zero divisor or an
-# overflow into an exception instead of a silently poisoned result.
-_CTX = Context(prec=50, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow])
-
 # Tier boundaries are compared with this slack: a root that lies exactly on a boundary is computed
 # from both neighbouring tiers, and either computation may land a hair on the wrong side.
 _BOUNDARY_SLACK = Decimal("1e-40")
 
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _exact(fn: Callable[_P, _R]) -> Callable[_P, _R]:
-    @functools.wraps(fn)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with localcontext(_CTX):
-            return fn(*args, **kwargs)
-
-    return wrapper
-
-
-def _finite(value: Decimal, name: str) -> Decimal:
-    # A float here would already be a rounding error (style rule 7), so it is refused, not converted.
-    if not isinstance(value, Decimal):
-        raise TypeError(f"{name} must be a Decimal, got {type(value).__name__}")
-    if not value.is_finite():
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
-
-
-def _positive(value: Decimal, name: str) -> Decimal:
-    if _finite(value, name) <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return value
-
-
-def _non_negative(value: Decimal, name: str) -> Decimal:
-    if _finite(value, name) < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
-
-
-def _leverage(value: int, name: str = "leverage") -> int:
-    # bool is an int subclass; True as a leverage is a bug, not 1x.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
-def _decimals_of(value: Decimal) -> int:
-    exponent = value.normalize().as_tuple().exponent
-    if not isinstance(exponent, int):
-        raise ValueError(f"not a finite number: {value}")
-    return max(0, -exponent)
-
-
-def _hl_decimal(value: Any, name: str) -> Decimal:
-    # HL sends numbers as strings; a JSON float would already have lost digits.
-    if isinstance(value, Decimal | int | str) and not isinstance(value, bool):
-        return _finite(Decimal(value), name)
-    raise TypeError(f"{name} must be a decimal string, got {value!r}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -157,7 +91,7 @@ class Side(IntEnum):
     @classmethod
     def of_signed_size(cls, szi: Decimal) -> Side:
         """The side of HL's signed ``szi`` (positive long, negative short; zero has no side)."""
-        if _finite(szi, "szi") == 0:
+        if finite(szi, "szi") == 0:
             raise ValueError("a zero size has no side")
         return cls.LONG if szi > 0 else cls.SHORT
 
@@ -166,10 +100,10 @@ class Side(IntEnum):
 # Margin tables
 
 
-@_exact
+@exact
 def maintenance_margin_rate(max_leverage: int) -> Decimal:
     """``mmr = 1 / (2 L)``: half the initial margin rate at the tier's max leverage (spec 03)."""
-    return _ONE / (2 * _leverage(max_leverage, "max_leverage"))
+    return _ONE / (2 * checked_leverage(max_leverage, "max_leverage"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +114,8 @@ class MarginTier:
     max_leverage: int
 
     def __post_init__(self) -> None:
-        _non_negative(self.lower_bound, "lower_bound")
-        _leverage(self.max_leverage, "max_leverage")
+        non_negative(self.lower_bound, "lower_bound")
+        checked_leverage(self.max_leverage, "max_leverage")
 
     @property
     def mmr(self) -> Decimal:
@@ -214,7 +148,7 @@ class MarginTable:
         if any(lower >= upper for lower, upper in zip(bounds, bounds[1:], strict=False)):
             raise ValueError(f"tier lower bounds must be strictly increasing, got {bounds}")
         if self.leverage_cap is not None:
-            _leverage(self.leverage_cap, "leverage_cap")
+            checked_leverage(self.leverage_cap, "leverage_cap")
         mmrs = tuple(tier.mmr for tier in tiers)
         object.__setattr__(self, "tiers", tiers)
         object.__setattr__(self, "_bounds", bounds)
@@ -238,8 +172,8 @@ class MarginTable:
             raise ValueError("marginTiers must be a list")
         tiers = [
             MarginTier(
-                lower_bound=_hl_decimal(raw["lowerBound"], "lowerBound"),
-                max_leverage=_leverage(raw["maxLeverage"], "maxLeverage"),
+                lower_bound=hl_decimal(raw["lowerBound"], "lowerBound"),
+                max_leverage=checked_leverage(raw["maxLeverage"], "maxLeverage"),
             )
             for raw in raw_tiers
         ]
@@ -251,7 +185,7 @@ class MarginTable:
         cls, margin_table_id: int, max_leverage: int, tables: Mapping[int, MarginTable]
     ) -> MarginTable:
         """The table of one ``meta.universe`` entry: ids below 50 are single-tier at L = id (spec 03)."""
-        _leverage(max_leverage, "max_leverage")
+        checked_leverage(max_leverage, "max_leverage")
         if isinstance(margin_table_id, bool) or not isinstance(margin_table_id, int) or margin_table_id < 1:
             raise ValueError(f"margin_table_id must be a positive int, got {margin_table_id!r}")
         if margin_table_id < SINGLE_TIER_TABLE_IDS_BELOW:
@@ -265,7 +199,7 @@ class MarginTable:
 
     def tier_index(self, notional: Decimal) -> int:
         """Index of the tier whose ``lowerBound`` ≤ notional (the bound itself belongs to the tier)."""
-        _non_negative(notional, "notional")
+        non_negative(notional, "notional")
         return bisect_right(self._bounds, notional) - 1
 
     def tier_for(self, notional: Decimal) -> tuple[Decimal, Decimal]:
@@ -282,7 +216,7 @@ class MarginTable:
         return tuple(zip(self._bounds, self._mmrs, self._deductions, strict=True))
 
 
-@_exact
+@exact
 def _deductions(bounds: tuple[Decimal, ...], mmrs: tuple[Decimal, ...]) -> tuple[Decimal, ...]:
     # deduction_n = deduction_(n−1) + lowerBound_n × (mmr_n − mmr_(n−1)) keeps MM continuous at
     # every bound (spec 03): a position crossing a bound never jumps into liquidation.
@@ -297,7 +231,7 @@ def margin_tables_from_meta(meta: Mapping[str, Any]) -> dict[int, MarginTable]:
     tables: dict[int, MarginTable] = {}
     for entry in meta.get("marginTables", ()):
         table_id, table_json = entry
-        tables[_leverage(table_id, "margin table id")] = MarginTable.from_hl(table_json)
+        tables[checked_leverage(table_id, "margin table id")] = MarginTable.from_hl(table_json)
     return tables
 
 
@@ -305,47 +239,47 @@ def margin_tables_from_meta(meta: Mapping[str, Any]) -> dict[int, MarginTable]:
 # Position quantities
 
 
-@_exact
+@exact
 def notional(size: Decimal, price: Decimal) -> Decimal:
     """notional = size × price (spec 03); size is unsigned."""
-    return _non_negative(size, "size") * _non_negative(price, "price")
+    return non_negative(size, "size") * non_negative(price, "price")
 
 
-@_exact
+@exact
 def maintenance_margin(notional: Decimal, table: MarginTable) -> Decimal:
     """MM = notional × mmr − deduction for the tier containing ``notional`` (spec 03)."""
     mmr, deduction = table.tier_for(notional)
     return notional * mmr - deduction
 
 
-@_exact
+@exact
 def initial_margin(size: Decimal, price: Decimal, leverage: int) -> Decimal:
     """IM = size × price / leverage (spec 03)."""
-    return notional(size, price) / _leverage(leverage)
+    return notional(size, price) / checked_leverage(leverage)
 
 
-@_exact
+@exact
 def unrealized_pnl(side: Side, entry: Decimal, mark: Decimal, size: Decimal) -> Decimal:
     """uPnL = direction × (mark − entry) × size (spec 03)."""
-    _positive(entry, "entry")
-    _positive(mark, "mark")
-    return (mark - entry) * _non_negative(size, "size") * Side(side)
+    positive(entry, "entry")
+    positive(mark, "mark")
+    return (mark - entry) * non_negative(size, "size") * Side(side)
 
 
-@_exact
+@exact
 def meets_min_order_value(size: Decimal, price: Decimal, min_order_value: Decimal) -> bool:
     """HL rejects orders under a minimum value ($10 today); operators configure ours (spec 02, 09)."""
-    return notional(size, price) >= _non_negative(min_order_value, "min_order_value")
+    return notional(size, price) >= non_negative(min_order_value, "min_order_value")
 
 
-@_exact
+@exact
 def funding_payment(side: Side, size: Decimal, oracle_price: Decimal, rate: Decimal) -> Decimal:
     """The signed funding cash flow of one position: payment = size × oracle × rate (spec 09).
 
     A positive rate means longs pay shorts, so the result is negative (paid) for a long and positive
     (received) for a short; a negative rate reverses both.
     """
-    amount = _non_negative(size, "size") * _positive(oracle_price, "oracle_price") * _finite(rate, "rate")
+    amount = non_negative(size, "size") * positive(oracle_price, "oracle_price") * finite(rate, "rate")
     return -amount * Side(side)
 
 
@@ -354,7 +288,7 @@ def funding_payment(side: Side, size: Decimal, oracle_price: Decimal, rate: Deci
 
 
 @dataclass(frozen=True, slots=True)
-class _Leg:
+class PriceLeg:
     """A position whose mark moves with the solved price P."""
 
     direction: int
@@ -363,7 +297,7 @@ class _Leg:
     table: MarginTable
 
 
-def _margin_roots(constant: Decimal, legs: Sequence[_Leg]) -> list[Decimal]:
+def margin_roots(constant: Decimal, legs: Sequence[PriceLeg]) -> list[Decimal]:
     """Every price P > 0 with ``constant + Σ [dir·(P − entry)·size − MM(size·P)] = 0``.
 
     Between two consecutive tier boundaries (the prices ``lowerBound / size`` of every leg) each leg
@@ -406,13 +340,13 @@ def _margin_roots(constant: Decimal, legs: Sequence[_Leg]) -> list[Decimal]:
 # Isolated margin
 
 
-@_exact
+@exact
 def isolated_equity(isolated_margin: Decimal, upnl: Decimal) -> Decimal:
     """equity = isolated_margin + unrealized P&L (spec 03, isolated positions)."""
-    return _finite(isolated_margin, "isolated_margin") + _finite(upnl, "upnl")
+    return finite(isolated_margin, "isolated_margin") + finite(upnl, "upnl")
 
 
-@_exact
+@exact
 def isolated_is_liquidatable(
     side: Side,
     entry: Decimal,
@@ -426,7 +360,7 @@ def isolated_is_liquidatable(
     return equity <= maintenance_margin(notional(size, mark), table)
 
 
-@_exact
+@exact
 def isolated_liquidation_price(
     side: Side,
     entry: Decimal,
@@ -446,14 +380,14 @@ def isolated_liquidation_price(
     ``None`` when no positive price exists — a long whose margin covers its whole notional can
     never be liquidated. Funding paid lowers ``isolated_margin`` and so raises a long's price.
     """
-    _positive(entry, "entry")
-    _positive(size, "size")
-    _finite(isolated_margin, "isolated_margin")
-    roots = _margin_roots(isolated_margin, [_Leg(Side(side), size, entry, table)])
+    positive(entry, "entry")
+    positive(size, "size")
+    finite(isolated_margin, "isolated_margin")
+    roots = margin_roots(isolated_margin, [PriceLeg(Side(side), size, entry, table)])
     return roots[0] if roots else None
 
 
-@_exact
+@exact
 def isolated_removable_margin(
     side: Side,
     entry: Decimal,
@@ -469,176 +403,6 @@ def isolated_removable_margin(
 
 
 # --------------------------------------------------------------------------------------------------
-# Cross margin
-
-
-@dataclass(frozen=True)
-class CrossPosition:
-    """One cross-margin position at a mark snapshot (spec 03, cross positions).
-
-    ``ref`` is the caller's own identifier (a position id), carried through untouched so that a
-    liquidation plan can be mapped back to rows; two positions of one asset from different sources
-    can coexist (spec 02) and are otherwise indistinguishable.
-    """
-
-    asset: str
-    side: Side
-    size: Decimal
-    entry: Decimal
-    mark: Decimal
-    leverage: int
-    table: MarginTable
-    ref: Hashable = None
-
-    def __post_init__(self) -> None:
-        if not self.asset:
-            raise ValueError("asset is required")
-        object.__setattr__(self, "side", Side(self.side))
-        _positive(self.size, "size")
-        _positive(self.entry, "entry")
-        _positive(self.mark, "mark")
-        _leverage(self.leverage)
-
-    @property
-    def notional(self) -> Decimal:
-        return notional(self.size, self.mark)
-
-    @property
-    def unrealized_pnl(self) -> Decimal:
-        return unrealized_pnl(self.side, self.entry, self.mark, self.size)
-
-    @property
-    def maintenance_margin(self) -> Decimal:
-        return maintenance_margin(self.notional, self.table)
-
-    @property
-    def initial_margin(self) -> Decimal:
-        """Margin in use at the current mark, as HL reports a cross position's ``marginUsed``."""
-        return initial_margin(self.size, self.mark, self.leverage)
-
-
-@dataclass(frozen=True)
-class CrossSummary:
-    """The cross-margin figures of spec 03 for one account at one mark snapshot."""
-
-    equity: Decimal
-    maintenance_margin: Decimal
-    initial_margin_used: Decimal
-    available_to_trade: Decimal
-    withdrawable: Decimal
-    liquidatable: bool
-
-
-@dataclass(frozen=True)
-class CrossAccount:
-    """A user's cross-margin book: cash, cross positions and open-order holds.
-
-    ``cash_collateral`` is the user's cash not locked in isolated margin, *including* what open
-    orders hold: equity is cash + uPnL and orders never lower it (as on HL, where ``accountValue``
-    ignores resting orders), while ``order_holds`` is subtracted from what can still be traded or
-    withdrawn. Counting holds in both places would charge them twice.
-    """
-
-    cash_collateral: Decimal
-    positions: tuple[CrossPosition, ...] = ()
-    order_holds: Decimal = _ZERO
-
-    def __post_init__(self) -> None:
-        _finite(self.cash_collateral, "cash_collateral")
-        _non_negative(self.order_holds, "order_holds")
-        object.__setattr__(self, "positions", tuple(self.positions))
-
-    def summary(self) -> CrossSummary:
-        return cross_account(self.cash_collateral, self.positions, self.order_holds)
-
-
-@_exact
-def cross_account(
-    cash_collateral: Decimal,
-    positions: Iterable[CrossPosition],
-    order_holds: Decimal = _ZERO,
-) -> CrossSummary:
-    """Spec 03, cross positions.
-
-    * equity = cash + Σ uPnL; liquidatable when equity ≤ Σ MM (and there is a position at all).
-    * available to trade = max(0, equity − Σ IM − order holds).
-    * withdrawable = max(0, min(available, cash − order holds − Σ IM)): unrealized profit is never
-      withdrawable, unrealized loss always counts.
-
-    See :class:`CrossAccount` for what ``cash_collateral`` includes.
-    """
-    _finite(cash_collateral, "cash_collateral")
-    _non_negative(order_holds, "order_holds")
-    held = tuple(positions)
-    equity = cash_collateral + sum((p.unrealized_pnl for p in held), _ZERO)
-    mm = sum((p.maintenance_margin for p in held), _ZERO)
-    im = sum((p.initial_margin for p in held), _ZERO)
-    available = max(_ZERO, equity - im - order_holds)
-    withdrawable = max(_ZERO, min(available, cash_collateral - order_holds - im))
-    return CrossSummary(
-        equity=equity,
-        maintenance_margin=mm,
-        initial_margin_used=im,
-        available_to_trade=available,
-        withdrawable=withdrawable,
-        liquidatable=bool(held) and equity <= mm,
-    )
-
-
-@_exact
-def cross_liquidation_price(account: CrossAccount, asset: str) -> Decimal | None:
-    """The mark of ``asset`` at which the account's equity equals its MM, every other mark held
-    fixed — HL's per-position cross liquidation price (spec 03), unrounded.
-
-    Every position in ``asset`` moves with that mark (an INTERNAL and a HYPERLIQUID position of one
-    asset share it). With one-way positions there is at most one such price; an opposite-direction
-    pair of one asset can have two, and the one nearer the current mark is returned because the
-    market reaches it first. ``None`` if no positive price exists.
-    """
-    moving = [p for p in account.positions if p.asset == asset]
-    if not moving:
-        raise ValueError(f"no cross position in {asset}")
-    marks = {p.mark for p in moving}
-    if len(marks) != 1:
-        # One decision, one snapshot of marks (spec 03); disagreeing marks mean a mixed snapshot.
-        raise ValueError(f"positions in {asset} carry different marks: {sorted(marks)}")
-    current_mark = moving[0].mark
-    fixed = [p for p in account.positions if p.asset != asset]
-    constant = account.cash_collateral + sum((p.unrealized_pnl - p.maintenance_margin for p in fixed), _ZERO)
-    legs = [_Leg(p.side, p.size, p.entry, p.table) for p in moving]
-    roots = _margin_roots(constant, legs)
-    if not roots:
-        return None
-    return min(roots, key=lambda root: abs(root - current_mark))
-
-
-def cross_liquidation_order(positions: Iterable[CrossPosition]) -> tuple[CrossPosition, ...]:
-    """Most-losing first (lowest uPnL), ties kept in the given order (spec 03, orchestration)."""
-    return tuple(sorted(positions, key=lambda p: p.unrealized_pnl))
-
-
-@_exact
-def cross_liquidation_plan(account: CrossAccount) -> tuple[CrossPosition, ...]:
-    """The cross positions to close, in order; empty if the account is not liquidatable.
-
-    Spec 03: close the most-losing position, recompute, stop as soon as equity > remaining MM,
-    otherwise continue until every cross position is closed. A close at the mark turns that
-    position's uPnL into cash, so equity is unchanged and only its MM leaves the account.
-    """
-    summary = account.summary()
-    if not summary.liquidatable:
-        return ()
-    remaining_mm = summary.maintenance_margin
-    plan: list[CrossPosition] = []
-    for position in cross_liquidation_order(account.positions):
-        plan.append(position)
-        remaining_mm -= position.maintenance_margin
-        if summary.equity > remaining_mm:
-            break
-    return tuple(plan)
-
-
-# --------------------------------------------------------------------------------------------------
 # Tick and lot rules (spec 02, spec 09)
 
 
@@ -648,20 +412,20 @@ def _sz_decimals(sz_decimals: int) -> int:
     return sz_decimals
 
 
-@_exact
+@exact
 def is_valid_size(size: Decimal, sz_decimals: int) -> bool:
     """HL accepts an order size > 0 that is a multiple of 10^−szDecimals (spec 02, 09)."""
     if not isinstance(size, Decimal) or not size.is_finite() or size <= 0:
         return False
-    return _decimals_of(size) <= _sz_decimals(sz_decimals)
+    return decimals_of(size) <= _sz_decimals(sz_decimals)
 
 
-@_exact
+@exact
 def round_size(size: Decimal, sz_decimals: int, rounding: str = ROUND_HALF_EVEN) -> Decimal:
     """Size to ``szDecimals`` places, half-even by default — what the SDK's ``round(sz, szDecimals)``
     does. May return 0: the caller rejects it (INVALID_SIZE) rather than trade a different size.
     """
-    _finite(size, "size")
+    finite(size, "size")
     return size.quantize(_ONE.scaleb(-_sz_decimals(sz_decimals)), rounding=rounding)
 
 
@@ -676,7 +440,7 @@ def _max_price_decimals(sz_decimals: int, max_decimals: int) -> int:
     return max(0, max_decimals - _sz_decimals(sz_decimals))
 
 
-@_exact
+@exact
 def is_valid_price(px: Decimal, sz_decimals: int, max_decimals: int = PERP_MAX_PRICE_DECIMALS) -> bool:
     """HL's tick rule (spec 02, 09): a positive price with at most 5 significant figures and at most
     ``6 − szDecimals`` decimals (``8 −`` for spot); any integer price is valid regardless.
@@ -685,7 +449,7 @@ def is_valid_price(px: Decimal, sz_decimals: int, max_decimals: int = PERP_MAX_P
         return False
     if px == px.to_integral_value():
         return True
-    places = _decimals_of(px)
+    places = decimals_of(px)
     significant = len(px.normalize().as_tuple().digits)
     return (
         places <= _max_price_decimals(sz_decimals, max_decimals)
@@ -693,7 +457,7 @@ def is_valid_price(px: Decimal, sz_decimals: int, max_decimals: int = PERP_MAX_P
     )
 
 
-@_exact
+@exact
 def round_price(
     px: Decimal,
     sz_decimals: int,
@@ -708,12 +472,12 @@ def round_price(
     are accepted, ours moves the price less. Pass ``rounding=ROUND_CEILING``/``ROUND_FLOOR`` to keep
     a slippage bound on the safe side. May return 0 for a price below the smallest tick.
     """
-    _positive(px, "px")
+    positive(px, "px")
     places = min(_max_price_decimals(sz_decimals, max_decimals), max(0, 4 - px.adjusted()))
     return px.quantize(_ONE.scaleb(-places), rounding=rounding)
 
 
-@_exact
+@exact
 def q_usdc(amount: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
     """An amount on the USDC quantum (6 dp); the ledger picks the rounding direction (style rule 7)."""
-    return _finite(amount, "amount").quantize(USDC_QUANTUM, rounding=rounding)
+    return finite(amount, "amount").quantize(USDC_QUANTUM, rounding=rounding)

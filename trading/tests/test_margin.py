@@ -15,15 +15,9 @@ from hypothesis import strategies as st
 
 from trading.margin import (
     USDC_QUANTUM,
-    CrossAccount,
-    CrossPosition,
     MarginTable,
     MarginTier,
     Side,
-    cross_account,
-    cross_liquidation_order,
-    cross_liquidation_plan,
-    cross_liquidation_price,
     floor_size,
     funding_payment,
     initial_margin,
@@ -42,6 +36,14 @@ from trading.margin import (
     round_price,
     round_size,
     unrealized_pnl,
+)
+from trading.margin_cross import (
+    CrossAccount,
+    CrossPosition,
+    cross_account,
+    cross_liquidation_order,
+    cross_liquidation_plan,
+    cross_liquidation_price,
 )
 
 D = Decimal
