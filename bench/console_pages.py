@@ -50,7 +50,8 @@ def seed(meta: dict[str, Any]) -> dict[str, Any]:
     from routing.services import routing_config_update, routing_mode_switch
     from trading.marketdata import quote_update
     from trading.markets import markets_sync
-    from trading.services import order_input, order_place
+    from trading.orders.input import order_input
+    from trading.orders.place import order_place
     from wallets.ledger import AccountRef, TransferSpec, ledger_post
     from wallets.models import AccountKind, Deposit, TransferKind
     from wallets.services import withdrawal_confirm, withdrawal_request

@@ -39,7 +39,8 @@ def main() -> None:
     from trading.hl_accounts import hl_sandbox_accounts_setup
     from trading.marketdata import quote_update
     from trading.markets import hl_info, markets_sync
-    from trading.services import order_input, order_place
+    from trading.orders.input import order_input
+    from trading.orders.place import order_place
     from trading.venues.hl import meta_from_markets, reset_gateways
     from wallets.ledger import AccountRef, TransferSpec, ledger_post
     from wallets.models import AccountKind, TransferKind
@@ -120,8 +121,8 @@ def main() -> None:
                 progress(f"{i}/{N}")
         # HL's per-trade details (trade ids, HL's fee) follow the answer asynchronously: what the user
         # stream does, here once for every order at the end
-        from trading.hl_execution import backfill
         from trading.models import Fill
+        from trading.orders.hl_fills import backfill
 
         backfill(since_ms=0)
         pending = Fill.objects.filter(source="HYPERLIQUID", hl_fee__isnull=True).count()

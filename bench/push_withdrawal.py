@@ -122,7 +122,8 @@ def staff_session_cookie() -> str:
 
 def fill_timed(user: Any) -> tuple[float, float, int]:
     """(started, committed) perf_counter stamps taken in the placing thread, and the order id."""
-    from trading.services import order_input, order_place
+    from trading.orders.input import order_input
+    from trading.orders.place import order_place
 
     inp = order_input(
         asset="BTC", side="BUY", order_type="MARKET", size=str(SIZE), leverage=10, margin_mode="CROSS"

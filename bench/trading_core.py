@@ -88,7 +88,8 @@ def bench_routing() -> dict[str, Any]:
 
 
 def bench_service(users: list[Any]) -> dict[str, Any]:
-    from trading.services import order_input, order_place
+    from trading.orders.input import order_input
+    from trading.orders.place import order_place
 
     samples: list[float] = []
     cpu: list[float] = []  # this process's CPU per order: Python's share, whatever the machine's load

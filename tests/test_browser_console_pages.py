@@ -101,7 +101,8 @@ class ConsolePagesInBrowser(ChannelsLiveServerTestCase):
 
     def trader_with_activity(self) -> tuple[User, Any, Any]:
         from sandbox.chains.client import Wallet
-        from trading.services import order_input, order_place
+        from trading.orders.input import order_input
+        from trading.orders.place import order_place
         from wallets.ledger import AccountRef, TransferSpec, ledger_post
         from wallets.models import Deposit
 

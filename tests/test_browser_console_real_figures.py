@@ -99,7 +99,8 @@ class RealFiguresInBrowser(ChannelsLiveServerTestCase):
         ReconciliationLog.objects.bulk_create(rows)
 
     def test_the_user_routing_and_reconciliation_pages_show_real_figures(self) -> None:
-        from trading.services import order_input, order_place
+        from trading.orders.input import order_input
+        from trading.orders.place import order_place
         from xbit_admin.console.tests.conftest import fund
         from xbit_admin.console.tests.test_no_placeholders import build_demo, quote
 

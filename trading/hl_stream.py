@@ -30,7 +30,7 @@ from django.db import close_old_connections, connection
 from hyperliquid.info import Info
 
 from core.loops import db_recover
-from trading.hl_execution import backfill, ingest_fills
+from trading.orders.hl_fills import backfill, ingest_fills
 from trading.venues.hl import HLFill, gateway, meta_from_markets
 
 logger = logging.getLogger(__name__)

@@ -62,7 +62,7 @@ class LimitOrderTrigger:
 
     @staticmethod
     def check(asset: str, bid: Decimal | None, ask: Decimal | None) -> int:
-        from trading.services import internal_limit_fill, internal_limit_orders_crossing
+        from trading.orders.internal import internal_limit_fill, internal_limit_orders_crossing
 
         filled = 0
         for order_id in internal_limit_orders_crossing(asset=asset, bid=bid, ask=ask):

@@ -34,7 +34,7 @@ register_periodic("trading.markets_sync.hourly", "trading.markets_sync", 3600, q
 @shared_task(name="trading.orders_expire", ignore_result=True)  # type: ignore[untyped-decorator,unused-ignore]
 def orders_expire_task() -> None:
     """GTC internal limit orders past their expiry (spec 02: 7 days) release their holds."""
-    from trading.services import orders_expire
+    from trading.orders.cancel import orders_expire
 
     orders_expire()
 
@@ -42,7 +42,7 @@ def orders_expire_task() -> None:
 @shared_task(name="trading.hl_orders_resolve", ignore_result=True)  # type: ignore[untyped-decorator,unused-ignore]
 def hl_orders_resolve_task() -> None:
     """HL orders whose answer was lost (timeout, crash): resolved by cloid, never re-sent."""
-    from trading.hl_execution import hl_orders_resolve
+    from trading.orders.hyperliquid import hl_orders_resolve
 
     hl_orders_resolve()
 

@@ -32,7 +32,8 @@ def open_position(internalization_on: None, set_quote: Callable[..., None]) -> C
     """Open an INTERNAL position through the real order path at exactly ``entry`` (ask = entry for a
     buy, bid = entry for a sell)."""
     from trading.models import Position
-    from trading.services import order_input, order_place
+    from trading.orders.input import order_input
+    from trading.orders.place import order_place
 
     def _open(
         user: Any,

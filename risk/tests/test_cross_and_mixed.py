@@ -12,8 +12,8 @@ from risk.detection import liquidation_sweep
 from risk.liquidation import liquidations_drain
 from risk.models import CircuitBreaker, LiquidationRecord, LiquidationTrigger
 from routing.models import RoutingConfig, RoutingState
-from trading import hl_execution
 from trading.models import Position
+from trading.orders.hyperliquid import available as hl_available
 
 D = Decimal
 pytestmark = pytest.mark.usefixtures("btc_mmr_0_004")
@@ -81,7 +81,7 @@ def test_a_bankrupt_cross_account_stops_at_zero_and_the_reserve_pays_the_rest(
 
 
 @pytest.mark.skipif(
-    hl_execution.available(), reason="HL execution is available: see the HL liquidation tests"
+    hl_available(), reason="HL execution is available: see the HL liquidation tests"
 )
 def test_an_hl_liquidation_that_cannot_reach_hl_retries_then_escalates_with_p0_and_hl_mode(
     trader: Any, open_position: Any

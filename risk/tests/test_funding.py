@@ -141,7 +141,7 @@ def test_positions_settle_on_what_they_held_at_the_instant_even_when_closed_sinc
 ) -> None:
     """The run comes after HL's instant (issue 18): a partial close since pays on the size held at the
     instant, and a position closed since still pays — from cash, its margin having gone back there."""
-    from trading.services import position_close
+    from trading.positions import position_close
 
     reduced = open_position(trader, size="0.1", entry="80000", leverage=10)
     other = make_trader()

@@ -25,7 +25,8 @@ from trading import margin
 from trading.hl_accounts import SANDBOX_ACCOUNT_INDEX, hl_sandbox_accounts_setup
 from trading.markets import hl_info, markets_sync
 from trading.models import Position
-from trading.services import order_input, order_place
+from trading.orders.input import order_input
+from trading.orders.place import order_place
 from trading.tests.test_hl_execution import Venue
 from trading.venues.hl import gateway, meta_from_markets, reset_gateways
 from wallets.ledger import AccountRef, account_balance

@@ -126,7 +126,8 @@ def test_exposure_from_0_to_103k_through_real_fills_hedges_51_5k_on_the_hedge_ac
     from core.events.models import OutboxEvent
     from core.events.services import Event, handle_once
     from risk.exposure import exposure_current, exposure_handle
-    from trading.services import order_input, order_place
+    from trading.orders.input import order_input
+    from trading.orders.place import order_place
 
     mark = venue.refresh_quote("BTC")
     cache.delete(DEBOUNCE_KEY.format(asset="BTC"))

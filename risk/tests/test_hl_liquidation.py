@@ -11,7 +11,8 @@ import pytest
 
 from trading import margin
 from trading.models import Position
-from trading.services import order_input, order_place
+from trading.orders.input import order_input
+from trading.orders.place import order_place
 from trading.tests.test_hl_execution import Venue, hl_position, sandbox_url, venue  # noqa: F401 - fixtures
 from wallets.ledger import AccountRef, account_balance
 from wallets.models import AccountKind

@@ -23,7 +23,9 @@ from risk.detection import liquidation_sweep
 from risk.liquidation import background_flush, liquidation_claim, liquidation_execute, liquidations_drain
 from risk.models import LiquidationRecord, LiquidationTrigger
 from trading.models import Fill, Order, Position
-from trading.services import order_input, order_place, position_margin_adjust
+from trading.orders.input import order_input
+from trading.orders.place import order_place
+from trading.positions import position_margin_adjust
 from wallets.ledger import AccountRef, TransferSpec, account_balance, ledger_post
 from wallets.models import AccountKind, BalanceLog, LedgerAccount, LedgerTransfer, TransferKind
 

@@ -91,7 +91,7 @@ def test_the_email_is_sent_after_commit_by_a_default_queue_task(
 def test_a_position_changed_after_detection_is_not_liquidated_on_the_stale_trigger(
     trader: Any, open_position: Any
 ) -> None:
-    from trading.services import position_margin_adjust
+    from trading.positions import position_margin_adjust
 
     position = open_position(trader, size="0.1", entry="80000", leverage=10)
     liquidation_sweep(marks={"BTC": D("72280")}, wake=False)

@@ -15,7 +15,8 @@ from risk.models import LiquidationRecord, LiquidationTrigger
 from trading import margin, netting
 from trading.config import trading_settings
 from trading.models import Fill, Position
-from trading.services import order_input, order_place
+from trading.orders.input import order_input
+from trading.orders.place import order_place
 from trading.tests.test_hl_execution import Venue, sandbox_url, venue  # noqa: F401 - fixtures
 from wallets.ledger import AccountRef, account_balance
 from wallets.models import AccountKind, LedgerTransfer, TransferKind

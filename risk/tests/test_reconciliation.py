@@ -192,7 +192,8 @@ def test_hl_account_value_holds_when_netting_realizes_users_open_profit_on_hl(
     """One user buys, the price rises, another sells the same size: HL's netted account is flat and has
     realized the rise, while our users still hold it open (one long in profit, one short at the top).
     The value reconciles on the users' own unrealized P&L, not on HL's (which is zero now)."""
-    from trading.services import order_input, order_place
+    from trading.orders.input import order_input
+    from trading.orders.place import order_place
 
     buyer, seller = make_trader(), make_trader()
     fund(buyer, "100000")
@@ -309,7 +310,8 @@ def test_a_restart_with_positions_resting_orders_and_a_hedge_comes_back_consiste
     from risk.exposure import exposure_recompute
     from risk.hedge import hedge_manual_order
     from trading import margin
-    from trading.services import order_input, order_place
+    from trading.orders.input import order_input
+    from trading.orders.place import order_place
 
     mid = venue.refresh_quote("BTC")
     bid = mid - 1

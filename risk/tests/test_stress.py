@@ -11,7 +11,8 @@ from risk.detection import liquidation_sweep
 from risk.liquidation import liquidations_drain
 from risk.stress import stress_run
 from trading.models import Position
-from trading.services import order_input, order_place
+from trading.orders.input import order_input
+from trading.orders.place import order_place
 
 pytestmark = pytest.mark.usefixtures("internalization_on")
 D = Decimal

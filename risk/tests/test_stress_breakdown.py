@@ -12,7 +12,8 @@ import pytest
 from risk.hedge_models import HedgePosition
 from risk.stress import stress_run
 from trading.models import Position
-from trading.services import order_input, order_place
+from trading.orders.input import order_input
+from trading.orders.place import order_place
 
 pytestmark = pytest.mark.usefixtures("internalization_on")
 D = Decimal

@@ -72,7 +72,7 @@ class OrderInput:
 
 
 def decimal_field(value: Any, code: ErrorCode, field: str, shape: DecimalShape) -> Decimal:
-    """A size or price from a client (or our own code): the strict input parser (issue #17)."""
+    """A size or price from a client (or our own code): the strict input parser."""
     try:
         number = decimal_from_input(value if not isinstance(value, float) else repr(value), shape)
     except DecimalInputError as exc:

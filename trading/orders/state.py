@@ -39,7 +39,7 @@ from trading.models import (
 )
 from trading.orders.input import DEFAULT_LEVERAGE, OrderInput
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
-from wallets.models import USDC, AccountKind, TransferKind
+from wallets.models import USDC, AccountKind, LedgerAccount, TransferKind
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,8 @@ def lock_and_read(
         [user_id, Position.Status.OPEN],
     )
     i_accounts = batch.add(
-        "SELECT key, kind, balance FROM ledger_accounts WHERE user_id = %s AND asset = %s "
+        f"SELECT key, kind, balance FROM {LedgerAccount._meta.db_table} "  # noqa: S608 - the model's table
+        "WHERE user_id = %s AND asset = %s "
         "AND (balance <> 0 OR kind = %s) ORDER BY id FOR UPDATE",
         [user_id, USDC, AccountKind.CASH],
     )

@@ -13,7 +13,8 @@ from django.test import Client
 from conftest import PASSWORD
 from core.errors import ApplicationError
 from trading.models import Order, Position
-from trading.services import order_input, order_place
+from trading.orders.input import order_input
+from trading.orders.place import order_place
 from wallets.ledger import AccountRef, account_balance
 from wallets.models import AccountKind
 

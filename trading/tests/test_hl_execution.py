@@ -17,11 +17,15 @@ from core.errors import ApplicationError
 from sandbox.testing import SandboxProcess
 from trading import margin
 from trading.hl_accounts import hl_sandbox_accounts_setup, positions_sync
-from trading.hl_execution import backfill, hl_orders_resolve
 from trading.marketdata import quote_update
 from trading.markets import hl_info, markets_sync
 from trading.models import Fill, HLPositionSync, Order, OrderEvent, Position
-from trading.services import order_cancel, order_input, order_place, position_close
+from trading.orders.cancel import order_cancel
+from trading.orders.hl_fills import backfill
+from trading.orders.hyperliquid import hl_orders_resolve
+from trading.orders.input import order_input
+from trading.orders.place import order_place
+from trading.positions import position_close
 from trading.venues.hl import HLFill, gateway, reset_gateways
 from wallets.ledger import AccountRef, account_balance
 from wallets.models import AccountKind, LedgerTransfer
@@ -264,7 +268,8 @@ def test_an_hl_market_order_is_two_short_transactions_around_the_send(venue: Ven
 def test_an_order_booked_from_hls_answer_is_never_booked_again_from_its_trades(
     venue: Venue, trader: Any
 ) -> None:
-    from trading.hl_execution import apply_fills, resolve
+    from trading.orders.hl_fills import apply_fills
+    from trading.orders.hyperliquid import resolve
 
     _bid, _ask, mid = venue.refresh_quote("ETH")
     size = margin.floor_size(D(12_000) / mid, 4)
@@ -596,7 +601,7 @@ def test_trade_details_reconcile_when_part_of_the_order_was_booked_by_trade_id(
 ) -> None:
     """A resting order filled partly on the stream (rows with HL's trade id, fees booked with them) and
     the rest from HL's answer (one row without): the answer's row is explained by the other trades."""
-    from trading.hl_execution import fill_details_reconcile
+    from trading.orders.hl_fills import fill_details_reconcile
 
     _bid, _ask, mid = venue.refresh_quote("SOL")
     order = order_place(

@@ -14,7 +14,8 @@ from conftest import PASSWORD
 from core.errors import ApplicationError
 from core.money import MONEY_INPUT, PRICE_INPUT, DecimalInputError, decimal_from_text
 from trading.models import Position
-from trading.services import order_input, order_place
+from trading.orders.input import order_input
+from trading.orders.place import order_place
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,10 @@ import pytest
 from core.errors import ApplicationError
 from routing.models import RoutingDecisionLog
 from trading.models import Fill, Order, OrderEvent, Position
-from trading.services import order_cancel, order_input, order_place, position_close, position_margin_adjust
+from trading.orders.cancel import order_cancel
+from trading.orders.input import order_input
+from trading.orders.place import order_place
+from trading.positions import position_close, position_margin_adjust
 from wallets.ledger import AccountRef, account_balance
 from wallets.models import AccountKind
 
@@ -254,7 +257,7 @@ def test_a_stale_book_is_not_internalized(trader: Any, set_quote: Any) -> None:
 def test_a_resting_limit_order_holds_margin_then_fills_at_its_price_when_touched(
     trader: Any, set_quote: Any
 ) -> None:
-    from trading.services import internal_limit_fill, internal_limit_orders_crossing
+    from trading.orders.internal import internal_limit_fill, internal_limit_orders_crossing
 
     set_quote("BTC", "80000", bid="79999", ask="80001")
     order = place(
@@ -295,7 +298,7 @@ def test_gtc_orders_expire_after_seven_days(trader: Any, set_quote: Any) -> None
 
     from django.utils import timezone
 
-    from trading.services import orders_expire
+    from trading.orders.cancel import orders_expire
 
     set_quote("BTC", "80000")
     order = place(trader, side="BUY", size="0.1", order_type="LIMIT", limit_price="70000", leverage=10)

@@ -19,7 +19,8 @@ from trading.limit_trigger import TRIGGER
 from trading.marketdata import get_quote
 from trading.markets import hl_info, markets_sync
 from trading.models import Fill, Order
-from trading.services import order_input, order_place
+from trading.orders.input import order_input
+from trading.orders.place import order_place
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -17,7 +17,8 @@ from django.test.utils import CaptureQueriesContext
 from core.events.models import OutboxEvent
 from routing.models import RoutingDecisionLog
 from trading.models import Fill, Order, OrderEvent, Position
-from trading.services import order_input, order_place
+from trading.orders.input import order_input
+from trading.orders.place import order_place
 from wallets.ledger import ledger_invariant_violations
 
 # committed fixtures, as in production: configuration read in a transaction that changed it is never

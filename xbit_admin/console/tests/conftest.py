@@ -97,7 +97,8 @@ def trader(make_trader: Callable[..., Any]) -> Any:
 @pytest.fixture
 def internal_order(market: None, trader: Any) -> Any:
     """A filled INTERNAL market order (0.01 BTC ≈ 800 USDC) with its routing decision."""
-    from trading.services import order_input, order_place
+    from trading.orders.input import order_input
+    from trading.orders.place import order_place
 
     publish_quote("BTC", "80000")  # fresh book: an order needs a live price
     order = order_place(

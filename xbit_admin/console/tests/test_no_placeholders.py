@@ -81,7 +81,8 @@ def quote(asset: str, mark: str) -> None:
 
 def buy(user: Any, size: str, leverage: int, margin_mode: str) -> Any:
     from trading.models import Position
-    from trading.services import order_input, order_place
+    from trading.orders.input import order_input
+    from trading.orders.place import order_place
 
     quote("BTC", "80000")
     order = order_place(
@@ -120,7 +121,7 @@ def build_demo(*, alice: Any, whale: Any, recompute_exposure: bool = True) -> De
     from risk.funding import funding_run
     from risk.liquidation import liquidations_drain
     from routing.services import routing_mode_switch
-    from trading import margin
+    from trading import margin, margin_cross
     from trading.account import margin_table_for_asset, user_balances
     from trading.models import MarginTable, Market
     from xbit_admin.console.tests.conftest import fund
@@ -149,10 +150,10 @@ def build_demo(*, alice: Any, whale: Any, recompute_exposure: bool = True) -> De
     # the cross account at 74,100, as trading's own margin math sees it just before the sweep
     balances = user_balances(alice.pk)
     cross.refresh_from_db()
-    summary = margin.cross_account(
+    summary = margin_cross.cross_account(
         balances.get("cash", D(0)) + balances.get("order_hold", D(0)),
         [
-            margin.CrossPosition(
+            margin_cross.CrossPosition(
                 "BTC",
                 margin.Side.LONG,
                 cross.size,

@@ -70,7 +70,8 @@ def _listing(queries: list[str]) -> str:
 
 
 def _order(user: Any, *, side: str, size: str, mode: str, reduce_only: bool = False) -> Any:
-    from trading.services import order_input, order_place
+    from trading.orders.input import order_input
+    from trading.orders.place import order_place
 
     publish_quote("BTC", "80000")  # a fresh book: an order needs a live price
     order = order_place(
