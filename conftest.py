@@ -135,9 +135,13 @@ def _ledger_invariants(request: pytest.FixtureRequest) -> Iterator[None]:
 
     try:
         from wallets.ledger import ledger_invariant_violations
+        from wallets.models import LedgerAccount
     except ImportError:
         return
-    if connection.needs_rollback or "ledger_accounts" not in connection.introspection.table_names():
+    if (
+        connection.needs_rollback
+        or LedgerAccount._meta.db_table not in connection.introspection.table_names()
+    ):
         return
     problems = ledger_invariant_violations()
     assert not problems, "ledger invariants broken:\n" + "\n".join(problems)

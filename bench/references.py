@@ -49,6 +49,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import git_rev, own_redis_db, percentiles, progress, save, setup_django
+from core.sql.batch import fetch_results, next_id_sql
 
 DB = "xbit_bench_references"
 PGBENCH_DB = "xbit_bench_pgbench"
@@ -58,7 +59,8 @@ Statement = tuple[str, Sequence[Any]]
 
 # ------------------------------------------------------------------------------ the service, captured
 def service_fill(user: Any) -> Any:
-    from trading.services import order_input, order_place
+    from trading.orders.input import order_input
+    from trading.orders.place import order_place
 
     inp = order_input(
         asset=ASSET, side="BUY", order_type="MARKET", size=str(SIZE), leverage=10, margin_mode="CROSS"
@@ -108,6 +110,28 @@ def _insert(table: str, row: dict[str, Any]) -> Statement:
     return f"INSERT INTO {table} ({columns}) VALUES ({values})", [_adapt(v) for v in row.values()]  # noqa: S608
 
 
+def _models() -> dict[str, Any]:
+    """The models whose tables the raw fill reads and writes (their table names come from them)."""
+    from core.events.models import OutboxEvent
+    from routing.models import RoutingDecisionLog
+    from trading.models import Fill, LeverageSetting, Order, OrderEvent, Position
+    from wallets.models import BalanceLog, LedgerAccount, LedgerBatch, LedgerTransfer
+
+    return {
+        "order": Order,
+        "order_event": OrderEvent,
+        "fill": Fill,
+        "position": Position,
+        "leverage": LeverageSetting,
+        "decision_log": RoutingDecisionLog,
+        "outbox": OutboxEvent,
+        "account": LedgerAccount,
+        "batch": LedgerBatch,
+        "transfer": LedgerTransfer,
+        "balance_log": BalanceLog,
+    }
+
+
 class RawFill:
     """The service's internal fill as plain SQL. Rows the service writes whole (order, fill, decision
     log) are copied from the service's own last fill with the per-fill values replaced, so every
@@ -119,22 +143,25 @@ class RawFill:
         from wallets.models import AccountKind, TransferKind
 
         self.conn = conn
+        self.models = _models()
+        t = self.tables = {name: model._meta.db_table for name, model in self.models.items()}
         self.lock_namespace = USER_NAMESPACE
         self.fee_kind = str(TransferKind.TRADING_FEE)
         self.cash_kind = str(AccountKind.CASH)
         cur = conn.cursor()
         order_id = cur.execute(
-            "SELECT max(id) FROM trading_order WHERE route = 'INTERNAL' AND status = 'FILLED'"
+            f"SELECT max(id) FROM {t['order']} WHERE route = 'INTERNAL' AND status = 'FILLED'"  # noqa: S608
         ).fetchone()[0]
-        self.order = self._row(cur, "trading_order", "id = %s", order_id)
-        self.fill = self._row(cur, "trading_fill", "order_id = %s", order_id)
-        self.log = self._row(cur, "routing_routingdecisionlog", "order_id = %s", order_id)
+        self.order = self._row(cur, t["order"], "id = %s", order_id)
+        self.fill = self._row(cur, t["fill"], "order_id = %s", order_id)
+        self.log = self._row(cur, t["decision_log"], "order_id = %s", order_id)
         self.log.pop("id")  # an identity the table draws
         self.fee_rate = self.fill["fee_rate"]
         self.fee_account = cur.execute(
-            "SELECT id FROM ledger_accounts WHERE user_id IS NULL AND kind = 'fee_revenue' AND asset = 'USDC'"
+            f"SELECT id FROM {t['account']} "  # noqa: S608
+            "WHERE user_id IS NULL AND kind = 'fee_revenue' AND asset = 'USDC'"
         ).fetchone()[0]
-        cur.execute("SELECT * FROM trading_position LIMIT 0")
+        cur.execute(f"SELECT * FROM {t['position']} LIMIT 0")  # noqa: S608
         self.position_columns = [d.name for d in cur.description]
 
     @staticmethod
@@ -145,26 +172,26 @@ class RawFill:
         return dict(zip([d.name for d in cur.description], row, strict=True))
 
     def reads(self, user_id: int) -> list[Statement]:
+        t = self.tables
         return [
             ("SELECT pg_advisory_xact_lock(%s::int, %s::int)", [self.lock_namespace, user_id]),
             (
-                "SELECT * FROM trading_position WHERE user_id = %s AND status = 'OPEN' ORDER BY id FOR UPDATE",
+                f"SELECT * FROM {t['position']} "  # noqa: S608
+                "WHERE user_id = %s AND status = 'OPEN' ORDER BY id FOR UPDATE",
                 [user_id],
             ),
             (
-                "SELECT id, key, kind, balance FROM ledger_accounts WHERE user_id = %s AND asset = 'USDC' "
+                f"SELECT id, key, kind, balance FROM {t['account']} "  # noqa: S608
+                "WHERE user_id = %s AND asset = 'USDC' "
                 "AND (balance <> 0 OR kind = %s) ORDER BY id FOR UPDATE",
                 [user_id, self.cash_kind],
             ),
             (
-                "SELECT leverage FROM trading_leveragesetting WHERE user_id = %s AND asset = %s AND margin_mode = 'CROSS'",
+                f"SELECT leverage FROM {t['leverage']} "  # noqa: S608
+                "WHERE user_id = %s AND asset = %s AND margin_mode = 'CROSS'",
                 [user_id, ASSET],
             ),
-            (
-                "SELECT nextval(pg_get_serial_sequence('trading_order', 'id')), "
-                "nextval(pg_get_serial_sequence('trading_fill', 'id'))",
-                [],
-            ),
+            (f"SELECT {next_id_sql(self.models['order'])}, {next_id_sql(self.models['fill'])}", []),
         ]
 
     def writes(self, user_id: int, read: list[Any], *, notify: bool) -> list[Statement]:
@@ -231,10 +258,11 @@ class RawFill:
             ],
         }
         ref = str(order_id)
+        t = self.tables
         statements: list[Statement] = [
-            _insert("trading_order", order),
+            _insert(t["order"], order),
             (
-                "INSERT INTO trading_orderevent (order_id, status, detail, created_at) VALUES "
+                f"INSERT INTO {t['order_event']} (order_id, status, detail, created_at) VALUES "  # noqa: S608
                 "(%s, 'NEW', '{}'::jsonb, %s), (%s, 'ACCEPTED', %s::jsonb, %s), (%s, 'FILLED', %s::jsonb, %s)",
                 [
                     order_id,
@@ -247,9 +275,9 @@ class RawFill:
                     now,
                 ],
             ),
-            _insert("routing_routingdecisionlog", log),
+            _insert(t["decision_log"], log),
             (
-                "UPDATE trading_position SET size = %s, entry_price = %s, isolated_margin = %s, "
+                f"UPDATE {t['position']} SET size = %s, entry_price = %s, isolated_margin = %s, "  # noqa: S608
                 "liquidation_price = %s, status = 'OPEN', realized_pnl = %s, fees_paid = %s, closed_at = NULL, "
                 "updated_at = %s WHERE id = %s",
                 [
@@ -263,37 +291,37 @@ class RawFill:
                     position["id"],
                 ],
             ),
-            _insert("trading_fill", fill),
+            _insert(t["fill"], fill),
             # the platform account after the user's (the house's lock order), held to the commit
-            ("SELECT 1 FROM ledger_accounts WHERE id = %s FOR UPDATE", [self.fee_account]),
+            (f"SELECT 1 FROM {t['account']} WHERE id = %s FOR UPDATE", [self.fee_account]),  # noqa: S608
             (
-                "INSERT INTO ledger_batches (key, fingerprint, created_at) VALUES (%s, %s, %s)",
+                f"INSERT INTO {t['batch']} (key, fingerprint, created_at) VALUES (%s, %s, %s)",  # noqa: S608
                 [f"fill:{order_id}", secrets.token_hex(32), now],
             ),
             (
-                "INSERT INTO ledger_transfers (batch_id, seq, idempotency_key, debit_id, credit_id, amount, "
+                f"INSERT INTO {t['transfer']} (batch_id, seq, idempotency_key, debit_id, credit_id, amount, "  # noqa: S608
                 "asset, kind, ref_type, ref_id, created_at) VALUES "
-                "(currval(pg_get_serial_sequence('ledger_batches', 'id')), 0, %s, %s, %s, %s, 'USDC', %s, "
+                f"(currval(pg_get_serial_sequence('{t['batch']}', 'id')), 0, %s, %s, %s, %s, 'USDC', %s, "
                 "'order', %s, %s)",
                 [f"fill:{order_id}#0", cash_id, self.fee_account, fee, self.fee_kind, ref, now],
             ),
             (
-                "INSERT INTO balance_logs (user_id, account_id, transfer_id, type, account_kind, asset, amount, "
+                f"INSERT INTO {t['balance_log']} (user_id, account_id, transfer_id, type, account_kind, asset, amount, "  # noqa: S608
                 "before, after, ref_type, ref_id, created_at) VALUES "
-                "(%s, %s, currval(pg_get_serial_sequence('ledger_transfers', 'id')), %s, %s, 'USDC', %s, %s, "
+                f"(%s, %s, currval(pg_get_serial_sequence('{t['transfer']}', 'id')), %s, %s, 'USDC', %s, %s, "
                 "%s, 'order', %s, %s)",
                 [user_id, cash_id, self.fee_kind, self.cash_kind, -fee, cash, cash - fee, ref, now],
             ),
             (
-                "UPDATE ledger_accounts SET balance = %s, updated_at = %s WHERE id = %s",
+                f"UPDATE {t['account']} SET balance = %s, updated_at = %s WHERE id = %s",  # noqa: S608
                 [cash - fee, now, cash_id],
             ),
             (
-                "UPDATE ledger_accounts SET balance = balance + %s, updated_at = %s WHERE id = %s",
+                f"UPDATE {t['account']} SET balance = balance + %s, updated_at = %s WHERE id = %s",  # noqa: S608
                 [fee, now, self.fee_account],
             ),
             (
-                "INSERT INTO events_outboxevent (event_id, topic, aggregate, payload, created_at) "
+                f"INSERT INTO {t['outbox']} (event_id, topic, aggregate, payload, created_at) "  # noqa: S608
                 "VALUES (%s, 'trading.fill', %s, %s::jsonb, %s)",
                 [uuid.uuid4(), f"user:{user_id}", json.dumps(payload), now],
             ),
@@ -306,11 +334,7 @@ class RawFill:
 def send(cur: Any, statements: Sequence[Statement]) -> list[Any]:
     """One round trip (client-side binding lets one execute carry ``;``-separated statements)."""
     cur.execute(";\n".join(s for s, _ in statements), [p for _, params in statements for p in params])
-    results: list[Any] = []
-    while True:
-        results.append(cur.fetchall() if cur.description is not None else None)
-        if not cur.nextset():
-            return results
+    return fetch_results(cur)
 
 
 BEGIN: Statement = ("BEGIN", [])

@@ -40,8 +40,12 @@ from core.alerts.services import alert_raise, alert_resolve_condition
 from core.money import ZERO
 from risk.config import risk_config
 from risk.hedge_models import HedgeInstruction, ReconciliationLog
+from wallets.models import LedgerAccount, LedgerTransfer
 
 logger = logging.getLogger(__name__)
+
+LEDGER_ACCOUNTS = LedgerAccount._meta.db_table
+LEDGER_TRANSFERS = LedgerTransfer._meta.db_table
 
 RATE_Q = Decimal("0.00000001")
 STORED_Q = Decimal("0.000001")  # ReconciliationLog's columns: what a row can show is what is compared
@@ -200,16 +204,16 @@ def _platform_journal() -> dict[str, Decimal]:
 
     with connection.cursor() as cursor:
         cursor.execute(
-            """
+            f"""
             SELECT a.kind, SUM(COALESCE(c.total, 0) - COALESCE(d.total, 0))
-            FROM ledger_accounts a
-            LEFT JOIN (SELECT credit_id, SUM(amount) total FROM ledger_transfers WHERE asset = 'USDC'
+            FROM {LEDGER_ACCOUNTS} a
+            LEFT JOIN (SELECT credit_id, SUM(amount) total FROM {LEDGER_TRANSFERS} WHERE asset = 'USDC'
                        GROUP BY credit_id) c ON c.credit_id = a.id
-            LEFT JOIN (SELECT debit_id, SUM(amount) total FROM ledger_transfers WHERE asset = 'USDC'
+            LEFT JOIN (SELECT debit_id, SUM(amount) total FROM {LEDGER_TRANSFERS} WHERE asset = 'USDC'
                        GROUP BY debit_id) d ON d.debit_id = a.id
             WHERE a.user_id IS NULL AND a.asset = 'USDC'
             GROUP BY a.kind
-            """
+            """  # noqa: S608 - the ledger's own table names
         )
         return dict(cursor.fetchall())
 
@@ -406,29 +410,29 @@ def check_bbook(run_id: str) -> list[ReconciliationLog]:
 
     realized = Fill.objects.filter(source=Source.INTERNAL).aggregate(t=Sum("realized_pnl"))["t"] or ZERO
     bbook = _journal_sum(
-        """
+        f"""
         SELECT SUM(CASE WHEN t.credit_id = a.id THEN t.amount ELSE -t.amount END)
-        FROM ledger_accounts a JOIN ledger_transfers t ON t.credit_id = a.id OR t.debit_id = a.id
+        FROM {LEDGER_ACCOUNTS} a JOIN {LEDGER_TRANSFERS} t ON t.credit_id = a.id OR t.debit_id = a.id
         WHERE a.kind = 'bbook_pnl' AND a.sub = '' AND a.user_id IS NULL AND t.kind <> 'funding'
-        """,
+        """,  # noqa: S608 - the ledger's own table names
         [],
     )
     to_reserve = _journal_sum(
-        """
-        SELECT SUM(t.amount) FROM ledger_transfers t
-        JOIN ledger_accounts c ON c.id = t.credit_id JOIN ledger_accounts d ON d.id = t.debit_id
+        f"""
+        SELECT SUM(t.amount) FROM {LEDGER_TRANSFERS} t
+        JOIN {LEDGER_ACCOUNTS} c ON c.id = t.credit_id JOIN {LEDGER_ACCOUNTS} d ON d.id = t.debit_id
         WHERE c.kind = 'risk_reserve' AND d.user_id IS NOT NULL
           AND t.kind IN ('reserve_allocation', 'liquidation')
-        """,
+        """,  # noqa: S608 - the ledger's own table names
         [],
     )
     surplus = _journal_sum(
-        """
-        SELECT SUM(t.amount) FROM ledger_transfers t
-        JOIN ledger_accounts c ON c.id = t.credit_id JOIN ledger_accounts d ON d.id = t.debit_id
+        f"""
+        SELECT SUM(t.amount) FROM {LEDGER_TRANSFERS} t
+        JOIN {LEDGER_ACCOUNTS} c ON c.id = t.credit_id JOIN {LEDGER_ACCOUNTS} d ON d.id = t.debit_id
         WHERE t.kind = 'liquidation' AND d.user_id IS NOT NULL
           AND (c.kind = 'risk_reserve' OR (c.kind = 'bbook_pnl' AND c.sub = ''))
-        """,
+        """,  # noqa: S608 - the ledger's own table names
         [],
     )
     expected = -realized + surplus

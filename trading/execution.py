@@ -28,7 +28,7 @@ from wallets.ledger import (
     posting_prepare,
     posting_write,
 )
-from wallets.models import AccountKind, TransferKind
+from wallets.models import AccountKind, LedgerBatch, TransferKind
 
 DIRECTION = {"BUY": 1, "SELL": -1}
 POSITION_DIRECTION = {1: Position.Direction.LONG, -1: Position.Direction.SHORT}
@@ -171,7 +171,10 @@ def fill_apply(*, req: FillRequest, position: Position | None, cash_available: D
     if position is not None and req.margin_mode == MarginMode.ISOLATED:
         user_refs.append(_margin_account(req.user_id, position.pk))
     i_lock = posting_lock_user_accounts(read, user_refs)
-    i_key = read.add("SELECT fingerprint FROM ledger_batches WHERE key = %s", [req.idempotency_key or ""])
+    i_key = read.add(
+        f"SELECT fingerprint FROM {LedgerBatch._meta.db_table} WHERE key = %s",  # noqa: S608 - the model's table
+        [req.idempotency_key or ""],
+    )
     results = read.run()
     ids = list((results[i_ids] or [()])[0])
     plan = fill_plan(

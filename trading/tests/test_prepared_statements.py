@@ -14,7 +14,8 @@ from django.test.utils import CaptureQueriesContext
 from core.sql import prepared
 from core.sql.batch import SqlBatch
 from trading.models import Order, Position
-from trading.services import order_input, order_place
+from trading.orders.input import order_input
+from trading.orders.place import order_place
 from wallets.ledger import ledger_invariant_violations
 
 pytestmark = pytest.mark.django_db(transaction=True)
