@@ -204,7 +204,7 @@ class ApiRateLimit(BaseThrottle):
 
     def allow_request(self, request: Request, view: Any) -> bool:
         from core.accounts.models import ApiKey
-        from core.accounts.services import client_ip
+        from core.accounts.security_events import client_ip
 
         user = getattr(request, "user", None)
         auth = getattr(request, "auth", None)

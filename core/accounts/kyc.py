@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from core.accounts.models import KycLimit, SecurityEvent, User
-from core.accounts.services import security_event_record
+from core.accounts.security_events import security_event_record
 from core.audit.services import audit_record
 from core.defaults import register
 from core.errors import ApplicationError, ErrorCode

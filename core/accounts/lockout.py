@@ -34,6 +34,9 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from core.accounts.emails import email_send_on_commit
+from core.accounts.models import SecurityEvent, User
+from core.accounts.security_events import security_event_record
 from core.errors import ApplicationError, ErrorCode
 
 _SALT = "xbit.accounts.unlock"
@@ -133,8 +136,6 @@ def account_unlock(*, token: str, request: Any = None) -> Any:
     """The emailed link's button: lift every lock of the account (all addresses, and a durable lock),
     once. Side effects: the account's lock generation advances (every pending link and pair lock is
     void), ``failed_login_count``/``locked_until`` reset, an ``unlocked`` security event."""
-    from core.accounts.models import SecurityEvent, User
-    from core.accounts.services import security_event_record
 
     try:
         data = signing.loads(str(token), salt=_SALT, max_age=_DAY)
@@ -158,8 +159,6 @@ def lockout_notice_send(*, email: str, ip: str, seconds: int, at: str) -> None:
     """Tell the owner of ``email`` (if there is one with a real address) that sign-ins from ``ip`` are
     paused, with the unlock link. Runs in a task: the answer to the sign-in must not take longer for an
     existing account."""
-    from core.accounts.emails import email_send_on_commit
-    from core.accounts.models import User
 
     user = User.objects.filter(email__iexact=email.strip().lower(), is_active=True).first()
     if user is None or not user.contact_email or not notice_due(email=user.email):

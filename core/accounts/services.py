@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
@@ -13,35 +11,16 @@ from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
-from core.accounts import crypto
-from core.accounts.models import ApiKey, SecurityEvent, User
+from core.accounts import lockout
+from core.accounts.models import SecurityEvent, User
+from core.accounts.security_events import client_ip, security_event_record
 from core.defaults import register
 from core.errors import ApplicationError, ErrorCode
-
-
-def client_ip(request: HttpRequest | None) -> str | None:
-    if request is None:
-        return None
-    return request.META.get("REMOTE_ADDR") or None
-
-
-def security_event_record(
-    *, user: User | None, kind: str, request: HttpRequest | None = None, **details: object
-) -> SecurityEvent:
-    return SecurityEvent.objects.create(
-        user=user,
-        kind=kind,
-        ip=client_ip(request),
-        user_agent=(request.headers.get("User-Agent", "") if request else "")[:300],
-        details={k: v for k, v in details.items() if v is not None},
-    )
 
 
 def _locked_pair_refuse(*, user: User | None, email: str, password: str, request: HttpRequest) -> None:
     """While (email, address) is locked: the same work and the same answer whether the account exists
     or not (issue #17: a locked account answered in ~9 ms, an unknown one after the hasher)."""
-    from core.accounts import lockout
-
     seconds = lockout.seconds_locked(email=email, ip=client_ip(request) or "")
     if not seconds:
         return
@@ -55,7 +34,6 @@ def _locked_pair_refuse(*, user: User | None, email: str, password: str, request
 def _wrong_password(*, user: User | None, email: str, request: HttpRequest) -> None:
     """A wrong password for (email, address), known account or not: the same rows and the same queued
     task either way (the task finds no owner to tell for an unknown email)."""
-    from core.accounts import lockout
     from core.accounts.tasks import lockout_notice_task
 
     ip = client_ip(request) or ""
@@ -73,8 +51,6 @@ def staff_password_check(*, request: HttpRequest, email: str, password: str) -> 
     """First factor for staff. Wrong passwords lock the (email, address) pair for a while, growing
     (``lockout``), and every attempt is a security event support can read. The message never says which
     part was wrong, and a locked pair answers alike whether the account exists."""
-    from core.accounts import lockout
-
     email = email.strip().lower()
     user = User.objects.filter(email__iexact=email).first()
     _locked_pair_refuse(user=user, email=email, password=password, request=request)
@@ -113,7 +89,6 @@ def trader_password_check(*, request: HttpRequest, email: str, password: str) ->
     link that lifts them); a locked pair and an unknown account answer alike, in the same time. An
     unverified account is refused with EMAIL_NOT_VERIFIED, but only to someone who knows the password
     it was registered with."""
-    from core.accounts import lockout
     from core.accounts.throttle import throttle_hit
 
     email = email.strip().lower()
@@ -185,76 +160,6 @@ def security_change_mark(*, user: User) -> None:
     now = timezone.now()
     User.objects.filter(pk=user.pk).update(last_security_change_at=now)
     user.last_security_change_at = now
-
-
-def api_key_create(
-    *,
-    user: User,
-    label: str,
-    permissions: Iterable[str],
-    ip_allowlist: Iterable[str] = (),
-    otp_code: str | None = None,
-    request: HttpRequest | None = None,
-) -> tuple[ApiKey, str]:
-    """Create a key; returns the row and the secret, which is never shown again. A user with 2FA
-    enabled must give a current code (checked before the transaction so a wrong one is recorded)."""
-    from core.accounts.two_factor import second_factor_if_enabled
-
-    second_factor_if_enabled(user=user, code=otp_code, request=request)
-    with transaction.atomic():
-        return _api_key_create(
-            user=user, label=label, permissions=permissions, ip_allowlist=ip_allowlist, request=request
-        )
-
-
-def _api_key_create(
-    *,
-    user: User,
-    label: str,
-    permissions: Iterable[str],
-    ip_allowlist: Iterable[str],
-    request: HttpRequest | None,
-) -> tuple[ApiKey, str]:
-    perms = sorted(set(permissions))
-    valid = {choice.value for choice in ApiKey.Permission}
-    unknown = [p for p in perms if p not in valid]
-    if unknown or not perms:
-        raise ApplicationError(
-            ErrorCode.VALIDATION_ERROR,
-            "Permissions must be a non-empty subset of read, trade, withdraw.",
-            {"unknown": unknown},
-        )
-    secret = secrets.token_urlsafe(32)
-    key = ApiKey.objects.create(
-        user=user,
-        key_id="xk_" + secrets.token_hex(12),
-        secret_encrypted=crypto.encrypt(secret),
-        label=label[:80],
-        permissions=perms,
-        ip_allowlist=list(ip_allowlist),
-    )
-    security_event_record(
-        user=user,
-        kind=SecurityEvent.Kind.API_KEY_CREATED,
-        request=request,
-        key_id=key.key_id,
-        permissions=perms,
-    )
-    return key, secret
-
-
-@transaction.atomic
-def api_key_revoke(*, user: User, key_id: str, request: HttpRequest | None = None) -> ApiKey:
-    key = ApiKey.objects.select_for_update().filter(user=user, key_id=key_id).first()
-    if key is None:
-        raise ApplicationError(ErrorCode.NOT_FOUND, "No such API key.")
-    if key.revoked_at is None:
-        key.revoked_at = timezone.now()
-        key.save(update_fields=["revoked_at"])
-        security_event_record(
-            user=user, kind=SecurityEvent.Kind.API_KEY_REVOKED, request=request, key_id=key_id
-        )
-    return key
 
 
 @register

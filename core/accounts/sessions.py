@@ -15,7 +15,7 @@ from django.utils import timezone
 from core.accounts import tokens
 from core.accounts.emails import email_send_on_commit
 from core.accounts.models import RefreshToken, SecurityEvent, User
-from core.accounts.services import client_ip, security_event_record
+from core.accounts.security_events import client_ip, security_event_record
 from core.accounts.two_factor import second_factor_if_enabled
 from core.errors import ApplicationError, ErrorCode
 

@@ -19,12 +19,8 @@ from core.accounts import tokens
 from core.accounts.codes import Purpose, code_check, code_issue, in_cooldown, latest_code
 from core.accounts.emails import email_send_on_commit
 from core.accounts.models import WALLET_EMAIL_DOMAIN, SecurityEvent, User
-from core.accounts.services import (
-    client_ip,
-    password_reauthenticate,
-    security_change_mark,
-    security_event_record,
-)
+from core.accounts.security_events import client_ip, security_event_record
+from core.accounts.services import password_reauthenticate, security_change_mark
 from core.accounts.sessions import sign_in_complete
 from core.accounts.throttle import throttle_hit
 from core.errors import ApplicationError, ErrorCode

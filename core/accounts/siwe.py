@@ -19,7 +19,8 @@ from eth_utils import is_checksum_address
 
 from core.accounts.emails import email_send_on_commit
 from core.accounts.models import SecurityEvent, SiweNonce, User, wallet_placeholder_email
-from core.accounts.services import client_ip, security_change_mark, security_event_record
+from core.accounts.security_events import client_ip, security_event_record
+from core.accounts.services import security_change_mark
 from core.accounts.sessions import sign_in_complete
 from core.accounts.throttle import throttle_hit
 from core.errors import ApplicationError, ErrorCode

@@ -22,12 +22,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from core.accounts.emails import email_send_on_commit
 from core.accounts.models import SecurityEvent, User
-from core.accounts.services import (
-    otp_failure_record,
-    password_reauthenticate,
-    security_change_mark,
-    security_event_record,
-)
+from core.accounts.security_events import security_event_record
+from core.accounts.services import otp_failure_record, password_reauthenticate, security_change_mark
 from core.errors import ApplicationError, ErrorCode
 
 RECOVERY_CODE_COUNT = 10

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import current_app
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
@@ -41,6 +42,8 @@ from core.alerts.models import Alert, Delivery
 from core.events.services import Event
 
 logger = logging.getLogger(__name__)
+
+DELIVER_TASK = "alerts.deliver"  # core.alerts.tasks.deliver_task, sent by name: tasks sit above this module
 
 CONSUMER_GROUP = "alerts.notifier"
 TOPIC_ACTIONS = {
@@ -86,11 +89,9 @@ def deliveries_plan(
 
 def deliveries_enqueue(ids: Iterable[int]) -> None:
     """Hand deliveries to Celery; a broker hiccup only delays them (the tick re-drives due rows)."""
-    from core.alerts.tasks import deliver_task
-
     for delivery_id in ids:
         try:
-            deliver_task.apply_async(args=[delivery_id], queue="default")
+            current_app.tasks[DELIVER_TASK].apply_async(args=[delivery_id], queue="default")
         except Exception:
             logger.warning("could not enqueue alert delivery %s; the tick re-drives it", delivery_id)
 

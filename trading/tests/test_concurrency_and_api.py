@@ -151,7 +151,7 @@ def test_a_read_only_api_key_cannot_place_orders(trader: Any, set_quote: Any) ->
     import time
 
     from core.accounts import hmac_auth
-    from core.accounts.services import api_key_create
+    from core.accounts.api_keys import api_key_create
 
     key, secret = api_key_create(user=trader, label="ro", permissions=["read"])
     body = json.dumps({"symbol": "BTC", "side": "BUY", "type": "MARKET", "size": "0.01"}).encode()

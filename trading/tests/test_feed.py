@@ -244,7 +244,7 @@ def test_a_failing_hook_never_stops_the_feed(running_feed: Any) -> None:
 
 def test_the_markets_api_serves_listings_with_the_live_quote(running_feed: Any, make_trader: Any) -> None:
     from core.accounts import hmac_auth
-    from core.accounts.services import api_key_create
+    from core.accounts.api_keys import api_key_create
 
     running_feed()
     wait_for(lambda: all_fresh(1.0), 5, "fresh quotes")

@@ -27,7 +27,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from core.accounts.models import SecurityEvent, User
 from core.accounts.roles import perm
 from core.accounts.selectors import kyc_limits_for
-from core.accounts.services import security_event_record
+from core.accounts.security_events import security_event_record
 from core.audit.services import audit_record
 from core.errors import ApplicationError, ErrorCode
 from core.events.services import outbox_emit

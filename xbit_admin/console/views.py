@@ -21,12 +21,8 @@ from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from core.accounts.models import SecurityEvent
-from core.accounts.services import (
-    otp_failure_record,
-    security_change_mark,
-    security_event_record,
-    staff_password_check,
-)
+from core.accounts.security_events import security_event_record
+from core.accounts.services import otp_failure_record, security_change_mark, staff_password_check
 from core.audit.services import audit_record
 from core.errors import ApplicationError
 from xbit_admin.console.forms import PasswordForm, TokenForm

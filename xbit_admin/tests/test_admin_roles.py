@@ -46,7 +46,9 @@ def rows(make_trader: Any, make_staff: Any) -> None:
     """At least one row of each registered model, so the object pages are probed too."""
     from django.db import transaction
 
-    from core.accounts.services import api_key_create, security_event_record
+    from core.accounts.api_keys import api_key_create
+
+    from core.accounts.security_events import security_event_record
     from core.alerts.models import Alert, Delivery
     from core.audit.services import audit_record
     from core.events.services import outbox_emit

@@ -12,7 +12,7 @@ from django.test import Client
 from conftest import PASSWORD
 from core.accounts import hmac_auth
 from core.accounts.models import ApiKey, RefreshToken, SecurityEvent
-from core.accounts.services import api_key_create
+from core.accounts.api_keys import api_key_create
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 from conftest import PASSWORD
 from core.accounts import hmac_auth
-from core.accounts.services import api_key_create
+from core.accounts.api_keys import api_key_create
 
 pytestmark = pytest.mark.django_db
 

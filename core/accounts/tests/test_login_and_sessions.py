@@ -179,7 +179,7 @@ def test_api_keys_cannot_read_or_change_account_security(api_as: Any) -> None:
     import time
 
     from core.accounts import hmac_auth
-    from core.accounts.services import api_key_create
+    from core.accounts.api_keys import api_key_create
 
     trader = api_as()
     key, secret = api_key_create(user=trader.user, label="bot", permissions=["read", "trade", "withdraw"])
