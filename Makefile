@@ -59,6 +59,8 @@ lint: $(STAMP)
 	@echo "[xbit] mypy"; $(VENV)/bin/mypy
 	@echo "[xbit] mypy --strict (pure cores)"; $(VENV)/bin/mypy --strict --follow-imports=silent $(PURE_CORES)
 	@echo "[xbit] import-linter"; $(VENV)/bin/lint-imports
+	@echo "[xbit] import circles"; $(PY) tools/import_circles.py
+	@echo "[xbit] structure"; $(PY) -m pytest -q -p no:django -p no:randomly -p no:cacheprovider tests/test_structure.py
 
 fmt: $(STAMP)
 	@$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .

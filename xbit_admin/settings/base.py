@@ -117,7 +117,7 @@ TEMPLATES = [
 ]
 
 
-def _database_from_url(url: str) -> dict[str, object]:
+def database_from_url(url: str) -> dict[str, object]:
     parts = urlsplit(url)
     if parts.scheme not in ("postgres", "postgresql"):
         from django.core.exceptions import ImproperlyConfigured
@@ -150,7 +150,7 @@ def _database_from_url(url: str) -> dict[str, object]:
 
 
 DATABASE_URL = env_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:54329/xbit")
-DATABASES = {"default": _database_from_url(DATABASE_URL)}
+DATABASES = {"default": database_from_url(DATABASE_URL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:63799/0")

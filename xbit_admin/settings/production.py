@@ -7,7 +7,7 @@ when missing — nothing falls back to a development default.
 
 from core.env import env_bool, env_int, env_list, env_str
 from xbit_admin.settings.base import *  # noqa: F403
-from xbit_admin.settings.base import MIDDLEWARE, _database_from_url
+from xbit_admin.settings.base import MIDDLEWARE, database_from_url
 
 DEBUG = False
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
@@ -16,7 +16,7 @@ SECRETS_ENCRYPTION_KEY = env_str("SECRETS_ENCRYPTION_KEY")
 
 # Endpoints: no embedded-database default in production.
 DATABASE_URL = env_str("DATABASE_URL")
-DATABASES = {"default": _database_from_url(DATABASE_URL)}
+DATABASES = {"default": database_from_url(DATABASE_URL)}
 REDIS_URL = env_str("REDIS_URL")
 CACHES = {
     "default": {
