@@ -18,7 +18,7 @@ from risk.marks import liquidation_marks
 from risk.models import LiquidationTrigger
 from trading.account import SIGN as MARGIN_SIDE
 from trading.account import margin_table_for_asset
-from trading.liquidation import position_version
+from trading.liquidation.records import position_version
 from trading.models import MarginMode, Position
 from wallets.models import USDC, AccountKind, LedgerAccount
 

@@ -51,17 +51,12 @@ from trading import margin
 from trading.account import SIGN as MARGIN_SIDE
 from trading.account import margin_table_for_asset, user_balances
 from trading.config import trading_settings
-from trading.liquidation import (
-    InternalLiquidationBatch,
-    LiquidationClose,
-    concrete_columns,
-    instances_from_rows,
-    isolated_still_liquidatable,
-    liquidation_close_hl,
-    liquidation_close_internal,
-    liquidation_emails_send,
-    position_version,
-)
+from trading.liquidation.announce import liquidation_emails_send
+from trading.liquidation.batch import InternalLiquidationBatch, concrete_columns, instances_from_rows
+from trading.liquidation.hyperliquid import liquidation_close_hl
+from trading.liquidation.internal import liquidation_close_internal
+from trading.liquidation.prices import isolated_still_liquidatable
+from trading.liquidation.records import LiquidationClose, position_version
 from trading.models import MarginMode, Position, Source
 from wallets.models import AccountKind
 

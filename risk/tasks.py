@@ -23,7 +23,8 @@ def liquidation_execute_task(trigger_id: str) -> None:
 @shared_task(name="risk.liquidation_emails", ignore_result=True)
 def liquidation_emails_task(closes: list[dict[str, Any]]) -> None:
     """The users' emails for a batch of liquidations (queued on commit, off the critical queue)."""
-    from trading.liquidation import LiquidationClose, liquidation_emails_send
+    from trading.liquidation.announce import liquidation_emails_send
+    from trading.liquidation.records import LiquidationClose
 
     liquidation_emails_send([LiquidationClose.from_event(c) for c in closes])
 

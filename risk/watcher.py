@@ -205,7 +205,7 @@ def _enabled() -> bool:
 
 def register() -> None:
     """Hook the watcher into the feed (it only starts in a process whose feed delivers marks)."""
-    from trading.feed import FEED_HOOKS
+    from trading.feed.hooks import FEED_HOOKS
 
     if not _enabled():
         return

@@ -223,7 +223,7 @@ def fill_statements(
         nudge_after_commit=False,  # the NOTIFY goes with the writes (delivered at the commit)
         topic="trading.fill",
         aggregate=f"user:{plan.req.user_id}",
-        payload=_fill_event(
+        payload=fill_event_payload(
             plan.req,
             plan.result.fills,
             plan.result.position,
@@ -497,7 +497,7 @@ def fill_plan(
     return FillPlan(req, result, transfers, updated, created, req.idempotency_key or f"fill:{fills[0].pk}")
 
 
-def _fill_event(
+def fill_event_payload(
     req: FillRequest,
     fills: list[Fill],
     open_position: Position | None,

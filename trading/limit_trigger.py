@@ -75,7 +75,7 @@ TRIGGER = LimitOrderTrigger()
 
 
 def register() -> None:
-    from trading.feed import FEED_HOOKS
+    from trading.feed.hooks import FEED_HOOKS
 
     if TRIGGER.on_book not in FEED_HOOKS.book:
         FEED_HOOKS.on_book(TRIGGER.on_book)

@@ -17,7 +17,9 @@ from risk.models import CircuitBreaker
 from routing.models import RoutingState
 from sandbox.testing import SandboxProcess
 from trading import marketdata
-from trading.feed import Feed, FeedHooks, FeedOptions
+from trading.feed.hooks import FeedHooks
+from trading.feed.state import FeedOptions
+from trading.feed.supervisor import Feed
 from trading.markets import hl_info, markets_sync
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

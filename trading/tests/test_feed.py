@@ -23,7 +23,10 @@ from django.test import Client
 
 from sandbox.testing import SandboxProcess
 from trading import marketdata
-from trading.feed import FEED_HOOK_ERRORS, Feed, FeedHooks, FeedOptions
+from trading.feed.hooks import FeedHooks
+from trading.feed.metrics import FEED_HOOK_ERRORS
+from trading.feed.state import FeedOptions
+from trading.feed.supervisor import Feed
 from trading.marketdata import Quote, get_quote
 from trading.markets import hl_info, markets_sync
 from trading.models import FeedStatus

@@ -14,7 +14,9 @@ import requests
 
 from sandbox.testing import SandboxProcess
 from trading import margin
-from trading.feed import FEED_HOOKS, Feed, FeedOptions
+from trading.feed.hooks import FEED_HOOKS
+from trading.feed.state import FeedOptions
+from trading.feed.supervisor import Feed
 from trading.limit_trigger import TRIGGER
 from trading.marketdata import get_quote
 from trading.markets import hl_info, markets_sync

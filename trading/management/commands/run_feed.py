@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from trading.feed import FeedOptions, run_feed
+from trading.feed.state import FeedOptions
+from trading.feed.supervisor import run_feed
 from trading.markets import hl_info, markets_sync
 
 
