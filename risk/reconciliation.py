@@ -468,7 +468,7 @@ def check_hot_wallets(run_id: str) -> list[ReconciliationLog]:
     from wallets.config import chain_config
     from wallets.ledger import AccountRef, account_balance
     from wallets.models import Chain, Withdrawal
-    from wallets.services.custody import hot_wallet_key
+    from wallets.services.keys import hot_wallet_key
 
     adapter = get_adapter()
     queued = {

@@ -13,7 +13,7 @@ from django.db import transaction
 from wallets.chains import spec
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import AccountKind, Chain, TransferKind
-from wallets.services.custody import cold_wallet_key, hot_wallet_key
+from wallets.services.keys import cold_wallet_key, hot_wallet_key
 
 # HL accounts' capital is booked from what HL holds once their agents exist (trading.hl_accounts)
 CAPITAL = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -86,11 +87,14 @@ def whitelist_only(*, user_id: int) -> bool:
     return UserWalletSettings.objects.filter(user_id=user_id, whitelist_only=True).exists()
 
 
+def withdrawal_token_hash(token: str) -> str:
+    """What a withdrawal stores of its emailed confirmation token (never the token itself)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 def withdrawal_awaiting_confirmation(*, token: str) -> Withdrawal | None:
     """The withdrawal an emailed confirmation token names, while it still waits for that confirmation."""
-    import hashlib
-
-    digest = hashlib.sha256(str(token or "").encode()).hexdigest()  # as withdrawals._token_hash
+    digest = withdrawal_token_hash(str(token or ""))
     return Withdrawal.objects.filter(
         token_hash=digest, status=Withdrawal.Status.AWAITING_CONFIRMATION
     ).first()

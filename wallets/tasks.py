@@ -4,59 +4,68 @@ processing; all work is claimed from database state, so a killed worker loses no
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from celery import shared_task
 
 from core.periodic import register_periodic
-from wallets import services
 from wallets.chains import ChainUnavailable
 from wallets.models import Chain, ColdTransfer
+from wallets.services.aggregation import aggregation_tick
+from wallets.services.custody import (
+    cold_transfer_send,
+    cold_transfer_track,
+    hot_wallet_check,
+    liquidity_check,
+)
+from wallets.services.deposits import deposits_scan
+from wallets.services.monitoring import withdrawal_monitor
+from wallets.services.withdrawal_sending import withdrawal_send, withdrawals_process_due
 
 logger = logging.getLogger(__name__)
 DEPOSIT_CHAINS = [Chain.TRON, Chain.ETH, Chain.SOL]
 
 
-def _each_chain(fn_name: str, chains: Iterable[str]) -> None:
+def _each_chain(service: Callable[..., object], chains: Iterable[str]) -> None:
     for chain in chains:
         try:
-            getattr(services, fn_name)(chain=chain)
+            service(chain=chain)
         except ChainUnavailable as exc:  # transient: the next beat tick retries
-            logger.warning("%s(%s): chain unavailable: %s", fn_name, chain, exc)
+            logger.warning("%s(%s): chain unavailable: %s", service.__name__, chain, exc)
 
 
 @shared_task(name="wallets.scan_deposits", ignore_result=True)
 def scan_deposits_task() -> None:
-    _each_chain("deposits_scan", DEPOSIT_CHAINS)
+    _each_chain(deposits_scan, DEPOSIT_CHAINS)
 
 
 @shared_task(name="wallets.process_withdrawals", ignore_result=True)
 def process_withdrawals_task() -> None:
-    services.withdrawals_process_due()
+    withdrawals_process_due()
 
 
 @shared_task(name="wallets.withdrawal_send", ignore_result=True)
 def withdrawal_send_task(withdrawal_id: int) -> None:
     try:
-        services.withdrawal_send(withdrawal_id=withdrawal_id)
+        withdrawal_send(withdrawal_id=withdrawal_id)
     except ChainUnavailable as exc:
         logger.warning("withdrawal %s: chain unavailable, beat will retry: %s", withdrawal_id, exc)
 
 
 @shared_task(name="wallets.aggregate", ignore_result=True)
 def aggregate_task() -> None:
-    _each_chain("aggregation_tick", DEPOSIT_CHAINS)
+    _each_chain(aggregation_tick, DEPOSIT_CHAINS)
 
 
 @shared_task(name="wallets.hot_wallets", ignore_result=True)
 def hot_wallets_task() -> None:
-    _each_chain("hot_wallet_check", [*DEPOSIT_CHAINS, Chain.ARBITRUM])
-    services.liquidity_check()
+    _each_chain(hot_wallet_check, [*DEPOSIT_CHAINS, Chain.ARBITRUM])
+    liquidity_check()
     for pk in ColdTransfer.objects.filter(status=ColdTransfer.Status.APPROVED).values_list("pk", flat=True):
         cold_transfer_send_task(pk)
     for pk in ColdTransfer.objects.filter(status=ColdTransfer.Status.SENT).values_list("pk", flat=True):
         try:
-            services.cold_transfer_track(transfer_id=pk)
+            cold_transfer_track(transfer_id=pk)
         except ChainUnavailable as exc:
             logger.warning("cold transfer %s: chain unavailable: %s", pk, exc)
 
@@ -64,14 +73,14 @@ def hot_wallets_task() -> None:
 @shared_task(name="wallets.cold_transfer_send", ignore_result=True)
 def cold_transfer_send_task(transfer_id: int) -> None:
     try:
-        services.cold_transfer_send(transfer_id=transfer_id)
+        cold_transfer_send(transfer_id=transfer_id)
     except ChainUnavailable as exc:
         logger.warning("cold transfer %s: chain unavailable: %s", transfer_id, exc)
 
 
 @shared_task(name="wallets.monitor", ignore_result=True)
 def monitor_task() -> None:
-    services.withdrawal_monitor()
+    withdrawal_monitor()
 
 
 register_periodic("wallets.scan_deposits", "wallets.scan_deposits", 10, queue="wallets")

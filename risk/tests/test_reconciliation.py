@@ -284,7 +284,7 @@ def test_a_hot_wallet_differing_from_our_record_or_short_of_its_queue_is_critica
 ) -> None:
     import requests
 
-    from wallets.services.custody import hot_wallet_key
+    from wallets.services.keys import hot_wallet_key
 
     assert all(r.status == "OK" for r in reconciliation_run(dimensions=["hot_wallets"]))
     address = hot_wallet_key("TRON").address

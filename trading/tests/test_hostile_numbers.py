@@ -158,7 +158,7 @@ def test_the_parser_accepts_plain_decimals_within_the_shape() -> None:
 
 
 def test_money_services_refuse_hostile_amounts(trader: Any) -> None:
-    from wallets.services.withdrawals import clean_amount
+    from wallets.services.withdrawal_addresses import clean_amount
 
     for text in ["1e3", "1_000", "١٠٠", "NaN", "100 ", "1" * 20]:
         with pytest.raises(ApplicationError) as exc:

@@ -14,7 +14,7 @@ from core.errors import ApplicationError, ErrorCode
 from core.money import MONEY_INPUT, USDC_DECIMALS, DecimalInputError, decimal_from_input
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import AccountKind, BalanceAdjustment, TransferKind
-from wallets.services.custody import require_perm
+from wallets.services.permissions import require_perm
 
 
 @transaction.atomic
@@ -22,7 +22,7 @@ def adjustment_request(
     *, user_id: int, amount: object, reason: str, acting_user: Any, request: Any = None
 ) -> BalanceAdjustment:
     require_perm(acting_user, "request_adjustment")
-    try:  # signed: > 0 credits, < 0 debits; plain decimal notation only (issue #17)
+    try:  # signed: > 0 credits, < 0 debits; plain decimal notation only
         value = decimal_from_input(amount, MONEY_INPUT, signed=True)
     except DecimalInputError as exc:
         raise ApplicationError(

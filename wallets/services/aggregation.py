@@ -22,8 +22,17 @@ from core.audit.services import audit_record
 from wallets.chains import ChainRejected, ChainUnavailable, get_adapter, get_signer, spec
 from wallets.config import chain_config, chain_state, wallet_config
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
-from wallets.models import AccountKind, Aggregation, ChainState, Deposit, DepositAddress, TransferKind
-from wallets.services.custody import gas_transfers, hot_wallet_key, hot_wallet_ref, require_perm
+from wallets.models import (
+    AccountKind,
+    Aggregation,
+    ChainState,
+    Deposit,
+    DepositAddress,
+    TransferKind,
+    WalletKey,
+)
+from wallets.services.keys import gas_transfers, hot_wallet_key, hot_wallet_ref
+from wallets.services.permissions import require_perm
 
 logger = logging.getLogger(__name__)
 OPEN = [Aggregation.Status.PENDING, Aggregation.Status.GAS_SENT, Aggregation.Status.SENT]
@@ -158,8 +167,6 @@ def aggregation_advance(*, aggregation_id: int) -> Aggregation | None:
 
 
 def _claim_sweep(sweep: Aggregation, *, from_status: str) -> None:
-    from wallets.models import WalletKey
-
     key = WalletKey.objects.get(chain=sweep.chain, address=sweep.from_address)
     payload = get_signer().sign_transfer(
         key=key, asset=sweep.asset, to=sweep.to_address, amount=sweep.amount, nonce=f"agg-{sweep.pk}"

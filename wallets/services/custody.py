@@ -1,17 +1,16 @@
-"""Keys and addresses the platform controls: user deposit addresses, the hot and cold wallet of each
-chain, hot-wallet levels, liquidity coverage, and hot <-> cold transfers."""
+"""The platform's hot and cold wallets: hot-wallet levels, liquidity coverage, and hot <-> cold
+transfers (keys and deposit addresses: ``wallets.services.keys``)."""
 
 from __future__ import annotations
 
 import logging
-from decimal import ROUND_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from core.accounts.roles import perm
 from core.alerts.services import alert_raise, alert_resolve_condition
 from core.audit.services import audit_record
 from core.errors import ApplicationError, ErrorCode
@@ -19,90 +18,22 @@ from core.events.services import outbox_emit
 from core.money import q_usdc
 from wallets.chains import ChainRejected, ChainUnavailable, get_adapter, get_signer, spec
 from wallets.config import chain_config, chain_state, known_asset, wallet_config
+from wallets.enqueue import COLD_TRANSFER_SEND, task_enqueue
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import (
     AccountKind,
     ChainConfig,
     ChainState,
     ColdTransfer,
-    DepositAddress,
     LedgerAccount,
     TransferKind,
-    WalletKey,
 )
+from wallets.services.aggregation import aggregation_plan
+from wallets.services.keys import cold_wallet_key, gas_transfers, hot_wallet_key, hot_wallet_ref
+from wallets.services.permissions import require_perm
 
 logger = logging.getLogger(__name__)
 Level = ChainState.Level
-
-
-def require_perm(user: Any, codename: str) -> None:
-    if user is None or not getattr(user, "is_staff", False) or not user.has_perm(perm(codename)):
-        raise ApplicationError(ErrorCode.PERMISSION_DENIED, f"This needs the '{codename}' permission.")
-
-
-def gas_amount(value: Decimal) -> Decimal:
-    """Native gas is booked at the ledger's 6 decimals, rounded up (never under-state an expense)."""
-    return value.quantize(Decimal("0.000001"), rounding=ROUND_UP)
-
-
-def hot_wallet_ref(chain: str, asset: str) -> AccountRef:
-    return AccountRef.platform(AccountKind.HOT_WALLET, sub=spec.custody_sub(chain, asset))
-
-
-def gas_transfers(chain: str, fee: Decimal, *, ref_type: str, ref_id: object) -> list[TransferSpec]:
-    if fee <= 0:
-        return []
-    native = spec.NATIVE[chain]
-    return [
-        TransferSpec(
-            debit=AccountRef.platform(AccountKind.GAS_EXPENSE, sub=chain, asset=native),
-            credit=AccountRef.platform(
-                AccountKind.HOT_WALLET, sub=spec.custody_sub(chain, native), asset=native
-            ),
-            amount=gas_amount(fee),
-            kind=TransferKind.GAS,
-            ref_type=ref_type,
-            ref_id=ref_id,
-        )
-    ]
-
-
-# --- keys ----------------------------------------------------------------------------------------
-
-
-def _platform_key(chain: str, purpose: str) -> WalletKey:
-    key = WalletKey.objects.filter(chain=chain, purpose=purpose).first()
-    if key is not None:
-        return key
-    try:
-        with transaction.atomic():
-            return get_signer().generate(chain=chain, purpose=purpose)
-    except IntegrityError:  # a concurrent first use created it
-        return WalletKey.objects.get(chain=chain, purpose=purpose)
-
-
-def hot_wallet_key(chain: str) -> WalletKey:
-    return _platform_key(chain, WalletKey.Purpose.HOT)
-
-
-def cold_wallet_key(chain: str) -> WalletKey:
-    return _platform_key(chain, WalletKey.Purpose.COLD)
-
-
-def deposit_address_get_or_create(*, user: Any, chain: str) -> DepositAddress:
-    """The user's permanent deposit address on ``chain`` (created on first request, never changed)."""
-    config = chain_config(chain)
-    if not (config.enabled and config.deposits_enabled):
-        raise ApplicationError(ErrorCode.CHAIN_DISABLED, f"{config.chain} does not accept deposits.")
-    existing = DepositAddress.objects.filter(user=user, chain=config.chain).first()
-    if existing is not None:
-        return existing
-    try:
-        with transaction.atomic():
-            key = get_signer().generate(chain=config.chain, purpose=WalletKey.Purpose.DEPOSIT)
-            return DepositAddress.objects.create(user=user, chain=config.chain, address=key.address, key=key)
-    except IntegrityError:  # two concurrent first requests: the other one won
-        return DepositAddress.objects.get(user=user, chain=config.chain)
 
 
 # --- hot wallet levels ---------------------------------------------------------------------------
@@ -186,8 +117,6 @@ def hot_wallet_check(*, chain: str) -> ChainState:
     elif level == Level.SAFE:
         alert_resolve_condition(rule="wallets.hot_wallet_warning", subject=subject)
     if level != Level.SAFE:
-        from wallets.services.aggregation import aggregation_plan
-
         aggregation_plan(chain=config.chain, trigger="emergency")
     if total > config.hot_high_watermark:
         _excess_to_cold(config, balances, total)
@@ -307,7 +236,7 @@ def cold_topup_decide(*, transfer_id: int, acting_user: Any, approve: bool, reas
         reason=reason,
     )
     if approve:
-        transaction.on_commit(lambda: _enqueue("cold_transfer_send_task", proposal.pk))
+        transaction.on_commit(lambda: task_enqueue(COLD_TRANSFER_SEND, proposal.pk))
     return proposal
 
 
@@ -338,7 +267,7 @@ def _excess_to_cold(config: ChainConfig, balances: dict[str, Decimal], total: De
             after={"chain": config.chain, "asset": asset, "amount": str(amount)},
             reason=transfer.reason,
         )
-        transaction.on_commit(lambda: _enqueue("cold_transfer_send_task", transfer.pk))
+        transaction.on_commit(lambda: task_enqueue(COLD_TRANSFER_SEND, transfer.pk))
 
 
 def cold_transfer_send(*, transfer_id: int) -> ColdTransfer | None:
@@ -408,14 +337,3 @@ def cold_transfer_track(*, transfer_id: int) -> ColdTransfer | None:
         locked.completed_at = timezone.now()
         locked.save(update_fields=["status", "completed_at"])
     return locked
-
-
-def _enqueue(task_attr: str, *args: object) -> None:
-    """Queue a ``wallets.tasks`` task (call after commit). A broker outage is logged, not raised: the
-    periodic sweep re-drives the row from the database."""
-    from wallets import tasks
-
-    try:
-        getattr(tasks, task_attr).apply_async(args=args, queue="wallets")
-    except Exception:  # broker down: the periodic sweep picks the row up from the database
-        logger.warning("could not enqueue %s%s; beat will re-drive it", task_attr, args, exc_info=True)

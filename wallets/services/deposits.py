@@ -19,7 +19,7 @@ from wallets.chains.base import IncomingTransfer
 from wallets.config import chain_config, chain_state, wallet_config
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import AccountKind, ChainState, Deposit, DepositAddress, TransferKind
-from wallets.services.custody import require_perm
+from wallets.services.permissions import require_perm
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ re-broadcast after a crash are identical: the chain can include it at most once.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from datetime import timedelta
@@ -20,22 +19,18 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import F, Q, Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from core.accounts.models import SecurityEvent, User
 from core.accounts.roles import perm
 from core.accounts.selectors import kyc_limits_for
-from core.accounts.security_events import security_event_record
 from core.audit.services import audit_record
 from core.errors import ApplicationError, ErrorCode
 from core.events.services import outbox_emit
 from core.locks import user_lock
-from core.money import MONEY_INPUT, USDC_DECIMALS, DecimalInputError, decimal_from_input
-from wallets.chains import ChainRejected, ChainUnavailable, get_adapter, get_signer
-from wallets.chains.addresses import InvalidAddress, normalize_address
 from wallets.config import chain_config, chain_state, known_asset, wallet_config
+from wallets.enqueue import WITHDRAWAL_SEND, task_enqueue
 from wallets.hooks import withdrawable_limit
 from wallets.ledger import AccountRef, TransferSpec, account_balance, ledger_post
 from wallets.models import (
@@ -48,13 +43,8 @@ from wallets.models import (
     WithdrawalAddress,
     WithdrawalApproval,
 )
-from wallets.services.custody import (
-    _enqueue,
-    gas_transfers,
-    hot_wallet_check,
-    hot_wallet_key,
-    hot_wallet_ref,
-)
+from wallets.selectors import withdrawal_token_hash
+from wallets.services.withdrawal_addresses import clean_address, clean_amount, verify_totp
 
 logger = logging.getLogger(__name__)
 S = Withdrawal.Status
@@ -71,42 +61,6 @@ SECURITY_KINDS = [
 ]
 
 
-# --- input checks --------------------------------------------------------------------------------
-
-
-def clean_amount(value: object) -> Decimal:
-    """A positive amount with at most 6 decimals, in plain decimal notation (issue #17)."""
-    try:
-        return decimal_from_input(value, MONEY_INPUT)
-    except DecimalInputError as exc:
-        message = {
-            "negative": "The amount must be positive.",
-            "zero": "The amount must be positive.",
-            "too_many_decimals": f"At most {USDC_DECIMALS} decimal places.",
-        }.get(exc.reason, f"The amount {exc.message}.")
-        raise ApplicationError(ErrorCode.INVALID_AMOUNT, message, {"reason": exc.reason}) from None
-
-
-def clean_address(chain: str, address: object) -> str:
-    try:
-        return normalize_address(chain, address)
-    except InvalidAddress as exc:
-        raise ApplicationError(ErrorCode.INVALID_ADDRESS, f"Invalid {chain} address: {exc}.") from None
-
-
-def verify_totp(*, user: User, code: object) -> None:
-    devices = list(TOTPDevice.objects.filter(user=user, confirmed=True))
-    if not devices:
-        raise ApplicationError(ErrorCode.OTP_REQUIRED, "Set up two-factor authentication to withdraw.")
-    token = str(code or "").strip()
-    if not (token.isdigit() and any(device.verify_token(token) for device in devices)):
-        raise ApplicationError(ErrorCode.INVALID_OTP, "The two-factor code is wrong or was already used.")
-
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def _tier(amount: Decimal) -> str:
     config = wallet_config()
     if amount < config.auto_approve_below:
@@ -114,71 +68,6 @@ def _tier(amount: Decimal) -> str:
     if amount <= config.single_approval_max:
         return Withdrawal.Tier.SINGLE
     return Withdrawal.Tier.DUAL
-
-
-# --- address book ----------------------------------------------------------------------------------
-
-
-@transaction.atomic
-def withdrawal_address_add(
-    *, user: User, chain: str, address: str, label: str = "", request: Any = None
-) -> WithdrawalAddress:
-    config = chain_config(chain)
-    normalized = clean_address(config.chain, address)
-    now = timezone.now()
-    entry, created = WithdrawalAddress.objects.get_or_create(
-        user=user,
-        chain=config.chain,
-        address=normalized,
-        defaults={
-            "label": label[:80],
-            "usable_at": now + timedelta(hours=wallet_config().whitelist_delay_hours),
-        },
-    )
-    if created:
-        security_event_record(
-            user=user,
-            kind=SecurityEvent.Kind.WITHDRAWAL_ADDRESS_CHANGED,
-            request=request,
-            action="added",
-            chain=config.chain,
-            address=normalized,
-        )
-    elif label and entry.label != label:
-        entry.label = label[:80]
-        entry.save(update_fields=["label"])
-    return entry
-
-
-@transaction.atomic
-def withdrawal_address_remove(*, user: User, address_id: int, request: Any = None) -> None:
-    entry = WithdrawalAddress.objects.filter(user=user, pk=address_id).first()
-    if entry is None:
-        raise ApplicationError(ErrorCode.NOT_FOUND, "No such address.")
-    entry.delete()
-    security_event_record(
-        user=user,
-        kind=SecurityEvent.Kind.WITHDRAWAL_ADDRESS_CHANGED,
-        request=request,
-        action="removed",
-        chain=entry.chain,
-        address=entry.address,
-    )
-
-
-@transaction.atomic
-def withdrawal_whitelist_set(
-    *, user: User, enabled: bool, totp_code: str, request: Any = None
-) -> UserWalletSettings:
-    verify_totp(user=user, code=totp_code)
-    settings_row, _ = UserWalletSettings.objects.get_or_create(user=user)
-    settings_row.whitelist_only = enabled
-    settings_row.updated_at = timezone.now()
-    settings_row.save(update_fields=["whitelist_only", "updated_at"])
-    security_event_record(
-        user=user, kind=SecurityEvent.Kind.WITHDRAWAL_ADDRESS_CHANGED, request=request, whitelist_only=enabled
-    )
-    return settings_row
 
 
 # --- request and confirmation ------------------------------------------------------------------------
@@ -269,7 +158,7 @@ def withdrawal_request(
             amount=value,
             fee=config.withdrawal_fee,
             tier=_tier(value),
-            token_hash=_token_hash(token),
+            token_hash=withdrawal_token_hash(token),
             token_expires_at=now + timedelta(minutes=wallet_config().email_token_ttl_minutes),
         )
         transaction.on_commit(lambda: _send_confirmation_email(withdrawal, token))
@@ -309,7 +198,7 @@ def withdrawal_confirm(*, token: str) -> Withdrawal:
     review (which may reject and refund in the same transaction). Approved withdrawals are queued
     for sending after commit.
     """
-    digest = _token_hash(str(token or ""))
+    digest = withdrawal_token_hash(str(token or ""))
     expired = False
     with transaction.atomic():
         withdrawal = Withdrawal.objects.select_for_update().filter(token_hash=digest).first()
@@ -364,7 +253,7 @@ def _hold_and_review(withdrawal: Withdrawal, now: Any) -> None:
     decision, code, reasons = _auto_review(withdrawal, now)
     withdrawal.review_reasons = reasons
     if decision == "reject":
-        _refund(withdrawal, status=S.REJECTED, code=code, reason=reasons[-1] if reasons else code)
+        withdrawal_refund(withdrawal, status=S.REJECTED, code=code, reason=reasons[-1] if reasons else code)
         return
     withdrawal.manual_review = decision == "manual"
     needed = _required_approvals(withdrawal)
@@ -384,7 +273,7 @@ def _hold_and_review(withdrawal: Withdrawal, now: Any) -> None:
     )
     if withdrawal.status == S.APPROVED:
         pk = withdrawal.pk
-        transaction.on_commit(lambda: _enqueue("withdrawal_send_task", pk))
+        transaction.on_commit(lambda: task_enqueue(WITHDRAWAL_SEND, pk))
 
 
 def _auto_review(withdrawal: Withdrawal, now: Any) -> tuple[str, str, list[str]]:
@@ -436,7 +325,7 @@ def _required_approvals(withdrawal: Withdrawal) -> set[str]:
     return needed
 
 
-def _refund(withdrawal: Withdrawal, *, status: str, code: str, reason: str) -> None:
+def withdrawal_refund(withdrawal: Withdrawal, *, status: str, code: str, reason: str) -> None:
     """Return pending funds to cash (inside the caller's transaction, row locked by the caller)."""
     ledger_post(
         key=f"withdrawal:{withdrawal.pk}:refund",
@@ -510,7 +399,7 @@ def withdrawal_approve(
             withdrawal.updated_at = withdrawal.approved_at
             withdrawal.save(update_fields=["status", "approved_at", "updated_at"])
             pk = withdrawal.pk
-            transaction.on_commit(lambda: _enqueue("withdrawal_send_task", pk))
+            transaction.on_commit(lambda: task_enqueue(WITHDRAWAL_SEND, pk))
         audit_record(
             action=f"wallets.withdrawal.{kind}_approve",
             actor=acting_user,
@@ -541,7 +430,7 @@ def withdrawal_reject(
         if withdrawal.status not in REFUNDABLE:
             raise ApplicationError(ErrorCode.INVALID_STATE, f"The withdrawal is {withdrawal.status}.")
         before = withdrawal.status
-        _refund(withdrawal, status=S.REJECTED, code="REJECTED_BY_STAFF", reason=reason)
+        withdrawal_refund(withdrawal, status=S.REJECTED, code="REJECTED_BY_STAFF", reason=reason)
         audit_record(
             action="wallets.withdrawal.reject",
             actor=acting_user,
@@ -567,210 +456,9 @@ def withdrawal_cancel(*, user: User, withdrawal_id: int) -> Withdrawal:
             withdrawal.updated_at = timezone.now()
             withdrawal.save(update_fields=["status", "reason", "updated_at"])
         elif withdrawal.status in REFUNDABLE:
-            _refund(withdrawal, status=S.CANCELLED, code="CANCELLED", reason="Cancelled by the user.")
+            withdrawal_refund(
+                withdrawal, status=S.CANCELLED, code="CANCELLED", reason="Cancelled by the user."
+            )
         else:
             raise ApplicationError(ErrorCode.INVALID_STATE, f"The withdrawal is {withdrawal.status}.")
     return withdrawal
-
-
-# --- sending --------------------------------------------------------------------------------------
-
-
-def withdrawal_send(*, withdrawal_id: int) -> Withdrawal | None:
-    """Hot wallet check, then claim → sign → broadcast. Safe to run twice and after a crash.
-
-    The claim is ``UPDATE … SET status='SENDING', payload=… WHERE id=… AND status='APPROVED'``: only
-    one worker wins. The payload (nonce ``wd-<id>``) is stored before it is broadcast; if the worker
-    dies after that, ``withdrawals_process_due`` re-broadcasts exactly that payload.
-    """
-    withdrawal = Withdrawal.objects.filter(pk=withdrawal_id).first()
-    if withdrawal is None or withdrawal.status != S.APPROVED:
-        return withdrawal
-    config = chain_config(withdrawal.chain)
-    try:
-        state = hot_wallet_check(chain=withdrawal.chain)
-        onchain = get_adapter().balance(
-            withdrawal.chain, hot_wallet_key(withdrawal.chain).address, withdrawal.asset
-        )
-    except ChainUnavailable as exc:
-        _note(withdrawal.pk, f"chain unavailable: {exc}")
-        return withdrawal
-    held = ""
-    if state.hot_level == ChainState.Level.EMERGENCY:
-        held = "halted: hot wallet below the emergency level"
-    elif (
-        state.hot_level == ChainState.Level.CRITICAL
-        and withdrawal.amount > wallet_config().critical_pause_above
-    ):
-        held = "paused: hot wallet below the critical level"
-    elif not (config.enabled and config.withdrawals_enabled):
-        held = "withdrawals disabled on this chain"
-    elif onchain < withdrawal.net_amount:
-        held = f"hot wallet holds {onchain} {withdrawal.asset}, needs {withdrawal.net_amount}"
-    if held:
-        _note(withdrawal.pk, held)
-        return withdrawal
-    payload = get_signer().sign_transfer(
-        key=hot_wallet_key(withdrawal.chain),
-        asset=withdrawal.asset,
-        to=withdrawal.address,
-        amount=withdrawal.net_amount,
-        nonce=f"wd-{withdrawal.pk}",
-    )
-    now = timezone.now()
-    claimed = Withdrawal.objects.filter(pk=withdrawal.pk, status=S.APPROVED).update(
-        status=S.SENDING,
-        nonce=payload["nonce"],
-        payload=payload,
-        tx_hash=payload["tx_hash"],
-        claimed_at=now,
-        send_attempts=F("send_attempts") + 1,
-        updated_at=now,
-    )
-    if claimed != 1:
-        return Withdrawal.objects.filter(pk=withdrawal.pk).first()
-    return withdrawal_broadcast(withdrawal_id=withdrawal.pk)
-
-
-def withdrawal_broadcast(*, withdrawal_id: int) -> Withdrawal | None:
-    """Broadcast the stored payload of a SENDING withdrawal (first time or again after a crash)."""
-    withdrawal = Withdrawal.objects.filter(pk=withdrawal_id, status=S.SENDING).first()
-    if withdrawal is None or withdrawal.payload is None:
-        return withdrawal
-    try:
-        result = get_adapter().broadcast(withdrawal.chain, withdrawal.payload)
-    except ChainUnavailable as exc:
-        _note(withdrawal.pk, f"broadcast unavailable: {exc}")  # stays SENDING: re-broadcast later
-        return withdrawal
-    except ChainRejected as exc:
-        if exc.code in ("insufficient_balance", "insufficient_gas"):
-            # refused, not in any mempool: back to APPROVED; the next claim rebuilds the same payload
-            Withdrawal.objects.filter(pk=withdrawal.pk, status=S.SENDING).update(
-                status=S.APPROVED, last_error=f"{exc.code}: {exc.message}"[:300], updated_at=timezone.now()
-            )
-        else:
-            withdrawal_fail(withdrawal_id=withdrawal.pk, reason=f"{exc.code}: {exc.message}")
-        return Withdrawal.objects.filter(pk=withdrawal.pk).first()
-    now = timezone.now()
-    Withdrawal.objects.filter(pk=withdrawal.pk, status=S.SENDING).update(
-        status=S.BROADCAST, tx_hash=result.tx_hash, broadcast_at=now, last_error="", updated_at=now
-    )
-    return Withdrawal.objects.filter(pk=withdrawal.pk).first()
-
-
-def withdrawal_fail(*, withdrawal_id: int, reason: str) -> Withdrawal | None:
-    """Refund a withdrawal the chain refused for good — only if its transaction is unknown there."""
-    withdrawal = Withdrawal.objects.filter(pk=withdrawal_id).first()
-    if withdrawal is None or withdrawal.status not in (S.SENDING, S.BROADCAST):
-        return withdrawal
-    if withdrawal.tx_hash:
-        info = get_adapter().tx(withdrawal.chain, withdrawal.tx_hash)
-        if info.status in ("pending", "confirmed"):
-            return withdrawal  # it is on its way after all
-    with transaction.atomic():
-        locked = Withdrawal.objects.select_for_update().get(pk=withdrawal_id)
-        if locked.status not in (S.SENDING, S.BROADCAST):
-            return locked
-        _refund(locked, status=S.FAILED, code="SEND_FAILED", reason=reason)
-        return locked
-
-
-def _note(withdrawal_id: int, message: str) -> None:
-    Withdrawal.objects.filter(pk=withdrawal_id).update(last_error=message[:300], updated_at=timezone.now())
-
-
-def withdrawal_track(*, withdrawal_id: int) -> Withdrawal | None:
-    """Follow a broadcast withdrawal; complete it at the chain's confirmations, re-broadcast the
-    identical payload if the chain dropped it (reorg or mempool eviction)."""
-    withdrawal = Withdrawal.objects.filter(pk=withdrawal_id, status=S.BROADCAST).first()
-    if withdrawal is None:
-        return withdrawal
-    info = get_adapter().tx(withdrawal.chain, withdrawal.tx_hash)
-    if info.status in ("dropped", "unknown"):
-        Withdrawal.objects.filter(pk=withdrawal.pk, status=S.BROADCAST).update(
-            status=S.SENDING,
-            confirmations=0,
-            claimed_at=timezone.now(),
-            last_error=f"tx {info.status}; re-sending",
-        )
-        return withdrawal_broadcast(withdrawal_id=withdrawal.pk)
-    Withdrawal.objects.filter(pk=withdrawal.pk).update(confirmations=info.confirmations)
-    if info.status != "confirmed" or info.confirmations < chain_config(withdrawal.chain).confirmations:
-        return withdrawal
-    with transaction.atomic():
-        locked = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
-        if locked.status != S.BROADCAST:
-            return locked
-        pending = AccountRef.user(locked.user_id, AccountKind.PENDING_WITHDRAWAL)
-        ref: dict[str, Any] = {"ref_type": "withdrawal", "ref_id": locked.pk}
-        transfers = [
-            TransferSpec(
-                debit=pending,
-                credit=hot_wallet_ref(locked.chain, locked.asset),
-                amount=locked.net_amount,
-                kind=TransferKind.WITHDRAWAL,
-                **ref,
-            )
-        ]
-        if locked.fee > 0:
-            transfers.append(
-                TransferSpec(
-                    debit=pending,
-                    credit=AccountRef.platform(AccountKind.FEE_REVENUE),
-                    amount=locked.fee,
-                    kind=TransferKind.WITHDRAWAL_FEE,
-                    **ref,
-                )
-            )
-        transfers += gas_transfers(locked.chain, info.fee, **ref)
-        ledger_post(key=f"withdrawal:{locked.pk}:complete", transfers=transfers)
-        locked.status = S.COMPLETED
-        locked.confirmations = info.confirmations
-        locked.completed_at = timezone.now()
-        locked.updated_at = locked.completed_at
-        locked.save(update_fields=["status", "confirmations", "completed_at", "updated_at"])
-        outbox_emit(
-            topic="wallets.withdrawal_completed",
-            aggregate=f"user:{locked.user_id}",
-            payload={"withdrawal_id": locked.pk, "tx_hash": locked.tx_hash, "amount": str(locked.amount)},
-        )
-    return locked
-
-
-def withdrawals_process_due(*, limit: int = 100) -> dict[str, int]:
-    """Beat (every few seconds): send APPROVED, re-broadcast stale SENDING, track BROADCAST, expire
-    unconfirmed requests. Everything is found from database state, so a killed worker loses nothing."""
-    counts = {"sent": 0, "resent": 0, "tracked": 0, "expired": 0}
-    now = timezone.now()
-    counts["expired"] = Withdrawal.objects.filter(
-        status=S.AWAITING_CONFIRMATION, token_expires_at__lt=now
-    ).update(
-        status=S.EXPIRED,
-        reason_code=ErrorCode.TOKEN_EXPIRED,
-        reason="The confirmation link expired.",
-        updated_at=now,
-    )
-    try:
-        for pk in (
-            Withdrawal.objects.filter(status=S.APPROVED).order_by("id").values_list("pk", flat=True)[:limit]
-        ):
-            withdrawal_send(withdrawal_id=pk)
-            counts["sent"] += 1
-        stale = now - timedelta(seconds=wallet_config().resend_after_seconds)
-        for pk in Withdrawal.objects.filter(status=S.SENDING, claimed_at__lt=stale).values_list(
-            "pk", flat=True
-        )[:limit]:
-            # re-claim so two sweepers do not both re-broadcast (harmless anyway: same payload)
-            if Withdrawal.objects.filter(pk=pk, status=S.SENDING, claimed_at__lt=stale).update(
-                claimed_at=now
-            ):
-                withdrawal_broadcast(withdrawal_id=pk)
-                counts["resent"] += 1
-        for pk in (
-            Withdrawal.objects.filter(status=S.BROADCAST).order_by("id").values_list("pk", flat=True)[:limit]
-        ):
-            withdrawal_track(withdrawal_id=pk)
-            counts["tracked"] += 1
-    except ChainUnavailable as exc:
-        logger.warning("withdrawal processing paused: chain unavailable: %s", exc)
-    return counts

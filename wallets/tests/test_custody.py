@@ -22,7 +22,7 @@ from wallets.services import (
     hot_wallet_check,
     liquidity_check,
 )
-from wallets.services.custody import cold_wallet_key
+from wallets.services.keys import cold_wallet_key
 from wallets.tests.conftest import fund, fund_hot_wallet
 
 pytestmark = pytest.mark.django_db

@@ -1,0 +1,226 @@
+"""Sending withdrawals (spec 06): hot wallet check, claim, sign and broadcast once, track to the chain's
+confirmations and complete, or refund one the chain refused for good. Broadcast key: nonce ``wd-<id>``;
+signing is deterministic, so a re-broadcast after a crash sends the identical transaction."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from core.errors import ErrorCode
+from core.events.services import outbox_emit
+from wallets.chains import ChainRejected, ChainUnavailable, get_adapter, get_signer
+from wallets.config import chain_config, wallet_config
+from wallets.ledger import AccountRef, TransferSpec, ledger_post
+from wallets.models import AccountKind, ChainState, TransferKind, Withdrawal
+from wallets.services.custody import hot_wallet_check
+from wallets.services.keys import gas_transfers, hot_wallet_key, hot_wallet_ref
+from wallets.services.withdrawals import withdrawal_refund
+
+logger = logging.getLogger(__name__)
+S = Withdrawal.Status
+
+
+def withdrawal_send(*, withdrawal_id: int) -> Withdrawal | None:
+    """Hot wallet check, then claim → sign → broadcast. Safe to run twice and after a crash.
+
+    The claim is ``UPDATE … SET status='SENDING', payload=… WHERE id=… AND status='APPROVED'``: only
+    one worker wins. The payload (nonce ``wd-<id>``) is stored before it is broadcast; if the worker
+    dies after that, ``withdrawals_process_due`` re-broadcasts exactly that payload.
+    """
+    withdrawal = Withdrawal.objects.filter(pk=withdrawal_id).first()
+    if withdrawal is None or withdrawal.status != S.APPROVED:
+        return withdrawal
+    config = chain_config(withdrawal.chain)
+    try:
+        state = hot_wallet_check(chain=withdrawal.chain)
+        onchain = get_adapter().balance(
+            withdrawal.chain, hot_wallet_key(withdrawal.chain).address, withdrawal.asset
+        )
+    except ChainUnavailable as exc:
+        _note(withdrawal.pk, f"chain unavailable: {exc}")
+        return withdrawal
+    held = ""
+    if state.hot_level == ChainState.Level.EMERGENCY:
+        held = "halted: hot wallet below the emergency level"
+    elif (
+        state.hot_level == ChainState.Level.CRITICAL
+        and withdrawal.amount > wallet_config().critical_pause_above
+    ):
+        held = "paused: hot wallet below the critical level"
+    elif not (config.enabled and config.withdrawals_enabled):
+        held = "withdrawals disabled on this chain"
+    elif onchain < withdrawal.net_amount:
+        held = f"hot wallet holds {onchain} {withdrawal.asset}, needs {withdrawal.net_amount}"
+    if held:
+        _note(withdrawal.pk, held)
+        return withdrawal
+    payload = get_signer().sign_transfer(
+        key=hot_wallet_key(withdrawal.chain),
+        asset=withdrawal.asset,
+        to=withdrawal.address,
+        amount=withdrawal.net_amount,
+        nonce=f"wd-{withdrawal.pk}",
+    )
+    now = timezone.now()
+    claimed = Withdrawal.objects.filter(pk=withdrawal.pk, status=S.APPROVED).update(
+        status=S.SENDING,
+        nonce=payload["nonce"],
+        payload=payload,
+        tx_hash=payload["tx_hash"],
+        claimed_at=now,
+        send_attempts=F("send_attempts") + 1,
+        updated_at=now,
+    )
+    if claimed != 1:
+        return Withdrawal.objects.filter(pk=withdrawal.pk).first()
+    return withdrawal_broadcast(withdrawal_id=withdrawal.pk)
+
+
+def withdrawal_broadcast(*, withdrawal_id: int) -> Withdrawal | None:
+    """Broadcast the stored payload of a SENDING withdrawal (first time or again after a crash)."""
+    withdrawal = Withdrawal.objects.filter(pk=withdrawal_id, status=S.SENDING).first()
+    if withdrawal is None or withdrawal.payload is None:
+        return withdrawal
+    try:
+        result = get_adapter().broadcast(withdrawal.chain, withdrawal.payload)
+    except ChainUnavailable as exc:
+        _note(withdrawal.pk, f"broadcast unavailable: {exc}")  # stays SENDING: re-broadcast later
+        return withdrawal
+    except ChainRejected as exc:
+        if exc.code in ("insufficient_balance", "insufficient_gas"):
+            # refused, not in any mempool: back to APPROVED; the next claim rebuilds the same payload
+            Withdrawal.objects.filter(pk=withdrawal.pk, status=S.SENDING).update(
+                status=S.APPROVED, last_error=f"{exc.code}: {exc.message}"[:300], updated_at=timezone.now()
+            )
+        else:
+            withdrawal_fail(withdrawal_id=withdrawal.pk, reason=f"{exc.code}: {exc.message}")
+        return Withdrawal.objects.filter(pk=withdrawal.pk).first()
+    now = timezone.now()
+    Withdrawal.objects.filter(pk=withdrawal.pk, status=S.SENDING).update(
+        status=S.BROADCAST, tx_hash=result.tx_hash, broadcast_at=now, last_error="", updated_at=now
+    )
+    return Withdrawal.objects.filter(pk=withdrawal.pk).first()
+
+
+def withdrawal_fail(*, withdrawal_id: int, reason: str) -> Withdrawal | None:
+    """Refund a withdrawal the chain refused for good — only if its transaction is unknown there."""
+    withdrawal = Withdrawal.objects.filter(pk=withdrawal_id).first()
+    if withdrawal is None or withdrawal.status not in (S.SENDING, S.BROADCAST):
+        return withdrawal
+    if withdrawal.tx_hash:
+        info = get_adapter().tx(withdrawal.chain, withdrawal.tx_hash)
+        if info.status in ("pending", "confirmed"):
+            return withdrawal  # it is on its way after all
+    with transaction.atomic():
+        locked = Withdrawal.objects.select_for_update().get(pk=withdrawal_id)
+        if locked.status not in (S.SENDING, S.BROADCAST):
+            return locked
+        withdrawal_refund(locked, status=S.FAILED, code="SEND_FAILED", reason=reason)
+        return locked
+
+
+def _note(withdrawal_id: int, message: str) -> None:
+    Withdrawal.objects.filter(pk=withdrawal_id).update(last_error=message[:300], updated_at=timezone.now())
+
+
+def withdrawal_track(*, withdrawal_id: int) -> Withdrawal | None:
+    """Follow a broadcast withdrawal; complete it at the chain's confirmations, re-broadcast the
+    identical payload if the chain dropped it (reorg or mempool eviction)."""
+    withdrawal = Withdrawal.objects.filter(pk=withdrawal_id, status=S.BROADCAST).first()
+    if withdrawal is None:
+        return withdrawal
+    info = get_adapter().tx(withdrawal.chain, withdrawal.tx_hash)
+    if info.status in ("dropped", "unknown"):
+        Withdrawal.objects.filter(pk=withdrawal.pk, status=S.BROADCAST).update(
+            status=S.SENDING,
+            confirmations=0,
+            claimed_at=timezone.now(),
+            last_error=f"tx {info.status}; re-sending",
+        )
+        return withdrawal_broadcast(withdrawal_id=withdrawal.pk)
+    Withdrawal.objects.filter(pk=withdrawal.pk).update(confirmations=info.confirmations)
+    if info.status != "confirmed" or info.confirmations < chain_config(withdrawal.chain).confirmations:
+        return withdrawal
+    with transaction.atomic():
+        locked = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
+        if locked.status != S.BROADCAST:
+            return locked
+        pending = AccountRef.user(locked.user_id, AccountKind.PENDING_WITHDRAWAL)
+        ref: dict[str, Any] = {"ref_type": "withdrawal", "ref_id": locked.pk}
+        transfers = [
+            TransferSpec(
+                debit=pending,
+                credit=hot_wallet_ref(locked.chain, locked.asset),
+                amount=locked.net_amount,
+                kind=TransferKind.WITHDRAWAL,
+                **ref,
+            )
+        ]
+        if locked.fee > 0:
+            transfers.append(
+                TransferSpec(
+                    debit=pending,
+                    credit=AccountRef.platform(AccountKind.FEE_REVENUE),
+                    amount=locked.fee,
+                    kind=TransferKind.WITHDRAWAL_FEE,
+                    **ref,
+                )
+            )
+        transfers += gas_transfers(locked.chain, info.fee, **ref)
+        ledger_post(key=f"withdrawal:{locked.pk}:complete", transfers=transfers)
+        locked.status = S.COMPLETED
+        locked.confirmations = info.confirmations
+        locked.completed_at = timezone.now()
+        locked.updated_at = locked.completed_at
+        locked.save(update_fields=["status", "confirmations", "completed_at", "updated_at"])
+        outbox_emit(
+            topic="wallets.withdrawal_completed",
+            aggregate=f"user:{locked.user_id}",
+            payload={"withdrawal_id": locked.pk, "tx_hash": locked.tx_hash, "amount": str(locked.amount)},
+        )
+    return locked
+
+
+def withdrawals_process_due(*, limit: int = 100) -> dict[str, int]:
+    """Beat (every few seconds): send APPROVED, re-broadcast stale SENDING, track BROADCAST, expire
+    unconfirmed requests. Everything is found from database state, so a killed worker loses nothing."""
+    counts = {"sent": 0, "resent": 0, "tracked": 0, "expired": 0}
+    now = timezone.now()
+    counts["expired"] = Withdrawal.objects.filter(
+        status=S.AWAITING_CONFIRMATION, token_expires_at__lt=now
+    ).update(
+        status=S.EXPIRED,
+        reason_code=ErrorCode.TOKEN_EXPIRED,
+        reason="The confirmation link expired.",
+        updated_at=now,
+    )
+    try:
+        for pk in (
+            Withdrawal.objects.filter(status=S.APPROVED).order_by("id").values_list("pk", flat=True)[:limit]
+        ):
+            withdrawal_send(withdrawal_id=pk)
+            counts["sent"] += 1
+        stale = now - timedelta(seconds=wallet_config().resend_after_seconds)
+        for pk in Withdrawal.objects.filter(status=S.SENDING, claimed_at__lt=stale).values_list(
+            "pk", flat=True
+        )[:limit]:
+            # re-claim so two sweepers do not both re-broadcast (harmless anyway: same payload)
+            if Withdrawal.objects.filter(pk=pk, status=S.SENDING, claimed_at__lt=stale).update(
+                claimed_at=now
+            ):
+                withdrawal_broadcast(withdrawal_id=pk)
+                counts["resent"] += 1
+        for pk in (
+            Withdrawal.objects.filter(status=S.BROADCAST).order_by("id").values_list("pk", flat=True)[:limit]
+        ):
+            withdrawal_track(withdrawal_id=pk)
+            counts["tracked"] += 1
+    except ChainUnavailable as exc:
+        logger.warning("withdrawal processing paused: chain unavailable: %s", exc)
+    return counts
