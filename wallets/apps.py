@@ -6,6 +6,7 @@ class WalletsConfig(AppConfig):
     verbose_name = "Wallets"
 
     def ready(self) -> None:
+        # imported once the app registry is ready: these modules use the models at import time
         from core.accounts.management.commands.seed_demo import DEMO_SEEDERS
         from wallets import demo, tasks  # noqa: F401 - registers beat entries
 

@@ -1,6 +1,6 @@
 """The double-entry ledger: the only way money moves in XBIT.
 
-Usage (every later issue posts through this)::
+Usage (every movement of money posts through this)::
 
     from wallets.ledger import AccountRef, TransferSpec, ledger_post
 
@@ -390,7 +390,7 @@ def _post(posting: PreparedPosting, *, savepoint: bool) -> Posting:
         results = read.run()
         replayed = bool(results[i_batch])
         if not replayed:
-            balances = dict(results[i_lock] or []) if user_refs else {}
+            balances: dict[str, Decimal] = dict(results[i_lock] or []) if user_refs else {}
             write = SqlBatch()
             i_write = posting_write(write, posting, balances, now=now)
             if savepoint:

@@ -1,4 +1,4 @@
-"""The withdrawal email's link (``/withdrawals/confirm?token=…``; it was a 404, issue #17): the page shows
+"""The withdrawal email's link (``/withdrawals/confirm?token=…``): the page shows
 the withdrawal and a button; opening the link confirms nothing (mail scanners open links), the button
 confirms, once. The single-use token is the credential, as for ``POST /api/v1/withdrawals/confirm``."""
 

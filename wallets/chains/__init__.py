@@ -11,6 +11,7 @@ from functools import lru_cache
 from django.conf import settings
 
 from wallets.chains.base import ChainAdapter, ChainRejected, ChainUnavailable
+from wallets.chains.sandbox import SandboxChainAdapter
 from wallets.chains.signer import LocalSigner, Signer
 
 __all__ = ["ChainAdapter", "ChainRejected", "ChainUnavailable", "get_adapter", "get_signer"]
@@ -18,8 +19,6 @@ __all__ = ["ChainAdapter", "ChainRejected", "ChainUnavailable", "get_adapter", "
 
 @lru_cache(maxsize=8)
 def _sandbox_adapter(url: str, timeout: float) -> ChainAdapter:
-    from wallets.chains.sandbox import SandboxChainAdapter
-
     return SandboxChainAdapter(url, read_timeout=timeout)
 
 
