@@ -27,7 +27,7 @@ from trading.markets import hl_info, markets_sync
 from trading.models import Position
 from trading.orders.input import order_input
 from trading.orders.place import order_place
-from trading.tests.test_hl_execution import Venue
+from trading.tests.hl_venue import Venue
 from trading.venues.hl import gateway, meta_from_markets, reset_gateways
 from wallets.ledger import AccountRef, account_balance
 from wallets.models import AccountKind, LedgerTransfer, TransferKind

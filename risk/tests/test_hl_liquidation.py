@@ -13,7 +13,7 @@ from trading import margin
 from trading.models import Position
 from trading.orders.input import order_input
 from trading.orders.place import order_place
-from trading.tests.test_hl_execution import Venue, hl_position, sandbox_url, venue  # noqa: F401 - fixtures
+from trading.tests.hl_venue import Venue, hl_position, sandbox_url, venue  # noqa: F401 - fixtures
 from wallets.ledger import AccountRef, account_balance
 from wallets.models import AccountKind
 
@@ -26,7 +26,7 @@ def test_a_hyperliquid_position_is_liquidated_on_hl_with_drift_recorded(venue: V
     account at HL's prices; the whole margin is zeroed; HL's actual P&L vs XBIT's (at the trigger mark)
     becomes a drift record."""
     from risk.detection import liquidation_sweep
-    from risk.liquidation import liquidations_drain
+    from risk.liquidation_execute import liquidations_drain
     from risk.models import DeviationLog, LiquidationRecord, LiquidationTrigger
 
     _bid, _ask, mid = venue.refresh_quote("BTC")

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from risk.detection import liquidation_sweep
-from risk.liquidation import liquidations_drain
+from risk.liquidation_execute import liquidations_drain
 from risk.models import LiquidationRecord, LiquidationTrigger
 from trading import margin, netting
 from trading.config import trading_settings
 from trading.models import Fill, Position
 from trading.orders.input import order_input
 from trading.orders.place import order_place
-from trading.tests.test_hl_execution import Venue, sandbox_url, venue  # noqa: F401 - fixtures
+from trading.tests.hl_venue import Venue, sandbox_url, venue  # noqa: F401 - fixtures
 from wallets.ledger import AccountRef, account_balance
 from wallets.models import AccountKind, LedgerTransfer, TransferKind
 

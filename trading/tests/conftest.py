@@ -12,6 +12,7 @@ from urllib.request import Request, urlopen
 import pytest
 
 from sandbox.testing import SandboxProcess
+from trading.tests.hl_venue import sandbox_url, venue  # noqa: F401 - the simulated HL for these tests
 
 
 @pytest.fixture(scope="session")

