@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from core.live_config import LiveConfig
+from core.switches.store import SWITCH_CACHE
 from routing.decision import AssetRouting, Mode
 from routing.models import GLOBAL, RoutingConfig, RoutingState
 
@@ -113,7 +114,6 @@ def in_canary_cohort(user_id: int) -> bool:
     """Spec 10 canary cohort: internalization applies to the allow-listed test users and to
     ``canary_cohort_percent`` % of users by a stable hash of the user id (100 % = everyone, the
     default). From the switches' process cache: no query on the order path."""
-    from core.switches.store import SWITCH_CACHE
 
     values = SWITCH_CACHE.get()
     percent = int(values["canary_cohort_percent"])

@@ -22,6 +22,7 @@ from core.live import broadcast_on_commit
 from core.live_config import invalidate
 from core.money import DecimalInputError, DecimalShape, decimal_from_input
 from routing.decision import FORCE_HL_REASONS, Mode
+from routing.defaults import GLOBAL_DEFAULTS, LAUNCH_WHITELIST
 from routing.models import GLOBAL, RoutingConfig, RoutingModeLog, RoutingState
 from routing.selectors import CONFIG_FIELDS, GLOBAL_ONLY_FIELDS, ROUTING_CACHE
 
@@ -304,7 +305,6 @@ def routing_threshold_factor_set(*, asset: str = GLOBAL, factor: Decimal) -> boo
 @register
 def routing_defaults_ensure() -> None:
     """Idempotent: the global row and launch whitelist exist (see ``core.defaults``)."""
-    from routing.defaults import GLOBAL_DEFAULTS, LAUNCH_WHITELIST
 
     created = RoutingConfig.objects.get_or_create(asset=GLOBAL, defaults=GLOBAL_DEFAULTS)[1]
     for asset in LAUNCH_WHITELIST:

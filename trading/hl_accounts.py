@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,12 +20,15 @@ from django.db import models, transaction
 from django.db.models import Case, DecimalField, F, Sum, When
 from django.utils import timezone
 from eth_account import Account
+from hyperliquid.exchange import Exchange
 
 from core.accounts.crypto import encrypt
 from core.alerts.services import alert_raise, alert_resolve_condition
 from core.live import broadcast_on_commit
 from core.money import ZERO
-from trading.models import HLAccount, HLAccountSnapshot, HLPositionSync, Position, Source
+from routing.models import RoutingState
+from routing.services import routing_hl_halt_set
+from trading.models import HLAccount, HLAccountSnapshot, HLPositionSync, Order, Position, Source
 from trading.venues.hl import HLGateway, gateway, meta_from_markets, reset_gateways
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import AccountKind, TransferKind
@@ -59,7 +63,6 @@ def hl_sandbox_accounts_setup(
 ) -> list[str]:
     """Local development only: take the sandbox's well-known funded accounts as masters and approve a
     fresh agent for each through the official SDK. Refuses anything but a loopback HL URL."""
-    from hyperliquid.exchange import Exchange
 
     url = (base_url or settings.HL_API_URL).rstrip("/")
     if not url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
@@ -161,7 +164,6 @@ def hl_positions(state: dict[str, Any]) -> dict[str, Decimal]:
 def positions_sync(*, gw: HLGateway | None = None) -> list[SyncRow]:
     """Compare our book with what HL holds for the trading account (HL is the source of truth). A
     mismatch alerts; above 0.1 % new HL opens for the asset halt until it clears (fail closed)."""
-    from routing.services import routing_hl_halt_set
 
     gw = gw or gateway("trading")
     if gw is None:
@@ -220,9 +222,6 @@ def positions_sync(*, gw: HLGateway | None = None) -> list[SyncRow]:
 
 def _in_flight_assets() -> set[str]:
     """Assets with HL orders whose outcome is still being applied (sent, answer not yet booked)."""
-    from datetime import timedelta
-
-    from trading.models import Order
 
     recent = timezone.now() - timedelta(seconds=2)
     return set(
@@ -244,8 +243,6 @@ def _mismatch_persisted(asset: str) -> bool:
 
 
 def _halted_by_sync(asset: str) -> bool:
-    from routing.models import RoutingState
-
     return RoutingState.objects.filter(
         asset=asset, hl_halted=True, hl_halt_reason="position sync mismatch"
     ).exists()
@@ -292,7 +289,6 @@ def _snapshot(gw: HLGateway, state: dict[str, Any]) -> HLAccountSnapshot:
 
 def _health_verdict(name: str, snapshot: HLAccountSnapshot) -> None:
     """Spec 05 thresholds for an HL account: < 300 % alert, < 150 % halt new HL opens."""
-    from routing.services import routing_hl_halt_set
 
     ratio = snapshot.margin_ratio
     rule = f"hl.{name}.margin_ratio"
@@ -314,13 +310,13 @@ def _health_verdict(name: str, snapshot: HLAccountSnapshot) -> None:
         )
     else:
         alert_resolve_condition(rule=rule, subject=name)
-        if name == "trading":
-            from routing.models import RoutingState
-
-            if RoutingState.objects.filter(
+        if (
+            name == "trading"
+            and RoutingState.objects.filter(
                 asset="*", hl_halted=True, hl_halt_reason__startswith="trading account margin"
-            ).exists():
-                routing_hl_halt_set(asset="*", halted=False)
+            ).exists()
+        ):
+            routing_hl_halt_set(asset="*", halted=False)
 
 
 def account_health(name: str = "trading") -> HLAccountSnapshot | None:

@@ -16,7 +16,9 @@ from decimal import Decimal
 
 from django.db import close_old_connections
 
+from trading.feed.hooks import FEED_HOOKS
 from trading.marketdata import Quote
+from trading.orders.internal import internal_limit_fill, internal_limit_orders_crossing
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +64,6 @@ class LimitOrderTrigger:
 
     @staticmethod
     def check(asset: str, bid: Decimal | None, ask: Decimal | None) -> int:
-        from trading.orders.internal import internal_limit_fill, internal_limit_orders_crossing
-
         filled = 0
         for order_id in internal_limit_orders_crossing(asset=asset, bid=bid, ask=ask):
             order = internal_limit_fill(order_id=order_id)
@@ -75,7 +75,5 @@ TRIGGER = LimitOrderTrigger()
 
 
 def register() -> None:
-    from trading.feed.hooks import FEED_HOOKS
-
     if TRIGGER.on_book not in FEED_HOOKS.book:
         FEED_HOOKS.on_book(TRIGGER.on_book)

@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from hyperliquid.info import Info
 
 from core.live_config import invalidate
 from trading.models import MarginTable, Market, MarketListingLog
@@ -54,7 +55,6 @@ class SyncReport:
 
 def hl_info(*, base_url: str | None = None, timeout: float = 5.0) -> Any:
     """A REST-only SDK ``Info`` with no start-up I/O (meta/spotMeta passed in, no websocket)."""
-    from hyperliquid.info import Info
 
     return Info(
         base_url or settings.HL_API_URL,

@@ -9,7 +9,10 @@ from celery import shared_task
 from hyperliquid.utils.error import ServerError
 
 from core.periodic import register_periodic
+from trading.hl_accounts import positions_sync
 from trading.markets import markets_sync
+from trading.orders.cancel import orders_expire
+from trading.orders.hyperliquid import hl_orders_resolve
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +37,6 @@ register_periodic("trading.markets_sync.hourly", "trading.markets_sync", 3600, q
 @shared_task(name="trading.orders_expire", ignore_result=True)  # type: ignore[untyped-decorator,unused-ignore]
 def orders_expire_task() -> None:
     """GTC internal limit orders past their expiry (spec 02: 7 days) release their holds."""
-    from trading.orders.cancel import orders_expire
 
     orders_expire()
 
@@ -42,7 +44,6 @@ def orders_expire_task() -> None:
 @shared_task(name="trading.hl_orders_resolve", ignore_result=True)  # type: ignore[untyped-decorator,unused-ignore]
 def hl_orders_resolve_task() -> None:
     """HL orders whose answer was lost (timeout, crash): resolved by cloid, never re-sent."""
-    from trading.orders.hyperliquid import hl_orders_resolve
 
     hl_orders_resolve()
 
@@ -50,7 +51,6 @@ def hl_orders_resolve_task() -> None:
 @shared_task(name="trading.hl_positions_sync", ignore_result=True)  # type: ignore[untyped-decorator,unused-ignore]
 def hl_positions_sync_task() -> None:
     """Σ users' HYPERLIQUID positions vs the trading account, plus its health snapshot (every 5 s)."""
-    from trading.hl_accounts import positions_sync
 
     try:
         positions_sync()

@@ -36,7 +36,10 @@ from hyperliquid.utils.error import ClientError, ServerError
 from hyperliquid.utils.signing import sign_l1_action
 from prometheus_client import Counter, Gauge, Histogram
 
+from core.accounts.crypto import decrypt
 from core.redis_retry import restart_tolerant
+from trading.models import HLAccount, Market
+from trading.selectors import market_get
 
 logger = logging.getLogger(__name__)
 
@@ -155,8 +158,6 @@ def credentials_for(name: str) -> AccountCredentials | None:
     key = os.environ.get(f"HL_{name.upper()}_AGENT_KEY", "")
     if master and key:
         return AccountCredentials(name, master, key)
-    from core.accounts.crypto import decrypt
-    from trading.models import HLAccount
 
     row = HLAccount.objects.filter(name=name).first()
     if row is None:
@@ -166,7 +167,6 @@ def credentials_for(name: str) -> AccountCredentials | None:
 
 def meta_from_markets() -> dict[str, Any]:
     """HL ``meta`` rebuilt from our synced markets (asset ids are universe positions)."""
-    from trading.models import Market
 
     rows = list(
         Market.objects.order_by("hl_index").values(
@@ -215,8 +215,6 @@ class HLGateway:
 
     def asset_id(self, coin: str) -> int:
         if coin not in self._asset_ids:
-            from trading.selectors import market_get
-
             self._asset_ids[coin] = market_get(coin).hl_index
         return self._asset_ids[coin]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
+from prometheus_client import start_http_server
 
 from trading.feed.state import FeedOptions
 from trading.feed.supervisor import run_feed
@@ -32,8 +33,6 @@ class Command(BaseCommand):
             except Exception as exc:
                 self.stderr.write(f"markets sync at start failed ({type(exc).__name__}: {exc}); continuing")
         if options["metrics_port"]:
-            from prometheus_client import start_http_server
-
             start_http_server(options["metrics_port"], addr="127.0.0.1")
         assets = [a.strip() for a in options["assets"].split(",") if a.strip()] or None
         feed = run_feed(
