@@ -7,4 +7,8 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        from core.accounts import schema  # noqa: F401  (registers the OpenAPI auth extensions)
+        from core.accounts import (  # noqa: F401  (register their four-eyes actions)
+            desk,
+            schema,
+            staff_admin,
+        )

@@ -54,7 +54,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)
     # Restrictions set by risk/support; the order and withdrawal paths read them as data.
-    trading_restricted = models.BooleanField(default=False)
+    trading_restricted = models.BooleanField(default=False)  # reduce-only: closing orders still pass
+    trading_blocked = models.BooleanField(default=False)  # no order at all, closing included
     withdrawals_restricted = models.BooleanField(default=False)
     blacklisted = models.BooleanField(default=False)
     restriction_reason = models.CharField(max_length=200, blank=True)
@@ -268,3 +269,140 @@ class KycLimit(models.Model):
 
     def __str__(self) -> str:
         return f"KYC {self.status} limits"
+
+
+# --- the desk's client card and staff tools (issue #21) ------------------------------------------------
+
+
+class ClientNote(models.Model):
+    """A staff note on a client's card (append-only in the service: a correction is a new note)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="client_notes")
+    author = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    body = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"note on {self.user_id} by {self.author_id}"
+
+
+class ClientTag(models.Model):
+    """A short label on a client ("vip", "watch", "market-maker") that staff search and filter by."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="client_tags")
+    tag = models.CharField(max_length=32)
+    added_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "tag"], name="client_tag_once")]
+
+    def __str__(self) -> str:
+        return f"{self.tag} on {self.user_id}"
+
+
+class ClientRestriction(models.Model):
+    """A restriction staff put on a client, with an optional expiry. The order and withdrawal paths read
+    the user's flags (``trading_restricted`` = reduce-only, ``trading_blocked``, ``withdrawals_restricted``);
+    these rows say who set them, why, and until when — the expiry sweep lifts them."""
+
+    class Kind(models.TextChoices):
+        REDUCE_ONLY = "reduce_only", "Reduce-only (may close, may not open)"
+        NO_TRADING = "no_trading", "No trading at all"
+        NO_WITHDRAWALS = "no_withdrawals", "No withdrawals"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="client_restrictions")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    reason = models.CharField(max_length=300)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    lift_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        constraints = [
+            # one active restriction per kind and client: a new one replaces (lifts) the old
+            models.UniqueConstraint(
+                fields=["user", "kind"],
+                condition=models.Q(lifted_at__isnull=True),
+                name="client_restriction_once",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["expires_at"],
+                condition=models.Q(lifted_at__isnull=True),
+                name="client_restriction_due",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.user_id}"
+
+
+class StaffProposal(models.Model):
+    """Four eyes for actions that touch money or security: one staff member proposes (with a reason),
+    another approves, and only then is the action applied — in the approving transaction. The proposer
+    can never decide (enforced here and by a CHECK constraint)."""
+
+    class Kind(models.TextChoices):
+        CLIENT_2FA_RESET = "client_2fa_reset", "Reset a client's 2FA"
+        STAFF_TOTP_RESET = "staff_totp_reset", "Reset a staff member's TOTP"
+        RISK_CONFIG = "risk_config", "Change risk configuration"
+        ROUTING_CONFIG = "routing_config", "Change routing thresholds"
+
+    class Status(models.TextChoices):
+        PROPOSED = "PROPOSED", "Waiting for a second person"
+        APPLIED = "APPLIED", "Approved and applied"
+        REJECTED = "REJECTED", "Rejected"
+        FAILED = "FAILED", "Approved but the change was refused"
+        CANCELLED = "CANCELLED", "Withdrawn by the proposer"
+
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    target_user = models.ForeignKey(User, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    subject = models.CharField(max_length=80, blank=True)  # e.g. the asset of a routing change
+    payload = models.JSONField(default=dict, blank=True)
+    reason = models.CharField(max_length=500)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PROPOSED)
+    proposed_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    proposed_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.CharField(max_length=500, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(decided_by__isnull=True) | ~models.Q(decided_by=models.F("proposed_by")),
+                name="staff_proposal_four_eyes",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} proposal {self.pk} ({self.status})"
+
+
+class StaffSession(models.Model):
+    """A console sign-in: the Django session it opened, from where, and whether it was revoked (the
+    session row is deleted on revocation; this row stays as the record)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="staff_sessions")
+    session_key = models.CharField(max_length=40, unique=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"console session of {self.user_id}"

@@ -36,6 +36,11 @@ PERMISSIONS: dict[str, str] = {
     "approve_adjustment": "Approve a manual balance adjustment requested by someone else",
     "manage_switches": "Change platform control switches (internalization, API mode, liquidation mode)",
     "manage_staff": "Manage staff users and their roles",
+    "annotate_clients": "Write notes and tags on a client",
+    "restrict_clients": "Restrict a client (reduce-only, no trading, no withdrawals) and lift restrictions",
+    "reset_client_2fa": "Propose or approve a reset of a client's two-factor authentication",
+    "review_kyc": "Review a client's submitted KYC and set its status",
+    "close_client_positions": "Close a client's position at market (dealer tool)",
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
@@ -67,12 +72,19 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
             "request_adjustment",
             "view_reports",
             "export_data",
+            "annotate_clients",
+            "restrict_clients",
+            "reset_client_2fa",
+            "review_kyc",
+            "close_client_positions",
         }
     ),
     Role.DATA_ANALYST: frozenset(
         {"view_console", "view_risk", "view_reports", "export_data", "view_audit_log"}
     ),
-    Role.SUPPORT: frozenset({"view_console", "view_user_data"}),
+    Role.SUPPORT: frozenset(
+        {"view_console", "view_user_data", "annotate_clients", "reset_client_2fa", "review_kyc"}
+    ),
 }
 
 

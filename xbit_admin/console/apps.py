@@ -10,3 +10,4 @@ class ConsoleConfig(AppConfig):
         from core.observability import configure_structlog
 
         configure_structlog()
+        from xbit_admin.console import explorers  # noqa: F401  (registers its defaults)

@@ -31,6 +31,14 @@ NAV: list[NavItem] = [
     NavItem("Alerts", "console:alerts", ("view_console",), "a"),
     NavItem("Audit log", "console:audit", ("view_audit_log",), "g"),
     NavItem("Stress test", "console:stress", ("view_risk",), "t"),
+    NavItem("Runbooks", "console:runbooks", ("view_console",), "b"),
+    NavItem("Staff", "console:staff", ("manage_staff",), "f"),
+    NavItem(
+        "Four eyes",
+        "console:proposals",
+        ("reset_client_2fa", "manage_staff", "manage_risk_config", "manage_routing"),
+        "e",
+    ),
 ]
 
 

@@ -210,7 +210,8 @@ def user_search(q: str, limit: int = 25) -> list[SearchHit]:
                     f"order-{order['pk']}",
                 )
             )
-    if "@" in q:
+    if "@" in q or (not q.isdigit() and not q.lower().startswith("0x") and len(q) >= 2):
+        # an email, or its beginning ("trader03" finds trader03@…): prefix on the lower-cased address
         for user in User.objects.filter(Q(email__iexact=q) | Q(email__istartswith=q)).order_by("email")[
             :limit
         ]:

@@ -1,7 +1,7 @@
 from django.urls import path
 
 from xbit_admin.console import views
-from xbit_admin.console.pages import audit, money, risk, routing, users
+from xbit_admin.console.pages import audit, clients, money, risk, routing, staff, state, users
 from xbit_admin.console.pages import switches as switches_page
 
 app_name = "console"
@@ -43,6 +43,42 @@ urlpatterns = [
     path("users/", users.users_view, name="users"),
     path("users/<int:user_id>/", users.user_detail_view, name="user_detail"),
     path("users/<int:user_id>/export/<str:section>.csv", users.user_export_view, name="user_export"),
+    # the client card's staff actions (issue #21)
+    path("users/<int:user_id>/journal.csv", clients.client_journal_export_view, name="client_journal_export"),
+    path("users/<int:user_id>/note/", clients.client_note_view, name="client_note"),
+    path("users/<int:user_id>/tag/", clients.client_tag_view, name="client_tag"),
+    path("users/<int:user_id>/restrict/", clients.client_restrict_view, name="client_restrict"),
+    path(
+        "users/restrictions/<int:restriction_id>/lift/",
+        clients.client_restriction_lift_view,
+        name="client_restriction_lift",
+    ),
+    path("users/<int:user_id>/2fa-reset/", clients.client_2fa_reset_view, name="client_2fa_reset"),
+    path("users/<int:user_id>/kyc/", clients.client_kyc_view, name="client_kyc"),
+    path(
+        "users/<int:user_id>/positions/<int:position_id>/close/",
+        clients.client_position_close_view,
+        name="client_position_close",
+    ),
+    path("users/<int:user_id>/adjustments/", clients.client_adjustment_view, name="client_adjustment"),
+    path("adjustments/<int:adjustment_id>/decide/", clients.adjustment_decide_view, name="adjustment_decide"),
+    path("proposals/", clients.proposals_view, name="proposals"),
+    # platform state banner and runbooks (issue #21)
+    path("platform-state.json", state.platform_state_view, name="platform_state"),
+    path("runbooks/", state.runbooks_view, name="runbooks"),
+    path("runbooks/<str:kind>/<str:key>/", state.runbook_view, name="runbook"),
+    # staff management (issue #21)
+    path("staff/", staff.staff_view, name="staff"),
+    path("staff/<int:user_id>/", staff.staff_member_view, name="staff_member"),
+    path("staff/<int:user_id>/roles/", staff.staff_roles_view, name="staff_roles"),
+    path("staff/<int:user_id>/active/", staff.staff_active_view, name="staff_active"),
+    path("staff/<int:user_id>/totp-reset/", staff.staff_totp_reset_view, name="staff_totp_reset"),
+    path(
+        "staff/sessions/<int:session_id>/revoke/",
+        staff.staff_session_revoke_view,
+        name="staff_session_revoke",
+    ),
+    path("proposals/<int:proposal_id>/decide/", clients.proposal_decide_view, name="proposal_decide"),
     # money (§7, §8)
     path("withdrawals/", money.withdrawals_view, name="withdrawals"),
     path(

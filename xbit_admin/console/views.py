@@ -23,6 +23,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from core.accounts.models import SecurityEvent
 from core.accounts.security_events import security_event_record
 from core.accounts.services import otp_failure_record, security_change_mark, staff_password_check
+from core.accounts.staff_admin import staff_session_end, staff_session_record
 from core.audit.services import audit_record
 from core.errors import ApplicationError
 from xbit_admin.console.forms import PasswordForm, TokenForm
@@ -102,6 +103,7 @@ def otp_view(request: HttpRequest) -> HttpResponse:
                     )
             otp_login(request, device)
             security_event_record(user=user, kind=SecurityEvent.Kind.LOGIN, request=request, factor="totp")
+            staff_session_record(user=user, request=request)
             return redirect(request.session.pop("console_next", reverse("console:overview")))
         else:
             otp_failure_record(user=user, request=request)
@@ -118,5 +120,7 @@ def otp_view(request: HttpRequest) -> HttpResponse:
 def logout_view(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         security_event_record(user=request.user, kind=SecurityEvent.Kind.LOGOUT, request=request)
+        if request.session.session_key:
+            staff_session_end(session_key=request.session.session_key)
     auth_logout(request)
     return redirect("console:login")

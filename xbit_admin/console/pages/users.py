@@ -17,14 +17,17 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from core.accounts.models import SecurityEvent, User
+from core.accounts.desk import client_restrictions_active
+from core.accounts.four_eyes import proposals_open
+from core.accounts.models import ClientRestriction, SecurityEvent, User
 from core.audit.services import audit_record
 from routing.models import RoutingDecisionLog
 from trading.models import Fill, Order, Position
 from wallets.models import BalanceLog, Deposit, Withdrawal
 from wallets.selectors import deposit_addresses_list, user_accounts
-from xbit_admin.console import user_reads
+from xbit_admin.console import journal, user_reads
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.pages.common import TimeWindow, can, csv_response, require, time_window
 from xbit_admin.console.selectors import user_money, user_search
@@ -474,6 +477,18 @@ def user_detail_view(request: HttpRequest, user_id: int) -> HttpResponse:
         if name not in sections and name != "orders":
             sections[name] = section.rows(user_id, window, ROWS)
     can_export = can(request.user, "export_data")
+    kinds = [k for k in request.GET.getlist("kind") if k in journal.KINDS]
+    # the journal reuses the sections' rows (same window, newest first): one read each
+    prefetched = {
+        "order": orders,
+        "fill": sections["fills"],
+        "margin": sections["balance_logs"],
+        "liquidation": sections["liquidations"],
+        "funding": sections["funding"],
+        "deposit": sections["deposits"],
+        "withdrawal": sections["withdrawals"],
+        "security": sections["security"],
+    }
     return render(
         request,
         "console/user_detail.html",
@@ -496,8 +511,51 @@ def user_detail_view(request: HttpRequest, user_id: int) -> HttpResponse:
             "export_sections": [(name, section.title) for name, section in SECTIONS.items()],
             "found": request.GET.get("found", ""),
             "now": timezone.now(),
+            **_desk_context(request, subject, window, kinds, prefetched),
         },
     )
+
+
+def _desk_context(
+    request: HttpRequest,
+    subject: User,
+    window: TimeWindow,
+    kinds: list[str],
+    prefetched: dict[str, list[Any]],
+) -> dict[str, Any]:
+    """The client card's journal (issue #21) and what the signed-in staff member may do on it."""
+    user = request.user
+    query = request.GET.copy()
+    logins = [e for e in prefetched["security"] if e.kind == SecurityEvent.Kind.LOGIN]
+    return {
+        "journal": journal.journal(subject.pk, window, kinds=kinds, limit=ROWS, prefetched=prefetched),
+        "journal_kinds": journal.KINDS,
+        "journal_selected": set(kinds),
+        "journal_export_url": reverse("console:client_journal_export", args=[subject.pk])
+        + f"?{query.urlencode()}",
+        "tags": list(subject.client_tags.order_by("tag").values_list("tag", flat=True)),
+        "restrictions": client_restrictions_active(subject.pk),
+        "restriction_kinds": ClientRestriction.Kind.choices,
+        "open_proposals": proposals_open(target_user_id=subject.pk),
+        "two_factor_on": TOTPDevice.objects.filter(user=subject, confirmed=True).exists(),
+        "kyc_statuses": User.KycStatus.choices,
+        # the newest sign-in in the window, else the newest ever (one small indexed read)
+        "last_login_event": logins[0]
+        if logins
+        else subject.security_events.filter(kind=SecurityEvent.Kind.LOGIN).order_by("-id").first(),
+        "may": {
+            name: can(user, name)
+            for name in (
+                "annotate_clients",
+                "restrict_clients",
+                "reset_client_2fa",
+                "review_kyc",
+                "close_client_positions",
+                "request_adjustment",
+                "approve_adjustment",
+            )
+        },
+    }
 
 
 def _together(first: QuerySet[Any], second: QuerySet[Any]) -> tuple[list[Any], list[Any]]:

@@ -139,3 +139,23 @@ def compact_json(value: Any) -> str:
     if value is None:
         return ""
     return json.dumps(value, sort_keys=True, ensure_ascii=False, cls=DjangoJSONEncoder)
+
+
+@register.simple_tag
+def explorer_link(chain: Any, tx: Any) -> str:
+    """A transaction hash linked to its chain's explorer (``ExplorerUrl``), shortened for tables."""
+    from xbit_admin.console.explorers import explorer_url
+
+    if not tx:
+        return "—"
+    text = str(tx)
+    short = f"{text[:10]}…{text[-6:]}" if len(text) > 20 else text
+    url = explorer_url(str(chain or ""), text)
+    if url is None:
+        return format_html('<span class="mono small" title="{}">{}</span>', text, short)
+    return format_html(
+        '<a class="mono small tx" href="{}" target="_blank" rel="noopener noreferrer" title="{}">{}</a>',
+        url,
+        text,
+        short,
+    )

@@ -1,0 +1,30 @@
+"""The console's own configuration rows (issue #21): the block explorer each chain's transaction hashes
+link to. Database-backed so an operator changes them without a deploy; defaults are registered with
+``core.defaults`` and created when missing."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class ExplorerUrl(models.Model):
+    """``url`` holds ``{tx}`` where the transaction hash goes."""
+
+    chain = models.CharField(max_length=16, primary_key=True)
+    url = models.CharField(max_length=200)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.chain} explorer"
+
+
+class ConsoleSetting(models.Model):
+    """A console-owned switch value (e.g. ``risk_four_eyes``), read through the switch registry."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    value = models.JSONField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name

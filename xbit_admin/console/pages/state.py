@@ -1,0 +1,65 @@
+"""Platform state for every page (the banner's JSON) and the runbooks (issue #21)."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_GET
+
+from xbit_admin.console import runbooks
+from xbit_admin.console.access import staff_required
+from xbit_admin.console.platform_banner import platform_state
+
+
+@staff_required("view_console")
+@require_GET
+def platform_state_view(request: HttpRequest) -> HttpResponse:
+    response = JsonResponse(platform_state())
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _links(book: runbooks.Runbook) -> list[tuple[str, str]]:
+    out = []
+    for label, name in book.links:
+        try:
+            out.append((label, reverse(name)))
+        except NoReverseMatch:
+            continue
+    return out
+
+
+@staff_required("view_console")
+@require_GET
+def runbooks_view(request: HttpRequest) -> HttpResponse:
+    def listing(kind: str, books: dict[str, runbooks.Runbook]) -> list[tuple[str, str, str]]:
+        return [
+            (key, book.title, reverse("console:runbook", args=[kind, key])) for key, book in books.items()
+        ]
+
+    return render(
+        request,
+        "console/runbooks.html",
+        {
+            "page": "runbooks",
+            "groups": [
+                ("Circuit breakers", listing("breaker", runbooks.BREAKERS)),
+                ("Alert rules", listing("alert", runbooks.ALERTS)),
+                ("Platform switches", listing("switch", runbooks.SWITCHES)),
+            ],
+        },
+    )
+
+
+@staff_required("view_console")
+@require_GET
+def runbook_view(request: HttpRequest, kind: str, key: str) -> HttpResponse:
+    book = runbooks.runbook_for(kind, key)
+    if book is None:
+        raise Http404("no runbook")
+    return render(
+        request,
+        "console/runbook.html",
+        {"page": "runbooks", "book": book, "kind": kind, "key": key, "links": _links(book)},
+    )
