@@ -26,7 +26,7 @@ from typing import Any, Generic, TypeVar
 
 import redis
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -149,8 +149,6 @@ def set_probe_answerer(answerer: Callable[[list[str]], dict[str, Any]]) -> None:
 
 
 def _answer_probe(raw: Any, client: redis.Redis) -> None:
-    from django.db import connections
-
     try:
         request = json.loads(raw)
         token, keys = str(request["token"]), [str(k) for k in request.get("keys", [])]

@@ -14,12 +14,13 @@ import logging
 import time
 from collections.abc import Callable
 
+from django.db import close_old_connections, connection
+
 logger = logging.getLogger(__name__)
 
 
 def db_recover() -> None:
     """Close this thread's database connection if it is broken, so the next query reconnects."""
-    from django.db import close_old_connections, connection
 
     if connection.in_atomic_block:
         return  # inside a caller's transaction (a test, a command run in-process): never close under it

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
+from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
@@ -176,7 +177,6 @@ def _connect_celery_context() -> None:
     global _celery_connected
     if _celery_connected:
         return
-    from celery.signals import task_postrun, task_prerun
 
     task_prerun.connect(_task_started, weak=False)
     task_postrun.connect(_task_finished, weak=False)

@@ -38,6 +38,8 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from core.accounts.models import ApiKey
+from core.accounts.security_events import client_ip
 from core.errors import ApplicationError, ErrorCode
 from core.rate_limit_rules import BUDGETS, DEFAULT_LIMITS, SCOPES, parse_limits
 
@@ -203,9 +205,6 @@ class ApiRateLimit(BaseThrottle):
     for ``RequestGuardMiddleware`` to add its headers to whatever the view answers."""
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        from core.accounts.models import ApiKey
-        from core.accounts.security_events import client_ip
-
         user = getattr(request, "user", None)
         auth = getattr(request, "auth", None)
         identities = [

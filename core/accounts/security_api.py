@@ -4,6 +4,7 @@ security events, KYC). Thin views: parse → one service call → serialise."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import QuerySet
@@ -264,8 +265,6 @@ class SecurityOverviewApi(SessionApi):
 
     @extend_schema(responses=SecurityOverviewOutputSerializer, operation_id="account_security")
     def get(self, request: Request) -> Response:
-        from datetime import timedelta
-
         user = request_user(request)
         changed = user.last_security_change_at
         body = {

@@ -18,6 +18,7 @@ from django.utils import timezone
 from core.accounts import tokens
 from core.accounts.codes import Purpose, code_check, code_issue, in_cooldown, latest_code
 from core.accounts.emails import email_send_on_commit
+from core.accounts.lockout import locks_lift
 from core.accounts.models import WALLET_EMAIL_DOMAIN, SecurityEvent, User
 from core.accounts.security_events import client_ip, security_event_record
 from core.accounts.services import password_reauthenticate, security_change_mark
@@ -149,7 +150,6 @@ def _password_set(
 ) -> None:
     """Inside the caller's transaction: new password, sessions ended (all, or all but ``keep``),
     lockout cleared, event, 24-hour withdrawal lock, notice email."""
-    from core.accounts.lockout import locks_lift
 
     user.set_password(password)
     user.failed_login_count = 0

@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from eth_utils import is_checksum_address
+from eth_utils import is_checksum_address, to_checksum_address
 
 from core.accounts.emails import email_send_on_commit
 from core.accounts.models import SecurityEvent, SiweNonce, User, wallet_placeholder_email
@@ -209,8 +209,6 @@ def siwe_template(*, nonce: SiweNonce, address: str | None, chain_id: int | None
         "message": None,
     }
     if address and _ADDRESS.match(address):
-        from eth_utils import to_checksum_address
-
         body["message"] = SiweMessage(
             domain=domain,
             address=to_checksum_address(address),

@@ -39,7 +39,8 @@ from django.utils import timezone
 
 from core.alerts import conf, notifiers
 from core.alerts.models import Alert, Delivery
-from core.events.services import Event
+from core.events.services import Event, consume_batch, ensure_group, redis_client
+from core.loops import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +126,6 @@ def notifier_handle(event: Event) -> None:
 
 
 def notifier_consume_batch(*, consumer_name: str, block_ms: int = 1000, client: Any = None) -> int:
-    from core.events.services import consume_batch
-
     return consume_batch(
         group=CONSUMER_GROUP,
         consumer_name=consumer_name,
@@ -140,8 +139,6 @@ def notifier_consume_batch(*, consumer_name: str, block_ms: int = 1000, client: 
 def run_notifier(*, consumer_name: str, stop: Callable[[], bool], block_ms: int = 1000) -> int:
     """The ``run_alert_notifier`` loop. A new group starts at the stream's end (no replay of history;
     the tick's reconciliation covers whatever was raised before the first start)."""
-    from core.events.services import ensure_group, redis_client
-    from core.loops import Backoff
 
     client = redis_client()
     ensure_group(client, CONSUMER_GROUP, start="$")

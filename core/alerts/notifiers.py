@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import requests
+from django.conf import settings
 
 from core.alerts import conf
 from core.alerts.rules import rule_info
@@ -114,7 +115,6 @@ def slack_body(alert: AlertView, action: str, escalation: int = 0) -> dict[str, 
 def pagerduty_body(alert: AlertView, action: str, escalation: int = 0) -> dict[str, Any]:
     """Events API v2: ``trigger`` (also used to re-notify an escalation: PagerDuty deduplicates it into
     the open incident, or reopens one resolved on its side), ``acknowledge`` and ``resolve``."""
-    from django.conf import settings
 
     event: dict[str, Any] = {
         "routing_key": settings.PAGERDUTY_ROUTING_KEY,
@@ -196,7 +196,6 @@ def post_json(url: str, body: dict[str, Any]) -> SendResult:
 
 def send(channel: str, alert: AlertView, action: str, escalation: int = 0) -> SendResult:
     """One notification; a bug or missing configuration comes back as a permanent failure."""
-    from django.conf import settings
 
     try:
         if not conf.channel_configured(channel):

@@ -1,5 +1,6 @@
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -12,8 +13,6 @@ class Command(BaseCommand):
         parser.add_argument("email")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from django.conf import settings
-
         if not settings.DEBUG:
             raise CommandError("totp_code is for local development (DEBUG) only")
         device = TOTPDevice.objects.filter(user__email=options["email"], confirmed=True).first()
