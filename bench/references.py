@@ -1,7 +1,7 @@
 """Physical references for the trading figures (issue #10): what PostgreSQL alone costs, measured on the
 same cluster in the same run as the service it is compared with.
 
-(a) The writes of ONE internal market fill (adding to an open cross position), as ``trading.services``
+(a) The writes of ONE internal market fill (adding to an open cross position), as ``trading.orders``
     commits them — the user's advisory lock and locking reads, then the order, its three lifecycle
     events, the routing decision log, the position update, the fill, the ledger batch + transfer +
     balance log + both balance updates (the platform account locked), the outbox event and the relay

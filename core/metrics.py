@@ -1,7 +1,7 @@
 """Prometheus metrics shared across the house, and how every process exposes them.
 
 Each app declares its own instruments next to its code (``xbit_hl_request_seconds`` in
-``trading/venues/hl.py``, ``xbit_feed_*`` in ``trading/feed.py``); the ones here are the frame's, plus
+``trading/venues/hl.py``, ``xbit_feed_*`` in ``trading/feed/metrics.py``); the ones here are the frame's, plus
 the hot-path instruments of spec 08 that several rooms feed (routing decisions, internal execution,
 liquidations): the room that owns the code path observes them, nothing here calls into a room.
 

@@ -1,7 +1,7 @@
 """Fills of resting HL orders (``manage.py run_hl_user_stream``).
 
 Subscribes through the SDK's websocket to ``userFills`` and ``orderUpdates`` of the trading account's
-master address and applies fills of our resting orders (``hl_execution.ingest_fills``, idempotent per
+master address and applies fills of our resting orders (``trading.orders.hl_fills.ingest_fills``, idempotent per
 HL trade id). HL does not replay missed user events and the SDK never reconnects, so: on every
 (re)connect — and every ``backfill_every_s`` as a safety net — the account's fills since the last
 seen time are re-read by REST and applied; a silent or dead socket is rebuilt with backoff.
@@ -14,7 +14,7 @@ Every streamed batch is ingested twice: at once, and again ``RECHECK_S`` later. 
 trades of an order as it matches it, usually before the placing process has committed HL's answer
 (the order's oid is not recorded yet), so the first pass cannot match them; the second settles them
 (both passes are idempotent: trade ids for resting orders, once per order for the trade details of
-orders booked from the answer — ``hl_execution.fill_details_reconcile``).
+orders booked from the answer — ``trading.orders.hl_fills.fill_details_reconcile``).
 """
 
 from __future__ import annotations

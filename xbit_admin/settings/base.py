@@ -126,7 +126,7 @@ def database_from_url(url: str) -> dict[str, object]:
     pool_max = env_int("DB_POOL_MAX", 0)
     options: dict[str, object] = {"application_name": env_str("DB_APPLICATION_NAME", "xbit")}
     # the order path's statements run as prepared statements from their third send on a connection
-    # (trading.prepared); -1 turns them off, as a transaction-pooling PgBouncer requires
+    # (core.sql.prepared); -1 turns them off, as a transaction-pooling PgBouncer requires
     prepare_threshold = env_int("DB_PREPARE_THRESHOLD", 2)
     options["prepare_threshold"] = None if prepare_threshold < 0 else prepare_threshold
     if pool_max:
