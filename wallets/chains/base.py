@@ -1,5 +1,20 @@
-"""The chain adapter interface. The default adapter talks to the local simulated chains over HTTP
-(``wallets.chains.sandbox``); a real node/indexer adapter plugs in by configuration."""
+"""The chain adapter interface. ``wallets.chains.get_adapter()`` routes each call by its ``chain`` to the
+adapter configured for that chain (``settings.CHAIN_ADAPTERS``; registry in ``wallets.chains``):
+``evm`` (ETH, ARBITRUM: JSON-RPC to a node, ``wallets.chains.evm``) or ``sandbox`` (the simulated chains).
+
+Two families of chain:
+
+* Message chains (``sandbox``): the signer signs a transfer message (``Signer.sign_transfer``) and the
+  payload is broadcast as is; the transfer's own ``nonce`` string is its idempotency key.
+* Account-nonce chains (``evm``; ``NonceChainAdapter``): the adapter builds an unsigned transaction for a
+  given account nonce (``prepare_transfer``), the signer signs it (``Signer.sign_transaction``), and the
+  signed bytes are stored before they are broadcast (``wallets.services.chain_txs``), so a retry after a
+  crash re-broadcasts the same bytes and never spends a second nonce.
+
+``tx().status``: ``pending`` (known, not in a block), ``confirmed`` (in a block, succeeded), ``failed``
+(in a block, reverted: receipt status 0 — the money did not move, gas was spent), ``dropped``,
+``unknown``.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +46,9 @@ class IncomingTransfer:
     to: str
     asset: str
     amount: Decimal
+    block_hash: str = (
+        ""  # reorg detection: the deposit's block must still be the chain's block at that height
+    )
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,26 @@ class TxInfo:
     block: int | None
     fee: Decimal
     fee_asset: str
+    block_hash: str = ""
+    nonce: int | None = None
+
+
+@dataclass(frozen=True)
+class UnsignedTx:
+    """A transaction for the signer: ``fields`` in the chain's own form (EVM: the EIP-1559 dict that
+    ``eth_account`` signs — type 2, chainId, nonce, to, value, data, gas, maxFeePerGas,
+    maxPriorityFeePerGas, all integers/hex)."""
+
+    chain: str
+    sender: str
+    nonce: int
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SignedTx:
+    raw: str  # 0x-hex of the signed bytes, exactly what is broadcast
+    tx_hash: str
 
 
 @dataclass(frozen=True)
@@ -74,4 +112,32 @@ class ChainAdapter(Protocol):
 
     def token_transfer_fee(self, chain: str) -> Decimal:
         """Native coin burnt by one token transfer (to pre-fund gas)."""
+        ...
+
+
+class NonceChainAdapter(ChainAdapter, Protocol):
+    """An account-nonce chain (EVM). Broadcast payloads carry ``raw`` (the signed bytes) and ``tx_hash``."""
+
+    def next_nonce(self, chain: str, address: str) -> int:
+        """The account's next nonce counting the node's pending transactions."""
+        ...
+
+    def prepare_transfer(
+        self,
+        chain: str,
+        *,
+        sender: str,
+        asset: str,
+        to: str,
+        amount: Decimal,
+        nonce: int,
+        min_fees: tuple[int, int] | None = None,
+        max_fee_cap: int | None = None,
+    ) -> UnsignedTx:
+        """An unsigned transfer of ``amount`` ``asset`` (token or native coin). ``min_fees`` =
+        (maxFeePerGas, maxPriorityFeePerGas) a replacement must exceed; ``max_fee_cap`` in wei."""
+        ...
+
+    def block_hash(self, chain: str, height: int) -> str | None:
+        """The chain's current block hash at ``height`` (None above the tip)."""
         ...

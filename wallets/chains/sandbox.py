@@ -4,9 +4,11 @@ network trouble and 5xx become ``ChainUnavailable``, refusals ``ChainRejected``.
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import requests
+from django.conf import settings
 
 from wallets.chains.base import (
     BroadcastResult,
@@ -91,3 +93,13 @@ class SandboxChainAdapter:
     def balance(self, chain: str, address: str, asset: str) -> Decimal:
         body = self._call("GET", f"/{chain}/balance/{address}", params={"asset": asset})
         return Decimal(body["balance"])
+
+
+@lru_cache(maxsize=8)
+def _cached(url: str, timeout: float) -> SandboxChainAdapter:
+    return SandboxChainAdapter(url, read_timeout=timeout)
+
+
+def sandbox_adapter(chain: str) -> SandboxChainAdapter:
+    """The simulated chains at ``settings.CHAINS_API_URL`` (one adapter serves every chain there)."""
+    return _cached(settings.CHAINS_API_URL, float(getattr(settings, "CHAINS_API_TIMEOUT", 5.0)))

@@ -15,6 +15,7 @@ from wallets.models.base import (
     Chain,
     TransferKind,
 )
+from wallets.models.chain_txs import ChainNonce, ChainTx
 from wallets.models.custody import (
     Aggregation,
     ChainConfig,
@@ -52,7 +53,9 @@ __all__ = [
     "BlacklistedAddress",
     "Chain",
     "ChainConfig",
+    "ChainNonce",
     "ChainState",
+    "ChainTx",
     "ColdTransfer",
     "Deposit",
     "DepositAddress",

@@ -31,6 +31,10 @@ class ChainConfig(models.Model):
     hot_critical_level = money_field(default=Decimal(100_000))
     hot_emergency_level = money_field(default=Decimal(20_000))
     hot_high_watermark = money_field(default=Decimal(2_000_000))
+    # EVM sending and scanning: fee cap (gwei), replacement of a stuck transaction, getLogs range
+    max_fee_gwei = models.DecimalField(max_digits=20, decimal_places=9, default=Decimal(500))
+    replace_after_seconds = models.PositiveIntegerField(default=120)
+    scan_range_blocks = models.PositiveIntegerField(default=2_000)
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
@@ -79,6 +83,7 @@ class ChainState(models.Model):
     hot_level = models.CharField(max_length=10, choices=Level.choices, default=Level.UNKNOWN)
     hot_checked_at = models.DateTimeField(null=True, blank=True)
     last_scheduled_sweep_at = models.DateTimeField(null=True, blank=True)
+    scanned_hash = models.CharField(max_length=100, blank=True, default="")
 
     def __str__(self) -> str:
         return f"{self.chain} state"
@@ -98,7 +103,8 @@ class WalletKey(models.Model):
     chain = models.CharField(max_length=10, choices=Chain.choices)
     address = models.CharField(max_length=64)
     purpose = models.CharField(max_length=10, choices=Purpose.choices)
-    private_key_encrypted = models.TextField()
+    private_key_encrypted = models.TextField(blank=True, default="")  # empty for HD keys
+    hd_path = models.CharField(max_length=64, blank=True, default="")  # BIP-44 path from the HD seed
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -205,6 +211,7 @@ class Deposit(models.Model):
     asset = models.CharField(max_length=8)
     amount = money_field()
     block_height = models.BigIntegerField(null=True, blank=True)
+    block_hash = models.CharField(max_length=100, blank=True, default="")
     confirmations = models.PositiveIntegerField(default=0)
     required_confirmations = models.PositiveIntegerField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)

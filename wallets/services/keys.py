@@ -71,7 +71,7 @@ def deposit_address_get_or_create(*, user: Any, chain: str) -> DepositAddress:
         return existing
     try:
         with transaction.atomic():
-            key = get_signer().generate(chain=config.chain, purpose=WalletKey.Purpose.DEPOSIT)
+            key = get_signer().generate(chain=config.chain, purpose=WalletKey.Purpose.DEPOSIT, index=user.pk)
             return DepositAddress.objects.create(user=user, chain=config.chain, address=key.address, key=key)
     except IntegrityError:  # two concurrent first requests: the other one won
         return DepositAddress.objects.get(user=user, chain=config.chain)

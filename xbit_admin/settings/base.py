@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 from core.env import env_bool, env_int, env_list, env_str
 from core.rate_limit_rules import parse_limits
@@ -120,8 +121,6 @@ TEMPLATES = [
 def database_from_url(url: str) -> dict[str, object]:
     parts = urlsplit(url)
     if parts.scheme not in ("postgres", "postgresql"):
-        from django.core.exceptions import ImproperlyConfigured
-
         raise ImproperlyConfigured("DATABASE_URL must be a postgresql:// URL (XBIT runs on PostgreSQL only)")
     pool_max = env_int("DB_POOL_MAX", 0)
     options: dict[str, object] = {"application_name": env_str("DB_APPLICATION_NAME", "xbit")}
@@ -304,6 +303,35 @@ CELERY_TIMEZONE = "UTC"
 # Venues and external systems: production points these at real endpoints; no code path differs.
 HL_API_URL = env_str("HL_API_URL", "http://127.0.0.1:3001")
 CHAINS_API_URL = env_str("CHAINS_API_URL", "http://127.0.0.1:3002")
+# EVM chains (ETH, ARBITRUM) over JSON-RPC (wallets.chains.evm). Local defaults: the anvil nodes that
+# `make run` starts (sandbox/evm), where our USDT/USDC contracts are the first two deployments of
+# anvil's first dev account, hence fixed addresses. Production: mainnet contracts (.env.example).
+LOCAL_EVM_USDT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+LOCAL_EVM_USDC = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
+EVM_CHAINS = {
+    "ETH": {
+        "rpc_url": env_str("ETH_RPC_URL", "http://127.0.0.1:8545"),
+        "chain_id": env_int("ETH_CHAIN_ID", 1),
+        "tokens": {
+            "USDT": env_str("ETH_USDT_ADDRESS", LOCAL_EVM_USDT),
+            "USDC": env_str("ETH_USDC_ADDRESS", LOCAL_EVM_USDC),
+        },
+        "max_range": env_int("ETH_MAX_LOG_RANGE", 2_000),
+    },
+    "ARBITRUM": {
+        "rpc_url": env_str("ARBITRUM_RPC_URL", "http://127.0.0.1:8546"),
+        "chain_id": env_int("ARBITRUM_CHAIN_ID", 42161),
+        "tokens": {"USDC": env_str("ARBITRUM_USDC_ADDRESS", LOCAL_EVM_USDC)},
+        "max_range": env_int("ARBITRUM_MAX_LOG_RANGE", 2_000),
+    },
+}
+# chain -> adapter kind (wallets.chains.ADAPTER_FACTORIES)
+CHAIN_ADAPTERS = {"ETH": "evm", "ARBITRUM": "evm", "TRON": "sandbox", "SOL": "sandbox"}
+# The HD seed of the EVM chains' keys (BIP-39 words; wallets.chains.hd). This default is for local
+# development only; production requires its own (production.py), kept in the secret store.
+WALLET_HD_MNEMONIC = env_str(
+    "WALLET_HD_MNEMONIC", "skill sense car mule sentence cake pulse fly tobacco globe stool cradle"
+)
 SLACK_WEBHOOK_URL = env_str("SLACK_WEBHOOK_URL", "")
 PAGERDUTY_EVENTS_URL = env_str("PAGERDUTY_EVENTS_URL", "")
 PAGERDUTY_ROUTING_KEY = env_str("PAGERDUTY_ROUTING_KEY", "")
