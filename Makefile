@@ -14,7 +14,7 @@ endif
 # pure calculation modules: no Django, strictly typed
 PURE_CORES := trading/margin.py trading/margin_cross.py trading/margin_decimal.py trading/netting.py routing/decision.py risk/hedge_policy.py risk/liquidation_core.py risk/breaker_rules.py
 
-.PHONY: run test lint fmt install browser bench stop clean totp assets drills fuzz soak
+.PHONY: run test lint fmt install browser bench stop clean totp assets evm drills fuzz soak
 
 $(STAMP): pyproject.toml
 	@echo "[xbit] creating $(VENV) and installing (first run takes a few minutes) …"
@@ -33,15 +33,26 @@ assets: $(STAMP)
 	  mkdir -p .xbit/node && $(VENV)/bin/npm install --silent --no-audit --no-fund --prefer-offline \
 	    --prefix .xbit/node uplot@$(UPLOT_VERSION) >/dev/null; }
 
-install: $(STAMP) assets
+## The local EVM chains (issue #22), from the npm registry the same way: Foundry's anvil (a binary inside
+## @foundry-rs/anvil-linux-amd64) and solc-js (compiles sandbox/evm/Token.sol; the compiled Token.json is
+## checked in, `python -m sandbox.evm.compile --check` verifies it). Output: .xbit/node/node_modules.
+ANVIL_VERSION := 1.7.1
+SOLC_VERSION := 0.8.30
+evm: $(STAMP)
+	@test -x .xbit/node/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil -a -f .xbit/node/node_modules/solc/soljson.js || { \
+	  echo "[xbit] installing the local EVM node (anvil $(ANVIL_VERSION)) and solc-js $(SOLC_VERSION) …"; \
+	  mkdir -p .xbit/node && $(VENV)/bin/npm install --silent --no-audit --no-fund --prefer-offline \
+	    --prefix .xbit/node @foundry-rs/anvil-linux-amd64@$(ANVIL_VERSION) solc@$(SOLC_VERSION) >/dev/null; }
+
+install: $(STAMP) assets evm
 
 ## Start everything: embedded PostgreSQL + Redis (unless DATABASE_URL / REDIS_URL), migrations, demo data,
 ## web + worker + beat + relay + feed + sandbox. Ctrl-C stops it all; data stays in .xbit/.
-run: $(STAMP) assets
+run: $(STAMP) assets evm
 	@$(PY) -m xbit_admin.devstack run
 
 ## Run every test against real PostgreSQL and Redis (embedded unless DATABASE_URL / REDIS_URL are set).
-test: $(STAMP) assets browser
+test: $(STAMP) assets evm browser
 	@$(PY) -m xbit_admin.devstack test $(PYTEST_ARGS)
 
 ## Debian's headless Chromium for the console's browser tests (never a downloaded browser build).
@@ -120,5 +131,5 @@ fuzz: $(STAMP)
 ## kill -9) for SOAK_MINUTES (default 30). Prints a report, saves bench/results/soak.json, and fails on
 ## any false alarm, unexplained 5xx or gate closure, invariant violation or reconciliation not OK at the end.
 SOAK_MINUTES ?= 30
-soak: $(STAMP) assets
+soak: $(STAMP) assets evm
 	@$(PY) bench/soak.py --minutes $(SOAK_MINUTES)

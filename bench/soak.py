@@ -613,7 +613,7 @@ def main() -> int:
     )
     devstack.pg_stop(soak.profile)  # left running by an interrupted soak
     devstack.redis_stop(soak.profile)
-    for leftover in ("pg", "redis", "sandbox", "platform.log", "celerybeat-schedule"):
+    for leftover in ("pg", "redis", "sandbox", "evm", "platform.log", "celerybeat-schedule"):
         path = STATE / leftover
         if path.is_dir():
             shutil.rmtree(path)
@@ -625,6 +625,7 @@ def main() -> int:
         database_url = devstack.pg_start(soak.profile)
         redis_url = devstack.redis_start(soak.profile)
         port, hl_port, chains_port, hooks_port = free_port(), free_port(), free_port(), free_port()
+        eth_port, arbitrum_port = free_port(), free_port()
         soak.web, soak.hl_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{hl_port}"
         hooks = f"http://127.0.0.1:{hooks_port}"
         env = dict(
@@ -637,8 +638,12 @@ def main() -> int:
             SANDBOX_HL_PORT=str(hl_port),
             SANDBOX_CHAINS_PORT=str(chains_port),
             SANDBOX_WEBHOOKS_PORT=str(hooks_port),
+            SANDBOX_ETH_PORT=str(eth_port),
+            SANDBOX_ARBITRUM_PORT=str(arbitrum_port),
             HL_API_URL=soak.hl_url,
             CHAINS_API_URL=f"http://127.0.0.1:{chains_port}",
+            ETH_RPC_URL=f"http://127.0.0.1:{eth_port}",
+            ARBITRUM_RPC_URL=f"http://127.0.0.1:{arbitrum_port}",
             SLACK_WEBHOOK_URL=f"{hooks}/slack/xbit-alerts",
             PAGERDUTY_EVENTS_URL=f"{hooks}/pagerduty/v2/enqueue",
             ALERTS_CONSOLE_URL=soak.web,
@@ -656,6 +661,8 @@ def main() -> int:
                     "DJANGO_SETTINGS_MODULE",
                     "HL_API_URL",
                     "CHAINS_API_URL",
+                    "ETH_RPC_URL",
+                    "ARBITRUM_RPC_URL",
                 )
             }
         )
@@ -665,7 +672,7 @@ def main() -> int:
         soak.platform = Platform(env)
         soak.started = time.time()
         soak.platform.start_venues()
-        for p in (hl_port, chains_port):
+        for p in (hl_port, chains_port, eth_port, arbitrum_port):
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not devstack._port_open(p):
                 time.sleep(0.1)

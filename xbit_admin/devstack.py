@@ -57,6 +57,8 @@ RUN_PORTS = {
     "SANDBOX_HL_PORT": (3001, "the sandbox's Hyperliquid"),
     "SANDBOX_CHAINS_PORT": (3002, "the sandbox's chains"),
     "SANDBOX_WEBHOOKS_PORT": (3003, "the sandbox's webhooks"),
+    "SANDBOX_ETH_PORT": (8545, "the local ETH node (anvil)"),
+    "SANDBOX_ARBITRUM_PORT": (8546, "the local Arbitrum node (anvil)"),
 }
 
 
@@ -784,7 +786,7 @@ def _status(returncode: int) -> str:
 
 
 # Procfile processes started (and the demo seeded against them) before the rest of the platform
-VENUE_PROCESSES = ("sandbox",)
+VENUE_PROCESSES = ("sandbox", "evm")
 
 
 def procfile_names() -> list[str]:
@@ -832,10 +834,12 @@ def cmd_run() -> int:
     with services(profile, stop_when_done=True) as extra:
         extra.setdefault("DJANGO_SETTINGS_MODULE", "xbit_admin.settings.local")
         # the processes reach the sandbox where the Procfile starts it (moved ports included)
-        hl, chains, hooks = (ports[name] for name in list(RUN_PORTS)[1:])
+        hl, chains, hooks, eth, arbitrum = (ports[name] for name in list(RUN_PORTS)[1:])
         for name, url in (
             ("HL_API_URL", f"http://127.0.0.1:{hl}"),
             ("CHAINS_API_URL", f"http://127.0.0.1:{chains}"),
+            ("ETH_RPC_URL", f"http://127.0.0.1:{eth}"),
+            ("ARBITRUM_RPC_URL", f"http://127.0.0.1:{arbitrum}"),
             ("SLACK_WEBHOOK_URL", f"http://127.0.0.1:{hooks}/slack/xbit-alerts"),
             ("PAGERDUTY_EVENTS_URL", f"http://127.0.0.1:{hooks}/pagerduty/v2/enqueue"),
         ):
@@ -870,7 +874,7 @@ def cmd_run() -> int:
             procs.append(venues)
 
             def sandbox_up() -> bool:
-                ports_up = (ports["SANDBOX_HL_PORT"], ports["SANDBOX_CHAINS_PORT"])
+                ports_up = [ports[name] for name in list(RUN_PORTS)[1:] if name != "SANDBOX_WEBHOOKS_PORT"]
                 return all(_port_open(port) for port in ports_up) or venues.poll() is not None
 
             _wait(sandbox_up, 30, 0.1)
