@@ -248,7 +248,8 @@ def _drain_forever(n: int) -> None:
     """One executor process (forked): drain until nothing is due."""
     from django.db import connection
 
-    from risk.liquidation import background_flush, liquidations_drain
+    from risk.liquidation_background import background_flush
+    from risk.liquidation_execute import liquidations_drain
 
     try:
         while liquidations_drain(worker=f"bench-{os.getpid()}", budget_s=60):
@@ -435,7 +436,7 @@ def run(args: argparse.Namespace) -> None:
         },
     )
     progress(f"saved {path}")
-    from risk.liquidation import background_flush
+    from risk.liquidation_background import background_flush
 
     background_flush()
 

@@ -17,7 +17,11 @@ from typing import Any
 from django.db import transaction
 
 from core.alerts.services import alert_raise, alert_resolve_condition
-from routing.decision import AutoSwitchPolicy, Mode, auto_mode
+from risk.exposure import exposure_current
+from routing.decision import AutoSwitchPolicy, Mode, Reason, auto_mode
+from routing.models import RoutingModeLog
+from routing.selectors import ROUTING_CACHE, asset_routing
+from routing.services import routing_force_hl_set, routing_mode_switch
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +30,6 @@ def exposure_limit_evaluate(asset: str, cfg: dict[str, Any], net: Decimal) -> bo
     """Spec 10 ``max_internal_exposure``: force the asset to HL while |net internal exposure| is above
     its limit; clear it once back below the limit × the asset's HL exit factor (the same hysteresis as
     the HL_MODE auto-switch, so it does not flap). Returns the new state when it changed."""
-    from routing.decision import Reason
-    from routing.selectors import asset_routing
-    from routing.services import routing_force_hl_set
-
     limit = cfg.get("max_internal_exposure")
     if limit is None:
         return None
@@ -63,11 +63,6 @@ def exposure_limit_evaluate(asset: str, cfg: dict[str, Any], net: Decimal) -> bo
 def auto_switch_evaluate(*, assets: Iterable[str] | None = None) -> list[tuple[str, str, str]]:
     """Switch every auto-enabled asset whose exposure calls for another mode, and apply every asset's
     internal exposure limit. Returns the mode switches made as (asset, from, to)."""
-    from risk.exposure import exposure_current
-    from routing.models import RoutingModeLog
-    from routing.selectors import ROUTING_CACHE
-    from routing.services import routing_mode_switch
-
     exposures = exposure_current()
     names = sorted(exposures) if assets is None else sorted(set(assets))
     snapshot = ROUTING_CACHE.get()

@@ -34,10 +34,15 @@ from core.live import broadcast_on_commit
 from core.live_config import invalidate
 from risk import breaker_rules as rules
 from risk.config import risk_config
+from risk.exposure import daily_net_loss
 from risk.models import CircuitBreaker
 from routing.models import GLOBAL
 from routing.services import routing_force_hl_set, routing_hl_halt_set, routing_threshold_factor_set
+from trading.marketdata import get_latency, mark_history
 from trading.models import Market, TradingState
+from trading.selectors import FEED_NAME, feed_status, markets_list
+from wallets.ledger import AccountRef, account_balance
+from wallets.models import AccountKind
 
 logger = logging.getLogger(__name__)
 Kind = CircuitBreaker.Kind
@@ -239,8 +244,6 @@ def markets_state_sync() -> int:
 
 # ------------------------------------------------------------------------------------------ checks
 def daily_loss_check(*, net_loss: Decimal | None = None) -> str:
-    from risk.exposure import daily_net_loss
-
     cfg = risk_config()
     loss = daily_net_loss() if net_loss is None else net_loss
     verdict = rules.level(loss, cfg.daily_loss_alert, cfg.daily_loss_trip)
@@ -258,9 +261,6 @@ def daily_loss_check(*, net_loss: Decimal | None = None) -> str:
 
 
 def reserve_check(*, balance: Decimal | None = None) -> str:
-    from wallets.ledger import AccountRef, account_balance
-    from wallets.models import AccountKind
-
     cfg = risk_config()
     value = account_balance(AccountRef.platform(AccountKind.RISK_RESERVE)) if balance is None else balance
     verdict = rules.reserve_level(value, cfg.reserve_normal, cfg.reserve_halt)
@@ -274,8 +274,6 @@ def reserve_check(*, balance: Decimal | None = None) -> str:
 
 
 def volatility_check(asset: str, *, now: float | None = None) -> bool:
-    from trading.marketdata import mark_history
-
     cfg = risk_config()
     now = time.time() if now is None else now
     window = [m for _t, m in mark_history(asset, cfg.volatility_window_seconds, now=now)]
@@ -343,9 +341,6 @@ def hl_latency_check(*, latency_ms: float | None = None) -> str:
 
 
 def _current_latency_ms(*, stale_after_s: float, now: float | None = None) -> float | None:
-    from trading.marketdata import get_latency
-    from trading.selectors import FEED_NAME
-
     sample = get_latency(FEED_NAME)
     now = time.time() if now is None else now
     if sample is None or sample.age(now) > stale_after_s:
@@ -360,8 +355,7 @@ def _current_latency_ms(*, stale_after_s: float, now: float | None = None) -> fl
 
 def hl_disconnect_check(*, seconds_down: float | None = None) -> str:
     """No HL data for > 10 s: alert; > 60 s: every market HALTED (liquidation continues on the last
-    valid prices). Resets once data flows again (the resync/reconciliation gate of spec 04 will hook
-    in here), or by an operator."""
+    valid prices). Resets once data flows again, or by an operator."""
     cfg = risk_config()
     if seconds_down is None:
         seconds_down = _seconds_since_hl_data()
@@ -383,8 +377,6 @@ def hl_disconnect_check(*, seconds_down: float | None = None) -> str:
 
 
 def _seconds_since_hl_data() -> float:
-    from trading.selectors import feed_status
-
     status = feed_status()
     if status is None or status.last_message_at is None:
         return 0.0  # no feed has ever run (tests, a fresh install): nothing to judge
@@ -404,8 +396,6 @@ def breakers_tick(*, now: datetime | None = None) -> dict[str, str]:
             out[name] = fn()
         except Exception:
             logger.exception("breaker check %s failed", name)
-    from trading.selectors import markets_list
-
     for market in markets_list():
         try:
             volatility_check(market.asset)
@@ -416,14 +406,3 @@ def breakers_tick(*, now: datetime | None = None) -> dict[str, str]:
 
 def breakers_active() -> list[CircuitBreaker]:
     return list(CircuitBreaker.objects.exclude(state=State.OK))
-
-
-def held_prices() -> dict[str, Decimal]:
-    """Assets whose price-jump breaker holds the last valid price."""
-    out = {}
-    for scope, details in CircuitBreaker.objects.filter(
-        kind=Kind.PRICE_JUMP, state=State.TRIPPED
-    ).values_list("scope", "details"):
-        if details.get("held_price"):
-            out[scope] = Decimal(details["held_price"])
-    return out

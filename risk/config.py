@@ -62,7 +62,7 @@ def _clean(field: str, value: Any) -> Any:
     model_field = RiskConfig._meta.get_field(field)
     internal = model_field.get_internal_type()
     try:
-        if internal == "DecimalField":  # plain decimal notation within the column (issue #17)
+        if internal == "DecimalField":  # plain decimal notation within the column
             shape = DecimalShape.of_column(model_field.max_digits, model_field.decimal_places)  # type: ignore[attr-defined]
             return decimal_from_input(value, shape, allow_zero=True)
         if internal in ("PositiveIntegerField", "PositiveSmallIntegerField"):

@@ -12,8 +12,8 @@ from typing import Any
 from django.db.models import Q
 
 from core.money import ZERO
-from risk.liquidation import cross_leg_of, triggers_record
-from risk.liquidation_core import CrossBook, Hit, IsolatedPosition, LiquidationIndex
+from risk.liquidation_core import CrossBook, CrossLeg, Hit, IsolatedPosition, LiquidationIndex
+from risk.liquidation_triggers import liquidation_wake, triggers_record
 from risk.marks import liquidation_marks
 from risk.models import LiquidationTrigger
 from trading.account import SIGN as MARGIN_SIDE
@@ -52,6 +52,20 @@ def isolated_of(p: Position) -> IsolatedPosition:
         isolated_margin=p.isolated_margin,
         table=margin_table_for_asset(p.asset),
         source=p.source,
+    )
+
+
+def cross_leg_of(p: Position) -> CrossLeg:
+    """A cross position as the detection core sees it (shared by detection and execution)."""
+    return CrossLeg(
+        p.pk,
+        p.asset,
+        MARGIN_SIDE[p.direction],
+        p.size,
+        p.entry_price,
+        p.leverage,
+        margin_table_for_asset(p.asset),
+        p.source,
     )
 
 
@@ -113,7 +127,5 @@ def liquidation_sweep(*, marks: dict[str, Decimal] | None = None, wake: bool = T
     created = triggers_record(hits, source="sweep", wake=False) if hits else 0
     due = LiquidationTrigger.objects.filter(status__in=LiquidationTrigger.OPEN).count()
     if wake and due:
-        from risk.liquidation import liquidation_wake
-
         liquidation_wake(due)
     return {"positions": len(positions), "liquidatable": len(hits), "created": created, "open_triggers": due}

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from core.alerts.services import alert_raise
 from risk import breaker_rules as rules
+from risk.breakers import breaker_trip
 from risk.config import risk_config
 from risk.models import CircuitBreaker, DeviationLog
 
@@ -73,8 +74,6 @@ def drift_record(
                 rule="risk.drift", severity="P1", subject=asset, message=message, details={"ref": ref}
             )
         elif level == DeviationLog.Level.CRITICAL:
-            from risk.breakers import breaker_trip
-
             alert_raise(
                 rule="risk.drift", severity="P0", subject=asset, message=message, details={"ref": ref}
             )

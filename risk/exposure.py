@@ -22,11 +22,14 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 
+from core.alerts.services import alert_raise, alert_resolve_condition
 from core.events.models import OutboxEvent, ProcessedEvent
-from core.events.services import Event
+from core.events.services import Event, consume_batch
 from core.live import broadcast_on_commit
+from core.loops import Backoff
 from core.money import ZERO
 from risk.config import risk_config
+from risk.marks import effective_marks
 from risk.models import ExposureAsset, ExposureDaily, ExposurePosition, ExposureSnapshot
 from trading.models import Position, Source
 
@@ -157,8 +160,6 @@ def _daily(
 
 
 def _push(asset: str, row: ExposureAsset) -> None:
-    from risk.marks import effective_marks
-
     try:
         mark = effective_marks([asset]).get(asset)
     except Exception:
@@ -169,9 +170,6 @@ def _push(asset: str, row: ExposureAsset) -> None:
 def run_consumer(*, consumer_name: str, stop: Any, block_ms: int = 200) -> int:
     """Loop ``consume_batch`` until ``stop()`` is true (the management command). A failed batch (database
     or Redis away) closes the broken connection and backs off; unacknowledged events are read again."""
-    from core.events.services import consume_batch
-    from core.loops import Backoff
-
     handled = 0
     backoff = Backoff()
     while not stop():
@@ -193,8 +191,6 @@ def run_consumer(*, consumer_name: str, stop: Any, block_ms: int = 200) -> int:
 # ------------------------------------------------------------------------------------------ reads
 def exposure_current(marks: dict[str, Decimal] | None = None) -> dict[str, AssetExposure]:
     """Per-asset exposure from the incremental totals at the current (or given) marks."""
-    from risk.marks import effective_marks
-
     rows = list(ExposureAsset.objects.all())
     marks = marks if marks is not None else effective_marks(r.asset for r in rows)
     return {r.asset: _view(r, marks.get(r.asset)) for r in rows}
@@ -358,8 +354,6 @@ def daily_net_loss(day: date | None = None) -> Decimal:
 
 def exposure_snapshot_take(*, at: datetime | None = None) -> int:
     """Store one snapshot per asset (charts) and raise/resolve the exposure alerts of spec 05."""
-    from core.alerts.services import alert_raise, alert_resolve_condition
-
     at = at or timezone.now()
     views = exposure_current()
     ExposureSnapshot.objects.bulk_create(

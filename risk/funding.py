@@ -1,5 +1,5 @@
 """Funding runs (spec 04): exactly once per (position, funding time) even when run twice or crashed
-half way — at HL's funding instants, with what HL booked (issue 18).
+half way — at HL's funding instants, with what HL booked.
 
 **Driven by HL's events** (:func:`funding_sync`, the beat's ``funding_tick`` every 15 s): HL's
 ``fundingHistory`` says which instants HL has settled (HL's clock, not ours); for each new one the run
@@ -42,12 +42,17 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
+from core.live import broadcast_now
 from core.money import ZERO
 from risk.config import risk_config
+from risk.drift import drift_record
 from risk.models import FundingRun, FundingSettlement
 from trading.funding import FundingRate, funding_dues, funding_settle_positions, users_lock
 from trading.marketdata import get_quotes
 from trading.models import Fill, Position, Source
+from trading.orders.hyperliquid import available as hl_available
+from trading.orders.hyperliquid import trading_gateway
+from trading.venues.hl import gateway
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import AccountKind, TransferKind
 
@@ -227,8 +232,6 @@ def funding_run(
         )
     run.refresh_from_db()
     if settled:
-        from core.live import broadcast_now
-
         broadcast_now("funding", {"funding_time": funding_time.isoformat(), "settled": settled})
     return run
 
@@ -336,8 +339,6 @@ def _rows_by_coin(
 def hl_funding_instant(at_ms: int, assets: set[str]) -> HLFundingInstant:
     """Read what HL booked at ``at_ms``: both accounts' ``userFunding`` rows (they carry the rate of the
     coins they hold) and ``fundingHistory`` for the other ``assets``."""
-    from trading.venues.hl import gateway
-
     trading_gw = gateway("trading")
     if trading_gw is None:
         raise RuntimeError("the HL trading account is not configured")
@@ -358,8 +359,6 @@ def funding_sync(*, now: datetime | None = None) -> list[FundingRun]:
     """Settle every funding instant HL has settled since the last completed one (HL's clock decides,
     never ours), oldest first; then compare each with HL (drift). The first time, instants up to two
     intervals back are considered. One ``fundingHistory`` read per call when nothing is new."""
-    from trading.venues.hl import gateway
-
     gw = gateway("trading")
     if gw is None:
         raise RuntimeError("the HL trading account is not configured")
@@ -392,8 +391,6 @@ def funding_tick() -> FundingRun | None:
     """Beat entry point. With an HL trading account: :func:`funding_sync` (HL's instants). Without one
     (a deployment not connected to HL): the latest instant by our clock, at the quote cache's rate and
     oracle."""
-    from trading.venues.hl import gateway
-
     if gateway("trading") is not None:
         runs = funding_sync()
         return runs[-1] if runs else None
@@ -411,21 +408,13 @@ def funding_tick() -> FundingRun | None:
 def funding_compare_hl(run: FundingRun) -> dict[str, Any] | None:
     """Compare the mirrored HYPERLIQUID funding of an hour with the trading account's actual
     ``userFunding`` (spec 04) → a drift record per asset (> 1 % alert, > 5 % P0 and HL halt).
-    Waits for the HL gateway (``trading.hl_execution.trading_gateway``)."""
-    from trading import hl_execution
-
+    Waits for the HL gateway (``trading.orders.hyperliquid.trading_gateway``)."""
     if run.hl_compared_at is not None or run.status != FundingRun.Status.COMPLETED:
         return None
-    if not getattr(hl_execution, "available", lambda: False)() or not hasattr(
-        hl_execution, "trading_gateway"
-    ):
+    if not hl_available():
         return None
-    from django.db.models import Sum
-
-    from risk.drift import drift_record
-
     at_ms = int(run.funding_time.timestamp() * 1000)
-    rows = hl_execution.trading_gateway().user_funding(at_ms, at_ms)  # HL's instants are exact
+    rows = trading_gateway().user_funding(at_ms, at_ms)  # HL's instants are exact
     actual: dict[str, Decimal] = {}
     for row in rows:
         delta = row.get("delta", row)

@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.fields import money_field, price_field, size_field
-from risk.models import rate_field
+from risk.fields import rate_field
 
 
 class HedgeConfig(models.Model):

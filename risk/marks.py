@@ -11,12 +11,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
+from risk.models import CircuitBreaker
 from trading.marketdata import get_quotes
 
 
-def effective_marks(assets: Iterable[str]) -> dict[str, Decimal]:
-    from risk.breakers import held_prices
+def held_prices() -> dict[str, Decimal]:
+    """Assets whose price-jump breaker holds the last valid price (``risk.breakers.price_jump_event``
+    stores it in the breaker row)."""
+    out = {}
+    for scope, details in CircuitBreaker.objects.filter(
+        kind=CircuitBreaker.Kind.PRICE_JUMP, state=CircuitBreaker.State.TRIPPED
+    ).values_list("scope", "details"):
+        if details.get("held_price"):
+            out[scope] = Decimal(details["held_price"])
+    return out
 
+
+def effective_marks(assets: Iterable[str]) -> dict[str, Decimal]:
     names = sorted(set(assets))
     if not names:
         return {}
@@ -36,7 +47,5 @@ def effective_marks(assets: Iterable[str]) -> dict[str, Decimal]:
 def liquidation_marks(assets: Iterable[str]) -> dict[str, Decimal]:
     """The marks liquidation may act on: the effective marks without the assets whose price a tripped
     price-jump breaker holds (a position opened at the new level would look bankrupt at the held one)."""
-    from risk.breakers import held_prices
-
     held = held_prices()
     return {asset: mark for asset, mark in effective_marks(assets).items() if asset not in held}

@@ -17,14 +17,14 @@ from django.utils import timezone
 
 from core.fields import money_field, price_field, size_field
 from core.money import PRICE_DECIMAL_PLACES, SIZE_DECIMAL_PLACES
+from risk.fields import rate_field
+
+# the hedge engine's models live in their own module; importing them here registers them with the app
+from risk.hedge_models import HedgeConfig, HedgeInstruction, HedgePosition, ReconciliationLog  # noqa: F401
 
 # an exact product of a size and a price: their decimal places add up
 COST_DECIMAL_PLACES = SIZE_DECIMAL_PLACES + PRICE_DECIMAL_PLACES
 COST_MAX_DIGITS = 28 + COST_DECIMAL_PLACES
-
-
-def rate_field(**kwargs: object) -> models.DecimalField:
-    return models.DecimalField(max_digits=12, decimal_places=8, **kwargs)  # type: ignore[arg-type]
 
 
 class RiskConfig(models.Model):
@@ -437,6 +437,3 @@ class FundingSettlement(models.Model):
 
     def __str__(self) -> str:
         return f"funding {self.payment} on position {self.position_id} @ {self.funding_time}"
-
-
-from risk.hedge_models import HedgeConfig, HedgeInstruction, HedgePosition, ReconciliationLog  # noqa: E402, F401

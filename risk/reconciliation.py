@@ -34,13 +34,25 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from core.alerts.services import alert_raise, alert_resolve_condition
 from core.money import ZERO
 from risk.config import risk_config
+from risk.exposure import exposure_compare
+from risk.hedge_account import hedge_force_hl, hedge_gateway
 from risk.hedge_models import HedgeInstruction, ReconciliationLog
-from wallets.models import LedgerAccount, LedgerTransfer
+from risk.models import FundingRun, FundingSettlement
+from trading.hl_accounts import positions_sync
+from trading.marketdata import get_quotes
+from trading.models import Fill, Position, Source
+from trading.venues.hl import gateway
+from wallets.chains import get_adapter, spec
+from wallets.config import chain_config
+from wallets.ledger import AccountRef, account_balance, ledger_invariant_violations
+from wallets.models import Chain, LedgerAccount, LedgerTransfer, Withdrawal
+from wallets.services.keys import hot_wallet_key
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +105,6 @@ def _row(
 
 # ------------------------------------------------------------------------------------------ dimensions
 def check_ledger(run_id: str) -> list[ReconciliationLog]:
-    from wallets.ledger import ledger_invariant_violations
-
     problems = ledger_invariant_violations()
     return [
         _row(
@@ -110,8 +120,6 @@ def check_ledger(run_id: str) -> list[ReconciliationLog]:
 
 
 def check_exposure(run_id: str) -> list[ReconciliationLog]:
-    from risk.exposure import exposure_compare
-
     diffs = exposure_compare()
     if not diffs:
         return [_row(run_id, "exposure", "*", ZERO, ZERO)]
@@ -122,8 +130,6 @@ def check_exposure(run_id: str) -> list[ReconciliationLog]:
 
 
 def check_hl_trading(run_id: str) -> list[ReconciliationLog]:
-    from trading.hl_accounts import positions_sync
-
     rows = [_row(run_id, "hl_trading", r.asset, r.expected, r.actual, unit="coins") for r in positions_sync()]
     return rows or [_row(run_id, "hl_trading", "*", ZERO, ZERO, unit="coins")]
 
@@ -139,8 +145,6 @@ def hedge_book() -> dict[str, Decimal]:
 
 
 def check_hl_hedge(run_id: str) -> list[ReconciliationLog]:
-    from risk.hedge import _force, hedge_gateway
-
     gw = hedge_gateway()
     if gw is None:
         return []
@@ -152,7 +156,7 @@ def check_hl_hedge(run_id: str) -> list[ReconciliationLog]:
         row = _row(run_id, "hl_hedge", asset, ours.get(asset, ZERO), theirs.get(asset, ZERO), unit="coins")
         rows.append(row)
         # fail closed: a hedge we cannot account for means the asset's risk is unknown — stop internalizing
-        _force(asset, "hedge_capacity", row.status == Status.CRITICAL, "reconciliation")
+        hedge_force_hl(asset, "hedge_capacity", row.status == Status.CRITICAL, "reconciliation")
     return rows or [_row(run_id, "hl_hedge", "*", ZERO, ZERO, unit="coins")]
 
 
@@ -163,10 +167,6 @@ CUSTODY_KINDS = ("hot_wallet", "cold_wallet", "deposit_clearing", "withdrawal_cl
 
 def _open_position_sums(source: str | None = None) -> list[dict[str, Any]]:
     """Open positions per asset and direction: Σ size and Σ size × entry (one aggregate query)."""
-    from django.db.models import F, Sum
-
-    from trading.models import Position
-
     qs = Position.objects.filter(status=Position.Status.OPEN)
     if source is not None:
         qs = qs.filter(source=source)
@@ -190,8 +190,6 @@ def _pnl_at(rows: list[dict[str, Any]], marks: dict[str, Decimal]) -> dict[str, 
 def unrealized_pnl(*, source: str | None = None) -> dict[str, Decimal]:
     """Σ unrealized P&L of the open positions per asset at our mark (spec 04: direction × (mark − entry)
     × size); an asset without a mark counts at its entry (0), which the details of the row show."""
-    from trading.marketdata import get_quotes
-
     rows = _open_position_sums(source)
     quotes = get_quotes({r["asset"] for r in rows})
     return _pnl_at(rows, {a: q.mark for a, q in quotes.items() if q.mark})
@@ -200,8 +198,6 @@ def unrealized_pnl(*, source: str | None = None) -> dict[str, Decimal]:
 def _platform_journal() -> dict[str, Decimal]:
     """Journal net (Σ credits − Σ debits of ``ledger_transfers``) of the platform's USDC accounts per
     kind — recomputed from the postings, independent of the stored balances."""
-    from django.db import connection
-
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -234,10 +230,6 @@ def check_user_assets(run_id: str) -> list[ReconciliationLog]:
 
     Prices cancel out, so any difference is a book-keeping breach (a balance changed behind the
     ledger's back, a posting lost): CRITICAL at any size, and it gates the restart like ``ledger``."""
-    from django.db.models import Sum
-
-    from wallets.models import LedgerAccount
-
     balances = dict(
         LedgerAccount.objects.filter(user__isnull=False, asset="USDC", kind__in=USER_KINDS)
         .values("kind")
@@ -285,9 +277,6 @@ def check_hl_account_value(run_id: str) -> list[ReconciliationLog]:
     account holds none of is flat net, and its users' unrealized P&L does not depend on the mark). The
     hedge account holds the platform's own position: HL's ``unrealizedPnl`` is it. Thresholds as
     everywhere; the details carry each term so a difference can be explained."""
-    from trading.venues.hl import gateway
-    from wallets.ledger import AccountRef, account_balance
-
     rows = []
     for name, capital_code in HL_CAPITAL.items():
         gw = gateway(name)
@@ -327,8 +316,6 @@ def check_hl_account_value(run_id: str) -> list[ReconciliationLog]:
 def _users_hl_unrealized(marks: dict[str, Decimal]) -> dict[str, Decimal]:
     """Σ users' unrealized P&L of their open HYPERLIQUID positions per asset, at HL's ``marks``; an asset
     HL holds none of nets to zero, so its sum is −(long cost − short cost) at any mark (0 here)."""
-    from trading.models import Source
-
     rows = _open_position_sums(Source.HYPERLIQUID)
     return _pnl_at(rows, {r["asset"]: marks.get(r["asset"], ZERO) for r in rows})
 
@@ -339,12 +326,6 @@ def check_funding_mirror(run_id: str) -> list[ReconciliationLog]:
     signed flow) = the trading account's ``userFunding`` for that hour, per asset — the comparison of
     ``risk.funding.funding_compare_hl`` without its side effects (it records drift once per run; this
     re-checks every hour). Subject: ``<asset>@<funding time>``."""
-    from django.db.models import Sum
-
-    from risk.models import FundingRun, FundingSettlement
-    from trading.models import Source
-    from trading.venues.hl import gateway
-
     run = FundingRun.objects.filter(status=FundingRun.Status.COMPLETED).order_by("-funding_time").first()
     if run is None:
         return [_row(run_id, "funding_mirror", "*", ZERO, ZERO, note="no settled funding hour yet")]
@@ -385,8 +366,6 @@ def check_funding_mirror(run_id: str) -> list[ReconciliationLog]:
 
 # ------------------------------------------------------------------------------------------ B-book
 def _journal_sum(sql: str, params: list[Any]) -> Decimal:
-    from django.db import connection
-
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         value = cursor.fetchone()[0]
@@ -404,10 +383,6 @@ def check_bbook(run_id: str) -> list[ReconciliationLog]:
       fill's realized P&L (isolated margin retained on liquidation, ``liquidation`` transfers from users
       into the B-book or the reserve), which no fill carries.
     """
-    from django.db.models import Sum
-
-    from trading.models import Fill, Source
-
     realized = Fill.objects.filter(source=Source.INTERNAL).aggregate(t=Sum("realized_pnl"))["t"] or ZERO
     bbook = _journal_sum(
         f"""
@@ -462,14 +437,6 @@ def check_hot_wallets(run_id: str) -> list[ReconciliationLog]:
     (−``hot_wallet`` sub ``CHAIN:TOKEN``, at par in USDC), and ≥ the queued withdrawal demand (net
     amounts of withdrawals awaiting approval, approved or being sent). A wallet short of its queue is
     CRITICAL whatever the record says (withdrawals would stall). Chain unreachable → CRITICAL."""
-    from django.db.models import F, Sum
-
-    from wallets.chains import get_adapter, spec
-    from wallets.config import chain_config
-    from wallets.ledger import AccountRef, account_balance
-    from wallets.models import Chain, Withdrawal
-    from wallets.services.keys import hot_wallet_key
-
     adapter = get_adapter()
     queued = {
         (c, a): total

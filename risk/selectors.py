@@ -1,5 +1,5 @@
 """Risk reads for the console and the ops API (no writes): the hedge overview, the HL_MODE banner, the
-latest reconciliation and the stress view. Selectors read PostgreSQL and the quote cache only — never
+hedge recommendations and the stress view. Selectors read PostgreSQL and the quote cache only — never
 HL (the mirrors are refreshed by the beat)."""
 
 from __future__ import annotations
@@ -11,15 +11,20 @@ from typing import Any
 from django.db.models import Sum
 
 from core.money import ZERO
+from risk.exposure import exposure_current
+from risk.hedge_config import hedge_config, policy_for
 from risk.hedge_models import HedgeInstruction, HedgePosition
+from risk.hedge_policy import health_level, target_hedge
+from risk.marks import effective_marks
+from risk.stress import stress_run
+from routing.selectors import asset_routing
+from trading.models import HLAccountSnapshot
+from trading.selectors import market_get
 
 
 def _hedge_row(
     asset: str, pos: HedgePosition | None, mark: Decimal | None, exposure: Any, cfg: Any
 ) -> dict[str, Any]:
-    from risk.hedge import policy_for
-    from risk.hedge_policy import target_hedge
-
     size = pos.size if pos else ZERO
     net = exposure.net_notional if exposure is not None and mark else ZERO
     target = target_hedge(net, policy_for(cfg))
@@ -60,12 +65,6 @@ def _hedge_row(
 def hedge_overview() -> dict[str, Any]:
     """The Hedge page: mode, the hedge account's last snapshot and health level, per-asset hedge rows
     (target, current, gap, coverage, costs, ROI) and the latest instructions."""
-    from risk.exposure import exposure_current
-    from risk.hedge import hedge_config
-    from risk.hedge_policy import health_level
-    from risk.marks import effective_marks
-    from trading.models import HLAccountSnapshot
-
     cfg = hedge_config()
     exposures = exposure_current()
     positions = {p.asset: p for p in HedgePosition.objects.all()}
@@ -107,11 +106,6 @@ def hedge_overview() -> dict[str, Any]:
 def hl_mode_banner(asset: str) -> dict[str, Any] | None:
     """The orange HL_MODE banner (spec 01): present while the asset is in HL_MODE, with its net exposure
     and the recommended hedge size (target − current hedge, signed: + buy)."""
-    from risk.exposure import exposure_current
-    from risk.hedge import hedge_config
-    from risk.marks import effective_marks
-    from routing.selectors import asset_routing
-
     live = asset_routing(asset)
     if live.mode.value != "HL_MODE":
         return None
@@ -139,10 +133,6 @@ def hedge_recommendations(assets: Iterable[str]) -> dict[str, dict[str, Any]]:
     read: the hedge positions, the exposure totals and the marks once): users' net exposure, the target
     hedge and its tier ratio, the current hedge, and the order that closes the gap (signed notional,
     side, size at the mark); ``acts`` is False when the gap is below the minimum hedge order."""
-    from risk.exposure import exposure_current
-    from risk.hedge import hedge_config
-    from risk.marks import effective_marks
-
     names = sorted(set(assets))
     if not names:
         return {}
@@ -175,25 +165,12 @@ def hedge_recommendations(assets: Iterable[str]) -> dict[str, dict[str, Any]]:
 
 def _hedge_size(asset: str, notional: Decimal, mark: Decimal | None) -> Decimal | None:
     """|notional| in coins at ``mark``, down to the asset's size step (as the hedge order is sized)."""
-    from trading.selectors import market_get
-
     if not mark:
         return None
     step = Decimal(1).scaleb(-market_get(asset).sz_decimals)
     return (abs(notional) / mark).quantize(step, rounding=ROUND_DOWN)
 
 
-def reconciliation_latest() -> dict[str, Any]:
-    """The newest run's rows per dimension (empty until the reconciliation engine has run)."""
-    try:
-        from risk.reconciliation import reconciliation_latest as latest
-    except ImportError:
-        return {"run_id": None, "rows": []}
-    return latest()
-
-
 def stress_view(shocks: dict[str, Any]) -> dict[str, Any]:
     """What-if for per-asset price shocks (``{"BTC": "-0.15"}``); changes nothing."""
-    from risk.stress import stress_run
-
     return stress_run(shocks={a: Decimal(str(v)) for a, v in shocks.items()}).as_dict()

@@ -29,6 +29,7 @@ from typing import Any
 
 from core.money import ZERO
 from risk.detection import books_of, isolated_of, open_positions
+from risk.hedge_models import HedgePosition
 from risk.liquidation_core import LiquidationIndex
 from risk.marks import effective_marks
 from trading.models import HLAccountSnapshot, MarginMode, Position, Source
@@ -199,11 +200,7 @@ def stress_run(*, shocks: dict[str, Decimal]) -> StressResult:
 
 
 def _hedge_sizes() -> dict[str, Decimal]:
-    """The hedge account's signed size per asset (its mirror), empty without the hedge engine."""
-    try:
-        from risk.hedge_models import HedgePosition
-    except ImportError:  # the hedge engine is not installed
-        return {}
+    """The hedge account's signed size per asset (its mirror)."""
     return dict(HedgePosition.objects.exclude(size=0).values_list("asset", "size"))
 
 

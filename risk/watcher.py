@@ -28,7 +28,13 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from risk import breaker_rules as rules
+from risk.breakers import price_jump_event
+from risk.config import risk_config
+from risk.detection import POSITION_FIELDS, books_of, index_load, isolated_of, open_positions
 from risk.liquidation_core import LiquidationIndex
+from risk.liquidation_execute import liquidations_drain
+from risk.liquidation_triggers import triggers_record
+from trading.feed.hooks import FEED_HOOKS
 from trading.marketdata import Quote
 from trading.models import MarginMode, Position
 
@@ -94,8 +100,6 @@ class LiquidationWatcher:
 
     # ---------------------------------------------------------------- state
     def reload(self) -> None:
-        from risk.detection import index_load
-
         started = timezone.now()
         index = LiquidationIndex()
         index.marks.update(self.index.marks)
@@ -108,8 +112,6 @@ class LiquidationWatcher:
     def refresh(self) -> None:
         """Apply position rows changed since the last refresh (closed ones leave the index; a cross
         account is reloaded whole when any of its positions changed)."""
-        from risk.detection import POSITION_FIELDS, books_of, isolated_of, open_positions
-
         since = self._refreshed_at - timedelta(seconds=1)  # overlap: a commit may carry an older stamp
         now = timezone.now()
         changed = list(Position.objects.filter(updated_at__gte=since).only(*POSITION_FIELDS))
@@ -151,8 +153,6 @@ class LiquidationWatcher:
         if not pending:
             return 0
         started = time.perf_counter()
-        from risk.liquidation import liquidations_drain, triggers_record
-
         hits = []
         for asset, mark in pending.items():
             mark = self._price_jump(asset, mark)
@@ -171,9 +171,6 @@ class LiquidationWatcher:
         (recorded in the breaker row): detection on the asset waits until the new level is confirmed."""
         if not self.price_jump:
             return mark
-        from risk.breakers import price_jump_event
-        from risk.config import risk_config
-
         cfg = risk_config()
         max_move = Decimal(str(cfg.price_jump_overrides.get(asset, cfg.price_jump_move)))
         state = self._jumps.get(asset, rules.PriceJumpState())
@@ -205,10 +202,7 @@ def _enabled() -> bool:
 
 def register() -> None:
     """Hook the watcher into the feed (it only starts in a process whose feed delivers marks)."""
-    from trading.feed.hooks import FEED_HOOKS
-
     if not _enabled():
         return
-
     if WATCHER.on_mark not in FEED_HOOKS.mark:
         FEED_HOOKS.on_mark(WATCHER.on_mark)

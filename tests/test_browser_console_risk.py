@@ -199,7 +199,7 @@ class RiskPagesInBrowser(ChannelsLiveServerTestCase):
         updated live by a real manual hedge on the sandbox's HL hedge account (screenshots 09–12)."""
         import requests
 
-        from risk.hedge import hedge_manual_order
+        from risk.hedge_orders import hedge_manual_order
         from risk.reconciliation import reconciliation_run
         from sandbox.testing import SandboxProcess
         from trading.hl_accounts import account_health, hl_sandbox_accounts_setup

@@ -15,8 +15,9 @@ from core.api_schema import api_errors
 from core.errors import ErrorCode
 from core.money import DecimalShape
 from core.staff_api import StaffAPIView
-from risk.hedge import hedge_manual_order, hedge_mode_set
+from risk.hedge_config import hedge_mode_set
 from risk.hedge_models import HedgeConfig, HedgeInstruction
+from risk.hedge_orders import hedge_manual_order
 from risk.selectors import hedge_overview
 from trading.models import Side
 

@@ -115,7 +115,7 @@ def test_a_held_price_liquidates_nobody_until_the_new_level_is_confirmed(
     (90,000, 10×) would look bankrupt at the held price; the sweep must not liquidate it. Once the
     level is confirmed the sweep judges it at 90,000 and leaves it open."""
     from risk.detection import liquidation_sweep
-    from risk.liquidation import liquidations_drain
+    from risk.liquidation_execute import liquidations_drain
     from risk.models import LiquidationTrigger
 
     short = open_position(trader, size="0.1", entry="90000", leverage=10, side="SELL")
@@ -203,7 +203,7 @@ def test_hl_disconnect_halts_every_market_after_60_s_and_liquidation_keeps_runni
     btc_mmr_0_004: Any, trader: Any, open_position: Any
 ) -> None:
     from risk.detection import liquidation_sweep
-    from risk.liquidation import liquidations_drain
+    from risk.liquidation_execute import liquidations_drain
 
     position = open_position(trader, size="0.1", entry="80000", leverage=10)
     assert hl_disconnect_check(seconds_down=15) == "WARNING"

@@ -9,7 +9,7 @@ import pytest
 
 from core.alerts.models import Alert
 from risk.detection import liquidation_sweep
-from risk.liquidation import liquidations_drain
+from risk.liquidation_execute import liquidations_drain
 from risk.models import CircuitBreaker, LiquidationRecord, LiquidationTrigger
 from routing.models import RoutingConfig, RoutingState
 from trading.models import Position
@@ -80,9 +80,7 @@ def test_a_bankrupt_cross_account_stops_at_zero_and_the_reserve_pays_the_rest(
     assert trigger.loss == cash and trigger.bankrupt_amount == D("2000") - cash
 
 
-@pytest.mark.skipif(
-    hl_available(), reason="HL execution is available: see the HL liquidation tests"
-)
+@pytest.mark.skipif(hl_available(), reason="HL execution is available: see the HL liquidation tests")
 def test_an_hl_liquidation_that_cannot_reach_hl_retries_then_escalates_with_p0_and_hl_mode(
     trader: Any, open_position: Any
 ) -> None:
@@ -117,7 +115,7 @@ def test_internal_triggers_run_before_hyperliquid_ones(
     Position.objects.filter(pk=hl_position.pk).update(source="HYPERLIQUID")
     internal = open_position(b, size="0.1", entry="80000", leverage=10)
     liquidation_sweep(marks={"BTC": D("72000")}, wake=False)
-    from risk.liquidation import liquidation_claim
+    from risk.liquidation_triggers import liquidation_claim
 
     first = liquidation_claim()
     assert first is not None and first.startswith(f"liq:iso:{internal.pk}:")

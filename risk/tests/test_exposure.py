@@ -98,7 +98,7 @@ def test_liquidation_removes_the_position_and_counts_the_whole_margin_as_client_
     trader: Any, open_position: Any
 ) -> None:
     from risk.detection import liquidation_sweep
-    from risk.liquidation import liquidations_drain
+    from risk.liquidation_execute import liquidations_drain
 
     open_position(trader, size="0.1", entry="80000", leverage=10)
     liquidation_sweep(marks={"BTC": D("72280")}, wake=False)

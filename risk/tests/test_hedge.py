@@ -12,16 +12,11 @@ import requests
 
 from core.alerts.models import Alert
 from core.audit.models import AuditEntry
-from risk.hedge import (
-    DEBOUNCE_KEY,
-    HALT_REASON,
-    hedge_evaluate,
-    hedge_manual_order,
-    hedge_mode_set,
-    hedge_on_event,
-    hedge_schedule,
-)
+from risk.hedge_account import HALT_REASON
+from risk.hedge_config import hedge_mode_set
+from risk.hedge_engine import DEBOUNCE_KEY, hedge_evaluate, hedge_on_event, hedge_schedule
 from risk.hedge_models import HedgeInstruction, HedgePosition
+from risk.hedge_orders import hedge_manual_order
 from risk.models import ExposureAsset
 from routing.models import RoutingState
 from sandbox.testing import SandboxProcess

@@ -9,7 +9,7 @@ import pytest
 
 from core.accounts.roles import Role
 from core.audit.models import AuditEntry
-from risk.hedge import hedge_config
+from risk.hedge_config import hedge_config
 from risk.models import ExposureAsset
 
 pytestmark = pytest.mark.django_db

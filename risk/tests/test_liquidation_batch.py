@@ -20,7 +20,9 @@ from core.errors import ApplicationError
 from core.events.models import OutboxEvent
 from risk.config import risk_config, risk_config_update
 from risk.detection import liquidation_sweep
-from risk.liquidation import background_flush, liquidation_claim, liquidation_execute, liquidations_drain
+from risk.liquidation_background import background_flush
+from risk.liquidation_execute import liquidation_execute, liquidations_drain
+from risk.liquidation_triggers import liquidation_claim
 from risk.models import LiquidationRecord, LiquidationTrigger
 from trading.models import Fill, Order, Position
 from trading.orders.input import order_input
@@ -209,7 +211,7 @@ def test_a_batch_closes_exactly_what_one_by_one_closes_to_the_cent(
     batched = _scenario(make_trader, fund, open_position)
     _detect(batched, set_quote)
     before = _platform()
-    with caplog.at_level(logging.INFO, logger="risk.liquidation"):
+    with caplog.at_level(logging.INFO, logger="risk.liquidation_execute"):
         assert liquidations_drain() == len(batched)
     assert not [r for r in caplog.records if "one by one" in r.getMessage()], "the batch itself succeeded"
     batched_platform = {k: v - before[k] for k, v in _platform().items()}

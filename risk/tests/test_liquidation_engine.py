@@ -10,7 +10,8 @@ import pytest
 
 from core.events.models import OutboxEvent
 from risk.detection import liquidation_sweep
-from risk.liquidation import liquidation_claim, liquidations_drain
+from risk.liquidation_execute import liquidations_drain
+from risk.liquidation_triggers import liquidation_claim
 from risk.models import LiquidationRecord, LiquidationTrigger
 from trading.models import Fill
 
@@ -76,7 +77,7 @@ def test_spec_isolated_example_liquidates_at_72280_and_the_user_loses_the_800_ma
 def test_the_email_is_sent_after_commit_by_a_default_queue_task(
     trader: Any, open_position: Any, mailoutbox: Any, monkeypatch: Any
 ) -> None:
-    from risk.liquidation import background_flush
+    from risk.liquidation_background import background_flush
     from xbit_admin.celery import app
 
     monkeypatch.setitem(app.conf, "task_always_eager", True)  # the queued task runs where it is queued

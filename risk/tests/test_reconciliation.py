@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from core.alerts.models import Alert
-from risk.hedge import hedge_evaluate
+from risk.hedge_engine import hedge_evaluate
 from risk.reconciliation import reconciliation_latest, reconciliation_run
 from risk.tests.test_hedge import Venue, set_exposure
 from routing.models import RoutingState
@@ -308,7 +308,7 @@ def test_a_restart_with_positions_resting_orders_and_a_hedge_comes_back_consiste
     from core.live_config import _invalidate_all
     from core.platform.state import platform_ready
     from risk.exposure import exposure_recompute
-    from risk.hedge import hedge_manual_order
+    from risk.hedge_orders import hedge_manual_order
     from trading import margin
     from trading.orders.input import order_input
     from trading.orders.place import order_place

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from risk.detection import liquidation_sweep
-from risk.liquidation import liquidations_drain
+from risk.liquidation_execute import liquidations_drain
 from risk.stress import stress_run
 from trading.models import Position
 from trading.orders.input import order_input

@@ -9,7 +9,8 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from risk.detection import liquidation_sweep
-from risk.liquidation import background_flush, liquidations_drain
+from risk.liquidation_background import background_flush
+from risk.liquidation_execute import liquidations_drain
 
 
 class Command(BaseCommand):

@@ -488,7 +488,7 @@ def _hedge_capacity(rows: dict[str, dict[str, Any]], account_value: Decimal | No
     """Spec 05 capacity, as the hedge engine allocates it: the margin every target needs at its
     leverage against the hedge account's value; the largest exposures are covered first, the rest go
     uncovered (HL_MODE) until the account is topped up by ``top_up``."""
-    from risk.hedge import hedge_config, policy_for
+    from risk.hedge_config import hedge_config, policy_for
     from risk.hedge_policy import allocate
 
     if account_value is None:
@@ -514,7 +514,7 @@ def _listed_assets() -> list[str]:
 def hedge_manual_view(request: HttpRequest) -> HttpResponse:
     """Manual hedge order (spec 05): the hedge service's audited ``hedge_manual_order``, the same one
     the ops API calls."""
-    from risk.hedge import hedge_manual_order
+    from risk.hedge_orders import hedge_manual_order
 
     if request.method == "POST":
         try:

@@ -97,7 +97,7 @@ async def _close(communicator: WebsocketCommunicator) -> None:
 def test_a_hedge_account_snapshot_reaches_the_hedge_page_within_a_second(
     make_staff: Any, console_as: Any, hedge_account: str
 ) -> None:
-    from risk.hedge import hedge_manual_order
+    from risk.hedge_orders import hedge_manual_order
 
     manager = make_staff(Role.RISK_MANAGER)
     scope = _scope(manager)

@@ -119,7 +119,7 @@ def build_demo(*, alice: Any, whale: Any, recompute_exposure: bool = True) -> De
     from risk.drift import drift_record
     from risk.exposure import exposure_recompute
     from risk.funding import funding_run
-    from risk.liquidation import liquidations_drain
+    from risk.liquidation_execute import liquidations_drain
     from routing.services import routing_mode_switch
     from trading import margin, margin_cross
     from trading.account import margin_table_for_asset, user_balances

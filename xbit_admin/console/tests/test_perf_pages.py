@@ -119,7 +119,7 @@ def _more_history(trader: Any, make_withdrawal: Callable[[str], Any]) -> None:
     from risk.detection import liquidation_sweep
     from risk.drift import drift_record
     from risk.funding import funding_run
-    from risk.liquidation import liquidations_drain
+    from risk.liquidation_execute import liquidations_drain
     from trading.models import Position
 
     funding_run(funding_time=timezone.now())
@@ -269,7 +269,7 @@ def test_cross_liquidations_cost_two_queries_however_many(
     """The margin ratio at a cross trigger reads the cash and holds at each detection and the account's
     cross positions then: two queries for the page, for one cross liquidation or several."""
     from risk.detection import liquidation_sweep
-    from risk.liquidation import liquidations_drain
+    from risk.liquidation_execute import liquidations_drain
     from xbit_admin.console.tests.conftest import fund
 
     user = make_trader()

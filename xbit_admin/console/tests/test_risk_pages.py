@@ -283,7 +283,7 @@ def test_the_hedge_page_shows_each_asset_against_its_target_and_the_capacity(
 ) -> None:
     """A user long 0.01 BTC INTERNAL (800 USD), the hedge long 0.004 BTC; the tier ratio lowered to 50 %
     from 500 USD so the policy wants a hedge of 400; a hedge account snapshot worth 1,000 USDC."""
-    from risk.hedge import hedge_config_update, hedge_defaults_ensure
+    from risk.hedge_config import hedge_config_update, hedge_defaults_ensure
     from risk.hedge_models import HedgePosition
     from trading.models import HLAccountSnapshot
 

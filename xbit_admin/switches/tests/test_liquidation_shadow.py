@@ -12,7 +12,8 @@ import pytest
 from core.accounts.roles import Role
 from core.alerts.models import Alert
 from risk.detection import liquidation_sweep
-from risk.liquidation import liquidation_claim, liquidations_drain
+from risk.liquidation_execute import liquidations_drain
+from risk.liquidation_triggers import liquidation_claim
 from risk.models import LiquidationRecord, LiquidationTrigger
 from trading.models import Position
 from xbit_admin.switches.services import switch_set
