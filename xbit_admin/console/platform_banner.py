@@ -50,6 +50,10 @@ def hl_latency_now() -> float | None:
     return float(figure) if figure is not None else None
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
 def _fmt(value: Any, places: int = 0) -> str:
     try:
         return f"{Decimal(str(value)):,.{places}f}"
@@ -115,7 +119,7 @@ def platform_state() -> dict[str, Any]:
             {
                 "key": "degradation",
                 "level": "bad" if level >= 2 else "warn",
-                "text": DEGRADATION.get(level, f"degradation level {level}").capitalize() + ".",
+                "text": _sentence(DEGRADATION.get(level, f"degradation level {level}")),
                 "runbook": reverse("console:runbook", args=["switch", "degradation_level"]),
             }
         )
@@ -124,7 +128,7 @@ def platform_state() -> dict[str, Any]:
             {
                 "key": "api_mode",
                 "level": "bad",
-                "text": API_MODE[api_mode].capitalize() + ".",
+                "text": _sentence(API_MODE[api_mode]),
                 "runbook": reverse("console:runbook", args=["switch", "api_mode"]),
             }
         )

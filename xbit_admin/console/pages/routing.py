@@ -124,6 +124,26 @@ def _slug_to_asset(slug: str) -> str:
     return asset
 
 
+def _forced_hl_banner(glob: dict[str, Any]) -> list[dict[str, str]]:
+    """Platform-wide force-HL reasons in plain words with the live figure (issue #21: the page must not
+    promise internalization while a breaker sends every order to Hyperliquid)."""
+    from risk.breakers import FORCE_HL_REASON
+    from xbit_admin.console.platform_banner import breaker_sentence, forced_hl_now, hl_latency_now
+
+    latency = hl_latency_now()
+    breakers = {FORCE_HL_REASON[b.kind]: b for b in forced_hl_now() if b.scope in ("*", "")}
+    said = []
+    for reason in glob["force_hl_reasons"]:
+        breaker = breakers.get(reason)
+        if breaker is not None:
+            text = breaker_sentence(breaker, latency_ms=latency, feed_age_s=None)
+            runbook = reverse("console:runbook", args=["breaker", breaker.kind])
+        else:
+            text, runbook = f"New orders are all sent to Hyperliquid (force-HL reason {reason}).", ""
+        said.append({"kind": reason, "text": text, "runbook": runbook})
+    return said
+
+
 @staff_required("view_risk", "manage_routing")
 def routing_view(request: HttpRequest) -> HttpResponse:
     rows, glob = routing_overview()
@@ -156,6 +176,7 @@ def routing_view(request: HttpRequest) -> HttpResponse:
         request,
         "console/routing.html",
         {
+            "forced_hl": _forced_hl_banner(glob) if glob["force_hl_reasons"] else [],
             "page": "routing",
             "rows": rows,
             "glob": glob,

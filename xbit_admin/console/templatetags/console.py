@@ -159,3 +159,19 @@ def explorer_link(chain: Any, tx: Any) -> str:
         text,
         short,
     )
+
+
+@register.simple_tag
+def runbook_link(kind: Any, key: Any) -> str:
+    """A link to the runbook of a breaker kind (``kind`` "breaker") or an alert rule ("alert"); nothing
+    when there is no runbook for it."""
+    from django.urls import reverse
+
+    from xbit_admin.console.runbooks import alert_runbook_key, runbook_for
+
+    target = alert_runbook_key(str(key)) if kind == "alert" else (str(kind), str(key))
+    if target is None or runbook_for(*target) is None:
+        return ""
+    return format_html(
+        '<a class="runbook-link small" href="{}">runbook</a>', reverse("console:runbook", args=target)
+    )
