@@ -12,6 +12,7 @@ from core.periodic import register_periodic
 from wallets.chains import ChainUnavailable
 from wallets.models import Chain, ColdTransfer
 from wallets.services.aggregation import aggregation_tick
+from wallets.services.chain_txs import chain_txs_replace_stuck
 from wallets.services.custody import (
     cold_transfer_send,
     cold_transfer_track,
@@ -24,6 +25,8 @@ from wallets.services.withdrawal_sending import withdrawal_send, withdrawals_pro
 
 logger = logging.getLogger(__name__)
 DEPOSIT_CHAINS = [Chain.TRON, Chain.ETH, Chain.SOL]
+# scanned every 2 s (the credit follows the N-th confirmation within seconds); the others every 10 s
+EVM_CHAINS = [Chain.ETH, Chain.ARBITRUM]
 
 
 def _each_chain(service: Callable[..., object], chains: Iterable[str]) -> None:
@@ -36,7 +39,17 @@ def _each_chain(service: Callable[..., object], chains: Iterable[str]) -> None:
 
 @shared_task(name="wallets.scan_deposits", ignore_result=True)
 def scan_deposits_task() -> None:
-    _each_chain(deposits_scan, DEPOSIT_CHAINS)
+    _each_chain(deposits_scan, [c for c in DEPOSIT_CHAINS if c not in EVM_CHAINS])
+
+
+@shared_task(name="wallets.scan_evm_deposits", ignore_result=True)
+def scan_evm_deposits_task() -> None:
+    _each_chain(deposits_scan, EVM_CHAINS)
+
+
+@shared_task(name="wallets.replace_stuck", ignore_result=True)
+def replace_stuck_task() -> None:
+    _each_chain(chain_txs_replace_stuck, EVM_CHAINS)
 
 
 @shared_task(name="wallets.process_withdrawals", ignore_result=True)
@@ -84,6 +97,8 @@ def monitor_task() -> None:
 
 
 register_periodic("wallets.scan_deposits", "wallets.scan_deposits", 10, queue="wallets")
+register_periodic("wallets.scan_evm_deposits", "wallets.scan_evm_deposits", 2, queue="wallets")
+register_periodic("wallets.replace_stuck", "wallets.replace_stuck", 15, queue="wallets")
 register_periodic("wallets.process_withdrawals", "wallets.process_withdrawals", 3, queue="wallets")
 register_periodic("wallets.aggregate", "wallets.aggregate", 60, queue="wallets")
 register_periodic("wallets.hot_wallets", "wallets.hot_wallets", 30, queue="wallets")

@@ -19,7 +19,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from core.audit.services import audit_record
-from wallets.chains import ChainRejected, ChainUnavailable, get_adapter, get_signer, spec
+from wallets.chains import ChainRejected, ChainUnavailable, get_adapter, spec
 from wallets.config import chain_config, chain_state, wallet_config
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import (
@@ -31,7 +31,8 @@ from wallets.models import (
     TransferKind,
     WalletKey,
 )
-from wallets.services.keys import gas_transfers, hot_wallet_key, hot_wallet_ref
+from wallets.services.chain_txs import transfer_broadcast, transfer_info, transfer_sign
+from wallets.services.keys import gas_amount, gas_transfers, hot_wallet_key, hot_wallet_ref
 from wallets.services.permissions import require_perm
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def aggregation_trigger(*, chain: str, acting_user: Any, reason: str) -> list[Ag
 
 def _broadcast(chain: str, payload: dict[str, Any]) -> str | None:
     try:
-        get_adapter().broadcast(chain, payload)
+        transfer_broadcast(chain, payload)
     except ChainUnavailable as exc:
         return f"unavailable: {exc}"[:300]
     except ChainRejected as exc:
@@ -112,27 +113,35 @@ def aggregation_advance(*, aggregation_id: int) -> Aggregation | None:
     if sweep is None or sweep.status not in OPEN:
         return sweep
     adapter = get_adapter()
-    signer = get_signer()
     chain = sweep.chain
     native = spec.NATIVE[chain]
     now = timezone.now()
 
     if sweep.status == Aggregation.Status.PENDING:
-        fee = adapter.token_transfer_fee(chain)
+        fee = gas_amount(adapter.token_transfer_fee(chain))
         if adapter.balance(chain, sweep.from_address, native) < fee:
-            payload = signer.sign_transfer(
-                key=hot_wallet_key(chain),
-                asset=native,
-                to=sweep.from_address,
-                amount=fee,
-                nonce=f"agg-{sweep.pk}-gas",
-            )
-            if not Aggregation.objects.filter(pk=sweep.pk, status=Aggregation.Status.PENDING).update(
-                status=Aggregation.Status.GAS_SENT,
-                gas_payload=payload,
-                gas_tx_hash=payload["tx_hash"],
-                updated_at=now,
-            ):
+            try:
+                with transaction.atomic():  # sign (EVM: take the hot wallet's next nonce) and claim
+                    payload = transfer_sign(
+                        key=hot_wallet_key(chain),
+                        asset=native,
+                        to=sweep.from_address,
+                        amount=fee,
+                        ref=f"agg-{sweep.pk}-gas",
+                    )
+                    if not Aggregation.objects.filter(pk=sweep.pk, status=Aggregation.Status.PENDING).update(
+                        status=Aggregation.Status.GAS_SENT,
+                        gas_payload=payload,
+                        gas_tx_hash=payload["tx_hash"],
+                        updated_at=now,
+                    ):
+                        raise IntegrityError("claimed by another worker")
+            except IntegrityError:
+                return sweep
+            except ChainRejected as exc:
+                Aggregation.objects.filter(pk=sweep.pk).update(
+                    error=f"gas top-up: {exc}"[:300], updated_at=now
+                )
                 return sweep
             sweep.refresh_from_db()
         else:
@@ -140,7 +149,7 @@ def aggregation_advance(*, aggregation_id: int) -> Aggregation | None:
             sweep.refresh_from_db()
 
     if sweep.status == Aggregation.Status.GAS_SENT:
-        info = adapter.tx(chain, sweep.gas_tx_hash)
+        info = transfer_info(chain, sweep.gas_tx_hash)
         if info.status in ("dropped", "unknown"):
             error = _broadcast(chain, sweep.gas_payload or {})
             if error:
@@ -152,15 +161,19 @@ def aggregation_advance(*, aggregation_id: int) -> Aggregation | None:
         sweep.refresh_from_db()
 
     if sweep.status == Aggregation.Status.SENT:
-        info = adapter.tx(chain, sweep.tx_hash)
+        info = transfer_info(chain, sweep.tx_hash)
         if info.status in ("dropped", "unknown"):
             error = _broadcast(chain, sweep.payload or {})
             Aggregation.objects.filter(pk=sweep.pk).update(error=error or "", updated_at=now)
             return sweep
+        if info.status == "failed" and info.confirmations >= chain_config(chain).confirmations:
+            _aggregation_fail(sweep.pk, f"sweep transaction {info.tx_hash} reverted")
+            sweep.refresh_from_db()
+            return sweep
         if info.status == "confirmed" and info.confirmations >= chain_config(chain).confirmations:
             gas_fee = info.fee
             if sweep.gas_tx_hash:
-                gas_fee += adapter.tx(chain, sweep.gas_tx_hash).fee
+                gas_fee += transfer_info(chain, sweep.gas_tx_hash).fee
             _aggregation_complete(sweep.pk, gas_fee)
             sweep.refresh_from_db()
     return sweep
@@ -168,15 +181,39 @@ def aggregation_advance(*, aggregation_id: int) -> Aggregation | None:
 
 def _claim_sweep(sweep: Aggregation, *, from_status: str) -> None:
     key = WalletKey.objects.get(chain=sweep.chain, address=sweep.from_address)
-    payload = get_signer().sign_transfer(
-        key=key, asset=sweep.asset, to=sweep.to_address, amount=sweep.amount, nonce=f"agg-{sweep.pk}"
-    )
-    if Aggregation.objects.filter(pk=sweep.pk, status=from_status).update(
-        status=Aggregation.Status.SENT, payload=payload, tx_hash=payload["tx_hash"], updated_at=timezone.now()
-    ):
-        error = _broadcast(sweep.chain, payload)
-        if error:
-            Aggregation.objects.filter(pk=sweep.pk).update(error=error)
+    try:
+        with transaction.atomic():  # sign (EVM: the deposit address's next nonce) and claim together
+            payload = transfer_sign(
+                key=key, asset=sweep.asset, to=sweep.to_address, amount=sweep.amount, ref=f"agg-{sweep.pk}"
+            )
+            if not Aggregation.objects.filter(pk=sweep.pk, status=from_status).update(
+                status=Aggregation.Status.SENT,
+                payload=payload,
+                tx_hash=payload["tx_hash"],
+                updated_at=timezone.now(),
+            ):
+                raise IntegrityError("claimed by another worker")
+    except IntegrityError:
+        return
+    except ChainRejected as exc:
+        Aggregation.objects.filter(pk=sweep.pk).update(error=f"sweep: {exc}"[:300], updated_at=timezone.now())
+        return
+    error = _broadcast(sweep.chain, payload)
+    if error:
+        Aggregation.objects.filter(pk=sweep.pk).update(error=error)
+
+
+def _aggregation_fail(aggregation_id: int, reason: str) -> None:
+    """The sweep reverted: the tokens stayed on the deposit address; its deposits go back to the pool."""
+    with transaction.atomic():
+        sweep = Aggregation.objects.select_for_update().get(pk=aggregation_id)
+        if sweep.status != Aggregation.Status.SENT:
+            return
+        Deposit.objects.filter(aggregation=sweep).update(aggregation=None)
+        sweep.status = Aggregation.Status.FAILED
+        sweep.error = reason[:300]
+        sweep.completed_at = timezone.now()
+        sweep.save(update_fields=["status", "error", "completed_at"])
 
 
 def _aggregation_complete(aggregation_id: int, gas_fee: Decimal) -> None:

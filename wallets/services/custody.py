@@ -7,7 +7,7 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -16,7 +16,7 @@ from core.audit.services import audit_record
 from core.errors import ApplicationError, ErrorCode
 from core.events.services import outbox_emit
 from core.money import q_usdc
-from wallets.chains import ChainRejected, ChainUnavailable, get_adapter, get_signer, spec
+from wallets.chains import ChainRejected, ChainUnavailable, get_adapter, spec
 from wallets.config import chain_config, chain_state, known_asset, wallet_config
 from wallets.enqueue import COLD_TRANSFER_SEND, task_enqueue
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
@@ -29,6 +29,7 @@ from wallets.models import (
     TransferKind,
 )
 from wallets.services.aggregation import aggregation_plan
+from wallets.services.chain_txs import transfer_broadcast, transfer_info, transfer_sign
 from wallets.services.keys import cold_wallet_key, gas_transfers, hot_wallet_key, hot_wallet_ref
 from wallets.services.permissions import require_perm
 
@@ -279,23 +280,30 @@ def cold_transfer_send(*, transfer_id: int) -> ColdTransfer | None:
     if transfer.status == ColdTransfer.Status.APPROVED:
         hot, cold = hot_wallet_key(transfer.chain), cold_wallet_key(transfer.chain)
         source, target = (cold, hot) if transfer.direction == ColdTransfer.Direction.TO_HOT else (hot, cold)
-        payload = get_signer().sign_transfer(
-            key=source,
-            asset=transfer.asset,
-            to=target.address,
-            amount=transfer.amount,
-            nonce=f"cold-{transfer.pk}",
-        )
-        claimed = ColdTransfer.objects.filter(pk=transfer.pk, status=ColdTransfer.Status.APPROVED).update(
-            status=ColdTransfer.Status.SENT, payload=payload, tx_hash=payload["tx_hash"]
-        )
-        if claimed != 1:
+        try:
+            with transaction.atomic():  # sign (EVM: allocate the nonce) and claim together
+                payload = transfer_sign(
+                    key=source,
+                    asset=transfer.asset,
+                    to=target.address,
+                    amount=transfer.amount,
+                    ref=f"cold-{transfer.pk}",
+                )
+                claimed = ColdTransfer.objects.filter(
+                    pk=transfer.pk, status=ColdTransfer.Status.APPROVED
+                ).update(status=ColdTransfer.Status.SENT, payload=payload, tx_hash=payload["tx_hash"])
+                if claimed != 1:
+                    raise IntegrityError("claimed by another worker")
+        except IntegrityError:
             return None
+        except ChainRejected as exc:
+            logger.warning("cold transfer %s not signed: %s", transfer.pk, exc.code)
+            return transfer
         transfer.refresh_from_db()
     if transfer.status != ColdTransfer.Status.SENT or transfer.payload is None:
         return transfer
     try:
-        get_adapter().broadcast(transfer.chain, transfer.payload)
+        transfer_broadcast(transfer.chain, transfer.payload)
     except ChainUnavailable as exc:
         logger.warning("cold transfer %s broadcast failed: %s", transfer.pk, exc)
     except ChainRejected as exc:
@@ -307,9 +315,14 @@ def cold_transfer_track(*, transfer_id: int) -> ColdTransfer | None:
     transfer = ColdTransfer.objects.filter(pk=transfer_id, status=ColdTransfer.Status.SENT).first()
     if transfer is None:
         return None
-    info = get_adapter().tx(transfer.chain, transfer.tx_hash)
+    info = transfer_info(transfer.chain, transfer.tx_hash)
     if info.status in ("dropped", "unknown"):
         return cold_transfer_send(transfer_id=transfer.pk)  # identical payload again
+    if info.status == "failed" and info.confirmations >= chain_config(transfer.chain).confirmations:
+        ColdTransfer.objects.filter(pk=transfer.pk, status=ColdTransfer.Status.SENT).update(
+            status=ColdTransfer.Status.FAILED, completed_at=timezone.now()
+        )
+        return ColdTransfer.objects.get(pk=transfer.pk)
     if info.status != "confirmed" or info.confirmations < chain_config(transfer.chain).confirmations:
         return transfer
     with transaction.atomic():

@@ -1,5 +1,18 @@
 """Deposits: scan the chains, record each incoming transfer once, credit at the required
-confirmations exactly once, drop what a reorg removed, hold out-of-range amounts for review."""
+confirmations exactly once, drop what a reorg removed, hold out-of-range amounts for review.
+
+Confirmations: a transfer's block is its first confirmation (confirmations = tip − block + 1), and it is
+credited at ``ChainConfig.confirmations`` (ETH and Arbitrum: 12). Until then every scan re-reads the
+blocks of every pending deposit: a reorg that removed its block either shows the transfer in a new
+block (new height and block hash, confirmations start again) or not at all (``tx`` unknown → DROPPED,
+nothing credited). Each deposit stores its block hash; when the chain's block at a credited deposit's
+height no longer has that hash — a reorg deeper than the confirmations, which we treat as not
+happening — a P0 alert is raised and nothing is booked again: the ledger key
+``deposit:<chain>:<tx>:<log index>`` can be posted once only.
+
+Native coins sent to a deposit address (ETH on ETH/Arbitrum) are recorded and, once confirmed, HELD
+for review: they are never credited as a token (our own gas top-ups are not deposits).
+"""
 
 from __future__ import annotations
 
@@ -14,11 +27,11 @@ from core.alerts.services import alert_raise
 from core.audit.services import audit_record
 from core.errors import ApplicationError, ErrorCode
 from core.events.services import outbox_emit
-from wallets.chains import get_adapter, spec
+from wallets.chains import get_adapter, nonce_adapter, spec
 from wallets.chains.base import IncomingTransfer
 from wallets.config import chain_config, chain_state, wallet_config
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
-from wallets.models import AccountKind, ChainState, Deposit, DepositAddress, TransferKind
+from wallets.models import AccountKind, ChainState, Deposit, DepositAddress, TransferKind, WalletKey
 from wallets.services.permissions import require_perm
 
 logger = logging.getLogger(__name__)
@@ -56,16 +69,25 @@ def deposits_scan(*, chain: str) -> ScanReport:
     pending = list(Deposit.objects.filter(chain=config.chain, status=Deposit.Status.PENDING))
     heights = [d.block_height for d in pending if d.block_height is not None]
     start = min([start, *heights])
+    if _reorged_below(config.chain, state, tip):
+        start = min(start, max(0, (state.scanned_height or 0) + 1 - 2 * config.confirmations))
     report.from_height = start
 
+    platform = set(
+        WalletKey.objects.filter(chain=config.chain)
+        .exclude(purpose=WalletKey.Purpose.DEPOSIT)
+        .values_list("address", flat=True)
+    )
     seen: dict[tuple[str, int], IncomingTransfer] = {}
     height = start
-    while True:
-        result = adapter.scan(config.chain, from_height=height, to_height=tip)
+    while height <= tip:
+        end = min(tip, height + config.scan_range_blocks - 1)  # bounded ranges: providers cap getLogs
+        result = adapter.scan(config.chain, from_height=height, to_height=end)
         for item in result.transfers:
-            if item.asset in config.assets:
+            native = item.asset == config.native_asset and item.asset not in config.assets
+            if item.asset in config.assets or (native and item.sender not in platform):
                 seen[(item.tx_hash, item.log_index)] = item
-        if result.covered_height >= tip or result.covered_height < height:
+        if result.covered_height < height:
             break
         height = result.covered_height + 1
     report.to_height = tip
@@ -89,6 +111,7 @@ def deposits_scan(*, chain: str) -> ScanReport:
                     asset=t.asset,
                     amount=t.amount,
                     block_height=t.block,
+                    block_hash=t.block_hash,
                     confirmations=t.confirmations,
                     required_confirmations=config.confirmations,
                 )
@@ -107,26 +130,85 @@ def deposits_scan(*, chain: str) -> ScanReport:
     for deposit in open_deposits:
         item = mine.get((deposit.tx_hash, deposit.log_index))
         if item is not None:
-            status, confirmations, block = "confirmed", item.confirmations, item.block
+            status, confirmations, block, block_hash = (
+                "confirmed",
+                item.confirmations,
+                item.block,
+                item.block_hash,
+            )
         elif deposit.status == Deposit.Status.DROPPED:
             continue
         else:
             info = adapter.tx(config.chain, deposit.tx_hash)
-            status, confirmations, block = info.status, info.confirmations, info.block
-        _deposit_observe(deposit, status=status, confirmations=confirmations, block=block, report=report)
+            status, confirmations, block, block_hash = (
+                info.status,
+                info.confirmations,
+                info.block,
+                info.block_hash,
+            )
+            if status == "failed":  # a reverted transaction moved nothing
+                status = "dropped"
+        if deposit.block_hash and block_hash and block_hash != deposit.block_hash:
+            logger.warning("%s: reorg moved deposit %s to block %s", config.chain, deposit.pk, block)
+        _deposit_observe(
+            deposit,
+            status=status,
+            confirmations=confirmations,
+            block=block,
+            block_hash=block_hash,
+            report=report,
+        )
 
-    ChainState.objects.filter(chain=config.chain).update(scanned_height=tip, last_scan_at=timezone.now())
+    tip_hash = _hash_at(config.chain, tip)
+    ChainState.objects.filter(chain=config.chain).update(
+        scanned_height=tip, scanned_hash=tip_hash or "", last_scan_at=timezone.now()
+    )
     return report
 
 
+def _hash_at(chain: str, height: int) -> str | None:
+    adapter = nonce_adapter(chain)
+    return adapter.block_hash(chain, height) if adapter is not None else None
+
+
+def _reorged_below(chain: str, state: ChainState, tip: int) -> bool:
+    """Did the block we last scanned up to change? Then check the recent credited deposits' blocks."""
+    if state.scanned_height is None or not state.scanned_hash or state.scanned_height > tip:
+        return False
+    if _hash_at(chain, state.scanned_height) == state.scanned_hash:
+        return False
+    config = chain_config(chain)
+    recent = Deposit.objects.filter(
+        chain=chain,
+        status=Deposit.Status.CREDITED,
+        block_height__gte=state.scanned_height - 2 * config.confirmations,
+    ).exclude(block_hash="")
+    for deposit in recent:
+        if deposit.block_height is not None and _hash_at(chain, deposit.block_height) != deposit.block_hash:
+            alert_raise(
+                rule="wallets.deposit_reorged_after_credit",
+                severity="P0",
+                subject=str(deposit.pk),
+                message=f"The block of credited deposit {deposit.pk} ({deposit.tx_hash}) was replaced by a "
+                f"reorg deeper than {config.confirmations} confirmations. Not re-credited; check the chain.",
+            )
+    return True
+
+
 def _deposit_observe(
-    deposit: Deposit, *, status: str, confirmations: int, block: int | None, report: ScanReport
+    deposit: Deposit,
+    *,
+    status: str,
+    confirmations: int,
+    block: int | None,
+    block_hash: str,
+    report: ScanReport,
 ) -> None:
     config = chain_config(deposit.chain)
     now = timezone.now()
     if status in ("dropped", "unknown"):
         updated = Deposit.objects.filter(pk=deposit.pk, status=Deposit.Status.PENDING).update(
-            status=Deposit.Status.DROPPED, confirmations=0, block_height=None, updated_at=now
+            status=Deposit.Status.DROPPED, confirmations=0, block_height=None, block_hash="", updated_at=now
         )
         report.dropped += updated
         return
@@ -135,6 +217,7 @@ def _deposit_observe(
         status=new_status,
         confirmations=confirmations,
         block_height=block,
+        block_hash=block_hash if block is not None else "",
         required_confirmations=config.confirmations,
         updated_at=now,
     )
@@ -182,9 +265,14 @@ def deposit_credit(*, deposit_id: int) -> Deposit | None:
         if deposit.confirmations < config.confirmations:
             return deposit
         now = timezone.now()
-        if not (config.min_deposit <= deposit.amount <= config.max_deposit):
+        token = deposit.asset in config.assets
+        if not token or not (config.min_deposit <= deposit.amount <= config.max_deposit):
             deposit.status = Deposit.Status.HELD
-            deposit.review_note = f"amount {deposit.amount} outside {config.min_deposit:,.0f} - {config.max_deposit:,.0f}: manual review"
+            deposit.review_note = (
+                f"native {deposit.asset} sent to a deposit address: not credited; return it manually"
+                if not token
+                else f"amount {deposit.amount} outside {config.min_deposit:,.0f} - {config.max_deposit:,.0f}: manual review"
+            )
             deposit.updated_at = now
             deposit.save(update_fields=["status", "review_note", "updated_at"])
             transaction.on_commit(
@@ -230,6 +318,11 @@ def deposit_review(
         raise ApplicationError(ErrorCode.NOT_FOUND, "No such deposit.")
     if deposit.status != Deposit.Status.HELD:
         raise ApplicationError(ErrorCode.INVALID_STATE, f"The deposit is {deposit.status}.")
+    if approve and deposit.asset not in chain_config(deposit.chain).assets:
+        raise ApplicationError(
+            ErrorCode.INVALID_STATE,
+            f"{deposit.asset} is not a deposit asset: reject it and return the coins.",
+        )
     if approve:
         _post_deposit(deposit)
         deposit.status = Deposit.Status.CREDITED

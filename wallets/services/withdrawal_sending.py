@@ -1,23 +1,27 @@
 """Sending withdrawals (spec 06): hot wallet check, claim, sign and broadcast once, track to the chain's
-confirmations and complete, or refund one the chain refused for good. Broadcast key: nonce ``wd-<id>``;
-signing is deterministic, so a re-broadcast after a crash sends the identical transaction."""
+confirmations and complete, or refund one the chain refused for good (or that was mined and reverted:
+receipt status 0). Broadcast key: ``wd-<id>``; the signed payload is stored with the claim, before the
+broadcast (EVM: with its account nonce, ``wallets.services.chain_txs``), so a re-broadcast after a crash
+sends the identical transaction."""
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from core.errors import ErrorCode
 from core.events.services import outbox_emit
-from wallets.chains import ChainRejected, ChainUnavailable, get_adapter, get_signer
+from wallets.chains import ChainRejected, ChainUnavailable, get_adapter
 from wallets.config import chain_config, wallet_config
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import AccountKind, ChainState, TransferKind, Withdrawal
+from wallets.services.chain_txs import transfer_broadcast, transfer_info, transfer_sign
 from wallets.services.custody import hot_wallet_check
 from wallets.services.keys import gas_transfers, hot_wallet_key, hot_wallet_ref
 from wallets.services.withdrawals import withdrawal_refund
@@ -60,25 +64,32 @@ def withdrawal_send(*, withdrawal_id: int) -> Withdrawal | None:
     if held:
         _note(withdrawal.pk, held)
         return withdrawal
-    payload = get_signer().sign_transfer(
-        key=hot_wallet_key(withdrawal.chain),
-        asset=withdrawal.asset,
-        to=withdrawal.address,
-        amount=withdrawal.net_amount,
-        nonce=f"wd-{withdrawal.pk}",
-    )
-    now = timezone.now()
-    claimed = Withdrawal.objects.filter(pk=withdrawal.pk, status=S.APPROVED).update(
-        status=S.SENDING,
-        nonce=payload["nonce"],
-        payload=payload,
-        tx_hash=payload["tx_hash"],
-        claimed_at=now,
-        send_attempts=F("send_attempts") + 1,
-        updated_at=now,
-    )
-    if claimed != 1:
+    try:
+        with transaction.atomic():  # sign (EVM: allocate the nonce) and claim together, or neither
+            payload = transfer_sign(
+                key=hot_wallet_key(withdrawal.chain),
+                asset=withdrawal.asset,
+                to=withdrawal.address,
+                amount=withdrawal.net_amount,
+                ref=f"wd-{withdrawal.pk}",
+            )
+            now = timezone.now()
+            claimed = Withdrawal.objects.filter(pk=withdrawal.pk, status=S.APPROVED).update(
+                status=S.SENDING,
+                nonce=payload["nonce"],
+                payload=payload,
+                tx_hash=payload["tx_hash"],
+                claimed_at=now,
+                send_attempts=F("send_attempts") + 1,
+                updated_at=now,
+            )
+            if claimed != 1:
+                raise IntegrityError("claimed by another worker")
+    except IntegrityError:
         return Withdrawal.objects.filter(pk=withdrawal.pk).first()
+    except (ChainRejected, ChainUnavailable) as exc:
+        _note(withdrawal.pk, f"not signed: {exc}")
+        return withdrawal
     return withdrawal_broadcast(withdrawal_id=withdrawal.pk)
 
 
@@ -88,7 +99,7 @@ def withdrawal_broadcast(*, withdrawal_id: int) -> Withdrawal | None:
     if withdrawal is None or withdrawal.payload is None:
         return withdrawal
     try:
-        result = get_adapter().broadcast(withdrawal.chain, withdrawal.payload)
+        transfer_broadcast(withdrawal.chain, withdrawal.payload)
     except ChainUnavailable as exc:
         _note(withdrawal.pk, f"broadcast unavailable: {exc}")  # stays SENDING: re-broadcast later
         return withdrawal
@@ -103,7 +114,7 @@ def withdrawal_broadcast(*, withdrawal_id: int) -> Withdrawal | None:
         return Withdrawal.objects.filter(pk=withdrawal.pk).first()
     now = timezone.now()
     Withdrawal.objects.filter(pk=withdrawal.pk, status=S.SENDING).update(
-        status=S.BROADCAST, tx_hash=result.tx_hash, broadcast_at=now, last_error="", updated_at=now
+        status=S.BROADCAST, broadcast_at=now, last_error="", updated_at=now
     )
     return Withdrawal.objects.filter(pk=withdrawal.pk).first()
 
@@ -114,8 +125,8 @@ def withdrawal_fail(*, withdrawal_id: int, reason: str) -> Withdrawal | None:
     if withdrawal is None or withdrawal.status not in (S.SENDING, S.BROADCAST):
         return withdrawal
     if withdrawal.tx_hash:
-        info = get_adapter().tx(withdrawal.chain, withdrawal.tx_hash)
-        if info.status in ("pending", "confirmed"):
+        info = transfer_info(withdrawal.chain, withdrawal.tx_hash)
+        if info.status in ("pending", "confirmed", "failed"):
             return withdrawal  # it is on its way after all
     with transaction.atomic():
         locked = Withdrawal.objects.select_for_update().get(pk=withdrawal_id)
@@ -135,7 +146,9 @@ def withdrawal_track(*, withdrawal_id: int) -> Withdrawal | None:
     withdrawal = Withdrawal.objects.filter(pk=withdrawal_id, status=S.BROADCAST).first()
     if withdrawal is None:
         return withdrawal
-    info = get_adapter().tx(withdrawal.chain, withdrawal.tx_hash)
+    info = transfer_info(withdrawal.chain, withdrawal.tx_hash)
+    if info.tx_hash != withdrawal.tx_hash:  # a replacement (same nonce, higher fee) was mined
+        Withdrawal.objects.filter(pk=withdrawal.pk).update(tx_hash=info.tx_hash)
     if info.status in ("dropped", "unknown"):
         Withdrawal.objects.filter(pk=withdrawal.pk, status=S.BROADCAST).update(
             status=S.SENDING,
@@ -145,7 +158,11 @@ def withdrawal_track(*, withdrawal_id: int) -> Withdrawal | None:
         )
         return withdrawal_broadcast(withdrawal_id=withdrawal.pk)
     Withdrawal.objects.filter(pk=withdrawal.pk).update(confirmations=info.confirmations)
-    if info.status != "confirmed" or info.confirmations < chain_config(withdrawal.chain).confirmations:
+    if info.confirmations < chain_config(withdrawal.chain).confirmations:
+        return withdrawal
+    if info.status == "failed":
+        return _reverted(withdrawal.pk, info.fee)
+    if info.status != "confirmed":
         return withdrawal
     with transaction.atomic():
         locked = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
@@ -185,6 +202,21 @@ def withdrawal_track(*, withdrawal_id: int) -> Withdrawal | None:
             payload={"withdrawal_id": locked.pk, "tx_hash": locked.tx_hash, "amount": str(locked.amount)},
         )
     return locked
+
+
+def _reverted(withdrawal_id: int, gas_fee: Decimal) -> Withdrawal:
+    """Mined with receipt status 0: nothing left the hot wallet but gas. Refund the user, book the gas."""
+    with transaction.atomic():
+        locked = Withdrawal.objects.select_for_update().get(pk=withdrawal_id)
+        if locked.status != S.BROADCAST:
+            return locked
+        gas = gas_transfers(locked.chain, gas_fee, ref_type="withdrawal", ref_id=locked.pk)
+        if gas:
+            ledger_post(key=f"withdrawal:{locked.pk}:reverted-gas", transfers=gas)
+        withdrawal_refund(
+            locked, status=S.FAILED, code="TX_REVERTED", reason=f"transaction {locked.tx_hash} reverted"
+        )
+        return locked
 
 
 def withdrawals_process_due(*, limit: int = 100) -> dict[str, int]:

@@ -90,3 +90,72 @@ def outside_address(chain: str, label: str) -> str:
     from sandbox.chains.client import Wallet
 
     return Wallet.from_label(chain, label).address
+
+
+# --- EVM chains on a real local node (anvil) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _anvil() -> Iterator[Any]:
+    from sandbox.evm.node import AnvilNode
+
+    with AnvilNode(chain_id=1) as node:
+        yield node
+
+
+def _wire_evm(node: Any, settings: Any) -> None:
+    from sandbox.evm.node import TOKENS
+
+    settings.CHAIN_ADAPTERS = {**settings.CHAIN_ADAPTERS, "ETH": "evm"}
+    settings.EVM_CHAINS = {
+        **settings.EVM_CHAINS,
+        "ETH": {"rpc_url": node.url, "chain_id": 1, "tokens": dict(TOKENS), "timeout": 10.0},
+    }
+
+
+@pytest.fixture
+def evm(_anvil: Any, settings: Any) -> Iterator[Any]:
+    """ETH on a real anvil node (automine; tests mine confirmations), wired into the settings. The
+    chain is reverted to its state before the test afterwards, as the database is rolled back."""
+    _wire_evm(_anvil, settings)
+    snapshot = _anvil.snapshot()
+    _anvil.automine(True)
+    try:
+        yield _anvil
+    finally:
+        _anvil.automine(True)
+        _anvil.revert(snapshot)
+
+
+@pytest.fixture
+def evm_own(settings: Any) -> Iterator[Any]:
+    """A fresh anvil of the test's own, for reorgs (``anvil_reorg`` invalidates snapshots below it)."""
+    from sandbox.evm.node import AnvilNode
+
+    with AnvilNode(chain_id=1) as node:
+        _wire_evm(node, settings)
+        yield node
+
+
+def fund_evm_hot_wallet(node: Any, asset: str, amount: str, gas: str = "10") -> str:
+    """Tokens and gas on the ETH hot wallet, on chain and in the ledger (equity -> hot wallet)."""
+    from wallets.chains import spec
+    from wallets.ledger import AccountRef, TransferSpec, ledger_post
+    from wallets.services import hot_wallet_key
+
+    address = hot_wallet_key("ETH").address
+    node.mint(asset, address, amount)
+    node.set_balance(address, gas)
+    for value, sub, kind_asset in ((amount, f"ETH:{asset}", "USDC"), (gas, "ETH:ETH", spec.NATIVE["ETH"])):
+        ledger_post(
+            key=f"test-hot:{sub}:{next(_funding)}",
+            transfers=[
+                TransferSpec(
+                    debit=AccountRef.platform("hot_wallet", sub=sub, asset=kind_asset),
+                    credit=AccountRef.platform("equity", asset=kind_asset),
+                    amount=Decimal(value),
+                    kind="capital",
+                )
+            ],
+        )
+    return address
