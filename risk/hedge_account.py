@@ -19,7 +19,7 @@ from risk.hedge_policy import health_level
 from routing.models import RoutingState
 from routing.services import routing_force_hl_set, routing_hl_halt_set
 from trading.hl_accounts import (
-    _snapshot,  # the shared HLAccountSnapshot writer (console, metrics)
+    hl_account_snapshot,  # the shared HLAccountSnapshot writer (console, metrics)
     margin_ratio,
 )
 from trading.venues.hl import gateway
@@ -93,7 +93,7 @@ def hedge_positions_sync(*, state: dict[str, Any] | None = None, gw: Any = None)
 def hedge_account_snapshot(gw: Any, state: dict[str, Any]) -> None:
     """Record the account's state read from HL (console, health alerts); never raises."""
     try:
-        _snapshot(gw, state)
+        hl_account_snapshot(gw, state)
     except Exception:  # the snapshot is informative; it must never stop a hedge decision
         logger.exception("hedge account snapshot failed")
 

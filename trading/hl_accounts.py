@@ -216,7 +216,7 @@ def positions_sync(*, gw: HLGateway | None = None) -> list[SyncRow]:
                 )
                 if status == "CRITICAL":
                     routing_hl_halt_set(asset=asset, halted=True, reason="position sync mismatch")
-    _snapshot(gw, state)
+    hl_account_snapshot(gw, state)
     return rows
 
 
@@ -254,7 +254,7 @@ def margin_ratio(state: dict[str, Any]) -> Decimal | None:
     return (value / mm).quantize(Decimal("0.0001")) if mm > 0 else None
 
 
-def _snapshot(gw: HLGateway, state: dict[str, Any]) -> HLAccountSnapshot:
+def hl_account_snapshot(gw: HLGateway, state: dict[str, Any]) -> HLAccountSnapshot:
     summary = state.get("marginSummary", {})
     try:
         limits = gw.rate_limit()
@@ -323,7 +323,7 @@ def account_health(name: str = "trading") -> HLAccountSnapshot | None:
     gw = gateway(name)
     if gw is None:
         return None
-    return _snapshot(gw, gw.user_state())
+    return hl_account_snapshot(gw, gw.user_state())
 
 
 def startup_resync() -> tuple[bool, str]:

@@ -36,6 +36,7 @@ from typing import Any
 import redis
 from celery import Celery
 from celery.signals import setup_logging
+from django.conf import settings
 from kombu import Queue
 from kombu.transport import redis as kombu_redis
 
@@ -63,7 +64,6 @@ class RedisTransport(kombu_redis.Transport):  # type: ignore[misc]
 def _logging_from_settings(loglevel: int | str | None = None, **_: Any) -> None:
     """Celery's logging set-up (a connected receiver replaces it): the settings' ``LOGGING``, and
     ``-l`` lowers the threshold of Celery's own loggers when it asks for more than the settings."""
-    from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
     if loglevel is None:

@@ -35,6 +35,7 @@ from decimal import Decimal
 from typing import Any
 
 import redis
+import requests
 from django.apps import apps
 from django.conf import settings
 from django.db import connection, transaction
@@ -42,6 +43,13 @@ from django.db.models import Count, DecimalField, ExpressionWrapper, F, Min, Sum
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+
+from core.alerts.models import Alert
+from routing.models import RoutingDecisionLog, RoutingState
+from trading.marketdata import get_quotes
+from trading.models import HLAccount, HLAccountSnapshot, HLPositionSync, Order, Position, Source
+from trading.venues import hl as hl_venue
+from wallets.models import AccountKind, ChainState, LedgerAccount, Withdrawal
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +85,6 @@ def _risk_model(name: str) -> Any:
 def exposure() -> list[Metric]:
     """Spec 05: net exposure per asset = Σ INTERNAL long notional − Σ INTERNAL short notional at mark,
     recomputed from open positions (the source of truth), plus the B-book's unrealized P&L."""
-    from trading.marketdata import get_quotes
-    from trading.models import Position, Source
 
     cost = ExpressionWrapper(F("size") * F("entry_price"), output_field=DecimalField())
     rows = list(
@@ -132,7 +138,6 @@ def exposure() -> list[Metric]:
 
 def hl_accounts() -> list[Metric]:
     """The platform's HL accounts as last synced (``HLAccountSnapshot``), and the hedge per asset."""
-    from trading.models import HLAccount, HLAccountSnapshot, HLPositionSync
 
     now = timezone.now()
     ratio = _gauge(
@@ -187,7 +192,6 @@ def hl_accounts() -> list[Metric]:
 def ledger() -> list[Metric]:
     """Platform ledger balances (credits − debits): the B-book's realized P&L, the risk reserve, fee
     revenue; custody accounts are negative by what is held, so they are shown negated."""
-    from wallets.models import AccountKind, ChainState, LedgerAccount
 
     kinds = [
         AccountKind.BBOOK_PNL,
@@ -259,7 +263,6 @@ def ledger() -> list[Metric]:
 def withdrawals() -> list[Metric]:
     """The withdrawal queue per tier and status, the oldest request waiting to be sent, and the time
     from confirmation to broadcast over the last hour against the tier's SLA (spec 06)."""
-    from wallets.models import Withdrawal
 
     s = Withdrawal.Status
     waiting = [s.AWAITING_APPROVAL, s.APPROVED, s.SENDING]
@@ -316,8 +319,6 @@ def withdrawals() -> list[Metric]:
 def routing() -> list[Metric]:
     """Routing decisions and INTERNAL execution over the last minute (``routing_decision_log`` is
     indexed on ``-created_at``), and the per-asset switches risk pushed down."""
-    from routing.models import RoutingDecisionLog, RoutingState
-    from trading.models import Order
 
     log, orders = RoutingDecisionLog._meta.db_table, Order._meta.db_table
     decisions = _gauge(
@@ -470,8 +471,6 @@ def breakers() -> list[Metric]:
 
 
 def alerts() -> list[Metric]:
-    from core.alerts.models import Alert
-
     gauge = _gauge("xbit_alerts_open", "Open or acknowledged alerts by severity", ["severity", "state"])
     rows = (
         Alert.objects.exclude(state=Alert.State.RESOLVED).values("severity", "state").annotate(n=Count("id"))
@@ -691,12 +690,9 @@ def hl_connectivity() -> dict[str, Any]:
 
 
 def _hl_probe() -> dict[str, Any]:
-    import requests
-
-    from trading.venues.hl import gateway
 
     try:
-        gw = gateway("trading")
+        gw = hl_venue.gateway("trading")  # looked up at call time (tests point it elsewhere)
     except Exception as exc:
         return {"ok": False, "error": f"gateway: {type(exc).__name__}: {exc}"[:300]}
     if gw is None:

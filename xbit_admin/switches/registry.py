@@ -1,9 +1,8 @@
 """The switch catalogue (spec 10): every control switch with its type, default, who may change it,
 what it does, and the adapter that reads and writes it in the store of the app that owns it.
 
-The core never imports a domain app at module level: adapters live in ``adapters.py`` and import
-their owner inside the function, and a switch whose owner is not there yet (the hedge engine while it
-is being built) is listed as unavailable instead of failing. A scoped switch (``routing_mode`` per
+Adapters (``adapters.py``) read and write through each owner's services; a switch whose owner cannot
+answer is listed as unavailable instead of failing. A scoped switch (``routing_mode`` per
 asset, ``withdrawals_enabled`` per chain) is addressed as ``name:scope``."""
 
 from __future__ import annotations

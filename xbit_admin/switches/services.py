@@ -11,12 +11,14 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest
 
+from core import live_config
 from core.accounts.roles import perm
 from core.errors import ApplicationError, ErrorCode
 from core.switches import store
 from core.switches.models import SwitchChange
+from xbit_admin.switches.adapters import routing_assets
 from xbit_admin.switches.history import recording
-from xbit_admin.switches.registry import Switch, display, resolve
+from xbit_admin.switches.registry import REGISTRY, Switch, display, resolve
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,6 @@ def switch_rollback(
 def switch_values_served(keys: list[str]) -> dict[str, Any]:
     """What this process serves for ``keys`` (``["*"]`` = every available switch), read through the same
     caches its own code reads. Answers the console's probe (``live_config.probe``)."""
-    from xbit_admin.switches.registry import REGISTRY
 
     if keys == ["*"]:
         keys = [
@@ -162,7 +163,6 @@ def switch_values_served(keys: list[str]) -> dict[str, Any]:
 def switches_applied(keys: list[str], *, wait_s: float = 0.5) -> dict[str, Any]:
     """Ask every running process what it serves for ``keys`` and compare with the values in force.
     Returns ``{"expected": {...}, "processes": [...answers with "stale": [keys]]}``."""
-    from core import live_config
 
     live_config.reload_local()
     expected = switch_values_served(keys)
@@ -184,7 +184,6 @@ LEVELS: dict[int, tuple[str, str]] = {
 
 def degradation_targets(level: int) -> dict[str, Any]:
     """The switch values of a level (spec 10). ``routing_mode:*`` expands to every asset."""
-    from xbit_admin.switches.adapters import routing_assets
 
     every_asset = routing_assets()
     if level == 1:
