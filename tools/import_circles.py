@@ -70,7 +70,11 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
             else:
                 source = node.module or ""
             for alias in node.names:
-                hit = resolve(f"{source}.{alias.name}") if f"{source}.{alias.name}" in modules else resolve(source)
+                hit = (
+                    resolve(f"{source}.{alias.name}")
+                    if f"{source}.{alias.name}" in modules
+                    else resolve(source)
+                )
                 if hit:
                     found.add(hit)
         for child in ast.iter_child_nodes(node):
