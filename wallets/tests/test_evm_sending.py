@@ -1,0 +1,187 @@
+"""Issue #22 — withdrawals, stuck transactions and sweeps on a real local node (anvil): EIP-1559,
+one nonce per transfer whatever crashes, replacement with the same nonce, sweeps with gas top-ups."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+from django.core import mail
+
+from wallets.chains.evm import EvmAdapter
+from wallets.config import chain_config
+from wallets.ledger import AccountRef, account_balance
+from wallets.models import (
+    Aggregation,
+    ChainConfig,
+    ChainTx,
+    Deposit,
+    LedgerTransfer,
+    WalletConfig,
+    Withdrawal,
+)
+from wallets.services import (
+    aggregation_advance,
+    aggregation_plan,
+    deposit_address_get_or_create,
+    deposits_scan,
+    withdrawal_confirm,
+    withdrawal_request,
+    withdrawal_send,
+    withdrawals_process_due,
+)
+from wallets.services.chain_txs import chain_txs_replace_stuck
+from wallets.tests.conftest import fund, fund_evm_hot_wallet, totp_for
+
+pytestmark = pytest.mark.django_db
+RECIPIENT = "0x1111111111111111111111111111111111111111"
+
+
+class Killed(BaseException):
+    """The worker process dies here (nothing after this line runs; the database keeps what committed)."""
+
+
+def cash_of(user) -> Decimal:
+    return account_balance(AccountRef.user(user.pk, "cash"))
+
+
+def approved_withdrawal(user, amount: str, capture, asset: str = "USDC") -> Withdrawal:
+    chain_config("ETH")
+    ChainConfig.objects.filter(chain="ETH").update(withdrawal_fee=0)
+    with capture(execute=True):
+        withdrawal_request(
+            user=user, chain="ETH", asset=asset, address=RECIPIENT, amount=amount, totp_code=totp_for(user)
+        )
+    token = re.search(r"token=([\w\-]+)", mail.outbox[-1].body).group(1)
+    with capture(execute=False):  # the send task is run by the test
+        withdrawal = withdrawal_confirm(token=token)
+    assert withdrawal.status == "APPROVED"
+    return withdrawal
+
+
+def test_a_500_usdc_withdrawal_is_eip1559_mined_with_status_1_and_debited_once(
+    evm, trader, django_capture_on_commit_callbacks
+):
+    fund(trader, "800")
+    hot = fund_evm_hot_wallet(evm, "USDC", "600000")
+    withdrawal = approved_withdrawal(trader, "500", django_capture_on_commit_callbacks)
+    withdrawal_send(withdrawal_id=withdrawal.pk)
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == "BROADCAST"
+    sent = evm.rpc("eth_getTransactionByHash", withdrawal.tx_hash)
+    assert sent["type"] == "0x2" and int(sent["maxFeePerGas"], 16) > 0 and int(sent["nonce"], 16) == 0
+    assert sent["from"].lower() == hot.lower()
+    assert int(evm.receipt(withdrawal.tx_hash)["status"], 16) == 1
+
+    evm.mine(11)
+    withdrawals_process_due()
+    withdrawals_process_due()
+    withdrawal.refresh_from_db()
+    assert (withdrawal.status, withdrawal.confirmations) == ("COMPLETED", 12)
+    assert cash_of(trader) == Decimal("300")
+    assert evm.token_balance("USDC", RECIPIENT) == Decimal("500")
+    assert evm.token_balance("USDC", hot) == Decimal("599500")
+    assert (
+        LedgerTransfer.objects.filter(
+            batch__key=f"withdrawal:{withdrawal.pk}:complete", kind="withdrawal"
+        ).count()
+        == 1
+    )
+    assert evm.nonce(hot) == 1
+
+
+def test_killed_between_signing_and_broadcast_sends_exactly_one_transaction(
+    evm, trader, django_capture_on_commit_callbacks, monkeypatch
+):
+    fund(trader, "800")
+    hot = fund_evm_hot_wallet(evm, "USDC", "600000")
+    withdrawal = approved_withdrawal(trader, "500", django_capture_on_commit_callbacks)
+
+    def die(*args, **kwargs):
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(EvmAdapter, "broadcast", die)
+        with pytest.raises(Killed):
+            withdrawal_send(withdrawal_id=withdrawal.pk)
+    withdrawal.refresh_from_db()
+    signed = ChainTx.objects.get(ref=f"wd-{withdrawal.pk}")
+    assert withdrawal.status == "SENDING" and withdrawal.payload["raw"] == signed.raw
+    assert evm.nonce(hot, "pending") == 0  # nothing reached the node
+
+    # the restarted workers: the stale SENDING row is re-broadcast (same bytes), the task re-run is a no-op
+    WalletConfig.objects.update_or_create(pk=1, defaults={"resend_after_seconds": 0})
+    withdrawal_send(withdrawal_id=withdrawal.pk)
+    withdrawals_process_due()
+    withdrawal_send(withdrawal_id=withdrawal.pk)
+    withdrawals_process_due()
+    evm.mine(12)
+    withdrawals_process_due()
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == "COMPLETED" and withdrawal.tx_hash == signed.tx_hash
+    assert evm.nonce(hot) == 1 and ChainTx.objects.filter(sender=hot).count() == 1
+    assert evm.token_balance("USDC", RECIPIENT) == Decimal("500")
+    assert cash_of(trader) == Decimal("300")
+
+
+def test_a_stuck_low_fee_transaction_is_replaced_with_the_same_nonce_and_confirmed(
+    evm, trader, django_capture_on_commit_callbacks
+):
+    fund(trader, "800")
+    hot = fund_evm_hot_wallet(evm, "USDC", "600000")
+    withdrawal = approved_withdrawal(trader, "500", django_capture_on_commit_callbacks)
+    evm.automine(False)
+    withdrawal_send(withdrawal_id=withdrawal.pk)
+    first = ChainTx.objects.get(ref=f"wd-{withdrawal.pk}")
+    evm.set_next_base_fee(int(first.max_fee_per_gas) * 4)  # the market moved: its fee is now too low
+    evm.mine(1)
+    assert evm.receipt(first.tx_hash) is None
+
+    ChainConfig.objects.filter(chain="ETH").update(replace_after_seconds=0)
+    replaced = chain_txs_replace_stuck(chain="ETH")
+    assert len(replaced) == 1
+    second = replaced[0]
+    assert (second.nonce, second.attempt) == (first.nonce, 1)
+    assert second.max_fee_per_gas > first.max_fee_per_gas * 4
+    evm.mine(1)
+    assert int(evm.receipt(second.tx_hash)["status"], 16) == 1
+    evm.automine(True)
+    evm.mine(11)
+    withdrawals_process_due()
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == "COMPLETED" and withdrawal.tx_hash == second.tx_hash
+    assert evm.receipt(first.tx_hash) is None and evm.nonce(hot) == 1
+    assert evm.token_balance("USDC", RECIPIENT) == Decimal("500")
+    assert ChainTx.objects.get(pk=first.pk).status == "REPLACED"
+    assert chain_txs_replace_stuck(chain="ETH") == []
+
+
+def test_a_sweep_of_ten_deposit_addresses_tops_up_gas_and_the_hot_wallet_matches_the_ledger(evm, make_trader):
+    hot = fund_evm_hot_wallet(evm, "USDT", "600000")
+    users = [make_trader() for _ in range(10)]
+    addresses = [deposit_address_get_or_create(user=u, chain="ETH").address for u in users]
+    deposits_scan(chain="ETH")
+    for i, address in enumerate(addresses):
+        evm.transfer("USDT", address, str(100 + i))
+    evm.mine(12)
+    assert deposits_scan(chain="ETH").credited == 10
+
+    sweeps = aggregation_plan(chain="ETH", trigger=Aggregation.Trigger.MANUAL)
+    assert len(sweeps) == 10
+    for _ in range(3):
+        for sweep in sweeps:
+            aggregation_advance(aggregation_id=sweep.pk)
+    assert all(Aggregation.objects.get(pk=s.pk).gas_tx_hash for s in sweeps)  # each address got gas first
+    assert {Aggregation.objects.get(pk=s.pk).status for s in sweeps} == {"SENT"}
+    evm.mine(12)
+    for sweep in sweeps:
+        aggregation_advance(aggregation_id=sweep.pk)
+    assert {Aggregation.objects.get(pk=s.pk).status for s in sweeps} == {"CONFIRMED"}
+
+    swept = sum(Decimal(100 + i) for i in range(10))
+    assert all(evm.token_balance("USDT", a) == 0 for a in addresses)
+    onchain = evm.token_balance("USDT", hot)
+    record = -account_balance(AccountRef.platform("hot_wallet", sub="ETH:USDT"))
+    assert onchain == record == Decimal(600000) + swept
+    assert Deposit.objects.filter(aggregation__isnull=False).count() == 10
