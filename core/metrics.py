@@ -32,6 +32,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from celery.signals import worker_process_shutdown
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -173,12 +174,7 @@ def configure_process() -> None:
         _process_configured = True
     if multiprocess_dir():
         atexit.register(mark_process_dead)  # the pid at exit: forked children inherit this hook
-        try:
-            from celery.signals import worker_process_shutdown
-        except ImportError:  # pragma: no cover - celery is a dependency
-            pass
-        else:
-            worker_process_shutdown.connect(_celery_child_exit, weak=False)
+        worker_process_shutdown.connect(_celery_child_exit, weak=False)
     port = os.environ.get("XBIT_METRICS_PORT", "").strip()
     if port:
         try:

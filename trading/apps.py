@@ -6,16 +6,20 @@ class TradingConfig(AppConfig):
     verbose_name = "Trading"
 
     def ready(self) -> None:
+        # imported here, once the app registry is loaded: these modules define or query models
         from core.accounts.management.commands.seed_demo import DEMO_SEEDERS
         from core.health import ADVISORY_CHECKS
         from trading import (
             config,  # noqa: F401  (registers trading_defaults_ensure)
+            limit_trigger,
             tasks,  # noqa: F401  (registers the hourly markets sync with beat)
         )
+        from trading.account import cross_margin_used_for, withdrawable_for
         from trading.demo import seed_trading_demo
         from trading.hl_accounts import seed_hl_accounts_demo
         from trading.markets import seed_markets_demo
         from trading.selectors import feed_readiness
+        from wallets.hooks import register_cross_margin_provider, register_withdrawable_provider
 
         for seeder in (seed_markets_demo, seed_hl_accounts_demo, seed_trading_demo):
             if seeder not in DEMO_SEEDERS:
@@ -25,12 +29,7 @@ class TradingConfig(AppConfig):
         if not any(name == "hl_feed" for name, _check in ADVISORY_CHECKS):
             ADVISORY_CHECKS.append(("hl_feed", feed_readiness))
 
-        from trading.account import cross_margin_used_for, withdrawable_for
-        from wallets.hooks import register_cross_margin_provider, register_withdrawable_provider
-
         register_cross_margin_provider(cross_margin_used_for)
         register_withdrawable_provider(withdrawable_for)
-
-        from trading import limit_trigger
 
         limit_trigger.register()
