@@ -269,7 +269,7 @@ def _place_locked(
             error = reject_order(
                 order,
                 ErrorCode.NO_ROUTE,
-                "Orders routed to Hyperliquid are not available yet.",
+                "Hyperliquid execution is not configured (no HL trading account).",
                 reason=str(decision.reason),
             )
             raise RejectAfterCommit(error)

@@ -83,7 +83,7 @@ def switch_set(
     if not switch.is_available():
         raise ApplicationError(
             ErrorCode.SERVICE_UNAVAILABLE,
-            f"{switch.label} is not available yet (its owner, {switch.owner}, is not installed).",
+            f"{switch.label} cannot be changed now: its owner ({switch.owner}) does not answer.",
             {"switch": name},
         )
     new = switch.clean(value)
