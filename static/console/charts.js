@@ -1,7 +1,8 @@
 // Charts for console pages with uPlot (installed by `make assets`, served from /static/vendor/uplot/).
 // A <div class="chart" data-chart="<json_script id>"> with {"x": [unix s], "y": [numbers]} becomes a
 // line (or bar) chart; data-label / data-unit / data-kind="bars" / data-digits (decimals shown, default 2)
-// tune it; data-thresholds='[{"value": v, "color": "--warn"}]' draws dashed levels, always in view.
+// tune it; data-thresholds='[{"value": v, "color": "--warn", "label": "trip"}]' draws dashed levels, always
+// in view and labelled with their value; the y axis is sized to its longest label and titled with the unit.
 // Drawn charts are kept in XBIT_CHARTS by id: XBIT_CHARTS.append(id, x, y) adds a live point.
 (function () {
   "use strict";
@@ -66,11 +67,28 @@
       series.points = { show: false };
     }
     const axis = { stroke: color("--muted", "#8a96a3"), grid: { stroke: color("--line", "#283039"), width: 1 }, ticks: { stroke: color("--line", "#283039") } };
+    // the y axis is as wide as its longest label (a fixed width clipped "1,000,200" to ",000,200")
+    const fitSize = (u, values, axisIdx, cycleNum) => {
+      const a = u.axes[axisIdx];
+      if (cycleNum > 1 && a._size) return a._size;
+      let size = (a.ticks && a.ticks.size ? a.ticks.size : 10) + (a.gap || 5) + 8;
+      const longest = (values || []).reduce((acc, v) => (String(v).length > acc.length ? String(v) : acc), "");
+      if (longest) {
+        u.ctx.save();
+        u.ctx.font = a.font && a.font[0] ? a.font[0] : "12px sans-serif";
+        size += u.ctx.measureText(longest).width / (window.devicePixelRatio || 1);
+        u.ctx.restore();
+      }
+      return Math.ceil(size);
+    };
     const opts = {
       width: Math.max(300, el.clientWidth),
       height: parseInt(el.dataset.height || "180", 10),
       series: [{}, series],
-      axes: [Object.assign({}, axis, { space: 70 }), Object.assign({}, axis, { size: 70, values: (u, vals, axis, space, incr) => tick(vals, incr) })],
+      axes: [
+        Object.assign({}, axis, { space: 70 }),
+        Object.assign({}, axis, { size: fitSize, values: (u, vals, axis, space, incr) => tick(vals, incr) }, unit ? { label: unit, labelSize: 16 } : {}),
+      ],
       legend: { show: true },
       // one point (or several at one time) would stretch the time axis over years: show the hour before it
       scales: { x: { time: true, range: (u, min, max) => {
@@ -102,6 +120,13 @@
             ctx.moveTo(u.bbox.left, y);
             ctx.lineTo(u.bbox.left + u.bbox.width, y);
             ctx.stroke();
+            // the level says what it is and its value, so it reads on any scale
+            const dpr = window.devicePixelRatio || 1;
+            ctx.setLineDash([]);
+            ctx.fillStyle = ctx.strokeStyle;
+            ctx.font = `${11 * dpr}px sans-serif`;
+            ctx.textAlign = "right";
+            ctx.fillText(`${t.label ? t.label + " " : ""}${num(t.value)} ${unit}`.trim(), u.bbox.left + u.bbox.width - 4 * dpr, y - 3 * dpr);
             ctx.restore();
           });
         }],

@@ -10,4 +10,9 @@ class ConsoleConfig(AppConfig):
         from core.observability import configure_structlog
 
         configure_structlog()
+        from core.accounts.management.commands.seed_demo import DEMO_SEEDERS
         from xbit_admin.console import explorers  # noqa: F401  (registers its defaults)
+        from xbit_admin.console.demo import seed_demo_kyc
+
+        if seed_demo_kyc not in DEMO_SEEDERS:
+            DEMO_SEEDERS.append(seed_demo_kyc)

@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from core.audit.models import AuditEntry
 from core.errors import ApplicationError
 from core.money import MONEY_INPUT, decimal_from_text
 from wallets.models import Aggregation, ColdTransfer, Withdrawal, WithdrawalApproval
@@ -90,10 +91,23 @@ def withdrawals_view(request: HttpRequest) -> HttpResponse:
         .order_by("-updated_at")[:30]
     )
     rejected = list(
-        Withdrawal.objects.filter(status=Withdrawal.Status.REJECTED)
+        Withdrawal.objects.filter(status=Withdrawal.Status.REJECTED, approvals__isnull=True)
         .select_related("user")
+        .prefetch_related("approvals__approver")
         .order_by("-updated_at")[:20]
     )
+    # one list, newest decision first; a rejection says who rejected (its audit row)
+    decided = sorted({w.pk: w for w in recent + rejected}.values(), key=lambda w: w.updated_at, reverse=True)
+    rejections = {
+        e.object_id: e
+        for e in AuditEntry.objects.filter(
+            action="wallets.withdrawal.reject",
+            object_type="withdrawal",
+            object_id__in=[str(w.pk) for w in decided if w.status == Withdrawal.Status.REJECTED],
+        )
+    }
+    for w in decided:
+        w.rejection = rejections.get(str(w.pk))  # type: ignore[attr-defined]
     return render(
         request,
         "console/withdrawals.html",
@@ -101,8 +115,7 @@ def withdrawals_view(request: HttpRequest) -> HttpResponse:
             "page": "withdrawals",
             "groups": groups,
             "waiting_count": len(waiting),
-            "recent": recent,
-            "rejected": rejected,
+            "recent": decided,
             "can_view_users": can(request.user, "view_user_data"),
         },
     )

@@ -6,6 +6,7 @@ endpoint answers 403 for them."""
 from __future__ import annotations
 
 from datetime import UTC
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib import messages
@@ -43,6 +44,39 @@ def _last_changes() -> dict[str, SwitchChange]:
     return last
 
 
+FRACTION_SUFFIXES = ("_move", "_rate", "_ratio")  # number switches held as fractions (0.05 = 5 %)
+
+
+def human(switch: Any, value: Any) -> str:
+    """A switch value as the desk reads it (issue #21): on/off, amounts with thousands separators and
+    their unit, fractions as percentages — never a raw "10000" or "False"."""
+    if value is None or value == "":
+        return "—"
+    if switch.kind == "bool" or isinstance(value, bool):
+        text = str(value).strip().lower()
+        return (
+            "on"
+            if text in ("true", "on", "1", "yes")
+            else "off"
+            if text in ("false", "off", "0", "no")
+            else str(value)
+        )
+    if switch.kind in ("money", "number", "int"):
+        try:
+            number = Decimal(str(value))
+        except (InvalidOperation, ValueError):
+            return str(value)
+        if switch.kind == "money":
+            return f"{number:,.2f} USDC".replace(".00 USDC", " USDC")
+        fraction = switch.name.endswith(FRACTION_SUFFIXES) or (
+            switch.maximum is not None and switch.maximum <= 1
+        )
+        if switch.kind == "number" and fraction:
+            return f"{(number * 100).normalize():f} %"
+        return f"{number.normalize():,f}"
+    return display(value)
+
+
 def switch_rows(user: Any) -> list[dict[str, Any]]:
     last = _last_changes()
     rows = []
@@ -64,8 +98,11 @@ def switch_rows(user: Any) -> list[dict[str, Any]]:
                     "scope": scope,
                     "available": available,
                     "current": current,
-                    "current_display": display(current) if available else "unavailable",
-                    "default_display": display(to_json(switch.default)),
+                    "current_display": human(switch, current) if available else "unavailable",
+                    "default_display": human(switch, to_json(switch.default)),
+                    "anchor": "switch-" + key.replace(":", "-"),
+                    "last_old": human(switch, last[key].old_value) if key in last else "",
+                    "last_new": human(switch, last[key].new_value) if key in last else "",
                     "is_default": current == to_json(switch.default),
                     "last": last.get(key),
                     "can_edit": available and may_change(user, switch),

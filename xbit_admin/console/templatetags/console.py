@@ -175,3 +175,38 @@ def runbook_link(kind: Any, key: Any) -> str:
     return format_html(
         '<a class="runbook-link small" href="{}">runbook</a>', reverse("console:runbook", args=target)
     )
+
+
+@register.filter
+def kill_switch_of(breakers: Any) -> Any:
+    """The kill-switch breaker among ``breakers`` (the overview's not-OK list), or None when it is off."""
+    for b in breakers or ():
+        if getattr(b, "kind", "") == "KILL_SWITCH" and getattr(b, "state", "OK") != "OK":
+            return b
+    return None
+
+
+@register.filter
+def canary_measured(criterion: Any) -> str:
+    """A canary criterion's measured figure with its unit (bp, ms, %), never a raw float."""
+    value = _dec(criterion.get("measured"))
+    if value is None:
+        return "n/a"
+    name = criterion.get("name")
+    if name == "p99":
+        return f"{value:,.1f} ms"
+    if name == "fill_dev":
+        return f"{value:,.2f} bp"
+    if name in ("errors", "recon"):
+        return f"{value * 100:,.2f} %"
+    return f"{value:,}"
+
+
+@register.filter
+def config_value(row: Any) -> str:
+    """A risk-config value as the desk reads it: fractions as percentages, amounts with separators."""
+    value, unit = row.get("value"), row.get("unit", "")
+    number = _dec(value)
+    if unit == "fraction" and number is not None:
+        return f"{(number * 100).normalize():,f} %".replace(".0 %", " %")
+    return qty(value)

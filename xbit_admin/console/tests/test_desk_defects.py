@@ -1,0 +1,115 @@
+"""Issue #21's defects, each pinned: decided withdrawals listed with who rejected them, switches and risk
+config in units a desk reads (on/off, thousands, %), the canary's figures with their units, the kill
+switch's state shown next to its buttons, a chain's "withdrawals off" linked to its switch, and the demo
+traders spread over KYC levels so the two-person path above 100,000 can be exercised."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from core.accounts.models import User
+from core.accounts.roles import Role
+
+pytestmark = pytest.mark.django_db
+
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_decided_withdrawals_say_who_rejected_them_and_no_empty_note_beside_a_row(
+    console_as: Any, make_withdrawal: Any
+) -> None:
+    from wallets.services import withdrawal_reject
+
+    rejected = make_withdrawal("20000")
+    operator = console_as(Role.OPERATIONS)
+    withdrawal_reject(withdrawal_id=rejected.pk, acting_user=operator.staff_user, reason="name mismatch")
+    html = operator.get("/withdrawals/").content.decode()
+    recent = _text(html.split('id="recent"', 1)[1].split("</section>", 1)[0])
+    assert "No decided withdrawal yet." not in recent
+    assert f"rejected by {operator.staff_user.email}" in recent and "name mismatch" in recent
+
+
+def test_switch_values_read_as_a_desk_reads_them(console_as: Any) -> None:
+    from xbit_admin.console.pages.switches import human
+    from xbit_admin.switches.registry import REGISTRY
+
+    assert human(REGISTRY["daily_loss_trip"], "500000") == "500,000 USDC"
+    assert human(REGISTRY["volatility_move"], "0.05") == "5 %"
+    assert human(REGISTRY["latency_trip_ms"], 1000) == "1,000"
+    assert human(REGISTRY["liquidation_mode"], "LIVE") == "LIVE"
+    bools = [s for s in REGISTRY.values() if s.kind == "bool"]
+    assert bools and human(bools[0], False) == "off" and human(bools[0], "True") == "on"
+    html = _text(console_as(Role.SUPER_ADMIN).get("/switches/").content.decode())
+    assert "500,000 USDC" in html and "5 %" in html and "fraction" not in html
+
+
+def test_the_canary_figures_carry_their_units() -> None:
+    from xbit_admin.console.templatetags.console import canary_measured
+
+    assert canary_measured({"name": "p99", "measured": Decimal("89663.4321")}) == "89,663.4 ms"
+    assert (
+        canary_measured({"name": "errors", "measured": Decimal("0.012345678901234567890123456789")})
+        == "1.23 %"
+    )
+    assert canary_measured({"name": "fill_dev", "measured": Decimal("0.4")}) == "0.40 bp"
+    assert canary_measured({"name": "recon", "measured": None}) == "n/a"
+
+
+def test_risk_config_shows_fractions_as_percentages(console_as: Any) -> None:
+    html = console_as(Role.RISK_MANAGER).get("/risk-config/").content.decode()
+    assert "5 %" in _text(html) and "entered as a fraction: 0.05" in _text(html)
+
+
+def test_the_kill_switch_panel_says_whether_it_is_on(console_as: Any) -> None:
+    from risk.breakers import kill_switch_set
+
+    client = console_as(Role.RISK_MANAGER)
+    panel = _text(client.get("/").content.decode().split('id="kill-switch"', 1)[1].split("</section>", 1)[0])
+    assert "OFF markets trade under their own state." in panel and "halt all trading" in panel
+    assert "Turn the kill switch off" not in panel
+    kill_switch_set(active=True, mode="HALTED", acting_user=client.staff_user, reason="exchange incident")
+    panel = _text(client.get("/").content.decode().split('id="kill-switch"', 1)[1].split("</section>", 1)[0])
+    assert "ON every market halted for new orders since" in panel and "exchange incident" in panel
+    assert "Turn the kill switch off" in panel and "halt all trading" not in panel
+
+
+def test_a_chain_with_withdrawals_off_links_to_its_switch_and_arbitrum_says_why_it_has_none(
+    console_as: Any,
+) -> None:
+    from wallets.config import chain_config
+    from wallets.models import ChainConfig
+
+    chain_config("TRON")
+    chain_config("ARBITRUM")
+    ChainConfig.objects.filter(chain="TRON").update(withdrawals_enabled=False)
+    html = console_as(Role.SUPER_ADMIN).get("/liquidity/").content.decode()
+    assert 'href="/switches/#switch-withdrawals_enabled-TRON"' in html
+    assert "platform capital only" in html and "withdrawals_enabled-ARBITRUM" not in html
+    switches = console_as(Role.SUPER_ADMIN).get("/switches/").content.decode()
+    assert 'id="switch-withdrawals_enabled-TRON"' in switches
+
+
+def test_the_demo_traders_are_spread_over_kyc_levels(db: Any) -> None:
+    from io import StringIO
+
+    from django.core.management.base import BaseCommand
+
+    from trading.demo import demo_trader_emails
+    from xbit_admin.console.demo import seed_demo_kyc
+
+    command = BaseCommand(stdout=StringIO())
+    seed_demo_kyc(command)
+    seed_demo_kyc(command)  # idempotent
+    levels = dict(User.objects.filter(email__in=demo_trader_emails()).values_list("email", "kyc_status"))
+    assert len(levels) == 24
+    assert {"NONE", "PENDING", "VERIFIED"} == set(levels.values())
+    assert (
+        levels["trader10@demo.xbit.local"] == "VERIFIED" and levels["trader05@demo.xbit.local"] == "PENDING"
+    )
+    assert "verified traders can withdraw above 100,000" in command.stdout.getvalue()
