@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from celery import shared_task
 
 from core.periodic import register_periodic
-from wallets.chains import ChainUnavailable
+from wallets.chains import ChainUnavailable, nonce_adapter
 from wallets.models import Chain, ColdTransfer
 from wallets.services.aggregation import aggregation_tick
 from wallets.services.chain_txs import chain_txs_replace_stuck
@@ -25,8 +25,13 @@ from wallets.services.withdrawal_sending import withdrawal_send, withdrawals_pro
 
 logger = logging.getLogger(__name__)
 DEPOSIT_CHAINS = [Chain.TRON, Chain.ETH, Chain.SOL]
-# scanned every 2 s (the credit follows the N-th confirmation within seconds); the others every 10 s
-EVM_CHAINS = [Chain.ETH, Chain.ARBITRUM]
+ALL_CHAINS = [*DEPOSIT_CHAINS, Chain.ARBITRUM]
+
+
+def nonce_chains() -> list[str]:
+    """The chains on an EVM node: scanned every 2 s (a credit follows the N-th confirmation within
+    seconds) and watched for stuck transactions; the others are scanned every 10 s."""
+    return [chain for chain in ALL_CHAINS if nonce_adapter(chain) is not None]
 
 
 def _each_chain(service: Callable[..., object], chains: Iterable[str]) -> None:
@@ -39,17 +44,17 @@ def _each_chain(service: Callable[..., object], chains: Iterable[str]) -> None:
 
 @shared_task(name="wallets.scan_deposits", ignore_result=True)
 def scan_deposits_task() -> None:
-    _each_chain(deposits_scan, [c for c in DEPOSIT_CHAINS if c not in EVM_CHAINS])
+    _each_chain(deposits_scan, [c for c in DEPOSIT_CHAINS if c not in nonce_chains()])
 
 
 @shared_task(name="wallets.scan_evm_deposits", ignore_result=True)
 def scan_evm_deposits_task() -> None:
-    _each_chain(deposits_scan, EVM_CHAINS)
+    _each_chain(deposits_scan, nonce_chains())
 
 
 @shared_task(name="wallets.replace_stuck", ignore_result=True)
 def replace_stuck_task() -> None:
-    _each_chain(chain_txs_replace_stuck, EVM_CHAINS)
+    _each_chain(chain_txs_replace_stuck, nonce_chains())
 
 
 @shared_task(name="wallets.process_withdrawals", ignore_result=True)
@@ -72,7 +77,7 @@ def aggregate_task() -> None:
 
 @shared_task(name="wallets.hot_wallets", ignore_result=True)
 def hot_wallets_task() -> None:
-    _each_chain(hot_wallet_check, [*DEPOSIT_CHAINS, Chain.ARBITRUM])
+    _each_chain(hot_wallet_check, ALL_CHAINS)
     liquidity_check()
     for pk in ColdTransfer.objects.filter(status=ColdTransfer.Status.APPROVED).values_list("pk", flat=True):
         cold_transfer_send_task(pk)

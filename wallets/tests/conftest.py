@@ -25,6 +25,15 @@ def _eager_celery() -> Iterator[None]:
     app.conf.task_always_eager = previous
 
 
+@pytest.fixture(autouse=True)
+def _own_hd_seed(settings: Any) -> None:
+    """Each test's custody starts from its own HD seed, as its database starts empty: the EVM keys are
+    derived, so one seed for every test would share hot wallets across tests on the session's chains."""
+    from eth_account.hdaccount import generate_mnemonic
+
+    settings.WALLET_HD_MNEMONIC = generate_mnemonic(12, "english")
+
+
 @pytest.fixture(scope="session")
 def _chains_process() -> Iterator[SandboxProcess]:
     with SandboxProcess(seed=11, config={"chains": {"manual": True}}) as sb:
