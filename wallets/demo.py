@@ -1,19 +1,28 @@
-"""Demo data (``manage.py seed_demo``): platform capital as ledger transfers, and funded hot wallets
-on the simulated chains when they are reachable (skipped quietly otherwise). Idempotent."""
+"""Demo data (``manage.py seed_demo``): platform capital as ledger transfers, funded hot and cold wallets
+— on the local anvil nodes for ETH/Arbitrum (tokens minted by the contracts' owner, gas by
+``anvil_setBalance``), on the simulated chains for the others — when they are reachable (skipped
+quietly otherwise), and the first demo traders' deposits: real ERC-20 transfers to their ETH deposit
+addresses from their own outside wallets, credited by the scanner after 12 blocks. Idempotent."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
 import requests
 from django.conf import settings
 from django.db import transaction
+from eth_account import Account
+from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
+from eth_utils import keccak, to_checksum_address
 
-from wallets.chains import spec
+from core.accounts.management.commands.seed_demo import DEMO_SEEDERS
+from core.accounts.models import User
+from wallets.chains import adapter_kind, spec
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import AccountKind, Chain, TransferKind
-from wallets.services.keys import cold_wallet_key, hot_wallet_key
+from wallets.services.keys import cold_wallet_key, deposit_address_get_or_create, hot_wallet_key
 
 # HL accounts' capital is booked from what HL holds once their agents exist (trading.hl_accounts)
 CAPITAL = {
@@ -41,8 +50,105 @@ def _capital(code: str, amount: Decimal, key: str, *, sub: str = "", asset: str 
     )
 
 
+# The local anvil nodes' well-known dev accounts (public keys of anvil's default mnemonic): account 0
+# deployed the token contracts and may mint; accounts 1.. stand for the demo traders' own wallets.
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+DEMO_DEPOSITORS = 6
+
+
+def _anvil_key(index: int) -> bytes:
+    return key_from_seed(seed_from_mnemonic(ANVIL_MNEMONIC, ""), f"m/44'/60'/0'/0/{index}")
+
+
+def _evm_conf(chain: str) -> dict[str, Any]:
+    conf: dict[str, Any] = settings.EVM_CHAINS[chain]
+    return conf
+
+
+def _evm_rpc(chain: str, method: str, *params: Any) -> Any:
+    url = _evm_conf(chain)["rpc_url"]
+    body = requests.post(
+        url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}, timeout=10
+    )
+    answer = body.json()
+    if "error" in answer:
+        raise RuntimeError(f"{chain} {method}: {answer['error']}")
+    return answer.get("result")
+
+
+def _evm_call(chain: str, key: bytes, asset: str, signature: str, *words: bytes) -> str:
+    """A token contract call signed by ``key`` (EIP-1559), waited for."""
+    conf = _evm_conf(chain)
+    sender = Account.from_key(key).address
+    base = int(_evm_rpc(chain, "eth_getBlockByNumber", "latest", False)["baseFeePerGas"], 16)
+    tx = {
+        "type": 2,
+        "chainId": int(conf["chain_id"]),
+        "nonce": int(_evm_rpc(chain, "eth_getTransactionCount", sender, "pending"), 16),
+        "to": to_checksum_address(conf["tokens"][asset]),
+        "value": 0,
+        "data": "0x" + (keccak(text=signature)[:4] + b"".join(words)).hex(),
+        "gas": 120_000,
+        "maxFeePerGas": 3 * base + 10**9,
+        "maxPriorityFeePerGas": 10**9,
+    }
+    signed = Account.sign_transaction(tx, key)
+    tx_hash = _evm_rpc(chain, "eth_sendRawTransaction", "0x" + bytes(signed.raw_transaction).hex())
+    for _ in range(300):
+        if _evm_rpc(chain, "eth_getTransactionReceipt", tx_hash):
+            break
+        time.sleep(0.1)
+    return str(tx_hash)
+
+
+def _word_address(address: str) -> bytes:
+    return bytes(12) + bytes.fromhex(to_checksum_address(address)[2:])
+
+
+def _word(value: int) -> bytes:
+    return value.to_bytes(32, "big")
+
+
+def _evm_ready(chain: str) -> bool:
+    """The node answers and the token contracts are deployed (the node process deploys them at start)."""
+    for _ in range(100):
+        try:
+            if all(
+                _evm_rpc(chain, "eth_getCode", a, "latest") not in (None, "0x")
+                for a in _evm_conf(chain)["tokens"].values()
+            ):
+                return True
+        except (requests.RequestException, RuntimeError, ValueError):
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def _evm_fund(chain: str, address: str, asset: str, amount: Decimal) -> None:
+    if asset == spec.NATIVE[chain]:
+        have = Decimal(int(_evm_rpc(chain, "eth_getBalance", address, "latest"), 16)) / Decimal(10**18)
+        if have < amount:
+            _evm_rpc(chain, "anvil_setBalance", address, hex(int(amount * 10**18)))
+        return
+    have = _token_balance(chain, address, asset)
+    if have < amount:
+        units = int((amount - have) * 10**spec.TOKEN_DECIMALS)
+        _evm_call(chain, _anvil_key(0), asset, "mint(address,uint256)", _word_address(address), _word(units))
+
+
+def _token_balance(chain: str, address: str, asset: str) -> Decimal:
+    data = "0x" + (keccak(text="balanceOf(address)")[:4] + _word_address(address)).hex()
+    token = _evm_conf(chain)["tokens"][asset]
+    return Decimal(
+        int(_evm_rpc(chain, "eth_call", {"to": token, "data": data}, "latest") or "0x0", 16)
+    ) / Decimal(10**spec.TOKEN_DECIMALS)
+
+
 def _fund(url: str, chain: str, address: str, asset: str, amount: Decimal) -> None:
     """Top the address up to ``amount`` (the simulated chains live in memory and may have restarted)."""
+    if adapter_kind(chain) == "evm":
+        _evm_fund(chain, address, asset, amount)
+        return
     answer = requests.get(f"{url}/{chain}/balance/{address}", params={"asset": asset}, timeout=3)
     answer.raise_for_status()
     missing = amount - Decimal(answer.json()["balance"])
@@ -66,6 +172,9 @@ def seed_wallets_demo(command: Any) -> None:
         command.stdout.write("  wallets: simulated chains not reachable; hot wallets not funded")
         return
     for chain in Chain.values:
+        if adapter_kind(chain) == "evm" and not _evm_ready(chain):
+            command.stdout.write(f"  wallets: the {chain} node is not reachable; its wallets not funded")
+            continue
         hot, cold = hot_wallet_key(chain), cold_wallet_key(chain)
         native = spec.NATIVE[chain]
         for asset in spec.TOKENS[chain]:
@@ -110,5 +219,32 @@ def seed_wallets_demo(command: Any) -> None:
             _fund(url, chain, hot.address, native, GAS[chain])
             _fund(url, chain, cold.address, native, GAS[chain])
     command.stdout.write(
-        "  wallets: platform capital booked; hot and cold wallets funded on the simulated chains"
+        "  wallets: platform capital booked; hot and cold wallets funded on the local chains"
     )
+    # after the other seeders (the demo traders are created by trading's, which comes later)
+    if seed_demo_deposits not in DEMO_SEEDERS:
+        DEMO_SEEDERS.append(seed_demo_deposits)
+
+
+def seed_demo_deposits(command: Any) -> None:
+    """The first demo traders deposit USDT on ETH from their own wallets (anvil dev accounts 1..6):
+    real ERC-20 transfers the scanner credits after 12 confirmations. Once per trader."""
+    if adapter_kind(Chain.ETH) != "evm" or not _evm_ready(Chain.ETH):
+        return
+    traders = User.objects.filter(email__endswith="@demo.xbit.local", is_staff=False).order_by("email")
+    sent = 0
+    for index, user in enumerate(traders[:DEMO_DEPOSITORS], start=1):
+        address = deposit_address_get_or_create(user=user, chain=Chain.ETH).address
+        if _token_balance(Chain.ETH, address, "USDT") > 0 or user.deposits.exists():
+            continue
+        key = _anvil_key(index)
+        amount = Decimal(1_000 + 250 * index)
+        units = int(amount * 10**spec.TOKEN_DECIMALS)
+        wallet = Account.from_key(key).address
+        _evm_call(
+            Chain.ETH, _anvil_key(0), "USDT", "mint(address,uint256)", _word_address(wallet), _word(units)
+        )
+        _evm_call(Chain.ETH, key, "USDT", "transfer(address,uint256)", _word_address(address), _word(units))
+        sent += 1
+    if sent:
+        command.stdout.write(f"  wallets: {sent} demo traders sent USDT deposits on the local ETH node")
