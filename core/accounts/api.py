@@ -13,7 +13,9 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from core.accounts import services, tokens
+from core.accounts.api_keys import api_key_create, api_key_revoke
 from core.accounts.models import ApiKey
+from core.accounts.security_events import client_ip
 from core.accounts.selectors import request_user
 from core.accounts.sessions import sign_in_complete
 from core.api_input import InputSerializer
@@ -91,7 +93,7 @@ class RefreshApi(APIView):
         data.is_valid(raise_exception=True)
         pair = tokens.token_pair_refresh(
             refresh=data.validated_data["refresh"],
-            ip=services.client_ip(request._request),
+            ip=client_ip(request._request),
             user_agent=request.headers.get("User-Agent", ""),
         )
         return Response(TokenPairSerializer(pair).data)
@@ -169,7 +171,7 @@ class ApiKeyListCreateApi(APIView):
         self._require_session(request)
         data = self.ApiKeyListCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        key, secret = services.api_key_create(
+        key, secret = api_key_create(
             user=request_user(request), request=request._request, **data.validated_data
         )
         body = dict(ApiKeyOutputSerializer(key).data)
@@ -184,5 +186,5 @@ class ApiKeyRevokeApi(APIView):
             raise ApplicationError(
                 ErrorCode.API_KEY_PERMISSION, "API keys are managed from a signed-in session."
             )
-        key = services.api_key_revoke(user=request_user(request), key_id=key_id, request=request._request)
+        key = api_key_revoke(user=request_user(request), key_id=key_id, request=request._request)
         return Response(ApiKeyOutputSerializer(key).data)
