@@ -14,6 +14,7 @@ from rest_framework.request import Request
 
 from core.accounts import crypto, hmac_auth, tokens
 from core.accounts.models import ApiKey, User
+from core.accounts.selectors import active_user
 from core.errors import ApplicationError, ErrorCode
 
 
@@ -109,7 +110,7 @@ class JWTAuthentication(authentication.BaseAuthentication):
             claims = tokens.decode(token, expected_type="access")
         except ApplicationError as exc:
             raise _fail(exc.code, exc.message) from None
-        user = User.objects.filter(pk=claims["sub"], is_active=True).first()
+        user = active_user(int(claims["sub"]))
         if user is None:
             raise _fail(ErrorCode.INVALID_TOKEN, "The token is invalid.")
         # "Log out everywhere" and a password reset end every access token issued before them; a

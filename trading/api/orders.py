@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from core.accounts.selectors import request_user
 from core.api_input import DecimalStringField, InputSerializer, QueryParamsSerializer, query_params
+from core.api_output import BuiltOnce
 from core.api_schema import api_errors
 from core.errors import ApplicationError, ErrorCode
 from core.money import MONEY_INPUT, PRICE_INPUT, SIZE_INPUT
@@ -27,7 +28,7 @@ from trading.orders.place import order_place
 from trading.positions import leverage_set, position_close, position_margin_adjust
 
 
-class OrderOutput(serializers.ModelSerializer):
+class OrderOutput(BuiltOnce, serializers.ModelSerializer):
     symbol = serializers.CharField(source="asset")
     type = serializers.CharField(source="order_type")
     time_in_force = serializers.CharField(source="tif")
@@ -366,7 +367,7 @@ class LeverageApi(APIView):
         )
 
 
-class FillOutput(serializers.ModelSerializer):
+class FillOutput(BuiltOnce, serializers.ModelSerializer):
     symbol = serializers.CharField(source="asset")
 
     class Meta:
