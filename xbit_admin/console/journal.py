@@ -23,6 +23,7 @@ from risk.models import FundingSettlement
 from trading.models import Fill, Order
 from wallets.models import BalanceLog, Deposit, Withdrawal, WithdrawalApproval
 from xbit_admin.console import user_reads
+from xbit_admin.console.formats import price_text
 from xbit_admin.console.pages.common import TimeWindow
 
 KINDS: dict[str, str] = {
@@ -81,7 +82,7 @@ def _orders_fetch(user_id: int, window: TimeWindow, limit: int) -> list[Any]:
 
 def _orders(user_id: int, rows: list[Any]) -> Iterable[Entry]:
     for o in rows:
-        price = "market" if not o.limit_price else f"limit {_qty(o.limit_price)} USD"
+        price = "market" if not o.limit_price else f"limit {price_text(o.asset, o.limit_price)} USD"
         level = "bad" if o.status in ("REJECTED", "FAILED") else ""
         yield Entry(
             at=o.created_at,
@@ -93,7 +94,7 @@ def _orders(user_id: int, rows: list[Any]) -> Iterable[Entry]:
                 + f", {o.margin_mode.lower()} {o.leverage}×"
                 + (", reduce-only" if o.reduce_only else "")
                 + (
-                    f", filled {_qty(o.filled_size)} at {_qty(o.avg_fill_price)} USD"
+                    f", filled {_qty(o.filled_size)} at {price_text(o.asset, o.avg_fill_price)} USD"
                     if o.avg_fill_price
                     else ""
                 )
@@ -114,7 +115,7 @@ def _fills(user_id: int, rows: list[Any]) -> Iterable[Entry]:
         yield Entry(
             at=f.created_at,
             kind="fill",
-            title=f"Fill: {f.side} {_qty(f.size)} {f.asset} at {_qty(f.price)} USD on {f.source}",
+            title=f"Fill: {f.side} {_qty(f.size)} {f.asset} at {price_text(f.asset, f.price)} USD on {f.source}",
             detail=f"order {f.order_id or '—'}, position {f.position_id or '—'}, fee {_fmt(f.fee)} USDC"
             + (", liquidation fill" if f.is_liquidation else ""),
             amount=f.realized_pnl if f.realized_pnl else None,
@@ -155,11 +156,11 @@ def _liquidations(user_id: int, rows: list[Any]) -> Iterable[Entry]:
     for r in rows:
         ratio = r.margin_ratio
         facts = {
-            "Trigger mark": f"{_qty(r.trigger_price)} USD",
+            "Trigger mark": f"{price_text(r.asset, r.trigger_price)} USD",
             "Margin ratio at trigger": ("≈ " if not r.ratio_exact else "") + _pct(ratio)
             if ratio is not None
             else (r.ratio_note or "—"),
-            "Close price": f"{_qty(r.close_price)} USD" if r.closed else "not closed",
+            "Close price": f"{price_text(r.asset, r.close_price)} USD" if r.closed else "not closed",
             "Venue": r.venue,
         }
         if r.closed:
@@ -171,9 +172,9 @@ def _liquidations(user_id: int, rows: list[Any]) -> Iterable[Entry]:
             if r.bankrupt_amount:
                 facts["Bankrupt remainder"] = f"{_fmt(r.bankrupt_amount)} USDC"
         why = (
-            f"margin ratio {_pct(ratio)} ≤ 100 %: equity fell to the maintenance margin at mark {_qty(r.trigger_price)} USD"
+            f"margin ratio {_pct(ratio)} ≤ 100 %: equity fell to the maintenance margin at mark {price_text(r.asset, r.trigger_price)} USD"
             if ratio is not None
-            else f"mark {_qty(r.trigger_price)} USD reached the liquidation price"
+            else f"mark {price_text(r.asset, r.trigger_price)} USD reached the liquidation price"
         )
         yield Entry(
             at=r.detected_at,
@@ -201,7 +202,7 @@ def _funding(user_id: int, rows: list[Any]) -> Iterable[Entry]:
             at=f.funding_time,
             kind="funding",
             title=f"Funding {'received' if f.payment > 0 else 'paid'}: {f.asset} {f.direction.lower()} {_qty(f.size)}",
-            detail=f"rate {_pct(f.rate, 4)}, oracle {_qty(f.price)} USD, position {f.position_id}, {f.source}",
+            detail=f"rate {_pct(f.rate, 4)}, oracle {price_text(f.asset, f.price)} USD, position {f.position_id}, {f.source}",
             amount=f.payment,
             unit="USDC",
             who="system",

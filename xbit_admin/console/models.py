@@ -28,3 +28,16 @@ class ConsoleSetting(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class VenueLatencySample(models.Model):
+    """HL market-data latency and feed connectivity, sampled by the console's beat task (the feed keeps
+    only its latest round trips): the venue-health page's history."""
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    latency_ms = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    connected = models.BooleanField(default=False)
+    last_message_age_s = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"HL latency {self.latency_ms} ms at {self.created_at:%H:%M:%S}"

@@ -66,6 +66,7 @@ urlpatterns = [
     # platform state banner and runbooks (issue #21)
     path("platform-state.json", state.platform_state_view, name="platform_state"),
     path("runbooks/", state.runbooks_view, name="runbooks"),
+    path("venue/", state.venue_view, name="venue"),
     path("runbooks/<str:kind>/<str:key>/", state.runbook_view, name="runbook"),
     # staff management (issue #21)
     path("staff/", staff.staff_view, name="staff"),

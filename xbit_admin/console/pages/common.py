@@ -4,6 +4,7 @@ operator, keyset pagination, time filters and CSV export."""
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -11,6 +12,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.middleware.csrf import get_token
@@ -147,6 +149,8 @@ def _cell(value: Any) -> Any:
         return "'" + value
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, dict | list):  # JSON, not Python's repr (issue #21: the audit log's before/after)
+        return _cell(json.dumps(value, sort_keys=True, cls=DjangoJSONEncoder))
     return "" if value is None else value
 
 

@@ -63,3 +63,22 @@ def runbook_view(request: HttpRequest, kind: str, key: str) -> HttpResponse:
         "console/runbook.html",
         {"page": "runbooks", "book": book, "kind": kind, "key": key, "links": _links(book)},
     )
+
+
+@staff_required("view_risk")
+@require_GET
+def venue_view(request: HttpRequest) -> HttpResponse:
+    """Venue health: HL market-data latency, order round trip, reject rate, both HL accounts' margin ratio,
+    each now and over the last hours (charts)."""
+    from xbit_admin.console.venue import venue_health
+
+    try:
+        hours = int(request.GET.get("hours", "6"))
+    except ValueError:
+        hours = 6
+    hours = hours if hours in (1, 6, 24, 72) else 6
+    return render(
+        request,
+        "console/venue.html",
+        {"page": "venue", "v": venue_health(hours=hours), "hours_choices": (1, 6, 24, 72)},
+    )

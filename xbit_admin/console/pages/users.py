@@ -31,6 +31,7 @@ from xbit_admin.console import journal, user_reads
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.pages.common import TimeWindow, can, csv_response, require, time_window
 from xbit_admin.console.selectors import user_money, user_search
+from xbit_admin.console.tables import Column, Filter, csv_rows, table_view
 
 ROWS = 100
 
@@ -439,6 +440,49 @@ SECTIONS: dict[str, Section] = {
 }
 
 
+def _restricted(qs: QuerySet[Any], value: str) -> QuerySet[Any]:
+    field = {
+        "reduce_only": "trading_restricted",
+        "no_trading": "trading_blocked",
+        "no_withdrawals": "withdrawals_restricted",
+    }[value]
+    return qs.filter(**{field: True})
+
+
+CLIENT_COLUMNS = [
+    Column("id", "Id", sort="id", num=True, csv=lambda u: u.pk),
+    Column("email", "Email", sort="email"),
+    Column("wallet_address", "Wallet"),
+    Column("kyc_status", "KYC", sort="kyc_status"),
+    Column(
+        "flags",
+        "Restrictions",
+        csv=lambda u: " ".join(
+            name
+            for name, on in (
+                ("blacklisted", u.blacklisted),
+                ("reduce_only", u.trading_restricted),
+                ("no_trading", u.trading_blocked),
+                ("no_withdrawals", u.withdrawals_restricted),
+            )
+            if on
+        ),
+    ),
+    Column("tags", "Tags", csv=lambda u: " ".join(t.tag for t in u.client_tags.all())),
+    Column("date_joined", "Joined (UTC)", sort="date_joined"),
+]
+CLIENT_FILTERS = [
+    Filter("kyc", "KYC", lambda qs, v: qs.filter(kyc_status=v), tuple(User.KycStatus.choices)),
+    Filter(
+        "restricted",
+        "Restriction",
+        _restricted,
+        (("reduce_only", "reduce-only"), ("no_trading", "no trading"), ("no_withdrawals", "no withdrawals")),
+    ),
+    Filter("tag", "Tag", lambda qs, v: qs.filter(client_tags__tag=v.strip().lower())),
+]
+
+
 @staff_required("view_user_data")
 @require_GET
 def users_view(request: HttpRequest) -> HttpResponse:
@@ -449,8 +493,36 @@ def users_view(request: HttpRequest) -> HttpResponse:
         hit = hits[0]
         url = reverse("console:user_detail", args=[hit.user_id])
         return redirect(f"{url}?{urlencode({'found': hit.kind})}" + (f"#{hit.anchor}" if hit.anchor else ""))
-    recent = [] if q else list(User.objects.filter(is_staff=False).order_by("-id")[:20])
-    return render(request, "console/users.html", {"page": "users", "q": q, "hits": hits, "recent": recent})
+    clients = User.objects.filter(is_staff=False).prefetch_related("client_tags")
+    table, ordered = table_view(
+        request, clients, columns=CLIENT_COLUMNS, filters=CLIENT_FILTERS, default_sort="-id"
+    )
+    if request.GET.get("format") == "csv":
+        require(request.user, "export_data")
+        with transaction.atomic():
+            audit_record(
+                action="console.export",
+                actor=request.user,
+                request=request,
+                object_type="user_list",
+                after=dict(table.base_query),
+            )
+        return csv_response(
+            "clients.csv",
+            [c.key for c in CLIENT_COLUMNS],
+            csv_rows(CLIENT_COLUMNS, ordered.iterator(chunk_size=2000)),
+        )
+    return render(
+        request,
+        "console/users.html",
+        {
+            "page": "users",
+            "q": q,
+            "hits": hits,
+            "table": table,
+            "can_export": can(request.user, "export_data"),
+        },
+    )
 
 
 @staff_required("view_user_data")

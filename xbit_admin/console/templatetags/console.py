@@ -210,3 +210,17 @@ def config_value(row: Any) -> str:
     if unit == "fraction" and number is not None:
         return f"{(number * 100).normalize():,f} %".replace(".0 %", " %")
     return qty(value)
+
+
+@register.filter
+def split_csv(value: Any) -> list[str]:
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+@register.simple_tag
+def price(asset: Any, value: Any) -> str:
+    """A price to the asset's tick: HL's rule (5 significant figures, at most 6 − szDecimals decimals),
+    with thousands separators — 72,280 for BTC, 3,000.5 for ETH."""
+    from xbit_admin.console.formats import price_text
+
+    return price_text(str(asset or ""), value)

@@ -113,3 +113,63 @@ def test_the_demo_traders_are_spread_over_kyc_levels(db: Any) -> None:
         levels["trader10@demo.xbit.local"] == "VERIFIED" and levels["trader05@demo.xbit.local"] == "PENDING"
     )
     assert "verified traders can withdraw above 100,000" in command.stdout.getvalue()
+
+
+def test_the_client_list_sorts_filters_and_pages_in_the_url_and_exports(
+    console_as: Any, make_trader: Any
+) -> None:
+    from core.accounts.models import ClientTag
+
+    support = console_as(Role.SUPPORT)
+    made = [
+        make_trader(email=f"list{i:02d}@example.com", kyc_status="VERIFIED" if i % 2 else "NONE")
+        for i in range(30)
+    ]
+    ClientTag.objects.create(user=made[3], tag="vip", added_by=support.staff_user)
+    page = support.get("/users/", {"kyc": "VERIFIED", "sort": "email", "per": "25"}).content.decode()
+    rows = re.findall(r'<tr data-user="(\d+)">', page)
+    verified = sorted((u for u in made if u.kyc_status == "VERIFIED"), key=lambda u: u.email)
+    assert [int(r) for r in rows] == [u.pk for u in verified]
+    assert 'href="?kyc=VERIFIED&amp;sort=-email&amp;per=25&amp;page=1"' in page  # the next click reverses
+    first = support.get("/users/", {"per": "25"}).content.decode()
+    assert "page 1 of 2" in first and 'rel="next"' in first and "CSV" not in first.split('id="clients"')[1]
+    second = support.get("/users/", {"per": "25", "page": "2"}).content.decode()
+    assert len(re.findall(r'<tr data-user="', second)) == 5
+    tagged = support.get("/users/", {"tag": "VIP"}).content.decode()
+    assert re.findall(r'<tr data-user="(\d+)">', tagged) == [str(made[3].pk)]
+    bad = support.get("/users/", {"sort": "password", "kyc": "GOLD"}).content.decode()
+    assert (
+        "Cannot sort by &#x27;password&#x27;" in bad
+        and "KYC: &#x27;GOLD&#x27; is not one of the choices" in bad
+    )
+    assert support.get("/users/", {"format": "csv"}).status_code == 403
+    ops = console_as(Role.OPERATIONS)
+    body = b"".join(ops.get("/users/", {"format": "csv", "tag": "vip"}).streaming_content).decode()
+    assert body.splitlines() == [
+        "id,email,wallet_address,kyc_status,flags,tags,date_joined",
+        body.splitlines()[1],
+    ]
+    assert "list03@example.com" in body and ",vip," in body
+
+
+def test_csv_cells_hold_json_not_python_repr(console_as: Any, make_trader: Any) -> None:
+    from core.accounts.desk import client_restrict
+
+    trader = make_trader()
+    ops = console_as(Role.OPERATIONS)
+    client_restrict(user_id=trader.pk, kind="no_withdrawals", reason="review", acting_user=ops.staff_user)
+    analyst = console_as(Role.SUPER_ADMIN)
+    body = b"".join(
+        analyst.get("/audit/export.csv", {"action": "client.restrict"}).streaming_content
+    ).decode()
+    row = body.splitlines()[1]
+    assert '"{""withdrawals_restricted"": false}"' in row and "False" not in row
+
+
+def test_prices_show_to_the_assets_tick(market: None) -> None:
+    from xbit_admin.console.formats import price_text
+
+    assert price_text("BTC", Decimal("72280")) == "72,280"
+    assert price_text("BTC", Decimal("72280.000000")) == "72,280"
+    assert price_text("ETH", Decimal("3000.5")) == "3,000.5"
+    assert price_text("UNKNOWN", Decimal("1.2300")) == "1.23"
