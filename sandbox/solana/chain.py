@@ -278,11 +278,11 @@ class SolanaChain:
 
     def _include(self, signature: str, raw: bytes, record: Slot) -> None:
         tx, _, keys = self.decode(raw)
-        try:
-            bank, err, fee, logs, units = self.run(tx, keys, record.slot - 1)
+        try:  # on the slot's bank as the transactions before it in this block left it
+            bank, err, fee, logs, units = self.run(tx, keys, record.slot)
         except RpcError:
             return  # expired blockhash, duplicate, or a fee payer that cannot pay: never lands
-        pre = {k: self.read(k, record.slot - 1) for k in keys}
+        pre = {k: self.read(k, record.slot) for k in keys}
         for key, account in bank.changes.items():
             self.write(key, account, record.slot)
         post = {k: self.read(k, record.slot) for k in keys}

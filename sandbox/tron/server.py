@@ -391,6 +391,13 @@ class TronService:
             return web.json_response({})
         return web.json_response(self._tx_json(record.tx["txID"], self._flag(body, "visible")))
 
+    async def gettransactionfrompending(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        txid = str(body.get("value", ""))
+        if txid not in self.chain.mempool:
+            return web.json_response({})
+        return web.json_response(self._tx_json(txid, self._flag(body, "visible")))
+
     async def gettransactioninfobyid(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         record = self.chain.txs.get(str(body.get("value", "")))
@@ -581,6 +588,7 @@ def build_app(*, seed: int, config: dict[str, Any]) -> web.Application:
         "broadcasttransaction": service.broadcasttransaction,
         "gettransactionbyid": service.gettransactionbyid,
         "gettransactioninfobyid": service.gettransactioninfobyid,
+        "gettransactionfrompending": service.gettransactionfrompending,
     }
     for name, handler in node.items():
         r.add_route("*", f"/wallet/{name}", handler)
