@@ -29,7 +29,7 @@ ALL_CHAINS = [*DEPOSIT_CHAINS, Chain.ARBITRUM]
 
 
 def nonce_chains() -> list[str]:
-    """The chains on an EVM node: scanned every 2 s (a credit follows the N-th confirmation within
+    """The chains on an EVM node: scanned every second (a credit follows the N-th confirmation within
     seconds) and watched for stuck transactions; the others are scanned every 10 s."""
     return [chain for chain in ALL_CHAINS if nonce_adapter(chain) is not None]
 
@@ -102,7 +102,7 @@ def monitor_task() -> None:
 
 
 register_periodic("wallets.scan_deposits", "wallets.scan_deposits", 10, queue="wallets")
-register_periodic("wallets.scan_evm_deposits", "wallets.scan_evm_deposits", 2, queue="wallets")
+register_periodic("wallets.scan_evm_deposits", "wallets.scan_evm_deposits", 1, queue="wallets")
 register_periodic("wallets.replace_stuck", "wallets.replace_stuck", 15, queue="wallets")
 register_periodic("wallets.process_withdrawals", "wallets.process_withdrawals", 3, queue="wallets")
 register_periodic("wallets.aggregate", "wallets.aggregate", 60, queue="wallets")
