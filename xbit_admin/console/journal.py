@@ -265,10 +265,9 @@ def _withdrawals_fetch(user_id: int, window: TimeWindow, limit: int) -> list[Any
 
 
 def _withdrawals(user_id: int, rows: list[Any]) -> Iterable[Entry]:
-    """Each withdrawal, then each of its steps with who took it (two queries: approvals, rejections)."""
-    if not rows:
-        return
-    ids = [w.pk for w in rows]
+    """Each withdrawal, then each of its steps with who took it (two queries: approvals, rejections —
+    also when there is no withdrawal, so the page's query count does not depend on the history)."""
+    ids = [w.pk for w in rows] or [0]
     approvals: dict[int, list[WithdrawalApproval]] = {}
     for a in WithdrawalApproval.objects.filter(withdrawal_id__in=ids).select_related("approver"):
         approvals.setdefault(a.withdrawal_id, []).append(a)

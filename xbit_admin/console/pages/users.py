@@ -598,7 +598,6 @@ def _desk_context(
     """The client card's journal (issue #21) and what the signed-in staff member may do on it."""
     user = request.user
     query = request.GET.copy()
-    logins = [e for e in prefetched["security"] if e.kind == SecurityEvent.Kind.LOGIN]
     return {
         "journal": journal.journal(subject.pk, window, kinds=kinds, limit=ROWS, prefetched=prefetched),
         "journal_kinds": journal.KINDS,
@@ -611,10 +610,10 @@ def _desk_context(
         "open_proposals": proposals_open(target_user_id=subject.pk),
         "two_factor_on": TOTPDevice.objects.filter(user=subject, confirmed=True).exists(),
         "kyc_statuses": User.KycStatus.choices,
-        # the newest sign-in in the window, else the newest ever (one small indexed read)
-        "last_login_event": logins[0]
-        if logins
-        else subject.security_events.filter(kind=SecurityEvent.Kind.LOGIN).order_by("-id").first(),
+        # the newest sign-in ever (the window's security events may not reach back to it)
+        "last_login_event": subject.security_events.filter(kind=SecurityEvent.Kind.LOGIN)
+        .order_by("-id")
+        .first(),
         "may": {
             name: can(user, name)
             for name in (

@@ -17,6 +17,7 @@ import pytest
 from django.urls import URLPattern
 from django.utils import timezone
 
+from core.accounts.models import User
 from core.accounts.roles import Role
 from xbit_admin.console.templatetags.console import money, pct, qty
 
@@ -58,6 +59,23 @@ NOT_PAGES = {
     "reconciliation_export",
     "stress_export",
     "audit_export",
+    # issue #21: the client card's and the staff pages' POST-only actions, the journal's CSV and the
+    # banner's JSON (the pages themselves are opened below)
+    "client_journal_export",
+    "client_note",
+    "client_tag",
+    "client_restrict",
+    "client_restriction_lift",
+    "client_2fa_reset",
+    "client_kyc",
+    "client_position_close",
+    "adjustment_decide",
+    "proposal_decide",
+    "staff_roles",
+    "staff_active",
+    "staff_totp_reset",
+    "staff_session_revoke",
+    "platform_state",
 }
 
 
@@ -189,10 +207,13 @@ def page_urls(demo: Demo) -> tuple[list[str], set[str]]:
 
     samples: dict[str, list[str]] = {
         "user_detail": [f"/users/{demo.alice.pk}/?range=all"],
-        "users": ["/users/", "/users/?q=alice"],
+        "users": ["/users/", "/users/?q=alice&list=1", "/users/?kyc=VERIFIED&sort=email"],
         "reconciliation_dimension": [f"/reconciliation/{d}/" for d in RECON_DIMENSIONS],
         "routing_asset": ["/routing/BTC/", "/routing/global/"],
         "stress": ["/stress/", "/stress/?shock_BTC=-15"],
+        "client_adjustment": [f"/users/{demo.alice.pk}/adjustments/"],
+        "staff_member": [f"/staff/{User.objects.filter(is_staff=True).first().pk}/"],
+        "runbook": ["/runbooks/breaker/HL_LATENCY/", "/runbooks/alert/wallets.deposit_held/"],
     }
     out: list[str] = []
     names: set[str] = set()
