@@ -33,6 +33,20 @@ class Action:
 
 
 ACTIONS: dict[str, Action] = {}
+# kind → "a direct change must be refused now" (registered by the frame: e.g. the console's risk_four_eyes
+# switch); the owning services ask ``four_eyes_required`` before applying a change
+GUARDS: dict[str, Callable[[], bool]] = {}
+
+
+def guard_register(kind: str, guard: Callable[[], bool]) -> None:
+    GUARDS[kind] = guard
+
+
+def four_eyes_required(kind: str) -> bool:
+    """True when a change of ``kind`` may only be applied by approving a proposal (and none is being
+    applied now). Services refuse a direct change with FOUR_EYES_REQUIRED."""
+    guard = GUARDS.get(kind)
+    return bool(guard is not None and guard())
 
 
 def action_register(kind: str, action: Action) -> None:

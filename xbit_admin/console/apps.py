@@ -11,7 +11,11 @@ class ConsoleConfig(AppConfig):
 
         configure_structlog()
         from core.accounts.management.commands.seed_demo import DEMO_SEEDERS
-        from xbit_admin.console import explorers, tasks  # noqa: F401  (defaults; the venue sampler's beat entry)
+        from xbit_admin.console import (  # noqa: F401  (defaults; the venue sampler; four-eyes actions)
+            explorers,
+            four_eyes_risk,
+            tasks,
+        )
         from xbit_admin.console.demo import seed_demo_kyc
 
         if seed_demo_kyc not in DEMO_SEEDERS:

@@ -9,7 +9,9 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from core.accounts.four_eyes import four_eyes_required
 from core.alerts.services import alert_raise, alert_resolve_condition
+from core.errors import ApplicationError, ErrorCode
 from core.switches import store
 from risk.config import risk_config, risk_config_update
 from risk.hedge_config import hedge_config, hedge_config_update, hedge_mode_set
@@ -51,6 +53,8 @@ def _global_get(field: str) -> Any:
 
 def _global_setter(field: str) -> Any:
     def set_(scope: str, value: Any, acting_user: Any, reason: str) -> None:
+        if field != "global_internalization_enabled":  # thresholds; the platform switch is not one
+            _four_eyes_refuse("routing_config")
         routing_config_update(asset=GLOBAL, changes={field: value}, acting_user=acting_user, reason=reason)
 
     return set_
@@ -187,8 +191,20 @@ def _risk_get(field: str) -> Any:
     return getattr(risk_config(), field)
 
 
+def _four_eyes_refuse(kind: str) -> None:
+    """Under the ``risk_four_eyes`` switch a risk or routing-threshold value is proposed (Risk config or
+    Routing page) and applied by a second person; the switches page does not change it directly."""
+    if four_eyes_required(kind):
+        raise ApplicationError(
+            ErrorCode.FOUR_EYES_REQUIRED,
+            "Four eyes on risk is on: propose this change on the Risk config or Routing page; a second "
+            "Risk Manager applies it.",
+        )
+
+
 def _risk_setter(field: str) -> Any:
     def set_(scope: str, value: Any, acting_user: Any, reason: str) -> None:
+        _four_eyes_refuse("risk_config")
         risk_config_update(changes={field: value}, acting_user=acting_user, reason=reason)
 
     return set_
@@ -451,6 +467,40 @@ def _register_core() -> None:
     )
 
 
+def _four_eyes_get(scope: str) -> bool:
+    from xbit_admin.console.four_eyes_risk import risk_four_eyes_on
+
+    return risk_four_eyes_on()
+
+
+def _four_eyes_set(scope: str, value: Any, acting_user: Any, reason: str) -> None:
+    from xbit_admin.console.four_eyes_risk import risk_four_eyes_set
+
+    risk_four_eyes_set(value=bool(value), acting_user=acting_user, reason=reason)
+
+
+def _register_four_eyes() -> None:
+    register(
+        Switch(
+            "risk_four_eyes",
+            "Four eyes on risk",
+            "bool",
+            False,
+            SUPER,
+            "On: risk-config and routing-threshold changes are proposed by one Risk Manager and applied "
+            "only when a second one approves (Four eyes page).",
+            get=_four_eyes_get,
+            set=_four_eyes_set,
+            owner="console",
+            consequences={
+                "True": "Risk-config and routing-threshold edits become proposals; a second Risk Manager "
+                "applies them. The switches page refuses direct edits of those values.",
+                "False": "Risk Managers apply risk-config and routing-threshold changes directly again.",
+            },
+        )
+    )
+
+
 def register_all() -> None:
     _register_routing()
     _register_core()
@@ -458,3 +508,4 @@ def register_all() -> None:
     _register_hedge()
     _register_hedge_fields()
     _register_wallets()
+    _register_four_eyes()

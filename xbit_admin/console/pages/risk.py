@@ -277,6 +277,18 @@ def _parse(kind: str, raw: str, name: str) -> Any:
     return number
 
 
+def _four_eyes_context(user: Any) -> dict[str, Any]:
+    """Open risk-config and routing proposals (one small read) and whether the rule is on."""
+    from core.accounts.four_eyes import proposal_describe, proposals_open
+    from core.accounts.models import StaffProposal
+    from xbit_admin.console.four_eyes_risk import risk_four_eyes_on
+
+    proposals = proposals_open(kinds=[StaffProposal.Kind.RISK_CONFIG, StaffProposal.Kind.ROUTING_CONFIG])
+    for p in proposals:
+        p.text = proposal_describe(p)  # type: ignore[attr-defined]
+    return {"four_eyes": risk_four_eyes_on(), "config_proposals": proposals}
+
+
 @staff_required("view_risk", "manage_risk_config", "manage_routing", "manage_breakers")
 @require_http_methods(["GET", "POST"])
 def risk_config_view(request: HttpRequest) -> HttpResponse:
@@ -297,6 +309,22 @@ def risk_config_view(request: HttpRequest) -> HttpResponse:
             raise Http404("unknown field")
         try:
             value = _parse(rows[name]["kind"], request.POST.get("value", ""), name)
+            from xbit_admin.console.four_eyes_risk import config_change_propose, four_eyes_guard
+
+            if four_eyes_guard():  # issue #21: proposed here, applied when a second person approves
+                proposal = config_change_propose(
+                    scope=scope,
+                    changes={name: value},
+                    acting_user=user,
+                    reason=request.POST.get("reason", ""),
+                    request=request,
+                )
+                messages.success(
+                    request,
+                    f"{rows[name]['label']} → {value} proposed (#{proposal.pk}): a second person applies it "
+                    "(Four eyes page).",
+                )
+                return redirect(reverse("console:risk_config") + f"#f-{scope}-{name}")
             if scope == "risk":
                 from risk.config import risk_config_update
 
@@ -342,6 +370,7 @@ def risk_config_view(request: HttpRequest) -> HttpResponse:
             "can_routing": can(user, "manage_routing"),
             "manage_breakers": can(user, "manage_breakers"),
             "breakers": reads.breaker_rows(),
+            **_four_eyes_context(user),
         },
         status=400 if errors else 200,
     )

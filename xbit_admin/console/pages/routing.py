@@ -22,6 +22,7 @@ from routing.models import GLOBAL, RoutingConfig, RoutingModeLog
 from routing.selectors import CONFIG_FIELDS, resolved_config
 from routing.services import routing_config_update, routing_mode_switch
 from xbit_admin.console.access import staff_required
+from xbit_admin.console.four_eyes_risk import config_change_propose, four_eyes_guard
 from xbit_admin.console.pages.common import can, flash_error, keyset_page, require
 from xbit_admin.console.selectors import (
     DECISION_FILTERS,
@@ -224,6 +225,19 @@ def routing_toggle_view(request: HttpRequest, asset: str) -> HttpResponse:
         return redirect(reverse("console:routing"))
     value = request.POST.get("value") == "on"
     try:
+        if name == "auto_switch_enabled" and four_eyes_guard():  # issue #21: four eyes on routing
+            proposal = config_change_propose(
+                scope="routing",
+                asset=asset,
+                changes={name: value},
+                acting_user=request.user,
+                reason=request.POST.get("reason", ""),
+                request=request,
+            )
+            messages.success(
+                request, f"{asset}: auto-switch change proposed (#{proposal.pk}); a second person applies it."
+            )
+            return redirect(reverse("console:routing"))
         routing_config_update(
             asset=asset,
             changes={name: value},
@@ -293,6 +307,22 @@ def routing_asset_view(request: HttpRequest, asset: str) -> HttpResponse:
                 messages.info(request, "Nothing changed.")
                 return redirect(request.path)
             try:
+                thresholds = {k: v for k, v in changes.items() if k != "internalization_enabled"}
+                if thresholds and four_eyes_guard():  # issue #21: proposed, applied by a second person
+                    proposal = config_change_propose(
+                        scope="routing",
+                        asset=asset,
+                        changes=changes,
+                        acting_user=request.user,
+                        reason=request.POST.get("reason", ""),
+                        request=request,
+                    )
+                    messages.success(
+                        request,
+                        f"{'Global' if is_global else asset} settings proposed (#{proposal.pk}): "
+                        f"{', '.join(sorted(changes))}; a second person applies them (Four eyes page).",
+                    )
+                    return redirect(request.path)
                 routing_config_update(
                     asset=asset,
                     changes=changes,
