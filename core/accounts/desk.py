@@ -165,7 +165,10 @@ def client_restrict(
             user=client, kind=kind, reason=text, expires_at=expires_at, created_by=acting_user
         )
         flag = RESTRICTION_FLAG[ClientRestriction.Kind(kind)]
-        User.objects.filter(pk=client.pk).update(**{flag: True}, restriction_reason=text[:200])
+        flags = {flag: True}
+        if kind == ClientRestriction.Kind.NO_TRADING:
+            flags["trading_restricted"] = True  # no trading includes no opening (reduce-only's flag)
+        User.objects.filter(pk=client.pk).update(**flags, restriction_reason=text[:200])
         audit_record(
             action="client.restrict",
             actor=acting_user,
@@ -186,8 +189,18 @@ def _lift(
     row.lifted_at, row.lifted_by, row.lift_reason = now, acting_user, reason
     row.save(update_fields=["lifted_at", "lifted_by", "lift_reason"])
     flag = RESTRICTION_FLAG[ClientRestriction.Kind(row.kind)]
+    active = set(
+        ClientRestriction.objects.filter(user_id=row.user_id, lifted_at__isnull=True).values_list(
+            "kind", flat=True
+        )
+    )
+    K = ClientRestriction.Kind
+    # the flags this restriction set, recomputed from the restrictions still active
     changes: dict[str, Any] = {flag: False}
-    if not ClientRestriction.objects.filter(user_id=row.user_id, lifted_at__isnull=True).exists():
+    if row.kind in (K.REDUCE_ONLY, K.NO_TRADING):
+        changes["trading_restricted"] = bool(active & {K.REDUCE_ONLY, K.NO_TRADING})
+        changes["trading_blocked"] = K.NO_TRADING in active
+    if not active:
         changes["restriction_reason"] = ""
     User.objects.filter(pk=row.user_id).update(**changes)
     audit_record(

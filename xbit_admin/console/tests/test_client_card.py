@@ -235,3 +235,18 @@ def test_the_profile_shows_the_last_login_from_the_security_events(console_as: A
     html = console_as(Role.SUPPORT).get(f"/users/{trader.pk}/").content.decode()
     last = html.split('id="last-login">', 1)[1].split("</dd>", 1)[0]
     assert "—" not in last and "ago" in last or "now" in last
+
+
+def test_no_trading_refuses_opening_at_once_and_lifting_it_keeps_a_reduce_only_restriction(
+    console_as: Any, trader: Any
+) -> None:
+    from core.accounts.desk import client_restrict, client_restriction_lift
+
+    ops = console_as(Role.OPERATIONS).staff_user
+    client_restrict(user_id=trader.pk, kind="reduce_only", reason="abuse", acting_user=ops)
+    blocked = client_restrict(user_id=trader.pk, kind="no_trading", reason="fraud review", acting_user=ops)
+    trader.refresh_from_db()
+    assert trader.trading_blocked and trader.trading_restricted
+    client_restriction_lift(restriction_id=blocked.pk, reason="cleared", acting_user=ops)
+    trader.refresh_from_db()
+    assert not trader.trading_blocked and trader.trading_restricted  # the reduce-only one still stands
