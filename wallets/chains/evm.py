@@ -98,7 +98,12 @@ class EvmAdapter:
         self.max_range = max_range
         self.scan_native = scan_native
         self.native = spec.NATIVE[chain]
-        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+        # no silent retries inside web3: a dead node is ChainUnavailable at once, the beat retries
+        self.w3 = Web3(
+            Web3.HTTPProvider(
+                rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
+            )
+        )
 
     # --- plumbing ---------------------------------------------------------------------------------
 

@@ -30,8 +30,9 @@ def _own_hd_seed(settings: Any) -> None:
     """Each test's custody starts from its own HD seed, as its database starts empty: the EVM keys are
     derived, so one seed for every test would share hot wallets across tests on the session's chains."""
     from eth_account.hdaccount import generate_mnemonic
+    from eth_account.hdaccount.mnemonic import Language
 
-    settings.WALLET_HD_MNEMONIC = generate_mnemonic(12, "english")
+    settings.WALLET_HD_MNEMONIC = generate_mnemonic(12, Language.ENGLISH)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,9 @@ one nonce per transfer whatever crashes, replacement with the same nonce, sweeps
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -32,10 +34,17 @@ from wallets.services import (
     withdrawals_process_due,
 )
 from wallets.services.chain_txs import chain_txs_replace_stuck
+from wallets.tasks import withdrawal_send_task
 from wallets.tests.conftest import fund, fund_evm_hot_wallet, totp_for
 
 pytestmark = pytest.mark.django_db
 RECIPIENT = "0x1111111111111111111111111111111111111111"
+
+
+@contextlib.contextmanager
+def _no_capture() -> Iterator[None]:
+    """Outside a test transaction (``transaction=True``) on-commit work runs by itself."""
+    yield
 
 
 class Killed(BaseException):
@@ -185,3 +194,69 @@ def test_a_sweep_of_ten_deposit_addresses_tops_up_gas_and_the_hot_wallet_matches
     record = -account_balance(AccountRef.platform("hot_wallet", sub="ETH:USDT"))
     assert onchain == record == Decimal(600000) + swept
     assert Deposit.objects.filter(aggregation__isnull=False).count() == 10
+
+
+SEND_AND_DIE = """
+import os, signal, sys
+import django
+django.setup()
+from django.conf import settings
+settings.CHAIN_ADAPTERS = {**settings.CHAIN_ADAPTERS, "ETH": "evm"}
+settings.EVM_CHAINS = {**settings.EVM_CHAINS, "ETH": json.loads(os.environ["TEST_EVM_ETH"])}
+from wallets.chains.evm import EvmAdapter
+from wallets.services import withdrawal_send
+
+def die(*args, **kwargs):  # signed and stored, not yet broadcast: the process is killed here
+    os.kill(os.getpid(), signal.SIGKILL)
+
+EvmAdapter.broadcast = die
+withdrawal_send(withdrawal_id=int(sys.argv[1]))
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_process_sigkilled_between_signing_and_broadcast_leaves_one_transaction(
+    evm, make_trader, settings, monkeypatch
+):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from django.db import connection
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    trader = make_trader(kyc_status="VERIFIED")
+    TOTPDevice.objects.create(user=trader, name="phone", confirmed=True)
+    fund(trader, "800")
+    hot = fund_evm_hot_wallet(evm, "USDC", "600000")
+    # the send task is the child process below, not the confirmation's on-commit task
+    monkeypatch.setattr(withdrawal_send_task, "apply_async", lambda *args, **kwargs: None)
+    withdrawal = approved_withdrawal(trader, "500", lambda execute: _no_capture())
+
+    env = dict(
+        os.environ,
+        DATABASE_URL=os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"],
+        WALLET_HD_MNEMONIC=settings.WALLET_HD_MNEMONIC,
+        TEST_EVM_ETH=json.dumps(settings.EVM_CHAINS["ETH"]),
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", "import json\n" + SEND_AND_DIE, str(withdrawal.pk)], env=env, timeout=120
+    )
+    assert child.returncode == -9  # SIGKILL
+    withdrawal.refresh_from_db()
+    signed = ChainTx.objects.get(ref=f"wd-{withdrawal.pk}")
+    assert withdrawal.status == "SENDING" and withdrawal.payload["raw"] == signed.raw
+    assert evm.nonce(hot, "pending") == 0  # nothing reached the node
+
+    WalletConfig.objects.update_or_create(pk=1, defaults={"resend_after_seconds": 0})
+    withdrawals_process_due()  # the restarted beat: the same stored bytes
+    withdrawal_send(withdrawal_id=withdrawal.pk)
+    withdrawals_process_due()
+    evm.mine(12)
+    withdrawals_process_due()
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == "COMPLETED" and withdrawal.tx_hash == signed.tx_hash
+    assert evm.nonce(hot) == 1 and ChainTx.objects.filter(sender=hot).count() == 1
+    assert evm.token_balance("USDC", RECIPIENT) == Decimal("500")
+    assert cash_of(trader) == Decimal("300")
