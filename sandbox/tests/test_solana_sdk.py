@@ -208,3 +208,15 @@ def test_solana_errors(validator: Validator) -> None:
         ]
 
     validator.run(scenario)
+
+
+def test_state_survives_a_restart(tmp_path) -> None:
+    state = {"manual": True, "state_file": str(tmp_path / "solana.pickle")}
+    with serving(build_app, seed=25, config=dict(state)) as url:
+        owner = Validator(url).wallet(2041, sol=7_000, usdt=3_000)
+        Validator(url).control("mine", {"slots": 40})
+    with serving(build_app, seed=25, config=dict(state)) as url:
+        validator = Validator(url)
+        assert validator.run(lambda c: c.get_balance(owner.pubkey(), Finalized)).value == 7_000
+        balance = validator.run(lambda c: c.get_token_account_balance(ata(owner.pubkey()), Finalized))
+        assert balance.value.amount == "3000"

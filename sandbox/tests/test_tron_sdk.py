@@ -179,3 +179,15 @@ def test_failed_trc20_transfers_keep_the_fee(node: Node) -> None:
     assert out["receipt"]["result"] == "OUT_OF_ENERGY" and out["receipt"]["energy_fee"] == SUN
     assert node.client.get_transaction(too_much.txid)["ret"][0]["contractRet"] == "REVERT"
     assert contract.functions.balanceOf(sender) == 5 * SUN and contract.functions.balanceOf(receiver) == 0
+
+
+def test_state_survives_a_restart(tmp_path) -> None:
+    state = {"manual": True, "state_file": str(tmp_path / "tron.pickle")}
+    with serving(build_app, seed=25, config=dict(state)) as url:
+        node = Node(url)
+        _, address = node.account(1041, trx=7, usdt=3)
+        node.control("mine", {"blocks": 2})
+    with serving(build_app, seed=25, config=dict(state)) as url:
+        node = Node(url)
+        assert node.client.get_account_balance(address) == 7
+        assert node.client.get_contract(USDT).functions.balanceOf(address) == 3 * SUN
