@@ -39,7 +39,6 @@ from trading.orders.state import (
     liquidation_prices_set,
     lock_and_read,
     order_event,
-    pending_writes,
     route_fee_rate,
 )
 from wallets.ledger import AccountRef, TransferSpec, posting_prepare, posting_write
@@ -115,7 +114,7 @@ def fill_locked(
     )
     moved = liquidation_prices_set(after)
 
-    writes = pending_writes(order)
+    writes = locked.order_writes_take()
     if writes is not None:
         writes.events.append(event)
         writes.queue(batch)

@@ -61,7 +61,7 @@ from trading.models import (
 from trading.orders.fill import hl_order_fill, quotes_with
 from trading.orders.hl_fills import apply_fills, since_ms
 from trading.orders.internal import margin_check
-from trading.orders.state import OPEN_STATUSES, LockedRead, hold_release, pending_writes, route_fee_rate
+from trading.orders.state import OPEN_STATUSES, LockedRead, hold_release, route_fee_rate
 from trading.venues.hl import (
     ORDER_EXPIRY_MS,
     HLGateway,
@@ -91,7 +91,7 @@ def hl_prepare(
     cash, holds = locked.cash, locked.holds
     quotes = quotes_with(quote, positions)
     state = account_state(cash=cash, order_holds=holds, positions=positions, quotes=quotes)
-    margin_check(order=order, price=price, positions=positions, fee_rate=fee_rate, state=state)
+    margin_check(locked=locked, order=order, price=price, positions=positions, fee_rate=fee_rate, state=state)
     key = next(
         (
             p
@@ -120,7 +120,7 @@ def hl_prepare(
     order.hl_submitted_at = now
     order.updated_at = now
     batch = SqlBatch()
-    writes = pending_writes(order)
+    writes = locked.order_writes_take()
     if writes is not None:
         writes.queue(batch)  # the order is inserted in this state
     else:

@@ -64,7 +64,9 @@ def internal_execute(
     if order.order_type == Order.Type.MARKET:
         price = quote.ask if order.side == "BUY" else quote.bid
         if not price:
-            raise RejectAfterCommit(reject_order(order, ErrorCode.STALE_PRICE, "No book to fill against."))
+            raise RejectAfterCommit(
+                reject_order(locked, order, ErrorCode.STALE_PRICE, "No book to fill against.")
+            )
         slippage = (
             order.slippage_bps if order.slippage_bps is not None else settings.market_default_slippage_bps
         )
@@ -73,6 +75,7 @@ def internal_execute(
         if abs(price - mark) * 10_000 > mark * slippage:
             raise RejectAfterCommit(
                 reject_order(
+                    locked,
                     order,
                     ErrorCode.SLIPPAGE_EXCEEDED,
                     f"Fill price {price} is more than {slippage} bps from mark {quote.mark}.",
@@ -99,7 +102,7 @@ def internal_execute(
         if order.tif == Order.Tif.ALO:
             raise RejectAfterCommit(
                 reject_order(
-                    order, ErrorCode.INVALID_PRICE, "Post-only order would have matched immediately."
+                    locked, order, ErrorCode.INVALID_PRICE, "Post-only order would have matched immediately."
                 )
             )
         return internal_fill(
@@ -112,7 +115,7 @@ def internal_execute(
             locked=locked,
             quote=quote,
         )
-    ensure_written(order)
+    ensure_written(locked)
     if order.tif == Order.Tif.IOC:
         order.status = Order.Status.CANCELLED
         order.save(update_fields=["status", "updated_at"])
@@ -123,6 +126,7 @@ def internal_execute(
 
 def margin_check(
     *,
+    locked: LockedRead,
     order: Order,
     price: Decimal,
     positions: list[Position],
@@ -163,6 +167,7 @@ def margin_check(
     if free < needed:
         raise RejectAfterCommit(
             reject_order(
+                locked,
                 order,
                 ErrorCode.INSUFFICIENT_MARGIN,
                 "Not enough margin for this order.",
@@ -191,7 +196,15 @@ def internal_fill(
     # one read of balances and marks serves the margin check, the fill and the liquidation prices after it
     quotes = quotes_with(quote, positions)
     state = account_state(cash=locked.cash, order_holds=locked.holds, positions=positions, quotes=quotes)
-    margin_check(order=order, price=price, positions=positions, fee_rate=fee_rate, state=state, hold=hold)
+    margin_check(
+        locked=locked,
+        order=order,
+        price=price,
+        positions=positions,
+        fee_rate=fee_rate,
+        state=state,
+        hold=hold,
+    )
     target = (
         order.position
         if order.reduce_only
@@ -234,13 +247,16 @@ def internal_rest(
 ) -> Order:
     """Park the order in the internal queue with a hold of IM + maker fee at its limit price."""
     assert order.limit_price is not None
-    ensure_written(order)
+    ensure_written(locked)
     fee_rate = route_fee_rate(settings, Source.INTERNAL, maker=True)
     open_count = Order.objects.filter(user_id=order.user_id, status__in=OPEN_STATUSES).count()
     if open_count > settings.max_open_orders_per_user:
         raise RejectAfterCommit(
             reject_order(
-                order, ErrorCode.RATE_LIMITED, f"At most {settings.max_open_orders_per_user} open orders."
+                locked,
+                order,
+                ErrorCode.RATE_LIMITED,
+                f"At most {settings.max_open_orders_per_user} open orders.",
             )
         )
     hold = ZERO
@@ -258,6 +274,7 @@ def internal_rest(
         if free < hold:
             raise RejectAfterCommit(
                 reject_order(
+                    locked,
                     order,
                     ErrorCode.INSUFFICIENT_MARGIN,
                     "Not enough margin to rest this order.",

@@ -250,14 +250,15 @@ def _place_locked(
             created_at=now,
         )
     # written with the fill (one round trip) or, on any other path, before the order is next touched
-    OrderWrites(
+    locked.new_order_writes = OrderWrites(
         order,
         [order_event(order, Order.Status.NEW), order_event(order, Order.Status.ACCEPTED, route=order.route)],
         log,
-    ).attach()
+    )
 
     if decision.route is Route.NONE:
         error = reject_order(
+            locked,
             order,
             ErrorCode.NO_ROUTE,
             f"No venue can take this order now ({decision.reason}).",
@@ -267,6 +268,7 @@ def _place_locked(
     if decision.route is Route.HYPERLIQUID:
         if not available():
             error = reject_order(
+                locked,
                 order,
                 ErrorCode.NO_ROUTE,
                 "Hyperliquid execution is not configured (no HL trading account).",

@@ -123,6 +123,13 @@ class LockedRead:
     fill_ids: list[int]
     position_id: int | None
     order: Order | None = None  # an existing order read (and locked) with the rest (``lock_order``)
+    # a new order's first writes, held back to go with the fill's in one round trip (``OrderWrites``)
+    new_order_writes: OrderWrites | None = None
+
+    def order_writes_take(self) -> OrderWrites | None:
+        """The held-back writes of the new order, once: whoever takes them sends them."""
+        writes, self.new_order_writes = self.new_order_writes, None
+        return writes
 
 
 def lock_and_read(
@@ -230,24 +237,17 @@ def order_columns() -> str:
     return _columns(Order)
 
 
-_PENDING = "_xbit_pending_writes"
-
-
 @dataclass
 class OrderWrites:
-    """A new order's INSERT, its lifecycle events and its routing decision log, held back so a fill can
-    send them with its own writes in one round trip. Any other path writes them first
-    (``ensure_written``), so the ORM code after it finds the row in place."""
+    """A new order's INSERT, its lifecycle events and its routing decision log, held back on the
+    transaction's ``LockedRead`` so a fill can send them with its own writes in one round trip. Any
+    other path writes them first (``ensure_written``), so the ORM code after it finds the row in place."""
 
     order: Order
     events: list[OrderEvent]
     log: RoutingDecisionLog | None
 
-    def attach(self) -> None:
-        setattr(self.order, _PENDING, self)
-
     def queue(self, batch: SqlBatch) -> None:
-        setattr(self.order, _PENDING, None)
         batch.add(*insert_statement(Order, [self.order], with_pk=True))
         batch.add(*insert_statement(OrderEvent, self.events, with_pk=False))
         if self.log is not None:
@@ -256,12 +256,9 @@ class OrderWrites:
         self.order._state.db = "default"
 
 
-def pending_writes(order: Order) -> OrderWrites | None:
-    return getattr(order, _PENDING, None)
-
-
-def ensure_written(order: Order) -> None:
-    writes = pending_writes(order)
+def ensure_written(locked: LockedRead) -> None:
+    """Send the new order's held-back writes now (a path that is not a fill needs the row in place)."""
+    writes = locked.order_writes_take()
     if writes is not None:
         batch = SqlBatch()
         writes.queue(batch)
@@ -279,10 +276,12 @@ class RejectAfterCommit(Exception):
         self.error = error
 
 
-def reject_order(order: Order, code: ErrorCode, message: str, **details: Any) -> ApplicationError:
+def reject_order(
+    locked: LockedRead, order: Order, code: ErrorCode, message: str, **details: Any
+) -> ApplicationError:
     """Persist a rejection (support sees it, a retry replays it) and build the error to raise after
     the transaction commits."""
-    ensure_written(order)
+    ensure_written(locked)
     hold_release(order)
     order.status = Order.Status.REJECTED
     order.error_code = str(code)
