@@ -242,6 +242,8 @@ class Platform:
                 name = argv[argv.index("--name") + 1]
             elif "sandbox" in argv and "-m" in argv:
                 name = "sandbox"
+            elif "sandbox.evm" in argv and "-m" in argv:
+                name = "evm"  # the anvil nodes are its children
             elif "simulate_traders" in argv:
                 name = "traders"
             if name is not None and name not in out:
