@@ -225,7 +225,8 @@ class SolanaChain:
                 "Transaction simulation failed: Attempt to debit an account but found no record of a prior credit.",
                 "AccountNotFound",
             )
-        if payer.lamports < fee or payer.owner != SYSTEM:
+        left = payer.lamports - fee
+        if left < 0 or payer.owner != SYSTEM or 0 < left < rent_exempt(0) <= payer.lamports:
             raise RpcError(
                 -32002, "Transaction simulation failed: Insufficient funds for fee", "InsufficientFundsForFee"
             )
@@ -243,7 +244,24 @@ class SolanaChain:
             logs.append(f"Program failed: {exc.error}")
             bank.changes = after_fee
             err = exc.error
+        if err is None:
+            err = self._rent_state_error(bank, keys, slot)
+            if err is not None:
+                bank.changes = after_fee
         return bank, err, fee, logs, units
+
+    def _rent_state_error(self, bank: Bank, keys: list[str], slot: int) -> Any:
+        """A system account may not end a transaction holding lamports below the rent-exempt minimum
+        unless it already did (Solana's rent-state transition rule)."""
+        minimum = rent_exempt(0)
+        for key, account in bank.changes.items():
+            if account is None or account.owner != SYSTEM or account.mint or account.decimals >= 0:
+                continue
+            before = self.read(key, slot)
+            was = before.lamports if before else 0
+            if 0 < account.lamports < minimum and not 0 < was < minimum:
+                return {"InsufficientFundsForRent": {"account_index": keys.index(key)}}
+        return None
 
     def simulate_send(self, raw: bytes, *, preflight: str | None, skip_preflight: bool) -> str:
         """``sendTransaction``: verify, (preflight at ``preflight``), queue for the next slot."""
@@ -253,9 +271,14 @@ class SolanaChain:
         if not skip_preflight:
             _, err, _, logs, units = self.run(tx, keys, self.slot_at(preflight or "finalized"))
             if err is not None:
+                if "InstructionError" in err:
+                    text = f"Error processing Instruction {err['InstructionError'][0]}"
+                else:
+                    index = err["InsufficientFundsForRent"]["account_index"]
+                    text = f"Transaction results in an account ({index}) with insufficient funds for rent"
                 raise RpcError(
                     -32002,
-                    f"Transaction simulation failed: Error processing Instruction {err['InstructionError'][0]}",
+                    f"Transaction simulation failed: {text}",
                     {"err": err, "logs": logs, "units": units},
                 )
         if signature not in self.txs and all(sig != signature for sig, _ in self.mempool):

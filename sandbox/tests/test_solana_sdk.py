@@ -220,3 +220,23 @@ def test_state_survives_a_restart(tmp_path) -> None:
         assert validator.run(lambda c: c.get_balance(owner.pubkey(), Finalized)).value == 7_000
         balance = validator.run(lambda c: c.get_token_account_balance(ata(owner.pubkey()), Finalized))
         assert balance.value.amount == "3000"
+
+
+def test_a_system_account_may_not_be_left_below_the_rent_exempt_minimum(validator: Validator) -> None:
+    payer = validator.wallet(2051, sol=10**8)
+    fresh = validator.wallet(2052).pubkey()
+    validator.control("mine", {"slots": 40})
+    minimum = validator.run(lambda c: c.get_minimum_balance_for_rent_exemption(0, Confirmed)).value
+    assert minimum == 890_880
+
+    async def send(client: AsyncClient, lamports: int) -> Any:
+        blockhash = (await client.get_latest_blockhash(Confirmed)).value.blockhash
+        ix = transfer(TransferParams(from_pubkey=payer.pubkey(), to_pubkey=fresh, lamports=lamports))
+        tx = VersionedTransaction(Message.new_with_blockhash([ix], payer.pubkey(), blockhash), [payer])
+        return (await client.send_transaction(tx, opts=CONFIRMED)).value
+
+    with pytest.raises(RPCException, match="InsufficientFundsForRent"):
+        validator.run(lambda c: send(c, 5_000))
+    validator.run(lambda c: send(c, minimum))
+    validator.control("mine", {"slots": 2})
+    assert validator.run(lambda c: c.get_balance(fresh, Confirmed)).value == minimum

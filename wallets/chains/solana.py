@@ -10,7 +10,8 @@ transactions), at ``settings.SOLANA_RPC_URL``.
   slot + 1), so ``ChainConfig.confirmations`` = 1 means "finalized".
 * Sending: a legacy message with the recipient's associated token account created if missing
   (``CreateIdempotent``; the payer pays its rent) and SPL Token ``TransferChecked`` — or a System
-  ``Transfer`` for SOL top-ups — on the latest ``confirmed`` blockhash; ``sign`` signs the message
+  ``Transfer`` for SOL top-ups, which leave a fresh deposit owner rent-exempt — on the latest
+  ``confirmed`` blockhash; ``sign`` signs the message
   (ed25519, ``solders``); ``broadcast`` re-sends the stored bytes (preflight at ``confirmed``). A
   signature the cluster already has is success. ``BlockhashNotFound`` with the *finalized* block
   height past the message's ``lastValidBlockHeight`` and the signature unknown means it can never
@@ -166,7 +167,10 @@ class SolanaAdapter:
         return None  # a finalized slot is final: no deep-reorg check to make
 
     def token_transfer_fee(self, chain: str) -> Decimal:
-        return Decimal(FEE_PER_SIGNATURE) / LAMPORTS
+        """The fee of one signature plus the rent-exempt minimum of a system account: a fresh deposit
+        owner must end its top-up (and every sweep it pays for) rent-exempt, or the cluster refuses."""
+        minimum = self._run(lambda c: c.get_minimum_balance_for_rent_exemption(0, Confirmed)).value
+        return Decimal(FEE_PER_SIGNATURE + int(minimum)) / LAMPORTS
 
     def balance(self, chain: str, address: str, asset: str) -> Decimal:
         owner = Pubkey.from_string(address)
