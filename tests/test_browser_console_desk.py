@@ -288,6 +288,11 @@ class DeskInBrowser(ChannelsLiveServerTestCase):
         def latency(ms: float) -> None:
             latency_update(FEED_NAME, round_trips_ms=[ms] * 5, measured_at=time.time())
 
+        from django.utils import timezone
+
+        from trading.models import FeedStatus
+
+        FeedStatus.objects.create(name=FEED_NAME, connected=True, last_message_at=timezone.now())
         support, risk = self.staff(Role.SUPPORT, "support"), self.staff(Role.RISK_MANAGER, "risk")
         try:
             with chromium() as browser:
@@ -337,3 +342,102 @@ class DeskInBrowser(ChannelsLiveServerTestCase):
                 assert not overlap, (box, other)
         finally:
             latency_clear(FEED_NAME)
+
+    def test_a_risk_manager_watches_venue_health_and_support_is_refused(self) -> None:
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from trading.marketdata import latency_clear, latency_update
+        from trading.models import HLAccountSnapshot
+        from trading.selectors import FEED_NAME
+        from xbit_admin.console.venue import venue_sample
+
+        now = timezone.now()
+        for name, ratios in (("trading", ("6.1", "5.4", "4.8")), ("hedge", ("3.4", "2.6", "2.2"))):
+            for minutes, ratio in zip((50, 30, 10), ratios, strict=True):
+                HLAccountSnapshot.objects.create(
+                    account=name,
+                    account_value=Decimal(250_000),
+                    total_margin_used=Decimal(0),
+                    maintenance_margin_used=Decimal(1),
+                    withdrawable=Decimal(0),
+                    total_notional=Decimal(0),
+                    margin_ratio=Decimal(ratio),
+                    created_at=now - timedelta(minutes=minutes),
+                )
+        risk, support = self.staff(Role.RISK_MANAGER, "risk"), self.staff(Role.SUPPORT, "support")
+        try:
+            for ms in (180.0, 240.0, 620.0):
+                latency_update(FEED_NAME, round_trips_ms=[ms] * 5, measured_at=time.time())
+                venue_sample()
+            with chromium() as browser:
+                page = self.sign_in(browser, risk)
+                page.goto(self.live_server_url + "/venue/")
+                assert page.inner_text("#venue-latency") == "620 ms"
+                assert "480%" in page.inner_text("#venue-account-trading")
+                assert "220%" in page.inner_text("#venue-account-hedge")
+                page.wait_for_selector(".chart canvas", timeout=10_000)
+                assert page.locator(".chart canvas").count() >= 3  # latency and both accounts' ratios
+                screenshot(page, "console-desk-14-venue-health")
+                agent = self.sign_in(browser, support)
+                assert agent.goto(self.live_server_url + "/venue/").status == 403
+        finally:
+            latency_clear(FEED_NAME)
+
+    def test_four_eyes_on_risk_needs_a_second_risk_manager(self) -> None:
+        from core.accounts.models import StaffProposal
+        from risk.config import risk_config
+
+        admin = self.staff(Role.SUPER_ADMIN, "admin")
+        first, second = self.staff(Role.RISK_MANAGER, "risk1"), self.staff(Role.RISK_MANAGER, "risk2")
+        analyst = self.staff(Role.DATA_ANALYST, "analyst")
+        before = risk_config().daily_loss_trip
+        with chromium() as browser:
+            page = self.sign_in(browser, admin)
+            page.goto(self.live_server_url + "/switches/#switch-risk_four_eyes")
+            self.confirm(page, '#switch-risk_four_eyes button[data-set="True"]', "quarter close: two people")
+            assert page.inner_text("#switch-risk_four_eyes [data-current]") == "on"
+
+            proposer = self.sign_in(browser, first)
+            proposer.goto(self.live_server_url + "/risk-config/")
+            row = "#f-risk-daily_loss_trip"
+            proposer.fill(f"{row} input[name=value]", "300000")
+            self.confirm(proposer, f"{row} button[type=submit]", "volatile week")
+            assert "proposed (#" in self.flash(proposer)
+            assert risk_config().daily_loss_trip == before
+            assert "(yours: another Risk Manager approves)" in proposer.inner_text("#four-eyes-risk")
+            screenshot(proposer, "console-desk-15-four-eyes-proposed")
+
+            viewer = self.sign_in(browser, analyst)
+            assert viewer.goto(self.live_server_url + "/proposals/").status == 403
+            viewer.goto(self.live_server_url + "/risk-config/")
+            assert viewer.locator("#four-eyes-risk form").count() == 0
+
+            approver = self.sign_in(browser, second)
+            approver.goto(self.live_server_url + "/risk-config/")
+            proposal = StaffProposal.objects.get(kind="risk_config")
+            self.confirm(
+                approver, f'#four-eyes-risk [data-proposal="{proposal.pk}"] button:has-text("Approve")'
+            )
+            assert "approved and applied" in self.flash(approver)
+            assert risk_config().daily_loss_trip == Decimal(300_000)
+            screenshot(approver, "console-desk-16-four-eyes-applied")
+
+    def test_the_client_list_and_the_runbook_index(self) -> None:
+        for i in range(12):
+            self.trader(f"client{i:02d}@example.com", kyc="VERIFIED" if i % 3 == 0 else "NONE")
+        ops = self.staff(Role.OPERATIONS, "ops")
+        with chromium() as browser:
+            page = self.sign_in(browser, ops)
+            page.goto(self.live_server_url + "/users/?per=25")
+            page.select_option('select[data-filter="kyc"]', "VERIFIED")
+            page.click(".table-tools button[type=submit]")
+            page.wait_for_url(re.compile(r".*kyc=VERIFIED.*"))
+            page.click('#clients-table a[data-sort="email"]')
+            page.wait_for_url(re.compile(r".*sort=email.*"))
+            emails = page.locator("#clients-table tbody tr td:nth-child(2)").all_inner_texts()
+            assert emails == sorted(emails) and len(emails) == 4, emails
+            screenshot(page, "console-desk-17-client-list")
+            page.goto(self.live_server_url + "/runbooks/")
+            screenshot(page, "console-desk-18-runbooks")

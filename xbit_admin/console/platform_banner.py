@@ -19,6 +19,7 @@ from risk import breaker_rules
 from risk.config import risk_config
 from risk.models import CircuitBreaker
 from trading.marketdata import get_latency
+from trading.models import Market
 from trading.selectors import FEED_NAME, feed_status
 
 Kind = CircuitBreaker.Kind
@@ -152,6 +153,15 @@ def platform_state() -> dict[str, Any]:
         "last_message_age_s": round(feed_age, 1) if feed_age is not None else None,
         "latency_ms": round(latency, 1) if latency is not None else None,
     }
+    if status is None and Market.objects.filter(is_delisted=False).exists():
+        items.append(
+            {
+                "key": "hl",
+                "level": "warn",
+                "text": "Hyperliquid market data: no feed has reported yet (is the feed process running?).",
+                "runbook": reverse("console:runbook", args=["alert", "marketdata.feed_down"]),
+            }
+        )
     if status is not None and not status.connected:
         items.append(
             {
@@ -182,8 +192,14 @@ def platform_state() -> dict[str, Any]:
         "ok": not items,
         "level": "bad" if any(i["level"] == "bad" for i in items) else ("warn" if items else "ok"),
         "items": items,
-        "summary": "All normal: API open, no breaker tripped, order gate open, HL connected"
-        + (f" ({_fmt(latency)} ms)." if latency is not None else "."),
+        "summary": "All normal: API open, no breaker tripped, order gate open"
+        + (
+            f", HL connected ({_fmt(latency)} ms)."
+            if status is not None and status.connected and latency is not None
+            else ", HL connected."
+            if status is not None and status.connected
+            else "."
+        ),
         "api_mode": api_mode,
         "degradation_level": level,
         "order_gate": {"ready": gate.ready, "reason": gate.reason},

@@ -119,3 +119,10 @@ def test_alerts_and_the_breaker_table_link_their_runbooks(console_as: Any) -> No
     assert (
         'href="/runbooks/breaker/HL_LATENCY/"' in table and 'href="/runbooks/breaker/KILL_SWITCH/"' in table
     )
+
+
+def test_a_feed_that_never_reported_is_not_called_connected(console_as: Any, market: None) -> None:
+    state = console_as(Role.SUPPORT).get("/platform-state.json").json()
+    item = next(i for i in state["items"] if i["key"] == "hl")
+    assert item["level"] == "warn" and "no feed has reported yet" in item["text"]
+    assert "connected" not in state["summary"]
