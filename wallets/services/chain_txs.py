@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from wallets.chains import ChainRejected, ChainUnavailable, get_adapter, get_signer, nonce_adapter
@@ -162,7 +163,7 @@ def _replace(adapter: NonceChainAdapter, tx: ChainTx) -> ChainTx | None:
     with transaction.atomic():
         locked = ChainTx.objects.select_for_update().get(pk=tx.pk)
         if (
-            locked.status != ChainTx.Status.SENT
+            locked.status not in OPEN
             or ChainTx.objects.filter(chain=tx.chain, ref=tx.ref, attempt__gt=tx.attempt).exists()
         ):
             return None
@@ -196,8 +197,11 @@ def chain_txs_replace_stuck(*, chain: str) -> list[ChainTx]:
     if adapter is None:
         return []
     wait = timedelta(seconds=chain_config(chain).replace_after_seconds)
-    due = ChainTx.objects.filter(
-        chain=chain, status=ChainTx.Status.SENT, broadcast_at__lt=timezone.now() - wait
+    cutoff = timezone.now() - wait
+    # broadcast and unmined, or signed and never accepted by the node (its fee too low at the time)
+    due = ChainTx.objects.filter(chain=chain).filter(
+        Q(status=ChainTx.Status.SENT, broadcast_at__lt=cutoff)
+        | Q(status=ChainTx.Status.SIGNED, created_at__lt=cutoff)
     )
     replaced = []
     for tx in due.order_by("sender", "nonce"):

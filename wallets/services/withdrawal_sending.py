@@ -28,6 +28,7 @@ from wallets.services.withdrawals import withdrawal_refund
 
 logger = logging.getLogger(__name__)
 S = Withdrawal.Status
+RETRY_WITH_HIGHER_FEE = ("fee_too_low", "underpriced")
 
 
 def withdrawal_send(*, withdrawal_id: int) -> Withdrawal | None:
@@ -109,6 +110,10 @@ def withdrawal_broadcast(*, withdrawal_id: int) -> Withdrawal | None:
             Withdrawal.objects.filter(pk=withdrawal.pk, status=S.SENDING).update(
                 status=S.APPROVED, last_error=f"{exc.code}: {exc.message}"[:300], updated_at=timezone.now()
             )
+        elif exc.code in RETRY_WITH_HIGHER_FEE:
+            # EVM: its nonce is taken by these signed bytes; refunding would leave a gap that blocks every
+            # later transaction. It stays SENDING; chain_txs_replace_stuck re-signs it with a higher fee.
+            _note(withdrawal.pk, f"{exc.code}: {exc.message}; waiting for a fee replacement")
         else:
             withdrawal_fail(withdrawal_id=withdrawal.pk, reason=f"{exc.code}: {exc.message}")
         return Withdrawal.objects.filter(pk=withdrawal.pk).first()
