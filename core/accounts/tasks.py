@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from core.periodic import register_periodic
-
 
 @shared_task(name="accounts.lockout_notice", ignore_result=True)
 def lockout_notice_task(email: str, ip: str, seconds: int, at: str) -> None:
@@ -15,14 +13,3 @@ def lockout_notice_task(email: str, ip: str, seconds: int, at: str) -> None:
     from core.accounts.lockout import lockout_notice_send
 
     lockout_notice_send(email=email, ip=ip, seconds=seconds, at=at)
-
-
-@shared_task(name="accounts.restrictions_expire", ignore_result=True)
-def restrictions_expire_task() -> None:
-    """Lift client restrictions whose expiry has passed (``desk.client_restrictions_expire``)."""
-    from core.accounts.desk import client_restrictions_expire
-
-    client_restrictions_expire()
-
-
-register_periodic("accounts.restrictions_expire", "accounts.restrictions_expire", 60)

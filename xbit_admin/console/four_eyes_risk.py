@@ -86,7 +86,7 @@ def config_change_propose(
     *,
     scope: str,
     changes: dict[str, Any],
-    acting_user: User,
+    acting_user: Any,
     reason: str,
     asset: str = "*",
     request: HttpRequest | None = None,
