@@ -7,8 +7,10 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        from core.accounts import (  # noqa: F401  (register their four-eyes actions)
+        # the OpenAPI auth extensions, the four-eyes actions, the restriction sweep's beat entry
+        from core.accounts import (  # noqa: F401
             desk,
+            desk_tasks,
             schema,
             staff_admin,
         )
