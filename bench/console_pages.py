@@ -197,6 +197,8 @@ def seed(meta: dict[str, Any]) -> dict[str, Any]:
         withdrawal_confirm(token=token)
     progress("risk state: exposure rebuilt, 30 days of daily results, drift and liquidation rows …")
     risk_seed(traders)
+    progress("desk state: notes, tags, restrictions, a day of venue samples and HL snapshots, proposals …")
+    desk_seed(traders, admin)
     return {"admin": admin, "trader": traders[3]}
 
 
@@ -265,6 +267,62 @@ def risk_seed(traders: list[Any]) -> None:
     )
 
 
+def desk_seed(traders: list[Any], admin: Any) -> None:
+    """Issue #21's pages: notes, tags and restrictions on clients, a day of venue latency samples (every
+    15 s as the beat writes them) and of both HL accounts' snapshots (every 5 s), open proposals."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from core.accounts.desk import client_note_add, client_restrict, client_tag_add
+    from core.accounts.models import StaffProposal
+    from trading.models import HLAccountSnapshot
+    from xbit_admin.console.models import VenueLatencySample
+
+    now = timezone.now()
+    for k, trader in enumerate(traders[:40]):
+        client_note_add(user_id=trader.pk, body=f"bench note {k}", acting_user=admin)
+        client_tag_add(user_id=trader.pk, tag=("vip", "watch", "mm")[k % 3], acting_user=admin)
+        if k % 4 == 0:
+            client_restrict(user_id=trader.pk, kind="no_withdrawals", reason="bench", acting_user=admin)
+    VenueLatencySample.objects.bulk_create(
+        (
+            VenueLatencySample(
+                created_at=now - timedelta(seconds=15 * k), latency_ms=Decimal(150 + k % 90), connected=True
+            )
+            for k in range(5760)
+        ),
+        batch_size=2000,
+    )
+    HLAccountSnapshot.objects.bulk_create(
+        (
+            HLAccountSnapshot(
+                account=name,
+                account_value=Decimal(1_000_000),
+                total_margin_used=Decimal(100_000),
+                maintenance_margin_used=Decimal(50_000),
+                withdrawable=Decimal(0),
+                total_notional=Decimal(500_000),
+                margin_ratio=Decimal(20) - Decimal(k % 500) / 100,
+                created_at=now - timedelta(seconds=5 * k),
+            )
+            for k in range(17_280)
+            for name in ("trading", "hedge")
+        ),
+        batch_size=4000,
+    )
+    StaffProposal.objects.bulk_create(
+        StaffProposal(
+            kind="risk_config",
+            subject=f"risk:bench{k}",
+            payload={"asset": "*", "changes": {"daily_loss_trip": {"t": "decimal", "v": str(400_000 + k)}}},
+            reason="bench",
+            proposed_by=admin,
+        )
+        for k in range(10)
+    )
+
+
 def sign_in(admin: Any) -> Any:
     from django.test import Client
     from django_otp.oath import totp
@@ -303,7 +361,9 @@ def query_count(client: Any, url: str) -> int:
     from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connection) as ctx:
-        client.get(url)
+        response = client.get(url)
+        if getattr(response, "streaming", False):
+            b"".join(response.streaming_content)
     return len(ctx.captured_queries)
 
 
@@ -345,6 +405,20 @@ def main() -> None:
         "audit log": "/audit/",
         "audit log (filtered)": "/audit/?action=routing",
         "alerts": "/alerts/?state=all",
+        "client list": "/users/",
+        "client list (filtered, sorted)": "/users/?kyc=VERIFIED&sort=email&per=100",
+        "user page journal (withdrawals)": f"/users/{trader.pk}/?range=all&kind=withdrawal",
+        "client journal CSV": f"/users/{trader.pk}/journal.csv?range=all",
+        "balance adjustment": f"/users/{trader.pk}/adjustments/",
+        "platform state (banner)": "/platform-state.json",
+        "runbooks": "/runbooks/",
+        "runbook": "/runbooks/breaker/HL_LATENCY/",
+        "venue health": "/venue/",
+        "venue health (72 h)": "/venue/?hours=72",
+        "staff": "/staff/",
+        "staff member": f"/staff/{data['admin'].pk}/",
+        "four eyes": "/proposals/",
+        "switches": "/switches/",
     }
     for name in args.profile + args.only:
         if name not in pages:
@@ -361,6 +435,8 @@ def main() -> None:
         for _ in range(SAMPLES):
             t0 = time.perf_counter()
             response = client.get(url)
+            if getattr(response, "streaming", False):  # a CSV: the rows are produced while streaming
+                b"".join(response.streaming_content)
             samples.append(time.perf_counter() - t0)
             assert response.status_code in (200, 302), (url, response.status_code)
         results[name] = {**percentiles(samples), "queries": query_count(client, url)}
