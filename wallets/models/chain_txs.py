@@ -5,6 +5,8 @@ and broadcasting re-broadcasts the same bytes (``wallets.services.chain_txs``)."
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db import models
 from django.utils import timezone
 
@@ -72,3 +74,7 @@ class ChainTx(models.Model):
 
     def __str__(self) -> str:
         return f"{self.chain} {self.ref}#{self.attempt} nonce {self.nonce} {self.tx_hash}"
+
+    @property
+    def max_fee_gwei(self) -> Decimal:
+        return (Decimal(self.max_fee_per_gas) / Decimal(10**9)).quantize(Decimal("0.001"))

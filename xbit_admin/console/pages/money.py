@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from core.audit.models import AuditEntry
 from core.errors import ApplicationError
 from core.money import MONEY_INPUT, decimal_from_text
-from wallets.models import Aggregation, ColdTransfer, Withdrawal, WithdrawalApproval
+from wallets.models import Aggregation, ChainTx, ColdTransfer, Withdrawal, WithdrawalApproval
 from wallets.services import (
     aggregation_trigger,
     cold_topup_decide,
@@ -25,7 +25,7 @@ from wallets.services import (
     withdrawal_reject,
 )
 from xbit_admin.console.access import staff_required
-from xbit_admin.console.pages.common import acting, can, flash_error
+from xbit_admin.console.pages.common import acting, can, export_csv, flash_error
 from xbit_admin.console.selectors import liquidity_overview, small_tier_avg_seconds, withdrawal_queue_summary
 
 TIERS = [
@@ -108,6 +108,44 @@ def withdrawals_view(request: HttpRequest) -> HttpResponse:
     }
     for w in decided:
         w.rejection = rejections.get(str(w.pk))  # type: ignore[attr-defined]
+    if request.GET.get("format") == "csv":
+        header = (
+            "id",
+            "created_at",
+            "user",
+            "chain",
+            "asset",
+            "amount",
+            "fee",
+            "address",
+            "status",
+            "tier",
+            "approvals",
+            "rejected_by",
+            "reason",
+            "tx_hash",
+        )
+        listed = [w for g in groups for w in g["rows"]] + decided
+        rows = (
+            (
+                w.pk,
+                w.created_at,
+                w.user.email,
+                w.chain,
+                w.asset,
+                w.amount,
+                w.fee,
+                w.address,
+                w.status,
+                w.tier,
+                "; ".join(f"{a.kind}:{a.approver.email}" for a in w.approvals.all()),
+                w.rejection.actor_label if getattr(w, "rejection", None) else "",
+                w.rejection.reason if getattr(w, "rejection", None) else w.reason,
+                w.tx_hash,
+            )
+            for w in listed
+        )
+        return export_csv(request, "withdrawals.csv", header, rows, what="withdrawals")
     return render(
         request,
         "console/withdrawals.html",
@@ -117,6 +155,7 @@ def withdrawals_view(request: HttpRequest) -> HttpResponse:
             "waiting_count": len(waiting),
             "recent": decided,
             "can_view_users": can(request.user, "view_user_data"),
+            "can_export": can(request.user, "export_data"),
         },
     )
 
@@ -186,6 +225,8 @@ def liquidity_view(request: HttpRequest) -> HttpResponse:
             "page": "liquidity",
             **overview,
             "aggregations": list(Aggregation.objects.order_by("-id")[:50]),
+            # every signed EVM transaction: nonce, replacement attempt, status, block (a block explorer's row)
+            "chain_txs": list(ChainTx.objects.order_by("-id")[:50]),
             "proposals": proposals,
             "cold_history": cold_history,
             "queue": withdrawal_queue_summary(),
