@@ -91,7 +91,11 @@ def hl_prepare(
     cash, holds = locked.cash, locked.holds
     quotes = quotes_with(quote, positions)
     state = account_state(cash=cash, order_holds=holds, positions=positions, quotes=quotes)
-    margin_check(locked=locked, order=order, price=price, positions=positions, fee_rate=fee_rate, state=state)
+    rejected = margin_check(
+        locked=locked, order=order, price=price, positions=positions, fee_rate=fee_rate, state=state
+    )
+    if rejected is not None:
+        return rejected
     key = next(
         (
             p

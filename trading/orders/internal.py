@@ -36,7 +36,6 @@ from trading.orders.input import market_for
 from trading.orders.state import (
     OPEN_STATUSES,
     LockedRead,
-    RejectAfterCommit,
     ensure_written,
     hold_release,
     lock_and_read,
@@ -64,22 +63,18 @@ def internal_execute(
     if order.order_type == Order.Type.MARKET:
         price = quote.ask if order.side == "BUY" else quote.bid
         if not price:
-            raise RejectAfterCommit(
-                reject_order(locked, order, ErrorCode.STALE_PRICE, "No book to fill against.")
-            )
+            return reject_order(locked, order, ErrorCode.STALE_PRICE, "No book to fill against.")
         slippage = (
             order.slippage_bps if order.slippage_bps is not None else settings.market_default_slippage_bps
         )
         mark = quote.mark
         assert mark is not None
         if abs(price - mark) * 10_000 > mark * slippage:
-            raise RejectAfterCommit(
-                reject_order(
-                    locked,
-                    order,
-                    ErrorCode.SLIPPAGE_EXCEEDED,
-                    f"Fill price {price} is more than {slippage} bps from mark {quote.mark}.",
-                )
+            return reject_order(
+                locked,
+                order,
+                ErrorCode.SLIPPAGE_EXCEEDED,
+                f"Fill price {price} is more than {slippage} bps from mark {quote.mark}.",
             )
         return internal_fill(
             order=order,
@@ -100,10 +95,8 @@ def internal_execute(
     )
     if marketable and touch is not None:
         if order.tif == Order.Tif.ALO:
-            raise RejectAfterCommit(
-                reject_order(
-                    locked, order, ErrorCode.INVALID_PRICE, "Post-only order would have matched immediately."
-                )
+            return reject_order(
+                locked, order, ErrorCode.INVALID_PRICE, "Post-only order would have matched immediately."
             )
         return internal_fill(
             order=order,
@@ -133,11 +126,12 @@ def margin_check(
     fee_rate: Decimal,
     state: AccountState,
     hold: Decimal = ZERO,
-) -> None:
+) -> Order | None:
     """Enough free money for the part of the order that opens or grows exposure (spec 02 pre-trade):
-    isolated needs cash ≥ IM + fee; cross needs available-to-trade ≥ IM + fee."""
+    isolated needs cash ≥ IM + fee; cross needs available-to-trade ≥ IM + fee. Returns the order
+    rejected (INSUFFICIENT_MARGIN), or None when it may go on."""
     if order.reduce_only:
-        return
+        return None
     key = next(
         (
             p
@@ -161,20 +155,19 @@ def margin_check(
         order.size, price, fee_rate
     )
     if needed <= ZERO:
-        return
+        return None
     free = state.cash if order.margin_mode == MarginMode.ISOLATED else state.available_to_trade
     free += hold  # an order's own hold is released when it fills
     if free < needed:
-        raise RejectAfterCommit(
-            reject_order(
-                locked,
-                order,
-                ErrorCode.INSUFFICIENT_MARGIN,
-                "Not enough margin for this order.",
-                required=str(needed),
-                available=str(max(free, ZERO)),
-            )
+        return reject_order(
+            locked,
+            order,
+            ErrorCode.INSUFFICIENT_MARGIN,
+            "Not enough margin for this order.",
+            required=str(needed),
+            available=str(max(free, ZERO)),
         )
+    return None
 
 
 def internal_fill(
@@ -196,7 +189,7 @@ def internal_fill(
     # one read of balances and marks serves the margin check, the fill and the liquidation prices after it
     quotes = quotes_with(quote, positions)
     state = account_state(cash=locked.cash, order_holds=locked.holds, positions=positions, quotes=quotes)
-    margin_check(
+    rejected = margin_check(
         locked=locked,
         order=order,
         price=price,
@@ -205,6 +198,8 @@ def internal_fill(
         state=state,
         hold=hold,
     )
+    if rejected is not None:
+        return rejected
     target = (
         order.position
         if order.reduce_only
@@ -251,13 +246,11 @@ def internal_rest(
     fee_rate = route_fee_rate(settings, Source.INTERNAL, maker=True)
     open_count = Order.objects.filter(user_id=order.user_id, status__in=OPEN_STATUSES).count()
     if open_count > settings.max_open_orders_per_user:
-        raise RejectAfterCommit(
-            reject_order(
-                locked,
-                order,
-                ErrorCode.RATE_LIMITED,
-                f"At most {settings.max_open_orders_per_user} open orders.",
-            )
+        return reject_order(
+            locked,
+            order,
+            ErrorCode.RATE_LIMITED,
+            f"At most {settings.max_open_orders_per_user} open orders.",
         )
     hold = ZERO
     if not order.reduce_only:
@@ -272,15 +265,13 @@ def internal_rest(
             else min(state.cash, state.available_to_trade)
         )
         if free < hold:
-            raise RejectAfterCommit(
-                reject_order(
-                    locked,
-                    order,
-                    ErrorCode.INSUFFICIENT_MARGIN,
-                    "Not enough margin to rest this order.",
-                    required=str(hold),
-                    available=str(max(free, ZERO)),
-                )
+            return reject_order(
+                locked,
+                order,
+                ErrorCode.INSUFFICIENT_MARGIN,
+                "Not enough margin to rest this order.",
+                required=str(hold),
+                available=str(max(free, ZERO)),
             )
         ledger_post(
             key=f"order-hold:{order.pk}",
@@ -332,45 +323,46 @@ def internal_limit_fill(*, order_id: int) -> Order | None:
     quote = get_quote(order.asset)
     if quote is None:
         return None
-    try:
-        with transaction.atomic():
-            locked = lock_and_read(
-                order.user_id, draw_fill_ids=True, asset=order.asset, margin_mode=order.margin_mode
-            )
-            order = Order.objects.select_for_update(of=("self",)).select_related("position").get(pk=order_id)
-            if order.status not in OPEN_STATUSES or order.route != Source.INTERNAL:
-                return order
-            touch = quote.ask if order.side == "BUY" else quote.bid
-            if not touch or (touch > order.limit_price if order.side == "BUY" else touch < order.limit_price):
-                return order
-            market = market_for(order.asset)
-            positions = locked.positions
-            if order.reduce_only and (
-                order.position is None or order.position.status != Position.Status.OPEN
-            ):
-                hold_release(order)
-                order_status_set(order, Order.Status.CANCELLED, reason="position closed")
-                order.save(update_fields=["status", "hold_amount", "updated_at"])
-                return order
-            if order.reduce_only and order.position is not None:
-                # the locked instance, so the fill and the liquidation prices see one object
-                order.position = next((p for p in positions if p.pk == order.position_id), order.position)
-            size = (
-                min(order.remaining, order.position.size)
-                if order.reduce_only and order.position
-                else order.remaining
-            )
-            return internal_fill(
-                order=order,
-                market=market,
-                price=order.limit_price,
-                maker=True,
-                settings=settings,
-                positions=positions,
-                locked=locked,
-                quote=quote,
-                hold=order.hold_amount,
-                fill_size=size,
-            )
-    except RejectAfterCommit:
-        return Order.objects.get(pk=order_id)
+    with transaction.atomic():
+        locked = lock_and_read(
+            order.user_id, draw_fill_ids=True, asset=order.asset, margin_mode=order.margin_mode
+        )
+        order = Order.objects.select_for_update(of=("self",)).select_related("position").get(pk=order_id)
+        if order.status not in OPEN_STATUSES or order.route != Source.INTERNAL:
+            return order
+        touch = quote.ask if order.side == "BUY" else quote.bid
+        if not touch or (touch > order.limit_price if order.side == "BUY" else touch < order.limit_price):
+            return order
+        market = market_for(order.asset)
+        positions = locked.positions
+        if order.reduce_only and (order.position is None or order.position.status != Position.Status.OPEN):
+            hold_release(order)
+            order_status_set(order, Order.Status.CANCELLED, reason="position closed")
+            order.save(update_fields=["status", "hold_amount", "updated_at"])
+            return order
+        if order.reduce_only and order.position is not None:
+            # the locked instance, so the fill and the liquidation prices see one object
+            order.position = next((p for p in positions if p.pk == order.position_id), order.position)
+        size = (
+            min(order.remaining, order.position.size)
+            if order.reduce_only and order.position
+            else order.remaining
+        )
+        filled = internal_fill(
+            order=order,
+            market=market,
+            price=order.limit_price,
+            maker=True,
+            settings=settings,
+            positions=positions,
+            locked=locked,
+            quote=quote,
+            hold=order.hold_amount,
+            fill_size=size,
+        )
+        if locked.rejection is None:
+            return filled
+        # a resting order that cannot be filled now (e.g. margin) stays as it was: nothing of this
+        # attempt is kept, and a later touch tries again
+        transaction.set_rollback(True)
+    return Order.objects.get(pk=order_id)

@@ -36,7 +36,6 @@ from trading.orders.internal import internal_execute
 from trading.orders.state import (
     LockedRead,
     OrderWrites,
-    RejectAfterCommit,
     leverage_for,
     lock_and_read,
     order_event,
@@ -74,33 +73,29 @@ def order_place(*, user: User, inp: OrderInput) -> Order:
     if decision is not None:
         metrics.ROUTING_DECISIONS.labels(decision.route.value, str(decision.reason)).inc()
         metrics.ROUTING_DECISION_SECONDS.observe(latency_us / 1_000_000)
-    rejection: ApplicationError | None = None
     try:
         with transaction.atomic():
             locked = lock_and_read(
                 user.pk, inp, draw_fill_ids=decision is None or decision.route is Route.INTERNAL
             )
-            try:
-                order = _place_locked(
-                    user=user,
-                    inp=inp,
-                    market=market,
-                    quote=quote,
-                    settings=settings,
-                    fingerprint=fingerprint,
-                    decision=decision,
-                    latency_us=latency_us,
-                    locked=locked,
-                )
-            except RejectAfterCommit as rejected:
-                rejection = rejected.error  # the REJECTED order commits; the caller gets the error
+            order = _place_locked(
+                user=user,
+                inp=inp,
+                market=market,
+                quote=quote,
+                settings=settings,
+                fingerprint=fingerprint,
+                decision=decision,
+                latency_us=latency_us,
+                locked=locked,
+            )
     except IntegrityError as exc:
         if inp.client_order_id and "order_client_id_unique_per_user" in str(exc):
             return _replay(Order.objects.get(user=user, client_order_id=inp.client_order_id), fingerprint)
         raise
-    bind_order(order.pk if rejection is None else (rejection.details or {}).get("order_id"))
-    if rejection is not None:
-        raise rejection
+    bind_order(order.pk)
+    if locked.rejection is not None:  # the REJECTED order has committed; the caller gets the error
+        raise locked.rejection
     if order.route == Source.INTERNAL and order.status == Order.Status.FILLED:
         metrics.INTERNAL_EXECUTION_SECONDS.observe((time.perf_counter_ns() - started) / 1e9)
     if order.route == Source.HYPERLIQUID and order.status == Order.Status.ACCEPTED:
@@ -257,23 +252,21 @@ def _place_locked(
     )
 
     if decision.route is Route.NONE:
-        error = reject_order(
+        return reject_order(
             locked,
             order,
             ErrorCode.NO_ROUTE,
             f"No venue can take this order now ({decision.reason}).",
             reason=str(decision.reason),
         )
-        raise RejectAfterCommit(error)
     if decision.route is Route.HYPERLIQUID:
         if not available():
-            error = reject_order(
+            return reject_order(
                 locked,
                 order,
                 ErrorCode.NO_ROUTE,
                 "Hyperliquid execution is not configured (no HL trading account).",
                 reason=str(decision.reason),
             )
-            raise RejectAfterCommit(error)
         return hl_prepare(order=order, market=market, quote=quote, settings=settings, locked=locked)
     return internal_execute(order=order, market=market, quote=quote, settings=settings, locked=locked)

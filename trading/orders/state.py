@@ -1,7 +1,8 @@
 """What every order transaction shares: the user's lock and the one-round-trip locked read
 (``lock_and_read``), the user's account state and the displayed liquidation prices, the order's
-deferred first writes (``OrderWrites``), events, rejection (``reject_order``: the REJECTED row commits,
-the caller raises ``RejectAfterCommit``'s error after the commit) and the release of an order's hold.
+deferred first writes (``OrderWrites``), events, rejection (``reject_order``: the REJECTED row commits with
+the transaction and the error, kept on the ``LockedRead``, is raised after it) and the release of an
+order's hold.
 
 Each service is one transaction that first takes the user's advisory lock (``core.locks``), so one
 user's margin checks and postings are serialised while different users run in parallel."""
@@ -125,6 +126,8 @@ class LockedRead:
     order: Order | None = None  # an existing order read (and locked) with the rest (``lock_order``)
     # a new order's first writes, held back to go with the fill's in one round trip (``OrderWrites``)
     new_order_writes: OrderWrites | None = None
+    # the order was rejected in this transaction (``reject_order``): raised after the commit
+    rejection: ApplicationError | None = None
 
     def order_writes_take(self) -> OrderWrites | None:
         """The held-back writes of the new order, once: whoever takes them sends them."""
@@ -269,18 +272,10 @@ def route_fee_rate(settings: TradingSettings, route: str, *, maker: bool) -> Dec
     return settings.fees[route].rate(maker=maker)
 
 
-class RejectAfterCommit(Exception):
-    """Carries a rejection out of ``transaction.atomic`` without rolling back the REJECTED order."""
-
-    def __init__(self, error: ApplicationError) -> None:
-        self.error = error
-
-
-def reject_order(
-    locked: LockedRead, order: Order, code: ErrorCode, message: str, **details: Any
-) -> ApplicationError:
-    """Persist a rejection (support sees it, a retry replays it) and build the error to raise after
-    the transaction commits."""
+def reject_order(locked: LockedRead, order: Order, code: ErrorCode, message: str, **details: Any) -> Order:
+    """Persist a rejection (support sees it, a retry replays it) and note on ``locked`` the error the
+    caller raises once the transaction has committed (``LockedRead.rejection``). Returns the order:
+    the path that rejected it returns it too, so the transaction ends normally and keeps the row."""
     ensure_written(locked)
     hold_release(order)
     order.status = Order.Status.REJECTED
@@ -291,7 +286,8 @@ def reject_order(
     OrderEvent.objects.create(
         order=order, status=order.status, detail={"code": str(code), "message": message}
     )
-    return ApplicationError(code, message, {"order_id": order.pk, **details})
+    locked.rejection = ApplicationError(code, message, {"order_id": order.pk, **details})
+    return order
 
 
 def reduce_target_of(inp: OrderInput, positions: list[Position]) -> Position | None:
