@@ -20,7 +20,7 @@ from core.money import CONFIG_INPUT, DecimalShape, decimal_from_text
 from risk.models import CircuitBreaker, LiquidationTrigger, RiskConfig
 from xbit_admin.console import risk_reads as reads
 from xbit_admin.console.access import staff_required
-from xbit_admin.console.pages.common import can, csv_response, flash_error, keyset_page, require
+from xbit_admin.console.pages.common import can, csv_response, export_csv, flash_error, keyset_page, require
 
 SHOCK_INPUT = DecimalShape(4, 4)  # a percentage typed on the stress page (issue #17)
 
@@ -51,6 +51,39 @@ LIQ_FILTERS = ("asset", "status", "venue")
 @staff_required("view_risk")
 def liquidations_view(request: HttpRequest) -> HttpResponse:
     filters = {name: request.GET.get(name, "") for name in LIQ_FILTERS}
+    if request.GET.get("format") == "csv":
+        header = (
+            "trigger_id",
+            "detected_at",
+            "completed_at",
+            "user",
+            "kind",
+            "asset",
+            "venue",
+            "status",
+            "trigger_price",
+            "close_price",
+            "size",
+            "margin_zeroed",
+        )
+        rows = (
+            (
+                t.trigger_id,
+                t.detected_at,
+                t.completed_at,
+                t.user.email,
+                t.kind,
+                t.asset,
+                t.venue,
+                t.status,
+                t.trigger_price,
+                t.close_price,
+                t.size,
+                t.margin_zeroed,
+            )
+            for t in reads.liquidation_history(filters).order_by("-id").iterator(chunk_size=2000)
+        )
+        return export_csv(request, "liquidations.csv", header, rows, what="liquidations")
     page = keyset_page(reads.liquidation_history(filters), request)
     for trigger in page.rows:
         trigger.latency_ms = reads.liquidation_latency_ms(trigger)
@@ -64,6 +97,7 @@ def liquidations_view(request: HttpRequest) -> HttpResponse:
             "history": page,
             "filters": filters,
             "statuses": LiquidationTrigger.Status.choices,
+            "can_export": can(request.user, "export_data"),
         },
     )
 

@@ -173,3 +173,29 @@ def test_prices_show_to_the_assets_tick(market: None) -> None:
     assert price_text("BTC", Decimal("72280.000000")) == "72,280"
     assert price_text("ETH", Decimal("3000.5")) == "3,000.5"
     assert price_text("UNKNOWN", Decimal("1.2300")) == "1.23"
+
+
+def test_the_alerts_withdrawals_and_liquidations_tables_export_csv(
+    console_as: Any, make_withdrawal: Any
+) -> None:
+    from core.alerts.services import alert_raise
+
+    alert_raise(rule="wallets.hot_wallet_warning", subject="ETH", severity="P2", message="hot wallet low")
+    waiting = make_withdrawal("50000")
+    admin = console_as(Role.SUPER_ADMIN)
+    alerts = b"".join(admin.get("/alerts/", {"state": "all", "format": "csv"}).streaming_content).decode()
+    assert alerts.splitlines()[0].startswith("id,severity,rule") and "wallets.hot_wallet_warning" in alerts
+    withdrawals = b"".join(admin.get("/withdrawals/", {"format": "csv"}).streaming_content).decode()
+    assert f"\n{waiting.pk}," in withdrawals and "AWAITING_APPROVAL" in withdrawals
+    liquidations = admin.get("/liquidations/", {"format": "csv"})
+    assert b"".join(liquidations.streaming_content).decode().startswith("trigger_id,detected_at")
+    assert 'id="alerts-csv"' in admin.get("/alerts/").content.decode()
+    support = console_as(Role.SUPPORT)
+    assert support.get("/alerts/", {"format": "csv"}).status_code == 403
+    from core.audit.models import AuditEntry
+
+    assert set(AuditEntry.objects.filter(action="console.export").values_list("object_type", flat=True)) >= {
+        "alerts",
+        "withdrawals",
+        "liquidations",
+    }
