@@ -39,6 +39,7 @@ from trading.orders.state import (
     liquidation_prices_set,
     lock_and_read,
     order_event,
+    position_for_key,
     route_fee_rate,
 )
 from wallets.ledger import AccountRef, TransferSpec, posting_prepare, posting_write
@@ -211,15 +212,8 @@ def hl_order_fill(
                 (p for p in positions if p.pk == order.position_id and p.status == Position.Status.OPEN), None
             )
         else:
-            target = next(
-                (
-                    p
-                    for p in positions
-                    if p.asset == order.asset
-                    and p.source == Source.HYPERLIQUID
-                    and p.margin_mode == order.margin_mode
-                ),
-                None,
+            target = position_for_key(
+                positions, asset=order.asset, source=Source.HYPERLIQUID, margin_mode=order.margin_mode
             )
         if target is not None and order.position_id == target.pk:
             order.position = target  # the locked instance: the fill and liquidation prices see one object

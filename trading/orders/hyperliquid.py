@@ -61,7 +61,7 @@ from trading.models import (
 from trading.orders.fill import hl_order_fill, quotes_with
 from trading.orders.hl_fills import apply_fills, since_ms
 from trading.orders.internal import margin_check
-from trading.orders.state import OPEN_STATUSES, LockedRead, hold_release, route_fee_rate
+from trading.orders.state import OPEN_STATUSES, LockedRead, hold_release, position_for_key, route_fee_rate
 from trading.venues.hl import (
     ORDER_EXPIRY_MS,
     HLGateway,
@@ -96,15 +96,8 @@ def hl_prepare(
     )
     if rejected is not None:
         return rejected
-    key = next(
-        (
-            p
-            for p in positions
-            if p.asset == order.asset
-            and p.source == Source.HYPERLIQUID
-            and p.margin_mode == order.margin_mode
-        ),
-        None,
+    key = position_for_key(
+        positions, asset=order.asset, source=Source.HYPERLIQUID, margin_mode=order.margin_mode
     )
     effect = netting.apply_fill(
         netting.PositionState(

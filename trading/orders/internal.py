@@ -40,6 +40,7 @@ from trading.orders.state import (
     hold_release,
     lock_and_read,
     order_status_set,
+    position_for_key,
     reject_order,
     route_fee_rate,
 )
@@ -132,14 +133,7 @@ def margin_check(
     rejected (INSUFFICIENT_MARGIN), or None when it may go on."""
     if order.reduce_only:
         return None
-    key = next(
-        (
-            p
-            for p in positions
-            if p.asset == order.asset and p.source == order.route and p.margin_mode == order.margin_mode
-        ),
-        None,
-    )
+    key = position_for_key(positions, asset=order.asset, source=order.route, margin_mode=order.margin_mode)
     direction = DIRECTION[order.side]
     effect = netting.apply_fill(
         netting.PositionState(
@@ -203,15 +197,8 @@ def internal_fill(
     target = (
         order.position
         if order.reduce_only
-        else next(
-            (
-                p
-                for p in positions
-                if p.asset == order.asset
-                and p.source == Source.INTERNAL
-                and p.margin_mode == order.margin_mode
-            ),
-            None,
+        else position_for_key(
+            positions, asset=order.asset, source=Source.INTERNAL, margin_mode=order.margin_mode
         )
     )
     size = fill_size or order.remaining

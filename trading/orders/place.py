@@ -39,6 +39,7 @@ from trading.orders.state import (
     leverage_for,
     lock_and_read,
     order_event,
+    position_for_key,
     reduce_target_of,
     reject_order,
 )
@@ -191,14 +192,7 @@ def _place_locked(
     assert decision is not None
 
     source = decision.route.value if decision.route is not Route.NONE else Source.HYPERLIQUID
-    same_key = next(
-        (
-            p
-            for p in positions
-            if p.asset == market.asset and p.source == source and p.margin_mode == inp.margin_mode
-        ),
-        None,
-    )
+    same_key = position_for_key(positions, asset=market.asset, source=source, margin_mode=inp.margin_mode)
     leverage = leverage_for(
         locked,
         inp,

@@ -290,6 +290,17 @@ def reject_order(locked: LockedRead, order: Order, code: ErrorCode, message: str
     return order
 
 
+def position_for_key(
+    positions: list[Position], *, asset: str, source: str, margin_mode: str
+) -> Position | None:
+    """The open position an order on (asset, venue, margin mode) adds to or reduces: there is at most
+    one per key (a database constraint)."""
+    return next(
+        (p for p in positions if p.asset == asset and p.source == source and p.margin_mode == margin_mode),
+        None,
+    )
+
+
 def reduce_target_of(inp: OrderInput, positions: list[Position]) -> Position | None:
     opposite = "SHORT" if inp.side == "BUY" else "LONG"
     candidates = [p for p in positions if p.asset == inp.asset and p.direction == opposite]
