@@ -110,7 +110,7 @@ def withdrawal_broadcast(*, withdrawal_id: int) -> Withdrawal | None:
             Withdrawal.objects.filter(pk=withdrawal.pk, status=S.SENDING).update(
                 status=S.APPROVED, last_error=f"{exc.code}: {exc.message}"[:300], updated_at=timezone.now()
             )
-        elif exc.code in RETRY_WITH_HIGHER_FEE:
+        elif exc.code in RETRY_WITH_HIGHER_FEE or ("raw" in withdrawal.payload and exc.code != "nonce_used"):
             # EVM: its nonce is taken by these signed bytes; refunding would leave a gap that blocks every
             # later transaction. It stays SENDING; chain_txs_replace_stuck re-signs it with a higher fee.
             _note(withdrawal.pk, f"{exc.code}: {exc.message}; waiting for a fee replacement")

@@ -37,6 +37,7 @@ from wallets.models import (
     AccountKind,
     BlacklistedAddress,
     ChainState,
+    ChainTx,
     TransferKind,
     UserWalletSettings,
     Withdrawal,
@@ -429,6 +430,7 @@ def withdrawal_reject(
             raise ApplicationError(ErrorCode.NOT_FOUND, "No such withdrawal.")
         if withdrawal.status not in REFUNDABLE:
             raise ApplicationError(ErrorCode.INVALID_STATE, f"The withdrawal is {withdrawal.status}.")
+        _refuse_if_signed(withdrawal)
         before = withdrawal.status
         withdrawal_refund(withdrawal, status=S.REJECTED, code="REJECTED_BY_STAFF", reason=reason)
         audit_record(
@@ -444,6 +446,19 @@ def withdrawal_reject(
     return withdrawal
 
 
+def _refuse_if_signed(withdrawal: Withdrawal) -> None:
+    """An EVM withdrawal back in APPROVED after its broadcast was refused (the hot wallet short of gas)
+    holds a signed transaction and its nonce: refunding it would leave a nonce gap that blocks every
+    later transaction of the hot wallet (or, were the bytes broadcast later, pay twice). It is sent
+    once the hot wallet can pay."""
+    signed = ChainTx.objects.filter(chain=withdrawal.chain, ref=f"wd-{withdrawal.pk}").first()
+    if signed is not None:
+        raise ApplicationError(
+            ErrorCode.INVALID_STATE,
+            f"The withdrawal is signed on chain (nonce {signed.nonce}); it is sent once the hot wallet has gas.",
+        )
+
+
 def withdrawal_cancel(*, user: User, withdrawal_id: int) -> Withdrawal:
     """The owner cancels before sending starts (the send claim and this both need the row lock)."""
     with transaction.atomic():
@@ -456,6 +471,7 @@ def withdrawal_cancel(*, user: User, withdrawal_id: int) -> Withdrawal:
             withdrawal.updated_at = timezone.now()
             withdrawal.save(update_fields=["status", "reason", "updated_at"])
         elif withdrawal.status in REFUNDABLE:
+            _refuse_if_signed(withdrawal)
             withdrawal_refund(
                 withdrawal, status=S.CANCELLED, code="CANCELLED", reason="Cancelled by the user."
             )

@@ -157,6 +157,8 @@ def fund_evm_hot_wallet(node: Any, asset: str, amount: str, gas: str = "10") -> 
     node.mint(asset, address, amount)
     node.set_balance(address, gas)
     for value, sub, kind_asset in ((amount, f"ETH:{asset}", "USDC"), (gas, "ETH:ETH", spec.NATIVE["ETH"])):
+        if Decimal(value) == 0:
+            continue
         ledger_post(
             key=f"test-hot:{sub}:{next(_funding)}",
             transfers=[

@@ -260,3 +260,36 @@ def test_a_worker_process_sigkilled_between_signing_and_broadcast_leaves_one_tra
     assert evm.nonce(hot) == 1 and ChainTx.objects.filter(sender=hot).count() == 1
     assert evm.token_balance("USDC", RECIPIENT) == Decimal("500")
     assert cash_of(trader) == Decimal("300")
+
+
+def test_a_hot_wallet_without_gas_keeps_the_signed_nonce_until_it_can_pay(
+    evm, trader, make_staff, django_capture_on_commit_callbacks
+):
+    from core.accounts.roles import Role
+    from core.errors import ApplicationError, ErrorCode
+    from wallets.services import withdrawal_cancel, withdrawal_reject
+
+    fund(trader, "800")
+    hot = fund_evm_hot_wallet(evm, "USDC", "600000", gas="0")
+    withdrawal = approved_withdrawal(trader, "500", django_capture_on_commit_callbacks)
+    withdrawal_send(withdrawal_id=withdrawal.pk)
+    withdrawal.refresh_from_db()
+    signed = ChainTx.objects.get(ref=f"wd-{withdrawal.pk}")
+    assert withdrawal.status == "APPROVED" and withdrawal.last_error.startswith("insufficient_gas")
+    for refuse in (
+        lambda: withdrawal_cancel(user=trader, withdrawal_id=withdrawal.pk),
+        lambda: withdrawal_reject(
+            withdrawal_id=withdrawal.pk, acting_user=make_staff(Role.OPERATIONS), reason="x"
+        ),
+    ):
+        with pytest.raises(ApplicationError) as err:
+            refuse()
+        assert err.value.code == ErrorCode.INVALID_STATE
+
+    evm.set_balance(hot, "1")
+    withdrawals_process_due()
+    evm.mine(11)
+    withdrawals_process_due()
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == "COMPLETED" and withdrawal.tx_hash == signed.tx_hash
+    assert ChainTx.objects.filter(sender=hot).count() == 1 and evm.nonce(hot) == 1
