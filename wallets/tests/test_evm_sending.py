@@ -293,3 +293,35 @@ def test_a_hot_wallet_without_gas_keeps_the_signed_nonce_until_it_can_pay(
     withdrawal.refresh_from_db()
     assert withdrawal.status == "COMPLETED" and withdrawal.tx_hash == signed.tx_hash
     assert ChainTx.objects.filter(sender=hot).count() == 1 and evm.nonce(hot) == 1
+
+
+def test_arbitrum_runs_on_its_own_node_and_chain_id(settings):
+    """Arbitrum (chain id 42161): the hot wallet read on chain, a hot -> cold transfer signed for 42161,
+    confirmed and booked; the same adapter as ETH, its own node and HD account."""
+    from sandbox.evm.node import TOKENS, AnvilNode
+    from wallets.models import ColdTransfer
+    from wallets.services import cold_transfer_send, cold_transfer_track, hot_wallet_check
+    from wallets.services.keys import cold_wallet_key, hot_wallet_key
+
+    with AnvilNode(chain_id=42161) as node:
+        settings.CHAIN_ADAPTERS = {**settings.CHAIN_ADAPTERS, "ARBITRUM": "evm"}
+        settings.EVM_CHAINS = {
+            **settings.EVM_CHAINS,
+            "ARBITRUM": {"rpc_url": node.url, "chain_id": 42161, "tokens": {"USDC": TOKENS["USDC"]}},
+        }
+        hot = hot_wallet_key("ARBITRUM")
+        assert hot.hd_path == "m/44'/60'/1'/1/0"
+        node.mint("USDC", hot.address, "800000")
+        node.set_balance(hot.address, "1")
+        assert hot_wallet_check(chain="ARBITRUM").hot_balance == Decimal("800000")
+
+        transfer = ColdTransfer.objects.create(
+            chain="ARBITRUM", asset="USDC", direction="to_cold", amount=Decimal("1000"), status="APPROVED"
+        )
+        cold_transfer_send(transfer_id=transfer.pk)
+        transfer.refresh_from_db()
+        sent = node.rpc("eth_getTransactionByHash", transfer.tx_hash)
+        assert int(sent["chainId"], 16) == 42161 and sent["type"] == "0x2"
+        node.mine(12)
+        assert cold_transfer_track(transfer_id=transfer.pk).status == "CONFIRMED"
+        assert node.token_balance("USDC", cold_wallet_key("ARBITRUM").address) == Decimal("1000")
