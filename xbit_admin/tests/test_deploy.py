@@ -420,7 +420,7 @@ def test_k8s_configmap_and_secret_template_cover_the_required_variables(k8s: lis
 
 
 def _known_metric_names() -> set[str]:
-    sources = [REPO / "xbit_admin" / "metrics.py", REPO / "xbit_admin" / "collectors.py"]
+    sources = [REPO / "core" / "metrics.py", REPO / "xbit_admin" / "collectors.py"]
     sources += list((REPO / "trading").rglob("*.py"))
     names = set()
     for path in sources:
