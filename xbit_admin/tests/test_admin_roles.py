@@ -47,7 +47,6 @@ def rows(make_trader: Any, make_staff: Any) -> None:
     from django.db import transaction
 
     from core.accounts.api_keys import api_key_create
-
     from core.accounts.security_events import security_event_record
     from core.alerts.models import Alert, Delivery
     from core.audit.services import audit_record

@@ -11,8 +11,8 @@ from django.test import Client
 
 from conftest import PASSWORD
 from core.accounts import hmac_auth
-from core.accounts.models import ApiKey, RefreshToken, SecurityEvent
 from core.accounts.api_keys import api_key_create
+from core.accounts.models import ApiKey, RefreshToken, SecurityEvent
 
 pytestmark = pytest.mark.django_db
 

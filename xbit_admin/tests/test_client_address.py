@@ -25,8 +25,8 @@ import yaml
 
 from conftest import PASSWORD
 from core.accounts import hmac_auth
-from core.accounts.models import SecurityEvent
 from core.accounts.api_keys import api_key_create
+from core.accounts.models import SecurityEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 SPOOFED = "10.1.2.3"

@@ -169,7 +169,7 @@ def test_dockerfile_is_multi_stage_slim_non_root_and_offline_at_runtime() -> Non
     assert "PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus" in runtime
     assert 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' in runtime
     # every app the settings install is copied, the sandbox is not
-    for app in ("xbit_admin", "wallets", "trading", "routing", "risk", "templates", "static"):
+    for app in ("core", "xbit_admin", "wallets", "trading", "routing", "risk", "templates", "static"):
         assert f"COPY --chown=root:root {app} ./{app}" in runtime, app
     assert "sandbox" not in runtime
     # the build-time values for collectstatic cover every variable production requires
