@@ -31,7 +31,15 @@ from wallets.chains import get_adapter, nonce_adapter, spec
 from wallets.chains.base import IncomingTransfer
 from wallets.config import chain_config, chain_state, wallet_config
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
-from wallets.models import AccountKind, ChainState, Deposit, DepositAddress, TransferKind, WalletKey
+from wallets.models import (
+    AccountKind,
+    ChainConfig,
+    ChainState,
+    Deposit,
+    DepositAddress,
+    TransferKind,
+    WalletKey,
+)
 from wallets.services.permissions import require_perm
 
 logger = logging.getLogger(__name__)
@@ -152,6 +160,7 @@ def deposits_scan(*, chain: str) -> ScanReport:
             logger.warning("%s: reorg moved deposit %s to block %s", config.chain, deposit.pk, block)
         _deposit_observe(
             deposit,
+            config=config,
             status=status,
             confirmations=confirmations,
             block=block,
@@ -198,13 +207,13 @@ def _reorged_below(chain: str, state: ChainState, tip: int) -> bool:
 def _deposit_observe(
     deposit: Deposit,
     *,
+    config: ChainConfig,
     status: str,
     confirmations: int,
     block: int | None,
     block_hash: str,
     report: ScanReport,
 ) -> None:
-    config = chain_config(deposit.chain)
     now = timezone.now()
     if status in ("dropped", "unknown"):
         updated = Deposit.objects.filter(pk=deposit.pk, status=Deposit.Status.PENDING).update(
@@ -222,7 +231,7 @@ def _deposit_observe(
         updated_at=now,
     )
     if status == "confirmed" and confirmations >= config.confirmations:
-        credited = deposit_credit(deposit_id=deposit.pk)
+        credited = deposit_credit(deposit_id=deposit.pk, config=config)
         if credited is not None:
             report.deposits.append(credited.pk)
             if credited.status == Deposit.Status.CREDITED:
@@ -249,7 +258,7 @@ def _post_deposit(deposit: Deposit) -> None:
     )
 
 
-def deposit_credit(*, deposit_id: int) -> Deposit | None:
+def deposit_credit(*, deposit_id: int, config: ChainConfig | None = None) -> Deposit | None:
     """Credit a confirmed deposit to the user's cash, exactly once.
 
     Idempotency: the row lock plus the status check serialise workers; the ledger key
@@ -261,7 +270,8 @@ def deposit_credit(*, deposit_id: int) -> Deposit | None:
         deposit = Deposit.objects.select_for_update().filter(pk=deposit_id).first()
         if deposit is None or deposit.status != Deposit.Status.PENDING:
             return deposit
-        config = chain_config(deposit.chain)
+        if config is None or config.chain != deposit.chain:
+            config = chain_config(deposit.chain)
         if deposit.confirmations < config.confirmations:
             return deposit
         now = timezone.now()
