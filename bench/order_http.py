@@ -348,7 +348,7 @@ def main() -> None:
             quoted = ",".join(f'"{t}"' for t in tokens)
             script = Path(tmp) / "orders.lua"
             script.write_text(WRK_SCRIPT % {"tokens": quoted, "pace_ms": 0})
-            for name, (web, url) in servers.items():
+            for name, (_web, url) in servers.items():
                 progress(f"warming up {name} (3 s at c=8) …")
                 run_wrk(url, script, 8, 3)
             for c in [int(x) for x in args.concurrency.split(",")]:

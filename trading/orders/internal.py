@@ -133,7 +133,9 @@ def margin_check(
     rejected (INSUFFICIENT_MARGIN), or None when it may go on."""
     if order.reduce_only:
         return None
-    key = position_for_key(positions, asset=order.asset, source=order.route, margin_mode=order.margin_mode)
+    key = position_for_key(
+        positions, asset=order.asset, source=order.route or "", margin_mode=order.margin_mode
+    )
     direction = DIRECTION[order.side]
     effect = netting.apply_fill(
         netting.PositionState(
