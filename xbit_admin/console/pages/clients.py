@@ -33,7 +33,15 @@ from wallets.models import BalanceAdjustment
 from wallets.services.adjustments import adjustment_decide, adjustment_request
 from xbit_admin.console import journal
 from xbit_admin.console.access import staff_required
-from xbit_admin.console.pages.common import acting, can, csv_response, flash_error, require, time_window
+from xbit_admin.console.pages.common import (
+    acting,
+    can,
+    csv_response,
+    export_csv,
+    flash_error,
+    require,
+    time_window,
+)
 
 EXPIRY_CHOICES = {
     "1h": timedelta(hours=1),
@@ -313,6 +321,41 @@ PROPOSAL_PERMISSIONS = ("reset_client_2fa", "manage_staff", "manage_risk_config"
 @staff_required(*PROPOSAL_PERMISSIONS)
 @require_GET
 def proposals_view(request: HttpRequest) -> HttpResponse:
+    if request.GET.get("format") == "csv":
+        header = (
+            "id",
+            "kind",
+            "target",
+            "subject",
+            "payload",
+            "reason",
+            "status",
+            "proposed_by",
+            "proposed_at",
+            "decided_by",
+            "decided_at",
+            "error",
+        )
+        rows = (
+            (
+                p.pk,
+                p.kind,
+                p.target_user.email if p.target_user else "",
+                p.subject,
+                p.payload,
+                p.reason,
+                p.status,
+                p.proposed_by.email,
+                p.proposed_at,
+                p.decided_by.email if p.decided_by else "",
+                p.decided_at,
+                p.error,
+            )
+            for p in StaffProposal.objects.select_related(
+                "proposed_by", "decided_by", "target_user"
+            ).order_by("-id")
+        )
+        return export_csv(request, "four-eyes-proposals.csv", header, rows, what="staff_proposals")
     recent = list(
         StaffProposal.objects.select_related("proposed_by", "decided_by", "target_user").order_by("-id")[:50]
     )
@@ -323,7 +366,12 @@ def proposals_view(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "console/proposals.html",
-        {"page": "proposals", "open": [p for p in recent if p.status == "PROPOSED"], "recent": recent},
+        {
+            "page": "proposals",
+            "open": [p for p in recent if p.status == "PROPOSED"],
+            "recent": recent,
+            "can_export": can(request.user, "export_data"),
+        },
     )
 
 

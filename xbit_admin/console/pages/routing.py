@@ -23,7 +23,7 @@ from routing.selectors import CONFIG_FIELDS, resolved_config
 from routing.services import routing_config_update, routing_mode_switch
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.four_eyes_risk import config_change_propose, four_eyes_guard
-from xbit_admin.console.pages.common import can, flash_error, keyset_page, require
+from xbit_admin.console.pages.common import can, export_csv, flash_error, keyset_page, require
 from xbit_admin.console.selectors import (
     DECISION_FILTERS,
     decision_log,
@@ -147,6 +147,36 @@ def _forced_hl_banner(glob: dict[str, Any]) -> list[dict[str, str]]:
 
 @staff_required("view_risk", "manage_routing")
 def routing_view(request: HttpRequest) -> HttpResponse:
+    if request.GET.get("format") == "csv":  # the decision log, filtered as on the page (issue #21)
+        filters = {name: request.GET.get(name, "") for name in DECISION_FILTERS}
+        header = (
+            "created_at",
+            "order_id",
+            "user_id",
+            "asset",
+            "notional",
+            "route",
+            "mode",
+            "threshold",
+            "reason",
+            "latency_us",
+        )
+        rows = (
+            (
+                d.created_at,
+                d.order_id,
+                d.user_id,
+                d.asset,
+                d.notional,
+                d.route,
+                d.mode,
+                d.threshold,
+                d.reason,
+                d.latency_us,
+            )
+            for d in decision_log(filters).order_by("-pk").iterator(chunk_size=2000)
+        )
+        return export_csv(request, "routing-decisions.csv", header, rows, what="routing_decisions")
     rows, glob = routing_overview()
     manage = can(request.user, "manage_routing")
     cohort = _cohort_percent()
@@ -190,6 +220,7 @@ def routing_view(request: HttpRequest) -> HttpResponse:
             "routes": [r.value for r in Route],
             "assets": [r.asset for r in rows],
             "manage": manage,
+            "can_export": can(request.user, "export_data"),
         },
     )
 

@@ -25,7 +25,7 @@ from core.accounts.staff_admin import (
 )
 from core.errors import ApplicationError
 from xbit_admin.console.access import staff_required
-from xbit_admin.console.pages.common import acting, flash_error
+from xbit_admin.console.pages.common import acting, export_csv, flash_error
 
 
 def _roles_table() -> list[tuple[str, list[str]]]:
@@ -57,6 +57,13 @@ def staff_view(request: HttpRequest) -> HttpResponse:
         else:
             invited = {"email": member.email, "password": password, "id": str(member.pk)}
             form = {}
+    if request.method == "GET" and request.GET.get("format") == "csv":
+        header = ("id", "email", "roles", "active", "joined")
+        rows = (
+            (m.pk, m.email, " ".join(m.role_names), m.is_active, m.date_joined)
+            for m in User.objects.filter(is_staff=True).prefetch_related("groups").order_by("email")
+        )
+        return export_csv(request, "staff.csv", header, rows, what="staff")
     members = list(User.objects.filter(is_staff=True).prefetch_related("groups").order_by("email"))
     devices = set(
         TOTPDevice.objects.filter(user__in=members, confirmed=True).values_list("user_id", flat=True)

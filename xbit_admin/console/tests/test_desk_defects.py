@@ -199,3 +199,15 @@ def test_the_alerts_withdrawals_and_liquidations_tables_export_csv(
         "withdrawals",
         "liquidations",
     }
+
+
+def test_the_decision_log_staff_and_proposals_tables_export_csv(console_as: Any) -> None:
+    admin = console_as(Role.SUPER_ADMIN)
+    decisions = b"".join(admin.get("/routing/", {"format": "csv", "asset": "BTC"}).streaming_content).decode()
+    assert decisions.startswith("created_at,order_id,user_id,asset")
+    staff = b"".join(admin.get("/staff/", {"format": "csv"}).streaming_content).decode()
+    assert admin.staff_user.email in staff and "Super Admin" in staff
+    proposals = b"".join(admin.get("/proposals/", {"format": "csv"}).streaming_content).decode()
+    assert proposals.startswith("id,kind,target")
+    assert console_as(Role.RISK_MANAGER).get("/routing/", {"format": "csv"}).status_code == 200
+    assert console_as(Role.SUPPORT).get("/proposals/", {"format": "csv"}).status_code == 403
