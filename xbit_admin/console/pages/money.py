@@ -126,7 +126,7 @@ def withdrawals_view(request: HttpRequest) -> HttpResponse:
             "tx_hash",
         )
         listed = [w for g in groups for w in g["rows"]] + decided
-        rows = (
+        lines = (
             (
                 w.pk,
                 w.created_at,
@@ -145,7 +145,7 @@ def withdrawals_view(request: HttpRequest) -> HttpResponse:
             )
             for w in listed
         )
-        return export_csv(request, "withdrawals.csv", header, rows, what="withdrawals")
+        return export_csv(request, "withdrawals.csv", header, lines, what="withdrawals")
     return render(
         request,
         "console/withdrawals.html",
