@@ -134,8 +134,11 @@ def _margin(user_id: int, rows: list[Any]) -> Iterable[Entry]:
     for b in rows:
         if b.type not in MARGIN_TYPES or b.account_kind != "cash":
             continue  # the page's balance-log section holds every type
-        moved = "into margin" if b.amount < 0 else "back to cash"
-        title = f"Margin {moved}" if b.type in ("margin_freeze", "margin_release") else b.get_type_display()
+        titles = {
+            "margin_freeze": "Cash moved into a position's margin",
+            "margin_release": "Margin released back to cash",
+        }
+        title = titles.get(b.type, b.get_type_display())
         yield Entry(
             at=b.created_at,
             kind="margin",
