@@ -35,8 +35,11 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 HL_API_URL = env_str("HL_API_URL")
 CHAINS_API_URL = env_str("CHAINS_API_URL")
 WALLET_HD_MNEMONIC = env_str("WALLET_HD_MNEMONIC")
+# the EVM nodes and the real token contracts (the base settings' defaults are the local anvil ones)
 EVM_CHAINS["ETH"]["rpc_url"] = env_str("ETH_RPC_URL")  # noqa: F405
+EVM_CHAINS["ETH"]["tokens"] = {"USDT": env_str("ETH_USDT_ADDRESS"), "USDC": env_str("ETH_USDC_ADDRESS")}  # noqa: F405
 EVM_CHAINS["ARBITRUM"]["rpc_url"] = env_str("ARBITRUM_RPC_URL")  # noqa: F405
+EVM_CHAINS["ARBITRUM"]["tokens"] = {"USDC": env_str("ARBITRUM_USDC_ADDRESS")}  # noqa: F405
 
 # Hosts: the public names only; probes and Prometheus reach pods by IP and are answered by
 # ProbeMiddleware before host validation (core/health.py).
