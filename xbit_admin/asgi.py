@@ -2,10 +2,13 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
+
+from xbit_admin.asgi_handler import ReusingASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xbit_admin.settings.local")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
+django_asgi_app = ReusingASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -1,0 +1,69 @@
+"""The ASGI handler reuses a finished request's one-thread executor instead of starting a thread per
+request, and never lets two requests in flight share one."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from xbit_admin.asgi_handler import ReusingASGIHandler
+
+
+def _scope(path: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
+
+
+async def _get(handler: ReusingASGIHandler, path: str) -> int:
+    sent: list[dict[str, Any]] = []
+    received = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.sleep(3600)  # the client never disconnects while the answer is built
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await handler(_scope(path), receive, send)
+    return int(next(m["status"] for m in sent if m["type"] == "http.response.start"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sequential_requests_share_one_executor_and_concurrent_ones_get_their_own() -> None:
+    handler = ReusingASGIHandler()
+
+    async def scenario() -> tuple[int, int, int]:
+        assert await _get(handler, "/healthz") == 200
+        assert await _get(handler, "/healthz") == 200
+        after_two_in_a_row = len(handler._idle)
+        statuses = await asyncio.gather(*(_get(handler, "/healthz") for _ in range(3)))
+        assert statuses == [200, 200, 200]
+        return after_two_in_a_row, len(handler._idle), len({id(e) for e in handler._idle})
+
+    sequential, concurrent, distinct = asyncio.run(scenario())
+    assert sequential == 1  # the second request ran on the first one's thread
+    assert concurrent == distinct and 1 <= concurrent <= 3  # in flight together: never the same executor
+
+
+def test_websockets_are_not_for_django() -> None:
+    with pytest.raises(ValueError, match="websocket"):
+        asyncio.run(ReusingASGIHandler()({"type": "websocket"}, None, None))
