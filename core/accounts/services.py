@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.apps import apps as global_apps
 from django.conf import settings
 from django.contrib.auth import authenticate
+from django.contrib.auth.hashers import check_password
+from django.contrib.auth.management import create_permissions
+from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
 from core.accounts import lockout
-from core.accounts.models import SecurityEvent, User
+from core.accounts.models import SecurityEvent, User, VerificationCode
+from core.accounts.roles import ROLE_PERMISSIONS
 from core.accounts.security_events import client_ip, security_event_record
+from core.accounts.tasks import lockout_notice_task
+from core.accounts.throttle import throttle_hit
 from core.defaults import register
 from core.errors import ApplicationError, ErrorCode
 
@@ -34,7 +42,6 @@ def _locked_pair_refuse(*, user: User | None, email: str, password: str, request
 def _wrong_password(*, user: User | None, email: str, request: HttpRequest) -> None:
     """A wrong password for (email, address), known account or not: the same rows and the same queued
     task either way (the task finds no owner to tell for an unknown email)."""
-    from core.accounts.tasks import lockout_notice_task
 
     ip = client_ip(request) or ""
     security_event_record(user=user, kind=SecurityEvent.Kind.LOGIN_FAILED, request=request, email=email)
@@ -89,7 +96,6 @@ def trader_password_check(*, request: HttpRequest, email: str, password: str) ->
     link that lifts them); a locked pair and an unknown account answer alike, in the same time. An
     unverified account is refused with EMAIL_NOT_VERIFIED, but only to someone who knows the password
     it was registered with."""
-    from core.accounts.throttle import throttle_hit
 
     email = email.strip().lower()
     throttle_hit("login:ip", client_ip(request))
@@ -123,9 +129,6 @@ def trader_password_check(*, request: HttpRequest, email: str, password: str) ->
 
 
 def _pending_signup_password_matches(user: User, password: str) -> bool:
-    from django.contrib.auth.hashers import check_password
-
-    from core.accounts.models import VerificationCode
 
     row = (
         VerificationCode.objects.filter(user=user, purpose=VerificationCode.Purpose.SIGNUP)
@@ -140,7 +143,6 @@ def password_reauthenticate(*, user: User, password: str, request: HttpRequest |
     """A signed-in user confirms a sensitive change with their password. Wrong passwords count toward
     the lockout (a stolen session must not become a password oracle); the error is 403, not 401, so
     clients do not mistake it for an expired session."""
-    from core.accounts.throttle import throttle_hit
 
     throttle_hit("reauth:account", str(user.pk))
     if not user.has_usable_password():
@@ -166,12 +168,6 @@ def security_change_mark(*, user: User) -> None:
 def roles_sync() -> None:
     """Make the role groups match ``ROLE_PERMISSIONS`` (the migration does this once; tests whose
     transactional flush empties the tables, and ``seed_demo``, call it again)."""
-    from django.apps import apps as global_apps
-    from django.contrib.auth.management import create_permissions
-    from django.contrib.auth.models import Group, Permission
-    from django.contrib.contenttypes.models import ContentType
-
-    from core.accounts.roles import ROLE_PERMISSIONS
 
     ContentType.objects.clear_cache()  # a flush re-created content types behind the cache's back
     create_permissions(global_apps.get_app_config("accounts"), verbosity=0)
