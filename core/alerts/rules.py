@@ -251,6 +251,15 @@ CATALOGUE: tuple[Rule, ...] = (
         "A deposit outside the min/max amount was held.",
         "Users page: review the deposit and credit or refund it.",
     ),
+    Rule(
+        "wallets.deposit_reorged_after_credit",
+        "P0",
+        "Credited deposit reorged away",
+        "The block of a deposit already credited was replaced by a reorg deeper than the confirmation "
+        "count: the chain no longer shows the money the user was credited.",
+        "Users page: check the deposit on the chain's explorer; if the transfer is gone, freeze the user's "
+        "withdrawals and adjust the balance with a reason (four eyes). Raise the chain's confirmations.",
+    ),
     # --- control switches (spec 10) -------------------------------------------------------------------
     Rule(
         "switches.liquidation_off",
