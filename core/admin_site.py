@@ -1,5 +1,5 @@
 """Django's admin behind the same second factor; read-only for everyone but Super Admin (spec 07),
-and each model readable only by the roles whose console permission covers it (issue #17: Support read
+and each model readable only by the roles whose console permission covers it (Support read
 the audit log and API key ids here, Risk every trader's email). Every ``ModelAdmin`` registered with
 the site names the console permission that reveals it (``view_permission``; None = Super Admin only);
 ``xbit_admin/tests/test_admin_roles.py`` checks every registered model × every role."""

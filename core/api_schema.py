@@ -1,4 +1,4 @@
-"""The API's error responses in its OpenAPI schema (issue #10).
+"""The API's error responses in its OpenAPI schema.
 
 Every rejection has the same body (``core.errors``: ``{"code", "message", "details"}``), so the
 schema has one ``Error`` component (its ``code`` is the ``ErrorCode`` enum) and every operation lists

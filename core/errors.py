@@ -44,7 +44,7 @@ class ErrorCode(StrEnum):
     API_KEY_REVOKED = "API_KEY_REVOKED"
     API_KEY_PERMISSION = "API_KEY_PERMISSION"
     IP_NOT_ALLOWED = "IP_NOT_ALLOWED"
-    # trader accounts (issue #11)
+    # trader accounts
     EMAIL_NOT_VERIFIED = "EMAIL_NOT_VERIFIED"
     INVALID_CODE = "INVALID_CODE"
     CODE_EXPIRED = "CODE_EXPIRED"

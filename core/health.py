@@ -135,7 +135,7 @@ def platform_collectors() -> list[Any]:
 
 
 def _metrics_authorised(request: HttpRequest) -> bool:
-    """The bearer token, everywhere (issue #17: /metrics shows treasury balances and exposure); without
+    """The bearer token, everywhere (/metrics shows treasury balances and exposure); without
     a configured token nobody reads them. Local development: ``METRICS_BEARER_TOKEN=… make run``."""
     token = getattr(settings, "METRICS_BEARER_TOKEN", "") or ""
     if not token:

@@ -1,4 +1,4 @@
-"""The general API rate limit (spec 08: per key and per IP, Redis-backed, atomic; issue #17).
+"""The general API rate limit (spec 08: per key and per IP, Redis-backed, atomic).
 
 Every DRF view is throttled by :class:`ApiRateLimit` (``DEFAULT_THROTTLE_CLASSES``). A request spends one
 unit of one **budget** — ``orders`` (placing, cancelling, closing: views with ``rate_budget = "orders"``,

@@ -1,4 +1,4 @@
-"""What every request passes before the application reads it (issue #17).
+"""What every request passes before the application reads it.
 
 ASGI layer (``application`` in ``xbit_admin.asgi`` is wrapped by :func:`guarded`), whatever server runs
 it — the servers themselves run with ``--no-proxy-headers``:

@@ -53,7 +53,7 @@ def _clean(field: str, value: Any, *, is_global: bool) -> Any:
             )
         return None
     if field in MONEY_FIELDS:
-        try:  # plain decimal notation within the column (issue #17)
+        try:  # plain decimal notation within the column
             return decimal_from_input(
                 value, _column_shape(field), allow_zero=field == "betting_mode_exposure_threshold"
             )

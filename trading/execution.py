@@ -299,7 +299,7 @@ def fill_plan(
         # where the user's money for this leg sits: the released isolated margin, else cash
         source_acc = margin_acc if isolated else cash
         source_funds = effect.margin_released if isolated else running_cash
-        # an isolated liquidation costs the user the position's margin and never cash (spec 03, issue 18):
+        # an isolated liquidation costs the user the position's margin and never cash (spec 03):
         # the margin pays the loss, then the fee; nothing is released to cash
         kept = isolated and req.is_liquidation
         margin_left = ZERO  # what stays on the margin account after the loss (the fee comes out of it)

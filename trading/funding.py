@@ -2,7 +2,7 @@
 
 payment = size × oracle price × rate (HL's rate and oracle price at HL's funding instant, never ours);
 positive rate: longs pay shorts. INTERNAL positions settle against the B-book account. HYPERLIQUID
-positions mirror what HL actually booked on the trading account (issue 18): the account's funding for
+positions mirror what HL actually booked on the trading account: the account's funding for
 the coin (``userFunding``: ``usdc`` on the netted ``szi``) apportioned to each user by signed size,
 ``usdc × size / szi`` to the micro-dollar, against the trading account's ``hl_pnl`` bucket; the
 rounding remainder is the platform's (``risk.funding``). Isolated positions pay from / receive into

@@ -6,7 +6,7 @@ HL trade id). HL does not replay missed user events and the SDK never reconnects
 (re)connect — and every ``backfill_every_s`` as a safety net — the account's fills since the last
 seen time are re-read by REST and applied; a silent or dead socket is rebuilt with backoff.
 
-Funding (issue 18): HL's ``userFundings`` events for the account mean HL has just settled a funding
+Funding: HL's ``userFundings`` events for the account mean HL has just settled a funding
 instant; each one asks the ``critical`` workers for a funding tick at once (``risk.funding_tick``, by
 name: trading never imports risk), so our mirror follows HL's event rather than waiting for the beat.
 

@@ -331,7 +331,7 @@ class Position(models.Model):
         indexes = [
             models.Index(fields=["user", "status"]),
             models.Index(fields=["asset", "source", "status"]),
-            # funding (issue 18): positions closed since an HL funding instant still settle it
+            # funding: positions closed since an HL funding instant still settle it
             models.Index(
                 fields=["closed_at"], name="position_closed_at", condition=Q(closed_at__isnull=False)
             ),

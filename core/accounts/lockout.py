@@ -1,4 +1,4 @@
-"""Password lockout per (account, client address), issue #17.
+"""Password lockout per (account, client address).
 
 Wrong passwords used to lock the *account* (anyone could lock a trader out with five guesses), and a
 locked account answered 423 at once while an unknown one answered 401 after the password hasher: an

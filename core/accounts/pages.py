@@ -1,5 +1,5 @@
 """Pages an emailed link opens (no sign-in: the link's token is the credential). Opening a link changes
-nothing — mail scanners and previews open links — its page's button does (issue #17)."""
+nothing — mail scanners and previews open links — its page's button does."""
 
 from __future__ import annotations
 

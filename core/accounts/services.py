@@ -28,7 +28,7 @@ from core.errors import ApplicationError, ErrorCode
 
 def _locked_pair_refuse(*, user: User | None, email: str, password: str, request: HttpRequest) -> None:
     """While (email, address) is locked: the same work and the same answer whether the account exists
-    or not (issue #17: a locked account answered in ~9 ms, an unknown one after the hasher)."""
+    or not (a locked account answered in ~9 ms, an unknown one after the hasher)."""
     seconds = lockout.seconds_locked(email=email, ip=client_ip(request) or "")
     if not seconds:
         return

@@ -154,7 +154,7 @@ def _password_set(
     user.set_password(password)
     user.failed_login_count = 0
     user.locked_until = None
-    locks_lift(email=user.email)  # every address's sign-in lock too (issue #17)
+    locks_lift(email=user.email)  # every address's sign-in lock too
     fields = ["password", "failed_login_count", "locked_until"]
     if keep is None:
         user.tokens_valid_after = timezone.now()

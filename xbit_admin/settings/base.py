@@ -67,7 +67,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-# Issue #17. The proxies (addresses or networks) whose X-Forwarded-For is believed; none by default,
+# The proxies (addresses or networks) whose X-Forwarded-For is believed; none by default,
 # so a client reaching a web process directly cannot choose the address allow-lists, throttles and
 # security events see (core.request_guard; the servers run with --no-proxy-headers).
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
@@ -254,7 +254,7 @@ SPECTACULAR_SETTINGS = {
         "HedgeModeEnum": ["OFF", "SHADOW", "LIVE"],
         "AccountKindEnum": "wallets.models.AccountKind",
     },
-    # every operation documents its error statuses with the one Error body (issue #10)
+    # every operation documents its error statuses with the one Error body
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "core.api_schema.error_responses_hook",
@@ -345,7 +345,7 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 
-# Trader accounts (issue #11): emailed codes, Sign-In with Ethereum, KYC provider.
+# Trader accounts: emailed codes, Sign-In with Ethereum, KYC provider.
 ACCOUNT_CODE_TTL_MINUTES = env_int("ACCOUNT_CODE_TTL_MINUTES", 15)
 ACCOUNT_CODE_MAX_ATTEMPTS = env_int("ACCOUNT_CODE_MAX_ATTEMPTS", 5)
 ACCOUNT_CODE_RESEND_SECONDS = env_int("ACCOUNT_CODE_RESEND_SECONDS", 60)

@@ -3,7 +3,7 @@
 Idempotent: re-running keeps the same users and devices (they live in ``.xbit/``'s database), so an
 authenticator app set up once keeps working across ``make run``s. A device's secret is random and is
 printed once, when the device is created; afterwards ``make totp EMAIL=…`` prints a current code from
-the stored device (issue #17: every start printed every staff secret, and the secrets were derived from
+the stored device (every start printed every staff secret, and the secrets were derived from
 the repository's default SECRET_KEY, so anyone could compute them). Later issues add markets, funded
 accounts and demo traders through the ``DEMO_SEEDERS`` hook list.
 """

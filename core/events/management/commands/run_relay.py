@@ -1,7 +1,7 @@
 """The outbox relay process: wakes on PostgreSQL NOTIFY (sub-millisecond after a commit) and polls as a
 safety net, so an event is never stuck even if a notification is lost.
 
-Survives PostgreSQL and Redis restarts (issue #10): a failed batch closes the broken Django connection
+Survives PostgreSQL and Redis restarts: a failed batch closes the broken Django connection
 and backs off; a lost LISTEN connection is reopened (notifications sent meanwhile are covered by the
 batch that runs first on every pass)."""
 
