@@ -93,27 +93,29 @@ totp: $(STAMP)
 ## performance table). Embedded test cluster, throw-away databases; ~25 minutes on 2 cores.
 BENCH_STEP = @echo "[bench] $(1) — $$(date +%T), load $$(cut -d' ' -f1 /proc/loadavg)"
 bench: $(STAMP)
-	$(call BENCH_STEP,1/11 trading core: routing decision + internal orders + HTTP API)
+	$(call BENCH_STEP,1/12 trading core: routing decision + internal orders + HTTP API)
 	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/trading_core.py
-	$(call BENCH_STEP,2/11 physical references: raw psycopg fill + pgbench)
+	$(call BENCH_STEP,2/12 internal orders over HTTP with wrk: web CPU per order, vs pgbench)
+	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/order_http.py
+	$(call BENCH_STEP,3/12 physical references: raw psycopg fill + pgbench)
 	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/references.py
-	$(call BENCH_STEP,3/11 HL execution over the bare SDK)
+	$(call BENCH_STEP,4/12 HL execution over the bare SDK)
 	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/hl_execution.py
-	$(call BENCH_STEP,4/11 console pages)
+	$(call BENCH_STEP,5/12 console pages)
 	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/console_pages.py
-	$(call BENCH_STEP,5/11 risk core: liquidation detection and flash crash at 100k positions)
+	$(call BENCH_STEP,6/12 risk core: liquidation detection and flash crash at 100k positions)
 	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/risk_core.py --positions 100000 --workers 4
-	$(call BENCH_STEP,6/11 exposure push and withdrawal to broadcast)
+	$(call BENCH_STEP,7/12 exposure push and withdrawal to broadcast)
 	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/push_withdrawal.py
-	$(call BENCH_STEP,7/11 web servers: uvicorn and daphne)
+	$(call BENCH_STEP,8/12 web servers: uvicorn and daphne)
 	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/web_servers.py
-	$(call BENCH_STEP,8/11 reconciliation at 100k positions)
+	$(call BENCH_STEP,9/12 reconciliation at 100k positions)
 	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/reconciliation.py --positions 100000
-	$(call BENCH_STEP,9/11 restart to serving at 100k positions)
+	$(call BENCH_STEP,10/12 restart to serving at 100k positions)
 	@$(PY) -m xbit_admin.devstack exec --test $(PY) bench/recovery.py --positions 100000
-	$(call BENCH_STEP,10/11 sandbox HL orders through the SDK)
+	$(call BENCH_STEP,11/12 sandbox HL orders through the SDK)
 	@$(PY) bench/sandbox_orders.py --seconds 8
-	$(call BENCH_STEP,11/11 summary)
+	$(call BENCH_STEP,12/12 summary)
 	@$(PY) bench/summary.py
 
 ## Disaster-recovery drills (spec 08): the real processes under trader load while each fault is injected
