@@ -12,6 +12,7 @@ from django.forms.models import model_to_dict
 from django.http import HttpRequest
 from django.utils import timezone
 
+from core.accounts.four_eyes import four_eyes_required
 from core.audit.services import audit_record
 from core.defaults import register
 from core.errors import ApplicationError, ErrorCode
@@ -95,6 +96,11 @@ def risk_config_update(
     """Edit thresholds. Writes the audit row in the same transaction; every process reloads on commit."""
     if not reason.strip():
         raise ApplicationError(ErrorCode.VALIDATION_ERROR, "A reason is required.", {"field": "reason"})
+    if getattr(acting_user, "is_staff", False) and four_eyes_required("risk_config"):
+        raise ApplicationError(  # the risk_four_eyes switch: a second Risk Manager applies a proposal
+            ErrorCode.FOUR_EYES_REQUIRED,
+            "Four eyes on risk is on: propose the change; a second person applies it.",
+        )
     unknown = set(changes) - set(editable_fields())
     if unknown:
         raise ApplicationError(ErrorCode.VALIDATION_ERROR, f"Not editable: {', '.join(sorted(unknown))}.")

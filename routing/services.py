@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from core.accounts.four_eyes import four_eyes_required
 from core.audit.services import audit_record
 from core.defaults import register
 from core.errors import ApplicationError, ErrorCode
@@ -109,6 +110,12 @@ def routing_config_update(
     if not reason.strip():
         raise ApplicationError(ErrorCode.VALIDATION_ERROR, "A reason is required.", {"field": "reason"})
     is_global = asset == GLOBAL
+    thresholds = set(changes) - {"internalization_enabled", *GLOBAL_ONLY_FIELDS}
+    if thresholds and getattr(acting_user, "is_staff", False) and four_eyes_required("routing_config"):
+        raise ApplicationError(  # the risk_four_eyes switch: a second Risk Manager applies a proposal
+            ErrorCode.FOUR_EYES_REQUIRED,
+            "Four eyes on risk is on: propose the change; a second person applies it.",
+        )
     allowed = set(CONFIG_FIELDS) - {"routing_mode"} | (set(GLOBAL_ONLY_FIELDS) if is_global else set())
     unknown = set(changes) - allowed
     if unknown:

@@ -62,6 +62,8 @@ def order_place(*, user: User, inp: OrderInput) -> Order:
     settings = trading_settings()
     market = market_for(inp.asset)
     validate_against_market(inp, market, settings)
+    if user.trading_blocked:  # staff's "no trading" restriction: closes included (issue #21)
+        raise ApplicationError(ErrorCode.USER_RESTRICTED, "This account may not trade at the moment.")
     if (user.trading_restricted or user.blacklisted) and not inp.reduce_only:
         raise ApplicationError(ErrorCode.USER_RESTRICTED, "This account may only reduce positions.")
     quote = quote_or_fail(market.asset, settings)

@@ -28,7 +28,9 @@ def demo(market: None, trader: Any, make_trader: Any) -> Demo:
 
 
 def _text(html: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    from html import unescape
+
+    return unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)))
 
 
 def journal_of(html: str) -> str:
@@ -250,3 +252,52 @@ def test_no_trading_refuses_opening_at_once_and_lifting_it_keeps_a_reduce_only_r
     client_restriction_lift(restriction_id=blocked.pk, reason="cleared", acting_user=ops)
     trader.refresh_from_db()
     assert not trader.trading_blocked and trader.trading_restricted  # the reduce-only one still stands
+
+
+def test_a_client_under_no_trading_cannot_even_close(console_as: Any, internal_order: Any) -> None:
+    from core.accounts.desk import client_restrict
+    from core.errors import ApplicationError
+    from trading.models import Position
+    from trading.positions import position_close
+
+    trader = internal_order.user
+    position = Position.objects.get(user=trader, status="OPEN")
+    client_restrict(
+        user_id=trader.pk,
+        kind="no_trading",
+        reason="fraud review",
+        acting_user=console_as(Role.OPERATIONS).staff_user,
+    )
+    trader.refresh_from_db()
+    with pytest.raises(ApplicationError) as refused:
+        position_close(user=trader, position_id=position.pk)
+    assert refused.value.code == "USER_RESTRICTED" and "may not trade" in refused.value.message
+
+
+def test_the_journal_shows_margin_moves_and_fills_at_the_ticks_price(
+    console_as: Any, internal_order: Any
+) -> None:
+    html = (
+        console_as(Role.SUPPORT)
+        .get(f"/users/{internal_order.user_id}/?kind=margin&kind=fill")
+        .content.decode()
+    )
+    journal = _text(journal_of(html))
+    assert "Cash moved into a position's margin" in journal and "-80.00 USDC" in journal
+    assert "Fill: BUY 0.01 BTC at 80,001 USD on INTERNAL" in journal  # BTC's tick: whole dollars
+
+
+def test_a_large_withdrawal_says_who_reviewed_it_and_what_it_still_waits_for(
+    console_as: Any, trader: Any, make_withdrawal: Any
+) -> None:
+    from wallets.services import withdrawal_approve
+
+    large = make_withdrawal("150000")
+    assert large.tier == "dual"
+    risk = console_as(Role.RISK_MANAGER).staff_user
+    withdrawal_approve(withdrawal_id=large.pk, acting_user=risk, note="source of funds checked")
+    journal = _text(
+        journal_of(console_as(Role.SUPPORT).get(f"/users/{trader.pk}/?kind=withdrawal").content.decode())
+    )
+    assert "Where it is: Waiting for an operations approval (tier dual)." in journal
+    assert f"Withdrawal {large.pk} risk review given {risk.email}" in journal

@@ -96,3 +96,24 @@ def test_a_routing_threshold_change_is_proposed_and_applied_by_a_second_person(
     assert proposal.payload["asset"] == "BTC"
     second.post(f"/proposals/{proposal.pk}/decide/", {"decision": "approve"})
     assert resolved_config("BTC")["normal_threshold"]["value"] == Decimal(7500)
+
+
+def test_the_services_refuse_a_direct_staff_change_under_four_eyes(console_as: Any) -> None:
+    """The ops API and any other caller go through the services, which ask the four-eyes guard."""
+    from core.errors import ApplicationError
+    from risk.config import risk_config_update
+    from routing.services import routing_config_update
+
+    _on(console_as)
+    risk = console_as(Role.RISK_MANAGER).staff_user
+    with pytest.raises(ApplicationError) as refused:
+        risk_config_update(changes={"daily_loss_trip": "1"}, acting_user=risk, reason="direct")
+    assert refused.value.code == "FOUR_EYES_REQUIRED"
+    with pytest.raises(ApplicationError) as refused:
+        routing_config_update(asset="*", changes={"normal_threshold": "1"}, acting_user=risk, reason="direct")
+    assert refused.value.code == "FOUR_EYES_REQUIRED"
+    # the platform switch and the whitelist are not thresholds; system callers (no staff) are not guarded
+    routing_config_update(
+        asset="*", changes={"global_internalization_enabled": True}, acting_user=risk, reason="ok"
+    )
+    routing_config_update(asset="*", changes={"normal_threshold": "9000"}, acting_user=None, reason="system")
