@@ -2,7 +2,8 @@
 
 ``get_adapter()`` returns a router that sends each call to the adapter configured for its ``chain``:
 ``settings.CHAIN_ADAPTERS`` maps a chain to an adapter kind (``{"ETH": "evm", "ARBITRUM": "evm",
-"TRON": "sandbox", "SOL": "sandbox"}`` by default), and ``ADAPTER_FACTORIES`` maps a kind to the
+"TRON": "tron", "SOL": "solana"}`` by default: ``wallets.chains.tron`` on tronpy, ``wallets.chains.solana``
+on solana-py and solders), and ``ADAPTER_FACTORIES`` maps a kind to the
 function that builds the adapter of a chain from the settings (built once per chain and settings).
 A new chain family registers its factory here (one line) and is named in ``CHAIN_ADAPTERS``.
 ``get_signer()`` returns the signer (local).
@@ -28,6 +29,8 @@ from wallets.chains.base import (
 from wallets.chains.evm import evm_adapter
 from wallets.chains.sandbox import sandbox_adapter
 from wallets.chains.signer import LocalSigner, Signer
+from wallets.chains.solana import solana_adapter
+from wallets.chains.tron import tron_adapter
 
 __all__ = [
     "ADAPTER_FACTORIES",
@@ -41,12 +44,14 @@ __all__ = [
     "nonce_adapter",
 ]
 
-DEFAULT_CHAIN_ADAPTERS = {"ETH": "evm", "ARBITRUM": "evm", "TRON": "sandbox", "SOL": "sandbox"}
+DEFAULT_CHAIN_ADAPTERS = {"ETH": "evm", "ARBITRUM": "evm", "TRON": "tron", "SOL": "solana"}
 
 # kind -> factory(chain) building that chain's adapter from the settings (each factory caches its own)
 ADAPTER_FACTORIES: dict[str, Callable[[str], ChainAdapter]] = {
     "sandbox": sandbox_adapter,
     "evm": evm_adapter,
+    "tron": tron_adapter,
+    "solana": solana_adapter,
 }
 
 

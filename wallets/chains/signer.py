@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from eth_account import Account
 
 from core.accounts import crypto
-from wallets.chains import hd, spec
+from wallets.chains import hd, hd_tron_sol, solana, spec, tron
 from wallets.chains.addresses import normalize_address
 from wallets.chains.base import SignedTx, UnsignedTx
 from wallets.chains.signing import address_from_private_key, canonical_message, sign_message, tx_hash
@@ -45,6 +45,12 @@ class LocalSigner:
             return WalletKey.objects.create(
                 chain=chain, address=address, purpose=purpose, hd_path=path, private_key_encrypted=""
             )
+        if chain in hd_tron_sol.HD_CHAINS:
+            path = hd_tron_sol.path_for(chain, purpose, index)
+            address = hd_tron_sol.address_of(chain, hd_tron_sol.private_key(path))
+            return WalletKey.objects.create(
+                chain=chain, address=address, purpose=purpose, hd_path=path, private_key_encrypted=""
+            )
         raw = secrets.token_bytes(32)
         address = address_from_private_key(chain, raw)
         return WalletKey.objects.create(
@@ -52,6 +58,8 @@ class LocalSigner:
         )
 
     def _private_key(self, key: WalletKey) -> bytes:
+        if key.hd_path and key.chain in hd_tron_sol.HD_CHAINS:
+            return hd_tron_sol.private_key(key.hd_path)
         if key.hd_path:
             return hd.private_key(key.hd_path)
         return bytes.fromhex(crypto.decrypt(key.private_key_encrypted))
@@ -91,6 +99,10 @@ class LocalSigner:
             raise ValueError("the transaction's sender is not this key's address")
         raw = self._private_key(key)
         try:
+            if tx.chain == "TRON":
+                return tron.sign(tx, raw)
+            if tx.chain == "SOL":
+                return solana.sign(tx, raw)
             signed = Account.sign_transaction(tx.fields, raw)
         finally:
             del raw

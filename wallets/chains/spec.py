@@ -13,7 +13,8 @@ TOKENS: dict[str, tuple[str, ...]] = {
 NATIVE: dict[str, str] = {"TRON": "TRX", "ETH": "ETH", "SOL": "SOL", "ARBITRUM": "ETH"}
 NATIVE_DECIMALS: dict[str, int] = {"TRON": 6, "ETH": 18, "SOL": 9, "ARBITRUM": 18}
 TOKEN_DECIMALS = 6
-CONFIRMATIONS: dict[str, int] = {"TRON": 19, "ETH": 12, "SOL": 32, "ARBITRUM": 12}
+# SOL counts confirmations past the finalized slot (wallets.chains.solana): 1 = finalized
+CONFIRMATIONS: dict[str, int] = {"TRON": 19, "ETH": 12, "SOL": 1, "ARBITRUM": 12}
 # Gas reserved per token transfer when a deposit address must be topped up before a sweep.
 DEFAULT_TOKEN_FEE: dict[str, Decimal] = {
     "TRON": Decimal("13.8"),

@@ -34,6 +34,7 @@ from wallets.chains import ChainRejected, ChainUnavailable, get_adapter, get_sig
 from wallets.chains.base import NonceChainAdapter, SignedTx, TxInfo, UnsignedTx
 from wallets.config import chain_config
 from wallets.models import Aggregation, ChainNonce, ChainTx, ColdTransfer, WalletKey, Withdrawal
+from wallets.services.expiring_txs import expiring_adapter, expiring_broadcast, expiring_sign
 
 logger = logging.getLogger(__name__)
 GWEI = Decimal(10**9)
@@ -84,6 +85,9 @@ def transfer_sign(*, key: WalletKey, asset: str, to: str, amount: Decimal, ref: 
     """The broadcast payload of ``amount`` ``asset`` from ``key`` to ``to``, named ``ref`` (see above).
     EVM: call inside the transaction that claims the paying row. Raises ``ChainRejected`` (e.g.
     ``insufficient_balance``, ``fee_cap``) or ``ChainUnavailable`` before anything is stored."""
+    expiring = expiring_adapter(key.chain)
+    if expiring is not None:  # TRON, Solana: wallets.services.expiring_txs
+        return expiring_sign(expiring, key=key, asset=asset, to=to, amount=amount, ref=ref)
     adapter = nonce_adapter(key.chain)
     if adapter is None:
         return get_signer().sign_transfer(key=key, asset=asset, to=to, amount=amount, nonce=ref)
@@ -111,7 +115,12 @@ def transfer_sign(*, key: WalletKey, asset: str, to: str, amount: Decimal, ref: 
 
 
 def transfer_broadcast(chain: str, payload: dict[str, Any]) -> None:
-    """Broadcast a stored payload (the same bytes every time); EVM: note the broadcast time."""
+    """Broadcast a stored payload (the same bytes every time); EVM: note the broadcast time. TRON and
+    Solana: an expired payload is re-signed and its row re-pointed (``expiring_txs``)."""
+    expiring = expiring_adapter(chain)
+    if expiring is not None:
+        expiring_broadcast(expiring, chain, payload)
+        return
     get_adapter().broadcast(chain, payload)
     if "raw" in payload:
         now = timezone.now()

@@ -325,8 +325,15 @@ EVM_CHAINS = {
         "max_range": env_int("ARBITRUM_MAX_LOG_RANGE", 2_000),
     },
 }
+# TRON over the full node's HTTP API and TronGrid's /v1 (one base URL; wallets.chains.tron, tronpy) and
+# Solana over JSON-RPC (wallets.chains.solana, solana-py). Local defaults: the stand-ins `make run`
+# starts (sandbox/tron, sandbox/solana). TRON_API_KEY is sent as TRON-PRO-API-KEY when set.
+TRON_RPC_URL = env_str("TRON_RPC_URL", "http://127.0.0.1:3004")
+TRON_API_KEY = env_str("TRON_API_KEY", "")
+TRON_TX_EXPIRATION_SECONDS = env_int("TRON_TX_EXPIRATION_SECONDS", 60)
+SOLANA_RPC_URL = env_str("SOLANA_RPC_URL", "http://127.0.0.1:3005")
 # chain -> adapter kind (wallets.chains.ADAPTER_FACTORIES)
-CHAIN_ADAPTERS = {"ETH": "evm", "ARBITRUM": "evm", "TRON": "sandbox", "SOL": "sandbox"}
+CHAIN_ADAPTERS = {"ETH": "evm", "ARBITRUM": "evm", "TRON": "tron", "SOL": "solana"}
 # The HD seed of the EVM chains' keys (BIP-39 words; wallets.chains.hd). This default is for local
 # development only; production requires its own (production.py), kept in the secret store.
 WALLET_HD_MNEMONIC = env_str(

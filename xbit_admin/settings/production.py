@@ -40,6 +40,9 @@ EVM_CHAINS["ETH"]["rpc_url"] = env_str("ETH_RPC_URL")  # noqa: F405
 EVM_CHAINS["ETH"]["tokens"] = {"USDT": env_str("ETH_USDT_ADDRESS"), "USDC": env_str("ETH_USDC_ADDRESS")}  # noqa: F405
 EVM_CHAINS["ARBITRUM"]["rpc_url"] = env_str("ARBITRUM_RPC_URL")  # noqa: F405
 EVM_CHAINS["ARBITRUM"]["tokens"] = {"USDC": env_str("ARBITRUM_USDC_ADDRESS")}  # noqa: F405
+# TRON's node / TronGrid and Solana's RPC (the base settings' defaults are the local stand-ins)
+TRON_RPC_URL = env_str("TRON_RPC_URL")
+SOLANA_RPC_URL = env_str("SOLANA_RPC_URL")
 
 # Hosts: the public names only; probes and Prometheus reach pods by IP and are answered by
 # ProbeMiddleware before host validation (core/health.py).
