@@ -628,6 +628,7 @@ def main() -> int:
         redis_url = devstack.redis_start(soak.profile)
         port, hl_port, chains_port, hooks_port = free_port(), free_port(), free_port(), free_port()
         eth_port, arbitrum_port = free_port(), free_port()
+        tron_port, solana_port = free_port(), free_port()
         soak.web, soak.hl_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{hl_port}"
         hooks = f"http://127.0.0.1:{hooks_port}"
         env = dict(
@@ -642,10 +643,14 @@ def main() -> int:
             SANDBOX_WEBHOOKS_PORT=str(hooks_port),
             SANDBOX_ETH_PORT=str(eth_port),
             SANDBOX_ARBITRUM_PORT=str(arbitrum_port),
+            SANDBOX_TRON_PORT=str(tron_port),
+            SANDBOX_SOLANA_PORT=str(solana_port),
             HL_API_URL=soak.hl_url,
             CHAINS_API_URL=f"http://127.0.0.1:{chains_port}",
             ETH_RPC_URL=f"http://127.0.0.1:{eth_port}",
             ARBITRUM_RPC_URL=f"http://127.0.0.1:{arbitrum_port}",
+            TRON_RPC_URL=f"http://127.0.0.1:{tron_port}",
+            SOLANA_RPC_URL=f"http://127.0.0.1:{solana_port}",
             SLACK_WEBHOOK_URL=f"{hooks}/slack/xbit-alerts",
             PAGERDUTY_EVENTS_URL=f"{hooks}/pagerduty/v2/enqueue",
             ALERTS_CONSOLE_URL=soak.web,
@@ -665,6 +670,8 @@ def main() -> int:
                     "CHAINS_API_URL",
                     "ETH_RPC_URL",
                     "ARBITRUM_RPC_URL",
+                    "TRON_RPC_URL",
+                    "SOLANA_RPC_URL",
                 )
             }
         )
@@ -674,7 +681,7 @@ def main() -> int:
         soak.platform = Platform(env)
         soak.started = time.time()
         soak.platform.start_venues()
-        for p in (hl_port, chains_port, eth_port, arbitrum_port):
+        for p in (hl_port, chains_port, eth_port, arbitrum_port, tron_port, solana_port):
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not devstack._port_open(p):
                 time.sleep(0.1)

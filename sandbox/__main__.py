@@ -1,4 +1,5 @@
-"""``python -m sandbox``: start the local Hyperliquid, chains and webhook receivers in one process.
+"""``python -m sandbox``: start the local Hyperliquid, chains, webhook receivers, TRON node and Solana
+RPC in one process.
 
 Each service is an aiohttp application built by ``<service>.server.build_app(seed=..., config=...)``
 and served on its own loopback port. When every port is bound, one line is printed::
@@ -22,8 +23,8 @@ from typing import Any
 
 from aiohttp import web
 
-SERVICES = ("hyperliquid", "chains", "webhooks")
-DEFAULT_PORTS = {"hyperliquid": 3001, "chains": 3002, "webhooks": 3003}
+SERVICES = ("hyperliquid", "chains", "webhooks", "tron", "solana")
+DEFAULT_PORTS = {"hyperliquid": 3001, "chains": 3002, "webhooks": 3003, "tron": 3004, "solana": 3005}
 
 
 def _build(name: str, *, seed: int, config: dict[str, Any]) -> web.Application:
@@ -31,6 +32,10 @@ def _build(name: str, *, seed: int, config: dict[str, Any]) -> web.Application:
         from sandbox.hyperliquid.server import build_app
     elif name == "chains":
         from sandbox.chains.server import build_app
+    elif name == "tron":
+        from sandbox.tron.server import build_app
+    elif name == "solana":
+        from sandbox.solana.server import build_app
     else:
         from sandbox.webhooks.server import build_app
     return build_app(seed=seed, config=config)
@@ -74,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the sandbox binds to loopback only")
     config = json.loads(args.config.read_text()) if args.config else {}
     if args.state_dir:
-        for name in ("hyperliquid", "chains"):
+        for name in ("hyperliquid", "chains", "tron", "solana"):
             config.setdefault(name, {}).setdefault("state_file", str(args.state_dir / f"{name}.pickle"))
     ports = {name: getattr(args, f"{name}_port") for name in SERVICES}
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

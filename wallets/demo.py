@@ -1,8 +1,10 @@
 """Demo data (``manage.py seed_demo``): platform capital as ledger transfers, funded hot and cold wallets
 — on the local anvil nodes for ETH/Arbitrum (tokens minted by the contracts' owner, gas by
-``anvil_setBalance``), on the simulated chains for the others — when they are reachable (skipped
-quietly otherwise), and the first demo traders' deposits: real ERC-20 transfers to their ETH deposit
-addresses from their own outside wallets, credited by the scanner after 12 blocks. Idempotent."""
+``anvil_setBalance``), on the TRON and Solana stand-ins through their control APIs
+(``wallets.demo_tron_sol``) — when they are reachable (skipped quietly otherwise), and the first demo
+traders' deposits: real ERC-20 transfers to their ETH deposit addresses from their own outside wallets,
+credited by the scanner after 12 blocks, and signed USDT/USDC transfers to their TRON and Solana
+deposit addresses, credited after 19 blocks and at finalized. Idempotent."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from eth_utils import keccak, to_checksum_address
 
 from core.accounts.management.commands.seed_demo import DEMO_SEEDERS
 from core.accounts.models import User
+from wallets import demo_tron_sol
 from wallets.chains import adapter_kind, spec
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import AccountKind, Chain, TransferKind
@@ -149,6 +152,9 @@ def _fund(url: str, chain: str, address: str, asset: str, amount: Decimal) -> No
     if adapter_kind(chain) == "evm":
         _evm_fund(chain, address, asset, amount)
         return
+    if adapter_kind(chain) in ("tron", "solana"):
+        demo_tron_sol.top_up(chain, address, asset, amount)
+        return
     answer = requests.get(f"{url}/{chain}/balance/{address}", params={"asset": asset}, timeout=3)
     answer.raise_for_status()
     missing = amount - Decimal(answer.json()["balance"])
@@ -174,6 +180,9 @@ def seed_wallets_demo(command: Any) -> None:
     for chain in Chain.values:
         if adapter_kind(chain) == "evm" and not _evm_ready(chain):
             command.stdout.write(f"  wallets: the {chain} node is not reachable; its wallets not funded")
+            continue
+        if adapter_kind(chain) in ("tron", "solana") and not demo_tron_sol.reachable(chain):
+            command.stdout.write(f"  wallets: the {chain} stand-in is not reachable; its wallets not funded")
             continue
         hot, cold = hot_wallet_key(chain), cold_wallet_key(chain)
         native = spec.NATIVE[chain]
@@ -224,6 +233,8 @@ def seed_wallets_demo(command: Any) -> None:
     # after the other seeders (the demo traders are created by trading's, which comes later)
     if seed_demo_deposits not in DEMO_SEEDERS:
         DEMO_SEEDERS.append(seed_demo_deposits)
+    if demo_tron_sol.seed_deposits not in DEMO_SEEDERS:
+        DEMO_SEEDERS.append(demo_tron_sol.seed_deposits)
 
 
 def seed_demo_deposits(command: Any) -> None:

@@ -69,6 +69,8 @@ RUN_PORTS = {
     "SANDBOX_WEBHOOKS_PORT": (3003, "the sandbox's webhooks"),
     "SANDBOX_ETH_PORT": (8545, "the local ETH node (anvil)"),
     "SANDBOX_ARBITRUM_PORT": (8546, "the local Arbitrum node (anvil)"),
+    "SANDBOX_TRON_PORT": (3004, "the sandbox's TRON node"),
+    "SANDBOX_SOLANA_PORT": (3005, "the sandbox's Solana RPC"),
 }
 
 
@@ -819,12 +821,14 @@ def cmd_run() -> int:
     with services(profile, stop_when_done=True) as extra:
         extra.setdefault("DJANGO_SETTINGS_MODULE", "xbit_admin.settings.local")
         # the processes reach the sandbox where the Procfile starts it (moved ports included)
-        hl, chains, hooks, eth, arbitrum = (ports[name] for name in list(RUN_PORTS)[1:])
+        hl, chains, hooks, eth, arbitrum, tron, solana = (ports[name] for name in list(RUN_PORTS)[1:])
         for name, url in (
             ("HL_API_URL", f"http://127.0.0.1:{hl}"),
             ("CHAINS_API_URL", f"http://127.0.0.1:{chains}"),
             ("ETH_RPC_URL", f"http://127.0.0.1:{eth}"),
             ("ARBITRUM_RPC_URL", f"http://127.0.0.1:{arbitrum}"),
+            ("TRON_RPC_URL", f"http://127.0.0.1:{tron}"),
+            ("SOLANA_RPC_URL", f"http://127.0.0.1:{solana}"),
             ("SLACK_WEBHOOK_URL", f"http://127.0.0.1:{hooks}/slack/xbit-alerts"),
             ("PAGERDUTY_EVENTS_URL", f"http://127.0.0.1:{hooks}/pagerduty/v2/enqueue"),
         ):
