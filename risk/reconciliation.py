@@ -51,7 +51,7 @@ from trading.venues.hl import gateway
 from wallets.chains import get_adapter, spec
 from wallets.config import chain_config
 from wallets.ledger import AccountRef, account_balance, ledger_invariant_violations
-from wallets.models import Chain, LedgerAccount, LedgerTransfer, Withdrawal
+from wallets.models import Aggregation, Chain, LedgerAccount, LedgerTransfer, Withdrawal
 from wallets.services.keys import hot_wallet_key
 
 logger = logging.getLogger(__name__)
@@ -436,11 +436,34 @@ def check_hot_wallets(run_id: str) -> list[ReconciliationLog]:
     """Per chain and token: the hot wallet's balance on chain (the chain adapter) = our custody record
     (−``hot_wallet`` sub ``CHAIN:TOKEN``, at par in USDC), and ≥ the queued withdrawal demand (net
     amounts of withdrawals awaiting approval, approved or being sent). A wallet short of its queue is
-    CRITICAL whatever the record says (withdrawals would stall). Chain unreachable → CRITICAL."""
+    CRITICAL whatever the record says (withdrawals would stall). Chain unreachable → CRITICAL.
+
+    Money in flight explains a difference, never more than its amount: a sweep sent to the hot wallet
+    is booked at its N-th confirmation (the chain may already hold it), a withdrawal being sent or
+    broadcast is booked at its N-th confirmation (the chain may already miss it). The expected balance
+    is the record moved by as much of the in-flight amounts as the chain shows; the rest is deviation."""
     adapter = get_adapter()
     queued = {
         (c, a): total
         for c, a, total in Withdrawal.objects.filter(status__in=QUEUED_WITHDRAWALS)
+        .values("chain", "asset")
+        .annotate(total=Sum(F("amount") - F("fee")))
+        .order_by()
+        .values_list("chain", "asset", "total")
+    }
+    sweeping_in = {
+        (c, a): total
+        for c, a, total in Aggregation.objects.filter(status=Aggregation.Status.SENT)
+        .values("chain", "asset")
+        .annotate(total=Sum("amount"))
+        .order_by()
+        .values_list("chain", "asset", "total")
+    }
+    sending_out = {
+        (c, a): total
+        for c, a, total in Withdrawal.objects.filter(
+            status__in=(Withdrawal.Status.SENDING, Withdrawal.Status.BROADCAST)
+        )
         .values("chain", "asset")
         .annotate(total=Sum(F("amount") - F("fee")))
         .order_by()
@@ -457,14 +480,20 @@ def check_hot_wallets(run_id: str) -> list[ReconciliationLog]:
             record = -account_balance(AccountRef.platform("hot_wallet", sub=sub))
             onchain = adapter.balance(chain, address, asset)
             demand = queued.get((chain, asset), ZERO)
+            arriving = sweeping_in.get((chain, asset), ZERO)
+            leaving = sending_out.get((chain, asset), ZERO)
+            in_flight = min(max(onchain - record, -leaving), arriving)  # what the flights can explain
             rows.append(
                 _row(
                     run_id,
                     "hot_wallets",
                     sub,
-                    record,
+                    record + in_flight,
                     onchain,
                     address=address,
+                    custody_record=record,
+                    sweeps_in_flight=arriving,
+                    withdrawals_in_flight=leaving,
                     queued_withdrawals=demand,
                     covers_queue=onchain >= demand,
                     force_critical=onchain < demand,

@@ -42,7 +42,11 @@ def book_hl_capital() -> None:
 
 
 @pytest.fixture
-def venue(sandbox_url: str, chains_url: str, settings: Any, internalization_on: None) -> Iterator[Venue]:
+def venue(
+    sandbox_url: str, chains_url: str, evm: Any, evm_arbitrum: Any, settings: Any, internalization_on: None
+) -> Iterator[Venue]:
+    """HL on the sandbox, TRON and SOL on the simulated chains, ETH and Arbitrum on anvil (the hot
+    wallets' dimension reads every chain)."""
     settings.CHAINS_API_URL = chains_url
     settings.CHAINS_API_TIMEOUT = 2.0
     settings.HL_API_URL = sandbox_url
@@ -297,6 +301,23 @@ def test_a_hot_wallet_differing_from_our_record_or_short_of_its_queue_is_critica
     rows = {r.subject: r for r in reconciliation_run(dimensions=["hot_wallets"])}
     assert rows["TRON:USDT"].status == "CRITICAL" and rows["TRON:USDT"].actual == 1000
     assert rows["TRON:USDT"].expected == 0 and rows["TRON:USDT"].details["covers_queue"] is True
+    # a sweep on its way in explains the difference, up to its amount and no further
+    from wallets.models import Aggregation
+
+    sweep = Aggregation.objects.create(
+        chain="TRON",
+        asset="USDT",
+        from_address="T-deposit",
+        to_address=address,
+        amount=D(1000),
+        trigger=Aggregation.Trigger.MANUAL,
+        status=Aggregation.Status.SENT,
+    )
+    rows = {r.subject: r for r in reconciliation_run(dimensions=["hot_wallets"])}
+    assert rows["TRON:USDT"].status == "OK" and rows["TRON:USDT"].expected == 1000
+    Aggregation.objects.filter(pk=sweep.pk).update(amount=D(400))
+    rows = {r.subject: r for r in reconciliation_run(dimensions=["hot_wallets"])}
+    assert rows["TRON:USDT"].status == "CRITICAL" and rows["TRON:USDT"].expected == 400
 
 
 def test_a_restart_with_positions_resting_orders_and_a_hedge_comes_back_consistent(
