@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import requests
 from django.db import connection
 
 from core.alerts.models import Alert
@@ -49,6 +50,8 @@ def venue(
     wallets' dimension reads every chain)."""
     settings.CHAINS_API_URL = chains_url
     settings.CHAINS_API_TIMEOUT = 2.0
+    # hot wallets come from the HD seed (the same addresses in every test): start each from empty chains
+    requests.post(f"{chains_url}/control/reset", timeout=5).raise_for_status()
     settings.HL_API_URL = sandbox_url
     settings.HL_TIMEOUT_SECONDS = 3.0
     v = Venue(sandbox_url)
