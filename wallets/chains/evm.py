@@ -51,6 +51,7 @@ WEI = Decimal(10**18)
 
 _REJECTIONS = (
     ("already known", "already_known"),
+    ("already imported", "already_known"),  # anvil's word for a transaction already in its pool
     ("nonce too low", "nonce_too_low"),
     ("replacement transaction underpriced", "underpriced"),
     ("underpriced", "underpriced"),

@@ -1,5 +1,7 @@
-"""Fixtures for the wallets suite: the simulated chains (one process per session, manual blocks),
-funded users and hot wallets, TOTP codes, an eager Celery (tasks run in-process after commit)."""
+"""Fixtures for the wallets suite: the simulated chains for TRON and SOL (one process per session,
+manual blocks; ETH and Arbitrum run on anvil: ``evm`` / ``evm_arbitrum`` / ``evm_own`` from
+``wallets.tests.evm_fixtures``), funded users and hot wallets, TOTP codes, an eager Celery (tasks run
+in-process after commit)."""
 
 from __future__ import annotations
 
@@ -86,65 +88,37 @@ def fund(user: Any, amount: Decimal | str) -> None:
     )
 
 
-def fund_hot_wallet(chains: ChainsClient, chain: str, asset: str, amount: str, gas: str = "100") -> str:
+def fund_hot_wallet(chain_node: Any, chain: str, asset: str, amount: str, gas: str = "100") -> str:
+    """Tokens and gas on ``chain``'s hot wallet, on chain only (the ledger is the test's business):
+    minted and ``anvil_setBalance`` on an EVM node (``evm`` / ``evm_arbitrum``), funded through the
+    simulated chains' control API (``chains``) for TRON and SOL."""
+    from sandbox.evm.node import AnvilNode
     from wallets.chains import spec
     from wallets.services import hot_wallet_key
 
     address = hot_wallet_key(chain).address
-    chains.fund(chain, address, amount, asset)
-    chains.fund(chain, address, gas, spec.NATIVE[chain])
+    if isinstance(chain_node, AnvilNode):
+        chain_node.mint(asset, address, amount)
+        chain_node.set_balance(address, gas)
+        return address
+    chain_node.fund(chain, address, amount, asset)
+    chain_node.fund(chain, address, gas, spec.NATIVE[chain])
     return address
 
 
 def outside_address(chain: str, label: str) -> str:
+    """A deterministic address outside the platform (same label -> same address)."""
+    if chain.upper() in ("ETH", "ARBITRUM"):
+        from eth_account import Account
+        from eth_utils import keccak
+
+        return str(Account.from_key(keccak(text=f"outside:{label}")).address)
     from sandbox.chains.client import Wallet
 
     return Wallet.from_label(chain, label).address
 
 
-# --- EVM chains on a real local node (anvil) ----------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def _anvil() -> Iterator[Any]:
-    from sandbox.evm.node import AnvilNode
-
-    with AnvilNode(chain_id=1) as node:
-        yield node
-
-
-def _wire_evm(node: Any, settings: Any) -> None:
-    from sandbox.evm.node import TOKENS
-
-    settings.CHAIN_ADAPTERS = {**settings.CHAIN_ADAPTERS, "ETH": "evm"}
-    settings.EVM_CHAINS = {
-        **settings.EVM_CHAINS,
-        "ETH": {"rpc_url": node.url, "chain_id": 1, "tokens": dict(TOKENS), "timeout": 10.0},
-    }
-
-
-@pytest.fixture
-def evm(_anvil: Any, settings: Any) -> Iterator[Any]:
-    """ETH on a real anvil node (automine; tests mine confirmations), wired into the settings. The
-    chain is reverted to its state before the test afterwards, as the database is rolled back."""
-    _wire_evm(_anvil, settings)
-    snapshot = _anvil.snapshot()
-    _anvil.automine(True)
-    try:
-        yield _anvil
-    finally:
-        _anvil.automine(True)
-        _anvil.revert(snapshot)
-
-
-@pytest.fixture
-def evm_own(settings: Any) -> Iterator[Any]:
-    """A fresh anvil of the test's own, for reorgs (``anvil_reorg`` invalidates snapshots below it)."""
-    from sandbox.evm.node import AnvilNode
-
-    with AnvilNode(chain_id=1) as node:
-        _wire_evm(node, settings)
-        yield node
+# --- EVM chains on anvil (the evm / evm_arbitrum / evm_own fixtures: wallets.tests.evm_fixtures) ---------
 
 
 def fund_evm_hot_wallet(node: Any, asset: str, amount: str, gas: str = "10") -> str:

@@ -64,12 +64,12 @@ def test_a_deposit_above_the_threshold_is_swept_to_the_hot_wallet_with_gas_booke
     assert Aggregation.objects.filter(from_address=address).count() == 1
 
 
-def test_the_scheduled_sweep_takes_addresses_below_the_threshold(chains, make_trader):
+def test_the_scheduled_sweep_takes_addresses_below_the_threshold(evm, make_trader):
     user = make_trader()
-    fund_hot_wallet(chains, "ETH", "USDT", "1", gas="10")
+    fund_hot_wallet(evm, "ETH", "USDT", "1", gas="10")
     address = deposit_address_get_or_create(user=user, chain="ETH").address
-    chains.deposit("ETH", to=address, asset="USDT", amount="50")
-    chains.mine("ETH", 12)
+    evm.transfer("USDT", address, "50")  # mined at once: its block is the first confirmation
+    evm.mine(11)
     deposits_scan(chain="ETH")
     ChainState.objects.filter(chain="ETH").update(last_scheduled_sweep_at=None)
     aggregation_tick(chain="ETH")
@@ -86,12 +86,12 @@ def test_hot_wallet_levels_raise_and_resolve_alerts(chains):
 
 
 def test_a_critical_hot_wallet_proposes_a_cold_top_up_that_a_risk_officer_approves(
-    chains, make_staff, make_trader
+    evm, make_staff, make_trader
 ):
-    fund_hot_wallet(chains, "ETH", "USDT", "50000")
+    fund_hot_wallet(evm, "ETH", "USDT", "50000")
     cold = cold_wallet_key("ETH")
-    chains.fund("ETH", cold.address, "5000000", "USDT")
-    chains.fund("ETH", cold.address, "1", "ETH")
+    evm.mint("USDT", cold.address, "5000000")
+    evm.set_balance(cold.address, "1")
     hot_wallet_check(chain="ETH")
     proposal = ColdTransfer.objects.get(chain="ETH", direction="to_hot")
     assert (proposal.status, proposal.amount) == ("PROPOSED", Decimal("1200000"))
@@ -106,7 +106,7 @@ def test_a_critical_hot_wallet_proposes_a_cold_top_up_that_a_risk_officer_approv
 
     cold_transfer_send(transfer_id=proposal.pk)
     cold_transfer_send(transfer_id=proposal.pk)  # a repeat sends nothing new
-    chains.mine("ETH", 12)
+    evm.mine(11)  # mined at once: its block is the first of the 12 confirmations
     cold_transfer_track(transfer_id=proposal.pk)
     proposal.refresh_from_db()
     assert proposal.status == "CONFIRMED"
@@ -115,10 +115,10 @@ def test_a_critical_hot_wallet_proposes_a_cold_top_up_that_a_risk_officer_approv
     assert account_balance(AccountRef.platform("hot_wallet", sub="ETH:USDT")) == Decimal("-1200000")
 
 
-def test_liquidity_coverage_below_30_percent_alerts(chains, make_trader):
+def test_liquidity_coverage_below_30_percent_alerts(evm_arbitrum, make_trader):
     user = make_trader()
     fund(user, "1000000")
-    fund_hot_wallet(chains, "ARBITRUM", "USDC", "100000")
+    fund_hot_wallet(evm_arbitrum, "ARBITRUM", "USDC", "100000")
     hot_wallet_check(chain="ARBITRUM")
     coverage = liquidity_check()
     assert coverage is not None and coverage < Decimal("0.3")

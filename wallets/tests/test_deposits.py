@@ -1,4 +1,5 @@
-"""Spec 06 — deposits on the simulated chains (manual blocks)."""
+"""Spec 06 — deposits: ETH on a real local node (anvil: ERC-20 transfers, blocks mined by the test),
+TRON and SOL on the simulated chains (manual blocks)."""
 
 from __future__ import annotations
 
@@ -60,11 +61,11 @@ def test_a_deposit_is_credited_at_19_tron_confirmations_exactly_once(chains, mak
     assert LedgerTransfer.objects.filter(batch__key=deposit.ledger_key).count() == 1
 
 
-def test_a_worker_dying_mid_credit_loses_nothing_and_credits_once(chains, make_trader):
+def test_a_worker_dying_mid_credit_loses_nothing_and_credits_once(evm, make_trader):
     user = make_trader()
     address = deposit_address_get_or_create(user=user, chain="ETH").address
-    chains.deposit("ETH", to=address, asset="USDC", amount="100")
-    chains.mine("ETH", 12)
+    evm.transfer("USDC", address, "100")  # mined at once: its block is the first confirmation
+    evm.mine(11)
 
     class WorkerKilled(Exception):
         pass
@@ -88,17 +89,18 @@ def test_a_worker_dying_mid_credit_loses_nothing_and_credits_once(chains, make_t
     assert Deposit.objects.get(pk=deposit.pk).status == "CREDITED"
 
 
-def test_a_reorg_before_the_required_confirmations_drops_the_pending_deposit(chains, make_trader):
+def test_a_reorg_before_the_required_confirmations_drops_the_pending_deposit(evm_own, make_trader):
+    evm = evm_own  # its own node: anvil_reorg invalidates the shared node's snapshots
     user = make_trader()
     address = deposit_address_get_or_create(user=user, chain="ETH").address
-    chains.deposit("ETH", to=address, asset="USDT", amount="500")
-    chains.mine("ETH", 3)
+    evm.transfer("USDT", address, "500")  # mined at once: 3 confirmations with the next 2 blocks
+    evm.mine(2)
     deposits_scan(chain="ETH")
     assert Deposit.objects.get(user=user).status == "PENDING"
 
-    chains.reorg("ETH", 3)  # the block holding the deposit is replaced; the tx is dropped
+    evm.reorg(3)  # the block holding the deposit is replaced; the tx is dropped
     report = deposits_scan(chain="ETH")
-    chains.mine("ETH", 15)
+    evm.mine(15)
     deposits_scan(chain="ETH")
     deposit = Deposit.objects.get(user=user)
     assert report.dropped == 1 and deposit.status == "DROPPED"

@@ -30,12 +30,14 @@ def test_beat_drives_scanning_and_processing_on_the_wallets_queue():
         assert entry["schedule"] <= seconds and entry["options"]["queue"] == "wallets"
 
 
-def test_the_beat_tasks_credit_a_deposit_with_no_direct_service_call(chains, make_trader):
+def test_the_beat_tasks_credit_a_deposit_with_no_direct_service_call(chains, evm, evm_arbitrum, make_trader):
     user = make_trader()
     address = deposit_address_get_or_create(user=user, chain="ETH").address
-    chains.deposit("ETH", to=address, asset="USDC", amount="75")
-    chains.mine("ETH", 12)
+    evm.transfer("USDC", address, "75")  # mined at once: its block is the first confirmation
+    evm.mine(11)
     tasks.scan_deposits_task()
+    tasks.scan_evm_deposits_task()
+    tasks.replace_stuck_task()
     tasks.process_withdrawals_task()
     tasks.aggregate_task()
     tasks.hot_wallets_task()
@@ -45,7 +47,12 @@ def test_the_beat_tasks_credit_a_deposit_with_no_direct_service_call(chains, mak
 
 def test_tasks_return_quietly_when_the_chains_are_down(settings, make_trader):
     settings.CHAINS_API_URL = "http://127.0.0.1:9"
+    settings.EVM_CHAINS = {
+        chain: {**conf, "rpc_url": "http://127.0.0.1:9"} for chain, conf in settings.EVM_CHAINS.items()
+    }
     tasks.scan_deposits_task()
+    tasks.scan_evm_deposits_task()
+    tasks.replace_stuck_task()
     tasks.process_withdrawals_task()
     tasks.withdrawal_send_task(123456)
 
@@ -58,7 +65,7 @@ def test_a_large_pending_queue_raises_an_alert(trader, django_capture_on_commit_
     assert Alert.objects.filter(rule="wallets.withdrawal_queue", severity="P1").exists()
 
 
-def test_the_demo_seeder_books_capital_and_funds_hot_wallets_idempotently(chains):
+def test_the_demo_seeder_books_capital_and_funds_hot_wallets_idempotently(chains, evm, evm_arbitrum):
     seed_wallets_demo(_Command())
     seed_wallets_demo(_Command())
     assert account_balance(AccountRef.platform("risk_reserve")) == Decimal("1000000")
@@ -66,3 +73,5 @@ def test_the_demo_seeder_books_capital_and_funds_hot_wallets_idempotently(chains
     assert account_balance(AccountRef.platform("hl_trading_capital")) == 0
     hot = hot_wallet_key("TRON").address
     assert Decimal(chains.balance("TRON", hot, "USDT")["balance"]) >= Decimal("750000")
+    assert evm.token_balance("USDT", hot_wallet_key("ETH").address) == Decimal("750000")  # minted once
+    assert evm_arbitrum.token_balance("USDC", hot_wallet_key("ARBITRUM").address) == Decimal("750000")

@@ -17,6 +17,8 @@ from core.accounts.models import SecurityEvent
 from core.accounts.roles import Role
 from core.alerts.models import Alert
 from core.errors import ApplicationError, ErrorCode
+from wallets.chains import ChainUnavailable
+from wallets.chains.evm import EvmAdapter
 from wallets.ledger import AccountRef, account_balance
 from wallets.models import BlacklistedAddress, LedgerTransfer, Withdrawal
 from wallets.services import (
@@ -29,7 +31,9 @@ from wallets.services import (
     withdrawal_send,
     withdrawals_process_due,
 )
+from wallets.services.keys import gas_amount
 from wallets.tests.conftest import fund, fund_hot_wallet, outside_address, totp_for
+from wallets.tests.evm_fixtures import token_transfers, transfers_to, tx_fee, tx_status
 
 pytestmark = pytest.mark.django_db
 RECIPIENT = outside_address("ETH", "withdrawal-recipient")
@@ -53,6 +57,16 @@ def token_from_mail() -> str:
     return re.search(r"token=([\w\-]+)", mail.outbox[-1].body).group(1)
 
 
+def _answer_lost(broadcast):
+    """The node takes the transaction; its answer never reaches the worker (a timeout)."""
+
+    def lost(self, chain, payload):
+        broadcast(self, chain, payload)
+        raise ChainUnavailable(f"{chain} eth_sendRawTransaction: ReadTimeout")
+
+    return lost
+
+
 def request_and_confirm(user, amount, capture, **kwargs) -> Withdrawal:
     """Request, read the emailed link, confirm it; on-commit work (the send task) is NOT run."""
     with capture(execute=True):
@@ -66,10 +80,11 @@ def request_and_confirm(user, amount, capture, **kwargs) -> Withdrawal:
 
 
 def test_a_withdrawal_below_10k_is_broadcast_within_10_seconds_with_no_human(
-    chains, trader, django_capture_on_commit_callbacks
+    evm, trader, django_capture_on_commit_callbacks
 ):
     fund(trader, "6000")
-    fund_hot_wallet(chains, "ETH", "USDT", "600000")
+    fund_hot_wallet(evm, "ETH", "USDT", "600000")
+    evm.automine(False)  # blocks only when the test mines them
     with django_capture_on_commit_callbacks(execute=True):
         withdrawal = request(trader, "5000")
     assert mail.outbox and trader.email in mail.outbox[-1].to
@@ -79,33 +94,35 @@ def test_a_withdrawal_below_10k_is_broadcast_within_10_seconds_with_no_human(
     with django_capture_on_commit_callbacks(execute=True):  # commit → the send task (eager Celery)
         withdrawal_confirm(token=token_from_mail())
     withdrawal.refresh_from_db()
-    on_chain = chains.tx("ETH", withdrawal.tx_hash)
+    on_chain = token_transfers(evm, withdrawal.tx_hash)
     elapsed = time.monotonic() - started
 
     assert withdrawal.status == "BROADCAST" and withdrawal.tier == "auto"
-    assert on_chain["status"] == "pending" and on_chain["transfers"][0]["to"] == RECIPIENT
-    assert on_chain["transfers"][0]["amount"] == "4999.000000"  # 5000 minus the 1 USDT fee
+    assert tx_status(evm, withdrawal.tx_hash) == "pending" and on_chain[0]["to"] == RECIPIENT
+    assert on_chain[0]["amount"] == Decimal("4999")  # 5000 minus the 1 USDT fee
     assert elapsed < 10, f"took {elapsed:.2f} s"
     assert (cash_of(trader), pending_of(trader)) == (Decimal("1000"), Decimal("5000"))
 
-    chains.mine("ETH", 12)
+    evm.mine(12)
     withdrawals_process_due()
     withdrawal.refresh_from_db()
     assert withdrawal.status == "COMPLETED" and withdrawal.confirmations >= 12
     assert pending_of(trader) == 0
     assert account_balance(AccountRef.platform("fee_revenue")) == Decimal("1")
     assert account_balance(AccountRef.platform("hot_wallet", sub="ETH:USDT")) == Decimal("4999")
-    assert account_balance(AccountRef.platform("gas_expense", sub="ETH", asset="ETH")) == Decimal("-0.0013")
+    gas = gas_amount(tx_fee(evm, withdrawal.tx_hash))  # the receipt's gas used x price, at 6 decimals
+    assert gas > 0
+    assert account_balance(AccountRef.platform("gas_expense", sub="ETH", asset="ETH")) == -gas
 
 
 # --- tiers and four eyes ------------------------------------------------------------------------------
 
 
 def test_a_50k_withdrawal_waits_for_one_operations_approval(
-    chains, trader, make_staff, django_capture_on_commit_callbacks
+    evm, trader, make_staff, django_capture_on_commit_callbacks
 ):
     fund(trader, "60000")
-    fund_hot_wallet(chains, "ETH", "USDT", "800000")
+    fund_hot_wallet(evm, "ETH", "USDT", "800000")
     withdrawal = request_and_confirm(trader, "50000", django_capture_on_commit_callbacks)
     assert (withdrawal.status, withdrawal.tier) == ("AWAITING_APPROVAL", "single")
     withdrawals_process_due()
@@ -123,10 +140,10 @@ def test_a_50k_withdrawal_waits_for_one_operations_approval(
 
 
 def test_a_150k_withdrawal_needs_risk_review_and_operations_approval_by_two_people(
-    chains, trader, make_staff, django_capture_on_commit_callbacks
+    evm, trader, make_staff, django_capture_on_commit_callbacks
 ):
     fund(trader, "200000")
-    fund_hot_wallet(chains, "ETH", "USDT", "900000")
+    fund_hot_wallet(evm, "ETH", "USDT", "900000")
     withdrawal = request_and_confirm(trader, "150000", django_capture_on_commit_callbacks)
     assert (withdrawal.status, withdrawal.tier) == ("AWAITING_APPROVAL", "dual")
 
@@ -247,10 +264,10 @@ def test_an_abnormal_login_in_the_last_24h_sends_the_withdrawal_to_manual_review
 
 
 def test_a_hot_wallet_below_20k_halts_all_withdrawals_with_a_p0(
-    chains, trader, django_capture_on_commit_callbacks
+    evm, trader, django_capture_on_commit_callbacks
 ):
     fund(trader, "1000")
-    fund_hot_wallet(chains, "ETH", "USDT", "15000")
+    fund_hot_wallet(evm, "ETH", "USDT", "15000")
     with django_capture_on_commit_callbacks(execute=True):
         request(trader, "100")
     with django_capture_on_commit_callbacks(execute=True):
@@ -269,10 +286,10 @@ def test_a_hot_wallet_below_20k_halts_all_withdrawals_with_a_p0(
 
 
 def test_a_critical_hot_wallet_pauses_withdrawals_above_10k_and_sends_new_ones_to_review(
-    chains, trader, make_staff, django_capture_on_commit_callbacks
+    evm, trader, make_staff, django_capture_on_commit_callbacks
 ):
     fund(trader, "30000")
-    fund_hot_wallet(chains, "ETH", "USDT", "60000")
+    fund_hot_wallet(evm, "ETH", "USDT", "60000")
     hot_wallet_check(chain="ETH")
     assert Alert.objects.filter(rule="wallets.hot_wallet_critical", subject="ETH", severity="P0").exists()
     small = request_and_confirm(trader, "500", django_capture_on_commit_callbacks)
@@ -291,23 +308,24 @@ def test_a_critical_hot_wallet_pauses_withdrawals_above_10k_and_sends_new_ones_t
 
 
 def test_a_worker_killed_mid_send_never_pays_twice(
-    chains, trader, settings, django_capture_on_commit_callbacks
+    evm, trader, monkeypatch, django_capture_on_commit_callbacks
 ):
     fund(trader, "3000")
-    fund_hot_wallet(chains, "ETH", "USDC", "700000")
+    fund_hot_wallet(evm, "ETH", "USDC", "700000")
     recipient = outside_address("ETH", f"once-{trader.pk}")
     withdrawal = request_and_confirm(
         trader, "2500", django_capture_on_commit_callbacks, asset="USDC", address=recipient
     )
     assert withdrawal.status == "APPROVED"
 
-    # The chain accepts the transaction but the answer never reaches the worker (it "dies").
-    settings.CHAINS_API_TIMEOUT = 0.5
-    chains.fail(target="broadcast", mode="timeout", chain="ETH", hang_seconds=1.5)
-    withdrawal_send(withdrawal_id=withdrawal.pk)
+    # The node accepts the transaction but the answer never reaches the worker (it "dies").
+    evm.automine(False)
+    with monkeypatch.context() as patch:
+        patch.setattr(EvmAdapter, "broadcast", _answer_lost(EvmAdapter.broadcast))
+        withdrawal_send(withdrawal_id=withdrawal.pk)
     withdrawal.refresh_from_db()
     assert withdrawal.status == "SENDING" and withdrawal.payload["nonce"] == f"wd-{withdrawal.pk}"
-    assert chains.tx("ETH", withdrawal.tx_hash)["status"] == "pending"
+    assert tx_status(evm, withdrawal.tx_hash) == "pending"
 
     # A second worker picks the same row up: the claim fails, nothing new is signed or sent.
     withdrawal_send(withdrawal_id=withdrawal.pk)
@@ -317,39 +335,42 @@ def test_a_worker_killed_mid_send_never_pays_twice(
     withdrawal.refresh_from_db()
     assert counts["resent"] == 1 and withdrawal.status == "BROADCAST"
 
-    chains.mine("ETH", 12)
+    evm.mine(12)
     withdrawals_process_due()
     withdrawals_process_due()
     withdrawal.refresh_from_db()
     assert withdrawal.status == "COMPLETED"
-    assert chains.balance("ETH", recipient, "USDC")["balance"] == "2499.000000"
-    sent = chains.transfers("ETH", address=recipient, asset="USDC")["transfers"]
+    assert evm.token_balance("USDC", recipient) == Decimal("2499")
+    sent = transfers_to(evm, "USDC", recipient)
     assert len(sent) == 1
     assert LedgerTransfer.objects.filter(kind="withdrawal", ref_id=str(withdrawal.pk)).count() == 1
 
 
 def test_a_withdrawal_dropped_by_the_chain_is_rebroadcast_identically(
-    chains, trader, django_capture_on_commit_callbacks
+    evm, trader, django_capture_on_commit_callbacks
 ):
     fund(trader, "1000")
-    fund_hot_wallet(chains, "ETH", "USDT", "700000")
+    fund_hot_wallet(evm, "ETH", "USDT", "700000")
     recipient = outside_address("ETH", f"dropped-{trader.pk}")
-    chains.fail(target="broadcast", mode="drop", chain="ETH")
+    evm.automine(False)
     with django_capture_on_commit_callbacks(execute=True):
         request(trader, "100", address=recipient)
     with django_capture_on_commit_callbacks(execute=True):
         withdrawal_confirm(token=token_from_mail())
     withdrawal = Withdrawal.objects.get(user=trader)
     first_hash = withdrawal.tx_hash
-    chains.mine("ETH", 1)  # the doomed transaction is dropped from the mempool
+    assert tx_status(evm, first_hash) == "pending"
+    evm.rpc("anvil_dropTransaction", first_hash)  # the node evicts it from its mempool
+    evm.mine(1)
+    assert tx_status(evm, first_hash) == "unknown"
     withdrawals_process_due()
     withdrawal.refresh_from_db()
     assert withdrawal.status == "BROADCAST" and withdrawal.tx_hash == first_hash
-    chains.mine("ETH", 12)
+    evm.mine(12)
     withdrawals_process_due()
     withdrawal.refresh_from_db()
     assert withdrawal.status == "COMPLETED"
-    assert chains.balance("ETH", recipient, "USDT")["balance"] == "99.000000"
+    assert evm.token_balance("USDT", recipient) == Decimal("99")
 
 
 # --- bad input moves no money ------------------------------------------------------------------------------
