@@ -289,6 +289,8 @@ class TronAdapter:
         return self._contract
 
     def broadcast(self, chain: str, payload: dict[str, Any]) -> BroadcastResult:
+        if "raw" not in payload:  # signed for the retired simulated chains (a local database from before)
+            raise ChainRejected("invalid_payload", "not a signed transaction of this chain")
         tx = json.loads(payload["raw"])
         txid = str(tx["txID"])
         answer = self._node("wallet/broadcasttransaction", tx)
