@@ -4,7 +4,7 @@ Queues (architecture): ``critical`` (liquidation), ``hedge``, ``default``, ``wal
 periodic work with :func:`core.periodic.register_periodic` from their ``tasks`` module so the schedule lives next to
 the code it drives.
 
-Broker loss (issue #10, Redis restart drill): the worker rides through it by itself.
+Broker loss (the Redis restart drill): the worker rides through it by itself.
 
 * ``broker_connection_max_retries = None``: retry for as long as Redis is away (Celery's default gives
   up after 100 attempts and the worker exits with status 0);

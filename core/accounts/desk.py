@@ -1,4 +1,4 @@
-"""Staff actions on a client (issue #21): notes, tags, restrictions with an expiry, and a 2FA reset with
+"""Staff actions on a client: notes, tags, restrictions with an expiry, and a 2FA reset with
 four eyes. Every write checks the acting staff member's permission, needs a reason where it changes
 what the client may do, and writes its audit row in the same transaction (house style rule 3)."""
 

@@ -1,4 +1,4 @@
-"""The client-restriction expiry sweep (issue #21), apart from ``tasks`` so that the services the sweep
+"""The client-restriction expiry sweep, apart from ``tasks`` so that the services the sweep
 calls (``desk`` → ``services``) and the lockout task ``services`` queues do not import each other."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Four eyes for staff actions that touch money or security (issue #21): one staff member proposes with a
+"""Four eyes for staff actions that touch money or security: one staff member proposes with a
 reason, a second one approves, and the action is applied in the approving transaction — or refused, and
 the proposal records why. The same pattern as balance adjustments and cold-wallet top-ups, for actions
 that have no table of their own (a client's 2FA reset, a staff member's TOTP reset, risk-config and

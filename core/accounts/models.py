@@ -271,7 +271,7 @@ class KycLimit(models.Model):
         return f"KYC {self.status} limits"
 
 
-# --- the desk's client card and staff tools (issue #21) ------------------------------------------------
+# --- the desk's client card and staff tools ------------------------------------------------
 
 
 class ClientNote(models.Model):

@@ -1,4 +1,4 @@
-"""Staff management from the console (issue #21): invite a staff member, set their roles, deactivate
+"""Staff management from the console: invite a staff member, set their roles, deactivate
 them, reset their TOTP (four eyes), and see and end their console sessions. All need ``manage_staff``;
 every change is audited with its reason in the same transaction."""
 

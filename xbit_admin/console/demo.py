@@ -1,4 +1,4 @@
-"""Demo KYC levels (issue #21): the demo traders had the lowest KYC level, so the two-person withdrawal
+"""Demo KYC levels: the demo traders had the lowest KYC level, so the two-person withdrawal
 path above 100,000 (risk review + operations approval) could not be exercised, and support's KYC queue
 was empty. This seeder gives the demo traders a spread of levels — unverified, waiting for review, and
 verified (every trader funded above 100,000) — creating the accounts if the trading seeder has not yet.

@@ -1,4 +1,4 @@
-"""Figures as a desk reads them (issue #21): prices to the asset's tick, thousands separators."""
+"""Figures as a desk reads them: prices to the asset's tick, thousands separators."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Four eyes on risk (issue #21): with the ``risk_four_eyes`` switch on, a risk-config or routing-threshold
+"""Four eyes on risk: with the ``risk_four_eyes`` switch on, a risk-config or routing-threshold
 change is proposed by one Risk Manager and applied only when a second one approves it (the generic
 ``core.accounts.four_eyes`` proposals; the approver's transaction calls the owning service). The switch is
 off by default; turning it on or off is itself a Super Admin switch change with a reason.

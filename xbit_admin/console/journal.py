@@ -1,4 +1,4 @@
-"""One chronological journal per client (issue #21, the client card): orders, fills, margin changes,
+"""One chronological journal per client: orders, fills, margin changes,
 liquidations (trigger mark, margin ratio at the trigger, close price, venue, the loss's split and the
 reserve's share), funding payments, deposits and withdrawals with each step and who took it, security
 events, and staff notes and actions — newest first, filterable by kind, exportable as CSV.

@@ -1,4 +1,4 @@
-"""The console's own configuration rows (issue #21): the block explorer each chain's transaction hashes
+"""The console's own configuration rows: the block explorer each chain's transaction hashes
 link to. Database-backed so an operator changes them without a deploy; defaults are registered with
 ``core.defaults`` and created when missing."""
 

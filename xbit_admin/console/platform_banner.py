@@ -1,4 +1,4 @@
-"""The platform-state banner on every console page (issue #21): API mode, degradation level, tripped
+"""The platform-state banner on every console page: API mode, degradation level, tripped
 breakers, the order gate and Hyperliquid connectivity, each said in plain words with the live figure
 (the latency now, not the one at the trip) and a link to its runbook. Read by ``/platform-state.json``
 (the banner's script polls it), so pages pay nothing for it: two small queries and one Redis read."""

@@ -1,4 +1,4 @@
-"""Runbooks (issue #21): for every breaker kind, alert rule and platform switch the banner names — what it
+"""Runbooks: for every breaker kind, alert rule and platform switch the banner names — what it
 means, what to check, what to do, and which switch undoes it. Linked from the banner, the alerts page and
 the breaker table. Text only; the console renders it."""
 

@@ -1,4 +1,4 @@
-"""Desk-grade tables (issue #21): sorting, filters and pagination kept in the URL (a link reproduces the
+"""Desk-grade tables: sorting, filters and pagination kept in the URL (a link reproduces the
 view), and the same rows as CSV with ``?format=csv``. A page declares its columns (which may sort, on which
 field) and its filters (which field, which choices); the helper parses the query string, refuses nothing
 silently (an unknown sort falls back to the default and says so), and returns one page of rows."""

@@ -43,7 +43,7 @@ urlpatterns = [
     path("users/", users.users_view, name="users"),
     path("users/<int:user_id>/", users.user_detail_view, name="user_detail"),
     path("users/<int:user_id>/export/<str:section>.csv", users.user_export_view, name="user_export"),
-    # the client card's staff actions (issue #21)
+    # the client card's staff actions
     path("users/<int:user_id>/journal.csv", clients.client_journal_export_view, name="client_journal_export"),
     path("users/<int:user_id>/note/", clients.client_note_view, name="client_note"),
     path("users/<int:user_id>/tag/", clients.client_tag_view, name="client_tag"),
@@ -63,12 +63,12 @@ urlpatterns = [
     path("users/<int:user_id>/adjustments/", clients.client_adjustment_view, name="client_adjustment"),
     path("adjustments/<int:adjustment_id>/decide/", clients.adjustment_decide_view, name="adjustment_decide"),
     path("proposals/", clients.proposals_view, name="proposals"),
-    # platform state banner and runbooks (issue #21)
+    # platform state banner and runbooks
     path("platform-state.json", state.platform_state_view, name="platform_state"),
     path("runbooks/", state.runbooks_view, name="runbooks"),
     path("venue/", state.venue_view, name="venue"),
     path("runbooks/<str:kind>/<str:key>/", state.runbook_view, name="runbook"),
-    # staff management (issue #21)
+    # staff management
     path("staff/", staff.staff_view, name="staff"),
     path("staff/<int:user_id>/", staff.staff_member_view, name="staff_member"),
     path("staff/<int:user_id>/roles/", staff.staff_roles_view, name="staff_roles"),

@@ -1,4 +1,4 @@
-"""Venue health (issue #21): Hyperliquid as the desk watches it — market-data latency, order round trip,
+"""Venue health: Hyperliquid as the desk watches it — market-data latency, order round trip,
 reject rate and both HL accounts' margin ratio, now and over the last hours. Reads only, except
 :func:`venue_sample`, the beat task's one-row write of the latency history."""
 

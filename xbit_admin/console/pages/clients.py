@@ -1,4 +1,4 @@
-"""Staff actions on a client's card (issue #21): notes and tags, restrictions with an expiry, a 2FA reset
+"""Staff actions on a client's card: notes and tags, restrictions with an expiry, a 2FA reset
 (four eyes), KYC review, a balance adjustment (four eyes: ``wallets`` adjustments), closing a position at
 market (the dealer tool), the client's journal as CSV, and deciding four-eyes proposals. Each view
 parses, checks the permission, calls one service and says what happened; every service audits."""

@@ -149,7 +149,7 @@ def _cell(value: Any) -> Any:
         return "'" + value
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, dict | list):  # JSON, not Python's repr (issue #21: the audit log's before/after)
+    if isinstance(value, dict | list):  # JSON, not Python's repr (the audit log's before/after)
         return _cell(json.dumps(value, sort_keys=True, cls=DjangoJSONEncoder))
     return "" if value is None else value
 
@@ -173,7 +173,7 @@ def export_csv(
     request: HttpRequest, filename: str, header: Sequence[str], rows: Iterable[Iterable[Any]], *, what: str
 ) -> Any:
     """A table's CSV (``?format=csv``): needs export_data, and the export is audit-logged with the
-    filters it was taken with (issue #21: CSV on every desk table)."""
+    filters it was taken with (CSV on every desk table)."""
     from django.db import transaction
 
     from core.audit.services import audit_record

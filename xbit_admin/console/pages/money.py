@@ -263,7 +263,7 @@ def cold_topup_propose_view(request: HttpRequest) -> HttpResponse:
         return render(request, "console/cold_propose.html", {"page": "liquidity", "chains": chains})
     raw = request.POST.get("amount", "").replace(",", "").strip()
     try:
-        # plain decimal notation (issue #17); the sign is the service's to judge
+        # plain decimal notation; the sign is the service's to judge
         amount = decimal_from_text(raw, MONEY_INPUT, signed=True, allow_zero=True)
     except InvalidOperation:
         messages.error(request, f"{raw!r} is not an amount.")

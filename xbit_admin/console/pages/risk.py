@@ -22,7 +22,7 @@ from xbit_admin.console import risk_reads as reads
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.pages.common import can, csv_response, export_csv, flash_error, keyset_page, require
 
-SHOCK_INPUT = DecimalShape(4, 4)  # a percentage typed on the stress page (issue #17)
+SHOCK_INPUT = DecimalShape(4, 4)  # a percentage typed on the stress page
 
 # --- overview ------------------------------------------------------------------------------------
 
@@ -296,7 +296,7 @@ def _parse(kind: str, raw: str, name: str) -> Any:
                 ErrorCode.VALIDATION_ERROR, f"{name}: not valid JSON.", {"field": name}
             ) from None
     try:
-        number = decimal_from_text(raw, CONFIG_INPUT, signed=True, allow_zero=True)  # issue #17
+        number = decimal_from_text(raw, CONFIG_INPUT, signed=True, allow_zero=True)
     except InvalidOperation:
         raise ApplicationError(
             ErrorCode.VALIDATION_ERROR, f"{name}: {raw!r} is not a number.", {"field": name}

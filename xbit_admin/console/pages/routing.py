@@ -126,7 +126,7 @@ def _slug_to_asset(slug: str) -> str:
 
 
 def _forced_hl_banner(glob: dict[str, Any]) -> list[dict[str, str]]:
-    """Platform-wide force-HL reasons in plain words with the live figure (issue #21: the page must not
+    """Platform-wide force-HL reasons in plain words with the live figure (the page must not
     promise internalization while a breaker sends every order to Hyperliquid)."""
     from risk.breakers import FORCE_HL_REASON
     from xbit_admin.console.platform_banner import breaker_sentence, forced_hl_now, hl_latency_now
@@ -147,7 +147,7 @@ def _forced_hl_banner(glob: dict[str, Any]) -> list[dict[str, str]]:
 
 @staff_required("view_risk", "manage_routing")
 def routing_view(request: HttpRequest) -> HttpResponse:
-    if request.GET.get("format") == "csv":  # the decision log, filtered as on the page (issue #21)
+    if request.GET.get("format") == "csv":  # the decision log, filtered as on the page
         filters = {name: request.GET.get(name, "") for name in DECISION_FILTERS}
         header = (
             "created_at",
@@ -296,7 +296,7 @@ def _parse_form(
             value = None
         else:
             try:
-                value = decimal_from_text(raw, CONFIG_INPUT, signed=True, allow_zero=True)  # issue #17
+                value = decimal_from_text(raw, CONFIG_INPUT, signed=True, allow_zero=True)
             except InvalidOperation:
                 errors[name] = f"{raw!r} is not a number."
                 continue

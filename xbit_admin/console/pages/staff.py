@@ -1,4 +1,4 @@
-"""Staff management (issue #21): the staff list, inviting a member, their roles, deactivation, a TOTP
+"""Staff management: the staff list, inviting a member, their roles, deactivation, a TOTP
 reset (four eyes) and their console sessions. ``manage_staff`` (Super Admin) only; every action goes
 through ``core.accounts.staff_admin``, which audits it with the reason."""
 

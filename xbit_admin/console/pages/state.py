@@ -1,4 +1,4 @@
-"""Platform state for every page (the banner's JSON) and the runbooks (issue #21)."""
+"""Platform state for every page (the banner's JSON) and the runbooks."""
 
 from __future__ import annotations
 

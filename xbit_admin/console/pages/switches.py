@@ -48,7 +48,7 @@ FRACTION_SUFFIXES = ("_move", "_rate", "_ratio")  # number switches held as frac
 
 
 def human(switch: Any, value: Any) -> str:
-    """A switch value as the desk reads it (issue #21): on/off, amounts with thousands separators and
+    """A switch value as the desk reads it: on/off, amounts with thousands separators and
     their unit, fractions as percentages — never a raw "10000" or "False"."""
     if value is None or value == "":
         return "—"

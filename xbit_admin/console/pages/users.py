@@ -595,7 +595,7 @@ def _desk_context(
     kinds: list[str],
     prefetched: dict[str, list[Any]],
 ) -> dict[str, Any]:
-    """The client card's journal (issue #21) and what the signed-in staff member may do on it."""
+    """The client card's journal and what the signed-in staff member may do on it."""
     user = request.user
     query = request.GET.copy()
     return {
