@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from core.accounts.desk import client_restrictions_expire
 from core.periodic import register_periodic
 
 
@@ -12,7 +13,6 @@ from core.periodic import register_periodic
 def restrictions_expire_task() -> None:
     """Lift client restrictions whose expiry has passed (``desk.client_restrictions_expire``); safe to run
     twice (rows are claimed with SKIP LOCKED, a lifted row is skipped)."""
-    from core.accounts.desk import client_restrictions_expire
 
     client_restrictions_expire()
 

@@ -12,6 +12,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.models import Device
 
 from core.accounts.roles import perm
 
@@ -37,8 +39,6 @@ def staff_required(*any_of: str) -> Callable[[Callable[..., HttpResponse]], Call
 
 def scope_is_verified_staff(scope: dict[str, Any]) -> bool:
     """Channels has no OTPMiddleware: re-check the session's verified device ourselves."""
-    from django_otp import DEVICE_ID_SESSION_KEY
-    from django_otp.models import Device
 
     user = scope.get("user")
     session = scope.get("session")

@@ -10,7 +10,9 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from core.accounts.roles import perm
 from xbit_admin.console.access import scope_is_verified_staff
+from xbit_admin.console.live_overview import overview_fragment
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +111,6 @@ class ConsoleTopicsConsumer(HeartbeatConsumer):
         """The overview's throttled broadcaster: once per ``overview_interval`` re-render the live region
         from the database for this staff member (their permissions decide what it holds) and push it
         when it changed; an unchanged check still goes out (small) so the page shows the data's age."""
-        from xbit_admin.console.live_overview import overview_fragment
 
         last = ""
         while True:
@@ -128,8 +129,6 @@ class ConsoleTopicsConsumer(HeartbeatConsumer):
             await asyncio.sleep(max(0.05, self.overview_interval - (time.monotonic() - started)))
 
     def _allowed(self, names: list[str]) -> tuple[set[str], set[str]]:
-        from core.accounts.roles import perm
-
         user = self.scope["user"]
         allowed, refused = set(), set()
         for name in names:

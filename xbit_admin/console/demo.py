@@ -11,6 +11,7 @@ from typing import Any
 from django.db import transaction
 
 from core.accounts.models import User
+from trading.demo import DEMO_TRADER_PASSWORD, demo_trader_emails
 
 # trader number → KYC level; the verified ones are funded 104,190 … 215,056 USDC by the trading seeder
 NONE, PENDING, VERIFIED = User.KycStatus.NONE, User.KycStatus.PENDING, User.KycStatus.VERIFIED
@@ -25,8 +26,6 @@ def demo_kyc_level(number: int) -> str:
 
 
 def seed_demo_kyc(command: Any) -> None:
-    from trading.demo import DEMO_TRADER_PASSWORD, demo_trader_emails
-
     counts: dict[str, int] = {}
     with transaction.atomic():
         for number, email in enumerate(demo_trader_emails(), start=1):

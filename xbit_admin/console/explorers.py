@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.defaults import register
 from core.live_config import LiveConfig
+from xbit_admin.console.models import ExplorerUrl
 
 DEFAULT_EXPLORERS: dict[str, str] = {
     "ETH": "https://etherscan.io/tx/{tx}",
@@ -14,8 +15,6 @@ DEFAULT_EXPLORERS: dict[str, str] = {
 
 
 def _load() -> dict[str, str]:
-    from xbit_admin.console.models import ExplorerUrl
-
     return dict(ExplorerUrl.objects.values_list("chain", "url"))
 
 
@@ -24,8 +23,6 @@ EXPLORERS: LiveConfig[dict[str, str]] = LiveConfig("console_explorers", _load)
 
 @register
 def explorers_ensure() -> None:
-    from xbit_admin.console.models import ExplorerUrl
-
     for chain, url in DEFAULT_EXPLORERS.items():
         ExplorerUrl.objects.get_or_create(chain=chain, defaults={"url": url})
 

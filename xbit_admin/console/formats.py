@@ -5,13 +5,13 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from trading.selectors import MARKETS_CACHE
+
 PERP_MAX_PRICE_DECIMALS = 6  # HL perps: a price has at most 6 − szDecimals decimals
 SIGNIFICANT = 5  # and at most 5 significant figures (integers are always valid)
 
 
 def _sz_decimals(asset: str) -> int | None:
-    from trading.selectors import MARKETS_CACHE
-
     try:
         market = MARKETS_CACHE.get().by_asset.get(asset)
     except Exception:  # no markets table yet: plain formatting

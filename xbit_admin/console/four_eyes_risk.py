@@ -23,6 +23,8 @@ from core.accounts.models import StaffProposal, User
 from core.audit.services import audit_record
 from core.errors import ApplicationError, ErrorCode
 from core.live_config import LiveConfig, invalidate
+from risk.config import risk_config_update
+from routing.services import routing_config_update
 from xbit_admin.console.models import ConsoleSetting
 
 SWITCH = "risk_four_eyes"
@@ -118,8 +120,6 @@ def _reason(proposal: StaffProposal, approver: User) -> str:
 
 
 def _apply_risk(proposal: StaffProposal, approver: User, request: HttpRequest | None) -> dict[str, Any]:
-    from risk.config import risk_config_update
-
     changes = _changes(proposal)
     with approved():
         risk_config_update(
@@ -129,8 +129,6 @@ def _apply_risk(proposal: StaffProposal, approver: User, request: HttpRequest | 
 
 
 def _apply_routing(proposal: StaffProposal, approver: User, request: HttpRequest | None) -> dict[str, Any]:
-    from routing.services import routing_config_update
-
     changes = _changes(proposal)
     with approved():
         routing_config_update(

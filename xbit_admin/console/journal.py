@@ -9,6 +9,7 @@ writes."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -404,6 +405,4 @@ CSV_HEADER = ("time_utc", "kind", "event", "detail", "amount", "unit", "who", "f
 
 
 def csv_row(e: Entry) -> tuple[Any, ...]:
-    import json
-
     return (e.at, e.kind, e.title, e.detail, e.amount, e.unit, e.who, json.dumps(e.facts) if e.facts else "")

@@ -16,6 +16,7 @@ from core.alerts.models import Alert
 from core.platform.state import platform_ready
 from core.switches.store import core_value
 from risk import breaker_rules
+from risk.breakers import FORCE_HL_REASON
 from risk.config import risk_config
 from risk.models import CircuitBreaker
 from trading.marketdata import get_latency
@@ -218,7 +219,6 @@ def platform_state() -> dict[str, Any]:
 
 def forced_hl_now() -> list[CircuitBreaker]:
     """Tripped breakers that force new orders to HL right now (the routing page's copy reads this)."""
-    from risk.breakers import FORCE_HL_REASON
 
     return list(
         CircuitBreaker.objects.filter(state=CircuitBreaker.State.TRIPPED, kind__in=list(FORCE_HL_REASON))

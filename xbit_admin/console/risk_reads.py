@@ -9,15 +9,24 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, DecimalField, ExpressionWrapper, F, Q, Sum
+from django.db.models import Count, DecimalField, ExpressionWrapper, F, Max, Min, Q, Subquery, Sum
 from django.db.models.functions import Abs, TruncDate
 from django.utils import timezone
 
 from core.alerts.models import Alert
 from core.audit.models import AuditEntry
+from risk.breakers import RESET_RULES
+from risk.config import risk_config
+from risk.drift import daily_drift_total
+from risk.exposure import daily_net_loss, exposure_current
+from risk.hedge_models import HedgePosition, ReconciliationLog
 from risk.models import CircuitBreaker, DeviationLog, ExposureDaily, LiquidationRecord, LiquidationTrigger
+from risk.selectors import hedge_overview
 from routing.models import RoutingDecisionLog
-from trading.models import HLAccountSnapshot
+from trading.models import HLAccountSnapshot, Position
+from trading.selectors import listed_assets
+from wallets.ledger import AccountRef, account_balance
+from wallets.models import AccountKind
 
 ZERO = Decimal(0)
 HL_ACCOUNTS = ("trading", "hedge")
@@ -56,7 +65,6 @@ def as_decimal(value: Any) -> Decimal | None:
 
 def hedge_by_asset() -> dict[str, dict[str, Any]]:
     """Per-asset hedge rows of ``risk.selectors.hedge_overview()`` (target, current, gap, costs)."""
-    from risk.selectors import hedge_overview
 
     return dict(hedge_overview()["assets"])
 
@@ -88,8 +96,6 @@ class ExposureRow:
 
 
 def exposure_rows() -> list[ExposureRow]:
-    from risk.exposure import exposure_current
-
     hedges = hedge_by_asset()
     rows = []
     for view in exposure_current().values():
@@ -202,15 +208,11 @@ def hl_accounts() -> list[HLAccountView]:
 
 
 def reserve_balance() -> Decimal:
-    from wallets.ledger import AccountRef, account_balance
-    from wallets.models import AccountKind
-
     return account_balance(AccountRef.platform(AccountKind.RISK_RESERVE))
 
 
 def breaker_rows() -> list[CircuitBreaker]:
     """Every breaker kind: its rows (one per scope), or a never-tripped OK row when it has none."""
-    from risk.breakers import RESET_RULES
 
     rows = list(CircuitBreaker.objects.all())
     seen = {r.kind for r in rows}
@@ -237,7 +239,6 @@ def overview_live(*, risk: bool) -> dict[str, Any]:
     data: dict[str, Any] = {"alerts": open_alerts(), "risk": risk, "now": timezone.now()}
     if not risk:
         return data
-    from risk.exposure import daily_net_loss
 
     rows = exposure_rows()
     data.update(
@@ -300,8 +301,6 @@ def liquidation_history(filters: dict[str, str]) -> Any:
 
 
 def drift_overview(days: int = 30) -> dict[str, Any]:
-    from risk.drift import daily_drift_total
-
     today = timezone.now().date()
     since = utc_midnight(today - timedelta(days=days - 1))
     per_day = dict(
@@ -359,9 +358,6 @@ def last_changes(action: str, object_id: str | None = None) -> dict[str, AuditEn
 def stress_assets(limit: int = 12) -> list[str]:
     """The assets the stress form offers: those with open positions or a hedge first (largest notional
     first), then the other listed assets in HL order, ``limit`` in all."""
-    from risk.hedge_models import HedgePosition
-    from trading.models import Position
-    from trading.selectors import listed_assets
 
     held = {
         row["asset"]: row["notional"] or ZERO
@@ -484,7 +480,6 @@ def margin_level(ratio: Decimal | None) -> str:
 
 def reserve_level(after: Decimal | None) -> tuple[str, str]:
     """The risk reserve against its configured levels: (colour, what that level does)."""
-    from risk.config import risk_config
 
     if after is None:
         return "ok", ""
@@ -547,7 +542,6 @@ def recon_subject_key(subject: str) -> str:
 
 def recon_latest_by_dimension() -> list[dict[str, Any]]:
     """Each dimension's newest run (a run may cover only some dimensions): its rows, worst first."""
-    from risk.hedge_models import ReconciliationLog
 
     newest = (
         ReconciliationLog.objects.order_by("dimension", "-created_at", "-id")
@@ -584,8 +578,6 @@ def recon_latest_by_dimension() -> list[dict[str, Any]]:
 
 
 def recon_history_qs(dimension: str, subject: str = "", since: datetime | None = None) -> Any:
-    from risk.hedge_models import ReconciliationLog
-
     qs = ReconciliationLog.objects.filter(dimension=dimension)
     if subject:
         qs = qs.filter(Q(subject=subject) | Q(subject__startswith=f"{subject}@"))
@@ -600,7 +592,6 @@ def recon_chart(
     """Deviation history of a dimension, one point per run, oldest first: Σ |deviation| over its
     subjects (the subject's signed deviation when one is chosen) and the largest deviation rate (%).
     More runs than ``points`` are bucketed keeping each bucket's largest values (a spike stays)."""
-    from django.db.models import Max, Min
 
     runs = list(
         recon_history_qs(dimension, subject, since)
@@ -637,7 +628,6 @@ def recon_latest_run(dimension: str, subject: str = "") -> dict[str, Any] | None
     """The dimension's newest run (only ``subject``'s rows of it when one is chosen), in one query: its
     status is the worst of its rows — a run writes one row per subject at the same instant, so the
     newest single row is just the last subject written and says nothing about the others."""
-    from django.db.models import Subquery
 
     qs = recon_history_qs(dimension, subject)
     newest = qs.order_by("-created_at", "-id").values("run_id")[:1]

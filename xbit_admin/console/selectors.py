@@ -14,12 +14,13 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from core.accounts.models import User
-from routing.decision import AssetRouting
+from routing.decision import AssetRouting, Reason
 from routing.models import GLOBAL, RoutingConfig, RoutingDecisionLog, RoutingModeLog, RoutingState
 from routing.selectors import asset_routing, resolved_config
 from trading.account import AccountState, account_dict, account_state, user_balances
 from trading.marketdata import get_quotes
 from trading.models import Order, Position, Source
+from trading.selectors import listed_assets
 from wallets.models import (
     AccountKind,
     ChainConfig,
@@ -64,8 +65,6 @@ class AssetRow:
 
 
 def routing_assets() -> list[str]:
-    from trading.selectors import listed_assets
-
     own = set(RoutingConfig.objects.exclude(asset=GLOBAL).values_list("asset", flat=True))
     states = set(RoutingState.objects.exclude(asset=GLOBAL).values_list("asset", flat=True))
     return sorted(own | states | set(listed_assets()))
@@ -162,8 +161,6 @@ def decision_log(filters: dict[str, str]) -> Any:
 
 
 def decision_reasons() -> list[str]:
-    from routing.decision import Reason
-
     return [r.value for r in Reason]
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from celery import shared_task
 
 from core.periodic import register_periodic
+from xbit_admin.console.venue import venue_sample
 
 
 @shared_task(name="console.venue_sample", ignore_result=True)
 def venue_sample_task() -> None:
-    from xbit_admin.console.venue import venue_sample
-
     venue_sample()
 
 

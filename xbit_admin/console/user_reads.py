@@ -29,6 +29,7 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
 
 from risk.models import DeviationLog, FundingSettlement, LiquidationTrigger
 from trading import margin
+from trading.account import margin_table_for_asset
 from trading.models import MarginMode, Position
 from wallets.models import AccountKind, BalanceLog
 
@@ -181,8 +182,6 @@ def _row(v: dict[str, Any]) -> LiquidationRow:
 
 
 def _table(asset: str) -> margin.MarginTable | None:
-    from trading.account import margin_table_for_asset
-
     try:
         return margin_table_for_asset(asset)
     except Exception:  # a delisted market missing from meta: no MM to divide by

@@ -20,6 +20,7 @@ from routing.selectors import resolved_config
 from routing.services import routing_config_update, routing_mode_switch
 from wallets.config import chain_config, chain_config_update
 from wallets.models import Chain
+from xbit_admin.console.four_eyes_risk import risk_four_eyes_on, risk_four_eyes_set
 from xbit_admin.switches.registry import Switch, register
 
 SUPER = "manage_switches"
@@ -468,14 +469,10 @@ def _register_core() -> None:
 
 
 def _four_eyes_get(scope: str) -> bool:
-    from xbit_admin.console.four_eyes_risk import risk_four_eyes_on
-
     return risk_four_eyes_on()
 
 
 def _four_eyes_set(scope: str, value: Any, acting_user: Any, reason: str) -> None:
-    from xbit_admin.console.four_eyes_risk import risk_four_eyes_set
-
     risk_four_eyes_set(value=bool(value), acting_user=acting_user, reason=reason)
 
 

@@ -5,20 +5,19 @@ from __future__ import annotations
 from celery import shared_task
 
 from core.periodic import register_periodic
+from core.switches import store
+from xbit_admin.switches.adapters import liquidation_off_alert
+from xbit_admin.switches.canary import canary_evaluate
 
 
 @shared_task(name="switches.canary_evaluate", ignore_result=True)
 def canary_evaluate_task() -> None:
-    from xbit_admin.switches.canary import canary_evaluate
-
     canary_evaluate()
 
 
 @shared_task(name="switches.liquidation_off_reminder", ignore_result=True)
 def liquidation_off_reminder_task() -> None:
     """Spec 10: a P0 stays raised while liquidation is OFF (re-raised if someone resolved it)."""
-    from core.switches import store
-    from xbit_admin.switches.adapters import liquidation_off_alert
 
     if store.liquidation_mode() == store.LIQ_OFF:
         liquidation_off_alert()

@@ -24,11 +24,12 @@ from core.accounts.desk import (
     client_tag_add,
     client_tag_remove,
 )
-from core.accounts.four_eyes import proposal_decide, proposals_open
+from core.accounts.four_eyes import proposal_decide, proposal_describe, proposals_open
 from core.accounts.kyc import kyc_status_set
 from core.accounts.models import StaffProposal, User
 from core.audit.services import audit_record
 from core.errors import ApplicationError, ErrorCode
+from trading.positions import position_close
 from wallets.models import BalanceAdjustment
 from wallets.services.adjustments import adjustment_decide, adjustment_request
 from xbit_admin.console import journal
@@ -185,7 +186,6 @@ def client_kyc_view(request: HttpRequest, user_id: int) -> HttpResponse:
 def client_position_close_view(request: HttpRequest, user_id: int, position_id: int) -> HttpResponse:
     """The dealer's close: a reduce-only market order for the whole position on its own venue, placed as
     the client's order, with the staff member and the reason in the audit log."""
-    from trading.positions import position_close
 
     reason = request.POST.get("reason", "").strip()
     subject = User.objects.filter(pk=user_id, is_staff=False).first()
@@ -359,7 +359,6 @@ def proposals_view(request: HttpRequest) -> HttpResponse:
     recent = list(
         StaffProposal.objects.select_related("proposed_by", "decided_by", "target_user").order_by("-id")[:50]
     )
-    from core.accounts.four_eyes import proposal_describe
 
     for p in recent:
         p.text = proposal_describe(p)  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ from typing import Any
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.middleware.csrf import get_token
@@ -22,6 +23,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from core.accounts.roles import perm
+from core.audit.services import audit_record
 from core.errors import ApplicationError
 
 PAGE_SIZE = 50
@@ -174,9 +176,6 @@ def export_csv(
 ) -> Any:
     """A table's CSV (``?format=csv``): needs export_data, and the export is audit-logged with the
     filters it was taken with (CSV on every desk table)."""
-    from django.db import transaction
-
-    from core.audit.services import audit_record
 
     require(request.user, "export_data")
     with transaction.atomic():

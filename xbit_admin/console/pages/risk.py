@@ -4,22 +4,45 @@ the circuit breakers, and the hedge / reconciliation / stress pages that read ``
 from __future__ import annotations
 
 import json
+import time
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib import messages
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from core.accounts.four_eyes import proposal_describe, proposals_open
+from core.accounts.models import StaffProposal
+from core.audit.services import audit_record
 from core.errors import ApplicationError, ErrorCode
 from core.money import CONFIG_INPUT, DecimalShape, decimal_from_text
+from risk.breakers import breaker_reset, kill_switch_set
+from risk.config import editable_fields, risk_config
+from risk.hedge_config import hedge_config, policy_for
+from risk.hedge_orders import hedge_manual_order
+from risk.hedge_policy import allocate
 from risk.models import CircuitBreaker, LiquidationTrigger, RiskConfig
+from risk.reconciliation import reconciliation_run
+from risk.selectors import hedge_overview, hedge_recommendations
+from risk.selectors import stress_view as stress_selector
+from routing.decision import Mode
+from routing.models import GLOBAL, RoutingConfig
+from routing.selectors import asset_routing
+from trading.models import HLAccountSnapshot, TradingState
+from trading.selectors import listed_assets
 from xbit_admin.console import risk_reads as reads
 from xbit_admin.console.access import staff_required
+from xbit_admin.console.four_eyes_risk import risk_four_eyes_on
 from xbit_admin.console.pages.common import can, csv_response, export_csv, flash_error, keyset_page, require
 
 SHOCK_INPUT = DecimalShape(4, 4)  # a percentage typed on the stress page
@@ -107,8 +130,6 @@ def liquidations_view(request: HttpRequest) -> HttpResponse:
 
 @staff_required("view_risk")
 def drift_view(request: HttpRequest) -> HttpResponse:
-    from risk.config import risk_config
-
     cfg = risk_config()
     return render(
         request,
@@ -226,8 +247,6 @@ def _field_default(name: str) -> Any:
 
 
 def risk_config_rows() -> list[dict[str, Any]]:
-    from risk.config import editable_fields, risk_config
-
     cfg = risk_config()
     changes = reads.last_changes("risk.config_update", "default")
     rows = []
@@ -256,8 +275,6 @@ def risk_config_rows() -> list[dict[str, Any]]:
 
 
 def routing_config_rows() -> list[dict[str, Any]]:
-    from routing.models import GLOBAL, RoutingConfig
-
     row = RoutingConfig.objects.get(asset=GLOBAL)
     changes = reads.last_changes("routing.config_update", GLOBAL)
     out = []
@@ -287,8 +304,6 @@ def _parse(kind: str, raw: str, name: str) -> Any:
     if kind == "BooleanField":
         return raw in ("1", "true", "on", "yes")
     if kind == "JSONField":
-        import json
-
         try:
             return json.loads(raw or "{}")
         except ValueError:
@@ -313,9 +328,6 @@ def _parse(kind: str, raw: str, name: str) -> Any:
 
 def _four_eyes_context(user: Any) -> dict[str, Any]:
     """Open risk-config and routing proposals (one small read) and whether the rule is on."""
-    from core.accounts.four_eyes import proposal_describe, proposals_open
-    from core.accounts.models import StaffProposal
-    from xbit_admin.console.four_eyes_risk import risk_four_eyes_on
 
     proposals = proposals_open(kinds=[StaffProposal.Kind.RISK_CONFIG, StaffProposal.Kind.ROUTING_CONFIG])
     for p in proposals:
@@ -335,8 +347,6 @@ def risk_config_view(request: HttpRequest) -> HttpResponse:
         if needed is None:
             raise Http404("unknown config scope")
         if not can(user, needed):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
         rows = {r["name"]: r for r in (risk_config_rows() if scope == "risk" else routing_config_rows())}
         if name not in rows:
@@ -416,8 +426,6 @@ def risk_config_view(request: HttpRequest) -> HttpResponse:
 @staff_required("manage_breakers")
 @require_POST
 def breaker_reset_view(request: HttpRequest, kind: str, scope: str) -> HttpResponse:
-    from risk.breakers import breaker_reset
-
     if kind not in CircuitBreaker.Kind.values or kind == CircuitBreaker.Kind.KILL_SWITCH:
         raise Http404("unknown breaker")
     try:
@@ -440,9 +448,6 @@ def breaker_reset_view(request: HttpRequest, kind: str, scope: str) -> HttpRespo
 @staff_required("manage_breakers")
 @require_POST
 def kill_switch_view(request: HttpRequest, action: str) -> HttpResponse:
-    from risk.breakers import kill_switch_set
-    from trading.models import TradingState
-
     if action not in ("on", "off"):
         raise Http404("unknown action")
     mode = request.POST.get("mode", TradingState.HALTED)
@@ -475,11 +480,6 @@ def _back(request: HttpRequest) -> str:
 
 
 def _hedge_history() -> dict[str, Any]:
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from trading.models import HLAccountSnapshot
 
     since = timezone.now() - timedelta(hours=24)
     rows = list(
@@ -494,10 +494,6 @@ def _hedge_history() -> dict[str, Any]:
 
 @staff_required("view_risk", "manage_hedge")
 def hedge_view(request: HttpRequest) -> HttpResponse:
-    from risk.selectors import hedge_overview, hedge_recommendations
-    from routing.decision import Mode
-    from routing.selectors import asset_routing
-
     data = hedge_overview()
     account = {a.name: a for a in reads.hl_accounts()}.get("hedge")
     ratio = account.snapshot.margin_ratio if account and account.snapshot else None
@@ -551,8 +547,6 @@ def _hedge_capacity(rows: dict[str, dict[str, Any]], account_value: Decimal | No
     """Spec 05 capacity, as the hedge engine allocates it: the margin every target needs at its
     leverage against the hedge account's value; the largest exposures are covered first, the rest go
     uncovered (HL_MODE) until the account is topped up by ``top_up``."""
-    from risk.hedge_config import hedge_config, policy_for
-    from risk.hedge_policy import allocate
 
     if account_value is None:
         return None
@@ -567,8 +561,6 @@ def _hedge_capacity(rows: dict[str, dict[str, Any]], account_value: Decimal | No
 
 
 def _listed_assets() -> list[str]:
-    from trading.selectors import listed_assets
-
     return list(listed_assets())
 
 
@@ -577,7 +569,6 @@ def _listed_assets() -> list[str]:
 def hedge_manual_view(request: HttpRequest) -> HttpResponse:
     """Manual hedge order (spec 05): the hedge service's audited ``hedge_manual_order``, the same one
     the ops API calls."""
-    from risk.hedge_orders import hedge_manual_order
 
     if request.method == "POST":
         try:
@@ -604,13 +595,6 @@ def hedge_manual_view(request: HttpRequest) -> HttpResponse:
 def reconciliation_run_view(request: HttpRequest) -> HttpResponse:
     """ "Run now": every dimension at once, in this request (about a second at 100k positions; HL
     queries have their own timeouts), one run at a time platform-wide, audited; the page then shows it."""
-    import time
-
-    from django.core.cache import cache
-    from django.db import transaction
-
-    from core.audit.services import audit_record
-    from risk.reconciliation import reconciliation_run
 
     if not cache.add("console:reconciliation-run", 1, timeout=120):
         messages.info(request, "A reconciliation run started from the console is already in progress.")
@@ -642,8 +626,6 @@ def reconciliation_run_view(request: HttpRequest) -> HttpResponse:
 
 @staff_required("view_risk")
 def reconciliation_view(request: HttpRequest) -> HttpResponse:
-    from risk.config import risk_config
-
     dims = reads.recon_latest_by_dimension()
     summary: dict[str, dict[str, Any]] = {}
     for d in dims:
@@ -682,9 +664,6 @@ RECON_RANGES = {"24h": 1, "7d": 7, "30d": 30}
 
 
 def _recon_window(request: HttpRequest) -> tuple[str, Any]:
-    from datetime import timedelta
-
-    from django.utils import timezone
 
     key = request.GET.get("range", "7d")
     if key not in RECON_RANGES:
@@ -779,9 +758,6 @@ def reconciliation_export_view(request: HttpRequest, dimension: str) -> HttpResp
 
 
 def _audit_export(request: HttpRequest, what: str, after: dict[str, Any]) -> None:
-    from django.db import transaction
-
-    from core.audit.services import audit_record
 
     with transaction.atomic():
         audit_record(
@@ -808,7 +784,6 @@ def _stress_input(
 ) -> tuple[list[str], dict[str, str], dict[str, Decimal], dict[str, str]]:
     """(assets on the form, typed values, shocks as fractions, errors per asset). Any listed asset may
     be shocked through the query (``shock_<ASSET>`` in %); the form offers the held ones first."""
-    from trading.selectors import listed_assets
 
     listed = set(listed_assets())
     assets = reads.stress_assets()
@@ -843,8 +818,6 @@ def _stress_input(
 
 @staff_required("view_risk")
 def stress_view(request: HttpRequest) -> HttpResponse:
-    from risk.selectors import stress_view as stress_selector
-
     assets, typed, shocks, errors = _stress_input(request)
     report = None
     if shocks and not errors:
@@ -909,7 +882,6 @@ def stress_export_view(request: HttpRequest) -> HttpResponse:
         return HttpResponse(
             " ".join(errors.values()) or "No shock given.", status=400, content_type="text/plain"
         )
-    from risk.selectors import stress_view as stress_selector
 
     report = reads.stress_report(stress_selector(shocks))
     _audit_export(request, "stress", {f"shock_{a}": str(v * 100) for a, v in shocks.items()})

@@ -16,6 +16,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from core.errors import ApplicationError
 from core.money import CONFIG_INPUT, decimal_from_text
+from core.switches.store import SWITCH_CACHE
+from risk.breakers import FORCE_HL_REASON
 from risk.selectors import hedge_recommendations
 from routing.decision import AssetRouting, Mode, Route
 from routing.models import GLOBAL, RoutingConfig, RoutingModeLog
@@ -24,6 +26,7 @@ from routing.services import routing_config_update, routing_mode_switch
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.four_eyes_risk import config_change_propose, four_eyes_guard
 from xbit_admin.console.pages.common import can, export_csv, flash_error, keyset_page, require
+from xbit_admin.console.platform_banner import breaker_sentence, forced_hl_now, hl_latency_now
 from xbit_admin.console.selectors import (
     DECISION_FILTERS,
     decision_log,
@@ -113,8 +116,6 @@ def consequence(
 
 
 def _cohort_percent() -> int:
-    from core.switches.store import SWITCH_CACHE
-
     return int(SWITCH_CACHE.get()["canary_cohort_percent"])
 
 
@@ -128,8 +129,6 @@ def _slug_to_asset(slug: str) -> str:
 def _forced_hl_banner(glob: dict[str, Any]) -> list[dict[str, str]]:
     """Platform-wide force-HL reasons in plain words with the live figure (the page must not
     promise internalization while a breaker sends every order to Hyperliquid)."""
-    from risk.breakers import FORCE_HL_REASON
-    from xbit_admin.console.platform_banner import breaker_sentence, forced_hl_now, hl_latency_now
 
     latency = hl_latency_now()
     breakers = {FORCE_HL_REASON[b.kind]: b for b in forced_hl_now() if b.scope in ("*", "")}

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET
 from xbit_admin.console import runbooks
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.platform_banner import platform_state
+from xbit_admin.console.venue import venue_health
 
 
 @staff_required("view_console")
@@ -70,7 +71,6 @@ def runbook_view(request: HttpRequest, kind: str, key: str) -> HttpResponse:
 def venue_view(request: HttpRequest) -> HttpResponse:
     """Venue health: HL market-data latency, order round trip, reject rate, both HL accounts' margin ratio,
     each now and over the last hours (charts)."""
-    from xbit_admin.console.venue import venue_health
 
     try:
         hours = int(request.GET.get("hours", "6"))

@@ -3,14 +3,21 @@ with their age (console.js keeps ``.age`` elements current)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import template
+from django.core.serializers.json import DjangoJSONEncoder
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+
+from xbit_admin.console.explorers import explorer_url
+from xbit_admin.console.formats import price_text
+from xbit_admin.console.runbooks import alert_runbook_key, runbook_for
 
 register = template.Library()
 
@@ -132,9 +139,6 @@ def get_item(mapping: Any, key: Any) -> Any:
 
 @register.filter
 def compact_json(value: Any) -> str:
-    import json
-
-    from django.core.serializers.json import DjangoJSONEncoder
 
     if value is None:
         return ""
@@ -144,7 +148,6 @@ def compact_json(value: Any) -> str:
 @register.simple_tag
 def explorer_link(chain: Any, tx: Any) -> str:
     """A transaction hash linked to its chain's explorer (``ExplorerUrl``), shortened for tables."""
-    from xbit_admin.console.explorers import explorer_url
 
     if not tx:
         return "—"
@@ -165,9 +168,6 @@ def explorer_link(chain: Any, tx: Any) -> str:
 def runbook_link(kind: Any, key: Any) -> str:
     """A link to the runbook of a breaker kind (``kind`` "breaker") or an alert rule ("alert"); nothing
     when there is no runbook for it."""
-    from django.urls import reverse
-
-    from xbit_admin.console.runbooks import alert_runbook_key, runbook_for
 
     target = alert_runbook_key(str(key)) if kind == "alert" else (str(kind), str(key))
     if target is None or runbook_for(*target) is None:
@@ -221,6 +221,5 @@ def split_csv(value: Any) -> list[str]:
 def price(asset: Any, value: Any) -> str:
     """A price to the asset's tick: HL's rule (5 significant figures, at most 6 − szDecimals decimals),
     with thousands separators — 72,280 for BTC, 3,000.5 for ETH."""
-    from xbit_admin.console.formats import price_text
 
     return price_text(str(asset or ""), value)
