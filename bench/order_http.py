@@ -41,6 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, free_port, git_rev, progress, save, setup_django, stop_process, wait_for_http
 from bench.isolation import claim_redis_db
+from bench.trading_core import seed as trading_core_seed
 
 DB = "xbit_bench_http"
 TRADERS = 256
@@ -107,54 +108,15 @@ def _children_cpu() -> float:
 
 
 def seed() -> list[Any]:
-    from django.db import transaction
-
-    from core.accounts.models import User
-    from routing.services import routing_config_update
-    from trading.marketdata import quote_update
-    from trading.markets import markets_sync
-    from wallets.ledger import AccountRef, TransferSpec, ledger_post
-    from wallets.models import AccountKind, TransferKind
-
+    """The markets (a fixed universe: no simulator needed), internalization on, 256 funded traders and a
+    BTC quote — ``bench.trading_core``'s seeding."""
     meta = {
         "universe": [
             {"name": "BTC", "szDecimals": 5, "maxLeverage": 40},
             {"name": "ETH", "szDecimals": 4, "maxLeverage": 25},
         ]
     }
-    markets_sync(meta=meta)
-    routing_config_update(
-        asset="*", changes={"global_internalization_enabled": True}, acting_user=None, reason="bench"
-    )
-    users = []
-    with transaction.atomic():
-        for i in range(TRADERS):
-            user = User.objects.create_user(f"http{i}@xbit.test", "bench-password-123")
-            ledger_post(
-                key=f"bench-fund:{user.pk}",
-                transfers=[
-                    TransferSpec(
-                        AccountRef.platform(AccountKind.DEPOSIT_CLEARING),
-                        AccountRef.user(user.pk, AccountKind.CASH),
-                        Decimal("1000000"),
-                        TransferKind.DEPOSIT,
-                        "bench",
-                        user.pk,
-                    )
-                ],
-            )
-            users.append(user)
-    quote_update(
-        "BTC",
-        mark=Decimal(80000),
-        oracle=Decimal(80000),
-        mid=Decimal(80000),
-        bid=Decimal(79999),
-        ask=Decimal(80001),
-        bid_size=Decimal(50),
-        ask_size=Decimal(50),
-    )
-    return users
+    return trading_core_seed(meta, traders=TRADERS, prefix="http")
 
 
 def keep_quotes_fresh(stop: threading.Event) -> None:

@@ -24,7 +24,7 @@ TRADERS = 64
 SERVICE_ORDERS = 2000
 
 
-def seed(meta: dict[str, Any]) -> list[Any]:
+def seed(meta: dict[str, Any], *, traders: int = TRADERS, prefix: str = "bench") -> list[Any]:
     from django.db import transaction
 
     from core.accounts.models import User
@@ -45,8 +45,8 @@ def seed(meta: dict[str, Any]) -> list[Any]:
         )
     users = []
     with transaction.atomic():
-        for i in range(TRADERS):
-            user = User.objects.create_user(f"bench{i}@xbit.test", "bench-password-123")
+        for i in range(traders):
+            user = User.objects.create_user(f"{prefix}{i}@xbit.test", "bench-password-123")
             ledger_post(
                 key=f"bench-fund:{user.pk}",
                 transfers=[
