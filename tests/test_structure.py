@@ -62,6 +62,57 @@ def test_the_private_import_check_sees_one(tmp_path: Path) -> None:
     assert _private_imports(module, tmp_path) == ["probe.py:1 trading.orders.state._attnames"]
 
 
+def _unexplained_function_imports(path: Path, root: Path = ROOT) -> list[str]:
+    """Imports inside a function without a stated reason: a comment on one of the block's import lines,
+    or on the lines just above the block (a run of consecutive import statements). A circle is never
+    the reason: the circle check fails on it anyway."""
+    text = path.read_text()
+    lines = text.splitlines()
+    found = []
+    for fn in ast.walk(ast.parse(text, str(path))):
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for holder in ast.walk(fn):
+            for field in ("body", "orelse", "finalbody"):
+                body = getattr(holder, field, None)
+                if not isinstance(body, list):
+                    continue
+                previous_end = holder.lineno if holder is fn else None
+                run: list[ast.stmt] = []
+                for stmt in [*body, None]:
+                    if isinstance(stmt, ast.Import | ast.ImportFrom):
+                        run.append(stmt)
+                        continue
+                    if run:
+                        first, last = run[0].lineno, run[-1].end_lineno or run[-1].lineno
+                        above = range((previous_end or first - 1), first - 1)
+                        if not any("#" in lines[i] for i in [*above, *range(first - 1, last)]):
+                            found += [
+                                f"{path.relative_to(root)}:{s.lineno} {lines[s.lineno - 1].strip()}"
+                                for s in run
+                            ]
+                        run = []
+                    if stmt is not None:
+                        previous_end = stmt.end_lineno
+    return found
+
+
+def test_an_import_inside_a_function_says_why() -> None:
+    found = [hit for path in _modules(HOUSE, tests=False) for hit in _unexplained_function_imports(path)]
+    assert not found, "imports inside functions without a stated reason:\n" + "\n".join(found)
+
+
+def test_the_function_import_check_reads_reasons(tmp_path: Path) -> None:
+    module = tmp_path / "probe.py"
+    module.write_text(
+        "def a():\n    from os import path\n    return path\n\n"
+        "def b():\n    # the app registry is ready only here\n    from os import path\n    import sys\n"
+        "    return path, sys\n\n"
+        "def c():\n    from os import sep  # optional: only on this platform\n    return sep\n"
+    )
+    assert _unexplained_function_imports(module, tmp_path) == ["probe.py:2 from os import path"]
+
+
 def _circles_tool():  # type: ignore[no-untyped-def]
     spec = importlib.util.spec_from_file_location("import_circles", ROOT / "tools" / "import_circles.py")
     assert spec and spec.loader

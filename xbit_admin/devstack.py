@@ -133,7 +133,7 @@ def _listener(port: int) -> tuple[int, str, str] | None:
     """(pid, command line, working directory) of the process listening on 127.0.0.1:``port``, when
     this user may see it — for messages and for stopping a server whose files are gone."""
     try:
-        import psutil
+        import psutil  # optional: without it (not a declared dependency) only a detail is lost
 
         pids = sorted(
             conn.pid
@@ -362,7 +362,7 @@ def _runs_in(pid: int, name: str, directory: Path) -> bool:
     """``pid`` is a live ``name`` process working in ``directory`` (PostgreSQL and Redis both change
     into their data directory): the pid of a stale pid file may belong to another program by now."""
     try:
-        import psutil
+        import psutil  # optional: without it (not a declared dependency) only a detail is lost
 
         process = psutil.Process(pid)
         return (
@@ -708,7 +708,7 @@ def _children() -> list[int]:
     us (``PR_SET_CHILD_SUBREAPER``) when honcho dies before the processes it started. Never a database
     server (they daemonise; one started while we are a subreaper would be re-parented to us)."""
     try:
-        import psutil
+        import psutil  # optional: without it (not a declared dependency) only a detail is lost
 
         return [
             child.pid

@@ -18,6 +18,7 @@ from risk.hedge_config import hedge_config, hedge_config_update, hedge_mode_set
 from routing.models import GLOBAL, RoutingConfig, RoutingState
 from routing.selectors import resolved_config
 from routing.services import routing_config_update, routing_mode_switch
+from trading.selectors import listed_assets
 from wallets.config import chain_config, chain_config_update
 from wallets.models import Chain
 from xbit_admin.console.four_eyes_risk import risk_four_eyes_on, risk_four_eyes_set
@@ -40,8 +41,6 @@ def routing_assets() -> list[str]:
     assets = set(RoutingConfig.objects.exclude(asset=GLOBAL).values_list("asset", flat=True))
     assets |= set(RoutingState.objects.exclude(asset=GLOBAL).values_list("asset", flat=True))
     try:
-        from trading.selectors import listed_assets
-
         assets |= set(listed_assets())
     except Exception:  # markets not synced / trading absent: the routing rows are enough
         logger.debug("no listed markets for the switch scopes", exc_info=True)

@@ -27,7 +27,7 @@ from core.audit.services import audit_record
 from core.errors import ApplicationError, ErrorCode
 from core.money import CONFIG_INPUT, DecimalShape, decimal_from_text
 from risk.breakers import breaker_reset, kill_switch_set
-from risk.config import editable_fields, risk_config
+from risk.config import editable_fields, risk_config, risk_config_update
 from risk.hedge_config import hedge_config, policy_for
 from risk.hedge_orders import hedge_manual_order
 from risk.hedge_policy import allocate
@@ -38,11 +38,12 @@ from risk.selectors import stress_view as stress_selector
 from routing.decision import Mode
 from routing.models import GLOBAL, RoutingConfig
 from routing.selectors import asset_routing
+from routing.services import routing_config_update
 from trading.models import HLAccountSnapshot, TradingState
 from trading.selectors import listed_assets
 from xbit_admin.console import risk_reads as reads
 from xbit_admin.console.access import staff_required
-from xbit_admin.console.four_eyes_risk import risk_four_eyes_on
+from xbit_admin.console.four_eyes_risk import config_change_propose, four_eyes_guard, risk_four_eyes_on
 from xbit_admin.console.pages.common import can, csv_response, export_csv, flash_error, keyset_page, require
 
 SHOCK_INPUT = DecimalShape(4, 4)  # a percentage typed on the stress page
@@ -353,9 +354,7 @@ def risk_config_view(request: HttpRequest) -> HttpResponse:
             raise Http404("unknown field")
         try:
             value = _parse(rows[name]["kind"], request.POST.get("value", ""), name)
-            from xbit_admin.console.four_eyes_risk import config_change_propose, four_eyes_guard
-
-            if four_eyes_guard():  # issue #21: proposed here, applied when a second person approves
+            if four_eyes_guard():  # proposed here, applied when a second person approves
                 proposal = config_change_propose(
                     scope=scope,
                     changes={name: value},
@@ -370,8 +369,6 @@ def risk_config_view(request: HttpRequest) -> HttpResponse:
                 )
                 return redirect(reverse("console:risk_config") + f"#f-{scope}-{name}")
             if scope == "risk":
-                from risk.config import risk_config_update
-
                 risk_config_update(
                     changes={name: value},
                     acting_user=user,
@@ -379,9 +376,6 @@ def risk_config_view(request: HttpRequest) -> HttpResponse:
                     request=request,
                 )
             else:
-                from routing.models import GLOBAL
-                from routing.services import routing_config_update
-
                 routing_config_update(
                     asset=GLOBAL,
                     changes={name: value},
