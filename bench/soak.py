@@ -699,14 +699,16 @@ def main() -> int:
         import django
 
         django.setup()
+        # ready = /readyz ready and the order gate opened by the platform's start-up (HL resync and the
+        # first reconciliation): a gate still closed by the start-up is not a closing during the day
         deadline = time.time() + 180
         while time.time() < deadline:
-            if _readyz(soak.web) == "ready":
+            if _readyz(soak.web) == "ready" and _gate()[0]:
                 soak.ready_at = time.time()
                 break
             time.sleep(0.5)
         progress(
-            "platform ready after "
+            "platform ready (and its order gate open) after "
             + (f"{soak.ready_at - soak.started:.1f} s" if soak.ready_at else "— (never, within 180 s)")
         )
         run_day(soak)
