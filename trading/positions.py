@@ -47,9 +47,10 @@ logger = logging.getLogger(__name__)
 
 
 def position_close(
-    *, user: User, position_id: int, size: Any = None, client_order_id: str | None = None
+    *, user: User, position_id: int, size: Any = None, client_order_id: str | None = None, by: str = "client"
 ) -> Order:
-    """Close all or part of a position at market on its own venue (spec 02 Closing)."""
+    """Close all or part of a position at market on its own venue (spec 02 Closing). ``by``: as for
+    ``order_place`` ("staff" for a dealer's close of a client's position)."""
     position = Position.objects.filter(user=user, pk=position_id, status=Position.Status.OPEN).first()
     if position is None:
         raise ApplicationError(ErrorCode.NOT_FOUND, "No such open position.")
@@ -75,7 +76,7 @@ def position_close(
         position_id=position.pk,
         slippage_bps=trading_settings().max_slippage_bps,
     )
-    return order_place(user=user, inp=inp)
+    return order_place(user=user, inp=inp, by=by)
 
 
 @transaction.atomic
@@ -204,7 +205,7 @@ def reduce_only_close(
         position_id=position.pk,
         slippage_bps=trading_settings().max_slippage_bps,
     )
-    order = order_place(user=position.user, inp=inp)
+    order = order_place(user=position.user, inp=inp, by="system")
     if order.status == Order.Status.ACCEPTED:
         order = resolve(order=order)
     fills = list(Fill.objects.filter(order=order))

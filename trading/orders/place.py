@@ -47,13 +47,22 @@ from trading.orders.state import (
 logger = logging.getLogger(__name__)
 
 
-def order_place(*, user: User, inp: OrderInput) -> Order:
+PLACED_BY = ("client", "staff", "system")
+
+
+def order_place(*, user: User, inp: OrderInput, by: str = "client") -> Order:
     """Place an order (spec 02). Idempotent on ``client_order_id``: the same id returns the same order
     (or the same rejection); the same id with other parameters is IDEMPOTENCY_CONFLICT.
+
+    ``by``: who places it — "client" (the API), "staff" (a dealer's close from the console) or
+    "system" (liquidation and system closes). Staff's "no trading" restriction stops the client only:
+    a dealer may still close the client's position and liquidation always runs.
 
     Side effects (one transaction): order + lifecycle events, routing decision log, and for an
     INTERNAL fill the fill, position, ledger transfers and an outbox ``trading.fill`` event; for a
     resting internal limit order a margin + fee hold."""
+    if by not in PLACED_BY:
+        raise ValueError(f"order_place(by={by!r}): one of {PLACED_BY}")
     fingerprint = inp.fingerprint()
     if inp.client_order_id:
         existing = Order.objects.filter(user=user, client_order_id=inp.client_order_id).first()
@@ -62,7 +71,7 @@ def order_place(*, user: User, inp: OrderInput) -> Order:
     settings = trading_settings()
     market = market_for(inp.asset)
     validate_against_market(inp, market, settings)
-    if user.trading_blocked:  # staff's "no trading" restriction: closes included (issue #21)
+    if user.trading_blocked and by == "client":  # staff's "no trading": the client's closes included
         raise ApplicationError(ErrorCode.USER_RESTRICTED, "This account may not trade at the moment.")
     if (user.trading_restricted or user.blacklisted) and not inp.reduce_only:
         raise ApplicationError(ErrorCode.USER_RESTRICTED, "This account may only reduce positions.")

@@ -195,7 +195,7 @@ def client_position_close_view(request: HttpRequest, user_id: int, position_id: 
         flash_error(request, ApplicationError(ErrorCode.VALIDATION_ERROR, "A reason is required."))
         return _card(user_id, "positions")
     try:
-        order = position_close(user=subject, position_id=position_id)
+        order = position_close(user=subject, position_id=position_id, by="staff")
     except ApplicationError as exc:
         flash_error(request, exc)
         return _card(user_id, "positions")

@@ -254,7 +254,9 @@ def test_no_trading_refuses_opening_at_once_and_lifting_it_keeps_a_reduce_only_r
     assert not trader.trading_blocked and trader.trading_restricted  # the reduce-only one still stands
 
 
-def test_a_client_under_no_trading_cannot_even_close(console_as: Any, internal_order: Any) -> None:
+def test_a_client_under_no_trading_cannot_even_close_but_the_dealer_can(
+    console_as: Any, internal_order: Any
+) -> None:
     from core.accounts.desk import client_restrict
     from core.errors import ApplicationError
     from trading.models import Position
@@ -272,6 +274,12 @@ def test_a_client_under_no_trading_cannot_even_close(console_as: Any, internal_o
     with pytest.raises(ApplicationError) as refused:
         position_close(user=trader, position_id=position.pk)
     assert refused.value.code == "USER_RESTRICTED" and "may not trade" in refused.value.message
+    # the restriction stops the client, not the desk: a dealer closes the position at market
+    console_as(Role.OPERATIONS).post(
+        f"/users/{trader.pk}/positions/{position.pk}/close/", {"reason": "close out under review"}
+    )
+    position.refresh_from_db()
+    assert position.status == "CLOSED"
 
 
 def test_the_journal_shows_margin_moves_and_fills_at_the_ticks_price(
