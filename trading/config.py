@@ -30,6 +30,9 @@ class TradingSettings:
     max_open_orders_per_user: int
     client_loss_reserve_share: Decimal
     fees: dict[str, FeeRates]
+    batch_max_orders: int
+    deadman_min_lead_seconds: int
+    trigger_check_interval_ms: int
 
 
 def _load() -> TradingSettings:
@@ -44,6 +47,9 @@ def _load() -> TradingSettings:
         max_open_orders_per_user=row.max_open_orders_per_user,
         client_loss_reserve_share=row.client_loss_reserve_share,
         fees=fees,
+        batch_max_orders=row.batch_max_orders,
+        deadman_min_lead_seconds=row.deadman_min_lead_seconds,
+        trigger_check_interval_ms=row.trigger_check_interval_ms,
     )
 
 

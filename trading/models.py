@@ -97,6 +97,9 @@ class TradingConfig(models.Model):
     gtc_expiry_days = models.PositiveIntegerField(default=7)
     max_open_orders_per_user = models.PositiveIntegerField(default=200)
     client_loss_reserve_share = models.DecimalField(max_digits=5, decimal_places=4, default="0.20")
+    batch_max_orders = models.PositiveSmallIntegerField(default=20)  # batch place / cancel per request
+    deadman_min_lead_seconds = models.PositiveIntegerField(default=5)  # HL's scheduleCancel minimum
+    trigger_check_interval_ms = models.PositiveIntegerField(default=250)  # TP/SL mark checks, at most
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -463,3 +466,6 @@ class HLPositionSync(models.Model):
 
     def __str__(self) -> str:
         return f"{self.asset}: expected {self.expected}, HL {self.actual} ({self.status})"
+
+
+from trading.orders.trigger_models import ScheduledCancel, TpslOrder  # noqa: E402, F401  (the order tools' tables)
