@@ -10,6 +10,7 @@ legs: the old position closes, a new one opens, each with its own fill row and f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -56,6 +57,9 @@ class FillRequest:
     hl_fee: Decimal | None = None
     hl_tid: int | None = None
     idempotency_key: str = ""  # defaults to the first fill row's id
+    # when the trade happened at the venue (HL's trade time); the fill, and the position it opens or
+    # closes, are dated there, so "what was held at the funding instant" follows HL's timeline
+    executed_at: datetime | None = None
 
     @classmethod
     def for_order(
@@ -247,7 +251,7 @@ def fill_plan(
     """The fill in memory: fill rows, the position change, every ledger transfer (margin freeze or
     release, realized P&L with the 80/20 client-loss split, fees). ``fill_ids`` and ``position_id`` are
     pre-drawn ids (:func:`fill_ids_needed` says how many). Writes nothing."""
-    now = timezone.now()
+    now = req.executed_at or timezone.now()
     direction = DIRECTION[req.side]
     effect = netting.apply_fill(position_state(position), direction, req.size, req.price)
     isolated = req.margin_mode == MarginMode.ISOLATED

@@ -5,7 +5,7 @@ per-order reconciliation of HL's trade ids and fees after an order booked from H
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -144,6 +144,7 @@ def _apply_one(order: Order, hl_fill: HLFill, size: Decimal, settings: Any) -> N
             hl_fee=hl_fill.fee,
             hl_tid=hl_fill.tid if hl_fill.tid > 0 else None,
             idempotency_key=f"hl-fill:{order.pk}:{hl_fill.tid}",
+            executed_at=trade_time(hl_fill),
         ),
         position=target,
         cash_available=cash,
@@ -178,6 +179,11 @@ def _apply_one(order: Order, hl_fill: HLFill, size: Decimal, settings: Any) -> N
         update_fields=["filled_size", "avg_fill_price", "fee_total", "position", "hold_amount", "updated_at"]
     )
     user_liquidation_prices_refresh(order.user_id)
+
+
+def trade_time(hl_fill: HLFill) -> datetime | None:
+    """HL's time of the trade (None when HL gave none)."""
+    return datetime.fromtimestamp(hl_fill.time_ms / 1000, tz=UTC) if hl_fill.time_ms > 0 else None
 
 
 def _hold_share(order: Order, size: Decimal) -> Decimal:
@@ -272,6 +278,7 @@ def fill_details_reconcile(*, order_id: int, fills: list[HLFill]) -> bool:
             row.hl_fee = share
             left -= share
         Fill.objects.bulk_update(rows, ["hl_fee"])
+        _redate(rows, max((t for t in map(trade_time, trades) if t is not None), default=None))
         fee_revenue = AccountRef.platform(AccountKind.FEE_REVENUE)
         hl_pnl = AccountRef.platform(AccountKind.HL_PNL, sub="trading")
         transfers = [
@@ -301,6 +308,21 @@ def fill_details_reconcile(*, order_id: int, fills: list[HLFill]) -> bool:
             },
         )
     return True
+
+
+def _redate(rows: list[Fill], traded_at: datetime | None) -> None:
+    """Fills booked from HL's answer were dated when the answer arrived: date them (and the opening or
+    closing of their positions, stamped with the same instant) at HL's trade time, so an order that
+    traded just before a funding instant counts as held there, as HL counts it."""
+    if traded_at is None:
+        return
+    for row in rows:
+        booked_at = row.created_at
+        if booked_at == traded_at:
+            continue
+        Fill.objects.filter(pk=row.pk).update(created_at=traded_at)
+        Position.objects.filter(pk=row.position_id, opened_at=booked_at).update(opened_at=traded_at)
+        Position.objects.filter(pk=row.position_id, closed_at=booked_at).update(closed_at=traded_at)
 
 
 def backfill(*, since_ms: int) -> int:
