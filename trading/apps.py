@@ -18,6 +18,7 @@ class TradingConfig(AppConfig):
         from trading.demo import seed_trading_demo
         from trading.hl_accounts import seed_hl_accounts_demo
         from trading.markets import seed_markets_demo
+        from trading.orders import triggers
         from trading.selectors import feed_readiness
         from wallets.hooks import register_cross_margin_provider, register_withdrawable_provider
 
@@ -33,3 +34,4 @@ class TradingConfig(AppConfig):
         register_withdrawable_provider(withdrawable_for)
 
         limit_trigger.register()
+        triggers.register()  # TP/SL checked on every mark in the feed process

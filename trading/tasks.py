@@ -12,7 +12,9 @@ from core.periodic import register_periodic
 from trading.hl_accounts import positions_sync
 from trading.markets import markets_sync
 from trading.orders.cancel import orders_expire
+from trading.orders.deadman import deadman_check
 from trading.orders.hyperliquid import hl_orders_resolve
+from trading.orders.triggers import tpsl_check_all
 
 logger = logging.getLogger(__name__)
 
@@ -61,3 +63,22 @@ def hl_positions_sync_task() -> None:
 register_periodic("trading.orders_expire", "trading.orders_expire", 60, queue="default")
 register_periodic("trading.hl_orders_resolve", "trading.hl_orders_resolve", 2, queue="default")
 register_periodic("trading.hl_positions_sync", "trading.hl_positions_sync", 5, queue="default")
+
+
+@shared_task(name="trading.deadman_check", ignore_result=True)  # type: ignore[untyped-decorator,unused-ignore]
+def deadman_check_task() -> None:
+    """Dead-man's switches whose time has come: their users' open orders cancelled (claimed once)."""
+
+    deadman_check()
+
+
+@shared_task(name="trading.tpsl_check", ignore_result=True)  # type: ignore[untyped-decorator,unused-ignore]
+def tpsl_check_task() -> None:
+    """TP/SL triggers against the current marks (the feed checks on every mark; this is the safety
+    net, and resumes a trigger whose checker died after claiming it)."""
+
+    tpsl_check_all()
+
+
+register_periodic("trading.deadman_check", "trading.deadman_check", 1, queue="default")
+register_periodic("trading.tpsl_check", "trading.tpsl_check", 2, queue="default")
