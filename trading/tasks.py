@@ -8,9 +8,12 @@ import requests
 from celery import shared_task
 from hyperliquid.utils.error import ServerError
 
+from core.events.services import redis_client
 from core.periodic import register_periodic
 from trading.hl_accounts import positions_sync
 from trading.markets import markets_sync
+from trading.orders.algo_config import algo_settings
+from trading.orders.algo_scheduler import algo_tick
 from trading.orders.cancel import orders_expire
 from trading.orders.deadman import deadman_check
 from trading.orders.hyperliquid import hl_orders_resolve
@@ -60,6 +63,15 @@ def hl_positions_sync_task() -> None:
         logger.warning("HL position sync failed", exc_info=True)
 
 
+@shared_task(name="trading.algo_orders_tick", ignore_result=True)  # type: ignore[untyped-decorator,unused-ignore]
+def algo_orders_tick_task() -> None:
+    """Due TWAP / split slices: beat fires every half second, a pass runs at most every ``tick_ms`` (a
+    Redis key with a millisecond expiry gates it across workers; parents are claimed skip-locked)."""
+    if redis_client().set("xbit:trading:algo-tick", "1", nx=True, px=max(500, algo_settings().tick_ms)):
+        algo_tick()
+
+
+register_periodic("trading.algo_orders_tick", "trading.algo_orders_tick", 0.5, queue="default")
 register_periodic("trading.orders_expire", "trading.orders_expire", 60, queue="default")
 register_periodic("trading.hl_orders_resolve", "trading.hl_orders_resolve", 2, queue="default")
 register_periodic("trading.hl_positions_sync", "trading.hl_positions_sync", 5, queue="default")

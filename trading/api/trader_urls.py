@@ -23,5 +23,7 @@ urlpatterns = [
     path("funding", funding.FundingApi.as_view(), name="funding"),
     path("algo-orders", algo_orders.AlgoOrdersApi.as_view(), name="algo-orders"),
     path("algo-orders/<int:algo_id>", algo_orders.AlgoOrderDetailApi.as_view(), name="algo-order-detail"),
-    path("algo-orders/<int:algo_id>/cancel", algo_orders.AlgoOrderCancelApi.as_view(), name="algo-order-cancel"),
+    path(
+        "algo-orders/<int:algo_id>/cancel", algo_orders.AlgoOrderCancelApi.as_view(), name="algo-order-cancel"
+    ),
 ]

@@ -34,6 +34,8 @@ from trading.selectors import market_get
 
 logger = logging.getLogger(__name__)
 DEFAULT_LEVERAGE = 10
+# client_order_id prefix reserved for algo orders' children (``trading.orders.twap``)
+ALGO_CHILD_PREFIX = "algo:"
 
 
 # ------------------------------------------------------------------------------------------ input
@@ -136,6 +138,12 @@ def order_input(
         raise ApplicationError(
             ErrorCode.VALIDATION_ERROR,
             "client_order_id must be 1–64 characters.",
+            {"field": "client_order_id"},
+        )
+    if client_order_id is not None and client_order_id.startswith(ALGO_CHILD_PREFIX):
+        raise ApplicationError(  # the algo scheduler's children's ids: a client's must never collide
+            ErrorCode.VALIDATION_ERROR,
+            f"client_order_id may not start with {ALGO_CHILD_PREFIX!r}.",
             {"field": "client_order_id"},
         )
     return OrderInput(

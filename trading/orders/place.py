@@ -50,13 +50,16 @@ logger = logging.getLogger(__name__)
 PLACED_BY = ("client", "staff", "system")
 
 
-def order_place(*, user: User, inp: OrderInput, by: str = "client") -> Order:
+def order_place(*, user: User, inp: OrderInput, by: str = "client", venue: Route | None = None) -> Order:
     """Place an order (spec 02). Idempotent on ``client_order_id``: the same id returns the same order
     (or the same rejection); the same id with other parameters is IDEMPOTENCY_CONFLICT.
 
     ``by``: who places it — "client" (the API), "staff" (a dealer's close from the console) or
     "system" (liquidation and system closes). Staff's "no trading" restriction stops the client only:
     a dealer may still close the client's position and liquidation always runs.
+
+    ``venue``: an opening order that must go to this venue whatever its notional (an algo order's
+    child is a HYPERLIQUID order); routing's halts still apply.
 
     Side effects (one transaction): order + lifecycle events, routing decision log, and for an
     INTERNAL fill the fill, position, ledger transfers and an outbox ``trading.fill`` event; for a
@@ -80,7 +83,7 @@ def order_place(*, user: User, inp: OrderInput, by: str = "client") -> Order:
     # An opening order's venue depends only on its notional and the routing config, not on locked
     # state: decide before the transaction (and draw fill/position ids with the locking read when the
     # order is likely to fill internally).
-    decision = None if inp.reduce_only else route_decide(inp, market, quote, settings, user.pk)
+    decision = None if inp.reduce_only else route_decide(inp, market, quote, settings, user.pk, venue=venue)
     latency_us = (time.perf_counter_ns() - started) // 1000
     if decision is not None:
         metrics.ROUTING_DECISIONS.labels(decision.route.value, str(decision.reason)).inc()
@@ -134,9 +137,19 @@ def _replay(order: Order, fingerprint: str) -> Order:
 
 
 def route_decide(
-    inp: OrderInput, market: Market, quote: Quote, settings: TradingSettings, user_id: int
+    inp: OrderInput,
+    market: Market,
+    quote: Quote,
+    settings: TradingSettings,
+    user_id: int,
+    venue: Route | None = None,
 ) -> Decision:
     assert quote.mark is not None  # quote_or_fail refused quotes without a mark
+    if venue is Route.HYPERLIQUID:
+        config = asset_routing(market.asset)
+        if config.hl_halted:
+            return Decision(Route.NONE, Reason.HL_HALTED, config.mode, None)
+        return Decision(Route.HYPERLIQUID, "algo_child", config.mode, None)
     decision = decide(
         notional=inp.size * quote.mark,
         config=asset_routing(market.asset),
