@@ -469,3 +469,4 @@ class HLPositionSync(models.Model):
 
 
 from trading.orders.trigger_models import ScheduledCancel, TpslOrder  # noqa: E402, F401  (the order tools' tables)
+from trading.orders.parent_models import AlgoChild, AlgoConfig, AlgoOrder  # noqa: E402, F401  (TWAP / split parents)
