@@ -469,4 +469,5 @@ class HLPositionSync(models.Model):
 
 
 from trading.orders.trigger_models import ScheduledCancel, TpslOrder  # noqa: E402, F401  (the order tools' tables)
+from trading.stream.models import StreamConfig  # noqa: E402, F401  (the trader streams settings)
 from trading.orders.parent_models import AlgoChild, AlgoConfig, AlgoOrder  # noqa: E402, F401  (TWAP / split parents)

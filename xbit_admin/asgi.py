@@ -1,4 +1,5 @@
-"""ASGI entry: HTTP through Django, websockets through Channels (console topics, heartbeat)."""
+"""ASGI entry: HTTP through Django, websockets through Channels (console topics, heartbeat; the trader
+streams under /ws/v1/)."""
 
 import os
 
@@ -15,7 +16,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from core.request_guard import guarded  # noqa: E402
-from xbit_admin.routing import websocket_urlpatterns  # noqa: E402
+from xbit_admin.routing import websocket_application, websocket_urlpatterns  # noqa: E402
 
 # guarded: the client's address (X-Forwarded-For only from TRUSTED_PROXIES) and the body size limit,
 # before Django or Channels read anything (core/request_guard.py)
@@ -23,7 +24,9 @@ application = guarded(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
-            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            "websocket": websocket_application(
+                AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            ),
         }
     )
 )
