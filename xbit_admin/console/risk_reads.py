@@ -333,10 +333,6 @@ def drift_overview(days: int = 30) -> dict[str, Any]:
     }
 
 
-def drift_over(rate: Decimal, limit: int = 100) -> list[DeviationLog]:
-    return list(DeviationLog.objects.filter(deviation_rate__gt=rate).order_by("-created_at")[:limit])
-
-
 # --- config history ------------------------------------------------------------------------------
 
 

@@ -351,6 +351,14 @@ class ChainLiquidity:
     state: ChainState | None
     book: dict[str, Decimal] = field(default_factory=dict)  # per asset: what the ledger says we hold
 
+    @property
+    def level(self) -> str:
+        return (self.state.hot_level if self.state else "") or "unknown"
+
+    @property
+    def hot_balance(self) -> Decimal | None:
+        return self.state.hot_balance if self.state else None
+
 
 def liquidity_overview() -> dict[str, Any]:
     configs = {c.chain: c for c in ChainConfig.objects.all()}

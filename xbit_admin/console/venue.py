@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from risk.config import risk_config
@@ -17,6 +18,7 @@ from trading.models import HLAccountSnapshot, Order, Source
 from trading.selectors import feed_status
 from xbit_admin.console.models import VenueLatencySample
 from xbit_admin.console.platform_banner import hl_latency_now
+from xbit_admin.console.series import bucketed
 
 HL_ACCOUNTS = ("trading", "hedge")
 BUCKET = timedelta(minutes=5)
@@ -108,32 +110,22 @@ def venue_health(*, hours: int = 6) -> dict[str, Any]:
         )
         buckets.setdefault(start, []).append(row)
     per_bucket = {at: _stats(rows) for at, rows in buckets.items()}
-    samples = list(
-        VenueLatencySample.objects.filter(created_at__gte=since)
-        .order_by("-id")
-        .values_list("created_at", "latency_ms")[:3000]
-    )
     accounts = []
     for name in HL_ACCOUNTS:
-        snaps = list(
-            HLAccountSnapshot.objects.filter(account=name, created_at__gte=since)
-            .order_by("-created_at")
-            .values_list("created_at", "margin_ratio", "account_value")[:3000]
-        )
-        latest = (
-            HLAccountSnapshot.objects.filter(account=name).order_by("-created_at").first()
-            if not snaps
-            else None
-        )
-        now_ratio = snaps[0][1] if snaps else (latest.margin_ratio if latest else None)
+        latest = HLAccountSnapshot.objects.filter(account=name).order_by("-created_at").first()
         accounts.append(
             {
                 "name": name,
-                "ratio": now_ratio,
-                "value": snaps[0][2] if snaps else (latest.account_value if latest else None),
-                "at": snaps[0][0] if snaps else (latest.created_at if latest else None),
-                "chart": _series(
-                    [(at, ratio * 100 if ratio is not None else None) for at, ratio, _v in snaps]
+                "ratio": latest.margin_ratio if latest else None,
+                "value": latest.account_value if latest else None,
+                "at": latest.created_at if latest else None,
+                # the lowest ratio of each bucket: a dip between two points is not smoothed away
+                "chart": bucketed(
+                    HLAccountSnapshot.objects.filter(account=name),
+                    value=Min("margin_ratio"),
+                    since=since,
+                    until=now,
+                    scale=100,
                 ),
                 "chart_id": f"venue-ratio-{name}",
             }
@@ -148,7 +140,10 @@ def venue_health(*, hours: int = 6) -> dict[str, Any]:
         "latency_trip_ms": cfg.latency_trip_ms,
         "recent": _stats(recent),
         "window": _stats(orders),
-        "latency_chart": _series([(at, ms) for at, ms in samples]),
+        # the highest latency of each bucket (a spike is what tripped the breaker)
+        "latency_chart": bucketed(
+            VenueLatencySample.objects.all(), value=Max("latency_ms"), since=since, until=now
+        ),
         "rtt_chart": _series([(at, s.p95_ms) for at, s in per_bucket.items()]),
         "reject_chart": _series(
             [(at, s.reject_rate * 100 if s.reject_rate is not None else None) for at, s in per_bucket.items()]

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from core.alerts.conf import CHANNELS, channel_configured
 from core.alerts.models import Alert, Delivery
@@ -21,14 +21,13 @@ from core.alerts.rules import rule_info
 from core.alerts.services import alert_acknowledge, alert_resolve_manual
 from core.audit.models import AuditEntry
 from core.audit.services import audit_chain_verify, audit_record
-from core.errors import ApplicationError
 from xbit_admin.console.access import staff_required
+from xbit_admin.console.pages.actions import perform, reason, staff_action
 from xbit_admin.console.pages.common import (
     can,
     csrf_input,
     csv_response,
     export_csv,
-    flash_error,
     keyset_page,
     require,
     time_window,
@@ -266,38 +265,29 @@ def alerts_view(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _back(request: HttpRequest) -> HttpResponse:
+def _back(request: HttpRequest) -> str:
     state = request.POST.get("back_state", "")
     url = reverse("console:alerts")
-    return redirect(f"{url}?state={state}" if state in STATES or state == "all" else url)
+    return f"{url}?state={state}" if state in STATES or state == "all" else url
 
 
-@staff_required("acknowledge_alerts")
-@require_POST
+@staff_action("acknowledge_alerts")
 def alert_ack_view(request: HttpRequest, alert_id: int) -> HttpResponse:
-    try:
-        alert_acknowledge(alert_id=alert_id, acting_user=request.user, request=request)
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        messages.success(
-            request, f"Alert {alert_id} acknowledged: escalation stops; it stays until resolved."
-        )
-    return _back(request)
+    return perform(
+        request,
+        lambda: alert_acknowledge(alert_id=alert_id, acting_user=request.user, request=request),
+        done=f"Alert {alert_id} acknowledged: escalation stops; it stays until resolved.",
+        back=_back(request),
+    )
 
 
-@staff_required("acknowledge_alerts")
-@require_POST
+@staff_action("acknowledge_alerts")
 def alert_resolve_view(request: HttpRequest, alert_id: int) -> HttpResponse:
-    try:
-        alert_resolve_manual(
-            alert_id=alert_id,
-            acting_user=request.user,
-            reason=request.POST.get("reason", ""),
-            request=request,
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        messages.success(request, f"Alert {alert_id} resolved.")
-    return _back(request)
+    return perform(
+        request,
+        lambda: alert_resolve_manual(
+            alert_id=alert_id, acting_user=request.user, reason=reason(request), request=request
+        ),
+        done=f"Alert {alert_id} resolved.",
+        back=_back(request),
+    )

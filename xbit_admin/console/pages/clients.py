@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from core.accounts.desk import (
     client_2fa_reset_propose,
@@ -26,14 +26,16 @@ from core.accounts.desk import (
 )
 from core.accounts.four_eyes import proposal_decide, proposal_describe, proposals_open
 from core.accounts.kyc import kyc_status_set
-from core.accounts.models import StaffProposal, User
+from core.accounts.models import ClientRestriction, StaffProposal, User
 from core.audit.services import audit_record
 from core.errors import ApplicationError, ErrorCode
+from trading.models import Order
 from trading.positions import position_close
 from wallets.models import BalanceAdjustment
 from wallets.services.adjustments import adjustment_decide, adjustment_request
 from xbit_admin.console import journal
 from xbit_admin.console.access import staff_required
+from xbit_admin.console.pages.actions import Said, perform, reason, staff_action
 from xbit_admin.console.pages.common import (
     acting,
     can,
@@ -52,12 +54,8 @@ EXPIRY_CHOICES = {
 }
 
 
-def _card(user_id: int, anchor: str = "") -> HttpResponse:
-    return redirect(reverse("console:user_detail", args=[user_id]) + (f"#{anchor}" if anchor else ""))
-
-
-def _ok(request: HttpRequest, text: str) -> None:
-    messages.success(request, text)
+def _card_url(user_id: int, anchor: str = "") -> str:
+    return reverse("console:user_detail", args=[user_id]) + (f"#{anchor}" if anchor else "")
 
 
 def _expiry(raw: str) -> datetime | None:
@@ -75,153 +73,148 @@ def _expiry(raw: str) -> datetime | None:
     return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
 
 
-@staff_required("annotate_clients")
-@require_POST
+@staff_action("annotate_clients")
 def client_note_view(request: HttpRequest, user_id: int) -> HttpResponse:
-    try:
-        client_note_add(
+    return perform(
+        request,
+        lambda: client_note_add(
             user_id=user_id, body=request.POST.get("body", ""), acting_user=acting(request), request=request
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        _ok(request, "Note added to the client's journal.")
-    return _card(user_id, "journal")
+        ),
+        done="Note added to the client's journal.",
+        back=_card_url(user_id, "journal"),
+    )
 
 
-@staff_required("annotate_clients")
-@require_POST
+@staff_action("annotate_clients")
 def client_tag_view(request: HttpRequest, user_id: int) -> HttpResponse:
     tag = request.POST.get("tag", "")
-    try:
-        if request.POST.get("remove"):
-            client_tag_remove(user_id=user_id, tag=tag, acting_user=acting(request), request=request)
-            _ok(request, f"Tag {tag} removed.")
-        else:
-            row = client_tag_add(user_id=user_id, tag=tag, acting_user=acting(request), request=request)
-            _ok(request, f"Tag {row.tag} added.")
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    return _card(user_id)
+    if request.POST.get("remove"):
+        return perform(
+            request,
+            lambda: client_tag_remove(user_id=user_id, tag=tag, acting_user=acting(request), request=request),
+            done=f"Tag {tag} removed.",
+            back=_card_url(user_id),
+        )
+    return perform(
+        request,
+        lambda: client_tag_add(user_id=user_id, tag=tag, acting_user=acting(request), request=request),
+        done=lambda row: f"Tag {row.tag} added.",
+        back=_card_url(user_id),
+    )
 
 
-@staff_required("restrict_clients")
-@require_POST
+def _restricted(row: ClientRestriction) -> str:
+    until = f"until {row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else "until lifted"
+    return f"Restricted: {row.get_kind_display()}, {until}."
+
+
+@staff_action("restrict_clients")
 def client_restrict_view(request: HttpRequest, user_id: int) -> HttpResponse:
-    try:
-        row = client_restrict(
+    return perform(
+        request,
+        lambda: client_restrict(
             user_id=user_id,
             kind=request.POST.get("kind", ""),
-            reason=request.POST.get("reason", ""),
+            reason=reason(request),
             expires_at=_expiry(request.POST.get("expires", "")),
             acting_user=acting(request),
             request=request,
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        until = f"until {row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else "until lifted"
-        _ok(request, f"Restricted: {row.get_kind_display()}, {until}.")
-    return _card(user_id, "staff-actions")
+        ),
+        done=_restricted,
+        back=_card_url(user_id, "staff-actions"),
+    )
 
 
-@staff_required("restrict_clients")
-@require_POST
+@staff_action("restrict_clients")
 def client_restriction_lift_view(request: HttpRequest, restriction_id: int) -> HttpResponse:
-    try:
-        row = client_restriction_lift(
+    return perform(
+        request,
+        lambda: client_restriction_lift(
             restriction_id=restriction_id,
-            reason=request.POST.get("reason", ""),
+            reason=reason(request),
             acting_user=acting(request),
             request=request,
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-        return redirect(request.POST.get("back") or reverse("console:users"))
-    _ok(request, f"Lifted: {row.get_kind_display()}.")
-    return _card(row.user_id, "staff-actions")
+        ),
+        done=lambda row: f"Lifted: {row.get_kind_display()}.",
+        back=lambda row: _card_url(row.user_id, "staff-actions"),
+        refused_back=request.POST.get("back") or reverse("console:users"),
+    )
 
 
-@staff_required("reset_client_2fa")
-@require_POST
+@staff_action("reset_client_2fa")
 def client_2fa_reset_view(request: HttpRequest, user_id: int) -> HttpResponse:
-    try:
-        proposal = client_2fa_reset_propose(
-            user_id=user_id,
-            reason=request.POST.get("reason", ""),
-            acting_user=acting(request),
-            request=request,
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        _ok(request, f"2FA reset proposed (#{proposal.pk}): a second person must approve it.")
-    return _card(user_id, "staff-actions")
+    return perform(
+        request,
+        lambda: client_2fa_reset_propose(
+            user_id=user_id, reason=reason(request), acting_user=acting(request), request=request
+        ),
+        done=lambda proposal: f"2FA reset proposed (#{proposal.pk}): a second person must approve it.",
+        back=_card_url(user_id, "staff-actions"),
+    )
 
 
-@staff_required("review_kyc")
-@require_POST
+@staff_action("review_kyc")
 def client_kyc_view(request: HttpRequest, user_id: int) -> HttpResponse:
     subject = User.objects.filter(pk=user_id, is_staff=False).first()
     if subject is None:
         raise Http404("no such client")
     status = request.POST.get("status", "")
-    try:
-        kyc_status_set(
-            user=subject,
-            status=status,
-            acting_user=acting(request),
-            reason=request.POST.get("reason", ""),
-            request=request,
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        _ok(request, f"KYC set to {status.lower()}.")
-    return _card(user_id, "staff-actions")
+    return perform(
+        request,
+        lambda: kyc_status_set(
+            user=subject, status=status, acting_user=acting(request), reason=reason(request), request=request
+        ),
+        done=f"KYC set to {status.lower()}.",
+        back=_card_url(user_id, "staff-actions"),
+    )
 
 
-@staff_required("close_client_positions")
-@require_POST
-def client_position_close_view(request: HttpRequest, user_id: int, position_id: int) -> HttpResponse:
-    """The dealer's close: a reduce-only market order for the whole position on its own venue, placed as
-    the client's order, with the staff member and the reason in the audit log."""
-
-    reason = request.POST.get("reason", "").strip()
-    subject = User.objects.filter(pk=user_id, is_staff=False).first()
-    if subject is None:
-        raise Http404("no such client")
-    if not reason:
-        flash_error(request, ApplicationError(ErrorCode.VALIDATION_ERROR, "A reason is required."))
-        return _card(user_id, "positions")
-    try:
-        order = position_close(user=subject, position_id=position_id, by="staff")
-    except ApplicationError as exc:
-        flash_error(request, exc)
-        return _card(user_id, "positions")
+def _position_close(request: HttpRequest, subject: User, position_id: int) -> Order:
+    why = reason(request).strip()
+    if not why:
+        raise ApplicationError(ErrorCode.VALIDATION_ERROR, "A reason is required.")
+    order = position_close(user=subject, position_id=position_id, by="staff")
     with transaction.atomic():
         audit_record(
             action="client.position_close",
             actor=acting(request),
             request=request,
             object_type="user",
-            object_id=user_id,
+            object_id=subject.pk,
             after={
                 "position_id": position_id,
                 "order_id": order.pk,
                 "status": order.status,
                 "route": order.route,
             },
-            reason=reason,
+            reason=why,
         )
+    return order
+
+
+def _closed(position_id: int, order: Order) -> Said:
     if order.error_code:
-        messages.error(
-            request,
+        return (
+            messages.error,
             f"Close order {order.pk} {order.status.lower()}: {order.error_message} ({order.error_code})",
         )
-    else:
-        _ok(request, f"Position {position_id} closed at market: order {order.pk} {order.status.lower()}.")
-    return _card(user_id, "positions")
+    return f"Position {position_id} closed at market: order {order.pk} {order.status.lower()}."
+
+
+@staff_action("close_client_positions")
+def client_position_close_view(request: HttpRequest, user_id: int, position_id: int) -> HttpResponse:
+    """The dealer's close: a reduce-only market order for the whole position on its own venue, placed as
+    the client's order, with the staff member and the reason in the audit log."""
+
+    subject = User.objects.filter(pk=user_id, is_staff=False).first()
+    if subject is None:
+        raise Http404("no such client")
+    return perform(
+        request,
+        lambda: _position_close(request, subject, position_id),
+        done=lambda order: _closed(position_id, order),
+        back=_card_url(user_id, "positions"),
+    )
 
 
 @staff_required("request_adjustment", "approve_adjustment")
@@ -244,7 +237,7 @@ def client_adjustment_view(request: HttpRequest, user_id: int) -> HttpResponse:
         except ApplicationError as exc:
             flash_error(request, exc)
         else:
-            _ok(
+            messages.success(
                 request,
                 f"Adjustment {adjustment.pk} of {adjustment.amount:,.6f} USDC requested: another person must approve it.",
             )
@@ -268,26 +261,26 @@ def client_adjustment_view(request: HttpRequest, user_id: int) -> HttpResponse:
     )
 
 
-@staff_required("approve_adjustment")
-@require_POST
+def _adjustment_page(adjustment_id: int) -> str:
+    row = BalanceAdjustment.objects.filter(pk=adjustment_id).first()
+    return reverse("console:client_adjustment", args=[row.user_id]) if row else reverse("console:users")
+
+
+@staff_action("approve_adjustment")
 def adjustment_decide_view(request: HttpRequest, adjustment_id: int) -> HttpResponse:
-    approve = request.POST.get("decision") == "approve"
-    try:
-        row = adjustment_decide(
+    return perform(
+        request,
+        lambda: adjustment_decide(
             adjustment_id=adjustment_id,
             acting_user=acting(request),
-            approve=approve,
-            note=request.POST.get("reason", ""),
+            approve=request.POST.get("decision") == "approve",
+            note=reason(request),
             request=request,
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-        row = BalanceAdjustment.objects.filter(pk=adjustment_id).first()
-        if row is None:
-            return redirect(reverse("console:users"))
-    else:
-        _ok(request, f"Adjustment {row.pk} {row.status.lower()}.")
-    return redirect(reverse("console:client_adjustment", args=[row.user_id]))
+        ),
+        done=lambda row: f"Adjustment {row.pk} {row.status.lower()}.",
+        back=lambda row: reverse("console:client_adjustment", args=[row.user_id]),
+        refused_back=lambda: _adjustment_page(adjustment_id),
+    )
 
 
 @staff_required("view_user_data")
@@ -374,28 +367,26 @@ def proposals_view(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_required(*PROPOSAL_PERMISSIONS)
-@require_POST
+def _decided(proposal: StaffProposal) -> Said:
+    if proposal.status == StaffProposal.Status.FAILED:
+        return messages.error, f"Proposal {proposal.pk} approved but refused: {proposal.error}"
+    return f"Proposal {proposal.pk}: {proposal.get_status_display().lower()}."
+
+
+@staff_action(*PROPOSAL_PERMISSIONS)
 def proposal_decide_view(request: HttpRequest, proposal_id: int) -> HttpResponse:
-    decision = request.POST.get("decision", "")
-    try:
-        proposal = proposal_decide(
+    back = request.POST.get("back", "")
+    return perform(
+        request,
+        lambda: proposal_decide(
             proposal_id=proposal_id,
             acting_user=acting(request),
-            approve=decision == "approve",
-            note=request.POST.get("reason", ""),
+            approve=request.POST.get("decision", "") == "approve",
+            note=reason(request),
             request=request,
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        if proposal.status == StaffProposal.Status.FAILED:
-            messages.error(request, f"Proposal {proposal.pk} approved but refused: {proposal.error}")
-        else:
-            _ok(request, f"Proposal {proposal.pk}: {proposal.get_status_display().lower()}.")
-    back = request.POST.get("back", "")
-    return redirect(
-        back if back.startswith("/") and not back.startswith("//") else reverse("console:proposals")
+        ),
+        done=_decided,
+        back=back if back.startswith("/") and not back.startswith("//") else reverse("console:proposals"),
     )
 
 

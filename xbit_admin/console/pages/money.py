@@ -11,10 +11,9 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from core.audit.models import AuditEntry
-from core.errors import ApplicationError
 from core.money import MONEY_INPUT, decimal_from_text
 from wallets.models import Aggregation, ChainTx, ColdTransfer, Withdrawal, WithdrawalApproval
 from wallets.services import (
@@ -24,9 +23,12 @@ from wallets.services import (
     withdrawal_approve,
     withdrawal_reject,
 )
+from xbit_admin.console import desk_tables as dt
 from xbit_admin.console.access import staff_required
-from xbit_admin.console.pages.common import acting, can, export_csv, flash_error
+from xbit_admin.console.pages.actions import Said, perform, reason, staff_action
+from xbit_admin.console.pages.common import acting, can, export_csv, table_csv
 from xbit_admin.console.selectors import liquidity_overview, small_tier_avg_seconds, withdrawal_queue_summary
+from xbit_admin.console.tables import table_view, wants_csv
 
 TIERS = [
     (Withdrawal.Tier.DUAL, "> 100,000 — risk review + operations approval (two people)"),
@@ -160,63 +162,73 @@ def withdrawals_view(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_required("approve_withdrawals", "risk_review_withdrawals")
-@require_POST
+def _approved(withdrawal: Withdrawal) -> str:
+    if withdrawal.status == Withdrawal.Status.APPROVED:
+        return f"Withdrawal {withdrawal.pk} approved: it will be signed and broadcast."
+    return f"Withdrawal {withdrawal.pk}: your approval is recorded; another person must approve."
+
+
+@staff_action("approve_withdrawals", "risk_review_withdrawals")
 def withdrawal_approve_view(request: HttpRequest, withdrawal_id: int) -> HttpResponse:
-    try:
-        withdrawal = withdrawal_approve(
-            withdrawal_id=withdrawal_id,
-            acting_user=acting(request),
-            note=request.POST.get("reason", ""),
-            request=request,
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        if withdrawal.status == Withdrawal.Status.APPROVED:
-            messages.success(
-                request, f"Withdrawal {withdrawal_id} approved: it will be signed and broadcast."
-            )
-        else:
-            messages.success(
-                request,
-                f"Withdrawal {withdrawal_id}: your approval is recorded; another person must approve.",
-            )
-    return redirect(reverse("console:withdrawals"))
+    return perform(
+        request,
+        lambda: withdrawal_approve(
+            withdrawal_id=withdrawal_id, acting_user=acting(request), note=reason(request), request=request
+        ),
+        done=_approved,
+        back=reverse("console:withdrawals"),
+    )
 
 
-@staff_required("approve_withdrawals", "risk_review_withdrawals")
-@require_POST
+@staff_action("approve_withdrawals", "risk_review_withdrawals")
 def withdrawal_reject_view(request: HttpRequest, withdrawal_id: int) -> HttpResponse:
-    try:
-        withdrawal_reject(
-            withdrawal_id=withdrawal_id,
-            acting_user=acting(request),
-            reason=request.POST.get("reason", ""),
-            request=request,
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        messages.success(
-            request, f"Withdrawal {withdrawal_id} rejected; the funds are back in the user's cash."
-        )
-    return redirect(reverse("console:withdrawals"))
+    return perform(
+        request,
+        lambda: withdrawal_reject(
+            withdrawal_id=withdrawal_id, acting_user=acting(request), reason=reason(request), request=request
+        ),
+        done=f"Withdrawal {withdrawal_id} rejected; the funds are back in the user's cash.",
+        back=reverse("console:withdrawals"),
+    )
 
 
 @staff_required("view_risk", "trigger_aggregation", "manage_liquidity")
 @require_GET
 def liquidity_view(request: HttpRequest) -> HttpResponse:
+    querysets = {
+        "cold": (
+            ColdTransfer.objects.exclude(status=ColdTransfer.Status.PROPOSED).select_related(
+                "proposed_by", "decided_by"
+            ),
+            dt.COLD_COLUMNS,
+            dt.COLD_FILTERS,
+        ),
+        "aggregations": (Aggregation.objects.all(), dt.AGGREGATION_COLUMNS, dt.AGGREGATION_FILTERS),
+        # every signed EVM transaction: nonce, replacement attempt, status, block (a block explorer's row)
+        "chain_txs": (ChainTx.objects.all(), dt.CHAIN_TX_COLUMNS, dt.CHAIN_TX_FILTERS),
+    }
+    tables = {}
+    for name, (qs, columns, filters) in querysets.items():
+        tables[name], _ = table_view(
+            request, qs, columns=columns, filters=filters, default_sort="-id", name=name, default_per=25
+        )
+        if wants_csv(request, name):
+            return table_csv(request, tables[name], f"liquidity-{name}.csv", what=f"liquidity_{name}")
     overview = liquidity_overview()
+    tables["hot"], _ = table_view(
+        request,
+        overview["chains"],
+        columns=dt.HOT_WALLET_COLUMNS,
+        filters=dt.HOT_WALLET_FILTERS,
+        default_sort="chain",
+        name="hot",
+    )
+    if wants_csv(request, "hot"):
+        return table_csv(request, tables["hot"], "liquidity-hot-wallets.csv", what="liquidity_hot")
     proposals = list(
         ColdTransfer.objects.filter(status=ColdTransfer.Status.PROPOSED)
         .select_related("proposed_by")
         .order_by("created_at")
-    )
-    cold_history = list(
-        ColdTransfer.objects.exclude(status=ColdTransfer.Status.PROPOSED)
-        .select_related("proposed_by", "decided_by")
-        .order_by("-id")[:30]
     )
     return render(
         request,
@@ -224,35 +236,32 @@ def liquidity_view(request: HttpRequest) -> HttpResponse:
         {
             "page": "liquidity",
             **overview,
-            "aggregations": list(Aggregation.objects.order_by("-id")[:50]),
-            # every signed EVM transaction: nonce, replacement attempt, status, block (a block explorer's row)
-            "chain_txs": list(ChainTx.objects.order_by("-id")[:50]),
+            "tables": tables,
             "proposals": proposals,
-            "cold_history": cold_history,
             "queue": withdrawal_queue_summary(),
             "small_avg": small_tier_avg_seconds(),
             "can_aggregate": can(request.user, "trigger_aggregation"),
             "can_decide": can(request.user, "manage_liquidity"),
+            "can_export": can(request.user, "export_data"),
         },
     )
 
 
-@staff_required("trigger_aggregation")
-@require_POST
+def _swept(chain: str, sweeps: list[Any]) -> Said:
+    if not sweeps:
+        return messages.info, f"{chain}: nothing to sweep (no credited, unswept deposits)."
+    total = sum((s.amount for s in sweeps), Decimal(0))
+    return f"{chain}: {len(sweeps)} sweep(s) planned, {total:,.2f} in total."
+
+
+@staff_action("trigger_aggregation")
 def aggregation_trigger_view(request: HttpRequest, chain: str) -> HttpResponse:
-    try:
-        sweeps = aggregation_trigger(
-            chain=chain, acting_user=acting(request), reason=request.POST.get("reason", "")
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        if sweeps:
-            total = sum((s.amount for s in sweeps), Decimal(0))
-            messages.success(request, f"{chain}: {len(sweeps)} sweep(s) planned, {total:,.2f} in total.")
-        else:
-            messages.info(request, f"{chain}: nothing to sweep (no credited, unswept deposits).")
-    return redirect(reverse("console:liquidity"))
+    return perform(
+        request,
+        lambda: aggregation_trigger(chain=chain, acting_user=acting(request), reason=reason(request)),
+        done=lambda sweeps: _swept(chain, sweeps),
+        back=reverse("console:liquidity"),
+    )
 
 
 @staff_required("trigger_aggregation")
@@ -268,35 +277,29 @@ def cold_topup_propose_view(request: HttpRequest) -> HttpResponse:
     except InvalidOperation:
         messages.error(request, f"{raw!r} is not an amount.")
         return redirect(reverse("console:liquidity"))
-    try:
-        proposal = cold_topup_propose(
+    return perform(
+        request,
+        lambda: cold_topup_propose(
             chain=request.POST.get("chain", ""),
             asset=request.POST.get("asset", ""),
             amount=amount,
             acting_user=acting(request),
-            reason=request.POST.get("reason", ""),
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        messages.success(request, f"Cold top-up {proposal.pk} proposed; a risk officer must approve it.")
-    return redirect(reverse("console:liquidity"))
+            reason=reason(request),
+        ),
+        done=lambda proposal: f"Cold top-up {proposal.pk} proposed; a risk officer must approve it.",
+        back=reverse("console:liquidity"),
+    )
 
 
-@staff_required("manage_liquidity")
-@require_POST
+@staff_action("manage_liquidity")
 def cold_topup_decide_view(request: HttpRequest, transfer_id: int) -> HttpResponse:
     approve = request.POST.get("decision") == "approve"
-    try:
-        proposal = cold_topup_decide(
-            transfer_id=transfer_id,
-            acting_user=acting(request),
-            approve=approve,
-            reason=request.POST.get("reason", ""),
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        verb = "approved: the transfer will be broadcast" if approve else "rejected"
-        messages.success(request, f"Cold top-up {proposal.pk} {verb}.")
-    return redirect(reverse("console:liquidity"))
+    verb = "approved: the transfer will be broadcast" if approve else "rejected"
+    return perform(
+        request,
+        lambda: cold_topup_decide(
+            transfer_id=transfer_id, acting_user=acting(request), approve=approve, reason=reason(request)
+        ),
+        done=lambda proposal: f"Cold top-up {proposal.pk} {verb}.",
+        back=reverse("console:liquidity"),
+    )

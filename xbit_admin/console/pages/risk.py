@@ -14,7 +14,7 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Min
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -29,9 +29,10 @@ from core.money import CONFIG_INPUT, DecimalShape, decimal_from_text
 from risk.breakers import breaker_reset, kill_switch_set
 from risk.config import editable_fields, risk_config, risk_config_update
 from risk.hedge_config import hedge_config, policy_for
+from risk.hedge_models import HedgeInstruction
 from risk.hedge_orders import hedge_manual_order
 from risk.hedge_policy import allocate
-from risk.models import CircuitBreaker, LiquidationTrigger, RiskConfig
+from risk.models import CircuitBreaker, DeviationLog, LiquidationTrigger, RiskConfig
 from risk.reconciliation import reconciliation_run
 from risk.selectors import hedge_overview, hedge_recommendations
 from risk.selectors import stress_view as stress_selector
@@ -41,10 +42,22 @@ from routing.selectors import asset_routing
 from routing.services import routing_config_update
 from trading.models import HLAccountSnapshot, TradingState
 from trading.selectors import listed_assets
+from xbit_admin.console import desk_tables as dt
 from xbit_admin.console import risk_reads as reads
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.four_eyes_risk import config_change_propose, four_eyes_guard, risk_four_eyes_on
-from xbit_admin.console.pages.common import can, csv_response, export_csv, flash_error, keyset_page, require
+from xbit_admin.console.pages.actions import Said, perform, reason, staff_action
+from xbit_admin.console.pages.common import (
+    can,
+    csv_response,
+    export_csv,
+    flash_error,
+    keyset_page,
+    require,
+    table_csv,
+)
+from xbit_admin.console.series import bucketed
+from xbit_admin.console.tables import table_view, wants_csv
 
 SHOCK_INPUT = DecimalShape(4, 4)  # a percentage typed on the stress page
 
@@ -128,18 +141,42 @@ def liquidations_view(request: HttpRequest) -> HttpResponse:
 
 # --- drift ---------------------------------------------------------------------------------------
 
+DRIFT_LISTED_RATE = Decimal("0.01")  # the records table lists drift rates above 1 %
+
 
 @staff_required("view_risk")
 def drift_view(request: HttpRequest) -> HttpResponse:
-    cfg = risk_config()
+    recent, _ = table_view(
+        request,
+        DeviationLog.objects.filter(deviation_rate__gt=DRIFT_LISTED_RATE),
+        columns=dt.DRIFT_COLUMNS,
+        filters=dt.DRIFT_FILTERS,
+        default_sort="-created_at",
+        name="recent",
+    )
+    if wants_csv(request, "recent"):
+        return table_csv(request, recent, "drift-records.csv", what="drift_records")
+    drift = reads.drift_overview()
+    ranking, _ = table_view(
+        request,
+        drift["ranking"],
+        columns=dt.DRIFT_RANKING_COLUMNS,
+        filters=dt.DRIFT_RANKING_FILTERS,
+        default_sort="-total",
+        name="ranking",
+    )
+    if wants_csv(request, "ranking"):
+        return table_csv(request, ranking, "drift-per-asset-30d.csv", what="drift_ranking")
     return render(
         request,
         "console/drift.html",
         {
             "page": "drift",
-            "drift": reads.drift_overview(),
-            "recent": reads.drift_over(Decimal("0.01")),
-            "cfg": cfg,
+            "drift": drift,
+            "ranking": ranking,
+            "recent": recent,
+            "cfg": risk_config(),
+            "can_export": can(request.user, "export_data"),
         },
     )
 
@@ -417,48 +454,46 @@ def risk_config_view(request: HttpRequest) -> HttpResponse:
 # --- circuit breakers ----------------------------------------------------------------------------
 
 
-@staff_required("manage_breakers")
-@require_POST
+@staff_action("manage_breakers")
 def breaker_reset_view(request: HttpRequest, kind: str, scope: str) -> HttpResponse:
     if kind not in CircuitBreaker.Kind.values or kind == CircuitBreaker.Kind.KILL_SWITCH:
         raise Http404("unknown breaker")
-    try:
-        changed = breaker_reset(
-            kind=kind,
-            scope=scope,
-            acting_user=request.user,
-            reason=request.POST.get("reason", ""),
-            request=request,
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        (messages.success if changed else messages.info)(
-            request, f"{kind} {scope} reset." if changed else f"{kind} {scope} was not tripped."
-        )
-    return redirect(_back(request))
+    return perform(
+        request,
+        lambda: breaker_reset(
+            kind=kind, scope=scope, acting_user=request.user, reason=reason(request), request=request
+        ),
+        done=lambda changed: (
+            (messages.success, f"{kind} {scope} reset.")
+            if changed
+            else (messages.info, f"{kind} {scope} was not tripped.")
+        ),
+        back=_back(request),
+    )
 
 
-@staff_required("manage_breakers")
-@require_POST
+def _kill_switch_said(action: str, mode: str) -> Said:
+    if action == "on":
+        return (
+            messages.warning,
+            f"Kill switch ON: every market {mode}; closing and liquidation still allowed.",
+        )
+    return "Kill switch off: markets return to their own state."
+
+
+@staff_action("manage_breakers")
 def kill_switch_view(request: HttpRequest, action: str) -> HttpResponse:
     if action not in ("on", "off"):
         raise Http404("unknown action")
     mode = request.POST.get("mode", TradingState.HALTED)
-    try:
-        kill_switch_set(
-            active=action == "on", mode=mode, acting_user=request.user, reason=request.POST.get("reason", "")
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        if action == "on":
-            messages.warning(
-                request, f"Kill switch ON: every market {mode}; closing and liquidation still allowed."
-            )
-        else:
-            messages.success(request, "Kill switch off: markets return to their own state.")
-    return redirect(_back(request))
+    return perform(
+        request,
+        lambda: kill_switch_set(
+            active=action == "on", mode=mode, acting_user=request.user, reason=reason(request)
+        ),
+        done=_kill_switch_said(action, mode),
+        back=_back(request),
+    )
 
 
 def _back(request: HttpRequest) -> str:
@@ -474,20 +509,29 @@ def _back(request: HttpRequest) -> str:
 
 
 def _hedge_history() -> dict[str, Any]:
-
-    since = timezone.now() - timedelta(hours=24)
-    rows = list(
-        HLAccountSnapshot.objects.filter(account="hedge", created_at__gte=since, margin_ratio__isnull=False)
-        .order_by("created_at")
-        .values_list("created_at", "margin_ratio")
+    """The hedge account's margin ratio over 24 h in % (the lowest of each bucket, at most ~600 points)."""
+    now = timezone.now()
+    return bucketed(
+        HLAccountSnapshot.objects.filter(account="hedge"),
+        value=Min("margin_ratio"),
+        since=now - timedelta(hours=24),
+        until=now,
+        scale=100,
     )
-    step = max(1, len(rows) // 500)  # at most ~500 points for the chart
-    rows = rows[::step]
-    return {"x": [int(at.timestamp()) for at, _ in rows], "y": [float(r or 0) * 100 for _, r in rows]}
 
 
 @staff_required("view_risk", "manage_hedge")
 def hedge_view(request: HttpRequest) -> HttpResponse:
+    orders, _ = table_view(
+        request,
+        HedgeInstruction.objects.all(),
+        columns=dt.HEDGE_ORDER_COLUMNS,
+        filters=dt.HEDGE_ORDER_FILTERS,
+        default_sort="-created_at",
+        name="orders",
+    )
+    if wants_csv(request, "orders"):
+        return table_csv(request, orders, "hedge-orders.csv", what="hedge_orders")
     data = hedge_overview()
     account = {a.name: a for a in reads.hl_accounts()}.get("hedge")
     ratio = account.snapshot.margin_ratio if account and account.snapshot else None
@@ -517,6 +561,16 @@ def hedge_view(request: HttpRequest) -> HttpResponse:
         }
         for asset, row in sorted(rows.items())
     ]
+    per_asset, _ = table_view(
+        request,
+        assets,
+        columns=dt.HEDGE_ASSET_COLUMNS,
+        filters=dt.HEDGE_ASSET_FILTERS,
+        default_sort="asset",
+        name="assets",
+    )
+    if wants_csv(request, "assets"):
+        return table_csv(request, per_asset, "hedge-assets.csv", what="hedge_assets")
     return render(
         request,
         "console/hedge.html",
@@ -531,8 +585,10 @@ def hedge_view(request: HttpRequest) -> HttpResponse:
             "assets": assets,
             "mode": data["mode"],
             "cost_to_date": data["cost_to_date"],
-            "orders": data["instructions"][:100],
+            "per_asset": per_asset,
+            "orders": orders,
             "capacity": capacity,
+            "can_export": can(request.user, "export_data"),
         },
     )
 

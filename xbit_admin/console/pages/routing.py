@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
 from core.errors import ApplicationError
 from core.money import CONFIG_INPUT, decimal_from_text
@@ -25,7 +25,8 @@ from routing.selectors import CONFIG_FIELDS, resolved_config
 from routing.services import routing_config_update, routing_mode_switch
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.four_eyes_risk import config_change_propose, four_eyes_guard
-from xbit_admin.console.pages.common import can, export_csv, flash_error, keyset_page, require
+from xbit_admin.console.pages.actions import Said, perform, reason, staff_action
+from xbit_admin.console.pages.common import can, export_csv, keyset_page, require
 from xbit_admin.console.platform_banner import breaker_sentence, forced_hl_now, hl_latency_now
 from xbit_admin.console.selectors import (
     DECISION_FILTERS,
@@ -133,14 +134,14 @@ def _forced_hl_banner(glob: dict[str, Any]) -> list[dict[str, str]]:
     latency = hl_latency_now()
     breakers = {FORCE_HL_REASON[b.kind]: b for b in forced_hl_now() if b.scope in ("*", "")}
     said = []
-    for reason in glob["force_hl_reasons"]:
-        breaker = breakers.get(reason)
+    for why in glob["force_hl_reasons"]:
+        breaker = breakers.get(why)
         if breaker is not None:
             text = breaker_sentence(breaker, latency_ms=latency, feed_age_s=None)
             runbook = reverse("console:runbook", args=["breaker", breaker.kind])
         else:
-            text, runbook = f"New orders are all sent to Hyperliquid (force-HL reason {reason}).", ""
-        said.append({"kind": reason, "text": text, "runbook": runbook})
+            text, runbook = f"New orders are all sent to Hyperliquid (force-HL reason {why}).", ""
+        said.append({"kind": why, "text": text, "runbook": runbook})
     return said
 
 
@@ -224,28 +225,44 @@ def routing_view(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_required("manage_routing")
-@require_POST
+@staff_action("manage_routing")
 def routing_mode_view(request: HttpRequest, asset: str) -> HttpResponse:
     asset = _slug_to_asset(asset)
-    try:
-        result = routing_mode_switch(
+    return perform(
+        request,
+        lambda: routing_mode_switch(
             asset=asset,
             mode=request.POST.get("mode", ""),
-            reason=request.POST.get("reason", ""),
+            reason=reason(request),
             change_id=request.POST.get("change_id", ""),
             acting_user=request.user,
             request=request,
+        ),
+        done=lambda result: (messages.success if result.changed else messages.info, result.message),
+        back=reverse("console:routing"),
+    )
+
+
+def _toggle(request: HttpRequest, asset: str, name: str, value: bool) -> Said:
+    """Auto-switch under four eyes is proposed (a second person applies it); otherwise applied."""
+    if name == "auto_switch_enabled" and four_eyes_guard():
+        proposal = config_change_propose(
+            scope="routing",
+            asset=asset,
+            changes={name: value},
+            acting_user=request.user,
+            reason=reason(request),
+            request=request,
         )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        (messages.success if result.changed else messages.info)(request, result.message)
-    return redirect(reverse("console:routing"))
+        return f"{asset}: auto-switch change proposed (#{proposal.pk}); a second person applies it."
+    routing_config_update(
+        asset=asset, changes={name: value}, reason=reason(request), acting_user=request.user, request=request
+    )
+    label = "Auto-switch" if name == "auto_switch_enabled" else "Whitelist"
+    return f"{asset}: {label} {'on' if value else 'off'}."
 
 
-@staff_required("manage_routing")
-@require_POST
+@staff_action("manage_routing")
 def routing_toggle_view(request: HttpRequest, asset: str) -> HttpResponse:
     """Auto-switch or whitelist on/off for one asset (the confirmation states the effect)."""
     asset = _slug_to_asset(asset)
@@ -254,33 +271,12 @@ def routing_toggle_view(request: HttpRequest, asset: str) -> HttpResponse:
         messages.error(request, "Only auto-switch and the whitelist can be toggled here.")
         return redirect(reverse("console:routing"))
     value = request.POST.get("value") == "on"
-    try:
-        if name == "auto_switch_enabled" and four_eyes_guard():  # issue #21: four eyes on routing
-            proposal = config_change_propose(
-                scope="routing",
-                asset=asset,
-                changes={name: value},
-                acting_user=request.user,
-                reason=request.POST.get("reason", ""),
-                request=request,
-            )
-            messages.success(
-                request, f"{asset}: auto-switch change proposed (#{proposal.pk}); a second person applies it."
-            )
-            return redirect(reverse("console:routing"))
-        routing_config_update(
-            asset=asset,
-            changes={name: value},
-            reason=request.POST.get("reason", ""),
-            acting_user=request.user,
-            request=request,
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        label = "Auto-switch" if name == "auto_switch_enabled" else "Whitelist"
-        messages.success(request, f"{asset}: {label} {'on' if value else 'off'}.")
-    return redirect(reverse("console:routing"))
+    return perform(
+        request,
+        lambda: _toggle(request, asset, name, value),
+        done=lambda said: said,
+        back=reverse("console:routing"),
+    )
 
 
 def _parse_form(

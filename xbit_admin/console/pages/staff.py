@@ -4,11 +4,10 @@ through ``core.accounts.staff_admin``, which audits it with the reason."""
 
 from __future__ import annotations
 
-from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from core.accounts.four_eyes import proposals_open
@@ -25,6 +24,7 @@ from core.accounts.staff_admin import (
 )
 from core.errors import ApplicationError
 from xbit_admin.console.access import staff_required
+from xbit_admin.console.pages.actions import perform, reason, staff_action
 from xbit_admin.console.pages.common import acting, export_csv, flash_error
 
 
@@ -117,80 +117,64 @@ def staff_member_view(request: HttpRequest, user_id: int) -> HttpResponse:
     )
 
 
-def _member(user_id: int) -> HttpResponse:
-    return redirect(reverse("console:staff_member", args=[user_id]))
+def _member_url(user_id: int) -> str:
+    return reverse("console:staff_member", args=[user_id])
 
 
-@staff_required("manage_staff")
-@require_POST
+@staff_action("manage_staff")
 def staff_roles_view(request: HttpRequest, user_id: int) -> HttpResponse:
-    try:
-        staff_roles_set(
+    return perform(
+        request,
+        lambda: staff_roles_set(
             user_id=user_id,
             roles=request.POST.getlist("roles"),
-            reason=request.POST.get("reason", ""),
+            reason=reason(request),
             acting_user=acting(request),
             request=request,
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        messages.success(request, "Roles saved.")
-    return _member(user_id)
+        ),
+        done="Roles saved.",
+        back=_member_url(user_id),
+    )
 
 
-@staff_required("manage_staff")
-@require_POST
+def _activity(member: User) -> str:
+    state = "reactivated" if member.is_active else "deactivated: every console session ended"
+    return f"{member.email} {state}."
+
+
+@staff_action("manage_staff")
 def staff_active_view(request: HttpRequest, user_id: int) -> HttpResponse:
     service = staff_reactivate if request.POST.get("active") == "1" else staff_deactivate
-    try:
-        member = service(
-            user_id=user_id,
-            reason=request.POST.get("reason", ""),
-            acting_user=acting(request),
-            request=request,
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        messages.success(
-            request,
-            f"{member.email} {'reactivated' if member.is_active else 'deactivated: every console session ended'}.",
-        )
-    return _member(user_id)
+    return perform(
+        request,
+        lambda: service(
+            user_id=user_id, reason=reason(request), acting_user=acting(request), request=request
+        ),
+        done=_activity,
+        back=_member_url(user_id),
+    )
 
 
-@staff_required("manage_staff")
-@require_POST
+@staff_action("manage_staff")
 def staff_totp_reset_view(request: HttpRequest, user_id: int) -> HttpResponse:
-    try:
-        proposal = staff_totp_reset_propose(
-            user_id=user_id,
-            reason=request.POST.get("reason", ""),
-            acting_user=acting(request),
-            request=request,
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-    else:
-        messages.success(
-            request, f"TOTP reset proposed (#{proposal.pk}): another Super Admin must approve it."
-        )
-    return _member(user_id)
+    return perform(
+        request,
+        lambda: staff_totp_reset_propose(
+            user_id=user_id, reason=reason(request), acting_user=acting(request), request=request
+        ),
+        done=lambda proposal: f"TOTP reset proposed (#{proposal.pk}): another Super Admin must approve it.",
+        back=_member_url(user_id),
+    )
 
 
-@staff_required("manage_staff")
-@require_POST
+@staff_action("manage_staff")
 def staff_session_revoke_view(request: HttpRequest, session_id: int) -> HttpResponse:
-    try:
-        row = staff_session_revoke(
-            session_id=session_id,
-            reason=request.POST.get("reason", ""),
-            acting_user=acting(request),
-            request=request,
-        )
-    except ApplicationError as exc:
-        flash_error(request, exc)
-        return redirect(reverse("console:staff"))
-    messages.success(request, f"Session {row.pk} of {row.user.email} ended.")
-    return _member(row.user_id)
+    return perform(
+        request,
+        lambda: staff_session_revoke(
+            session_id=session_id, reason=reason(request), acting_user=acting(request), request=request
+        ),
+        done=lambda row: f"Session {row.pk} of {row.user.email} ended.",
+        back=lambda row: _member_url(row.user_id),
+        refused_back=reverse("console:staff"),
+    )

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from xbit_admin.console import desk_tables as dt
 from xbit_admin.console import runbooks
 from xbit_admin.console.access import staff_required
+from xbit_admin.console.models import VenueLatencySample
+from xbit_admin.console.pages.common import can, table_csv
 from xbit_admin.console.platform_banner import platform_state
+from xbit_admin.console.tables import table_view, wants_csv
 from xbit_admin.console.venue import venue_health
 
 
@@ -77,8 +84,26 @@ def venue_view(request: HttpRequest) -> HttpResponse:
     except ValueError:
         hours = 6
     hours = hours if hours in (1, 6, 24, 72) else 6
+    # the latency samples behind the chart, in the chosen window: sortable, filterable, as CSV
+    samples, _ = table_view(
+        request,
+        VenueLatencySample.objects.filter(created_at__gte=timezone.now() - timedelta(hours=hours)),
+        columns=dt.VENUE_SAMPLE_COLUMNS,
+        filters=dt.VENUE_SAMPLE_FILTERS,
+        default_sort="-created_at",
+        default_per=25,
+        name="samples",
+    )
+    if wants_csv(request, "samples"):
+        return table_csv(request, samples, f"venue-latency-{hours}h.csv", what="venue_samples")
     return render(
         request,
         "console/venue.html",
-        {"page": "venue", "v": venue_health(hours=hours), "hours_choices": (1, 6, 24, 72)},
+        {
+            "page": "venue",
+            "v": venue_health(hours=hours),
+            "hours_choices": (1, 6, 24, 72),
+            "samples": samples,
+            "can_export": can(request.user, "export_data"),
+        },
     )

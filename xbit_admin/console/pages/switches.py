@@ -6,7 +6,6 @@ endpoint answers 403 for them."""
 from __future__ import annotations
 
 from datetime import UTC
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib import messages
@@ -20,10 +19,13 @@ from django.utils.dateparse import parse_datetime
 from core.errors import ApplicationError
 from core.switches import store
 from core.switches.models import SwitchChange
+from xbit_admin.console import desk_tables as dt
 from xbit_admin.console.access import staff_required
-from xbit_admin.console.pages.common import can, flash_error
+from xbit_admin.console.pages.common import can, flash_error, table_csv
+from xbit_admin.console.switch_text import human
+from xbit_admin.console.tables import table_view, wants_csv
 from xbit_admin.switches import canary
-from xbit_admin.switches.registry import REGISTRY, display, resolve, to_json
+from xbit_admin.switches.registry import REGISTRY, resolve, to_json
 from xbit_admin.switches.services import (
     LEVELS,
     SwitchResult,
@@ -42,39 +44,6 @@ def _last_changes() -> dict[str, SwitchChange]:
     for change in SwitchChange.objects.select_related("actor").order_by("-id")[:5000]:
         last.setdefault(change.name, change)
     return last
-
-
-FRACTION_SUFFIXES = ("_move", "_rate", "_ratio")  # number switches held as fractions (0.05 = 5 %)
-
-
-def human(switch: Any, value: Any) -> str:
-    """A switch value as the desk reads it: on/off, amounts with thousands separators and
-    their unit, fractions as percentages — never a raw "10000" or "False"."""
-    if value is None or value == "":
-        return "—"
-    if switch.kind == "bool" or isinstance(value, bool):
-        text = str(value).strip().lower()
-        return (
-            "on"
-            if text in ("true", "on", "1", "yes")
-            else "off"
-            if text in ("false", "off", "0", "no")
-            else str(value)
-        )
-    if switch.kind in ("money", "number", "int"):
-        try:
-            number = Decimal(str(value))
-        except (InvalidOperation, ValueError):
-            return str(value)
-        if switch.kind == "money":
-            return f"{number:,.2f} USDC".replace(".00 USDC", " USDC")
-        fraction = switch.name.endswith(FRACTION_SUFFIXES) or (
-            switch.maximum is not None and switch.maximum <= 1
-        )
-        if switch.kind == "number" and fraction:
-            return f"{(number * 100).normalize():f} %"
-        return f"{number.normalize():,f}"
-    return display(value)
 
 
 def switch_rows(user: Any) -> list[dict[str, Any]]:
@@ -228,6 +197,17 @@ def switches_view(request: HttpRequest) -> HttpResponse:
             status = 400
         else:
             return redirect(reverse("console:switches"))
+    history, _ = table_view(
+        request,
+        SwitchChange.objects.select_related("actor"),
+        columns=dt.SWITCH_HISTORY_COLUMNS,
+        filters=dt.SWITCH_HISTORY_FILTERS,
+        default_sort="-at",
+        default_per=25,
+        name="history",
+    )
+    if request.method == "GET" and wants_csv(request, "history"):
+        return table_csv(request, history, "switch-changes.csv", what="switch_changes")
     super_admin = can(request.user, "manage_switches")
     return render(
         request,
@@ -239,7 +219,8 @@ def switches_view(request: HttpRequest) -> HttpResponse:
             "level": store.core_value("degradation_level"),
             "canary": canary.canary_status(),
             "super_admin": super_admin,
-            "history": list(SwitchChange.objects.select_related("actor").order_by("-id")[:30]),
+            "history": history,
+            "can_export": can(request.user, "export_data"),
             "now": timezone.now(),
             "probe": probe_report,
             "probe_wait_ms": int(APPLIED_WAIT_S * 1000),

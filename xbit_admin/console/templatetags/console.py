@@ -18,6 +18,7 @@ from django.utils.safestring import mark_safe
 from xbit_admin.console.explorers import explorer_url
 from xbit_admin.console.formats import price_text
 from xbit_admin.console.runbooks import alert_runbook_key, runbook_for
+from xbit_admin.console.switch_text import change_text
 
 register = template.Library()
 
@@ -223,3 +224,9 @@ def price(asset: Any, value: Any) -> str:
     with thousands separators — 72,280 for BTC, 3,000.5 for ETH."""
 
     return price_text(str(asset or ""), value)
+
+
+@register.filter
+def switch_value(name: Any, value: Any) -> str:
+    """A recorded value of switch ``name`` as the switches table reads it ("on", "10,000 USDC", "5 %")."""
+    return change_text(str(name), value)
