@@ -30,7 +30,7 @@ from typing import Any
 
 from django.db import connection
 
-from core.sql.batch import Rows, SqlBatch
+from core.sql.batch import Rows, SqlBatch, binder
 
 MAX_PREPARED = 500  # per connection; beyond it statements are sent as they are
 _PLACEHOLDER = re.compile(r"%%|%s")
@@ -77,7 +77,7 @@ def run(batch: SqlBatch) -> list[Rows | None]:
     keep: list[bool] = []  # per result set: one of the batch's statements (True) or a PREPARE (False)
     preparing: list[tuple[str, str]] = []
     with connection.cursor() as cursor:
-        bind = cursor.cursor.mogrify
+        bind = binder(cursor.cursor)
         for sql, params in zip(batch.statements, batch.params, strict=True):
             name = session.names.get(sql)
             if name is None and _should_prepare(session, sql, threshold):
