@@ -17,9 +17,11 @@ from django.utils import timezone
 
 from core.fields import money_field, price_field, size_field
 from core.money import PRICE_DECIMAL_PLACES, SIZE_DECIMAL_PLACES
-from risk.fields import rate_field
 
-# the hedge engine's models live in their own module; importing them here registers them with the app
+# the hedge engine's and the client-risk models (markouts, client metrics, B-book P&L attribution) live
+# in their own modules; importing them here registers them with the app
+from risk.client_risk.models import BbookPnlDaily, ClientMetrics, FillMarkout  # noqa: F401
+from risk.fields import rate_field
 from risk.hedge_models import HedgeConfig, HedgeInstruction, HedgePosition, ReconciliationLog  # noqa: F401
 
 # an exact product of a size and a price: their decimal places add up

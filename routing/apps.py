@@ -6,4 +6,7 @@ class RoutingConfig(AppConfig):
     verbose_name = "Routing"
 
     def ready(self) -> None:
-        from routing import services  # noqa: F401  (registers routing_defaults_ensure)
+        from routing import (  # noqa: F401  (register their defaults ensurers)
+            client_groups,
+            services,
+        )

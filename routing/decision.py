@@ -7,9 +7,15 @@ Order of rules (first match wins):
 3. internalization switched off globally      → HYPERLIQUID (``internalization_disabled``)
 4. the asset is not whitelisted               → HYPERLIQUID (``not_whitelisted``)
 5. the user is outside the canary cohort      → HYPERLIQUID (``cohort``)
-6. HL_MODE                                    → HYPERLIQUID (``mode``)
-7. notional above the hard internal cap       → HYPERLIQUID (``max_internal_order_notional``)
-8. NORMAL_MODE / BETTING_MODE                 → INTERNAL if notional ≤ threshold × factor, else HYPERLIQUID
+6. the client is in group A                   → HYPERLIQUID (``client_group_a``)
+7. HL_MODE                                    → HYPERLIQUID (``mode``)
+8. notional above the hard internal cap       → HYPERLIQUID (``max_internal_order_notional``)
+9. the client is in group B                   → INTERNAL (``client_group_b``), whatever the threshold
+10. NORMAL_MODE / BETTING_MODE                → INTERNAL if notional ≤ threshold × factor, else HYPERLIQUID
+
+The client's group (A: always Hyperliquid, B: internal, HYBRID: the size rules) is one more input; a
+``shadow_group`` — the group the classifier proposes while it runs in shadow — is judged too, and what
+it would have done is returned as ``shadow_route`` without changing the route.
 
 If the result is HYPERLIQUID but HL routing is halted for the asset (critical drift), no venue may
 take the order: the result is NONE with reason ``hl_halted`` and the order is rejected (NO_ROUTE).
@@ -35,8 +41,16 @@ class Route(StrEnum):
     NONE = "NONE"
 
 
+class ClientGroup(StrEnum):
+    A = "A"  # always Hyperliquid: the client's flow costs the B-book
+    B = "B"  # internal: the B-book keeps the flow
+    HYBRID = "HYBRID"  # the size rules
+
+
 class Reason(StrEnum):
     THRESHOLD = "threshold"
+    CLIENT_GROUP_A = "client_group_a"
+    CLIENT_GROUP_B = "client_group_b"
     MODE = "mode"
     NOT_WHITELISTED = "not_whitelisted"
     INTERNALIZATION_DISABLED = "internalization_disabled"
@@ -95,16 +109,32 @@ class Decision:
     reason: str
     mode: Mode
     threshold: Decimal | None
+    client_group: ClientGroup = ClientGroup.HYBRID
+    shadow_route: Route | None = None
 
 
-def decide(*, notional: Decimal, config: AssetRouting, in_cohort: bool = True) -> Decision:
-    route, reason, threshold = _route(notional, config, in_cohort)
+def decide(
+    *,
+    notional: Decimal,
+    config: AssetRouting,
+    in_cohort: bool = True,
+    client_group: ClientGroup = ClientGroup.HYBRID,
+    shadow_group: ClientGroup | None = None,
+) -> Decision:
+    route, reason, threshold = _route(notional, config, in_cohort, client_group)
     if route is Route.HYPERLIQUID and config.hl_halted:
-        return Decision(Route.NONE, Reason.HL_HALTED, config.mode, threshold)
-    return Decision(route, reason, config.mode, threshold)
+        route, reason = Route.NONE, Reason.HL_HALTED
+    shadow = None
+    if shadow_group is not None:
+        shadow = _route(notional, config, in_cohort, shadow_group)[0]
+        if shadow is Route.HYPERLIQUID and config.hl_halted:
+            shadow = Route.NONE
+    return Decision(route, reason, config.mode, threshold, client_group, shadow)
 
 
-def _route(notional: Decimal, config: AssetRouting, in_cohort: bool) -> tuple[Route, str, Decimal | None]:
+def _route(
+    notional: Decimal, config: AssetRouting, in_cohort: bool, group: ClientGroup
+) -> tuple[Route, str, Decimal | None]:
     if config.degraded:
         return Route.HYPERLIQUID, Reason.DEGRADED, None
     if config.force_hl_reasons:
@@ -115,10 +145,14 @@ def _route(notional: Decimal, config: AssetRouting, in_cohort: bool) -> tuple[Ro
         return Route.HYPERLIQUID, Reason.NOT_WHITELISTED, None
     if not in_cohort:
         return Route.HYPERLIQUID, Reason.COHORT, None
+    if group is ClientGroup.A:
+        return Route.HYPERLIQUID, Reason.CLIENT_GROUP_A, None
     if config.mode is Mode.HL_MODE:
         return Route.HYPERLIQUID, Reason.MODE, None
     if notional > config.max_internal_order_notional:
         return Route.HYPERLIQUID, Reason.MAX_INTERNAL_ORDER_NOTIONAL, config.max_internal_order_notional
+    if group is ClientGroup.B:
+        return Route.INTERNAL, Reason.CLIENT_GROUP_B, None
     base = config.normal_threshold if config.mode is Mode.NORMAL_MODE else config.betting_threshold
     threshold = base * config.threshold_factor
     if notional <= threshold:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from core.fields import money_field
-from routing.decision import Mode, Route
+from routing.decision import ClientGroup, Mode, Route
 
 GLOBAL = "*"
 
@@ -143,6 +145,10 @@ class RoutingDecisionLog(models.Model):
     reason = models.CharField(max_length=40)
     latency_us = models.PositiveIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
+    # the client's group the decision used, and in shadow what the proposed group would have routed to
+    client_group = models.CharField(max_length=6, default=ClientGroup.HYBRID.value)
+    shadow_group = models.CharField(max_length=6, blank=True, default="")
+    shadow_route = models.CharField(max_length=12, blank=True, default="")
 
     class Meta:
         indexes = [
@@ -153,3 +159,86 @@ class RoutingDecisionLog(models.Model):
 
     def __str__(self) -> str:
         return f"order {self.order_id} → {self.route} ({self.reason})"
+
+
+GROUP_CHOICES = [(g.value, g.value) for g in ClientGroup]
+
+
+class ClientGroupConfig(models.Model):
+    """One row ``key="default"``: how clients are grouped for routing and whether the groups are in
+    force. OFF: every client is HYBRID. SHADOW: the classifier assigns groups, routing still treats every
+    client as HYBRID and its log records what the assigned group would have done. LIVE: groups route.
+
+    The classifier's rules: a client with at least ``min_fills`` measured fills whose average markout at
+    ``horizon_s`` is ≥ ``toxic_bp`` goes to A; ≤ ``benign_bp`` to B; a client leaves A only once the
+    markout falls below ``toxic_bp − hysteresis_bp`` and leaves B only once it rises above
+    ``benign_bp + hysteresis_bp`` (no flapping around a threshold)."""
+
+    class Mode(models.TextChoices):
+        OFF = "OFF", "Off"
+        SHADOW = "SHADOW", "Shadow (classify and log, route as today)"
+        LIVE = "LIVE", "Live"
+
+    key = models.CharField(max_length=20, unique=True, default="default")
+    mode = models.CharField(max_length=6, choices=Mode.choices, default=Mode.OFF)
+    horizon_s = models.PositiveIntegerField(default=60)
+    min_fills = models.PositiveIntegerField(default=200)
+    toxic_bp = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal("3"))
+    benign_bp = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal("0"))
+    hysteresis_bp = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal("1"))
+    stale_quote_bp = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal("5"))
+    window_days = models.PositiveIntegerField(default=30)
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                name="client_group_config_sane",
+                condition=Q(toxic_bp__gt=models.F("benign_bp"), hysteresis_bp__gte=0, min_fills__gt=0),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"client groups {self.mode}"
+
+
+class ClientGroupAssignment(models.Model):
+    """A client's group (clients without a row are HYBRID). ``source`` MANUAL is a Risk Manager's
+    override, which the classifier leaves alone until it is lifted."""
+
+    class Source(models.TextChoices):
+        AUTO = "AUTO", "Classifier"
+        MANUAL = "MANUAL", "Manual override"
+
+    user_id = models.BigIntegerField(unique=True)
+    group = models.CharField(max_length=6, choices=GROUP_CHOICES)
+    source = models.CharField(max_length=6, choices=Source.choices, default=Source.AUTO)
+    reason = models.CharField(max_length=300)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"client {self.user_id} in {self.group}"
+
+
+class ClientGroupChange(models.Model):
+    """Append-only history of group changes: who or what moved the client, and why."""
+
+    user_id = models.BigIntegerField(db_index=True)
+    from_group = models.CharField(max_length=6, choices=GROUP_CHOICES)
+    to_group = models.CharField(max_length=6, choices=GROUP_CHOICES)
+    source = models.CharField(max_length=6, choices=ClientGroupAssignment.Source.choices)
+    mode = models.CharField(max_length=6)  # the groups' mode when it changed
+    reason = models.CharField(max_length=300)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"client {self.user_id}: {self.from_group} → {self.to_group}"
