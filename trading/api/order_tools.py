@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -234,6 +234,15 @@ class OrdersBatchCancelApi(APIView):
 # ------------------------------------------------------------------------------------------ dead-man
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "integer", "description": "epoch milliseconds"},
+            {"type": "string", "format": "date-time"},
+        ],
+        "nullable": True,
+    }
+)
 class ScheduleTimeField(serializers.Field):  # type: ignore[type-arg]
     """Epoch milliseconds (HL's form) or an ISO 8601 time with its zone; null clears."""
 

@@ -23,6 +23,7 @@ from django.utils import timezone
 from core.accounts.models import User
 from core.errors import ApplicationError, ErrorCode
 from core.money import PRICE_INPUT, SIZE_INPUT, ZERO
+from routing.decision import Route
 from trading import margin, netting
 from trading.account import account_state
 from trading.config import trading_settings
@@ -264,7 +265,8 @@ def _hl_replace(user: User, old: Order, intent: dict[str, Any], client_id: str) 
         position_id=old.position_id,
     )
     try:
-        new = order_place(user=user, inp=inp)
+        # HL's modify keeps the order on HL: the replacement goes there whatever its notional
+        new = order_place(user=user, inp=inp, venue=Route.HYPERLIQUID)
     finally:
         placed = (
             Order.objects.filter(user=user, client_order_id=client_id).values_list("id", flat=True).first()

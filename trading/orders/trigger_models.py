@@ -11,6 +11,19 @@ from django.utils import timezone
 from core.fields import price_field, size_field
 
 
+class TpslKind(models.TextChoices):
+    TAKE_PROFIT = "TAKE_PROFIT", "Take profit"
+    STOP_LOSS = "STOP_LOSS", "Stop loss"
+
+
+class TpslStatus(models.TextChoices):
+    ACTIVE = "ACTIVE", "Active"
+    TRIGGERED = "TRIGGERED", "Triggered"
+    PLACED = "PLACED", "Placed"
+    FAILED = "FAILED", "Failed"
+    CANCELLED = "CANCELLED", "Cancelled"
+
+
 class TpslOrder(models.Model):
     """A take-profit or stop-loss attached to an open position: when the mark crosses ``trigger_price``
     (``trigger_above``: fires at mark ≥ trigger, else at mark ≤ trigger) a reduce-only order closing
@@ -21,16 +34,8 @@ class TpslOrder(models.Model):
     CANCELLED by the user, cancel-all, the dead-man's switch or when its position is gone. The order's
     ``client_order_id`` is derived from this row, so a retry after a crash finds the same order."""
 
-    class Kind(models.TextChoices):
-        TAKE_PROFIT = "TAKE_PROFIT", "Take profit"
-        STOP_LOSS = "STOP_LOSS", "Stop loss"
-
-    class Status(models.TextChoices):
-        ACTIVE = "ACTIVE", "Active"
-        TRIGGERED = "TRIGGERED", "Triggered"
-        PLACED = "PLACED", "Placed"
-        FAILED = "FAILED", "Failed"
-        CANCELLED = "CANCELLED", "Cancelled"
+    Kind = TpslKind
+    Status = TpslStatus
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     position = models.ForeignKey("trading.Position", on_delete=models.PROTECT, related_name="tpsl_orders")

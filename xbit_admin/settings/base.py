@@ -253,6 +253,7 @@ SPECTACULAR_SETTINGS = {
         "MarginModeEnum": "trading.models.MarginMode",
         "HedgeModeEnum": ["OFF", "SHADOW", "LIVE"],
         "AccountKindEnum": "wallets.models.AccountKind",
+        "TpslStatusEnum": "trading.orders.trigger_models.TpslStatus",
     },
     # every operation documents its error statuses with the one Error body
     "POSTPROCESSING_HOOKS": [
