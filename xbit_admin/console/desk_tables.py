@@ -3,6 +3,7 @@ which may sort, which filter, what goes in the CSV. Labels carry the unit of the
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -249,8 +250,8 @@ SWITCH_HISTORY_COLUMNS = [
     Column("actor", "By", csv=lambda c: _email(c.actor) or "platform"),
     Column("source", "Source", sort="source"),
     Column("reason", "Reason"),
-    Column("old_value", "Old (stored)", csv=lambda c: c.old_value),
-    Column("new_value", "New (stored)", csv=lambda c: c.new_value),
+    Column("old_value", "Old (stored, JSON)", csv=lambda c: json.dumps(c.old_value)),
+    Column("new_value", "New (stored, JSON)", csv=lambda c: json.dumps(c.new_value)),
 ]
 SWITCH_HISTORY_FILTERS = [
     Filter(

@@ -1,0 +1,237 @@
+"""Desk tables on the hedge, drift, liquidity, venue and switches pages: sorting, filters and the page
+kept in the URL (one table's state survives another's links), CSV of every filtered row in order (audited,
+export_data only), tx hashes linked to the chain's explorer, switch history in words; and the venue /
+hedge charts bucketed by the database over the whole window."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from core.accounts.roles import Role
+from core.audit.models import AuditEntry
+
+pytestmark = pytest.mark.django_db
+
+
+def _csv(response: Any) -> list[dict[str, str]]:
+    assert response.status_code == 200, response.status_code
+    assert response["Content-Type"].startswith("text/csv")
+    body = b"".join(response.streaming_content).decode()
+    return list(csv.DictReader(io.StringIO(body)))
+
+
+def _section(html: str, anchor: str) -> str:
+    return html.split(f'id="{anchor}"', 1)[1].split("</section>", 1)[0]
+
+
+def _instructions() -> None:
+    from risk.hedge_models import HedgeInstruction
+
+    now = timezone.now()
+    for n, (asset, status, notional) in enumerate(
+        [
+            ("BTC", "FILLED", "5000"),
+            ("ETH", "FAILED", "1200"),
+            ("BTC", "FILLED", "800"),
+            ("SOL", "SHADOW", "90"),
+        ]
+    ):
+        HedgeInstruction.objects.create(
+            instruction_id=f"hi-{n}",
+            asset=asset,
+            status=status,
+            notional=Decimal(notional),
+            filled_notional=Decimal(notional) if status == "FILLED" else Decimal(0),
+            created_at=now - timedelta(minutes=n),
+        )
+
+
+def test_the_hedge_order_log_filters_sorts_and_pages_in_the_url_and_exports_what_it_shows(
+    console_as: Any,
+) -> None:
+    _instructions()
+    risk = console_as(Role.RISK_MANAGER)
+    html = risk.get("/hedge/?orders-status=FILLED&orders-sort=-notional").content.decode()
+    log = _section(html, "hedge-orders")
+    assert log.index("hi-0") < log.index("hi-2")  # 5,000 before 800
+    assert "hi-1" not in log and "hi-3" not in log
+    assert "2 rows" in log
+    # the per-asset table's sort link keeps the order log's filter and sort
+    assert (
+        "orders-status=FILLED"
+        in _section(html, "hedge-assets").split('data-sort="net"')[0].rsplit("href=", 1)[1]
+    )
+    # a page past the last is clamped to the last
+    page2 = _section(
+        risk.get(
+            "/hedge/?orders-status=FILLED&orders-sort=notional&orders-per=25&orders-page=2"
+        ).content.decode(),
+        "hedge-orders",
+    )
+    assert "page 1 of 1" in page2 and "hi-0" in page2 and "hi-2" in page2
+    rows = _csv(risk.get("/hedge/?orders-status=FILLED&orders-sort=notional&format=csv&table=orders"))
+    assert [r["instruction_id"] for r in rows] == ["hi-2", "hi-0"]
+    assert Decimal(rows[0]["notional"]) == Decimal(800)
+    export = AuditEntry.objects.filter(action="console.export", object_type="hedge_orders").get()
+    assert export.after["orders-status"] == "FILLED"
+    # an unknown choice is said, not silently applied
+    refused = risk.get("/hedge/?orders-status=NOPE").content.decode()
+    assert "is not one of the choices; not applied" in refused
+
+
+def test_an_unknown_sort_falls_back_and_says_so(console_as: Any) -> None:
+    _instructions()
+    html = console_as(Role.DATA_ANALYST).get("/hedge/?orders-sort=password").content.decode()
+    assert "Cannot sort by &#x27;password&#x27;; sorted by -created_at." in html
+
+
+def test_the_drift_tables_sort_in_memory_and_export(console_as: Any) -> None:
+    from risk.models import DeviationLog
+
+    for n, (asset, deviation, rate) in enumerate(
+        [("BTC", "-40", "0.02"), ("ETH", "5", "0.05"), ("SOL", "12", "0.03"), ("SOL", "1", "0.001")]
+    ):
+        DeviationLog.objects.create(
+            ref=f"d-{n}",
+            kind="CLOSE",
+            asset=asset,
+            xbit_pnl=Decimal(1000),
+            hl_actual_pnl=Decimal(1000) + Decimal(deviation),
+            deviation=Decimal(deviation),
+            deviation_rate=Decimal(rate),
+            level="ALERT",
+        )
+    analyst = console_as(Role.DATA_ANALYST)
+    ranking = _section(analyst.get("/drift/?ranking-sort=asset").content.decode(), "drift-ranking")
+    assert ranking.index("<strong>BTC") < ranking.index("<strong>ETH") < ranking.index("<strong>SOL")
+    ranking = _section(analyst.get("/drift/?ranking-sort=-total").content.decode(), "drift-ranking")
+    assert ranking.index("<strong>BTC") < ranking.index("<strong>SOL") < ranking.index("<strong>ETH")
+    rows = _csv(analyst.get("/drift/?ranking-sort=-total&format=csv&table=ranking"))
+    assert [(r["asset"], Decimal(r["total"])) for r in rows] == [
+        ("BTC", Decimal(40)),
+        ("SOL", Decimal(13)),
+        ("ETH", Decimal(5)),
+    ]
+    # the records table: rate above 1 % only, filtered by asset, rate in % in the CSV
+    rows = _csv(analyst.get("/drift/?recent-asset=sol&format=csv&table=recent"))
+    assert [r["ref"] for r in rows] == ["d-2"]
+    assert Decimal(rows[0]["deviation_rate"]) == Decimal(3)
+
+
+def test_the_liquidity_tables_link_tx_hashes_to_the_explorer_and_export(console_as: Any) -> None:
+    from wallets.models import Aggregation, ChainTx
+    from xbit_admin.console.explorers import explorers_ensure
+
+    explorers_ensure()  # as deployment does (the configurable URL per chain, defaults on first start)
+    tx = "0x" + "ab" * 32
+    Aggregation.objects.create(
+        chain="ETH",
+        asset="USDT",
+        from_address="0x" + "1" * 40,
+        to_address="0x" + "2" * 40,
+        amount=Decimal(1500),
+        trigger=Aggregation.Trigger.MANUAL,
+        status=Aggregation.Status.CONFIRMED,
+        tx_hash=tx,
+    )
+    ChainTx.objects.create(
+        chain="ARBITRUM",
+        ref="sweep:1",
+        sender="0x" + "3" * 40,
+        nonce=7,
+        asset="USDC",
+        to_address="0x" + "4" * 40,
+        amount=Decimal(250),
+        raw="0x00",
+        tx_hash="0x" + "cd" * 32,
+        gas_limit=21000,
+        max_fee_per_gas=Decimal(2_000_000_000),
+        max_priority_fee_per_gas=Decimal(1_000_000_000),
+    )
+    risk = console_as(Role.RISK_MANAGER)
+    html = risk.get("/liquidity/").content.decode()
+    assert f'href="https://etherscan.io/tx/{tx}"' in _section(html, "aggregations")
+    assert 'href="https://arbiscan.io/tx/0x' in _section(html, "chain-txs")
+    rows = _csv(risk.get("/liquidity/?chain_txs-chain=arbitrum&format=csv&table=chain_txs"))
+    assert [(r["chain"], r["nonce"], Decimal(r["max_fee_gwei"])) for r in rows] == [
+        ("ARBITRUM", "7", Decimal(2))
+    ]
+    assert _csv(risk.get("/liquidity/?chain_txs-chain=ETH&format=csv&table=chain_txs")) == []
+    hot = _csv(risk.get("/liquidity/?format=csv&table=hot"))
+    assert all("level" in r and "withdrawals" in r for r in hot)
+
+
+def test_the_switch_history_reads_in_words_filters_and_exports(console_as: Any) -> None:
+    from core.switches.models import SwitchChange
+
+    SwitchChange.objects.create(
+        name="withdrawals_enabled:ETH", old_value=True, new_value=False, reason="incident", source="SET"
+    )
+    SwitchChange.objects.create(
+        name="degradation_level", old_value=0, new_value=2, reason="drill", source="DEGRADATION"
+    )
+    admin = console_as(Role.SUPER_ADMIN)
+    history = _section(
+        admin.get("/switches/?history-switch=withdrawals_enabled").content.decode(), "switch-history"
+    )
+    assert "withdrawals_enabled:ETH" in history and "degradation_level" not in history
+    assert "<td>on</td><td><strong>off</strong></td>" in history
+    assert "True" not in history and "False" not in history
+    rows = _csv(admin.get("/switches/?history-switch=withdrawals_enabled&format=csv&table=history"))
+    assert [(r["name"], r["old"], r["new"], r["old_value"], r["new_value"]) for r in rows] == [
+        ("withdrawals_enabled:ETH", "on", "off", "true", "false")
+    ]
+
+
+def test_the_venue_samples_table_and_the_72_hour_chart_cover_the_whole_window(console_as: Any) -> None:
+    from trading.models import HLAccountSnapshot
+    from xbit_admin.console.models import VenueLatencySample
+
+    now = timezone.now()
+    # three days every 15 s: more rows than the page ever loads, one spike 70 h ago
+    VenueLatencySample.objects.bulk_create(
+        VenueLatencySample(
+            created_at=now - timedelta(seconds=15 * k),
+            latency_ms=Decimal(1500 if k == 16_800 else 100),
+            connected=k != 16_800,
+        )
+        for k in range(17_200)
+    )
+    HLAccountSnapshot.objects.bulk_create(
+        HLAccountSnapshot(
+            account="hedge",
+            account_value=Decimal(1000),
+            total_margin_used=Decimal(0),
+            maintenance_margin_used=Decimal(100),
+            withdrawable=Decimal(0),
+            total_notional=Decimal(0),
+            margin_ratio=Decimal("1.2") if k == 40_000 else Decimal(10),
+            created_at=now - timedelta(seconds=5 * k),
+        )
+        for k in range(0, 51_000, 20)
+    )
+    risk = console_as(Role.RISK_MANAGER)
+    html = risk.get("/venue/?hours=72").content.decode()
+
+    def chart(name: str) -> dict[str, list[float]]:
+        return json.loads(html.split(f'id="{name}"', 1)[1].split(">", 1)[1].split("</script>", 1)[0])
+
+    latency = chart("venue-latency-data")
+    assert len(latency["x"]) <= 600
+    assert latency["x"][0] <= (now - timedelta(hours=71)).timestamp()  # the chart reaches back 3 days
+    assert max(latency["y"]) == 1500.0  # the spike survives the bucketing
+    ratio = chart("venue-ratio-hedge")
+    assert min(ratio["y"]) == 120.0 and len(ratio["x"]) <= 600
+    rows = _csv(risk.get("/venue/?hours=72&samples-connected=no&format=csv&table=samples"))
+    assert [(Decimal(r["latency_ms"]), r["connected"]) for r in rows] == [(Decimal(1500), "no")]
+    samples = _section(risk.get("/venue/?hours=1&samples-sort=-latency_ms").content.decode(), "venue-samples")
+    assert "240 rows" in samples  # 1 h at one sample per 15 s
+    assert console_as(Role.SUPPORT).get("/venue/?format=csv&table=samples").status_code == 403
