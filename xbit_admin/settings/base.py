@@ -254,6 +254,8 @@ SPECTACULAR_SETTINGS = {
         "HedgeModeEnum": ["OFF", "SHADOW", "LIVE"],
         "AccountKindEnum": "wallets.models.AccountKind",
         "TpslStatusEnum": "trading.orders.trigger_models.TpslStatus",
+        "OrderStatusEnum": "trading.models.Order.Status",
+        "AlgoOrderStatusEnum": "trading.orders.parent_models.AlgoOrder.Status",
     },
     # every operation documents its error statuses with the one Error body
     "POSTPROCESSING_HOOKS": [
