@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 
     from core.accounts.roles import Role
 
-# ETH and Arbitrum on real local nodes (anvil) for any suite: the evm / evm_arbitrum / evm_own fixtures
-pytest_plugins = ["wallets.tests.evm_fixtures"]
+# ETH and Arbitrum on real local nodes (anvil) for any suite: the evm / evm_arbitrum / evm_own fixtures;
+# TRON and Solana on their stand-ins: the tron / sol fixtures
+pytest_plugins = ["wallets.tests.evm_fixtures", "wallets.tests.tron_sol_fixtures"]
 
 _counter = itertools.count(1)
 PASSWORD = "correct-horse-battery-9"

@@ -707,7 +707,8 @@ def main() -> int:
                 os.environ,
                 DJANGO_SETTINGS_MODULE="bench.drills_settings",  # test settings, JSON logs as in production
                 HL_API_URL=hl_url,
-                CHAINS_API_URL=sb.urls["chains"],
+                TRON_RPC_URL=sb.urls["tron"],
+                SOLANA_RPC_URL=sb.urls["solana"],
                 DB_POOL_MAX="8",
                 PYTHONUNBUFFERED="1",
                 PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",

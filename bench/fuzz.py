@@ -146,9 +146,10 @@ def main() -> int:
             port = free_port()
             env = dict(
                 os.environ,
-                DJANGO_SETTINGS_MODULE="xbit_admin.settings.test",
+                DJANGO_SETTINGS_MODULE="bench.chains_settings",  # the test settings, TRON/Solana from here
                 HL_API_URL=sb.urls["hyperliquid"],
-                CHAINS_API_URL=sb.urls["chains"],
+                TRON_RPC_URL=sb.urls["tron"],
+                SOLANA_RPC_URL=sb.urls["solana"],
                 DB_POOL_MAX="8",
             )
             with open(STATE / "web.log", "wb") as log:

@@ -36,7 +36,8 @@ def prepare(urls: dict[str, str], positions: int) -> dict[str, Any]:
     from trading.hl_accounts import hl_sandbox_accounts_setup
 
     settings.HL_API_URL = urls["hyperliquid"]
-    settings.CHAINS_API_URL = urls["chains"]
+    settings.TRON_RPC_URL = urls["tron"]
+    settings.SOLANA_RPC_URL = urls["solana"]
     ensure_all()
     t = time.perf_counter()
     seeded = seed(sandbox_meta(urls["hyperliquid"]), positions)

@@ -25,7 +25,9 @@ DB = "xbit_bench_recovery"
 def restart(urls: dict[str, str], timeout: float) -> tuple[float, float | None, str]:
     """(wall seconds, the command's own "serving after" seconds, its output)."""
     env = dict(os.environ)
-    env.update({"HL_API_URL": urls["hyperliquid"], "CHAINS_API_URL": urls["chains"]})
+    env.update(
+        {"HL_API_URL": urls["hyperliquid"], "TRON_RPC_URL": urls["tron"], "SOLANA_RPC_URL": urls["solana"]}
+    )
     t = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "manage.py", "platform_ready", "--once"],

@@ -632,7 +632,7 @@ def main() -> int:
     try:
         database_url = devstack.pg_start(soak.profile)
         redis_url = devstack.redis_start(soak.profile)
-        port, hl_port, chains_port, hooks_port = free_port(), free_port(), free_port(), free_port()
+        port, hl_port, hooks_port = free_port(), free_port(), free_port()
         eth_port, arbitrum_port = free_port(), free_port()
         tron_port, solana_port = free_port(), free_port()
         soak.web, soak.hl_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{hl_port}"
@@ -645,14 +645,12 @@ def main() -> int:
             XBIT_PORT=str(port),
             XBIT_STATE_DIR=str(STATE),
             SANDBOX_HL_PORT=str(hl_port),
-            SANDBOX_CHAINS_PORT=str(chains_port),
             SANDBOX_WEBHOOKS_PORT=str(hooks_port),
             SANDBOX_ETH_PORT=str(eth_port),
             SANDBOX_ARBITRUM_PORT=str(arbitrum_port),
             SANDBOX_TRON_PORT=str(tron_port),
             SANDBOX_SOLANA_PORT=str(solana_port),
             HL_API_URL=soak.hl_url,
-            CHAINS_API_URL=f"http://127.0.0.1:{chains_port}",
             ETH_RPC_URL=f"http://127.0.0.1:{eth_port}",
             ARBITRUM_RPC_URL=f"http://127.0.0.1:{arbitrum_port}",
             TRON_RPC_URL=f"http://127.0.0.1:{tron_port}",
@@ -673,7 +671,6 @@ def main() -> int:
                     "REDIS_URL",
                     "DJANGO_SETTINGS_MODULE",
                     "HL_API_URL",
-                    "CHAINS_API_URL",
                     "ETH_RPC_URL",
                     "ARBITRUM_RPC_URL",
                     "TRON_RPC_URL",
@@ -687,7 +684,7 @@ def main() -> int:
         soak.platform = Platform(env)
         soak.started = time.time()
         soak.platform.start_venues()
-        for p in (hl_port, chains_port, eth_port, arbitrum_port, tron_port, solana_port):
+        for p in (hl_port, eth_port, arbitrum_port, tron_port, solana_port):
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not devstack._port_open(p):
                 time.sleep(0.1)

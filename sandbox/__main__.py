@@ -1,10 +1,10 @@
-"""``python -m sandbox``: start the local Hyperliquid, chains, webhook receivers, TRON node and Solana
-RPC in one process.
+"""``python -m sandbox``: start the local Hyperliquid, webhook receivers, TRON node and Solana RPC in one
+process (the EVM chains run on anvil: ``python -m sandbox.evm``).
 
 Each service is an aiohttp application built by ``<service>.server.build_app(seed=..., config=...)``
 and served on its own loopback port. When every port is bound, one line is printed::
 
-    SANDBOX READY {"hyperliquid": "http://127.0.0.1:3001", "chains": "...", "webhooks": "..."}
+    SANDBOX READY {"hyperliquid": "http://127.0.0.1:3001", "webhooks": "...", "tron": "...", "solana": "..."}
 
 so a parent process (tests, ``make run``) can wait for it and learn the ports (``--*-port 0`` picks
 free ones).
@@ -23,15 +23,13 @@ from typing import Any
 
 from aiohttp import web
 
-SERVICES = ("hyperliquid", "chains", "webhooks", "tron", "solana")
-DEFAULT_PORTS = {"hyperliquid": 3001, "chains": 3002, "webhooks": 3003, "tron": 3004, "solana": 3005}
+SERVICES = ("hyperliquid", "webhooks", "tron", "solana")
+DEFAULT_PORTS = {"hyperliquid": 3001, "webhooks": 3003, "tron": 3004, "solana": 3005}
 
 
 def _build(name: str, *, seed: int, config: dict[str, Any]) -> web.Application:
     if name == "hyperliquid":
         from sandbox.hyperliquid.server import build_app
-    elif name == "chains":
-        from sandbox.chains.server import build_app
     elif name == "tron":
         from sandbox.tron.server import build_app
     elif name == "solana":
@@ -79,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the sandbox binds to loopback only")
     config = json.loads(args.config.read_text()) if args.config else {}
     if args.state_dir:
-        for name in ("hyperliquid", "chains", "tron", "solana"):
+        for name in ("hyperliquid", "tron", "solana"):
             config.setdefault(name, {}).setdefault("state_file", str(args.state_dir / f"{name}.pickle"))
     ports = {name: getattr(args, f"{name}_port") for name in SERVICES}
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

@@ -36,8 +36,7 @@ class SandboxProcess:
             json.dump(self.config, fh)
         self._config_path = Path(path)
         cmd = [sys.executable, "-m", "sandbox", "--seed", str(self.seed), "--config", path]
-        cmd += ["--hyperliquid-port", "0", "--chains-port", "0", "--webhooks-port", "0"]
-        cmd += ["--tron-port", "0", "--solana-port", "0"]
+        cmd += ["--hyperliquid-port", "0", "--webhooks-port", "0", "--tron-port", "0", "--solana-port", "0"]
         self.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,

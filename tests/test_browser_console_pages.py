@@ -19,6 +19,8 @@ from channels.testing import ChannelsLiveServerTestCase
 from django.contrib.auth.models import Group
 from django.core import mail
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from eth_account import Account
+from eth_utils import keccak
 
 from conftest import PASSWORD, current_totp
 from core.accounts.models import User
@@ -100,7 +102,6 @@ class ConsolePagesInBrowser(ChannelsLiveServerTestCase):
         return page
 
     def trader_with_activity(self) -> tuple[User, Any, Any]:
-        from sandbox.chains.client import Wallet
         from trading.orders.input import order_input
         from trading.orders.place import order_place
         from wallets.ledger import AccountRef, TransferSpec, ledger_post
@@ -126,7 +127,7 @@ class ConsolePagesInBrowser(ChannelsLiveServerTestCase):
             tx_hash="0x" + "d5" * 32,
             log_index=0,
             user=trader,
-            address=Wallet.from_label("ETH", "a").address,
+            address=Account.from_key(keccak(text="browser-deposit")).address,
             asset="USDT",
             amount=Decimal("200000"),
             confirmations=12,
@@ -146,7 +147,6 @@ class ConsolePagesInBrowser(ChannelsLiveServerTestCase):
     def pending_withdrawal(self, trader: User, amount: str) -> Any:
         from django_otp.oath import totp
 
-        from sandbox.chains.client import Wallet
         from wallets.services import withdrawal_confirm, withdrawal_request
 
         device = TOTPDevice.objects.get(user=trader)
@@ -157,7 +157,7 @@ class ConsolePagesInBrowser(ChannelsLiveServerTestCase):
             user=trader,
             chain="ETH",
             asset="USDT",
-            address=Wallet.from_label("ETH", f"out-{amount}").address,
+            address=Account.from_key(keccak(text=f"browser-out-{amount}")).address,
             amount=amount,
             totp_code=code,
         )

@@ -147,36 +147,18 @@ def _token_balance(chain: str, address: str, asset: str) -> Decimal:
     ) / Decimal(10**spec.TOKEN_DECIMALS)
 
 
-def _fund(url: str, chain: str, address: str, asset: str, amount: Decimal) -> None:
-    """Top the address up to ``amount`` (the simulated chains live in memory and may have restarted)."""
+def _fund(chain: str, address: str, asset: str, amount: Decimal) -> None:
+    """Top the address up to ``amount`` (the local chains may have restarted without their state)."""
     if adapter_kind(chain) == "evm":
         _evm_fund(chain, address, asset, amount)
-        return
-    if adapter_kind(chain) in ("tron", "solana"):
+    else:
         demo_tron_sol.top_up(chain, address, asset, amount)
-        return
-    answer = requests.get(f"{url}/{chain}/balance/{address}", params={"asset": asset}, timeout=3)
-    answer.raise_for_status()
-    missing = amount - Decimal(answer.json()["balance"])
-    if missing > 0:
-        response = requests.post(
-            f"{url}/control/{chain}/fund",
-            json={"address": address, "asset": asset, "amount": str(missing)},
-            timeout=3,
-        )
-        response.raise_for_status()
 
 
 def seed_wallets_demo(command: Any) -> None:
     with transaction.atomic():
         for code, amount in CAPITAL.items():
             _capital(code, amount, f"demo:capital:{code}")
-    url = settings.CHAINS_API_URL.rstrip("/")
-    try:
-        requests.get(f"{url}/", timeout=1).raise_for_status()
-    except requests.RequestException:
-        command.stdout.write("  wallets: simulated chains not reachable; hot wallets not funded")
-        return
     for chain in Chain.values:
         if adapter_kind(chain) == "evm" and not _evm_ready(chain):
             command.stdout.write(f"  wallets: the {chain} node is not reachable; its wallets not funded")
@@ -208,7 +190,7 @@ def seed_wallets_demo(command: Any) -> None:
                             )
                         ],
                     )
-                    _fund(url, chain, address, asset, amount)
+                    _fund(chain, address, asset, amount)
         with transaction.atomic():
             ledger_post(
                 key=f"demo:gas:{chain}",
@@ -225,8 +207,8 @@ def seed_wallets_demo(command: Any) -> None:
                     )
                 ],
             )
-            _fund(url, chain, hot.address, native, GAS[chain])
-            _fund(url, chain, cold.address, native, GAS[chain])
+            _fund(chain, hot.address, native, GAS[chain])
+            _fund(chain, cold.address, native, GAS[chain])
     command.stdout.write(
         "  wallets: platform capital booked; hot and cold wallets funded on the local chains"
     )

@@ -65,7 +65,6 @@ UPLOT = STATE / "node" / "node_modules" / "uplot" / "dist" / "uPlot.iife.min.js"
 RUN_PORTS = {
     "XBIT_PORT": (8000, "the web console and API"),
     "SANDBOX_HL_PORT": (3001, "the sandbox's Hyperliquid"),
-    "SANDBOX_CHAINS_PORT": (3002, "the sandbox's chains"),
     "SANDBOX_WEBHOOKS_PORT": (3003, "the sandbox's webhooks"),
     "SANDBOX_ETH_PORT": (8545, "the local ETH node (anvil)"),
     "SANDBOX_ARBITRUM_PORT": (8546, "the local Arbitrum node (anvil)"),
@@ -821,10 +820,9 @@ def cmd_run() -> int:
     with services(profile, stop_when_done=True) as extra:
         extra.setdefault("DJANGO_SETTINGS_MODULE", "xbit_admin.settings.local")
         # the processes reach the sandbox where the Procfile starts it (moved ports included)
-        hl, chains, hooks, eth, arbitrum, tron, solana = (ports[name] for name in list(RUN_PORTS)[1:])
+        hl, hooks, eth, arbitrum, tron, solana = (ports[name] for name in list(RUN_PORTS)[1:])
         for name, url in (
             ("HL_API_URL", f"http://127.0.0.1:{hl}"),
-            ("CHAINS_API_URL", f"http://127.0.0.1:{chains}"),
             ("ETH_RPC_URL", f"http://127.0.0.1:{eth}"),
             ("ARBITRUM_RPC_URL", f"http://127.0.0.1:{arbitrum}"),
             ("TRON_RPC_URL", f"http://127.0.0.1:{tron}"),

@@ -7,7 +7,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-import requests
 from django.db import connection
 
 from core.alerts.models import Alert
@@ -30,12 +29,6 @@ def sandbox_url() -> Iterator[str]:
         yield sb.urls["hyperliquid"]
 
 
-@pytest.fixture(scope="module")
-def chains_url() -> Iterator[str]:
-    with SandboxProcess(seed=45, config={"chains": {"manual": True}}) as sb:
-        yield sb.urls["chains"]
-
-
 def book_hl_capital() -> None:
     """Book each HL account's value as injected capital, as an operator does when funding it."""
     for name in ("trading", "hedge"):
@@ -44,14 +37,17 @@ def book_hl_capital() -> None:
 
 @pytest.fixture
 def venue(
-    sandbox_url: str, chains_url: str, evm: Any, evm_arbitrum: Any, settings: Any, internalization_on: None
+    sandbox_url: str,
+    tron: Any,
+    sol: Any,
+    evm: Any,
+    evm_arbitrum: Any,
+    settings: Any,
+    internalization_on: None,
 ) -> Iterator[Venue]:
-    """HL on the sandbox, TRON and SOL on the simulated chains, ETH and Arbitrum on anvil (the hot
-    wallets' dimension reads every chain)."""
-    settings.CHAINS_API_URL = chains_url
-    settings.CHAINS_API_TIMEOUT = 2.0
-    # hot wallets come from the HD seed (the same addresses in every test): start each from empty chains
-    requests.post(f"{chains_url}/control/reset", timeout=5).raise_for_status()
+    """HL on the sandbox, TRON and SOL on their stand-ins, ETH and Arbitrum on anvil (the hot wallets'
+    dimension reads every chain). Hot wallets come from the HD seed (the same addresses in every test):
+    the ``tron`` and ``sol`` stand-ins start each test from genesis, the anvil nodes are reverted."""
     settings.HL_API_URL = sandbox_url
     settings.HL_TIMEOUT_SECONDS = 3.0
     v = Venue(sandbox_url)
@@ -287,20 +283,13 @@ def test_a_plug_into_the_bbook_breaks_the_bbook_identity(venue: Venue) -> None:
 
 
 def test_a_hot_wallet_differing_from_our_record_or_short_of_its_queue_is_critical(
-    venue: Venue, chains_url: str
+    venue: Venue, tron: Any
 ) -> None:
-    import requests
-
     from wallets.services.keys import hot_wallet_key
 
     assert all(r.status == "OK" for r in reconciliation_run(dimensions=["hot_wallets"]))
     address = hot_wallet_key("TRON").address
-    response = requests.post(
-        f"{chains_url}/control/TRON/fund",
-        json={"address": address, "asset": "USDT", "amount": "1000"},
-        timeout=5,
-    )
-    response.raise_for_status()
+    tron.fund(address, "USDT", "1000")  # USDT on chain that our custody record does not know
     rows = {r.subject: r for r in reconciliation_run(dimensions=["hot_wallets"])}
     assert rows["TRON:USDT"].status == "CRITICAL" and rows["TRON:USDT"].actual == 1000
     assert rows["TRON:USDT"].expected == 0 and rows["TRON:USDT"].details["covers_queue"] is True

@@ -33,7 +33,7 @@ class Hooks:
 
 @pytest.fixture(scope="module")
 def hooks() -> Iterator[Hooks]:
-    with SandboxProcess(seed=51, config={"chains": {"manual": True}}) as sb:
+    with SandboxProcess(seed=51) as sb:
         yield Hooks(sb.urls["webhooks"])
 
 

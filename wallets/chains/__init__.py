@@ -27,7 +27,6 @@ from wallets.chains.base import (
     TxInfo,
 )
 from wallets.chains.evm import evm_adapter
-from wallets.chains.sandbox import sandbox_adapter
 from wallets.chains.signer import LocalSigner, Signer
 from wallets.chains.solana import solana_adapter
 from wallets.chains.tron import tron_adapter
@@ -48,7 +47,6 @@ DEFAULT_CHAIN_ADAPTERS = {"ETH": "evm", "ARBITRUM": "evm", "TRON": "tron", "SOL"
 
 # kind -> factory(chain) building that chain's adapter from the settings (each factory caches its own)
 ADAPTER_FACTORIES: dict[str, Callable[[str], ChainAdapter]] = {
-    "sandbox": sandbox_adapter,
     "evm": evm_adapter,
     "tron": tron_adapter,
     "solana": solana_adapter,

@@ -1,11 +1,14 @@
 """The chain adapter interface. ``wallets.chains.get_adapter()`` routes each call by its ``chain`` to the
 adapter configured for that chain (``settings.CHAIN_ADAPTERS``; registry in ``wallets.chains``):
-``evm`` (ETH, ARBITRUM: JSON-RPC to a node, ``wallets.chains.evm``) or ``sandbox`` (the simulated chains).
+``evm`` (ETH, ARBITRUM: JSON-RPC to a node, ``wallets.chains.evm``), ``tron`` (tronpy on the full node's
+HTTP API and TronGrid, ``wallets.chains.tron``) and ``solana`` (solana-py on JSON-RPC,
+``wallets.chains.solana``).
 
 Two families of chain:
 
-* Message chains (``sandbox``): the signer signs a transfer message (``Signer.sign_transfer``) and the
-  payload is broadcast as is; the transfer's own ``nonce`` string is its idempotency key.
+* Expiring chains (``tron``, ``solana``): the adapter builds a transaction on a recent reference block /
+  blockhash, the signer signs it, and the signed bytes are stored before they are broadcast
+  (``wallets.services.expiring_txs``); an expired one is re-signed.
 * Account-nonce chains (``evm``; ``NonceChainAdapter``): the adapter builds an unsigned transaction for a
   given account nonce (``prepare_transfer``), the signer signs it (``Signer.sign_transaction``), and the
   signed bytes are stored before they are broadcast (``wallets.services.chain_txs``), so a retry after a

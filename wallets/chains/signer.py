@@ -1,22 +1,19 @@
-"""Signers hold the keys. ``LocalSigner`` derives the EVM chains' keys from one HD seed (BIP-32/44,
-``settings.WALLET_HD_MNEMONIC``; ``wallets.chains.hd``) and keeps the other chains' random keys in
-``wallet_keys`` encrypted with Fernet (``core.accounts.crypto``). The seed and the private keys exist
-only inside this module's methods and are never logged. An HSM or MPC custody signer implements the
-same methods (``Signer``)."""
+"""Signers hold the keys. ``LocalSigner`` derives every chain's keys from one HD seed
+(``settings.WALLET_HD_MNEMONIC``: BIP-32/44 for the EVM chains, ``wallets.chains.hd``; TRON's secp256k1
+path and Solana's SLIP-0010, ``wallets.chains.hd_tron_sol``); only the derivation path is stored. A key
+row from before HD custody (``private_key_encrypted``, Fernet, ``core.accounts.crypto``) still signs.
+The seed and the private keys exist only inside this module's methods and are never logged. An HSM or
+MPC custody signer implements the same methods (``Signer``)."""
 
 from __future__ import annotations
 
-import secrets
-from decimal import Decimal
-from typing import Any, Protocol
+from typing import Protocol
 
 from eth_account import Account
 
 from core.accounts import crypto
-from wallets.chains import hd, hd_tron_sol, solana, spec, tron
-from wallets.chains.addresses import normalize_address
+from wallets.chains import hd, hd_tron_sol, solana, tron
 from wallets.chains.base import SignedTx, UnsignedTx
-from wallets.chains.signing import address_from_private_key, canonical_message, sign_message, tx_hash
 from wallets.models import WalletKey
 
 
@@ -25,14 +22,8 @@ class Signer(Protocol):
         """A new key for ``chain`` (HD chains: the key at ``index`` of ``purpose``'s path)."""
         ...
 
-    def sign_transfer(
-        self, *, key: WalletKey, asset: str, to: str, amount: Decimal, nonce: str
-    ) -> dict[str, Any]:
-        """Message chains: the broadcast payload of a transfer (deterministic for equal inputs)."""
-        ...
-
     def sign_transaction(self, *, key: WalletKey, tx: UnsignedTx) -> SignedTx:
-        """Account-nonce chains: the signed bytes of ``tx`` from ``key``'s address."""
+        """The signed bytes of ``tx`` (built by the chain's adapter) from ``key``'s address."""
         ...
 
 
@@ -51,11 +42,7 @@ class LocalSigner:
             return WalletKey.objects.create(
                 chain=chain, address=address, purpose=purpose, hd_path=path, private_key_encrypted=""
             )
-        raw = secrets.token_bytes(32)
-        address = address_from_private_key(chain, raw)
-        return WalletKey.objects.create(
-            chain=chain, address=address, purpose=purpose, private_key_encrypted=crypto.encrypt(raw.hex())
-        )
+        raise ValueError(f"no HD derivation for chain {chain!r}")
 
     def _private_key(self, key: WalletKey) -> bytes:
         if key.hd_path and key.chain in hd_tron_sol.HD_CHAINS:
@@ -63,36 +50,6 @@ class LocalSigner:
         if key.hd_path:
             return hd.private_key(key.hd_path)
         return bytes.fromhex(crypto.decrypt(key.private_key_encrypted))
-
-    def sign_transfer(
-        self, *, key: WalletKey, asset: str, to: str, amount: Decimal, nonce: str
-    ) -> dict[str, Any]:
-        """The broadcast payload of a transfer from ``key``'s address. Deterministic for equal inputs."""
-        chain = key.chain
-        message = canonical_message(
-            chain=chain,
-            asset=asset,
-            sender=key.address,
-            to=to,
-            amount=amount,
-            decimals=spec.decimals(chain, asset),
-            nonce=nonce,
-        )
-        raw = self._private_key(key)
-        try:
-            signature = sign_message(chain, raw, message)
-        finally:
-            del raw
-        return {
-            "chain": chain,
-            "asset": asset,
-            "from": key.address,
-            "to": normalize_address(chain, to),
-            "amount": f"{amount:.{spec.decimals(chain, asset)}f}",
-            "nonce": nonce,
-            "signature": signature,
-            "tx_hash": tx_hash(chain, message),
-        }
 
     def sign_transaction(self, *, key: WalletKey, tx: UnsignedTx) -> SignedTx:
         if tx.sender != key.address:

@@ -9,7 +9,8 @@ both), ``settings.TRON_API_KEY`` sent as ``TRON-PRO-API-KEY`` when set.
   log); confirmations = tip − block + 1 (credited at 19).
 * Sending: tronpy builds the transaction (``TriggerSmartContract`` ``transfer(address,uint256)`` for
   USDT, ``TransferContract`` for TRX top-ups), referencing the node's latest solid block and expiring
-  ``expiration_seconds`` after the head block's time; ``sign`` signs the txID (secp256k1, tronpy's
+  ``expiration_seconds`` after the head block's time, a USDT call burning at most ``fee_limit_trx``
+  (both the caller's, from the audited ``ChainConfig``: ``tx_expiration_seconds``, ``fee_limit_native``); ``sign`` signs the txID (secp256k1, tronpy's
   ``Transaction.sign``); ``broadcast`` sends the stored JSON — the same transaction every time.
   ``DUP_TRANSACTION_ERROR`` is success (already known). A transaction whose expiration has passed
   and that is in no block can never land: ``ChainRejected("expired")`` — the caller re-signs
@@ -77,8 +78,6 @@ class TronAdapter:
         *,
         api_key: str = "",
         timeout: float = 10.0,
-        fee_limit_trx: Decimal = Decimal(50),
-        expiration_seconds: int = 60,
         watched: Callable[[str], Iterable[str]] = deposit_addresses,
     ):
         self.url = url.rstrip("/") + "/"
@@ -88,8 +87,6 @@ class TronAdapter:
         self.client = Tron(provider)
         self.http = provider.sess
         self.timeout = timeout
-        self.fee_limit = int(fee_limit_trx * SUN)
-        self.expiration_ms = expiration_seconds * 1000
         self.watched = watched
         self._contract: Any = None
 
@@ -257,21 +254,32 @@ class TronAdapter:
 
     # ---- sending ----
     def prepare_transfer(
-        self, chain: str, *, sender: str, asset: str, to: str, amount: Decimal, **_: Any
+        self,
+        chain: str,
+        *,
+        sender: str,
+        asset: str,
+        to: str,
+        amount: Decimal,
+        fee_limit_trx: Decimal = Decimal(50),
+        expiration_seconds: int = 60,
+        **_: Any,
     ) -> UnsignedTx:
-        """An unsigned transfer built by tronpy (the node gives the reference block and the txID)."""
+        """An unsigned transfer built by tronpy (the node gives the reference block and the txID): a USDT
+        call may burn up to ``fee_limit_trx`` for its energy; it expires ``expiration_seconds`` after the
+        head block's time."""
         head_ts = int(self._head()["block_header"]["raw_data"]["timestamp"])
         try:
             if asset == "USDT":
                 contract = self._usdt()
                 builder = contract.functions.transfer(to, to_sun(amount)).with_owner(sender)
-                builder = builder.fee_limit(self.fee_limit)
+                builder = builder.fee_limit(to_sun(fee_limit_trx))
             elif asset == "TRX":
                 builder = self.client.trx.transfer(sender, to, to_sun(amount))
             else:
                 raise ChainRejected("unknown_asset", f"TRON has no {asset}")
             # expire relative to the chain's clock, not ours: a skewed local clock cannot shorten it
-            builder = builder.expiration(head_ts + self.expiration_ms - _now_ms())
+            builder = builder.expiration(head_ts + expiration_seconds * 1000 - _now_ms())
             txn = builder.build()
         except ChainRejected:
             raise
@@ -344,8 +352,8 @@ def _now_ms() -> int:
 
 
 @lru_cache(maxsize=4)
-def _cached(url: str, api_key: str, timeout: float, expiration: int) -> TronAdapter:
-    return TronAdapter(url, api_key=api_key, timeout=timeout, expiration_seconds=expiration)
+def _cached(url: str, api_key: str, timeout: float) -> TronAdapter:
+    return TronAdapter(url, api_key=api_key, timeout=timeout)
 
 
 def tron_adapter(chain: str) -> TronAdapter:
@@ -354,5 +362,4 @@ def tron_adapter(chain: str) -> TronAdapter:
         settings.TRON_RPC_URL,
         getattr(settings, "TRON_API_KEY", ""),
         float(getattr(settings, "TRON_RPC_TIMEOUT", 10.0)),
-        int(getattr(settings, "TRON_TX_EXPIRATION_SECONDS", 60)),
     )

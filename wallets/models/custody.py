@@ -35,6 +35,11 @@ class ChainConfig(models.Model):
     max_fee_gwei = models.DecimalField(max_digits=20, decimal_places=9, default=Decimal(500))
     replace_after_seconds = models.PositiveIntegerField(default=120)
     scan_range_blocks = models.PositiveIntegerField(default=2_000)
+    # TRON sending: the most TRX a token transfer may burn for its energy (the transaction's fee_limit;
+    # beyond it the call fails with OUT_OF_ENERGY and the burnt fee stays spent), and how long after its
+    # reference block's time a signed transaction expires (then it is re-signed, never doubled)
+    fee_limit_native = models.DecimalField(max_digits=20, decimal_places=6, default=Decimal(50))
+    tx_expiration_seconds = models.PositiveIntegerField(default=60)
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

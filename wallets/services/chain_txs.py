@@ -2,7 +2,7 @@
 a transfer named by ``ref`` (``wd-<id>``, ``agg-<id>``, ``agg-<id>-gas``, ``cold-<id>``), and
 ``transfer_info`` follows it on chain.
 
-Message chains (the sandbox adapter): the signer's deterministic payload, as before.
+Expiring chains (TRON, Solana): ``wallets.services.expiring_txs``.
 
 Account-nonce chains (EVM) — crash safety and nonces:
 
@@ -90,7 +90,7 @@ def transfer_sign(*, key: WalletKey, asset: str, to: str, amount: Decimal, ref: 
         return expiring_sign(expiring, key=key, asset=asset, to=to, amount=amount, ref=ref)
     adapter = nonce_adapter(key.chain)
     if adapter is None:
-        return get_signer().sign_transfer(key=key, asset=asset, to=to, amount=amount, nonce=ref)
+        raise RuntimeError(f"the adapter of {key.chain} neither takes account nonces nor expires")
     existing = ChainTx.objects.filter(chain=key.chain, ref=ref).order_by("-attempt").first()
     if existing is not None:
         return payload_of(existing)

@@ -23,6 +23,7 @@ from django.db import transaction
 
 from wallets.chains import ChainRejected, ChainUnavailable, adapter_for, get_signer
 from wallets.chains.base import BroadcastResult, ChainAdapter, UnsignedTx
+from wallets.config import chain_config
 from wallets.models import Aggregation, ColdTransfer, WalletKey, Withdrawal
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,16 @@ def expiring_sign(
     attempt: int = 0,
 ) -> dict[str, Any]:
     """The broadcast payload of ``amount`` ``asset`` from ``key`` to ``to`` (named ``ref``)."""
-    unsigned = adapter.prepare_transfer(key.chain, sender=key.address, asset=asset, to=to, amount=amount)
+    config = chain_config(key.chain)
+    unsigned = adapter.prepare_transfer(
+        key.chain,
+        sender=key.address,
+        asset=asset,
+        to=to,
+        amount=amount,
+        fee_limit_trx=config.fee_limit_native,
+        expiration_seconds=config.tx_expiration_seconds,
+    )
     signed = get_signer().sign_transaction(key=key, tx=unsigned)
     payload: dict[str, Any] = {
         "chain": key.chain,

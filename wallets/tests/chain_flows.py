@@ -1,4 +1,4 @@
-"""Helpers shared by the TRON and Solana suites (issue 23): an approved withdrawal, a hot wallet booked
+"""Helpers shared by the TRON and Solana suites: an approved withdrawal, a hot wallet booked
 in the ledger, a killed worker."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Fixtures for the wallets suite: the simulated chains for TRON and SOL (one process per session,
-manual blocks; ETH and Arbitrum run on anvil: ``evm`` / ``evm_arbitrum`` / ``evm_own`` from
-``wallets.tests.evm_fixtures``), funded users and hot wallets, TOTP codes, an eager Celery (tasks run
-in-process after commit)."""
+"""Fixtures for the wallets suite: funded users and hot wallets, TOTP codes, an eager Celery (tasks run
+in-process after commit). The chains are the plugins' local nodes: ETH and Arbitrum on anvil (``evm`` /
+``evm_arbitrum`` / ``evm_own``, ``wallets.tests.evm_fixtures``), TRON and SOL on their stand-ins
+(``tron`` / ``sol``, ``wallets.tests.tron_sol_fixtures``)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import pytest
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from sandbox.chains.client import ChainsClient
-from sandbox.testing import SandboxProcess
+from sandbox.evm.node import AnvilNode
 
 
 @pytest.fixture(autouse=True)
@@ -35,21 +34,6 @@ def _own_hd_seed(settings: Any) -> None:
     from eth_account.hdaccount.mnemonic import Language
 
     settings.WALLET_HD_MNEMONIC = generate_mnemonic(12, Language.ENGLISH)
-
-
-@pytest.fixture(scope="session")
-def _chains_process() -> Iterator[SandboxProcess]:
-    with SandboxProcess(seed=11, config={"chains": {"manual": True}}) as sb:
-        yield sb
-
-
-@pytest.fixture
-def chains(_chains_process: SandboxProcess, settings: Any) -> ChainsClient:
-    """The simulated chains (blocks only when a test mines them), wired into the house's settings."""
-    url = _chains_process.urls["chains"]
-    settings.CHAINS_API_URL = url
-    settings.CHAINS_API_TIMEOUT = 2.0
-    return ChainsClient(url)
 
 
 @pytest.fixture
@@ -90,9 +74,8 @@ def fund(user: Any, amount: Decimal | str) -> None:
 
 def fund_hot_wallet(chain_node: Any, chain: str, asset: str, amount: str, gas: str = "100") -> str:
     """Tokens and gas on ``chain``'s hot wallet, on chain only (the ledger is the test's business):
-    minted and ``anvil_setBalance`` on an EVM node (``evm`` / ``evm_arbitrum``), funded through the
-    simulated chains' control API (``chains``) for TRON and SOL."""
-    from sandbox.evm.node import AnvilNode
+    minted and ``anvil_setBalance`` on an EVM node (``evm`` / ``evm_arbitrum``), the stand-in's faucet
+    on TRON (``tron``) and Solana (``sol``)."""
     from wallets.chains import spec
     from wallets.services import hot_wallet_key
 
@@ -101,21 +84,22 @@ def fund_hot_wallet(chain_node: Any, chain: str, asset: str, amount: str, gas: s
         chain_node.mint(asset, address, amount)
         chain_node.set_balance(address, gas)
         return address
-    chain_node.fund(chain, address, amount, asset)
-    chain_node.fund(chain, address, gas, spec.NATIVE[chain])
+    chain_node.fund(address, asset, amount)
+    chain_node.fund(address, spec.NATIVE[chain], gas)
     return address
 
 
 def outside_address(chain: str, label: str) -> str:
     """A deterministic address outside the platform (same label -> same address)."""
+    from eth_account import Account
+    from eth_utils import keccak
+
+    secret = keccak(text=f"outside:{label}")
     if chain.upper() in ("ETH", "ARBITRUM"):
-        from eth_account import Account
-        from eth_utils import keccak
+        return str(Account.from_key(secret).address)
+    from wallets.chains import hd_tron_sol
 
-        return str(Account.from_key(keccak(text=f"outside:{label}")).address)
-    from sandbox.chains.client import Wallet
-
-    return Wallet.from_label(chain, label).address
+    return hd_tron_sol.address_of(chain.upper(), secret)
 
 
 # --- EVM chains on anvil (the evm / evm_arbitrum / evm_own fixtures: wallets.tests.evm_fixtures) ---------

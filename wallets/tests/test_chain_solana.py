@@ -1,19 +1,17 @@
-"""Issue #23 — Solana through its own protocol: the house's Solana adapter (solana-py, solders) against
-the Solana stand-in (sandbox/solana). An SPL transfer built and signed by solders is credited once at
+"""Solana through its own protocol: the house's Solana adapter (solana-py, solders) against
+the Solana stand-in (sandbox/solana; the session's stand-in, reset for each test: the ``sol`` fixture).
+An SPL transfer built and signed by solders is credited once at
 ``finalized``; a withdrawal end to end (the recipient's token account created, rent paid); a worker
 killed between signing and broadcast sends one transaction; an expired blockhash is re-signed, never
 doubled; a transfer that fails on chain is refunded; a sweep tops up SOL first."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-import requests
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from solana.rpc.core import RPCException
@@ -23,10 +21,8 @@ from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from sandbox.solana.server import build_app
-from sandbox.tests.serve import serving
 from wallets.chains import hd_tron_sol
-from wallets.chains.solana import MINTS, SolanaAdapter, ata, transfer_instructions
+from wallets.chains.solana import MINTS, SolanaAdapter, transfer_instructions
 from wallets.ledger import AccountRef, account_balance
 from wallets.models import Aggregation, Deposit, WalletConfig, Withdrawal
 from wallets.services import (
@@ -40,64 +36,20 @@ from wallets.services import (
 )
 from wallets.tests.chain_flows import Killed, approved_withdrawal, book_hot_wallet, cash_of
 from wallets.tests.conftest import fund
+from wallets.tests.tron_sol_fixtures import SolanaValidator
 
 pytestmark = pytest.mark.django_db
 RECIPIENT = str(Keypair.from_seed((0xA11CE).to_bytes(32, "big")).pubkey())
 FINALITY = 32  # slots until a slot is finalized (31 behind the tip) and seen at confirmed
 
 
-class Validator:
-    def __init__(self, url: str):
-        self.url = url
-
-    def control(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        resp = requests.post(f"{self.url}/control/{path}", json=body or {}, timeout=10)
-        resp.raise_for_status()
-        return resp.json()
-
-    def mine(self, slots: int = 1) -> None:
-        self.control("mine", {"slots": slots})
-
-    def rpc(self, make: Any) -> Any:
-        async def go() -> Any:
-            async with AsyncClient(self.url) as client:
-                return await make(client)
-
-        return asyncio.run(go())
-
-    def token(self, owner: str, asset: str = "USDC") -> Decimal:
-        account = ata(Pubkey.from_string(owner), MINTS[asset])
-        info = self.rpc(lambda c: c.get_account_info_json_parsed(account, Confirmed)).value
-        if info is None:
-            return Decimal(0)
-        return Decimal(info.data.parsed["info"]["tokenAmount"]["amount"]) / 10**6
-
-    def lamports(self, owner: str) -> int:
-        return int(self.rpc(lambda c: c.get_balance(Pubkey.from_string(owner), Confirmed)).value)
-
-    def signatures(self, owner: str, asset: str = "USDC") -> list[str]:
-        account = ata(Pubkey.from_string(owner), MINTS[asset])
-        found = self.rpc(lambda c: c.get_signatures_for_address(account, commitment=Confirmed)).value
-        return [str(s.signature) for s in found]
-
-    def fund_hot(self, usdc: str, sol: str = "10") -> str:
-        address = hot_wallet_key("SOL").address
-        self.control("fund", {"address": address, "lamports": int(Decimal(sol) * 10**9)})
-        self.control(
-            "fund", {"address": address, "mint": str(MINTS["USDC"]), "amount": int(Decimal(usdc) * 10**6)}
-        )
-        self.mine(2)
-        book_hot_wallet("SOL", "USDC", usdc, "SOL", sol)
-        return address
-
-
-@pytest.fixture
-def sol(settings: Any) -> Iterator[Validator]:
-    """A Solana stand-in of the test's own (slots only when the test mines), wired into the settings."""
-    with serving(build_app, seed=23, config={"manual": True}) as url:
-        settings.CHAIN_ADAPTERS = {**settings.CHAIN_ADAPTERS, "SOL": "solana"}
-        settings.SOLANA_RPC_URL = url
-        yield Validator(url)
+def fund_hot(sol: SolanaValidator, usdc: str, gas: str = "10") -> str:
+    """USDC and SOL on the Solana hot wallet, on chain and in the ledger."""
+    address = hot_wallet_key("SOL").address
+    sol.fund(address, "SOL", gas)
+    sol.fund(address, "USDC", usdc)
+    book_hot_wallet("SOL", "USDC", usdc, "SOL", gas)
+    return address
 
 
 def test_an_spl_transfer_signed_by_solders_is_credited_once_at_finalized(sol, make_trader):
@@ -133,7 +85,7 @@ def test_an_spl_transfer_signed_by_solders_is_credited_once_at_finalized(sol, ma
 
 def test_a_usdc_withdrawal_end_to_end(sol, trader, django_capture_on_commit_callbacks):
     fund(trader, "800")
-    hot = sol.fund_hot("600000")
+    hot = fund_hot(sol, "600000")
     withdrawal = approved_withdrawal(
         trader, "SOL", "USDC", RECIPIENT, "500", django_capture_on_commit_callbacks
     )
@@ -156,7 +108,7 @@ def test_killed_between_signing_and_broadcast_sends_exactly_one_transaction(
     sol, trader, django_capture_on_commit_callbacks, monkeypatch
 ):
     fund(trader, "800")
-    sol.fund_hot("600000")
+    fund_hot(sol, "600000")
     withdrawal = approved_withdrawal(
         trader, "SOL", "USDC", RECIPIENT, "500", django_capture_on_commit_callbacks
     )
@@ -189,7 +141,7 @@ def test_an_expired_blockhash_is_re_signed_and_never_doubled(
     sol, trader, django_capture_on_commit_callbacks, monkeypatch
 ):
     fund(trader, "800")
-    sol.fund_hot("600000")
+    fund_hot(sol, "600000")
     withdrawal = approved_withdrawal(
         trader, "SOL", "USDC", RECIPIENT, "500", django_capture_on_commit_callbacks
     )
@@ -228,7 +180,7 @@ def test_a_transfer_that_fails_on_chain_is_refunded(
     sol, trader, django_capture_on_commit_callbacks, monkeypatch
 ):
     fund(trader, "800")
-    hot = sol.fund_hot("600000")
+    hot = fund_hot(sol, "600000")
     withdrawal = approved_withdrawal(
         trader, "SOL", "USDC", RECIPIENT, "500", django_capture_on_commit_callbacks
     )
@@ -259,7 +211,7 @@ def test_a_transfer_that_fails_on_chain_is_refunded(
 
 
 def test_a_sweep_tops_up_sol_first_and_the_hot_wallet_matches_the_ledger(sol, make_trader):
-    hot = sol.fund_hot("1000")
+    hot = fund_hot(sol, "1000")
     users = [make_trader() for _ in range(2)]
     addresses = [deposit_address_get_or_create(user=u, chain="SOL").address for u in users]
     deposits_scan(chain="SOL")

@@ -1,25 +1,22 @@
-"""Issue #23 — TRON through its own protocol: the house's TRON adapter (tronpy) against the TRON stand-in
-(sandbox/tron). A TRC-20 transfer built and signed by tronpy is credited once after 19 blocks; a
+"""TRON through its own protocol: the house's TRON adapter (tronpy) against the TRON stand-in
+(sandbox/tron; the session's stand-in, reset for each test: the ``tron`` fixture). A TRC-20 transfer built and signed by tronpy is credited once after 19 blocks; a
 withdrawal end to end; a worker killed between signing and broadcast sends one transaction; an expired
 transaction is re-signed, never doubled; a transfer that fails on chain (out of energy) is refunded; a
-sweep tops up TRX first."""
+sweep tops up TRX first; the fee limit and the expiry are audited run-time config."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-import requests
-from tronpy import Tron
 from tronpy.keys import PrivateKey
-from tronpy.providers import HTTPProvider
 
-from sandbox.tests.serve import serving
-from sandbox.tron.server import build_app
+from core.accounts.roles import Role
+from core.audit.models import AuditEntry
 from wallets.chains.tron import USDT_CONTRACT, TronAdapter
+from wallets.config import chain_config, chain_config_update
 from wallets.ledger import AccountRef, account_balance
 from wallets.models import Aggregation, Deposit, LedgerTransfer, WalletConfig, Withdrawal
 from wallets.services import (
@@ -33,59 +30,20 @@ from wallets.services import (
 )
 from wallets.tests.chain_flows import Killed, approved_withdrawal, book_hot_wallet, cash_of
 from wallets.tests.conftest import fund
+from wallets.tests.tron_sol_fixtures import SUN, TronNode
 
 pytestmark = pytest.mark.django_db
-SUN = 1_000_000
 RECIPIENT_KEY = PrivateKey((0xA11CE).to_bytes(32, "big"))
 RECIPIENT = RECIPIENT_KEY.public_key.to_base58check_address()
 
 
-class Node:
-    def __init__(self, url: str):
-        self.url = url
-        self.client = Tron(HTTPProvider(url, timeout=10))
-
-    def control(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        resp = requests.post(f"{self.url}/control/{path}", json=body or {}, timeout=10)
-        resp.raise_for_status()
-        return resp.json()
-
-    def state(self) -> Any:
-        return requests.get(f"{self.url}/control/state", timeout=10).json()
-
-    def mine(self, blocks: int = 1) -> None:
-        self.control("mine", {"blocks": blocks})
-
-    def usdt(self, address: str) -> Decimal:
-        return Decimal(self.client.get_contract(USDT_CONTRACT).functions.balanceOf(address)) / SUN
-
-    def trx(self, address: str) -> Decimal:
-        account = self.client.provider.make_request(
-            "wallet/getaccount", {"address": address, "visible": True}
-        )
-        return Decimal(account.get("balance", 0)) / SUN
-
-    def transfers_to(self, address: str) -> list[dict[str, Any]]:
-        answer = requests.get(
-            f"{self.url}/v1/accounts/{address}/transactions/trc20", params={"only_to": "true"}, timeout=10
-        )
-        return list(answer.json()["data"])
-
-    def fund_hot(self, usdt: str, trx: str = "500") -> str:
-        address = hot_wallet_key("TRON").address
-        self.control("fund", {"address": address, "amount": int(Decimal(usdt) * SUN), "asset": "USDT"})
-        self.control("fund", {"address": address, "amount": int(Decimal(trx) * SUN)})
-        book_hot_wallet("TRON", "USDT", usdt, "TRX", trx)
-        return address
-
-
-@pytest.fixture
-def tron(settings: Any) -> Iterator[Node]:
-    """A TRON stand-in of the test's own (blocks only when the test mines), wired into the settings."""
-    with serving(build_app, seed=23, config={"manual": True}) as url:
-        settings.CHAIN_ADAPTERS = {**settings.CHAIN_ADAPTERS, "TRON": "tron"}
-        settings.TRON_RPC_URL = url
-        yield Node(url)
+def fund_hot(tron: TronNode, usdt: str, trx: str = "500") -> str:
+    """USDT and TRX on the TRON hot wallet, on chain and in the ledger."""
+    address = hot_wallet_key("TRON").address
+    tron.fund(address, "USDT", usdt)
+    tron.fund(address, "TRX", trx)
+    book_hot_wallet("TRON", "USDT", usdt, "TRX", trx)
+    return address
 
 
 def test_a_trc20_transfer_signed_by_tronpy_is_credited_once_after_19_blocks(tron, make_trader):
@@ -118,7 +76,7 @@ def test_a_trc20_transfer_signed_by_tronpy_is_credited_once_after_19_blocks(tron
 
 def test_a_usdt_withdrawal_end_to_end(tron, trader, django_capture_on_commit_callbacks):
     fund(trader, "800")
-    hot = tron.fund_hot("600000")
+    hot = fund_hot(tron, "600000")
     withdrawal = approved_withdrawal(
         trader, "TRON", "USDT", RECIPIENT, "500", django_capture_on_commit_callbacks
     )
@@ -146,7 +104,7 @@ def test_killed_between_signing_and_broadcast_sends_exactly_one_transaction(
     tron, trader, django_capture_on_commit_callbacks, monkeypatch
 ):
     fund(trader, "800")
-    tron.fund_hot("600000")
+    fund_hot(tron, "600000")
     withdrawal = approved_withdrawal(
         trader, "TRON", "USDT", RECIPIENT, "500", django_capture_on_commit_callbacks
     )
@@ -179,7 +137,7 @@ def test_an_expired_transaction_is_re_signed_and_never_doubled(
     tron, trader, django_capture_on_commit_callbacks, monkeypatch
 ):
     fund(trader, "800")
-    tron.fund_hot("600000")
+    fund_hot(tron, "600000")
     withdrawal = approved_withdrawal(
         trader, "TRON", "USDT", RECIPIENT, "500", django_capture_on_commit_callbacks
     )
@@ -220,7 +178,7 @@ def test_a_transfer_that_runs_out_of_energy_on_chain_is_refunded(
     tron, trader, django_capture_on_commit_callbacks
 ):
     fund(trader, "800")
-    hot = tron.fund_hot("600000", trx="3")  # bandwidth is free, but 3 TRX cannot buy the energy
+    hot = fund_hot(tron, "600000", trx="3")  # bandwidth is free, but 3 TRX cannot buy the energy
     withdrawal = approved_withdrawal(
         trader, "TRON", "USDT", RECIPIENT, "500", django_capture_on_commit_callbacks
     )
@@ -237,7 +195,7 @@ def test_a_transfer_that_runs_out_of_energy_on_chain_is_refunded(
 
 
 def test_a_sweep_tops_up_trx_first_and_the_hot_wallet_matches_the_ledger(tron, make_trader):
-    hot = tron.fund_hot("1000")
+    hot = fund_hot(tron, "1000")
     users = [make_trader() for _ in range(2)]
     addresses = [deposit_address_get_or_create(user=u, chain="TRON").address for u in users]
     deposits_scan(chain="TRON")
@@ -260,3 +218,49 @@ def test_a_sweep_tops_up_trx_first_and_the_hot_wallet_matches_the_ledger(tron, m
     assert all(tron.usdt(a) == 0 for a in addresses)
     record = -account_balance(AccountRef.platform("hot_wallet", sub="TRON:USDT"))
     assert tron.usdt(hot) == record == Decimal(1000 + 100 + 101)
+
+
+def test_the_fee_limit_and_expiry_are_audited_run_time_config(
+    tron, trader, make_staff, django_capture_on_commit_callbacks
+):
+    assert (chain_config("TRON").fee_limit_native, chain_config("TRON").tx_expiration_seconds) == (50, 60)
+    admin = make_staff(Role.SUPER_ADMIN)
+    chain_config_update(
+        chain="TRON",
+        changes={"fee_limit_native": "20", "tx_expiration_seconds": 90},
+        acting_user=admin,
+        reason="energy price advisory",
+    )
+    entry = AuditEntry.objects.get(action="wallets.chain_config.update")
+    assert (entry.before, entry.after) == (
+        {"fee_limit_native": "50.000000", "tx_expiration_seconds": 60},
+        {"fee_limit_native": "20", "tx_expiration_seconds": 90},
+    )
+    fund(trader, "800")
+    fund_hot(tron, "600000")
+    withdrawal = approved_withdrawal(
+        trader, "TRON", "USDT", RECIPIENT, "500", django_capture_on_commit_callbacks
+    )
+    withdrawal_send(withdrawal_id=withdrawal.pk)
+    withdrawal.refresh_from_db()
+    raw = json.loads(withdrawal.payload["raw"])["raw_data"]
+    head = tron.client.get_latest_block()["block_header"]["raw_data"]["timestamp"]
+    assert raw["fee_limit"] == 20 * SUN  # the signed transaction carries the operator's limit
+    assert 85_000 <= raw["expiration"] - head <= 90_000
+    tron.mine(19)
+    withdrawals_process_due()
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == "COMPLETED" and tron.usdt(RECIPIENT) == Decimal(500)
+    # a limit too low for the energy of a transfer: the call runs out of energy on chain, refunded
+    chain_config_update(
+        chain="TRON", changes={"fee_limit_native": "1"}, acting_user=admin, reason="test a low limit"
+    )
+    other = PrivateKey((0xC0DE).to_bytes(32, "big")).public_key.to_base58check_address()
+    again = approved_withdrawal(trader, "TRON", "USDT", other, "100", django_capture_on_commit_callbacks)
+    withdrawal_send(withdrawal_id=again.pk)
+    tron.mine(19)
+    withdrawals_process_due()
+    again.refresh_from_db()
+    info = tron.client.get_transaction_info(again.tx_hash)
+    assert info["receipt"]["result"] == "OUT_OF_ENERGY" and again.status == "FAILED"
+    assert cash_of(trader) == Decimal(300) and tron.usdt(other) == 0

@@ -29,12 +29,12 @@ from wallets.tests.conftest import fund, fund_hot_wallet
 pytestmark = pytest.mark.django_db
 
 
-def test_a_deposit_above_the_threshold_is_swept_to_the_hot_wallet_with_gas_booked(chains, make_trader):
+def test_a_deposit_above_the_threshold_is_swept_to_the_hot_wallet_with_gas_booked(tron, make_trader):
     user = make_trader()
-    hot = fund_hot_wallet(chains, "TRON", "USDT", "1", gas="1000")
+    hot = fund_hot_wallet(tron, "TRON", "USDT", "1", gas="1000")
     address = deposit_address_get_or_create(user=user, chain="TRON").address
-    chains.deposit("TRON", to=address, asset="USDT", amount="2500")
-    chains.mine("TRON", 19)
+    tron.deposit(address, "2500")
+    tron.mine(19)
     deposits_scan(chain="TRON")
 
     aggregation_tick(chain="TRON")  # threshold (1,000) exceeded; the address has no TRX: gas first
@@ -45,18 +45,17 @@ def test_a_deposit_above_the_threshold_is_swept_to_the_hot_wallet_with_gas_booke
         hot,
         "threshold",
     )
-    chains.mine("TRON", 1)
+    tron.mine(19)  # the TRX top-up confirmed
     aggregation_tick(chain="TRON")
     sweep.refresh_from_db()
     assert sweep.status == "SENT" and sweep.tx_hash
-    chains.mine("TRON", 19)
+    tron.mine(19)
     aggregation_tick(chain="TRON")
     sweep.refresh_from_db()
     assert sweep.status == "CONFIRMED" and sweep.gas_used > 0 and sweep.gas_asset == "TRX"
     assert Deposit.objects.get(user=user).aggregation_id == sweep.pk
 
-    assert chains.balance("TRON", hot, "USDT")["balance"] == "2501.000000"
-    assert chains.balance("TRON", address, "USDT")["balance"] == "0.000000"
+    assert tron.usdt(hot) == Decimal("2501") and tron.usdt(address) == 0
     assert account_balance(AccountRef.platform("deposit_clearing", sub="TRON:USDT")) == 0
     assert account_balance(AccountRef.platform("hot_wallet", sub="TRON:USDT")) == Decimal("-2500")
     assert account_balance(AccountRef.platform("gas_expense", sub="TRON", asset="TRX")) == -sweep.gas_used
@@ -76,11 +75,11 @@ def test_the_scheduled_sweep_takes_addresses_below_the_threshold(evm, make_trade
     assert Aggregation.objects.get(from_address=address).trigger == "schedule"
 
 
-def test_hot_wallet_levels_raise_and_resolve_alerts(chains):
-    fund_hot_wallet(chains, "SOL", "USDC", "300000")
+def test_hot_wallet_levels_raise_and_resolve_alerts(sol):
+    fund_hot_wallet(sol, "SOL", "USDC", "300000")
     assert hot_wallet_check(chain="SOL").hot_level == "warning"
     assert Alert.objects.filter(rule="wallets.hot_wallet_warning", subject="SOL", state="open").exists()
-    fund_hot_wallet(chains, "SOL", "USDT", "300000")
+    fund_hot_wallet(sol, "SOL", "USDT", "300000")
     assert hot_wallet_check(chain="SOL").hot_level == "safe"
     assert not Alert.objects.filter(rule="wallets.hot_wallet_warning", subject="SOL", state="open").exists()
 
@@ -139,8 +138,8 @@ def test_operators_change_confirmations_at_run_time_and_the_change_is_audited(ma
     )
 
 
-def test_keys_are_never_at_rest_and_never_printed(chains):
-    fund_hot_wallet(chains, "SOL", "USDC", "1")
+def test_keys_are_never_at_rest_and_never_printed(sol):
+    fund_hot_wallet(sol, "SOL", "USDC", "1")
     key = WalletKey.objects.get(chain="SOL", purpose="hot")
     # every chain's keys come from the HD seed: only the derivation path is stored (SLIP-0010 here)
     assert key.hd_path == "m/44'/501'/0'/1'/0'" and key.private_key_encrypted == ""

@@ -1,5 +1,5 @@
 """Spec 06 — deposits: ETH on a real local node (anvil: ERC-20 transfers, blocks mined by the test),
-TRON and SOL on the simulated chains (manual blocks)."""
+TRON and SOL on their stand-ins (TronGrid's TRC-20 scan, Solana's JSON-RPC; blocks mined by the test)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from decimal import Decimal
 
 import pytest
 from django.db import transaction
+from solders.pubkey import Pubkey
+from tronpy.keys import PrivateKey
 
 from core.accounts.roles import Role
 from core.errors import ApplicationError, ErrorCode
@@ -21,14 +23,15 @@ def cash_of(user) -> Decimal:
     return account_balance(AccountRef.user(user.pk, "cash"))
 
 
-def test_each_user_gets_one_permanent_deposit_address_per_chain(chains, make_trader):
+def test_each_user_gets_one_permanent_deposit_address_per_chain(tron, make_trader):
     alice, bob = make_trader(), make_trader()
     first = deposit_address_get_or_create(user=alice, chain="TRON")
     assert deposit_address_get_or_create(user=alice, chain="tron").address == first.address
-    assert first.address.startswith("T")
+    assert tron.client.is_address(first.address) and first.address.startswith("T")
     assert deposit_address_get_or_create(user=bob, chain="TRON").address != first.address
     assert deposit_address_get_or_create(user=alice, chain="ETH").address.startswith("0x")
-    assert chains.validate("SOL", deposit_address_get_or_create(user=alice, chain="SOL").address)["valid"]
+    sol_address = deposit_address_get_or_create(user=alice, chain="SOL").address
+    assert str(Pubkey.from_string(sol_address)) == sol_address and sol_address != first.address
 
 
 def test_arbitrum_and_unknown_chains_take_no_user_deposits(make_trader):
@@ -41,17 +44,17 @@ def test_arbitrum_and_unknown_chains_take_no_user_deposits(make_trader):
     assert err.value.code == ErrorCode.UNKNOWN_CHAIN
 
 
-def test_a_deposit_is_credited_at_19_tron_confirmations_exactly_once(chains, make_trader):
+def test_a_deposit_is_credited_at_19_tron_confirmations_exactly_once(tron, make_trader):
     user = make_trader()
     address = deposit_address_get_or_create(user=user, chain="TRON").address
-    tx = chains.deposit("TRON", to=address, asset="USDT", amount="250.5")
-    chains.mine("TRON", 18)
+    txid = tron.deposit(address, "250.5")
+    tron.mine(18)
     deposits_scan(chain="TRON")
     deposit = Deposit.objects.get(user=user)
-    assert (deposit.status, deposit.confirmations, deposit.tx_hash) == ("PENDING", 18, tx["tx_hash"])
+    assert (deposit.status, deposit.confirmations, deposit.tx_hash) == ("PENDING", 18, txid)
     assert cash_of(user) == 0
 
-    chains.mine("TRON", 1)
+    tron.mine(1)
     report = deposits_scan(chain="TRON")
     deposits_scan(chain="TRON")  # scanned twice: still one credit
     deposit.refresh_from_db()
@@ -108,13 +111,11 @@ def test_a_reorg_before_the_required_confirmations_drops_the_pending_deposit(evm
 
 
 @pytest.mark.parametrize("amount", ["9.99", "100000.01"])
-def test_amounts_outside_10_to_100000_are_held_for_review_not_credited(
-    chains, make_trader, make_staff, amount
-):
+def test_amounts_outside_10_to_100000_are_held_for_review_not_credited(sol, make_trader, make_staff, amount):
     user = make_trader()
     address = deposit_address_get_or_create(user=user, chain="SOL").address
-    chains.deposit("SOL", to=address, asset="USDC", amount=amount)
-    chains.mine("SOL", 32)
+    sol.deposit(address, amount, "USDC")
+    sol.mine(32)  # finalized
     report = deposits_scan(chain="SOL")
     deposit = Deposit.objects.get(user=user)
     assert report.held == 1 and deposit.status == "HELD"
@@ -127,21 +128,28 @@ def test_amounts_outside_10_to_100000_are_held_for_review_not_credited(
     assert cash_of(user) == Decimal(amount)
 
 
-def test_a_deposit_in_an_unsupported_token_or_to_a_stranger_is_ignored(chains, make_trader):
+def test_a_deposit_in_an_unsupported_token_or_to_a_stranger_is_ignored(tron, make_trader):
     user = make_trader()
     address = deposit_address_get_or_create(user=user, chain="TRON").address
-    chains.fund("TRON", address, "5", "TRX")
-    chains.deposit("TRON", to=address, asset="TRX", amount="50")  # native coin: not a deposit asset
-    chains.mine("TRON", 19)
-    deposits_scan(chain="TRON")
-    assert not Deposit.objects.filter(user=user).exists()
+    outside = PrivateKey((0xFEE).to_bytes(32, "big"))
+    sender = outside.public_key.to_base58check_address()
+    tron.fund(sender, "TRX", "100")
+    tron.fund(sender, "USDT", "100")
+    # the native coin (a TransferContract signed by tronpy) is not a deposit asset
+    native = tron.client.trx.transfer(sender, address, 50 * 10**6).build().sign(outside).broadcast()
+    stranger = tron.deposit(PrivateKey((0x5EE).to_bytes(32, "big")).public_key.to_base58check_address(), "40")
+    tron.mine(19)
+    assert tron.trx(address) == 50 and tron.state()["txs"][native.txid]["block"] > 0
+    assert tron.state()["txs"][stranger]["block"] > 0
+    report = deposits_scan(chain="TRON")
+    assert not Deposit.objects.exists() and report.credited == 0
 
 
-def test_a_credited_deposit_cannot_be_posted_again_with_other_content(chains, make_trader):
+def test_a_credited_deposit_cannot_be_posted_again_with_other_content(tron, make_trader):
     user = make_trader()
     address = deposit_address_get_or_create(user=user, chain="TRON").address
-    chains.deposit("TRON", to=address, asset="USDT", amount="20")
-    chains.mine("TRON", 19)
+    tron.deposit(address, "20")
+    tron.mine(19)
     deposits_scan(chain="TRON")
     deposit = Deposit.objects.get(user=user)
     with pytest.raises(ApplicationError) as err:

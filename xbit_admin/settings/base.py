@@ -305,7 +305,6 @@ CELERY_TIMEZONE = "UTC"
 
 # Venues and external systems: production points these at real endpoints; no code path differs.
 HL_API_URL = env_str("HL_API_URL", "http://127.0.0.1:3001")
-CHAINS_API_URL = env_str("CHAINS_API_URL", "http://127.0.0.1:3002")
 # EVM chains (ETH, ARBITRUM) over JSON-RPC (wallets.chains.evm). Local defaults: the anvil nodes that
 # `make run` starts (sandbox/evm), where our USDT/USDC contracts are the first two deployments of
 # anvil's first dev account, hence fixed addresses. Production: mainnet contracts (.env.example).
@@ -330,10 +329,10 @@ EVM_CHAINS = {
 }
 # TRON over the full node's HTTP API and TronGrid's /v1 (one base URL; wallets.chains.tron, tronpy) and
 # Solana over JSON-RPC (wallets.chains.solana, solana-py). Local defaults: the stand-ins `make run`
-# starts (sandbox/tron, sandbox/solana). TRON_API_KEY is sent as TRON-PRO-API-KEY when set.
+# starts (sandbox/tron, sandbox/solana). TRON_API_KEY is sent as TRON-PRO-API-KEY when set. Operator
+# numbers (confirmations, TRON's fee limit and expiry) are wallets' audited ChainConfig, not settings.
 TRON_RPC_URL = env_str("TRON_RPC_URL", "http://127.0.0.1:3004")
 TRON_API_KEY = env_str("TRON_API_KEY", "")
-TRON_TX_EXPIRATION_SECONDS = env_int("TRON_TX_EXPIRATION_SECONDS", 60)
 SOLANA_RPC_URL = env_str("SOLANA_RPC_URL", "http://127.0.0.1:3005")
 # chain -> adapter kind (wallets.chains.ADAPTER_FACTORIES)
 CHAIN_ADAPTERS = {"ETH": "evm", "ARBITRUM": "evm", "TRON": "tron", "SOL": "solana"}

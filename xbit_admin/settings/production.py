@@ -33,7 +33,6 @@ CHANNEL_LAYERS = {
 }
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 HL_API_URL = env_str("HL_API_URL")
-CHAINS_API_URL = env_str("CHAINS_API_URL")
 WALLET_HD_MNEMONIC = env_str("WALLET_HD_MNEMONIC")
 # the EVM nodes and the real token contracts (the base settings' defaults are the local anvil ones)
 EVM_CHAINS["ETH"]["rpc_url"] = env_str("ETH_RPC_URL")  # noqa: F405

@@ -33,7 +33,7 @@ def _webhooks_url() -> Iterator[str]:
     with os.fdopen(fd, "w") as fh:
         json.dump({"webhooks": {"pagerduty_routing_keys": [ROUTING_KEY]}}, fh)
     cmd = [sys.executable, "-m", "sandbox", "--seed", "5", "--config", config]
-    cmd += ["--hyperliquid-port", "0", "--chains-port", "0", "--webhooks-port", "0"]
+    cmd += ["--hyperliquid-port", "0", "--webhooks-port", "0", "--tron-port", "0", "--solana-port", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     try:
         assert proc.stdout is not None
