@@ -21,7 +21,7 @@ import threading
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -39,6 +39,8 @@ from trading.orders.place import order_place
 logger = logging.getLogger(__name__)
 
 RESUME_AFTER = timedelta(seconds=10)  # a TRIGGERED row without its order this long: its checker died
+# refusals that leave no order behind and pass by themselves: a fired trigger tries again
+RETRYABLE = frozenset({ErrorCode.STALE_PRICE, ErrorCode.SERVICE_UNAVAILABLE})
 
 
 def fires_above(kind: str, direction: str) -> bool:
@@ -187,6 +189,12 @@ def tpsl_place(row: TpslOrder) -> TpslOrder:
         order = order_place(user=row.user, inp=inp, by="system")
     except ApplicationError as exc:
         recorded = Order.objects.filter(user_id=row.user_id, client_order_id=row.client_order_id).first()
+        if recorded is None and exc.code in RETRYABLE:
+            # refused before any order was recorded (no live price yet): stays TRIGGERED, and the
+            # resumer places it again with the same client_order_id
+            TpslOrder.objects.filter(pk=row.pk).update(error_message=exc.message, updated_at=timezone.now())
+            logger.warning("TP/SL %s: %s; retrying", row.pk, exc.message)
+            return row
         return _settle(row, recorded, exc)
     return _settle(row, order, None)
 
@@ -236,7 +244,11 @@ def tpsl_check_all() -> int:
     settings = trading_settings()
     tpsl_orphans_cancel()
     assets = sorted(
-        set(TpslOrder.objects.filter(status=TpslOrder.Status.ACTIVE).values_list("asset", flat=True))
+        set(
+            TpslOrder.objects.filter(status=TpslOrder.Status.ACTIVE)
+            .values_list("asset", flat=True)
+            .distinct()
+        )
     )
     fired = 0
     for asset, quote in get_quotes(assets).items():
@@ -272,16 +284,38 @@ class TpslTrigger:
             self._thread = threading.Thread(target=self._run, name="tpsl-trigger", daemon=True)
             self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, *, wait: float = 0) -> None:
         self._stop.set()
         self._wake.set()
+        if wait and self._thread is not None:
+            self._thread.join(wait)
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(timeout=1.0)
             self._wake.clear()
             with self._lock:
                 pending = {a: m for a, m in self._latest.items() if self._checked.get(a) != m}
+            try:
+                # one query for the assets that have live triggers; the others' marks need no check
+                live = set(
+                    TpslOrder.objects.filter(status=TpslOrder.Status.ACTIVE)
+                    .values_list("asset", flat=True)
+                    .distinct()
+                )
+            except Exception:  # the database away: try again on the next mark
+                logger.exception("TP/SL trigger could not read the live triggers")
+                close_old_connections()
+                live = set()
+                pending = {}
+            self._checked.update({a: m for a, m in pending.items() if a not in live})
+            pending = {a: m for a, m in pending.items() if a in live}
             for asset, mark in pending.items():
                 try:
                     tpsl_check(asset, mark)

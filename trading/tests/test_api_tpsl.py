@@ -5,6 +5,7 @@ through the normal order path; the other trigger of a closed position is cancell
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,10 +16,11 @@ from django.test import Client
 from django.utils import timezone
 
 from conftest import PASSWORD
+from trading.marketdata import Quote, get_quote, quote_delete
 from trading.models import Order, Position, TpslOrder
 from trading.orders.input import order_input
 from trading.orders.place import order_place
-from trading.orders.triggers import tpsl_check, tpsl_check_all, tpsl_resume
+from trading.orders.triggers import TpslTrigger, tpsl_check, tpsl_check_all, tpsl_resume
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("internalization_on")]
 D = Decimal
@@ -48,6 +50,14 @@ def attach(api: Client, position: Position, kind: str, trigger: str, **extra: An
         {"type": kind, "trigger_price": trigger, **extra},
         content_type=JSON,
     )
+
+
+def get_quote_or_fail(asset: str, set_quote: Any, mark: str = "3000") -> Quote:
+    """Publish ``mark`` for ``asset`` as the feed would, and hand back the quote a mark hook gets."""
+    set_quote(asset, mark)
+    quote = get_quote(asset)
+    assert quote is not None
+    return quote
 
 
 def tpsl_orders(trader: Any) -> list[Order]:
@@ -190,3 +200,42 @@ def test_a_cancelled_trigger_never_fires_and_cancel_all_takes_triggers_too(
         ).status_code
         == 404
     )
+
+
+def test_the_feed_loop_fires_a_trigger_on_the_mark_it_is_handed(
+    api: Client, trader: Any, set_quote: Any
+) -> None:
+    set_quote("BTC", "80000")
+    position = open_position(trader)
+    sl = attach(api, position, "STOP_LOSS", "78000").json()["id"]
+    loop = TpslTrigger()
+    try:
+        loop.on_mark("ETH", get_quote_or_fail("ETH", set_quote))  # no trigger on ETH: nothing to do
+        loop.on_mark("BTC", get_quote_or_fail("BTC", set_quote, mark="79000"))
+        time.sleep(0.5)
+        assert TpslOrder.objects.get(pk=sl).status == "ACTIVE"
+        loop.on_mark("BTC", get_quote_or_fail("BTC", set_quote, mark="77500"))
+        deadline = time.monotonic() + 10
+        while TpslOrder.objects.get(pk=sl).status == "ACTIVE" and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        loop.stop(wait=5)
+    assert TpslOrder.objects.get(pk=sl).status == "PLACED"
+    position.refresh_from_db()
+    assert position.status == "CLOSED" and len(tpsl_orders(trader)) == 1
+
+
+def test_a_trigger_refused_for_want_of_a_price_is_placed_once_the_price_is_back(
+    api: Client, trader: Any, set_quote: Any
+) -> None:
+    set_quote("BTC", "80000")
+    position = open_position(trader)
+    sl = attach(api, position, "STOP_LOSS", "78000").json()["id"]
+    quote_delete(["BTC"])  # the crossing mark was seen, then the cache lost the asset
+    assert tpsl_check("BTC", D("77000")) == 1
+    row = TpslOrder.objects.get(pk=sl)
+    assert row.status == "TRIGGERED" and row.order is None and not tpsl_orders(trader)
+    set_quote("BTC", "77000")
+    assert tpsl_resume(now=timezone.now() + timedelta(seconds=11)) == 1
+    row.refresh_from_db()
+    assert row.status == "PLACED" and row.order is not None and row.order.status == "FILLED"
