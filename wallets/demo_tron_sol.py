@@ -54,6 +54,13 @@ DEMO_DEPOSITORS = 6
 DEMO_DEPOSITS = {"TRON": "USDT", "SOL": "USDC"}
 
 
+def _holds(chain: str, address: str, asset: str) -> bool:
+    try:
+        return adapter_for(chain).balance(chain, address, asset) > 0
+    except ChainUnavailable:
+        return True  # cannot tell: send nothing rather than twice
+
+
 def seed_deposits(command: Any) -> None:
     """The first demo traders receive a deposit on TRON (USDT) and Solana (USDC) from an outside holder
     of the stand-in: real signed transfers that the scanner credits after 19 blocks / at finalized.
@@ -65,8 +72,8 @@ def seed_deposits(command: Any) -> None:
         sent = 0
         for index, user in enumerate(traders[:DEMO_DEPOSITORS], start=1):
             address = deposit_address_get_or_create(user=user, chain=chain).address
-            if user.deposits.filter(chain=chain).exists():
-                continue
+            if user.deposits.filter(chain=chain).exists() or _holds(chain, address, asset):
+                continue  # sent before (credited, or on chain and not yet scanned)
             units = int(Decimal(500 + 125 * index) * UNITS[asset])
             body: dict[str, object] = {"to": address, "amount": units}
             if chain == "SOL":

@@ -11,8 +11,9 @@ from core.alerts.models import Alert
 from core.periodic import BEAT_SCHEDULE
 from wallets import tasks
 from wallets.demo import seed_wallets_demo
+from wallets.demo_tron_sol import seed_deposits as seed_tron_sol_deposits
 from wallets.ledger import AccountRef, account_balance
-from wallets.services import deposit_address_get_or_create, hot_wallet_key, withdrawal_monitor
+from wallets.services import deposit_address_get_or_create, deposits_scan, hot_wallet_key, withdrawal_monitor
 from wallets.tests.conftest import fund
 from wallets.tests.test_withdrawals import request_and_confirm
 
@@ -80,3 +81,25 @@ def test_the_demo_seeder_books_capital_and_funds_hot_wallets_idempotently(tron, 
     assert sol.token(hot_wallet_key("SOL").address, "USDC") == Decimal("750000")
     assert evm.token_balance("USDT", hot_wallet_key("ETH").address) == Decimal("750000")  # minted once
     assert evm_arbitrum.token_balance("USDC", hot_wallet_key("ARBITRUM").address) == Decimal("750000")
+
+
+def test_the_demo_traders_deposits_on_tron_and_solana_are_credited_once(tron, sol, make_trader):
+    traders = [make_trader(email=f"trader{i}@demo.xbit.local") for i in range(2)]
+    seed_tron_sol_deposits(_Command())
+    tron.mine(1)
+    sol.mine(2)
+    seed_tron_sol_deposits(_Command())  # a second seeding (make run restarted) sends nothing new
+    tron.mine(19)
+    sol.mine(32)
+    deposits_scan(chain="TRON")
+    deposits_scan(chain="SOL")
+    for index, trader in enumerate(traders, start=1):
+        assert [(d.chain, d.asset, d.status) for d in trader.deposits.order_by("chain")] == [
+            ("SOL", "USDC", "CREDITED"),
+            ("TRON", "USDT", "CREDITED"),
+        ]
+        assert account_balance(AccountRef.user(trader.pk, "cash")) == 2 * Decimal(500 + 125 * index)
+    seed_tron_sol_deposits(_Command())
+    tron.mine(19)
+    sol.mine(32)
+    assert deposits_scan(chain="TRON").credited == 0 and deposits_scan(chain="SOL").credited == 0
