@@ -14,9 +14,10 @@ POINTS = 600
 
 
 class EpochBucket(Func):
-    """The start of the ``width``-second bucket a timestamp falls in, as epoch seconds."""
+    """The start of the ``width``-second bucket a timestamp falls in, as epoch seconds (``date_bin`` works
+    on timestamps; ``extract(epoch …)`` would divide numerics, several times slower over 50,000 rows)."""
 
-    template = "(floor(extract(epoch from %(expressions)s) / %(width)s) * %(width)s)"
+    template = "date_part('epoch', date_bin('%(width)s seconds', %(expressions)s, timestamptz 'epoch'))"
     output_field = FloatField()
 
     def __init__(self, expression: str, *, width: int) -> None:
@@ -40,18 +41,38 @@ def bucketed(
 ) -> dict[str, list[Any]]:
     """``{"x": [epoch s…], "y": [figure…]}`` of ``qs`` in ``since``–``until``, one point per bucket that
     holds a non-null figure; ``value`` aggregates a bucket (``Max("latency_ms")``, ``Min("margin_ratio")``)."""
+    return bucketed_by(
+        qs, group=None, value=value, since=since, until=until, field=field, points=points, scale=scale
+    ).get(None, {"x": [], "y": []})
+
+
+def bucketed_by(
+    qs: QuerySet[Any],
+    *,
+    group: str | None,
+    value: Aggregate,
+    since: datetime,
+    until: datetime,
+    field: str = "created_at",
+    points: int = POINTS,
+    scale: float = 1.0,
+) -> dict[Any, dict[str, list[Any]]]:
+    """As :func:`bucketed`, one series per value of ``group`` (both HL accounts in one read)."""
     width = bucket_width(since, until, points)
+    keys = [group, "bucket"] if group else ["bucket"]
     rows = (
         qs.filter(**{f"{field}__gte": since, f"{field}__lte": until})
         .annotate(bucket=EpochBucket(field, width=width))
-        .values("bucket")
+        .values(*keys)
         .annotate(figure=value)
         .filter(figure__isnull=False)
-        .order_by("bucket")
-        .values_list("bucket", "figure")
+        .order_by(*keys)
+        .values_list(*keys, "figure")
     )
-    xs, ys = [], []
-    for at, figure in rows:
-        xs.append(int(at))
-        ys.append(float(figure) * scale)
-    return {"x": xs, "y": ys}
+    out: dict[Any, dict[str, list[Any]]] = {}
+    for row in rows:
+        name, at, figure = row if group else (None, *row)
+        series = out.setdefault(name, {"x": [], "y": []})
+        series["x"].append(int(at))
+        series["y"].append(float(figure) * scale)
+    return out
