@@ -71,8 +71,7 @@ class OrderModifyApi(APIView):
             code=ErrorCode.INVALID_SIZE,
             required=False,
             allow_null=True,
-            help_text="the new total size (INTERNAL) / the replacement's size (HYPERLIQUID, default: what "
-            "remains unfilled)",
+            help_text="what is left to fill after the change, as on HL (default: what is left now)",
         )
         limit_price = DecimalStringField(
             shape=PRICE_INPUT, code=ErrorCode.INVALID_PRICE, required=False, allow_null=True

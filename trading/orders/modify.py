@@ -48,8 +48,9 @@ def replacement_client_id(order_id: int) -> str:
 
 
 def order_modify(*, user: User, order_id: int, size: Any = None, limit_price: Any = None) -> Order:
-    """Change an open limit order's price and/or size (see the module). Returns the order as it now is:
-    the same order for INTERNAL, the replacement for HYPERLIQUID."""
+    """Change an open limit order's price and/or size (see the module). ``size`` is what is left to fill
+    after the change, as on HL (on an unfilled order: its size). Returns the order as it now is: the same
+    order for INTERNAL, the replacement for HYPERLIQUID."""
     if size is None and limit_price is None:
         raise ApplicationError(ErrorCode.VALIDATION_ERROR, "Give a new size, a new limit_price or both.")
     new_size = decimal_field(size, ErrorCode.INVALID_SIZE, "size", SIZE_INPUT) if size is not None else None
@@ -120,7 +121,9 @@ def _internal_modify(user: User, order_id: int, size: Decimal | None, price: Dec
             lock_order=order_id,
         )
         order = _open_or_fail(locked.order)
-        new_size, new_price = size or order.size, price or order.limit_price
+        # ``size`` is what is left to fill after the change (HL's sense); the row keeps the total
+        new_size = size + order.filled_size if size is not None else order.size
+        new_price = price or order.limit_price
         assert new_price is not None
         _check(order, new_size, new_price)
         if order.reduce_only and order.position_id is not None:

@@ -15,9 +15,11 @@ from django.utils import timezone
 
 from conftest import PASSWORD
 from trading import margin
-from trading.models import Order, Position, ScheduledCancel, TpslOrder
+from trading.models import Order, OrderEvent, Position, ScheduledCancel, TpslOrder
+from trading.orders.cancel import order_cancel
 from trading.orders.deadman import deadman_check
 from trading.orders.input import order_input
+from trading.orders.modify import MODIFY_REQUESTED
 from trading.orders.place import order_place
 from trading.orders.triggers import tpsl_check_all
 from trading.tests.hl_venue import Venue, cash, hl_position, holds
@@ -154,3 +156,44 @@ def test_a_take_profit_on_an_hl_position_fires_once_and_closes_it_on_hl(
     assert hl_position("BTC") == before
     assert tpsl_check_all() == 0
     assert Order.objects.filter(user=trader, client_order_id__startswith="xbit-tpsl-").count() == 1
+
+
+def test_a_modify_that_died_between_the_cancel_and_the_replacement_is_finished_by_its_retry(
+    api: Client, venue: Venue, trader: Any
+) -> None:
+    old = rest_on_hl(trader, venue)
+    bid, _ask, _mid = venue.refresh_quote("ETH")
+    new_price = margin.round_price(bid * D("0.91"), 4)
+    # what a process leaves when it dies after HL cancelled the order, before the replacement was placed
+    OrderEvent.objects.create(
+        order=old, status=MODIFY_REQUESTED, detail={"size": str(old.size), "limit_price": str(new_price)}
+    )
+    order_cancel(user=trader, order_id=old.pk)
+    assert holds(trader) == 0
+    response = api.post(f"/api/v1/orders/{old.pk}/modify", {"limit_price": str(new_price)}, content_type=JSON)
+    assert response.status_code == 200, response.content
+    new = Order.objects.get(pk=response.json()["id"])
+    assert response.json()["replaces"] == old.pk and new.status == "OPEN" and new.limit_price == new_price
+    assert new.hl_oid in hl_open_orders() and holds(trader) == new.hold_amount
+    assert (
+        api.post(f"/api/v1/orders/{old.pk}/modify", {"limit_price": "1"}, content_type=JSON).json()["id"]
+        == new.pk
+    )
+
+
+def test_one_cancel_refused_by_hl_leaves_the_others_cancelled(api: Client, venue: Venue, trader: Any) -> None:
+    first = rest_on_hl(trader, venue)
+    second = rest_on_hl(trader, venue, depth="0.89")
+    venue.control("fail", {"mode": "5xx", "path": "exchange", "count": 1})
+    body = api.post(
+        "/api/v1/orders/batch-cancel", {"order_ids": [first.pk, second.pk]}, content_type=JSON
+    ).json()
+    venue.control("faults/clear")
+    assert [(r["order_id"], r["ok"]) for r in body["results"]] == [(first.pk, False), (second.pk, True)]
+    assert body["results"][0]["error"]["code"] == "VENUE_ERROR"
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == "OPEN" and second.status == "CANCELLED"
+    on_hl = hl_open_orders()
+    assert first.hl_oid in on_hl and second.hl_oid not in on_hl
+    assert holds(trader) == first.hold_amount
