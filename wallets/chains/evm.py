@@ -2,7 +2,8 @@
 ``settings.EVM_CHAINS[chain]`` (``rpc_url``, ``chain_id``, ``tokens``: asset -> ERC-20 contract address).
 
 * Deposits: ERC-20 ``Transfer`` logs of our token contracts via ``eth_getLogs`` over a bounded block
-  range (``max_range``; providers cap ranges), each keyed by (tx hash, log index) and carrying its
+  range (the caller's ``to_height``: ``ChainConfig.scan_range_blocks``, audited run-time config, as
+  providers cap ranges; ``max_range`` bounds a call without one), each keyed by (tx hash, log index) and carrying its
   block hash; native-coin transfers (``value`` > 0) come from the same blocks' transactions with
   ``log_index = NATIVE_LOG_INDEX`` (the service holds them for review; they are never credited).
 * Sending: EIP-1559 (type 2) transactions. ``prepare_transfer`` sets the gas from ``eth_estimateGas``
@@ -190,7 +191,8 @@ class EvmAdapter:
 
     def scan(self, chain: str, *, from_height: int, to_height: int | None = None) -> ScanResult:
         tip = self.height(chain)
-        end = min(tip if to_height is None else to_height, tip, from_height + self.max_range - 1)
+        # the caller bounds the range (ChainConfig.scan_range_blocks); max_range bounds a call that does not
+        end = min(tip, from_height + self.max_range - 1 if to_height is None else to_height)
         if end < from_height:
             return ScanResult([], from_height - 1, tip)
         logs = self._rpc(
@@ -351,11 +353,8 @@ def _cached(
     chain_id: int,
     tokens: tuple[tuple[str, str], ...],
     timeout: float,
-    max_range: int,
 ) -> EvmAdapter:
-    return EvmAdapter(
-        chain, rpc_url, chain_id=chain_id, tokens=dict(tokens), timeout=timeout, max_range=max_range
-    )
+    return EvmAdapter(chain, rpc_url, chain_id=chain_id, tokens=dict(tokens), timeout=timeout)
 
 
 def evm_adapter(chain: str) -> EvmAdapter:
@@ -367,5 +366,4 @@ def evm_adapter(chain: str) -> EvmAdapter:
         int(conf["chain_id"]),
         tuple(sorted(conf.get("tokens", {}).items())),
         float(conf.get("timeout", 5.0)),
-        int(conf.get("max_range", 2_000)),
     )

@@ -318,13 +318,11 @@ EVM_CHAINS = {
             "USDT": env_str("ETH_USDT_ADDRESS", LOCAL_EVM_USDT),
             "USDC": env_str("ETH_USDC_ADDRESS", LOCAL_EVM_USDC),
         },
-        "max_range": env_int("ETH_MAX_LOG_RANGE", 2_000),
     },
     "ARBITRUM": {
         "rpc_url": env_str("ARBITRUM_RPC_URL", "http://127.0.0.1:8546"),
         "chain_id": env_int("ARBITRUM_CHAIN_ID", 42161),
         "tokens": {"USDC": env_str("ARBITRUM_USDC_ADDRESS", LOCAL_EVM_USDC)},
-        "max_range": env_int("ARBITRUM_MAX_LOG_RANGE", 2_000),
     },
 }
 # TRON over the full node's HTTP API and TronGrid's /v1 (one base URL; wallets.chains.tron, tronpy) and
