@@ -285,10 +285,19 @@ def desk_seed(traders: list[Any], admin: Any) -> None:
         client_tag_add(user_id=trader.pk, tag=("vip", "watch", "mm")[k % 3], acting_user=admin)
         if k % 4 == 0:
             client_restrict(user_id=trader.pk, kind="no_withdrawals", reason="bench", acting_user=admin)
+
+    def ratio(k: int) -> Decimal:  # the k-th snapshot back (every 5 s)
+        return Decimal(20) - Decimal(k % 500) / 100
+
     VenueLatencySample.objects.bulk_create(
         (
             VenueLatencySample(
-                created_at=now - timedelta(seconds=15 * k), latency_ms=Decimal(150 + k % 90), connected=True
+                created_at=now - timedelta(seconds=15 * k),
+                latency_ms=Decimal(150 + k % 90),
+                connected=True,
+                # as the beat rolls them up: the lowest of the three snapshots since the previous sample
+                trading_margin_ratio=min(ratio(3 * k + i) for i in range(3)),
+                hedge_margin_ratio=min(ratio(3 * k + i) for i in range(3)),
             )
             for k in range(5760)
         ),

@@ -76,3 +76,36 @@ def bucketed_by(
         series["x"].append(int(at))
         series["y"].append(float(figure) * scale)
     return out
+
+
+def bucketed_many(
+    qs: QuerySet[Any],
+    *,
+    values: dict[str, Aggregate],
+    since: datetime,
+    until: datetime,
+    field: str = "created_at",
+    points: int = POINTS,
+) -> dict[str, dict[str, list[Any]]]:
+    """Several figures of the same rows bucketed in one read: ``{name: {"x": …, "y": …}}``, each series
+    holding only the buckets where its figure is not null."""
+    width = bucket_width(since, until, points)
+    rows = (
+        qs.filter(**{f"{field}__gte": since, f"{field}__lte": until})
+        .annotate(bucket=EpochBucket(field, width=width))
+        .values("bucket")
+        .annotate(**values)
+        .order_by("bucket")
+        .values_list("bucket", *values)
+    )
+    out: dict[str, dict[str, list[Any]]] = {name: {"x": [], "y": []} for name in values}
+    for at, *figures in rows:
+        for name, figure in zip(values, figures, strict=True):
+            if figure is not None:
+                out[name]["x"].append(int(at))
+                out[name]["y"].append(float(figure))
+    return out
+
+
+def scaled(series: dict[str, list[Any]], factor: float) -> dict[str, list[Any]]:
+    return {"x": series["x"], "y": [y * factor for y in series["y"]]}

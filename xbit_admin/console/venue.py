@@ -18,29 +18,70 @@ from trading.models import HLAccountSnapshot, Order, Source
 from trading.selectors import feed_status
 from xbit_admin.console.models import VenueLatencySample
 from xbit_admin.console.platform_banner import hl_latency_now
-from xbit_admin.console.series import bucketed, bucketed_by
+from xbit_admin.console.series import bucketed, bucketed_many, scaled
 
 HL_ACCOUNTS = ("trading", "hedge")
 BUCKET = timedelta(minutes=5)
 REJECTED = ("REJECTED", "ERROR")
 KEEP_SAMPLES = timedelta(days=7)
+ROLLUP_LOOKBACK = timedelta(minutes=1)  # a sample after a pause rolls up at most this much of the snapshots
 
 
 def venue_sample() -> VenueLatencySample:
-    """Record the latency and connectivity now (the beat task, every 15 s); samples older than a week are
-    dropped in the same call."""
+    """Record the latency and connectivity now (the beat task, every 15 s), with each HL account's lowest
+    margin ratio since the previous sample (the charts' rollup); samples older than a week are dropped in
+    the same call."""
     status = feed_status()
+    now = timezone.now()
     age = None
     if status is not None and status.last_message_at is not None:
-        age = Decimal(str(round((timezone.now() - status.last_message_at).total_seconds(), 3)))
+        age = Decimal(str(round((now - status.last_message_at).total_seconds(), 3)))
     latency = hl_latency_now()
+    previous = VenueLatencySample.objects.order_by("-created_at").values_list("created_at", flat=True).first()
+    since = max(previous, now - ROLLUP_LOOKBACK) if previous else now - ROLLUP_LOOKBACK
+    lows = dict(
+        HLAccountSnapshot.objects.filter(account__in=HL_ACCOUNTS, created_at__gt=since, created_at__lte=now)
+        .values_list("account")
+        .annotate(low=Min("margin_ratio"))
+        .order_by()
+    )
     row = VenueLatencySample.objects.create(
+        created_at=now,
         latency_ms=Decimal(str(round(latency, 3))) if latency is not None else None,
         connected=bool(status and status.connected),
         last_message_age_s=age,
+        trading_margin_ratio=lows.get("trading"),
+        hedge_margin_ratio=lows.get("hedge"),
     )
-    VenueLatencySample.objects.filter(created_at__lt=timezone.now() - KEEP_SAMPLES).delete()
+    VenueLatencySample.objects.filter(created_at__lt=now - KEEP_SAMPLES).delete()
     return row
+
+
+def margin_ratio_history(
+    since: datetime, until: datetime, rollup: dict[str, dict[str, list[Any]]] | None = None
+) -> dict[str, dict[str, list[Any]]]:
+    """Each HL account's margin ratio in % over the window, the lowest of each bucket: from the samples'
+    rollup, or — where the rollup holds nothing yet (a fresh install, the samples' first minutes) — from the
+    snapshots themselves."""
+    if rollup is None:
+        rollup = bucketed_many(
+            VenueLatencySample.objects.all(),
+            values={name: Min(f"{name}_margin_ratio") for name in HL_ACCOUNTS},
+            since=since,
+            until=until,
+        )
+    out = {}
+    for name in HL_ACCOUNTS:
+        series = rollup.get(name) or {"x": [], "y": []}
+        if not series["x"]:
+            series = bucketed(
+                HLAccountSnapshot.objects.filter(account=name),
+                value=Min("margin_ratio"),
+                since=since,
+                until=until,
+            )
+        out[name] = scaled(series, 100)
+    return out
 
 
 def _series(points: list[tuple[datetime, Decimal | float | None]]) -> dict[str, list[Any]]:
@@ -110,15 +151,14 @@ def venue_health(*, hours: int = 6) -> dict[str, Any]:
         )
         buckets.setdefault(start, []).append(row)
     per_bucket = {at: _stats(rows) for at, rows in buckets.items()}
-    # the lowest ratio of each bucket, both accounts in one read: a dip between two points is kept
-    ratios = bucketed_by(
-        HLAccountSnapshot.objects.filter(account__in=HL_ACCOUNTS),
-        group="account",
-        value=Min("margin_ratio"),
+    # one read of the samples: the highest latency and each account's lowest margin ratio per bucket
+    rollup = bucketed_many(
+        VenueLatencySample.objects.all(),
+        values={"latency": Max("latency_ms"), **{n: Min(f"{n}_margin_ratio") for n in HL_ACCOUNTS}},
         since=since,
         until=now,
-        scale=100,
     )
+    ratios = margin_ratio_history(since, now, rollup)
     accounts = []
     for name in HL_ACCOUNTS:
         latest = HLAccountSnapshot.objects.filter(account=name).order_by("-created_at").first()
@@ -128,7 +168,7 @@ def venue_health(*, hours: int = 6) -> dict[str, Any]:
                 "ratio": latest.margin_ratio if latest else None,
                 "value": latest.account_value if latest else None,
                 "at": latest.created_at if latest else None,
-                "chart": ratios.get(name, {"x": [], "y": []}),
+                "chart": ratios[name],
                 "chart_id": f"venue-ratio-{name}",
             }
         )
@@ -143,9 +183,7 @@ def venue_health(*, hours: int = 6) -> dict[str, Any]:
         "recent": _stats(recent),
         "window": _stats(orders),
         # the highest latency of each bucket (a spike is what tripped the breaker)
-        "latency_chart": bucketed(
-            VenueLatencySample.objects.all(), value=Max("latency_ms"), since=since, until=now
-        ),
+        "latency_chart": rollup["latency"],
         "rtt_chart": _series([(at, s.p95_ms) for at, s in per_bucket.items()]),
         "reject_chart": _series(
             [(at, s.reject_rate * 100 if s.reject_rate is not None else None) for at, s in per_bucket.items()]

@@ -14,7 +14,7 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Count, Min
+from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -40,7 +40,7 @@ from routing.decision import Mode
 from routing.models import GLOBAL, RoutingConfig
 from routing.selectors import asset_routing
 from routing.services import routing_config_update
-from trading.models import HLAccountSnapshot, TradingState
+from trading.models import TradingState
 from trading.selectors import listed_assets
 from xbit_admin.console import desk_tables as dt
 from xbit_admin.console import risk_reads as reads
@@ -56,8 +56,8 @@ from xbit_admin.console.pages.common import (
     require,
     table_csv,
 )
-from xbit_admin.console.series import bucketed
 from xbit_admin.console.tables import table_view, wants_csv
+from xbit_admin.console.venue import margin_ratio_history
 
 SHOCK_INPUT = DecimalShape(4, 4)  # a percentage typed on the stress page
 
@@ -511,13 +511,7 @@ def _back(request: HttpRequest) -> str:
 def _hedge_history() -> dict[str, Any]:
     """The hedge account's margin ratio over 24 h in % (the lowest of each bucket, at most ~600 points)."""
     now = timezone.now()
-    return bucketed(
-        HLAccountSnapshot.objects.filter(account="hedge"),
-        value=Min("margin_ratio"),
-        since=now - timedelta(hours=24),
-        until=now,
-        scale=100,
-    )
+    return margin_ratio_history(now - timedelta(hours=24), now)["hedge"]
 
 
 @staff_required("view_risk", "manage_hedge")

@@ -235,3 +235,40 @@ def test_the_venue_samples_table_and_the_72_hour_chart_cover_the_whole_window(co
     samples = _section(risk.get("/venue/?hours=1&samples-sort=-latency_ms").content.decode(), "venue-samples")
     assert "240 rows" in samples  # 1 h at one sample per 15 s
     assert console_as(Role.SUPPORT).get("/venue/?format=csv&table=samples").status_code == 403
+
+
+def test_the_beat_rolls_up_each_accounts_lowest_ratio_and_the_charts_read_the_rollup(console_as: Any) -> None:
+    from trading.models import HLAccountSnapshot
+    from xbit_admin.console.venue import venue_sample
+
+    now = timezone.now()
+    for name, seconds, ratio in (
+        ("hedge", 50, "3"),
+        ("hedge", 30, "1.4"),
+        ("hedge", 10, "2"),
+        ("trading", 20, "5"),
+    ):
+        HLAccountSnapshot.objects.create(
+            account=name,
+            account_value=Decimal(1000),
+            total_margin_used=Decimal(0),
+            maintenance_margin_used=Decimal(100),
+            withdrawable=Decimal(0),
+            total_notional=Decimal(0),
+            margin_ratio=Decimal(ratio),
+            created_at=now - timedelta(seconds=seconds),
+        )
+    first = venue_sample()
+    assert (first.hedge_margin_ratio, first.trading_margin_ratio) == (Decimal("1.4"), Decimal(5))
+    again = venue_sample()  # nothing new since the first sample
+    assert (again.hedge_margin_ratio, again.trading_margin_ratio) == (None, None)
+    # the charts read the samples, not the snapshots: gone snapshots still chart, the current figure does not
+    HLAccountSnapshot.objects.all().delete()
+    risk = console_as(Role.RISK_MANAGER)
+    html = risk.get("/venue/").content.decode()
+    chart = json.loads(html.split('id="venue-ratio-hedge"', 1)[1].split(">", 1)[1].split("</script>", 1)[0])
+    assert chart["y"] == [140.0]
+    hedge = risk.get("/hedge/").content.decode()
+    assert json.loads(hedge.split('id="hedge-ratio"', 1)[1].split(">", 1)[1].split("</script>", 1)[0])[
+        "y"
+    ] == [140.0]
