@@ -288,6 +288,19 @@ def test_env_example_names_every_variable_production_requires() -> None:
     assert compose_vars - optional <= set(env), compose_vars - optional - set(env)
 
 
+def test_every_chain_has_its_own_endpoint_in_the_shape_of_a_real_provider() -> None:
+    env = _env_example()
+    # no gateway of ours between the platform and the chains: one endpoint per chain, its own protocol
+    assert not [name for name in env if name.startswith("CHAINS_")]
+    assert env["TRON_RPC_URL"] == "https://api.trongrid.io"  # TronGrid: the node API and /v1 on one URL
+    assert env["SOLANA_RPC_URL"].startswith("https://") and "solana" in env["SOLANA_RPC_URL"]
+    for name in ("ETH_RPC_URL", "ARBITRUM_RPC_URL"):
+        assert env[name].startswith("https://"), name
+    production = (REPO / "xbit_admin/settings/production.py").read_text()
+    for name in ("ETH_RPC_URL", "ARBITRUM_RPC_URL", "TRON_RPC_URL", "SOLANA_RPC_URL"):
+        assert f'env_str("{name}")' in production, name  # required: no local default in production
+
+
 # ---------------------------------------------------------------------------------------- Kubernetes
 
 
