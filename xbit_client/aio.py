@@ -15,8 +15,11 @@ from xbit_client.endpoints import Number
 from xbit_client.errors import XbitApiError, XbitTransportError
 from xbit_client.models import (
     Account,
+    AlgoOrder,
     ApiKeyInfo,
     BalanceLog,
+    BulkResult,
+    CancelAllResult,
     Deposit,
     DepositAddress,
     Fill,
@@ -27,7 +30,9 @@ from xbit_client.models import (
     Order,
     Page,
     Position,
+    ScheduledCancel,
     TokenPair,
+    Tpsl,
     Wallet,
     Withdrawal,
     WithdrawalAddress,
@@ -301,9 +306,117 @@ class AsyncClient:
         return await self._run(ep.fills(symbol=symbol, order_id=order_id, limit=limit, cursor=cursor))
 
     async def funding(
-        self, *, symbol: str | None = None, limit: int | None = None, cursor: str | None = None
+        self,
+        *,
+        symbol: str | None = None,
+        position_id: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
     ) -> Page[FundingPayment]:
-        return await self._run(ep.funding(symbol=symbol, limit=limit, cursor=cursor))
+        """Funding payments, newest first (negative paid, positive received)."""
+        return await self._run(
+            ep.funding(
+                symbol=symbol, position_id=position_id, since=since, until=until, limit=limit, cursor=cursor
+            )
+        )
+
+    async def modify_order(
+        self, order_id: int, *, size: Number | None = None, limit_price: Number | None = None
+    ) -> Order:
+        """Change an open limit order's price and/or size (HYPERLIQUID: replaced, ``replaces`` set)."""
+        return await self._run(ep.modify_order(order_id, size=size, limit_price=limit_price))
+
+    async def cancel_all(self, symbol: str | None = None) -> CancelAllResult:
+        return await self._run(ep.cancel_all(symbol))
+
+    async def place_orders(self, orders: list[dict[str, Any]]) -> list[BulkResult]:
+        """Batch placement (up to 20): one result per entry, in order."""
+        return await self._run(ep.place_orders(orders))
+
+    async def cancel_orders(self, order_ids: list[int]) -> list[BulkResult]:
+        return await self._run(ep.cancel_orders(order_ids))
+
+    async def schedule_cancel(self, at: datetime | int | None) -> ScheduledCancel:
+        """Dead-man's switch: cancel all at ``at`` unless renewed; None clears it."""
+        return await self._run(ep.schedule_cancel(at))
+
+    async def scheduled_cancel(self) -> ScheduledCancel:
+        return await self._run(ep.scheduled_cancel())
+
+    async def add_tpsl(
+        self,
+        position_id: int,
+        type: str,
+        trigger_price: Number,
+        *,
+        size: Number | None = None,
+        limit_price: Number | None = None,
+    ) -> Tpsl:
+        return await self._run(
+            ep.add_tpsl(position_id, type, trigger_price, size=size, limit_price=limit_price)
+        )
+
+    async def tpsl_list(
+        self,
+        *,
+        symbol: str | None = None,
+        status: str | list[str] | None = None,
+        position_id: int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Tpsl]:
+        return await self._run(
+            ep.tpsl_list(symbol=symbol, status=status, position_id=position_id, limit=limit, cursor=cursor)
+        )
+
+    async def cancel_tpsl(self, tpsl_id: int) -> Tpsl:
+        return await self._run(ep.cancel_tpsl(tpsl_id))
+
+    async def place_algo_order(
+        self,
+        type: str,
+        symbol: str,
+        side: str,
+        size: Number,
+        *,
+        duration_seconds: int | None = None,
+        slices: int | None = None,
+        randomize: bool | None = None,
+        max_child_size: Number | None = None,
+        leverage: int | None = None,
+        margin_mode: str | None = None,
+        slippage_bps: int | None = None,
+        client_order_id: str | None = None,
+    ) -> AlgoOrder:
+        """A TWAP or size-split parent on Hyperliquid; a generated client_order_id makes it retry-safe."""
+        return await self._run(
+            ep.place_algo_order(
+                type,
+                symbol,
+                side,
+                size,
+                duration_seconds=duration_seconds,
+                slices=slices,
+                randomize=randomize,
+                max_child_size=max_child_size,
+                leverage=leverage,
+                margin_mode=margin_mode,
+                slippage_bps=slippage_bps,
+                client_order_id=client_order_id,
+            )
+        )
+
+    async def algo_orders(self, *, limit: int | None = None, cursor: str | None = None) -> Page[AlgoOrder]:
+        return await self._run(ep.algo_orders(limit=limit, cursor=cursor))
+
+    async def algo_order(self, algo_id: int) -> AlgoOrder:
+        """The parent with its children."""
+        return await self._run(ep.algo_order(algo_id))
+
+    async def cancel_algo_order(self, algo_id: int) -> AlgoOrder:
+        return await self._run(ep.cancel_algo_order(algo_id))
 
     # ---- wallet ------------------------------------------------------------------------------------
 
@@ -351,3 +464,14 @@ class AsyncClient:
 
     async def cancel_withdrawal(self, withdrawal_id: int) -> Withdrawal:
         return await self._run(ep.cancel_withdrawal(withdrawal_id))
+
+    async def access_token(self, force: bool = False) -> str:
+        """A valid access token (refreshed or signed in as needed; ``force`` rotates it now) — what the
+        user stream authenticates with."""
+        if self.core.tokens is None:
+            raise XbitApiError(401, "NOT_AUTHENTICATED", "This client has no user session.")
+        if force:
+            await self._renew(force=True)
+        else:
+            await self._ensure_token()
+        return self.core.tokens.access

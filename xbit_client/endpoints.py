@@ -13,8 +13,11 @@ from typing import Any, TypeVar
 from xbit_client.core import Call, cursor_of
 from xbit_client.models import (
     Account,
+    AlgoOrder,
     ApiKeyInfo,
     BalanceLog,
+    BulkResult,
+    CancelAllResult,
     Deposit,
     DepositAddress,
     Fill,
@@ -25,6 +28,8 @@ from xbit_client.models import (
     Order,
     Page,
     Position,
+    ScheduledCancel,
+    Tpsl,
     Wallet,
     Withdrawal,
     WithdrawalAddress,
@@ -59,6 +64,10 @@ def _page(cls: type[T]) -> Callable[[Any], Page[T]]:
         )
 
     return read
+
+
+def _results(data: Any) -> list[BulkResult]:
+    return parse_list(BulkResult, data.get("results", []))
 
 
 def _nothing(_: Any) -> None:
@@ -219,10 +228,144 @@ def fills(
 
 
 def funding(
-    *, symbol: str | None = None, limit: int | None = None, cursor: str | None = None
+    *,
+    symbol: str | None = None,
+    position_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
 ) -> Call[Page[FundingPayment]]:
-    params = _compact(symbol=symbol, limit=limit, cursor=cursor)
+    params = _compact(
+        symbol=symbol, position_id=position_id, since=since, until=until, limit=limit, cursor=cursor
+    )
     return Call("GET", "/funding", _page(FundingPayment), params=params, retryable=True)
+
+
+def modify_order(
+    order_id: int, *, size: Number | None = None, limit_price: Number | None = None
+) -> Call[Order]:
+    """Change an open limit order's price and/or size (a HYPERLIQUID order is replaced: a new id, and
+    ``replaces`` names the old one). Repeating it answers the same result."""
+    body = _compact(size=_dec(size), limit_price=_dec(limit_price))
+    return Call("POST", f"/orders/{int(order_id)}/modify", _one(Order), body=body, retryable=True)
+
+
+def cancel_all(symbol: str | None = None) -> Call[CancelAllResult]:
+    """Cancel every open order (of ``symbol``) and every live TP/SL trigger. Safe to repeat."""
+    return Call(
+        "POST", "/orders/cancel-all", _one(CancelAllResult), body=_compact(symbol=symbol), retryable=True
+    )
+
+
+def place_orders(orders: list[dict[str, Any]]) -> Call[list[BulkResult]]:
+    """Up to 20 orders, each placed on its own: one result per entry. Each entry is a placement's
+    fields (``symbol``, ``side``, ``type``, ``size``, …); entries without a ``client_order_id`` get one,
+    which makes the batch safe to retry."""
+    entries = []
+    for entry in orders:
+        entry = {k: (_dec(v) if isinstance(v, Decimal) else v) for k, v in entry.items() if v is not None}
+        entry.setdefault("client_order_id", new_client_order_id())
+        entries.append(entry)
+    return Call("POST", "/orders/batch", _results, body={"orders": entries}, retryable=True)
+
+
+def cancel_orders(order_ids: list[int]) -> Call[list[BulkResult]]:
+    body = {"order_ids": [int(i) for i in order_ids]}
+    return Call("POST", "/orders/batch-cancel", _results, body=body, retryable=True)
+
+
+def schedule_cancel(at: datetime | int | None) -> Call[ScheduledCancel]:
+    """The dead-man's switch: cancel all at ``at`` (an aware datetime or epoch ms) unless renewed;
+    None clears it."""
+    value: str | int | None = at.isoformat() if isinstance(at, datetime) else at
+    return Call(
+        "POST", "/orders/schedule-cancel", _one(ScheduledCancel), body={"time": value}, retryable=True
+    )
+
+
+def scheduled_cancel() -> Call[ScheduledCancel]:
+    return Call("GET", "/orders/schedule-cancel", _one(ScheduledCancel), retryable=True)
+
+
+def add_tpsl(
+    position_id: int,
+    type: str,
+    trigger_price: Number,
+    *,
+    size: Number | None = None,
+    limit_price: Number | None = None,
+) -> Call[Tpsl]:
+    """A take-profit (``TP``) or stop-loss (``SL``) on the mark for an open position."""
+    body = _compact(
+        type=type, trigger_price=_dec(trigger_price), size=_dec(size), limit_price=_dec(limit_price)
+    )
+    return Call("POST", f"/positions/{int(position_id)}/tpsl", _one(Tpsl), body=body)
+
+
+def tpsl_list(
+    *,
+    symbol: str | None = None,
+    status: str | list[str] | None = None,
+    position_id: int | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Call[Page[Tpsl]]:
+    if isinstance(status, list):
+        status = ",".join(status)
+    params = _compact(symbol=symbol, status=status, position_id=position_id, limit=limit, cursor=cursor)
+    return Call("GET", "/tpsl", _page(Tpsl), params=params, retryable=True)
+
+
+def cancel_tpsl(tpsl_id: int) -> Call[Tpsl]:
+    return Call("POST", f"/tpsl/{int(tpsl_id)}/cancel", _one(Tpsl), body={})
+
+
+def place_algo_order(
+    type: str,
+    symbol: str,
+    side: str,
+    size: Number,
+    *,
+    duration_seconds: int | None = None,
+    slices: int | None = None,
+    randomize: bool | None = None,
+    max_child_size: Number | None = None,
+    leverage: int | None = None,
+    margin_mode: str | None = None,
+    slippage_bps: int | None = None,
+    client_order_id: str | None = None,
+) -> Call[AlgoOrder]:
+    """A TWAP (``duration_seconds``) or a size split (``max_child_size``) executed on Hyperliquid."""
+    body = _compact(
+        type=type,
+        symbol=symbol,
+        side=side,
+        size=_dec(size),
+        duration_seconds=duration_seconds,
+        slices=slices,
+        randomize=randomize,
+        max_child_size=_dec(max_child_size),
+        leverage=leverage,
+        margin_mode=margin_mode,
+        slippage_bps=slippage_bps,
+        client_order_id=client_order_id or new_client_order_id(),
+    )
+    return Call("POST", "/algo-orders", _one(AlgoOrder), body=body, retryable=True)
+
+
+def algo_orders(*, limit: int | None = None, cursor: str | None = None) -> Call[Page[AlgoOrder]]:
+    return Call(
+        "GET", "/algo-orders", _page(AlgoOrder), params=_compact(limit=limit, cursor=cursor), retryable=True
+    )
+
+
+def algo_order(algo_id: int) -> Call[AlgoOrder]:
+    return Call("GET", f"/algo-orders/{int(algo_id)}", _one(AlgoOrder), retryable=True)
+
+
+def cancel_algo_order(algo_id: int) -> Call[AlgoOrder]:
+    return Call("POST", f"/algo-orders/{int(algo_id)}/cancel", _one(AlgoOrder), body={})
 
 
 # ---- wallet ----------------------------------------------------------------------------------------

@@ -106,6 +106,7 @@ class Order:
     created_at: datetime
     updated_at: datetime
     expires_at: datetime | None
+    replaces: int | None = None  # a modified HYPERLIQUID order: the order this one replaced
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -174,15 +175,126 @@ class Fill:
 
 @dataclass
 class FundingPayment:
-    """One funding settlement of one position (``GET /funding``); ``amount`` is signed, paid < 0."""
+    """One funding settlement of one position (``GET /funding``): ``amount`` is signed (negative
+    paid, positive received); ``funding_time`` the funding instant it settled."""
 
     id: int
     symbol: str
-    position_id: int | None
-    size: Decimal | None
-    rate: Decimal | None
+    position_id: int
     amount: Decimal
+    funding_time: datetime | None
+    settled_at: datetime
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class ErrorBody:
+    """An error as the API states it (inside a batch result)."""
+
+    code: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class BulkResult:
+    """One entry of a batch (place, cancel, cancel-all): the order, or why not."""
+
+    index: int
+    order_id: int | None
+    ok: bool
+    order: Order | None
+    error: ErrorBody | None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class CancelAllResult:
+    results: list[BulkResult]
+    tpsl_cancelled: list[int]
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class ScheduledCancel:
+    """The dead-man's switch: every open order is cancelled at ``time`` (epoch ms) unless renewed."""
+
+    time: int | None
+    time_iso: datetime | None
+    last_fired_at: datetime | None
+    fired_count: int
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class Tpsl:
+    """A take-profit / stop-loss trigger on the mark, attached to a position."""
+
+    id: int
+    position_id: int
+    symbol: str
+    type: str
+    side: str
+    trigger_price: Decimal
+    trigger_above: bool
+    size: Decimal | None
+    limit_price: Decimal | None
+    status: str
+    trigger_mark: Decimal | None
+    order_id: int | None
+    error: OrderError | None
     created_at: datetime
+    triggered_at: datetime | None
+    updated_at: datetime
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class AlgoChild:
+    slice: int
+    size: Decimal
+    scheduled_at: datetime | None
+    order_id: int | None
+    status: str
+    filled_size: Decimal
+    avg_fill_price: Decimal | None
+    error: OrderError | None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class AlgoOrder:
+    """A TWAP or size-split parent executed on Hyperliquid as child orders."""
+
+    id: int
+    client_order_id: str | None
+    type: str
+    symbol: str
+    side: str
+    size: Decimal
+    filled_size: Decimal
+    remaining_size: Decimal
+    avg_price: Decimal | None
+    fee_total: Decimal
+    children_sent: int
+    slices: int | None
+    next_slice: int | None
+    next_slice_at: datetime | None
+    duration_seconds: int | None
+    interval_ms: int | None
+    randomize: bool
+    max_child_size: Decimal | None
+    leverage: int | None
+    margin_mode: str
+    slippage_bps: int | None
+    status: str
+    error: OrderError | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    children: list[AlgoChild] | None = None  # in the detail answer only
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
 

@@ -15,8 +15,11 @@ from xbit_client.endpoints import Number
 from xbit_client.errors import XbitApiError, XbitTransportError
 from xbit_client.models import (
     Account,
+    AlgoOrder,
     ApiKeyInfo,
     BalanceLog,
+    BulkResult,
+    CancelAllResult,
     Deposit,
     DepositAddress,
     Fill,
@@ -27,7 +30,9 @@ from xbit_client.models import (
     Order,
     Page,
     Position,
+    ScheduledCancel,
     TokenPair,
+    Tpsl,
     Wallet,
     Withdrawal,
     WithdrawalAddress,
@@ -300,9 +305,115 @@ class Client:
         return self._run(ep.fills(symbol=symbol, order_id=order_id, limit=limit, cursor=cursor))
 
     def funding(
-        self, *, symbol: str | None = None, limit: int | None = None, cursor: str | None = None
+        self,
+        *,
+        symbol: str | None = None,
+        position_id: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
     ) -> Page[FundingPayment]:
-        return self._run(ep.funding(symbol=symbol, limit=limit, cursor=cursor))
+        """Funding payments, newest first (negative paid, positive received)."""
+        return self._run(
+            ep.funding(
+                symbol=symbol, position_id=position_id, since=since, until=until, limit=limit, cursor=cursor
+            )
+        )
+
+    def modify_order(
+        self, order_id: int, *, size: Number | None = None, limit_price: Number | None = None
+    ) -> Order:
+        """Change an open limit order's price and/or size (HYPERLIQUID: replaced, ``replaces`` set)."""
+        return self._run(ep.modify_order(order_id, size=size, limit_price=limit_price))
+
+    def cancel_all(self, symbol: str | None = None) -> CancelAllResult:
+        return self._run(ep.cancel_all(symbol))
+
+    def place_orders(self, orders: list[dict[str, Any]]) -> list[BulkResult]:
+        """Batch placement (up to 20): one result per entry, in order."""
+        return self._run(ep.place_orders(orders))
+
+    def cancel_orders(self, order_ids: list[int]) -> list[BulkResult]:
+        return self._run(ep.cancel_orders(order_ids))
+
+    def schedule_cancel(self, at: datetime | int | None) -> ScheduledCancel:
+        """Dead-man's switch: cancel all at ``at`` unless renewed; None clears it."""
+        return self._run(ep.schedule_cancel(at))
+
+    def scheduled_cancel(self) -> ScheduledCancel:
+        return self._run(ep.scheduled_cancel())
+
+    def add_tpsl(
+        self,
+        position_id: int,
+        type: str,
+        trigger_price: Number,
+        *,
+        size: Number | None = None,
+        limit_price: Number | None = None,
+    ) -> Tpsl:
+        return self._run(ep.add_tpsl(position_id, type, trigger_price, size=size, limit_price=limit_price))
+
+    def tpsl_list(
+        self,
+        *,
+        symbol: str | None = None,
+        status: str | list[str] | None = None,
+        position_id: int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Tpsl]:
+        return self._run(
+            ep.tpsl_list(symbol=symbol, status=status, position_id=position_id, limit=limit, cursor=cursor)
+        )
+
+    def cancel_tpsl(self, tpsl_id: int) -> Tpsl:
+        return self._run(ep.cancel_tpsl(tpsl_id))
+
+    def place_algo_order(
+        self,
+        type: str,
+        symbol: str,
+        side: str,
+        size: Number,
+        *,
+        duration_seconds: int | None = None,
+        slices: int | None = None,
+        randomize: bool | None = None,
+        max_child_size: Number | None = None,
+        leverage: int | None = None,
+        margin_mode: str | None = None,
+        slippage_bps: int | None = None,
+        client_order_id: str | None = None,
+    ) -> AlgoOrder:
+        """A TWAP or size-split parent on Hyperliquid; a generated client_order_id makes it retry-safe."""
+        return self._run(
+            ep.place_algo_order(
+                type,
+                symbol,
+                side,
+                size,
+                duration_seconds=duration_seconds,
+                slices=slices,
+                randomize=randomize,
+                max_child_size=max_child_size,
+                leverage=leverage,
+                margin_mode=margin_mode,
+                slippage_bps=slippage_bps,
+                client_order_id=client_order_id,
+            )
+        )
+
+    def algo_orders(self, *, limit: int | None = None, cursor: str | None = None) -> Page[AlgoOrder]:
+        return self._run(ep.algo_orders(limit=limit, cursor=cursor))
+
+    def algo_order(self, algo_id: int) -> AlgoOrder:
+        """The parent with its children."""
+        return self._run(ep.algo_order(algo_id))
+
+    def cancel_algo_order(self, algo_id: int) -> AlgoOrder:
+        return self._run(ep.cancel_algo_order(algo_id))
 
     # ---- wallet ------------------------------------------------------------------------------------
 
