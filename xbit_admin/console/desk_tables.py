@@ -261,3 +261,76 @@ SWITCH_HISTORY_FILTERS = [
     ),
     Filter("source", "Source", _field_is("source"), tuple(SwitchChange.Source.choices)),
 ]
+
+SWITCH_COLUMNS = [
+    Column("key", "Switch"),
+    Column("label", "Name", csv=lambda r: r["switch"].label),
+    Column("scope", "Scope"),
+    Column("current", "Current", csv=lambda r: r["current_display"]),
+    Column("default", "Default", csv=lambda r: r["default_display"]),
+    Column("is_default", "At default", csv=lambda r: "yes" if r["is_default"] else "no"),
+    Column("last_changed_at", "Last change (UTC)", csv=lambda r: r["last"].at if r["last"] else None),
+    Column(
+        "last_change", "Old → new", csv=lambda r: f"{r['last_old']} → {r['last_new']}" if r["last"] else ""
+    ),
+    Column("last_by", "By", csv=lambda r: (_email(r["last"].actor) or "platform") if r["last"] else ""),
+    Column("last_reason", "Reason", csv=lambda r: r["last"].reason if r["last"] else ""),
+    Column(
+        "who_may_change",
+        "Who may change",
+        csv=lambda r: "Super Admin" if r["switch"].permission == "manage_switches" else "Risk Manager",
+    ),
+]
+
+# --- risk config and routing -------------------------------------------------------------------------
+
+BREAKER_COLUMNS = [
+    Column("kind", "Breaker"),
+    Column("scope", "Scope"),
+    Column("state", "State"),
+    Column("reason", "Reason"),
+    Column("tripped_at", "Tripped (UTC)"),
+    Column("reset_rule", "Reset rule"),
+]
+
+
+def _cfg(name: str) -> Any:
+    return lambda row: row.config[name]["value"]
+
+
+ROUTING_ASSET_COLUMNS = [
+    Column("asset", "Asset"),
+    Column("mode", "Mode"),
+    Column("normal_threshold", "Normal ≤ (USDC)", csv=_cfg("normal_threshold")),
+    Column("betting_threshold", "Betting ≤ (USDC)", csv=_cfg("betting_threshold")),
+    Column("hl_mode_exposure_threshold", "HL trigger (USD)", csv=_cfg("hl_mode_exposure_threshold")),
+    Column(
+        "betting_mode_exposure_threshold",
+        "Betting trigger (USD)",
+        csv=_cfg("betting_mode_exposure_threshold"),
+    ),
+    Column("exposure", "B-book exposure (USD)"),
+    Column(
+        "exposure_ratio",
+        "vs HL trigger (%)",
+        csv=lambda r: None if r.exposure_ratio is None else r.exposure_ratio * 100,
+    ),
+    Column("auto_switch_enabled", "Auto-switch", csv=lambda r: "on" if r.auto_switch_enabled else "off"),
+    Column(
+        "internalization_enabled", "Whitelist", csv=lambda r: "on" if r.internalization_enabled else "off"
+    ),
+    Column("force_hl", "Force-HL", csv=lambda r: " ".join(sorted(r.force_hl_reasons))),
+    Column("hl_halted", "HL halt", csv=lambda r: (r.hl_halt_reason or "halted") if r.hl_halted else ""),
+    Column("effect", "Effect now", csv=lambda r: getattr(r, "effect", "")),
+]
+
+MODE_LOG_COLUMNS = [
+    Column("created_at", "Time (UTC)"),
+    Column("asset", "Asset"),
+    Column("from_mode", "From"),
+    Column("to_mode", "To"),
+    Column("trigger", "Trigger"),
+    Column("operator", "By", csv=lambda s: _email(s.operator)),
+    Column("reason", "Reason"),
+    Column("net_exposure_at_switch", "Net exposure (USDC)"),
+]

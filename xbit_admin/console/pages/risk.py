@@ -54,6 +54,7 @@ from xbit_admin.console.pages.common import (
     flash_error,
     keyset_page,
     require,
+    rows_csv,
     table_csv,
 )
 from xbit_admin.console.tables import table_view, wants_csv
@@ -427,6 +428,8 @@ def risk_config_view(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"{rows[name]['label']} set to {value}.")
             return redirect(reverse("console:risk_config") + f"#f-{scope}-{name}")
+    if request.method == "GET" and wants_csv(request, "breakers"):
+        return rows_csv(request, "breakers.csv", dt.BREAKER_COLUMNS, reads.breaker_rows(), what="breakers")
     risk_rows = risk_config_rows()
     routing_rows = routing_config_rows()
     for row in risk_rows + routing_rows:
@@ -445,6 +448,7 @@ def risk_config_view(request: HttpRequest) -> HttpResponse:
             "can_routing": can(user, "manage_routing"),
             "manage_breakers": can(user, "manage_breakers"),
             "breakers": reads.breaker_rows(),
+            "can_export": can(user, "export_data"),
             **_four_eyes_context(user),
         },
         status=400 if errors else 200,

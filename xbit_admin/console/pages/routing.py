@@ -23,10 +23,11 @@ from routing.decision import AssetRouting, Mode, Route
 from routing.models import GLOBAL, RoutingConfig, RoutingModeLog
 from routing.selectors import CONFIG_FIELDS, resolved_config
 from routing.services import routing_config_update, routing_mode_switch
+from xbit_admin.console import desk_tables as dt
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.four_eyes_risk import config_change_propose, four_eyes_guard
 from xbit_admin.console.pages.actions import Said, perform, reason, staff_action
-from xbit_admin.console.pages.common import can, export_csv, keyset_page, require
+from xbit_admin.console.pages.common import can, export_csv, keyset_page, require, rows_csv
 from xbit_admin.console.platform_banner import breaker_sentence, forced_hl_now, hl_latency_now
 from xbit_admin.console.selectors import (
     DECISION_FILTERS,
@@ -36,6 +37,7 @@ from xbit_admin.console.selectors import (
     routing_assets,
     routing_overview,
 )
+from xbit_admin.console.tables import wants_csv
 
 MODES = [Mode.HL_MODE, Mode.NORMAL_MODE, Mode.BETTING_MODE]
 MODE_LABELS = {Mode.HL_MODE: "HL", Mode.NORMAL_MODE: "Normal", Mode.BETTING_MODE: "Betting"}
@@ -147,7 +149,12 @@ def _forced_hl_banner(glob: dict[str, Any]) -> list[dict[str, str]]:
 
 @staff_required("view_risk", "manage_routing")
 def routing_view(request: HttpRequest) -> HttpResponse:
-    if request.GET.get("format") == "csv":  # the decision log, filtered as on the page
+    if wants_csv(request, "modes"):  # every mode switch, newest first
+        switches = RoutingModeLog.objects.select_related("operator").order_by("-id").iterator(chunk_size=2000)
+        return rows_csv(
+            request, "routing-mode-switches.csv", dt.MODE_LOG_COLUMNS, switches, what="routing_modes"
+        )
+    if wants_csv(request):  # the decision log, filtered as on the page
         filters = {name: request.GET.get(name, "") for name in DECISION_FILTERS}
         header = (
             "created_at",
@@ -197,6 +204,8 @@ def routing_view(request: HttpRequest) -> HttpResponse:
             }
             for mode in MODES
         ]
+    if wants_csv(request, "assets"):
+        return rows_csv(request, "routing-assets.csv", dt.ROUTING_ASSET_COLUMNS, rows, what="routing_assets")
     filters = {name: request.GET.get(name, "") for name in DECISION_FILTERS}
     filter_errors: dict[str, str] = {}
     user_id = filters["user_id"].strip()

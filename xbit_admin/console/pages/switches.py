@@ -21,7 +21,7 @@ from core.switches import store
 from core.switches.models import SwitchChange
 from xbit_admin.console import desk_tables as dt
 from xbit_admin.console.access import staff_required
-from xbit_admin.console.pages.common import can, flash_error, table_csv
+from xbit_admin.console.pages.common import can, flash_error, rows_csv, table_csv
 from xbit_admin.console.switch_text import human
 from xbit_admin.console.tables import table_view, wants_csv
 from xbit_admin.switches import canary
@@ -208,13 +208,16 @@ def switches_view(request: HttpRequest) -> HttpResponse:
     )
     if request.method == "GET" and wants_csv(request, "history"):
         return table_csv(request, history, "switch-changes.csv", what="switch_changes")
+    rows = switch_rows(request.user)
+    if request.method == "GET" and wants_csv(request, "switches"):
+        return rows_csv(request, "switches.csv", dt.SWITCH_COLUMNS, rows, what="switches")
     super_admin = can(request.user, "manage_switches")
     return render(
         request,
         "console/switches.html",
         {
             "page": "switches",
-            "rows": switch_rows(request.user),
+            "rows": rows,
             "levels": sorted(LEVELS.items()),
             "level": store.core_value("degradation_level"),
             "canary": canary.canary_status(),

@@ -272,3 +272,23 @@ def test_the_beat_rolls_up_each_accounts_lowest_ratio_and_the_charts_read_the_ro
     assert json.loads(hedge.split('id="hedge-ratio"', 1)[1].split(">", 1)[1].split("</script>", 1)[0])[
         "y"
     ] == [140.0]
+
+
+def test_the_switches_breakers_and_routing_tables_export_csv(console_as: Any, market: None) -> None:
+    admin = console_as(Role.SUPER_ADMIN)
+    switches = _csv(admin.get("/switches/?format=csv&table=switches"))
+    assert switches and {"key", "current", "default", "who_may_change"} <= set(switches[0])
+    assert all(r["current"] not in ("True", "False") for r in switches)  # in words, as on the page
+    assert 'data-csv="switches"' in admin.get("/switches/").content.decode()
+    breakers = _csv(admin.get("/risk-config/?format=csv&table=breakers"))
+    assert {r["kind"] for r in breakers} >= {"KILL_SWITCH"} and all(r["state"] for r in breakers)
+    assets = _csv(admin.get("/routing/?format=csv&table=assets"))
+    btc = next(r for r in assets if r["asset"] == "BTC")
+    assert btc["mode"] and Decimal(btc["normal_threshold"]) > 0 and btc["effect"]
+    modes = _csv(admin.get("/routing/?format=csv&table=modes"))
+    assert isinstance(modes, list)
+    # the decision log keeps its own CSV (no table name)
+    decisions = admin.get("/routing/?format=csv")
+    assert b"".join(decisions.streaming_content).decode().startswith("created_at,order_id")
+    kinds = set(AuditEntry.objects.filter(action="console.export").values_list("object_type", flat=True))
+    assert {"switches", "breakers", "routing_assets", "routing_modes", "routing_decisions"} <= kinds
