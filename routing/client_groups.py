@@ -73,6 +73,11 @@ def client_routing(user_id: int) -> ClientRouting:
     return ClientRouting(ClientGroup.HYBRID, group)
 
 
+def client_groups_assigned() -> dict[int, ClientGroup]:
+    """Every client's assigned group (clients without a row are HYBRID): from the database."""
+    return {uid: ClientGroup(g) for uid, g in ClientGroupAssignment.objects.values_list("user_id", "group")}
+
+
 def client_group_of(user_id: int) -> tuple[ClientGroup, ClientGroupAssignment | None]:
     """A client's assigned group and its row (console, classifier): from the database."""
     row = ClientGroupAssignment.objects.filter(user_id=user_id).first()

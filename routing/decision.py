@@ -110,6 +110,7 @@ class Decision:
     mode: Mode
     threshold: Decimal | None
     client_group: ClientGroup = ClientGroup.HYBRID
+    shadow_group: ClientGroup | None = None
     shadow_route: Route | None = None
 
 
@@ -129,7 +130,7 @@ def decide(
         shadow = _route(notional, config, in_cohort, shadow_group)[0]
         if shadow is Route.HYPERLIQUID and config.hl_halted:
             shadow = Route.NONE
-    return Decision(route, reason, config.mode, threshold, client_group, shadow)
+    return Decision(route, reason, config.mode, threshold, client_group, shadow_group, shadow)
 
 
 def _route(

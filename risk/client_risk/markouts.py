@@ -9,6 +9,7 @@ asset's mid history once for the whole batch, fills in every horizon that has pa
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
@@ -17,15 +18,17 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+import redis
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from core.events.services import Event, consume_batch
+from core.events.models import ProcessedEvent
+from core.events.services import STREAM, Event, ensure_group, redis_client
 from core.loops import db_recover
 from core.money import q_usdc
 from risk.client_risk.metrics import client_metrics_refresh
-from risk.client_risk.midhistory import MAX_SAMPLE_AGE_S, mid_at, mid_series
+from risk.client_risk.midhistory import MAX_SAMPLE_AGE_S, mid_at, mid_newest, mid_series
 from risk.client_risk.models import HORIZONS, FillMarkout
 from trading.models import Fill, Position
 
@@ -75,21 +78,57 @@ def markouts_intake(fill_ids: list[int]) -> int:
 
 
 def markout_handle(event: Event) -> None:
-    """The consumer's handler (``handle_once`` wraps it in the transaction that records the event)."""
+    """One event's intake, for callers that deliver events one by one (``handle_once``)."""
     ids = [int(i) for i in event.payload.get("fill_ids") or []]
     if ids:
         markouts_intake(ids)
 
 
-def markouts_consume(*, consumer_name: str, block_ms: int = 200, count: int = 500) -> int:
-    return consume_batch(
-        group=CONSUMER_GROUP,
-        consumer_name=consumer_name,
-        handler=markout_handle,
-        topics=TOPICS,
-        block_ms=block_ms,
-        count=count,
-    )
+def markouts_consume(
+    *, consumer_name: str, block_ms: int = 200, count: int = 1000, client: redis.Redis | None = None
+) -> int:
+    """One read of the consumer group (this consumer's unacknowledged entries first, then new ones),
+    taken in as a batch: the events' idempotency rows and every fill's markout row commit in one
+    transaction, so a crash re-delivers the batch and an event already taken in is skipped. Returns the
+    number of fill events taken in."""
+    client = client or redis_client()
+    ensure_group(client, CONSUMER_GROUP)
+    handled = 0
+    for start in ("0", ">"):
+        response = client.xreadgroup(
+            CONSUMER_GROUP,
+            consumer_name,
+            {STREAM: start},
+            count=count,
+            block=None if start == "0" else block_ms,
+        )
+        entries = [entry for _stream, batch in response or [] for entry in batch]
+        if not entries:
+            continue
+        events = [
+            (fields["event_id"], json.loads(fields["payload"]).get("fill_ids") or [])
+            for _sid, fields in entries
+            if fields and fields.get("topic") in TOPICS
+        ]
+        if events:
+            handled += _intake_once(events)
+        client.xack(STREAM, CONSUMER_GROUP, *[sid for sid, _fields in entries])
+    return handled
+
+
+@transaction.atomic
+def _intake_once(events: list[tuple[str, list[Any]]]) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {ProcessedEvent._meta.db_table} (consumer, event_id, processed_at) "
+            "SELECT %s, unnest(%s::uuid[]), now() ON CONFLICT DO NOTHING RETURNING event_id",
+            [CONSUMER_GROUP, [event_id for event_id, _ids in events]],
+        )
+        new = {str(row[0]) for row in cursor.fetchall()}
+    ids = [int(i) for event_id, fill_ids in events if event_id in new for i in fill_ids]
+    if ids:
+        markouts_intake(ids)
+    return len(new)
 
 
 def _bp(name: int) -> str:
@@ -100,7 +139,7 @@ def _usdc(name: int) -> str:
     return f"mo_{name}_usdc"
 
 
-def _advance(row: FillMarkout, series: Any, now: float) -> bool:
+def _advance(row: FillMarkout, series: Any, newest: float, now: float) -> bool:
     """Fill in every horizon of ``row`` that has passed; True if anything changed."""
     t0 = row.filled_at.timestamp()
     changed = False
@@ -108,7 +147,6 @@ def _advance(row: FillMarkout, series: Any, now: float) -> bool:
         mid0 = mid_at(series, t0)
         if mid0 is not None:
             row.mid_at_fill, changed = mid0, True
-    newest = series[0][-1] if series[0] else float("-inf")
     pending_due: float | None = None
     for bit, horizon in enumerate(HORIZONS):
         if getattr(row, _bp(horizon)) is not None or row.missing & (1 << bit):
@@ -144,6 +182,26 @@ UPDATE_FIELDS = [
 ]
 
 
+def _write(rows: list[FillMarkout]) -> None:
+    """One ``UPDATE … FROM (VALUES …)`` for the batch (Django's ``bulk_update`` builds a CASE per
+    column and row, many times slower at a few thousand rows)."""
+    table = FillMarkout._meta.db_table
+    columns = ", ".join(UPDATE_FIELDS)
+    sets = ", ".join(f"{f} = v.{f}" for f in UPDATE_FIELDS)
+    casts = [FillMarkout._meta.get_field(f).db_type(connection) for f in UPDATE_FIELDS]
+    row_sql = "(%s::bigint, " + ", ".join(f"%s::{c}" for c in casts) + ")"
+    for start in range(0, len(rows), 1000):
+        chunk = rows[start : start + 1000]
+        params: list[Any] = []
+        for row in chunk:
+            params.append(row.pk)
+            params.extend(getattr(row, f) for f in UPDATE_FIELDS)
+        values = ", ".join([row_sql] * len(chunk))
+        sql = f"UPDATE {table} AS t SET {sets} FROM (VALUES {values}) AS v(id, {columns}) WHERE t.id = v.id"  # noqa: S608 - our own table and columns
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
 def markouts_process_due(*, limit: int = 2000, now: float | None = None) -> int:
     """One batch of due horizons. Returns how many rows were looked at (0 = nothing due)."""
     at = timezone.now().timestamp() if now is None else now
@@ -163,11 +221,12 @@ def markouts_process_due(*, limit: int = 2000, now: float | None = None) -> int:
         for asset, group in by_asset.items():
             start = min(r.filled_at.timestamp() for r in group) - MAX_SAMPLE_AGE_S
             end = min(max(r.filled_at.timestamp() for r in group) + HORIZONS[-1], at)
-            series = mid_series(asset, start, end + 3600)  # and beyond: how far the history reaches
+            series = mid_series(asset, start, end)
+            newest = mid_newest(asset) or float("-inf")  # how far the history reaches
             for row in group:
-                if _advance(row, series, at):
+                if _advance(row, series, newest, at):
                     touched.add(row.user_id)
-        FillMarkout.objects.bulk_update(rows, UPDATE_FIELDS, batch_size=500)
+        _write(rows)
         if touched:
             client_metrics_refresh(touched)
     return len(rows)
@@ -219,9 +278,12 @@ def run_markouts(
     consumer_name: str,
     stop: Callable[[], bool],
     sample: Callable[[], object] | None = None,
+    every_minute: Callable[[], object] | None = None,
 ) -> int:
-    """The markout loop: take in fills, sample mids, process due horizons — until ``stop()``."""
+    """The markout loop: take in fills, sample mids, process due horizons, and once a minute run
+    ``every_minute`` (the classifier) — until ``stop()``."""
     handled = 0
+    last_minute = time.monotonic()
     while not stop():
         try:
             if sample is not None:
@@ -231,6 +293,9 @@ def run_markouts(
                 sample()
             while markouts_process_due() >= 2000 and not stop():
                 pass
+            if every_minute is not None and time.monotonic() - last_minute >= 60:
+                last_minute = time.monotonic()
+                every_minute()
         except Exception:  # the loop survives a lost database or Redis and retries
             logger.exception("markout loop failed; retrying")
             db_recover()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -19,6 +20,7 @@ from core.money import (
     q_usdc,
 )
 from core.observability import bind_order
+from routing.client_groups import client_routing
 from routing.decision import Decision, Reason, Route, decide
 from routing.models import RoutingDecisionLog
 from routing.selectors import asset_routing, in_canary_cohort
@@ -150,13 +152,23 @@ def route_decide(
         if config.hl_halted:
             return Decision(Route.NONE, Reason.HL_HALTED, config.mode, None)
         return Decision(Route.HYPERLIQUID, "algo_child", config.mode, None)
+    client = client_routing(user_id)
     decision = decide(
         notional=inp.size * quote.mark,
         config=asset_routing(market.asset),
         in_cohort=in_canary_cohort(user_id),
+        client_group=client.group,
+        shadow_group=client.shadow_group,
     )
     if decision.route is Route.INTERNAL and not quote.is_book_fresh(settings.book_stale_seconds):
-        decision = Decision(Route.HYPERLIQUID, Reason.STALE_PRICE, decision.mode, decision.threshold)
+        decision = replace(
+            decision,
+            route=Route.HYPERLIQUID,
+            reason=Reason.STALE_PRICE,
+            shadow_route=Route.HYPERLIQUID
+            if decision.shadow_route is Route.INTERNAL
+            else decision.shadow_route,
+        )
     return decision
 
 
@@ -261,6 +273,9 @@ def _place_locked(
             reason=str(decision.reason),
             latency_us=latency_us,
             created_at=now,
+            client_group=decision.client_group.value,
+            shadow_group=decision.shadow_group.value if decision.shadow_group else "",
+            shadow_route=decision.shadow_route.value if decision.shadow_route else "",
         )
     # written with the fill (one round trip) or, on any other path, before the order is next touched
     locked.new_order_writes = OrderWrites(

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from risk.client_risk.classify import client_groups_classify
 from risk.client_risk.markouts import run_markouts
 from risk.client_risk.midhistory import mid_sample
 from trading.models import Market
@@ -34,5 +35,7 @@ class Command(BaseCommand):
             return mid_sample(assets)
 
         name = f"{socket.gethostname()}:{os.getpid()}"
-        handled = run_markouts(consumer_name=name, stop=lambda: stop, sample=sample)
+        handled = run_markouts(
+            consumer_name=name, stop=lambda: stop, sample=sample, every_minute=client_groups_classify
+        )
         self.stdout.write(f"markout loop stopped after {handled} fill event(s)")
