@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from risk.client_risk.attribution import bbook_attribution_compute
 from risk.client_risk.classify import client_groups_classify
 from risk.client_risk.markouts import run_markouts
 from risk.client_risk.midhistory import mid_sample
@@ -34,8 +35,12 @@ class Command(BaseCommand):
         def sample() -> int:
             return mid_sample(assets)
 
+        def every_minute() -> None:
+            client_groups_classify()
+            bbook_attribution_compute()  # today's, kept current
+
         name = f"{socket.gethostname()}:{os.getpid()}"
         handled = run_markouts(
-            consumer_name=name, stop=lambda: stop, sample=sample, every_minute=client_groups_classify
+            consumer_name=name, stop=lambda: stop, sample=sample, every_minute=every_minute
         )
         self.stdout.write(f"markout loop stopped after {handled} fill event(s)")
