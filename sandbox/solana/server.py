@@ -169,7 +169,11 @@ class SolanaService:
         config = self._config(params, 1)
         rule = self._take_failure("send")
         if rule and rule.get("mode") == "error":
-            raise RpcError(-32005, "Node is unhealthy (injected)")
+            # as the cluster's RPC answers it: NodeUnhealthy carries {"numSlotsBehind": n | null}
+            behind = rule.get("slots_behind")
+            message = f"Node is behind by {behind} slots" if behind else "Node is unhealthy"
+            # "bare": as a non-conforming proxy in front of a node might, the error without its data
+            raise RpcError(-32005, message, None if rule.get("bare") else {"numSlotsBehind": behind})
         encoding = config.get("encoding", "base58")
         raw = base64.b64decode(str(params[0])) if encoding == "base64" else b58decode(str(params[0]))
         return self.chain.simulate_send(
@@ -347,6 +351,8 @@ class SolanaService:
             result = method(params)
         except RpcError as exc:
             error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+            if exc.code == -32005 and exc.data is not None:
+                error["data"] = exc.data
             if exc.code == -32002:
                 data = exc.data if isinstance(exc.data, dict) else {"err": exc.data, "logs": [], "units": 0}
                 error["data"] = {

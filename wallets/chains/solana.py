@@ -152,6 +152,12 @@ class SolanaAdapter:
             raise
         except (SolanaRpcException, httpx2.HTTPError, OSError, TimeoutError) as exc:
             raise ChainUnavailable(f"SOL RPC: {type(exc).__name__}: {exc}") from exc
+        except BaseException as exc:
+            # solders panics (pyo3's PanicException, a BaseException) on an answer it cannot parse, e.g. an
+            # error object without the fields it expects: the node said nothing we can act on
+            if type(exc).__name__ != "PanicException":
+                raise
+            raise ChainUnavailable(f"SOL RPC: unreadable answer: {exc}") from exc
 
     def _slots(self) -> tuple[int, int]:
         async def both(client: AsyncClient) -> tuple[int, int]:

@@ -231,3 +231,33 @@ def test_a_sweep_tops_up_sol_first_and_the_hot_wallet_matches_the_ledger(sol, ma
     assert all(sol.token(a) == 0 for a in addresses)
     record = -account_balance(AccountRef.platform("hot_wallet", sub="SOL:USDC"))
     assert sol.token(hot) == record == Decimal(1000 + 100 + 101)
+
+
+def test_an_unhealthy_node_is_retried_with_the_same_transaction(
+    sol, trader, django_capture_on_commit_callbacks
+):
+    fund(trader, "800")
+    fund_hot(sol, "600000")
+    withdrawal = approved_withdrawal(
+        trader, "SOL", "USDC", RECIPIENT, "500", django_capture_on_commit_callbacks
+    )
+    WalletConfig.objects.update_or_create(pk=1, defaults={"resend_after_seconds": 0})
+    sol.control("fail", {"target": "send", "mode": "error", "count": 1})
+    withdrawal_send(withdrawal_id=withdrawal.pk)  # -32005 node unhealthy: nothing sent, nothing refunded
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == "SENDING" and sol.state()["mempool"] == []
+    # the same error without its data object (solders cannot parse it): unavailable too, never a crash
+    sol.control("fail", {"target": "send", "mode": "error", "bare": True, "count": 1})
+    withdrawals_process_due()
+    withdrawal.refresh_from_db()
+    signed = withdrawal.tx_hash
+    assert withdrawal.status == "SENDING" and signed and sol.state()["mempool"] == []
+    assert cash_of(trader) == Decimal(300)
+    withdrawals_process_due()
+    withdrawal.refresh_from_db()
+    assert (withdrawal.status, withdrawal.tx_hash) == ("BROADCAST", signed)
+    sol.mine(FINALITY)
+    withdrawals_process_due()
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == "COMPLETED" and sol.signatures(RECIPIENT) == [signed]
+    assert sol.token(RECIPIENT) == Decimal(500) and cash_of(trader) == Decimal(300)

@@ -264,3 +264,35 @@ def test_the_fee_limit_and_expiry_are_audited_run_time_config(
     info = tron.client.get_transaction_info(again.tx_hash)
     assert info["receipt"]["result"] == "OUT_OF_ENERGY" and again.status == "FAILED"
     assert cash_of(trader) == Decimal(300) and tron.usdt(other) == 0
+
+
+def test_a_node_error_or_a_lost_broadcast_answer_never_sends_twice(
+    tron, trader, settings, django_capture_on_commit_callbacks
+):
+    settings.TRON_RPC_TIMEOUT = 1.0
+    fund(trader, "800")
+    fund_hot(tron, "600000")
+    withdrawal = approved_withdrawal(
+        trader, "TRON", "USDT", RECIPIENT, "500", django_capture_on_commit_callbacks
+    )
+    WalletConfig.objects.update_or_create(pk=1, defaults={"resend_after_seconds": 0})
+    tron.control("fail", {"target": "broadcast", "mode": "error", "status": 503, "count": 1})
+    withdrawal_send(withdrawal_id=withdrawal.pk)  # the node answers 503: nothing reached it
+    withdrawal.refresh_from_db()
+    signed = withdrawal.tx_hash
+    assert withdrawal.status != "BROADCAST" and signed and tron.state()["mempool"] == []
+
+    # the node takes the transaction but its answer never arrives (the client times out)
+    tron.control("fail", {"target": "broadcast", "mode": "timeout", "hang_seconds": 2, "count": 1})
+    withdrawals_process_due()
+    withdrawal.refresh_from_db()
+    assert withdrawal.status != "BROADCAST" and tron.state()["mempool"] == [signed]
+    withdrawals_process_due()  # the same bytes again: DUP_TRANSACTION_ERROR is success
+    withdrawal.refresh_from_db()
+    assert (withdrawal.status, withdrawal.tx_hash) == ("BROADCAST", signed)
+    tron.mine(19)
+    withdrawals_process_due()
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == "COMPLETED"
+    assert [t["transaction_id"] for t in tron.transfers_to(RECIPIENT)] == [signed]
+    assert tron.usdt(RECIPIENT) == Decimal(500) and cash_of(trader) == Decimal(300)
