@@ -71,3 +71,59 @@ def test_the_client_signs_exactly_as_the_server_verifies() -> None:
             body=body,
         )
         assert ours == theirs, query
+
+
+def test_only_safe_calls_are_retried_and_only_on_passing_refusals() -> None:
+    from xbit_client import endpoints as ep
+    from xbit_client.core import Core
+    from xbit_client.errors import XbitApiError
+
+    core = Core("http://x", max_retries=2, backoff_s=0.1)
+    place, withdraw = (
+        ep.place_order("BTC", "BUY", "MARKET", "0.01"),
+        ep.request_withdrawal("ETH", "USDT", "0x", "1", "1"),
+    )
+    busy = XbitApiError(503, "SERVICE_UNAVAILABLE", "starting")
+    assert place.retryable and place.body["client_order_id"].startswith("xc-")
+    assert (
+        core.retry_delay(place, 0, busy, sent=True) == 0.1
+        and core.retry_delay(place, 1, busy, sent=True) == 0.2
+    )
+    assert core.retry_delay(place, 2, busy, sent=True) is None  # retries spent
+    assert (
+        core.retry_delay(place, 0, XbitApiError(503, "NO_ROUTE", "x"), sent=True) is None
+    )  # same answer again
+    assert core.retry_delay(place, 0, XbitApiError(400, "INVALID_PRICE", "x"), sent=True) is None
+    throttled = XbitApiError(429, "RATE_LIMITED", "slow down", {"retry_after": 3})
+    assert core.retry_delay(place, 0, throttled, sent=True) == 3
+    assert core.retry_delay(withdraw, 0, busy, sent=True) is None  # a second request would be another one
+    assert core.retry_delay(withdraw, 0, None, sent=False) == 0.1  # never reached the server
+
+
+def test_answers_parse_to_decimals_and_keep_unknown_fields() -> None:
+    from decimal import Decimal
+
+    from xbit_client.models import Fill
+    from xbit_client.parsing import parse
+
+    fill = parse(
+        Fill,
+        {
+            "id": 7,
+            "order_id": 3,
+            "position_id": None,
+            "symbol": "BTC",
+            "side": "BUY",
+            "size": "0.00100000",
+            "price": "80000.10000000",
+            "liquidity": "TAKER",
+            "fee": "0.036000",
+            "realized_pnl": "0",
+            "closed_size": "0",
+            "is_liquidation": False,
+            "created_at": "2026-12-07T00:00:00Z",
+            "venue_hint": "x",
+        },
+    )
+    assert fill.price == Decimal("80000.1") and isinstance(fill.fee, Decimal) and fill.position_id is None
+    assert fill.created_at.utcoffset() is not None and fill.extra == {"venue_hint": "x"}

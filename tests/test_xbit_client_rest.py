@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -75,6 +76,40 @@ def test_a_market_order_opens_a_position_the_client_reads_and_closes(signed: Cli
     assert close.reduce_only and close.status == "FILLED"
     assert signed.positions() == []
     assert signed.market("BTC").quote is not None and signed.market("BTC").quote.mark == D("80000")  # type: ignore[union-attr]
+
+
+def test_the_order_tools_batch_modify_cancel_all_dead_man_tpsl_and_funding(signed: Client) -> None:
+    results = signed.place_orders(
+        [
+            {"symbol": "BTC", "side": "BUY", "type": "LIMIT", "size": D("0.01"), "limit_price": D("70000")},
+            {"symbol": "BTC", "side": "BUY", "type": "LIMIT", "size": "0.01", "limit_price": "abc"},
+            {"symbol": "BTC", "side": "BUY", "type": "LIMIT", "size": "0.01", "limit_price": "71000"},
+        ]
+    )
+    assert [r.ok for r in results] == [True, False, True] and [r.index for r in results] == [0, 1, 2]
+    assert results[1].error is not None and results[1].error.code in ("INVALID_PRICE", "VALIDATION_ERROR")
+    first, third = results[0].order, results[2].order
+    assert first is not None and third is not None and first.limit_price == D("70000")
+    moved = signed.modify_order(first.id, limit_price="69000")
+    assert moved.id == first.id and moved.limit_price == D("69000") and moved.status == "OPEN"
+    (cancelled,) = signed.cancel_orders([third.id])
+    assert cancelled.ok and cancelled.order is not None and cancelled.order.status == "CANCELLED"
+    every = signed.cancel_all()
+    assert [r.order_id for r in every.results if r.ok] == [first.id] and every.tpsl_cancelled == []
+    assert signed.orders(status="OPEN").results == []
+
+    at = int(time.time() * 1000) + 60_000
+    scheduled = signed.schedule_cancel(at)
+    assert scheduled.time == at and signed.scheduled_cancel().time_iso is not None
+    assert signed.schedule_cancel(None).time is None
+
+    signed.place_order("BTC", "BUY", "MARKET", "0.01", leverage=10)
+    (position,) = signed.positions()
+    tp = signed.add_tpsl(position.id, "TAKE_PROFIT", "90000")
+    assert tp.trigger_price == D("90000") and tp.position_id == position.id and tp.trigger_above
+    assert [t.id for t in signed.tpsl_list(position_id=position.id).results] == [tp.id]
+    assert signed.cancel_tpsl(tp.id).status == "CANCELLED"
+    assert signed.funding().results == []  # no funding instant passed yet
 
 
 def test_refusals_raise_the_stable_code(signed: Client, live_server: Any) -> None:

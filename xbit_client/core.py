@@ -26,8 +26,11 @@ T = TypeVar("T")
 API_PREFIX = "/api/v1"
 # an access token this close to its expiry is refreshed before use (clock skew, a slow request)
 REFRESH_MARGIN_S = 30.0
-# answers worth another try for a call that is safe to repeat: throttled, the venue or the platform busy
+# answers worth another try for a call that is safe to repeat: throttled, the platform not ready or in
+# maintenance, a proxy's gateway error. A business refusal (NO_ROUTE, STALE_PRICE, VENUE_ERROR…) is not
+# retried: the same client_order_id answers the same refusal.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+RETRY_CODES = frozenset({"RATE_LIMITED", "SERVICE_UNAVAILABLE", "MAINTENANCE"})
 TOKEN_CODES = frozenset({"INVALID_TOKEN", "TOKEN_EXPIRED"})
 
 
@@ -275,7 +278,9 @@ class Core:
             return None
         if sent and not call.retryable:
             return None
-        if error is not None and error.status not in RETRY_STATUSES:
+        if error is not None and not (
+            error.status in RETRY_STATUSES and (error.code in RETRY_CODES or error.code.startswith("HTTP_"))
+        ):
             return None
         delay = self.backoff_s * (2**attempt)
         if error is not None and error.retry_after is not None:

@@ -296,7 +296,7 @@ def add_tpsl(
     size: Number | None = None,
     limit_price: Number | None = None,
 ) -> Call[Tpsl]:
-    """A take-profit (``TP``) or stop-loss (``SL``) on the mark for an open position."""
+    """A take-profit (``TAKE_PROFIT``) or stop-loss (``STOP_LOSS``) on the mark for an open position."""
     body = _compact(
         type=type, trigger_price=_dec(trigger_price), size=_dec(size), limit_price=_dec(limit_price)
     )

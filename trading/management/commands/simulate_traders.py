@@ -1,61 +1,38 @@
-"""Demo traffic: many users trading through the real HTTP API (JWT), so the console comes alive.
+"""Demo traffic: many users trading through the real HTTP API with our own client (``xbit_client``,
+JWT sign-in and refresh), so the console comes alive and the client is exercised on every run.
 
 Mixed sizes (mostly small → internalized, some large → routed to HL), both sides, market and limit
-orders, cancels and closes. Bounded by ``--duration`` (0 = until stopped); prints a line per minute.
+orders, cancels and closes. Bounded by ``--duration`` (0 = until stopped); prints a line per minute
+(``simulate_traders: outcome=count, …``, read by the soak). Never stops the demo on an error: every
+refusal or failure is counted under its outcome and the loop goes on.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import signal
 import time
+from collections.abc import Callable
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-import requests
+import httpx
 from django.core.management.base import BaseCommand
 
 from trading.demo import DEMO_TRADER_PASSWORD, demo_trader_emails
 from trading.margin import round_price
+from xbit_client import Client, XbitApiError, XbitTransportError
 
 ASSETS = {"BTC": 5, "ETH": 4, "SOL": 2}
 
+logger = logging.getLogger(__name__)
 
-class Trader:
-    def __init__(self, base: str, email: str) -> None:
-        self.base = base
-        self.email = email
-        self.session = requests.Session()
-        self.refresh = ""
-        self.expires = 0.0
 
-    def login(self) -> None:
-        response = self.session.post(
-            f"{self.base}/api/v1/auth/login",
-            json={"email": self.email, "password": DEMO_TRADER_PASSWORD},
-            timeout=10,
-        )
-        response.raise_for_status()
-        self._take(response.json())
-
-    def _take(self, pair: dict[str, str]) -> None:
-        self.session.headers["Authorization"] = f"Bearer {pair['access']}"
-        self.refresh = pair["refresh"]
-        self.expires = time.monotonic() + 10 * 60
-
-    def ensure_token(self) -> None:
-        if time.monotonic() > self.expires:
-            response = self.session.post(
-                f"{self.base}/api/v1/auth/refresh", json={"refresh": self.refresh}, timeout=10
-            )
-            if response.ok:
-                self._take(response.json())
-            else:
-                self.login()
-
-    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        self.ensure_token()
-        return self.session.request(method, f"{self.base}/api/v1{path}", timeout=10, **kwargs)
+def trader_client(base: str, email: str) -> Client:
+    """One demo trader's client: signs in on first use, refreshes its JWT before expiry. One retry
+    only: the generator paces itself and a refusal is an outcome to count, not to insist on."""
+    return Client(base, email=email, password=DEMO_TRADER_PASSWORD, max_retries=1, backoff_s=0.5)
 
 
 class Command(BaseCommand):
@@ -66,19 +43,11 @@ class Command(BaseCommand):
         parser.add_argument("--rate", type=float, default=3.0, help="actions per second across all traders")
         parser.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until stopped")
         parser.add_argument("--seed", type=int, default=42)
+        parser.add_argument("--traders", type=int, default=0, help="use the first N demo traders; 0 = all")
 
     def handle(self, *args: Any, **options: Any) -> None:
         rng = random.Random(options["seed"])
         base = options["base_url"].rstrip("/")
-        self._wait_for(base)
-        traders = [Trader(base, email) for email in demo_trader_emails()]
-        for trader in traders:
-            while True:
-                try:
-                    trader.login()
-                    break
-                except requests.RequestException:
-                    time.sleep(3.5)  # login is throttled per IP: pace ourselves
         stop = False
 
         def _stop(*_: object) -> None:
@@ -87,16 +56,19 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+        self._wait_for(base)
+        emails = demo_trader_emails()[: options["traders"] or None]
+        traders = [t for t in (self._signed_in(base, email, lambda: stop) for email in emails) if t]
+        if not traders:
+            self.stdout.write("simulate_traders stopped: no demo trader could sign in (seed_demo first)")
+            return
         started = time.monotonic()
         last_report = started
         stats: dict[str, int] = {}
         interval = 1.0 / max(options["rate"], 0.1)
         while not stop and (not options["duration"] or time.monotonic() - started < options["duration"]):
             trader = rng.choice(traders)
-            try:
-                outcome = self._act(trader, rng)
-            except requests.RequestException as exc:
-                outcome = f"http-error:{type(exc).__name__}"
+            outcome = self._act_safely(trader, rng)
             stats[outcome] = stats.get(outcome, 0) + 1
             if time.monotonic() - last_report > 60:
                 self.stdout.write(
@@ -104,35 +76,66 @@ class Command(BaseCommand):
                 )
                 last_report = time.monotonic()
             time.sleep(interval * rng.uniform(0.5, 1.5))
+        for trader in traders:
+            trader.close()
         self.stdout.write(
             "simulate_traders stopped: " + ", ".join(f"{k}={v}" for k, v in sorted(stats.items()))
         )
 
+    def _signed_in(self, base: str, email: str, stopped: Callable[[], bool]) -> Client | None:
+        """The trader's client once signed in; None for a trader who cannot (not seeded, locked)."""
+        trader = trader_client(base, email)
+        while not stopped():
+            try:
+                trader.me()  # signs in
+                return trader
+            except XbitApiError as exc:
+                if exc.status != 429 and exc.status < 500:
+                    logger.warning("simulate_traders: %s cannot sign in (%s), left out", email, exc.code)
+                    break
+            except XbitTransportError as exc:
+                logger.info("simulate_traders: sign-in of %s failed (%s), retrying", email, exc)
+            time.sleep(3.5)  # login is throttled per IP: pace ourselves
+        trader.close()
+        return None
+
     def _wait_for(self, base: str) -> None:
         for _ in range(120):
             try:
-                if requests.get(f"{base}/healthz", timeout=2).ok:
+                if httpx.get(f"{base}/healthz", timeout=2).is_success:
                     return
-            except requests.RequestException:
+            except httpx.HTTPError:
                 pass
             time.sleep(1)
 
-    def _act(self, trader: Trader, rng: random.Random) -> str:
+    def _act_safely(self, trader: Client, rng: random.Random) -> str:
+        try:
+            return self._act(trader, rng)
+        except XbitApiError as exc:
+            return f"rejected-{exc.code}"
+        except XbitTransportError as exc:
+            cause = exc.__cause__
+            return f"http-error:{type(cause).__name__ if cause else 'transport'}"
+        except Exception as exc:  # the demo must go on: count it, log it, next action
+            logger.exception("simulate_traders: unexpected error")
+            return f"error:{type(exc).__name__}"
+
+    def _act(self, trader: Client, rng: random.Random) -> str:
         roll = rng.random()
         if roll < 0.15:
-            positions = trader.call("GET", "/positions").json()
-            if isinstance(positions, list) and positions:
+            positions = trader.positions()
+            if positions:
                 position = rng.choice(positions)
-                response = trader.call("POST", f"/positions/{position['id']}/close", json={})
-                return "close-" + str(response.status_code)
+                trader.close_position(position.id)
+                return "close-ok"
         if roll < 0.22:
-            orders = trader.call("GET", "/orders", params={"status": "OPEN"}).json().get("results", [])
+            orders = trader.orders(status="OPEN").results
             if orders:
-                response = trader.call("POST", f"/orders/{rng.choice(orders)['id']}/cancel")
-                return "cancel-" + str(response.status_code)
+                trader.cancel_order(rng.choice(orders).id)
+                return "cancel-ok"
         asset = rng.choices(list(ASSETS), weights=[5, 4, 1])[0]
-        market = trader.call("GET", f"/markets/{asset}").json()
-        mark = Decimal(str((market.get("quote") or {}).get("mark") or "0"))
+        quote = trader.market(asset).quote
+        mark = quote.mark if quote is not None and quote.mark is not None else Decimal(0)
         if mark <= 0:
             return "no-price"
         # mostly retail-sized tickets; one in eight is large enough to be routed to HL
@@ -145,23 +148,25 @@ class Command(BaseCommand):
         size = (notional / mark).quantize(step, rounding=ROUND_DOWN)
         if size <= 0:
             return "too-small"
-        body: dict[str, Any] = {
-            "symbol": asset,
-            "side": rng.choice(["BUY", "SELL"]),
-            "size": str(size),
-            "leverage": rng.choice([2, 3, 5, 10, 20]),
-            "margin_mode": rng.choice(["CROSS", "CROSS", "ISOLATED"]),
-        }
+        side = rng.choice(["BUY", "SELL"])
+        leverage = rng.choice([2, 3, 5, 10, 20])
+        margin_mode = rng.choice(["CROSS", "CROSS", "ISOLATED"])
         if rng.random() < 0.3:
             offset = Decimal(1) + (
                 Decimal(rng.choice([-1, 1])) * Decimal(rng.uniform(0.0005, 0.004))
             ).quantize(Decimal("0.0001"))
-            body.update(
-                type="LIMIT", limit_price=str(round_price(mark * offset, ASSETS[asset])), time_in_force="GTC"
+            order = trader.place_order(
+                asset,
+                side,
+                "LIMIT",
+                size,
+                limit_price=round_price(mark * offset, ASSETS[asset]),
+                time_in_force="GTC",
+                leverage=leverage,
+                margin_mode=margin_mode,
             )
         else:
-            body.update(type="MARKET")
-        response = trader.call("POST", "/orders", json=body)
-        if response.status_code == 201:
-            return f"order-{response.json()['status'].lower()}"
-        return "rejected-" + str(response.json().get("code", response.status_code))
+            order = trader.place_order(
+                asset, side, "MARKET", size, leverage=leverage, margin_mode=margin_mode
+            )
+        return f"order-{order.status.lower()}"
