@@ -40,10 +40,9 @@ APPLIED_WAIT_S = 0.3  # processes answer in milliseconds; the page waits at most
 
 
 def _last_changes() -> dict[str, SwitchChange]:
-    last: dict[str, SwitchChange] = {}
-    for change in SwitchChange.objects.select_related("actor").order_by("-id")[:5000]:
-        last.setdefault(change.name, change)
-    return last
+    """Each switch's newest change: one row per name (DISTINCT ON), not the whole recent history."""
+    rows = SwitchChange.objects.select_related("actor").order_by("name", "-id").distinct("name")
+    return {change.name: change for change in rows}
 
 
 def switch_rows(user: Any) -> list[dict[str, Any]]:
