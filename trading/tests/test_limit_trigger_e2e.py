@@ -23,6 +23,7 @@ from trading.markets import hl_info, markets_sync
 from trading.models import Fill, Order
 from trading.orders.input import order_input
 from trading.orders.place import order_place
+from trading.orders.triggers import TPSL_TRIGGER
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -46,6 +47,7 @@ def live_market(internalization_on: None) -> Iterator[str]:
             feed.stop()
             thread.join(10)
             TRIGGER.stop()
+            TPSL_TRIGGER.stop(wait=5)  # the TP/SL checker the marks started, with its connection
 
 
 def test_a_resting_internal_limit_fills_when_hl_touches_it(live_market: str, trader: Any) -> None:
