@@ -1,7 +1,7 @@
 """The user-stream fan-out: domain events from ``xbit:events`` → each user's log and live sockets.
 
 One consumer group (``user-stream``) reads the outbox's Redis stream; for each event it works out the
-users and frames (``mapping.frames_for``), appends them to each user's log (``userlog.append``: the
+users and frames (``mapping.plan_for``; positions and balances from one account read per user), appends them to each user's log (``userlog.append``: the
 sequence is assigned there, once per event and user, even when the stream redelivers) and publishes them
 to the user's Channels group, where every open socket of the user picks them up. An event is
 acknowledged only after all of that, so a crash re-reads it (pending entries first) and the append's
@@ -21,7 +21,7 @@ from channels.layers import get_channel_layer
 from core.events.services import STREAM, Event, ensure_group, redis_client
 from trading.stream import userlog
 from trading.stream.config import StreamSettings, stream_settings
-from trading.stream.mapping import TOPICS, frames_for
+from trading.stream.mapping import TOPICS, Items, account_items, plan_for, user_of
 
 logger = logging.getLogger(__name__)
 
@@ -50,41 +50,80 @@ async def publish(user_id: int, frames: list[userlog.Frame], layer: Any) -> None
     )
 
 
+def db(fn: Any) -> Any:
+    """``fn`` in a worker thread of its own (reads of different users run side by side)."""
+    return database_sync_to_async(fn, thread_sensitive=False)
+
+
+async def append_publish(user_id: int, key: str, items: Items, config: StreamSettings, layer: Any) -> int:
+    frames = await userlog.append(
+        user_id,
+        key,
+        items,
+        retention_seconds=config.retention_seconds,
+        retention_events=config.retention_events,
+    )
+    if frames:
+        await publish(user_id, frames, layer)
+    return len(frames)
+
+
 async def handle_event(event: Event, config: StreamSettings, layer: Any) -> int:
-    """Append and publish one event's frames for every user it concerns; returns the frames count."""
-    per_user = await database_sync_to_async(frames_for)(event)
+    """Append and publish one event's frames for every user it concerns; returns the frames count.
+    The event's own frames go first (a fill reaches the socket without waiting for the account read),
+    then each moved account's positions and balances — two appends, each idempotent on its own key."""
+    # only a fill's plan reads the database (its fill rows); the others are the event itself
+    plan = await db(plan_for)(event) if event.topic == "trading.fill" else plan_for(event)
     sent = 0
-    for user_id, items in per_user.items():
-        frames = await userlog.append(
-            user_id,
-            event.event_id,
-            items,
-            retention_seconds=config.retention_seconds,
-            retention_events=config.retention_events,
-        )
-        if frames:
-            await publish(user_id, frames, layer)
-            sent += len(frames)
+    for user_id, items in plan.primary.items():
+        sent += await append_publish(user_id, event.event_id, items, config, layer)
+    for user_id, touched in plan.accounts.items():
+        items = await db(account_items)(user_id, touched)
+        sent += await append_publish(user_id, f"{event.event_id}:account", items, config, layer)
     return sent
 
 
+async def handle_events(events: list[Event], config: StreamSettings, layer: Any) -> None:
+    """Events in stream order per user, different users side by side. An event of several users (a
+    funding settlement) is a barrier: what came before it is done first, what follows waits for it."""
+    segment: dict[int, list[Event]] = {}
+
+    async def chain(items: list[Event]) -> None:
+        for item in items:
+            await handle_event(item, config, layer)
+
+    async def flush() -> None:
+        if segment:
+            await asyncio.gather(*(chain(items) for items in segment.values()))
+            segment.clear()
+
+    for event in events:
+        user_id = user_of(event) if event.topic != "trading.funding" else None
+        if user_id is None:
+            await flush()
+            await handle_event(event, config, layer)
+        else:
+            segment.setdefault(user_id, []).append(event)
+    await flush()
+
+
 async def fanout_batch(consumer: str, *, block_ms: int = 1000, count: int = 200) -> int:
-    """One pass: this consumer's unacknowledged entries (after a crash), then new ones. Stops at the
-    first event that fails (it stays pending and is retried first next pass: a user's order is kept)."""
+    """One pass: this consumer's unacknowledged entries (after a crash), then new ones; a batch is
+    acknowledged once all of it is handled (a failure leaves it pending: retried first next pass)."""
     redis = userlog.client()
     layer = get_channel_layer()
-    config = await database_sync_to_async(stream_settings)()
+    config = await db(stream_settings)()
     handled = 0
     for start in ("0", ">"):
         response = await redis.xreadgroup(
             GROUP, consumer, {STREAM: start}, count=count, block=None if start == "0" else block_ms
         )
         for _stream, entries in response or []:
-            for stream_id, fields in entries:
-                if fields and fields.get("topic") in TOPICS:
-                    await handle_event(event_of(stream_id, fields), config, layer)
-                    handled += 1
-                await redis.xack(STREAM, GROUP, stream_id)
+            events = [event_of(i, f) for i, f in entries if f and f.get("topic") in TOPICS]
+            await handle_events(events, config, layer)
+            if entries:
+                await redis.xack(STREAM, GROUP, *[stream_id for stream_id, _ in entries])
+            handled += len(events)
     return handled
 
 

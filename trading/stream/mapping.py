@@ -11,6 +11,7 @@ or repeated one never corrupts what it shows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.events.services import Event
@@ -43,41 +44,57 @@ def user_of(event: Event) -> int | None:
         return None
 
 
-def frames_for(event: Event) -> dict[int, Items]:
-    """``{user_id: [(channel, data), …]}`` for one domain event (empty if it concerns no user)."""
+@dataclass
+class Plan:
+    """What one domain event gives the user stream: its own frames per user (sent at once), and the
+    users whose account it moved with the positions it touched (their positions and balances frames
+    follow, from one read of the account each)."""
+
+    primary: dict[int, Items] = field(default_factory=dict)
+    accounts: dict[int, dict[int, str]] = field(default_factory=dict)
+
+
+# a resting order's hold is taken or given back: the account summary moves without a fill
+HOLD_STATUSES = frozenset({"OPEN", "CANCELLED", "EXPIRED"})
+
+
+def plan_for(event: Event) -> Plan:
     payload = event.payload
     if event.topic == "trading.funding":
         return _funding(payload)
     uid = user_of(event)
     if uid is None:
-        return {}
+        return Plan()
     if event.topic == "trading.order":
-        return {uid: [("orders", {k: v for k, v in payload.items() if k != "user_id"})]}
+        data = {k: v for k, v in payload.items() if k != "user_id"}
+        moved = {uid: {}} if data.get("type") == "LIMIT" and data.get("status") in HOLD_STATUSES else {}
+        return Plan({uid: [("orders", data)]}, moved)
     if event.topic == "trading.fill":
         fills = Fill.objects.filter(id__in=payload.get("fill_ids") or []).order_by("id")
         items: Items = [("fills", dict(row)) for row in FillOutput(fills, many=True).data]
         touched = {int(p["id"]): str(p["status"]) for p in payload.get("positions") or []}
-        return {uid: items + account_items(uid, touched)}
+        return Plan({uid: items}, {uid: touched})
     if event.topic == "user.liquidation":
-        touched = (
-            {int(payload["position_id"]): Position.Status.LIQUIDATED} if payload.get("position_id") else {}
-        )
-        return {uid: [("liquidations", payload), *account_items(uid, touched)]}
+        position_id = payload.get("position_id")
+        touched = {int(position_id): str(Position.Status.LIQUIDATED)} if position_id else {}
+        return Plan({uid: [("liquidations", payload)]}, {uid: touched})
     if event.topic in WALLET_TOPICS:
         channel, kind = WALLET_TOPICS[event.topic]
-        return {uid: [(channel, {"event": kind, **payload}), *account_items(uid, {})]}
-    return {}
+        return Plan({uid: [(channel, {"event": kind, **payload})]}, {uid: {}})
+    return Plan()
 
 
-def _funding(payload: dict[str, Any]) -> dict[int, Items]:
+def _funding(payload: dict[str, Any]) -> Plan:
     per_user: dict[int, list[dict[str, Any]]] = {}
     for row in payload.get("settlements") or []:
         per_user.setdefault(int(row["user_id"]), []).append(row)
-    out: dict[int, Items] = {}
+    plan = Plan()
     for uid, rows in per_user.items():
-        items: Items = [("funding", {"funding_time": payload.get("funding_time"), **row}) for row in rows]
-        out[uid] = items + account_items(uid, {int(r["position_id"]): Position.Status.OPEN for r in rows})
-    return out
+        plan.primary[uid] = [
+            ("funding", {"funding_time": payload.get("funding_time"), **row}) for row in rows
+        ]
+        plan.accounts[uid] = {int(r["position_id"]): str(Position.Status.OPEN) for r in rows}
+    return plan
 
 
 def account_items(user_id: int, touched: dict[int, str]) -> Items:

@@ -92,4 +92,11 @@ class StreamServer:
             thread.join(timeout=10)
         # the database connection the async side used lives in asgiref's one sync thread: close it there
         SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
+        # the fan-out's worker threads are gone with its loop, their connections not: end them so the
+        # test database can be flushed and dropped
+        with connections["default"].cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
         return None

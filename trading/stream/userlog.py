@@ -17,10 +17,12 @@ single Lua script, so a crash leaves either all of the event's frames or none.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from django.conf import settings
@@ -43,8 +45,16 @@ def done_key(event_id: str, user_id: int) -> str:
 
 
 def group_name(user_id: int) -> str:
-    """The Channels group of a user's sockets."""
-    return f"us.{user_id}"
+    """The Channels group of a user's sockets. Pub/sub channels are server-wide, not per Redis
+    database: the database's number keeps two platforms sharing a server (parallel test runs, a
+    benchmark beside ``make run``) from hearing each other's users."""
+    return f"us.{redis_db()}.{user_id}"
+
+
+@functools.cache
+def redis_db() -> int:
+    path = urlsplit(settings.REDIS_URL).path.strip("/")
+    return int(path) if path.isdigit() else 0
 
 
 # KEYS: seq, log, done. ARGV: done ttl (s), max events, oldest kept (ms), now (ms), log ttl (s), then
