@@ -238,7 +238,11 @@ SPECTACULAR_SETTINGS = {
     "`reads`; `writes`: other changes) per API key, per user and per client address. Each answer "
     "carries the tightest budget (`RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`, "
     "`RateLimit-Policy`); beyond it the answer is 429 `RATE_LIMITED` with `Retry-After`. Request bodies "
-    "are at most 1 MiB (413 `REQUEST_TOO_LARGE`).",
+    "are at most 1 MiB (413 `REQUEST_TOO_LARGE`).\n\n"
+    "Streams (websockets): the user data stream `/ws/v1/user` (orders, fills, positions, balances, "
+    "liquidations, funding, deposits, withdrawals; JWT or API-key signature as here; a per-user sequence "
+    "to resume from) and the market stream `/ws/v1/market` — messages, error codes and close codes in "
+    "the repository's `docs/stream.md` and `docs/asyncapi.yaml` (AsyncAPI 2.6).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
