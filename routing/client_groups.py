@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from core.accounts.desk import require_staff_perm
+from core.accounts.models import User
 from core.audit.services import audit_record
 from core.defaults import register
 from core.errors import ApplicationError, ErrorCode
@@ -150,6 +151,8 @@ def client_group_override(
     """A Risk Manager pins a client's group (``manage_routing``), or lifts the pin (``group=None``: the
     classifier decides again from its next run; the client is HYBRID until then). Audited."""
     require_staff_perm(acting_user, "manage_routing")
+    if not User.objects.filter(pk=user_id, is_staff=False).exists():
+        raise ApplicationError(ErrorCode.NOT_FOUND, "No such client.", {"field": "user_id"})
     if not reason or not reason.strip():
         raise ApplicationError(ErrorCode.VALIDATION_ERROR, "A reason is required.", {"field": "reason"})
     target: ClientGroup | None

@@ -24,6 +24,7 @@ NAV: list[NavItem] = [
     NavItem("Reconciliation", "console:reconciliation", ("view_risk",), "c"),
     NavItem("Drift", "console:drift", ("view_risk",), "d"),
     NavItem("Venue", "console:venue", ("view_risk",), "v"),
+    NavItem("Client risk", "console:client_risk", ("view_risk",), "x"),
     NavItem("Liquidity", "console:liquidity", ("view_risk", "trigger_aggregation", "manage_liquidity"), "q"),
     NavItem("Withdrawals", "console:withdrawals", ("approve_withdrawals", "risk_review_withdrawals"), "w"),
     NavItem("Users", "console:users", ("view_user_data",), "u"),

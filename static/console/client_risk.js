@@ -1,0 +1,36 @@
+// Multi-series uPlot charts of the client-risk page. A <div class="curve-chart" data-curves="<json_script
+// id>"> with {"x": [...], "labels": [...]?, "series": [{"label", "y": [...]}]} becomes a line chart; with
+// data-time="1" x is unix seconds, otherwise x indexes "labels" (the markout horizons).
+(function () {
+  "use strict";
+  if (!window.uPlot) return;
+  const css = getComputedStyle(document.documentElement);
+  const palette = ["--accent", "--orange", "--warn", "--ok", "--bad", "--muted"].map(
+    (name, i) => (css.getPropertyValue(name) || ["#6cb6ff", "#f0883e", "#d29922", "#3fb950", "#f85149", "#8b949e"][i]).trim()
+  );
+  document.querySelectorAll(".curve-chart").forEach((el) => {
+    const source = document.getElementById(el.dataset.curves);
+    if (!source) return;
+    const data = JSON.parse(source.textContent);
+    if (!data.x || !data.x.length || !data.series.length) {
+      el.innerHTML = '<p class="small muted">No data yet.</p>';
+      return;
+    }
+    const timeAxis = el.dataset.time === "1";
+    const labels = data.labels || [];
+    const unit = el.dataset.unit || "";
+    const opts = {
+      width: Math.max(320, el.clientWidth || 600),
+      height: 220,
+      scales: { x: { time: timeAxis } },
+      axes: [
+        timeAxis ? {} : { values: (u, vals) => vals.map((v) => (Number.isInteger(v) ? labels[v] || "" : "")), incrs: [1] },
+        { label: unit, size: 60 },
+      ],
+      series: [{}].concat(
+        data.series.map((s, i) => ({ label: s.label, stroke: palette[i % palette.length], width: 2, points: { show: !timeAxis }, spanGaps: true }))
+      ),
+    };
+    new uPlot(opts, [data.x].concat(data.series.map((s) => s.y)), el);
+  });
+})();
