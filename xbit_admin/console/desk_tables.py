@@ -334,3 +334,38 @@ MODE_LOG_COLUMNS = [
     Column("reason", "Reason"),
     Column("net_exposure_at_switch", "Net exposure (USDC)"),
 ]
+
+# --- money and staff ---------------------------------------------------------------------------------
+
+ADJUSTMENT_COLUMNS = [
+    Column("id", "Id"),
+    Column("created_at", "Requested (UTC)"),
+    Column("amount", "Amount (USDC)"),
+    Column("reason", "Reason"),
+    Column("requested_by", "Requested by", csv=lambda a: _email(a.requested_by)),
+    Column("status", "Status"),
+    Column("decided_by", "Decided by", csv=lambda a: _email(a.decided_by)),
+    Column("decided_at", "Decided (UTC)"),
+    Column("decision_note", "Decision note"),
+]
+
+RECON_LATEST_COLUMNS = [
+    Column("dimension", "Dimension"),
+    Column("subject", "Subject"),
+    Column("status", "Status"),
+    Column("expected", "Expected"),
+    Column("actual", "Actual"),
+    Column("deviation", "Deviation"),
+    Column("rate", "Rate (%)", csv=lambda d: None if d["rate"] is None else d["rate"] * 100),
+    Column("unit", "Unit"),
+    Column("checked_at", "Checked (UTC)"),
+]
+
+STAFF_SESSION_COLUMNS = [
+    Column("created_at", "Signed in (UTC)"),
+    Column("ip", "IP"),
+    Column("user_agent", "Browser"),
+    Column("state", "State", csv=lambda s: "live" if s.live else ("ended" if s.ended_at else "expired")),
+    Column("ended_at", "Ended (UTC)"),
+    Column("ended_by", "Ended by", csv=lambda s: _email(s.ended_by)),
+]

@@ -33,6 +33,7 @@ from trading.models import Order
 from trading.positions import position_close
 from wallets.models import BalanceAdjustment
 from wallets.services.adjustments import adjustment_decide, adjustment_request
+from xbit_admin.console import desk_tables as dt
 from xbit_admin.console import journal
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.pages.actions import Said, perform, reason, staff_action
@@ -43,8 +44,10 @@ from xbit_admin.console.pages.common import (
     export_csv,
     flash_error,
     require,
+    rows_csv,
     time_window,
 )
+from xbit_admin.console.tables import wants_csv
 
 EXPIRY_CHOICES = {
     "1h": timedelta(hours=1),
@@ -242,11 +245,20 @@ def client_adjustment_view(request: HttpRequest, user_id: int) -> HttpResponse:
                 f"Adjustment {adjustment.pk} of {adjustment.amount:,.6f} USDC requested: another person must approve it.",
             )
             return redirect(reverse("console:client_adjustment", args=[user_id]))
-    rows = list(
+    adjustments = (
         BalanceAdjustment.objects.filter(user_id=user_id)
         .select_related("requested_by", "decided_by")
-        .order_by("-id")[:50]
+        .order_by("-id")
     )
+    if request.method == "GET" and wants_csv(request):  # every adjustment of the client
+        return rows_csv(
+            request,
+            f"user-{user_id}-adjustments.csv",
+            dt.ADJUSTMENT_COLUMNS,
+            adjustments.iterator(chunk_size=2000),
+            what="balance_adjustments",
+        )
+    rows = list(adjustments[:50])
     return render(
         request,
         "console/client_adjustment.html",
@@ -256,6 +268,7 @@ def client_adjustment_view(request: HttpRequest, user_id: int) -> HttpResponse:
             "rows": rows,
             "can_request": can(request.user, "request_adjustment"),
             "can_approve": can(request.user, "approve_adjustment"),
+            "can_export": can(request.user, "export_data"),
             "form": request.POST if request.method == "POST" else {},
         },
     )

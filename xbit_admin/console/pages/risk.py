@@ -675,6 +675,10 @@ def reconciliation_run_view(request: HttpRequest) -> HttpResponse:
 @staff_required("view_risk")
 def reconciliation_view(request: HttpRequest) -> HttpResponse:
     dims = reads.recon_latest_by_dimension()
+    if wants_csv(request):
+        return rows_csv(
+            request, "reconciliation-latest.csv", dt.RECON_LATEST_COLUMNS, dims, what="reconciliation"
+        )
     summary: dict[str, dict[str, Any]] = {}
     for d in dims:
         d["readable"] = reads.recon_details(d["details"], d["unit"])
@@ -693,6 +697,7 @@ def reconciliation_view(request: HttpRequest) -> HttpResponse:
             "dims": dims,
             "summary": list(summary.values()),
             "can_run": can(request.user, "manage_risk_config"),
+            "can_export": can(request.user, "export_data"),
             "thresholds": _recon_thresholds(risk_config()),
         },
     )

@@ -23,9 +23,11 @@ from core.accounts.staff_admin import (
     staff_totp_reset_propose,
 )
 from core.errors import ApplicationError
+from xbit_admin.console import desk_tables as dt
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.pages.actions import perform, reason, staff_action
-from xbit_admin.console.pages.common import acting, export_csv, flash_error
+from xbit_admin.console.pages.common import acting, export_csv, flash_error, rows_csv
+from xbit_admin.console.tables import wants_csv
 
 
 def _roles_table() -> list[tuple[str, list[str]]]:
@@ -99,6 +101,15 @@ def staff_member_view(request: HttpRequest, user_id: int) -> HttpResponse:
     member = User.objects.filter(pk=user_id, is_staff=True).prefetch_related("groups").first()
     if member is None:
         raise Http404("no such staff member")
+    sessions = staff_sessions(member.pk)
+    if wants_csv(request, "sessions"):
+        return rows_csv(
+            request,
+            f"staff-{member.pk}-sessions.csv",
+            dt.STAFF_SESSION_COLUMNS,
+            sessions,
+            what="staff_sessions",
+        )
     return render(
         request,
         "console/staff_member.html",
@@ -107,7 +118,7 @@ def staff_member_view(request: HttpRequest, user_id: int) -> HttpResponse:
             "member": member,
             "member_roles": set(member.role_names),
             "roles": [r.value for r in Role],
-            "sessions": staff_sessions(member.pk),
+            "sessions": sessions,
             "has_totp": TOTPDevice.objects.filter(user=member, confirmed=True).exists(),
             "proposals": proposals_open(
                 kinds=[StaffProposal.Kind.STAFF_TOTP_RESET], target_user_id=member.pk

@@ -292,3 +292,20 @@ def test_the_switches_breakers_and_routing_tables_export_csv(console_as: Any, ma
     assert b"".join(decisions.streaming_content).decode().startswith("created_at,order_id")
     kinds = set(AuditEntry.objects.filter(action="console.export").values_list("object_type", flat=True))
     assert {"switches", "breakers", "routing_assets", "routing_modes", "routing_decisions"} <= kinds
+
+
+def test_adjustments_reconciliation_and_staff_sessions_export_csv(console_as: Any, trader: Any) -> None:
+    from wallets.models import BalanceAdjustment
+
+    admin = console_as(Role.SUPER_ADMIN)
+    BalanceAdjustment.objects.create(
+        user=trader, amount=Decimal("-12.5"), reason="fee refund reversal", requested_by=admin.staff_user
+    )
+    rows = _csv(admin.get(f"/users/{trader.pk}/adjustments/?format=csv"))
+    assert [(Decimal(r["amount"]), r["requested_by"], r["status"]) for r in rows] == [
+        (Decimal("-12.5"), admin.staff_user.email, "REQUESTED")
+    ]
+    assert isinstance(_csv(admin.get("/reconciliation/?format=csv")), list)
+    sessions = _csv(admin.get(f"/staff/{admin.staff_user.pk}/?format=csv&table=sessions"))
+    assert sessions and sessions[0]["state"] == "live"
+    assert console_as(Role.SUPPORT).get(f"/users/{trader.pk}/adjustments/?format=csv").status_code == 403
