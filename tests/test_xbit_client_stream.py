@@ -22,7 +22,7 @@ from django.db import connections
 from conftest import PASSWORD
 from core.accounts.api_keys import api_key_create
 from core.live_config import invalidate
-from trading.models import Fill
+from trading.models import Fill, Order
 from trading.stream import userlog
 from trading.stream.models import StreamConfig
 from trading.stream.testing import StreamServer
@@ -170,6 +170,9 @@ def test_a_client_dropped_for_10_s_resumes_and_yields_every_event_once_in_order(
     assert {m.data["order_id"] for m in fills} == set(
         Fill.objects.filter(user=trader).values_list("order_id", flat=True)
     )
+    orders = [m.typed() for m in events if m.channel == "orders"]
+    assert {o.id for o in orders} == set(Order.objects.filter(user=trader).values_list("id", flat=True))
+    assert all(isinstance(o.size, Decimal) and o.symbol == "BTC" for o in orders)
     rest.close()
 
 

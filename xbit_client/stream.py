@@ -28,7 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from xbit_client.errors import XbitApiError, XbitStreamError
-from xbit_client.models import Account, Fill, Position
+from xbit_client.models import Account, Fill, Order, Position
 from xbit_client.parsing import parse, to_decimal
 from xbit_client.signing import Timestamps, signed_headers
 
@@ -65,7 +65,12 @@ FATAL_CODES = frozenset(
 TOKEN_CODES = frozenset({"INVALID_TOKEN", "TOKEN_EXPIRED", "NOT_AUTHENTICATED"})
 
 T = TypeVar("T")
-CHANNEL_MODELS: dict[str, type[Any]] = {"fills": Fill, "positions": Position, "balances": Account}
+CHANNEL_MODELS: dict[str, type[Any]] = {
+    "orders": Order,
+    "fills": Fill,
+    "positions": Position,
+    "balances": Account,
+}
 
 
 def ws_url(base_url: str, path: str) -> str:
@@ -90,7 +95,7 @@ class StreamMessage:
     reset: bool = False
 
     def typed(self) -> Any:
-        """``data`` as the REST API's types where the channel has one (fills → ``Fill``, positions →
+        """``data`` as the REST API's types where the channel has one (orders → ``Order``, fills → ``Fill``, positions →
         ``Position``, balances → ``Account`` without positions; a snapshot → a list of them); the
         other channels' data as is."""
         model = CHANNEL_MODELS.get(self.channel)
