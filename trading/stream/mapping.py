@@ -67,7 +67,9 @@ def plan_for(event: Event) -> Plan:
         return Plan()
     if event.topic == "trading.order":
         data = {k: v for k, v in payload.items() if k != "user_id"}
-        moved = {uid: {}} if data.get("type") == "LIMIT" and data.get("status") in HOLD_STATUSES else {}
+        moved: dict[int, dict[int, str]] = (
+            {uid: {}} if data.get("type") == "LIMIT" and data.get("status") in HOLD_STATUSES else {}
+        )
         return Plan({uid: [("orders", data)]}, moved)
     if event.topic == "trading.fill":
         fills = Fill.objects.filter(id__in=payload.get("fill_ids") or []).order_by("id")

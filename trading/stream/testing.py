@@ -27,15 +27,12 @@ def free_port() -> int:
 class StreamServer:
     """``with StreamServer() as server: server.url("/ws/v1/user")`` — web, relay and fan-out running."""
 
-    def __init__(self, *, relay_interval: float = 0.005) -> None:
-        # imported here: the ASGI module sets Django up and builds the application at import
-        from xbit_admin.asgi import application
-
+    def __init__(self, *, app: str = "xbit_admin.asgi:application", relay_interval: float = 0.005) -> None:
         self.port = free_port()
         self.relay_interval = relay_interval
         self.server = uvicorn.Server(
             uvicorn.Config(
-                application,
+                app,  # by name: uvicorn imports the platform's ASGI module (the roof, above trading)
                 host="127.0.0.1",
                 port=self.port,
                 ws="websockets-sansio",

@@ -191,7 +191,8 @@ def conns_key(user_id: int) -> str:
 
 async def connection_claim(user_id: int, name: str, *, limit: int, stale_s: float) -> bool:
     """Count this socket among the user's connections unless the user already has ``limit``."""
-    ok = await client().eval(CLAIM_LUA, 1, conns_key(user_id), time.time(), stale_s, limit, name)  # type: ignore[misc]
+    args = [str(time.time()), str(stale_s), str(limit), name]
+    ok = await client().eval(CLAIM_LUA, 1, conns_key(user_id), *args)  # type: ignore[misc]
     return bool(ok)
 
 
