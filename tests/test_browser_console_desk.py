@@ -21,6 +21,7 @@ import re
 import threading
 import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -441,3 +442,67 @@ class DeskInBrowser(ChannelsLiveServerTestCase):
             screenshot(page, "console-desk-17-client-list")
             page.goto(self.live_server_url + "/runbooks/")
             screenshot(page, "console-desk-18-runbooks")
+
+    def test_a_risk_manager_works_the_hedge_order_log_as_a_desk_table_and_support_is_refused(self) -> None:
+        """Filter and sort kept in the URL (the per-asset table's links keep them), a page past the first,
+        the CSV downloaded as shown; the liquidity tables' tx hashes link to the explorer."""
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from risk.hedge_models import HedgeInstruction
+        from wallets.models import Aggregation
+        from xbit_admin.console.explorers import explorers_ensure
+
+        now = timezone.now()
+        for n in range(30):
+            HedgeInstruction.objects.create(
+                instruction_id=f"desk-{n:02d}",
+                asset=("BTC", "ETH")[n % 2],
+                status=("FILLED", "FAILED", "SHADOW")[n % 3],
+                notional=Decimal(1000 + 100 * n),
+                filled_notional=Decimal(1000 + 100 * n) if n % 3 == 0 else Decimal(0),
+                created_at=now - timedelta(minutes=n),
+            )
+        explorers_ensure()
+        Aggregation.objects.create(
+            chain="ETH",
+            asset="USDT",
+            from_address="0x" + "1" * 40,
+            to_address="0x" + "2" * 40,
+            amount=Decimal(1500),
+            trigger=Aggregation.Trigger.MANUAL,
+            status=Aggregation.Status.CONFIRMED,
+            tx_hash="0x" + "ab" * 32,
+        )
+        risk = self.staff(Role.RISK_MANAGER, "risk")
+        support = self.staff(Role.SUPPORT, "support")
+        with chromium() as browser:
+            page = self.sign_in(browser, risk)
+            page.goto(self.live_server_url + "/hedge/?orders-per=25")
+            tools = 'form.table-tools[data-table="orders"]'
+            page.select_option(f'{tools} select[data-filter="status"]', "FILLED")
+            page.click(f"{tools} button[type=submit]")
+            page.wait_for_url(re.compile(r".*orders-status=FILLED.*"))
+            page.click('#hedge-orders a[data-sort="notional"]')
+            page.wait_for_url(re.compile(r".*orders-sort=notional.*"))
+            ids = page.locator("#hedge-orders tbody tr td:nth-child(9)").all_inner_texts()
+            assert ids == [f"desk-{n:02d}" for n in range(0, 30, 3)], ids  # FILLED, smallest notional first
+            # the per-asset table's sort link keeps the order log's filter and sort
+            page.click('#hedge-assets a[data-sort="gap"]')
+            page.wait_for_url(re.compile(r".*assets-sort=gap.*"))
+            assert "orders-status=FILLED" in page.url and "orders-sort=notional" in page.url
+            assert page.locator("#hedge-orders tbody tr").count() == 10
+            screenshot(page, "console-desk-19-hedge-order-log")
+            with page.expect_download() as download:
+                page.click('#hedge-orders a[data-csv="orders"]')
+            lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+            assert lines[0].startswith("created_at,asset,kind,notional") and len(lines) == 11
+            assert lines[1].split(",")[-2] == "desk-00"  # instruction_id, as sorted on the page
+            page.goto(self.live_server_url + "/liquidity/")
+            link = page.locator("#aggregations a.tx").first
+            assert link.get_attribute("href") == "https://etherscan.io/tx/0x" + "ab" * 32
+            screenshot(page, "console-desk-20-liquidity-tables")
+            agent = self.sign_in(browser, support)
+            assert agent.goto(self.live_server_url + "/hedge/").status == 403
+            assert agent.goto(self.live_server_url + "/hedge/?format=csv&table=orders").status == 403
