@@ -5,13 +5,18 @@ Mixed sizes (mostly small → internalized, some large → routed to HL), both s
 orders, cancels and closes. Bounded by ``--duration`` (0 = until stopped); prints a line per minute
 (``simulate_traders: outcome=count, …``, read by the soak). Never stops the demo on an error: every
 refusal or failure is counted under its outcome and the loop goes on.
+
+A few traders (``--watch-streams``) also follow their user stream through the client; the line counts
+the events received, the reconnections and the gaps in their sequences (which must stay 0).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import signal
+import threading
 import time
 from collections.abc import Callable
 from decimal import ROUND_DOWN, Decimal
@@ -22,7 +27,7 @@ from django.core.management.base import BaseCommand
 
 from trading.demo import DEMO_TRADER_PASSWORD, demo_trader_emails
 from trading.margin import round_price
-from xbit_client import Client, XbitApiError, XbitTransportError
+from xbit_client import AsyncClient, Client, UserStream, XbitApiError, XbitError, XbitTransportError
 
 ASSETS = {"BTC": 5, "ETH": 4, "SOL": 2}
 
@@ -35,6 +40,72 @@ def trader_client(base: str, email: str) -> Client:
     return Client(base, email=email, password=DEMO_TRADER_PASSWORD, max_retries=1, backoff_s=0.5)
 
 
+def summary(stats: dict[str, int], watch: StreamWatch) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted({**stats, **watch.stats()}.items()))
+
+
+class StreamWatch:
+    """Follows some demo traders' user streams (every channel) through the client, in a thread of its
+    own. With every channel subscribed the sequence has no holes: ``gaps`` counts each event whose
+    sequence is not the previous one + 1 (after a snapshot, its sequence + 1)."""
+
+    def __init__(self, base: str, emails: list[str]) -> None:
+        self.base, self.emails = base, emails
+        self.events = self.gaps = self.reconnects = self.failures = 0
+        self.streams: list[UserStream] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread = threading.Thread(target=self._run, name="stream-watch", daemon=True)
+
+    def start(self) -> None:
+        if self.emails:
+            self.thread.start()
+
+    def stop(self) -> None:
+        if self.loop is not None and self.loop.is_running():
+            for stream in self.streams:
+                asyncio.run_coroutine_threadsafe(stream.close(), self.loop)
+            self.thread.join(timeout=5)
+
+    def stats(self) -> dict[str, int]:
+        if not self.emails:
+            return {}
+        reconnects = sum(max(0, s.connections - 1) for s in self.streams)
+        return {"stream-events": self.events, "stream-gaps": self.gaps, "stream-reconnects": reconnects}
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self.loop = asyncio.get_running_loop()
+            await asyncio.gather(*(self._follow(email) for email in self.emails))
+
+        asyncio.run(main())
+
+    async def _follow(self, email: str) -> None:
+        client = AsyncClient(self.base, email=email, password=DEMO_TRADER_PASSWORD, max_retries=1)
+        stream = UserStream.from_client(client)
+        self.streams.append(stream)
+        expected: int | None = None
+        try:
+            async for message in stream:
+                if message.kind == "snapshot":
+                    expected = message.seq + 1
+                    continue
+                self.events += 1
+                if expected is not None and message.seq != expected:
+                    self.gaps += 1
+                    logger.warning(
+                        "simulate_traders: %s stream gap: seq %s, expected %s", email, message.seq, expected
+                    )
+                expected = message.seq + 1
+        except XbitError as exc:  # refused for good (e.g. the trader cannot sign in): stop following
+            self.failures += 1
+            logger.warning("simulate_traders: %s stream stopped: %s", email, exc)
+        except Exception:  # the demo goes on without this stream
+            self.failures += 1
+            logger.exception("simulate_traders: %s stream failed", email)
+        finally:
+            await client.aclose()
+
+
 class Command(BaseCommand):
     help = "Drive demo traders through the HTTP API (the demo-traffic generator of make run)."
 
@@ -44,6 +115,9 @@ class Command(BaseCommand):
         parser.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until stopped")
         parser.add_argument("--seed", type=int, default=42)
         parser.add_argument("--traders", type=int, default=0, help="use the first N demo traders; 0 = all")
+        parser.add_argument(
+            "--watch-streams", type=int, default=2, help="follow the user stream of N of the traders"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         rng = random.Random(options["seed"])
@@ -62,6 +136,9 @@ class Command(BaseCommand):
         if not traders:
             self.stdout.write("simulate_traders stopped: no demo trader could sign in (seed_demo first)")
             return
+        signed = [t.core.tokens.email for t in traders if t.core.tokens and t.core.tokens.email]
+        watch = StreamWatch(base, signed[: options["watch_streams"]])
+        watch.start()
         started = time.monotonic()
         last_report = started
         stats: dict[str, int] = {}
@@ -71,16 +148,13 @@ class Command(BaseCommand):
             outcome = self._act_safely(trader, rng)
             stats[outcome] = stats.get(outcome, 0) + 1
             if time.monotonic() - last_report > 60:
-                self.stdout.write(
-                    "simulate_traders: " + ", ".join(f"{k}={v}" for k, v in sorted(stats.items()))
-                )
+                self.stdout.write("simulate_traders: " + summary(stats, watch))
                 last_report = time.monotonic()
             time.sleep(interval * rng.uniform(0.5, 1.5))
+        watch.stop()
         for trader in traders:
             trader.close()
-        self.stdout.write(
-            "simulate_traders stopped: " + ", ".join(f"{k}={v}" for k, v in sorted(stats.items()))
-        )
+        self.stdout.write("simulate_traders stopped: " + summary(stats, watch))
 
     def _signed_in(self, base: str, email: str, stopped: Callable[[], bool]) -> Client | None:
         """The trader's client once signed in; None for a trader who cannot (not seeded, locked)."""
