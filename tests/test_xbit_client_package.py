@@ -127,3 +127,29 @@ def test_answers_parse_to_decimals_and_keep_unknown_fields() -> None:
     )
     assert fill.price == Decimal("80000.1") and isinstance(fill.fee, Decimal) and fill.position_id is None
     assert fill.created_at.utcoffset() is not None and fill.extra == {"venue_hint": "x"}
+
+
+def test_the_user_stream_waits_out_a_throttled_sign_in_and_stops_on_a_refused_one() -> None:
+    import asyncio
+
+    import pytest
+
+    from xbit_client.errors import XbitApiError, XbitStreamError
+    from xbit_client.stream import Backoff, UserStream
+
+    answers = [XbitApiError(429, "RATE_LIMITED", "slow"), XbitApiError(503, "SERVICE_UNAVAILABLE", "busy")]
+    answers.append(XbitApiError(401, "INVALID_CREDENTIALS", "no"))
+    calls: list[bool] = []
+
+    async def token(force: bool) -> str:
+        calls.append(force)
+        raise answers[len(calls) - 1]
+
+    async def run() -> None:
+        stream = UserStream("http://127.0.0.1:9", token=token, backoff=Backoff(0.01, 0.01, jitter=0))
+        async for _ in stream:
+            pass
+
+    with pytest.raises(XbitStreamError) as refused:
+        asyncio.run(run())
+    assert refused.value.code == "INVALID_CREDENTIALS" and len(calls) == 3

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from xbit_client.errors import XbitApiError, XbitStreamError
+from xbit_client.errors import XbitApiError, XbitStreamError, XbitTransportError
 from xbit_client.models import Account, Fill, Order, Position
 from xbit_client.parsing import parse, to_decimal
 from xbit_client.signing import Timestamps, signed_headers
@@ -253,8 +253,12 @@ class UserStream:
                         "NOT_AUTHENTICATED", exc.rcvd.reason or "authentication failed"
                     ) from None
                 logger.info("user stream: connection lost (%s), reconnecting", exc)
-            except XbitApiError as exc:  # the token provider could not refresh
-                raise XbitStreamError(exc.code, exc.message) from None
+            except XbitApiError as exc:  # the token provider could not sign in or refresh
+                if exc.status != 429 and exc.status < 500:
+                    raise XbitStreamError(exc.code, exc.message) from None
+                logger.info("user stream: no token yet (%s), retrying", exc.code)  # throttled or busy
+            except XbitTransportError as exc:
+                logger.info("user stream: no token yet (%s), retrying", exc)
             finally:
                 self._ws = None
             if self._closed:
