@@ -68,18 +68,28 @@ async def append_publish(user_id: int, key: str, items: Items, config: StreamSet
     return len(frames)
 
 
-async def handle_event(event: Event, config: StreamSettings, layer: Any) -> int:
-    """Append and publish one event's frames for every user it concerns; returns the frames count.
-    The event's own frames go first (a fill reaches the socket without waiting for the account read),
-    then each moved account's positions and balances — two appends, each idempotent on its own key."""
-    # only a fill's plan reads the database (its fill rows); the others are the event itself
-    plan = await db(plan_for)(event) if event.topic == "trading.fill" else plan_for(event)
+async def handle_chain(events: list[Event], config: StreamSettings, layer: Any) -> int:
+    """Append and publish the frames of one user's events, in order; returns the frames count.
+
+    Each event's own frames go first (a fill reaches the socket without waiting for an account read),
+    each idempotent on the event's id. The positions and balances of the accounts they moved follow
+    once for the whole chain — one read per account, keyed by the chain's last such event: states are
+    whole, so the newest one stands for those before it (under load, a batch holds several events of a
+    user and the reads do not pile up)."""
     sent = 0
-    for user_id, items in plan.primary.items():
-        sent += await append_publish(user_id, event.event_id, items, config, layer)
-    for user_id, touched in plan.accounts.items():
+    accounts: dict[int, dict[int, str]] = {}
+    account_key = ""
+    for event in events:
+        # only a fill's plan reads the database (its fill rows); the others are the event itself
+        plan = await db(plan_for)(event) if event.topic == "trading.fill" else plan_for(event)
+        for user_id, items in plan.primary.items():
+            sent += await append_publish(user_id, event.event_id, items, config, layer)
+        for user_id, touched in plan.accounts.items():
+            accounts.setdefault(user_id, {}).update(touched)
+            account_key = f"{event.event_id}:account"
+    for user_id, touched in accounts.items():
         items = await db(account_items)(user_id, touched)
-        sent += await append_publish(user_id, f"{event.event_id}:account", items, config, layer)
+        sent += await append_publish(user_id, account_key, items, config, layer)
     return sent
 
 
@@ -88,20 +98,16 @@ async def handle_events(events: list[Event], config: StreamSettings, layer: Any)
     funding settlement) is a barrier: what came before it is done first, what follows waits for it."""
     segment: dict[int, list[Event]] = {}
 
-    async def chain(items: list[Event]) -> None:
-        for item in items:
-            await handle_event(item, config, layer)
-
     async def flush() -> None:
         if segment:
-            await asyncio.gather(*(chain(items) for items in segment.values()))
+            await asyncio.gather(*(handle_chain(items, config, layer) for items in segment.values()))
             segment.clear()
 
     for event in events:
         user_id = user_of(event) if event.topic != "trading.funding" else None
         if user_id is None:
             await flush()
-            await handle_event(event, config, layer)
+            await handle_chain([event], config, layer)
         else:
             segment.setdefault(user_id, []).append(event)
     await flush()

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.api_output import BuiltOnce
 from core.events.services import Event
 from trading.account import account_view
 from trading.api.orders import AccountOutput, FillOutput, PositionOutput
@@ -32,6 +33,16 @@ WALLET_TOPICS = {
 TOPICS = frozenset({"trading.order", "trading.fill", "trading.funding", "user.liquidation", *WALLET_TOPICS})
 
 Items = list[tuple[str, Any]]
+
+
+class PositionData(BuiltOnce, PositionOutput):
+    """A position as the API shows it, with the fields built once (the fan-out sends many)."""
+
+
+class BalancesData(BuiltOnce, AccountOutput):
+    """The account summary as the API shows it, without its positions (they have their own channel)."""
+
+    positions = None  # type: ignore[assignment]
 
 
 def user_of(event: Event) -> int | None:
@@ -108,7 +119,7 @@ def account_items(user_id: int, touched: dict[int, str]) -> Items:
     for position_id, status in sorted(touched.items()):
         row = open_by_id.get(position_id)
         if row is not None:
-            items.append(("positions", {**PositionOutput(row).data, "status": Position.Status.OPEN}))
+            items.append(("positions", {**PositionData(row).data, "status": Position.Status.OPEN}))
         else:
             closed = status if status != Position.Status.OPEN else Position.Status.CLOSED
             items.append(("positions", {"id": position_id, "status": closed, "size": "0"}))
@@ -117,10 +128,8 @@ def account_items(user_id: int, touched: dict[int, str]) -> Items:
 
 
 def balances_data(view: dict[str, object]) -> dict[str, Any]:
-    data = dict(AccountOutput(view).data)
-    data.pop("positions", None)
-    return data
+    return dict(BalancesData(view).data)
 
 
 def positions_data(view: dict[str, object]) -> list[dict[str, Any]]:
-    return [{**PositionOutput(p).data, "status": Position.Status.OPEN} for p in view["positions"]]  # type: ignore[attr-defined]
+    return [{**PositionData(p).data, "status": Position.Status.OPEN} for p in view["positions"]]  # type: ignore[attr-defined]
