@@ -8,14 +8,20 @@ web process's CPU (py-spy). Here a finished request's executor goes back to an i
 request takes it (``ThreadSensitiveContext(executor=…)``, asgiref's API for exactly this: the caller owns
 the executor). Requests still never share a thread at the same time, so one request's sync code runs on
 one thread, as Django expects; a reused thread keeps its database connection between requests as a
-WSGI server's threads do, and Django's request-finished handling closes or recycles it there."""
+WSGI server's threads do, and Django's request-finished handling closes or recycles it there.
+
+The middleware chain is built as a WSGI server builds it (every middleware and the view in sync mode)
+and entered once through ``sync_to_async``: Django's ASGI build made the async-capable middlewares below
+the first sync-only one run on the event loop, so each request crossed between the loop and its thread
+six times (into the thread, back to the loop for the lower middlewares, into the thread for the view,
+and back each time); now it crosses once each way."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 
 
@@ -23,6 +29,12 @@ class ReusingASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         super().__init__()
         self._idle: list[ThreadPoolExecutor] = []  # touched only on the event loop
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        super().load_middleware(is_async=False)
+        if is_async:
+            chain: Any = self._middleware_chain  # type: ignore[has-type]  # Django's, untyped
+            self._middleware_chain = sync_to_async(chain, thread_sensitive=True)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

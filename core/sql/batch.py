@@ -84,7 +84,7 @@ def _pieces(sql: str) -> tuple[str, ...] | None:
     return tuple(pieces)
 
 
-_transformers: weakref.WeakKeyDictionary[Any, Transformer] = weakref.WeakKeyDictionary()
+_transformers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # connection -> Transformer
 
 
 def binder(cursor: Any) -> Callable[[str, Sequence[Any]], str]:

@@ -67,3 +67,35 @@ def test_sequential_requests_share_one_executor_and_concurrent_ones_get_their_ow
 def test_websockets_are_not_for_django() -> None:
     with pytest.raises(ValueError, match="websocket"):
         asyncio.run(ReusingASGIHandler()({"type": "websocket"}, None, None))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_enters_its_thread_once_every_middleware_on_it(monkeypatch: Any) -> None:
+    """The top and the lowest middleware run on the request's one thread, not on the event loop:
+    Django's own ASGI build ran the async-capable middlewares below the first sync-only one on the loop,
+    between two more hops."""
+    import threading
+
+    from django.middleware.clickjacking import XFrameOptionsMiddleware
+    from django.middleware.security import SecurityMiddleware
+
+    seen: dict[str, int] = {}
+
+    def spy(name: str, original: Any) -> Any:
+        def call(self: Any, request: Any) -> Any:
+            seen[name] = threading.get_ident()
+            return original(self, request)
+
+        return call
+
+    monkeypatch.setattr(SecurityMiddleware, "__call__", spy("top", SecurityMiddleware.__call__))
+    monkeypatch.setattr(XFrameOptionsMiddleware, "__call__", spy("lowest", XFrameOptionsMiddleware.__call__))
+    handler = ReusingASGIHandler()
+    loop: dict[str, int] = {}
+
+    async def scenario() -> int:
+        loop["thread"] = threading.get_ident()
+        return await _get(handler, "/healthz")
+
+    assert asyncio.run(scenario()) == 200
+    assert seen["top"] == seen["lowest"] != loop["thread"]
