@@ -82,3 +82,8 @@ def perform(
         return redirect(back)
     say(request, done(result) if callable(done) else done)
     return redirect(back(result) if callable(back) else back)
+
+
+def local_url(raw: str, default: str) -> str:
+    """A "back to" address from a form, kept on this site (a path, never ``//host`` or a full URL)."""
+    return raw if raw.startswith("/") and not raw.startswith("//") else default

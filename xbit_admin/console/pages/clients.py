@@ -36,7 +36,7 @@ from wallets.services.adjustments import adjustment_decide, adjustment_request
 from xbit_admin.console import desk_tables as dt
 from xbit_admin.console import journal
 from xbit_admin.console.access import staff_required
-from xbit_admin.console.pages.actions import Said, perform, reason, staff_action
+from xbit_admin.console.pages.actions import Said, local_url, perform, reason, staff_action
 from xbit_admin.console.pages.common import (
     acting,
     can,
@@ -140,7 +140,7 @@ def client_restriction_lift_view(request: HttpRequest, restriction_id: int) -> H
         ),
         done=lambda row: f"Lifted: {row.get_kind_display()}.",
         back=lambda row: _card_url(row.user_id, "staff-actions"),
-        refused_back=request.POST.get("back") or reverse("console:users"),
+        refused_back=local_url(request.POST.get("back", ""), reverse("console:users")),
     )
 
 
@@ -399,7 +399,7 @@ def proposal_decide_view(request: HttpRequest, proposal_id: int) -> HttpResponse
             request=request,
         ),
         done=_decided,
-        back=back if back.startswith("/") and not back.startswith("//") else reverse("console:proposals"),
+        back=local_url(back, reverse("console:proposals")),
     )
 
 
