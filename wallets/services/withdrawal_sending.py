@@ -237,27 +237,51 @@ def withdrawals_process_due(*, limit: int = 100) -> dict[str, int]:
         reason="The confirmation link expired.",
         updated_at=now,
     )
-    try:
-        for pk in (
-            Withdrawal.objects.filter(status=S.APPROVED).order_by("id").values_list("pk", flat=True)[:limit]
+    # a chain that does not answer pauses its own withdrawals for this pass, never another chain's
+    down: set[str] = set()
+
+    def each(rows: Any, step: Any, counter: str) -> None:
+        for pk, chain in rows:
+            if chain in down:
+                continue
+            try:
+                if step(pk):
+                    counts[counter] += 1
+            except ChainUnavailable as exc:
+                down.add(chain)
+                logger.warning("%s withdrawals paused: chain unavailable: %s", chain, exc)
+
+    def send(pk: int) -> bool:
+        withdrawal_send(withdrawal_id=pk)
+        return True
+
+    def resend(pk: int) -> bool:
+        # re-claim so two sweepers do not both re-broadcast (harmless anyway: same payload)
+        if not Withdrawal.objects.filter(pk=pk, status=S.SENDING, claimed_at__lt=stale).update(
+            claimed_at=now
         ):
-            withdrawal_send(withdrawal_id=pk)
-            counts["sent"] += 1
-        stale = now - timedelta(seconds=wallet_config().resend_after_seconds)
-        for pk in Withdrawal.objects.filter(status=S.SENDING, claimed_at__lt=stale).values_list(
-            "pk", flat=True
-        )[:limit]:
-            # re-claim so two sweepers do not both re-broadcast (harmless anyway: same payload)
-            if Withdrawal.objects.filter(pk=pk, status=S.SENDING, claimed_at__lt=stale).update(
-                claimed_at=now
-            ):
-                withdrawal_broadcast(withdrawal_id=pk)
-                counts["resent"] += 1
-        for pk in (
-            Withdrawal.objects.filter(status=S.BROADCAST).order_by("id").values_list("pk", flat=True)[:limit]
-        ):
-            withdrawal_track(withdrawal_id=pk)
-            counts["tracked"] += 1
-    except ChainUnavailable as exc:
-        logger.warning("withdrawal processing paused: chain unavailable: %s", exc)
+            return False
+        withdrawal_broadcast(withdrawal_id=pk)
+        return True
+
+    def track(pk: int) -> bool:
+        withdrawal_track(withdrawal_id=pk)
+        return True
+
+    stale = now - timedelta(seconds=wallet_config().resend_after_seconds)
+    each(
+        Withdrawal.objects.filter(status=S.APPROVED).order_by("id").values_list("pk", "chain")[:limit],
+        send,
+        "sent",
+    )
+    each(
+        Withdrawal.objects.filter(status=S.SENDING, claimed_at__lt=stale).values_list("pk", "chain")[:limit],
+        resend,
+        "resent",
+    )
+    each(
+        Withdrawal.objects.filter(status=S.BROADCAST).order_by("id").values_list("pk", "chain")[:limit],
+        track,
+        "tracked",
+    )
     return counts

@@ -6,6 +6,8 @@ import io
 from decimal import Decimal
 
 import pytest
+from solders.keypair import Keypair
+from tronpy.keys import PrivateKey
 
 from core.alerts.models import Alert
 from core.periodic import BEAT_SCHEDULE
@@ -13,8 +15,10 @@ from wallets import tasks
 from wallets.demo import seed_wallets_demo
 from wallets.demo_tron_sol import seed_deposits as seed_tron_sol_deposits
 from wallets.ledger import AccountRef, account_balance
+from wallets.models import Withdrawal
 from wallets.services import deposit_address_get_or_create, deposits_scan, hot_wallet_key, withdrawal_monitor
-from wallets.tests.conftest import fund
+from wallets.tests.chain_flows import approved_withdrawal
+from wallets.tests.conftest import fund, outside_address
 from wallets.tests.test_withdrawals import request_and_confirm
 
 pytestmark = pytest.mark.django_db
@@ -103,3 +107,41 @@ def test_the_demo_traders_deposits_on_tron_and_solana_are_credited_once(tron, so
     tron.mine(19)
     sol.mine(32)
     assert deposits_scan(chain="TRON").credited == 0 and deposits_scan(chain="SOL").credited == 0
+
+
+def test_on_the_demo_wallets_withdrawals_flow_on_every_chain_and_a_chain_down_holds_only_its_own(
+    tron, sol, evm, evm_arbitrum, trader, settings, django_capture_on_commit_callbacks
+):
+    seed_wallets_demo(_Command())  # the hot wallets of make run's demo, on the four local chains
+    sol.mine(2)
+    fund(trader, "3000")
+    recipients = {
+        "SOL": str(Keypair.from_seed((0x501).to_bytes(32, "big")).pubkey()),  # first: the lowest id
+        "TRON": PrivateKey((0x7A0).to_bytes(32, "big")).public_key.to_base58check_address(),
+        "ETH": outside_address("ETH", "demo-withdrawal"),
+    }
+    asset = {"SOL": "USDC", "TRON": "USDT", "ETH": "USDT"}
+    withdrawals = {
+        chain: approved_withdrawal(
+            trader, chain, asset[chain], address, "500", django_capture_on_commit_callbacks
+        )
+        for chain, address in recipients.items()
+    }
+    tasks.process_withdrawals_task()
+    status = {c: Withdrawal.objects.get(pk=w.pk).status for c, w in withdrawals.items()}
+    assert status == {"SOL": "BROADCAST", "TRON": "BROADCAST", "ETH": "BROADCAST"}
+
+    solana_url, settings.SOLANA_RPC_URL = settings.SOLANA_RPC_URL, "http://127.0.0.1:9"  # Solana is down
+    tron.mine(19)
+    evm.mine(11)
+    tasks.process_withdrawals_task()
+    status = {c: Withdrawal.objects.get(pk=w.pk).status for c, w in withdrawals.items()}
+    assert status == {"SOL": "BROADCAST", "TRON": "COMPLETED", "ETH": "COMPLETED"}
+
+    settings.SOLANA_RPC_URL = solana_url  # back
+    sol.mine(32)
+    tasks.process_withdrawals_task()
+    assert {Withdrawal.objects.get(pk=w.pk).status for w in withdrawals.values()} == {"COMPLETED"}
+    assert tron.usdt(recipients["TRON"]) == sol.token(recipients["SOL"], "USDC") == Decimal(500)
+    assert evm.token_balance("USDT", recipients["ETH"]) == Decimal(500)
+    assert account_balance(AccountRef.user(trader.pk, "cash")) == Decimal(1500)
