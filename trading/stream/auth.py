@@ -27,6 +27,7 @@ class AuthResult:
     user_id: int | None
     code: str = ""
     message: str = ""
+    expires_at: float | None = None  # a JWT's expiry (epoch s): the stream ends then (4001, TOKEN_EXPIRED)
 
 
 def _meta_name(header: str) -> str:
@@ -78,7 +79,8 @@ def authenticate(headers: dict[str, str], client_ip: str) -> AuthResult:
                 return AuthResult(
                     None, ErrorCode.API_KEY_PERMISSION, "This API key lacks the 'read' permission."
                 )
-            return AuthResult(int(user.pk))
+            expires = auth.get("exp") if isinstance(auth, dict) else None
+            return AuthResult(int(user.pk), expires_at=float(expires) if expires is not None else None)
     except exceptions.APIException as exc:
         code = getattr(exc, "xbit_code", ErrorCode.NOT_AUTHENTICATED)
         return AuthResult(None, str(code), str(exc.detail))

@@ -35,6 +35,7 @@ class UserStreamConsumer(StreamSocket):
 
     async def connect(self) -> None:
         self.user_id: int | None = None
+        self.expires_at: float | None = None
         self.channels: set[str] = set()
         self.subscribed = False
         self.joined = False
@@ -66,6 +67,7 @@ class UserStreamConsumer(StreamSocket):
             )
             return
         self.user_id = result.user_id
+        self.expires_at = result.expires_at
         self.last_seq = await userlog.last_seq(result.user_id)
         self.next_beat = time.monotonic() + self.config.heartbeat_seconds
         await self.send_json(
@@ -236,7 +238,8 @@ class UserStreamConsumer(StreamSocket):
 
 class Ticker:
     """One task per process for every user socket: heartbeats (with one MGET of the users' sequences),
-    the connection registry's refresh and the auth timeout — no task or timer per socket."""
+    the connection registry's refresh, the auth timeout and the end of a JWT's life — no task or timer
+    per socket."""
 
     def __init__(self) -> None:
         self.sockets: set[UserStreamConsumer] = set()
@@ -260,7 +263,7 @@ class Ticker:
         self.task = None
 
     async def tick(self) -> None:
-        now = time.monotonic()
+        now, wall = time.monotonic(), time.time()
         due: list[UserStreamConsumer] = []
         for socket in list(self.sockets):
             if socket.closing:
@@ -268,6 +271,12 @@ class Ticker:
             if socket.user_id is None:
                 if now - socket.opened > socket.config.auth_timeout_seconds:
                     await socket.fail(CLOSE_AUTH, ErrorCode.NOT_AUTHENTICATED, "No authentication in time.")
+            elif socket.expires_at is not None and wall >= socket.expires_at:
+                await socket.fail(
+                    CLOSE_AUTH,
+                    ErrorCode.TOKEN_EXPIRED,
+                    "The access token expired: refresh it, reconnect and resume.",
+                )
             elif now >= socket.next_beat:
                 socket.next_beat = now + socket.config.heartbeat_seconds
                 due.append(socket)

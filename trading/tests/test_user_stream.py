@@ -9,10 +9,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+import redis
+from django.conf import settings
 from django.db import connections
+from django.utils import timezone
 
 from core.accounts.api_keys import api_key_create
 from core.accounts.tokens import access_token_for
@@ -153,9 +157,6 @@ def test_a_client_dropped_for_10_s_resumes_and_receives_every_event_exactly_once
 
 
 def userlog_last_seq(user_id: int) -> int:
-    import redis  # the test's own synchronous read of the user's sequence
-    from django.conf import settings
-
     return int(redis.Redis.from_url(settings.REDIS_URL).get(userlog.seq_key(user_id)) or 0)
 
 
@@ -269,6 +270,15 @@ def test_heartbeats_carry_the_sequence_and_a_silent_socket_is_closed(
     assert recv(silent, timeout=5)["code"] == "NOT_AUTHENTICATED"
     assert close_code(silent) == 4001
     ws.close()
+    # a JWT's stream ends with the token: TOKEN_EXPIRED, 4001 (the client refreshes and resumes)
+    issued = timezone.now() - settings.JWT_ACCESS_TTL + timedelta(seconds=2)
+    expiring = open_socket(
+        server.url(USER), {"Authorization": f"Bearer {access_token_for(trader, now=issued)}"}
+    )
+    assert recv(expiring)["type"] == "authenticated"
+    expired = recv_until(expiring, lambda f: f["type"] == "error", 6)[-1]
+    assert expired["code"] == "TOKEN_EXPIRED"
+    assert close_code(expiring) == 4001
 
 
 def test_a_resume_older_than_the_retention_is_refused_with_resume_too_old(
