@@ -1,10 +1,13 @@
-"""The trader API under /api/v1/. Each app contributes its routes here as it lands."""
+"""The trader API under /api/v1/, each app's routes included here. The order routes come first: Django
+tries the includes in turn, and every include that does not match builds the list of its patterns it
+tried (for the 404 page), which was the order endpoint's URL resolution time."""
 
 from django.urls import include, path
 
 from core.accounts import api as accounts_api
 
 urlpatterns = [
+    path("", include("trading.api.trader_urls")),
     path("auth/login", accounts_api.LoginApi.as_view(), name="auth-login"),
     path("auth/refresh", accounts_api.RefreshApi.as_view(), name="auth-refresh"),
     path("me", accounts_api.MeApi.as_view(), name="me"),
@@ -14,6 +17,5 @@ urlpatterns = [
     path("", include("wallets.api.urls")),
     path("", include("routing.api.urls")),
     path("", include("risk.api.urls")),
-    path("", include("trading.api.trader_urls")),
     path("", include("trading.api.urls")),
 ]
