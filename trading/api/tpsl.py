@@ -81,7 +81,8 @@ class PositionTpslApi(APIView):
         "``trigger_price`` (a long's take-profit / a short's stop-loss: mark ≥ trigger; the others: mark ≤ "
         "trigger) a reduce-only order closing ``size`` (default: the whole position) is placed once, on "
         "the position's venue. A trigger the mark has already crossed is INVALID_TRIGGER. Triggers of a "
-        "position that is closed are cancelled.",
+        "position that is closed are cancelled. The same trigger asked for again while it is live answers "
+        "the live one (safe to retry).",
     )
     @api_errors(
         ErrorCode.VALIDATION_ERROR,

@@ -62,7 +62,8 @@ def tpsl_create(
     limit_price: object = None,
 ) -> TpslOrder:
     """Attach a TP or SL to the user's open position. The trigger must be on the far side of the
-    current mark (one that would fire at once is INVALID_TRIGGER: close the position instead)."""
+    current mark (one that would fire at once is INVALID_TRIGGER: close the position instead). The same
+    trigger asked for again while it is live answers the live one (a retry sets nothing twice)."""
     kind = str(kind).upper()
     if kind not in TpslOrder.Kind.values:
         raise ApplicationError(
@@ -105,17 +106,21 @@ def tpsl_create(
             f"The mark {quote.mark} is already {'at or above' if above else 'at or below'} {trigger}.",
             {"field": "trigger_price", "mark": str(quote.mark)},
         )
-    return TpslOrder.objects.create(
-        user=user,
-        position=position,
-        asset=position.asset,
-        kind=kind,
-        side="SELL" if position.direction == Position.Direction.LONG else "BUY",
-        trigger_price=trigger,
-        trigger_above=above,
-        size=amount,
-        limit_price=limit,
-    )
+    spec = {"kind": kind, "trigger_price": trigger, "size": amount, "limit_price": limit}
+    with transaction.atomic():
+        # the position's row serialises two creations of the same trigger: the second finds the first
+        Position.objects.select_for_update().filter(pk=position.pk).first()
+        same = TpslOrder.objects.filter(position=position, status=TpslOrder.Status.ACTIVE, **spec).first()
+        if same is not None:
+            return same  # the same request again (a retry): the trigger already set
+        return TpslOrder.objects.create(
+            user=user,
+            position=position,
+            asset=position.asset,
+            side="SELL" if position.direction == Position.Direction.LONG else "BUY",
+            trigger_above=above,
+            **spec,
+        )
 
 
 def tpsl_cancel(*, user: User, tpsl_id: int) -> TpslOrder:

@@ -77,6 +77,7 @@ def test_a_stop_loss_fires_once_on_the_mark_and_the_take_profit_goes_with_the_po
     sl = attach(api, position, "STOP_LOSS", "78000")
     tp = attach(api, position, "TAKE_PROFIT", "85000")
     assert (sl.status_code, tp.status_code) == (201, 201), sl.content
+    assert attach(api, position, "STOP_LOSS", "78000").json()["id"] == sl.json()["id"]  # a retry
     assert sl.json()["side"] == "SELL" and sl.json()["trigger_above"] is False and tp.json()["trigger_above"]
     assert [r["id"] for r in api.get("/api/v1/tpsl?status=ACTIVE").json()["results"]] == [
         tp.json()["id"],
