@@ -3,7 +3,11 @@ from django.urls import path
 from xbit_admin.console import views
 from xbit_admin.console.pages import audit, clients, money, risk, routing, staff, state, users
 from xbit_admin.console.pages import switches as switches_page
-from xbit_admin.console.pages.client_risk import client_group_override_view, client_risk_view
+from xbit_admin.console.pages.client_risk import (
+    client_group_config_view,
+    client_group_override_view,
+    client_risk_view,
+)
 
 app_name = "console"
 
@@ -31,6 +35,7 @@ urlpatterns = [
     path("drift/", risk.drift_view, name="drift"),
     path("client-risk/", client_risk_view, name="client_risk"),
     path("client-risk/override/", client_group_override_view, name="client_group_override"),
+    path("client-risk/config/", client_group_config_view, name="client_group_config"),
     path("risk-config/", risk.risk_config_view, name="risk_config"),
     path("breakers/<str:kind>/<str:scope>/reset/", risk.breaker_reset_view, name="breaker_reset"),
     path("breakers/kill-switch/<str:action>/", risk.kill_switch_view, name="kill_switch"),

@@ -7,7 +7,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
-from routing.client_groups import client_group_config, client_group_override
+from routing.client_groups import (
+    HORIZON_CHOICES,
+    client_group_config,
+    client_group_config_update,
+    client_group_override,
+)
 from routing.models import ClientGroupConfig
 from xbit_admin.console import client_risk_reads as reads
 from xbit_admin.console.access import staff_required
@@ -32,6 +37,7 @@ def client_risk_view(request: HttpRequest) -> HttpResponse:
             "changes": reads.group_changes(),
             "attribution": reads.attribution(),
             "may_override": can(request.user, "manage_routing"),
+            "horizons": HORIZON_CHOICES,
         },
     )
 
@@ -53,3 +59,37 @@ def client_group_override_view(request: HttpRequest) -> HttpResponse:
         return f"client {user_id}: group {row.group if row else 'HYBRID'}"
 
     return perform(request, run, done=lambda said: said, back=back)
+
+
+CONFIG_FIELDS = (
+    "mode",
+    "horizon_s",
+    "min_fills",
+    "toxic_bp",
+    "benign_bp",
+    "hysteresis_bp",
+    "stale_quote_bp",
+    "window_days",
+)
+
+
+@staff_action("manage_routing")
+def client_group_config_view(request: HttpRequest) -> HttpResponse:
+    """The groups' mode (OFF / SHADOW / LIVE) and the classifier's rules: the changed fields only."""
+    config = client_group_config()
+    changes = {}
+    for name in CONFIG_FIELDS:
+        raw = request.POST.get(name, "").strip()
+        if raw != "" and raw != str(getattr(config, name)):
+            changes[name] = raw
+    back = reverse("console:client_risk")
+    if not changes:
+        return perform(request, lambda: "nothing changed", done=lambda said: said, back=back)
+    return perform(
+        request,
+        lambda: client_group_config_update(
+            changes=changes, acting_user=acting(request), reason=reason(request)
+        ),
+        done=f"client groups: {', '.join(f'{k} → {v}' for k, v in changes.items())}",
+        back=back,
+    )

@@ -15,7 +15,7 @@ from django.utils import timezone
 from core.accounts.roles import Role
 from core.audit.models import AuditEntry
 from risk.client_risk.models import BbookPnlDaily, ClientMetrics
-from routing.client_groups import client_group_assign
+from routing.client_groups import client_group_assign, client_group_config
 from routing.decision import ClientGroup
 from routing.models import ClientGroupAssignment
 
@@ -83,3 +83,20 @@ def test_the_client_card_shows_the_group_and_markouts(console_as: Any, toxic: An
     html = page.content.decode()
     assert 'id="client-risk-card"' in html and 'id="client-group">A<' in html
     assert "60 s 4.10" in html and "312 fills" in html
+
+
+def test_a_risk_manager_sets_the_mode_and_rules_from_the_page(console_as: Any) -> None:
+    url = reverse("console:client_group_config")
+    analyst = console_as(Role.DATA_ANALYST)
+    assert analyst.post(url, {"mode": "LIVE", "reason": "x"}).status_code == 403
+    manager = console_as(Role.RISK_MANAGER)
+    manager.post(url, {"mode": "SHADOW", "min_fills": "150", "toxic_bp": "4", "reason": "shadow first"})
+    config = client_group_config()
+    assert (config.mode, config.min_fills, config.toxic_bp) == ("SHADOW", 150, D(4))
+    entry = AuditEntry.objects.get(action="routing.client_group_config")
+    assert (
+        entry.after == {"mode": "SHADOW", "min_fills": 150, "toxic_bp": "4"}
+        and entry.reason == "shadow first"
+    )
+    manager.post(url, {"toxic_bp": "-5", "reason": "bad"})  # below benign: refused, nothing changes
+    assert client_group_config().toxic_bp == D(4)
