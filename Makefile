@@ -11,8 +11,8 @@ VERBOSE ?=
 ifneq ($(filter-out 0 no false,$(VERBOSE)),)
 export LOG_LEVEL ?= INFO
 endif
-# pure calculation modules: no Django, strictly typed
-PURE_CORES := trading/margin.py trading/margin_cross.py trading/margin_decimal.py trading/netting.py routing/decision.py risk/hedge_policy.py risk/liquidation_core.py risk/breaker_rules.py
+# strictly typed: the pure calculation modules (no Django) and the Python client package
+PURE_CORES := xbit_client trading/margin.py trading/margin_cross.py trading/margin_decimal.py trading/netting.py routing/decision.py risk/hedge_policy.py risk/liquidation_core.py risk/breaker_rules.py
 
 .PHONY: run test lint fmt install browser bench stop clean totp assets evm drills fuzz soak
 
@@ -68,7 +68,7 @@ lint: $(STAMP)
 	@echo "[xbit] ruff format --check"; $(VENV)/bin/ruff format --check .
 	@echo "[xbit] ruff check"; $(VENV)/bin/ruff check .
 	@echo "[xbit] mypy"; $(VENV)/bin/mypy
-	@echo "[xbit] mypy --strict (pure cores)"; $(VENV)/bin/mypy --strict --follow-imports=silent $(PURE_CORES)
+	@echo "[xbit] mypy --strict (pure cores, xbit_client)"; $(VENV)/bin/mypy --strict --follow-imports=silent $(PURE_CORES)
 	@echo "[xbit] import-linter"; $(VENV)/bin/lint-imports
 	@echo "[xbit] import circles"; $(PY) tools/import_circles.py
 	@echo "[xbit] structure"; $(PY) -m pytest -q -p no:django -p no:randomly -p no:cacheprovider tests/test_structure.py
