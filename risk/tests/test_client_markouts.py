@@ -65,6 +65,12 @@ def test_markouts_from_the_stream_at_each_horizon_in_bp_and_usdc(
     assert (row.mo_300_bp, row.mo_300_usdc) == (D("0.0000"), D("0"))
     assert row.missing == 0 and row.next_due_at is None and row.done_at is not None
 
+    # a rebuild recomputes them from the mid history still kept: the same figures
+    FillMarkout.objects.filter(pk=row.pk).update(mo_10_bp=D("99"))
+    call_command("markouts_rebuild", "--days", "1", "--recompute")
+    again = FillMarkout.objects.get(pk=row.pk)
+    assert [again.mo_1_bp, again.mo_10_bp, again.mo_60_bp, again.mo_300_bp] == [D(5), D(10), D(-5), D(0)]
+
 
 def test_a_horizon_without_history_waits_then_is_given_up(
     make_trader: Any, fund: Any, open_position: Any
