@@ -19,12 +19,13 @@ from core.api_schema import api_errors
 from core.errors import ApplicationError, ErrorCode
 from core.money import PRICE_INPUT, SIZE_INPUT
 from core.platform.state import platform_ready
+from trading.api import orders
 from trading.api.orders import ORDER_REJECTIONS, OrderInputSerializer, OrderOutput
-from trading.models import OrderEvent
+from trading.models import Order
 from trading.orders.bulk import BulkResult, orders_cancel_all, orders_cancel_batch, orders_place_batch
 from trading.orders.deadman import DeadmanView, deadman_get, deadman_set
 from trading.orders.input import OrderInput, order_input
-from trading.orders.modify import order_modify
+from trading.orders.modify import order_modify, replaced_order_id
 
 
 class ErrorOutput(serializers.Serializer):
@@ -61,54 +62,73 @@ class BulkOutput(serializers.Serializer):
 # ------------------------------------------------------------------------------------------ modify
 
 
+class OrderModifyInputSerializer(InputSerializer):
+    size = DecimalStringField(
+        shape=SIZE_INPUT,
+        code=ErrorCode.INVALID_SIZE,
+        required=False,
+        allow_null=True,
+        help_text="what is left to fill after the change, as on HL (default: what is left now)",
+    )
+    limit_price = DecimalStringField(
+        shape=PRICE_INPUT, code=ErrorCode.INVALID_PRICE, required=False, allow_null=True
+    )
+
+
+class OrderModifyOutput(OrderOutput):
+    replaces = serializers.SerializerMethodField(help_text="the order this one replaced (HL's modify)")
+
+    class Meta(OrderOutput.Meta):
+        fields = [*OrderOutput.Meta.fields, "replaces"]
+
+    def get_replaces(self, order: Order) -> int | None:
+        return replaced_order_id(order)
+
+
+MODIFY_SCHEMA: dict[str, Any] = {
+    "request": OrderModifyInputSerializer,
+    "responses": OrderModifyOutput,
+    "description": "Change an open limit order's price and/or size. An INTERNAL order is changed in "
+    "place (its margin hold re-computed; a price the book already reaches fills at once as a taker, "
+    "an ALO order refuses it). A HYPERLIQUID order is modified with HL's semantics: cancelled and "
+    "replaced by a new order (a new ``id``; ``replaces`` names the old one); if the replacement is "
+    "refused the old order stays cancelled. Repeating the request answers the same result.",
+}
+MODIFY_ERRORS = (*ORDER_REJECTIONS, ErrorCode.MIN_NOTIONAL, ErrorCode.INVALID_STATE)
+
+
+def modify(request: Request, order_id: int) -> Response:
+    data = OrderModifyInputSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    order = order_modify(
+        user=request_user(request),
+        order_id=order_id,
+        size=data.validated_data.get("size"),
+        limit_price=data.validated_data.get("limit_price"),
+    )
+    return Response(OrderModifyOutput(order).data)
+
+
 class OrderModifyApi(APIView):
     key_scope = "trade"
     rate_budget = "orders"
 
-    class OrderModifyInputSerializer(InputSerializer):
-        size = DecimalStringField(
-            shape=SIZE_INPUT,
-            code=ErrorCode.INVALID_SIZE,
-            required=False,
-            allow_null=True,
-            help_text="what is left to fill after the change, as on HL (default: what is left now)",
-        )
-        limit_price = DecimalStringField(
-            shape=PRICE_INPUT, code=ErrorCode.INVALID_PRICE, required=False, allow_null=True
-        )
-
-    class OrderModifyOutput(OrderOutput):
-        replaces = serializers.IntegerField(allow_null=True, help_text="the order this one replaced (HL)")
-
-        class Meta(OrderOutput.Meta):
-            fields = [*OrderOutput.Meta.fields, "replaces"]
-
-    @extend_schema(
-        request=OrderModifyInputSerializer,
-        responses=OrderModifyOutput,
-        operation_id="orders_modify",
-        description="Change an open limit order's price and/or size. An INTERNAL order is changed in "
-        "place (its margin hold re-computed; a price the book already reaches fills at once as a taker, "
-        "an ALO order refuses it). A HYPERLIQUID order is modified with HL's semantics: cancelled and "
-        "replaced by a new order (a new ``id``; ``replaces`` names the old one); if the replacement is "
-        "refused the old order stays cancelled. Repeating the request answers the same result.",
-    )
-    @api_errors(*ORDER_REJECTIONS, ErrorCode.MIN_NOTIONAL, ErrorCode.INVALID_STATE)
+    @extend_schema(operation_id="orders_modify", **MODIFY_SCHEMA)
+    @api_errors(*MODIFY_ERRORS)
     def post(self, request: Request, order_id: int) -> Response:
-        data = self.OrderModifyInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        order = order_modify(
-            user=request_user(request),
-            order_id=order_id,
-            size=data.validated_data.get("size"),
-            limit_price=data.validated_data.get("limit_price"),
-        )
-        out = dict(OrderOutput(order).data)
-        replaced = (
-            OrderEvent.objects.filter(status="REPLACED", detail__by=order.pk).values("order_id").first()
-        )
-        out["replaces"] = replaced["order_id"] if replaced else None
-        return Response(out)
+        return modify(request, order_id)
+
+
+class OrderDetailApi(orders.OrderDetailApi):
+    """``GET /orders/<id>`` and ``PATCH /orders/<id>``, the same modification as ``POST …/modify``."""
+
+    key_scope = None  # GET needs read, PATCH needs trade
+    rate_budget = "orders"  # PATCH spends the order budget; GET the reads (safe methods always do)
+
+    @extend_schema(operation_id="orders_modify_patch", **MODIFY_SCHEMA)
+    @api_errors(*MODIFY_ERRORS)
+    def patch(self, request: Request, order_id: int) -> Response:
+        return modify(request, order_id)
 
 
 # ------------------------------------------------------------------------------------------ cancel all

@@ -43,8 +43,18 @@ MODIFIED = "MODIFIED"
 MODIFY_REQUESTED = "MODIFY_REQUESTED"
 
 
+REPLACEMENT_PREFIX = "xbit-mod-"
+
+
 def replacement_client_id(order_id: int) -> str:
-    return f"xbit-mod-{order_id}"
+    return f"{REPLACEMENT_PREFIX}{order_id}"
+
+
+def replaced_order_id(order: Order) -> int | None:
+    """The order an HL modify's replacement replaced (its client_order_id says which), else None."""
+    cid = order.client_order_id or ""
+    rest = cid[len(REPLACEMENT_PREFIX) :] if cid.startswith(REPLACEMENT_PREFIX) else ""
+    return int(rest) if rest.isdigit() else None
 
 
 def order_modify(*, user: User, order_id: int, size: Any = None, limit_price: Any = None) -> Order:

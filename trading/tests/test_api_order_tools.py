@@ -148,8 +148,9 @@ def test_modifying_an_internal_order_moves_only_the_hold_difference(
     # the same request again changes nothing
     api.post(f"/api/v1/orders/{order.pk}/modify", {"size": "0.02", "limit_price": "75000"}, content_type=JSON)
     assert OrderEvent.objects.filter(order=order, status="MODIFIED").count() == 1
-    # smaller: the difference comes back
-    api.post(f"/api/v1/orders/{order.pk}/modify", {"size": "0.01"}, content_type=JSON)
+    # smaller (PATCH on the order is the same modification): the difference comes back
+    response = api.patch(f"/api/v1/orders/{order.pk}", {"size": "0.01"}, content_type=JSON)
+    assert response.status_code == 200 and D(response.json()["size"]) == D("0.01")
     order.refresh_from_db()
     assert holds(trader) == order.hold_amount == D("0.01") * D("75000") * (D("0.1") + D("0.00015"))
     # more than the account can hold: refused, the order as it was
