@@ -14,13 +14,14 @@ from django.test import Client
 from django.utils import timezone
 
 from conftest import PASSWORD
-from core.live_config import invalidate
-from trading.config import TRADING_CACHE
+from core.audit.models import AuditEntry
+from core.errors import ApplicationError
 from trading.funding import FundingRate, funding_dues, funding_settle_positions, users_lock
-from trading.models import Order, OrderEvent, Position, ScheduledCancel, TradingConfig
+from trading.models import Order, OrderEvent, Position, ScheduledCancel
 from trading.orders.deadman import deadman_check
 from trading.orders.input import order_input
 from trading.orders.place import order_place
+from trading.orders.tools_config import order_tools_config_update
 from trading.tests.hl_venue import cash, holds
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("internalization_on")]
@@ -83,8 +84,11 @@ def test_a_batch_above_the_configured_size_is_refused_whole(api: Client, trader:
     response = api.post("/api/v1/orders/batch", {"orders": [entry] * 21}, content_type=JSON)
     assert response.status_code == 400 and response.json()["code"] == "BATCH_TOO_LARGE"
     assert response.json()["details"]["max"] == 20 and not Order.objects.exists()
-    TradingConfig.objects.filter(key="default").update(batch_max_orders=2)
-    invalidate(TRADING_CACHE.name)
+    with pytest.raises(ApplicationError) as refused:
+        order_tools_config_update(changes={"batch_max_orders": 0}, acting_user=None, reason="tests")
+    assert refused.value.details["field"] == "batch_max_orders"
+    order_tools_config_update(changes={"batch_max_orders": 2}, acting_user=None, reason="smaller batches")
+    assert AuditEntry.objects.get(action="trading.order_tools_config_update").reason == "smaller batches"
     response = api.post("/api/v1/orders/batch", {"orders": [entry] * 3}, content_type=JSON)
     assert response.status_code == 400 and response.json()["details"]["max"] == 2
 
