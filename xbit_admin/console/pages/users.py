@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from django.contrib.postgres.expressions import ArraySubquery
 from django.db import transaction
-from django.db.models import QuerySet, Value
+from django.db.models import Exists, OuterRef, QuerySet, Subquery, Value
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -21,7 +22,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from core.accounts.desk import client_restrictions_active
 from core.accounts.four_eyes import proposals_open
-from core.accounts.models import ClientRestriction, SecurityEvent, User
+from core.accounts.models import ClientRestriction, ClientTag, SecurityEvent, User
 from core.audit.services import audit_record
 from routing.models import RoutingDecisionLog
 from trading.models import Fill, Order, Position
@@ -525,10 +526,28 @@ def users_view(request: HttpRequest) -> HttpResponse:
     )
 
 
+_last_login = SecurityEvent.objects.filter(user_id=OuterRef("pk"), kind=SecurityEvent.Kind.LOGIN).order_by(
+    "-id"
+)
+
+
 @staff_required("view_user_data")
 @require_GET
 def user_detail_view(request: HttpRequest, user_id: int) -> HttpResponse:
-    subject = User.objects.filter(pk=user_id).first()
+    # the subject with its tags and whether 2FA is on, in the same read (the card shows both)
+    subject = (
+        User.objects.filter(pk=user_id)
+        .annotate(
+            desk_tags=ArraySubquery(
+                ClientTag.objects.filter(user_id=OuterRef("pk")).order_by("tag").values("tag")
+            ),
+            desk_two_factor=Exists(TOTPDevice.objects.filter(user_id=OuterRef("pk"), confirmed=True)),
+            # the newest sign-in ever (the window's security events may not reach back to it)
+            desk_login_at=Subquery(_last_login.values("created_at")[:1]),
+            desk_login_ip=Subquery(_last_login.values("ip")[:1]),
+        )
+        .first()
+    )
     if subject is None:
         raise Http404("no such user")
     window = time_window(request, default="30d")
@@ -604,16 +623,17 @@ def _desk_context(
         "journal_selected": set(kinds),
         "journal_export_url": reverse("console:client_journal_export", args=[subject.pk])
         + f"?{query.urlencode()}",
-        "tags": list(subject.client_tags.order_by("tag").values_list("tag", flat=True)),
+        "tags": subject.desk_tags,  # type: ignore[attr-defined]
         "restrictions": client_restrictions_active(subject.pk),
         "restriction_kinds": ClientRestriction.Kind.choices,
         "open_proposals": proposals_open(target_user_id=subject.pk),
-        "two_factor_on": TOTPDevice.objects.filter(user=subject, confirmed=True).exists(),
+        "two_factor_on": subject.desk_two_factor,  # type: ignore[attr-defined]
         "kyc_statuses": User.KycStatus.choices,
-        # the newest sign-in ever (the window's security events may not reach back to it)
-        "last_login_event": subject.security_events.filter(kind=SecurityEvent.Kind.LOGIN)
-        .order_by("-id")
-        .first(),
+        "last_login_event": (
+            {"created_at": subject.desk_login_at, "ip": subject.desk_login_ip}  # type: ignore[attr-defined]
+            if subject.desk_login_at  # type: ignore[attr-defined]
+            else None
+        ),
         "may": {
             name: can(user, name)
             for name in (

@@ -23,15 +23,13 @@ pytestmark = pytest.mark.django_db
 
 # Session, user, OTP device, two permission reads (the page guard), the signed-in user's roles (nav).
 FRAME = 6
-# Subject, open positions with the window's positions, ledger balances, wallet row, orders, their
-# routing decisions, fills, liquidations (commands joined to their closes), funding payments, drift
-# records, balance logs, deposits, withdrawals, security events, ledger accounts, deposit addresses.
-# It was 25 in all before issue #9 (positions read 4×, balances 2×); 19 before issue #16, which replaced
-# the liquidation fills (read with the fills in one UNION) by the liquidation records and added the
-# funding payments and the drift records: +3. Issue #21's client card: +9 — the journal's staff notes,
-# staff actions (audit rows), withdrawal approvals and rejections (the other kinds reuse the sections'
-# rows), the tags, active restrictions, open four-eyes proposals, the 2FA device, the last sign-in.
-USER_PAGE = FRAME + 25
+# Subject (with its tags, whether 2FA is on and its last sign-in), open positions with the window's
+# positions, ledger balances, wallet row, orders, their routing decisions, fills, liquidations (commands
+# joined to their closes), funding payments, drift records, balance logs, deposits, withdrawals, security
+# events, ledger accounts, deposit addresses; the client card: the journal's staff notes, staff actions
+# (audit rows), withdrawal approvals and rejections (the other kinds reuse the sections' rows), active
+# restrictions, open four-eyes proposals; the client-risk card: the routing group, the client's metrics.
+USER_PAGE = FRAME + 24
 # A cross liquidation in the list: its margin ratio at the trigger needs the cash and order holds at its
 # detection and the account's cross positions then — two queries, however many cross liquidations.
 USER_PAGE_CROSS_LIQUIDATION = 2
