@@ -77,7 +77,9 @@ def order_modify(*, user: User, order_id: int, size: Any = None, limit_price: An
     return _internal_modify(user, order_id, new_size, new_price)
 
 
-def _check(order: Order, size: Decimal, price: Decimal) -> None:
+def _check(order: Order, size: Decimal, price: Decimal, filled: Decimal) -> None:
+    """The new total ``size`` and ``price`` checked as a new order's would be (``filled``: what the
+    order has filled and the new size must exceed)."""
     if order.order_type != Order.Type.LIMIT:
         raise ApplicationError(ErrorCode.INVALID_STATE, "Only a resting limit order can be modified.")
     market = market_for(order.asset)
@@ -94,14 +96,14 @@ def _check(order: Order, size: Decimal, price: Decimal) -> None:
             f"{6 - market.sz_decimals} decimals for {market.asset}.",
             {"field": "limit_price", "nearest": str(margin.round_price(price, market.sz_decimals))},
         )
-    if size <= order.filled_size:
+    if size <= filled:
         raise ApplicationError(
             ErrorCode.INVALID_SIZE,
-            f"The order has already filled {order.filled_size}: the new size must be larger.",
-            {"field": "size", "filled_size": str(order.filled_size)},
+            f"The order has already filled {filled}: the new size must be larger.",
+            {"field": "size", "filled_size": str(filled)},
         )
     settings = trading_settings()
-    if not order.reduce_only and size * price < settings.min_order_value:
+    if not order.reduce_only and (size - filled) * price < settings.min_order_value:
         raise ApplicationError(
             ErrorCode.MIN_NOTIONAL,
             f"Order value must be at least {settings.min_order_value} USDC.",
@@ -135,7 +137,7 @@ def _internal_modify(user: User, order_id: int, size: Decimal | None, price: Dec
         new_size = size + order.filled_size if size is not None else order.size
         new_price = price or order.limit_price
         assert new_price is not None
-        _check(order, new_size, new_price)
+        _check(order, new_size, new_price, order.filled_size)
         if order.reduce_only and order.position_id is not None:
             position = next((p for p in locked.positions if p.pk == order.position_id), None)
             if position is not None and new_size - order.filled_size > position.size:
@@ -156,12 +158,21 @@ def _internal_modify(user: User, order_id: int, size: Decimal | None, price: Dec
                 "Post-only order would have matched immediately.",
                 {"field": "limit_price"},
             )
+        if marketable and quote is not None and not quote.is_book_fresh(settings.book_stale_seconds):
+            raise ApplicationError(
+                ErrorCode.STALE_PRICE, f"No live book for {order.asset}; try again shortly.", http_status=503
+            )
         order.size, order.limit_price, order.updated_at = new_size, new_price, timezone.now()
         if marketable and quote is not None and touch is not None:
+            if order.reduce_only and order.position_id is not None:
+                target = next((p for p in locked.positions if p.pk == order.position_id), None)
+                if target is None:
+                    raise ApplicationError(
+                        ErrorCode.INVALID_STATE, "The position this order reduces is closed."
+                    )
+                order.position = target
             order.save(update_fields=["size", "limit_price", "updated_at"])
             OrderEvent.objects.create(order=order, status=MODIFIED, detail={"from": before, "taker": True})
-            if order.reduce_only and order.position_id is not None:
-                order.position = next(p for p in locked.positions if p.pk == order.position_id)
             filled = internal_fill(
                 order=order,
                 market=market_for(order.asset),
@@ -246,7 +257,7 @@ def _hl_modify(user: User, order: Order, size: Decimal | None, price: Decimal | 
     new_size = size or order.remaining
     new_price = price or order.limit_price
     assert new_price is not None
-    _check(order, new_size + order.filled_size, new_price)
+    _check(order, new_size, new_price, ZERO)  # the replacement is a new order of new_size
     if order.hl_oid is None:
         raise ApplicationError(
             ErrorCode.INVALID_STATE, "The order is still being placed; try again in a moment."

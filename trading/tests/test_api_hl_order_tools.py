@@ -68,6 +68,10 @@ def test_modifying_an_hl_order_cancels_and_replaces_it_on_hl(api: Client, venue:
     old = rest_on_hl(trader, venue)
     bid, _ask, _mid = venue.refresh_quote("ETH")
     new_price = margin.round_price(bid * D("0.92"), 4)
+    # a replacement that would be refused is refused before anything is cancelled on HL
+    small = api.post(f"/api/v1/orders/{old.pk}/modify", {"size": "0.0001"}, content_type=JSON)
+    assert small.status_code == 400 and small.json()["code"] == "MIN_NOTIONAL"
+    assert old.hl_oid in hl_open_orders() and Order.objects.get(pk=old.pk).status == "OPEN"
     response = api.post(f"/api/v1/orders/{old.pk}/modify", {"limit_price": str(new_price)}, content_type=JSON)
     assert response.status_code == 200, response.content
     body = response.json()

@@ -4,6 +4,7 @@ switch (claimed once, idempotent) and the funding history from the ledger."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,6 +18,7 @@ from conftest import PASSWORD
 from core.audit.models import AuditEntry
 from core.errors import ApplicationError
 from trading.funding import FundingRate, funding_dues, funding_settle_positions, users_lock
+from trading.marketdata import quote_update
 from trading.models import Order, OrderEvent, Position, ScheduledCancel
 from trading.orders.deadman import deadman_check
 from trading.orders.input import order_input
@@ -162,7 +164,15 @@ def test_modifying_an_internal_order_moves_only_the_hold_difference(
     assert response.status_code == 400 and response.json()["code"] == "INSUFFICIENT_MARGIN"
     order.refresh_from_db()
     assert order.size == D("0.01") and holds(trader) == order.hold_amount
-    # a price the book reaches fills at once, as a taker at the touch
+    # a price the book reaches fills at once, as a taker at the touch — never at a stale one
+    set_quote("BTC", "80000", bid="79999", ask="80001")
+    stale = int(time.time()) - 60
+    quote_update("BTC", at=stale, bid=D("79999"), ask=D("80001"))
+    response = api.post(f"/api/v1/orders/{order.pk}/modify", {"limit_price": "80500"}, content_type=JSON)
+    assert response.status_code == 503 and response.json()["code"] == "STALE_PRICE"
+    order.refresh_from_db()
+    assert order.status == "OPEN" and order.limit_price == D("75000")
+    set_quote("BTC", "80000")
     response = api.post(f"/api/v1/orders/{order.pk}/modify", {"limit_price": "80500"}, content_type=JSON)
     assert response.json()["status"] == "FILLED" and D(response.json()["avg_fill_price"]) == D("80001")
     assert holds(trader) == 0
