@@ -302,3 +302,18 @@ def test_a_resume_older_than_the_retention_is_refused_with_resume_too_old(
     assert recv(ws)["type"] == "subscribed"
     assert [recv(ws)["seq"], recv(ws)["seq"]] == [current - 1, current]  # what is retained is replayed
     ws.close()
+
+
+def test_too_many_messages_are_refused_then_the_socket_is_closed_4009(
+    trader: Any, stream_config: Callable[..., None], server: StreamServer
+) -> None:
+    stream_config(max_messages_per_second=5)
+    ws = open_socket(server.url(USER), bearer(trader))
+    recv(ws)
+    for n in range(30):  # within a second or two: over twice the limit in one of them
+        send(ws, {"op": "ping", "id": n})
+    frames = recv_until(ws, lambda f: f["type"] == "error", 5)
+    assert frames[-1]["code"] == "RATE_LIMITED"
+    pongs = [f["id"] for f in frames if f["type"] == "pong"]
+    assert pongs == list(range(len(pongs))) and 5 <= len(pongs) <= 10  # the frames beyond the limit dropped
+    assert close_code(ws) == 4009
