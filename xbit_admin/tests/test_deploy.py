@@ -26,6 +26,8 @@ PROCESSES = {
     "relay",
     "hlstream",
     "risk",
+    "userstream",
+    "markouts",
     "alerts",
     "platform",
 }  # Procfile minus dev-only
@@ -261,6 +263,8 @@ def test_compose_healthchecks_and_metrics(compose: dict[str, Any]) -> None:
         "relay",
         "hlstream",
         "risk",
+        "userstream",
+        "markouts",
         "alerts",
         "platform",
     ):
@@ -349,6 +353,8 @@ def test_k8s_one_deployment_per_process_with_probes_resources_and_a_locked_down_
         "relay",
         "hlstream",
         "risk",
+        "userstream",
+        "markouts",
         "alerts",
         "platform",
     }
