@@ -183,11 +183,16 @@ def realtime(world: World, seconds: float, rate: float) -> dict[str, Any]:
                 _poll(first_seen, due, now)
                 next_poll += 0.2
             time.sleep(0.02)
-        # let the horizons that fit in the run finish
+        # let the horizons that fit in the run finish (the feed goes on: no new fills)
         tail = time.time() + max(h for h in HORIZONS if h < seconds) + 3
-        while time.time() < tail:
-            _poll(first_seen, due, time.time())
-            time.sleep(0.2)
+        while (now := time.time()) < tail:
+            if now >= next_mid:
+                quote_update_many({a: {"mid": m} for a, m in world.step_mids().items()}, notify=False)
+                next_mid += 0.25
+            if now >= next_poll:
+                _poll(first_seen, due, now)
+                next_poll += 0.2
+            time.sleep(0.02)
     finally:
         stop_process(loop)
     lags: dict[str, list[float]] = {"intake": []}
