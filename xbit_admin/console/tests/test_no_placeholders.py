@@ -76,6 +76,9 @@ NOT_PAGES = {
     "staff_totp_reset",
     "staff_session_revoke",
     "platform_state",
+    # the client-risk page's POST-only actions (group override, groups' mode and rules)
+    "client_group_override",
+    "client_group_config",
 }
 
 
