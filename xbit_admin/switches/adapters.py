@@ -15,6 +15,7 @@ from core.errors import ApplicationError, ErrorCode
 from core.switches import store
 from risk.config import risk_config, risk_config_update
 from risk.hedge_config import hedge_config, hedge_config_update, hedge_mode_set
+from routing.client_groups import client_group_config, client_group_config_update
 from routing.models import GLOBAL, RoutingConfig, RoutingState
 from routing.selectors import resolved_config
 from routing.services import routing_config_update, routing_mode_switch
@@ -85,6 +86,10 @@ def _whitelist_set(scope: str, value: Any, acting_user: Any, reason: str) -> Non
                 acting_user=acting_user,
                 reason=reason,
             )
+
+
+def _client_groups_mode_set(scope: str, value: Any, acting_user: Any, reason: str) -> None:
+    client_group_config_update(changes={"mode": value}, acting_user=acting_user, reason=reason)
 
 
 def _register_routing() -> None:
@@ -180,6 +185,27 @@ def _register_routing() -> None:
             set=_global_setter("max_internal_exposure"),
             owner="routing",
             minimum=D("0.000001"),
+        )
+    )
+    register(
+        Switch(
+            "client_groups_mode",
+            "Client groups",
+            "enum",
+            "OFF",
+            ROUTING,
+            "Routing by client group (A: always Hyperliquid, B: internal) from the markout classifier "
+            "and Risk Managers' overrides; rules on the client-risk page.",
+            get=lambda s: str(client_group_config().mode),
+            set=_client_groups_mode_set,
+            owner="routing.client_groups",
+            choices=TRI,
+            consequences={
+                "OFF": "Every client routes by the size rules; the classifier does not run.",
+                "SHADOW": "Clients are classified; orders still route by size and the decision log "
+                "records what each client's group would have done.",
+                "LIVE": "Group A clients' orders go to Hyperliquid, group B clients' stay internal.",
+            },
         )
     )
 

@@ -14,10 +14,12 @@ from django.utils import timezone
 
 from core.accounts.roles import Role
 from core.audit.models import AuditEntry
+from core.switches.models import SwitchChange
 from risk.client_risk.models import BbookPnlDaily, ClientMetrics
-from routing.client_groups import client_group_assign, client_group_config
+from routing.client_groups import client_group_assign, client_group_config, client_routing
 from routing.decision import ClientGroup
 from routing.models import ClientGroupAssignment
+from xbit_admin.switches.services import switch_set, switch_values_served
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -100,3 +102,14 @@ def test_a_risk_manager_sets_the_mode_and_rules_from_the_page(console_as: Any) -
     )
     manager.post(url, {"toxic_bp": "-5", "reason": "bad"})  # below benign: refused, nothing changes
     assert client_group_config().toxic_bp == D(4)
+
+
+def test_the_groups_mode_is_a_switch_every_process_serves(make_staff: Any, make_trader: Any) -> None:
+    client = make_trader()
+    client_group_assign(user_id=client.pk, group=ClientGroup.A, reason="test")
+    manager = make_staff(Role.RISK_MANAGER)
+    assert client_routing(client.pk).group is ClientGroup.HYBRID  # OFF by default
+    result = switch_set(name="client_groups_mode", value="LIVE", acting_user=manager, reason="go live")
+    assert result.changed and SwitchChange.objects.filter(name="client_groups_mode").exists()
+    assert client_routing(client.pk).group is ClientGroup.A
+    assert switch_values_served(["client_groups_mode"]) == {"client_groups_mode": "LIVE"}
