@@ -5,7 +5,7 @@
   "use strict";
   if (!window.uPlot) return;
   const css = getComputedStyle(document.documentElement);
-  const palette = ["--accent", "--orange", "--warn", "--ok", "--bad", "--muted"].map(
+  const palette = ["--accent", "--orange", "--warn", "--good", "--bad", "--muted"].map(
     (name, i) => (css.getPropertyValue(name) || ["#6cb6ff", "#f0883e", "#d29922", "#3fb950", "#f85149", "#8b949e"][i]).trim()
   );
   document.querySelectorAll(".curve-chart").forEach((el) => {
@@ -17,6 +17,8 @@
       return;
     }
     const timeAxis = el.dataset.time === "1";
+    const line = (css.getPropertyValue("--line") || "#283039").trim();
+    const axis = { stroke: (css.getPropertyValue("--muted") || "#8a96a3").trim(), grid: { stroke: line, width: 1 }, ticks: { stroke: line } };
     const labels = data.labels || [];
     const unit = el.dataset.unit || "";
     const opts = {
@@ -24,9 +26,10 @@
       height: 220,
       scales: { x: { time: timeAxis } },
       axes: [
-        timeAxis ? {} : { values: (u, vals) => vals.map((v) => (Number.isInteger(v) ? labels[v] || "" : "")), incrs: [1] },
-        { label: unit, size: 60 },
+        timeAxis ? axis : Object.assign({}, axis, { values: (u, vals) => vals.map((v) => (Number.isInteger(v) ? labels[v] || "" : "")), incrs: [1] }),
+        Object.assign({}, axis, { label: unit, size: 70 }),
       ],
+      cursor: { drag: { x: false, y: false } },
       series: [{}].concat(
         data.series.map((s, i) => ({ label: s.label, stroke: palette[i % palette.length], width: 2, points: { show: !timeAxis }, spanGaps: true }))
       ),
