@@ -369,3 +369,34 @@ STAFF_SESSION_COLUMNS = [
     Column("ended_at", "Ended (UTC)"),
     Column("ended_by", "Ended by", csv=lambda s: _email(s.ended_by)),
 ]
+
+EXPOSURE_COLUMNS = [
+    Column("asset", "Asset"),
+    Column("mark", "Mark (USD)"),
+    Column("net", "Net exposure (USD)"),
+    Column("long", "Long (USD)"),
+    Column("short", "Short (USD)"),
+    Column("hedge", "Hedge (USD)"),
+    Column(
+        "coverage",
+        "Hedge coverage (%)",
+        csv=lambda r: None if r.coverage is None else r.coverage * 100,
+    ),
+    Column("bbook_upnl", "B-book uPnL (USDC)"),
+    Column("positions", "Positions"),
+]
+
+CONFIG_COLUMNS = [
+    Column("scope", "Scope"),
+    Column("section", "Section"),
+    Column("name", "Setting"),
+    Column("label", "Label"),
+    Column("value", "Current"),
+    Column("unit", "Unit"),
+    Column("default", "Default"),
+    Column("effect", "Effect"),
+    Column(
+        "changed_at", "Last change (UTC)", csv=lambda r: r["changed"].created_at if r["changed"] else None
+    ),
+    Column("changed_by", "By", csv=lambda r: r["changed"].actor_label if r["changed"] else ""),
+]

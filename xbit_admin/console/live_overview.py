@@ -12,4 +12,5 @@ from xbit_admin.console.risk_reads import overview_live
 
 
 def overview_fragment(user: Any) -> str:
-    return render_to_string("console/partials/overview_live.html", overview_live(risk=can(user, "view_risk")))
+    context = {**overview_live(risk=can(user, "view_risk")), "can_export": can(user, "export_data")}
+    return render_to_string("console/partials/overview_live.html", context)

@@ -71,12 +71,17 @@ def overview_context(user: Any) -> dict[str, Any]:
     if risk:
         context["bbook"] = reads.bbook_summary()
     context["manage_breakers"] = can(user, "manage_breakers")
+    context["can_export"] = can(user, "export_data")
     return context
 
 
 @staff_required("view_console")
 def overview_view(request: HttpRequest) -> HttpResponse:
     context = overview_context(request.user)
+    if wants_csv(request, "exposure"):
+        return rows_csv(
+            request, "exposure.csv", dt.EXPOSURE_COLUMNS, context.get("exposure") or [], what="exposure"
+        )
     context["page"] = "overview"
     return render(request, "console/overview.html", context)
 
@@ -428,6 +433,9 @@ def risk_config_view(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"{rows[name]['label']} set to {value}.")
             return redirect(reverse("console:risk_config") + f"#f-{scope}-{name}")
+    if request.method == "GET" and wants_csv(request, "thresholds"):
+        rows = routing_config_rows() + risk_config_rows()
+        return rows_csv(request, "risk-config.csv", dt.CONFIG_COLUMNS, rows, what="risk_config")
     if request.method == "GET" and wants_csv(request, "breakers"):
         return rows_csv(request, "breakers.csv", dt.BREAKER_COLUMNS, reads.breaker_rows(), what="breakers")
     risk_rows = risk_config_rows()

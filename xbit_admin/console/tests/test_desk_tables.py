@@ -309,3 +309,21 @@ def test_adjustments_reconciliation_and_staff_sessions_export_csv(console_as: An
     sessions = _csv(admin.get(f"/staff/{admin.staff_user.pk}/?format=csv&table=sessions"))
     assert sessions and sessions[0]["state"] == "live"
     assert console_as(Role.SUPPORT).get(f"/users/{trader.pk}/adjustments/?format=csv").status_code == 403
+
+
+def test_the_overview_exposure_and_the_risk_config_thresholds_export_csv(
+    console_as: Any, internal_order: Any
+) -> None:
+    from risk.exposure import exposure_recompute
+    from xbit_admin.console.live_overview import overview_fragment
+
+    exposure_recompute(apply=True)  # the exposure tables from the open position (no consumer in page tests)
+    risk = console_as(Role.RISK_MANAGER)
+    exposure = _csv(risk.get("/?format=csv&table=exposure"))
+    btc = next(r for r in exposure if r["asset"] == "BTC")
+    assert Decimal(btc["net"]) != 0 and btc["positions"] == "1"
+    assert 'data-csv="exposure"' in overview_fragment(risk.staff_user)  # the pushed region keeps the link
+    thresholds = _csv(risk.get("/risk-config/?format=csv&table=thresholds"))
+    names = {r["name"] for r in thresholds}
+    assert {"daily_loss_trip", "normal_threshold"} <= names
+    assert all(r["value"] not in ("", None) for r in thresholds if r["name"] == "daily_loss_trip")
