@@ -468,6 +468,6 @@ class HLPositionSync(models.Model):
         return f"{self.asset}: expected {self.expected}, HL {self.actual} ({self.status})"
 
 
+from trading.orders.parent_models import AlgoChild, AlgoConfig, AlgoOrder  # noqa: E402, F401  (TWAP / split parents)
 from trading.orders.trigger_models import ScheduledCancel, TpslOrder  # noqa: E402, F401  (the order tools' tables)
 from trading.stream.models import StreamConfig  # noqa: E402, F401  (the trader streams settings)
-from trading.orders.parent_models import AlgoChild, AlgoConfig, AlgoOrder  # noqa: E402, F401  (TWAP / split parents)
