@@ -45,3 +45,27 @@ class ProcessedEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.consumer}:{self.event_id}"
+
+
+class EventRetention(models.Model):
+    """How long delivered events are kept (one row, ``key="default"``): published outbox rows and the
+    consumers' idempotency records older than this are deleted by the retention task. Unpublished rows
+    are never deleted. Changed through :func:`core.events.retention.retention_update` (audited)."""
+
+    key = models.CharField(max_length=20, unique=True, default="default")
+    outbox_hours = models.PositiveIntegerField(default=168)
+    processed_hours = models.PositiveIntegerField(default=168)
+    batch_rows = models.PositiveIntegerField(default=5000)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # a consumer's record must outlive any redelivery of its event: at least a day, both
+            models.CheckConstraint(
+                name="event_retention_at_least_a_day",
+                condition=models.Q(outbox_hours__gte=24, processed_hours__gte=24, batch_rows__gt=0),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"outbox {self.outbox_hours} h, processed {self.processed_hours} h"
