@@ -18,17 +18,35 @@ and back each time); now it crosses once each way."""
 
 from __future__ import annotations
 
+import os
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
 from django.core.handlers.asgi import ASGIHandler
+
+_handlers: weakref.WeakSet[ReusingASGIHandler] = weakref.WeakSet()
+
+
+def _forget_idle_executors() -> None:
+    # a forked child has none of its parent's threads: an inherited idle executor would queue the
+    # child's requests behind a worker thread that does not exist there (and hang them) — ours, and
+    # asgiref's one thread for thread-sensitive work outside a request (a websocket consumer's database
+    # calls) once the parent had used it (a test server forked after an in-process one had run)
+    for handler in list(_handlers):
+        handler._idle = []
+    SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
+
+
+os.register_at_fork(after_in_child=_forget_idle_executors)
 
 
 class ReusingASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         super().__init__()
         self._idle: list[ThreadPoolExecutor] = []  # touched only on the event loop
+        _handlers.add(self)
 
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)

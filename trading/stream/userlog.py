@@ -20,6 +20,7 @@ import asyncio
 import functools
 import json
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -99,16 +100,18 @@ class Frame:
     text: str
 
 
-_clients: dict[int, aioredis.Redis] = {}
+# by the loop itself, not its id(): a closed loop's id can be given to a new one, which would then get
+# a pool bound to the dead loop
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
 
 
 def client() -> aioredis.Redis:
     """An asyncio client of the running event loop (a pool belongs to the loop that made it)."""
     loop = asyncio.get_running_loop()
-    found = _clients.get(id(loop))
+    found = _clients.get(loop)
     if found is None:
         found = aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True, **restart_tolerant())
-        _clients[id(loop)] = found
+        _clients[loop] = found
     return found
 
 

@@ -4,6 +4,7 @@ request, and never lets two requests in flight share one."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -99,3 +100,27 @@ def test_a_request_enters_its_thread_once_every_middleware_on_it(monkeypatch: An
 
     assert asyncio.run(scenario()) == 200
     assert seen["top"] == seen["lowest"] != loop["thread"]
+
+
+def test_a_forked_child_gets_threads_of_its_own() -> None:
+    """A process forked after this one ran thread-sensitive work (a test's in-process server, then a
+    forked live server) must not wait on the parent's threads, which do not exist in the child."""
+    import os
+    import signal
+
+    from asgiref.sync import SyncToAsync, sync_to_async
+
+    handler = ReusingASGIHandler()
+    assert SyncToAsync.single_thread_executor.submit(lambda: 1).result(timeout=5) == 1  # its thread started
+    handler._idle.append(ThreadPoolExecutor(max_workers=1))
+    handler._idle[0].submit(lambda: None).result(timeout=5)
+    pid = os.fork()
+    if pid == 0:  # the child: both kinds of work answer within 5 s, or the alarm ends it with status 14
+        signal.alarm(5)
+        ok = False
+        try:
+            ok = handler._idle == [] and asyncio.run(sync_to_async(lambda: 7, thread_sensitive=True)()) == 7
+        finally:
+            os._exit(0 if ok else 1)  # never back into pytest from the child
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
