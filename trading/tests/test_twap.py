@@ -79,6 +79,13 @@ def vwap(fills: list[HLFill]) -> Decimal:
     return sum((f.price * f.size for f in fills), D(0)) / sum((f.size for f in fills), D(0))
 
 
+def fills_start() -> int:
+    """From when HL's trades are this test's: a second back (clock margin), but after the last trade of
+    the test before it (the sandbox is shared by the module)."""
+    margin = int(time.time() * 1000) - 1000
+    return max([margin] + [f.time_ms + 1 for f in hl_fills_since(margin)])
+
+
 def assert_one_hl_order_per_child(parent: AlgoOrder, start_ms: int) -> list[Order]:
     """Every child slice has one order, each its own cloid and HL order, and HL traded nothing else."""
     orders = list(Order.objects.filter(algo_child__parent=parent).order_by("algo_child__slice_index"))
@@ -92,7 +99,7 @@ def assert_one_hl_order_per_child(parent: AlgoOrder, start_ms: int) -> list[Orde
 def test_a_5_btc_twap_over_2_minutes_spreads_its_children_and_averages_hl_fills(
     venue: Venue, whale: Any
 ) -> None:
-    start_ms = int(time.time() * 1000) - 1000
+    start_ms = fills_start()
     before = hl_position("BTC")
     venue.refresh_quote("BTC")
     t0 = timezone.now()
@@ -123,7 +130,7 @@ def test_a_5_btc_twap_over_2_minutes_spreads_its_children_and_averages_hl_fills(
 
 
 def test_cancelling_a_twap_stops_the_remaining_children(venue: Venue, whale: Any) -> None:
-    start_ms = int(time.time() * 1000) - 1000
+    start_ms = fills_start()
     before = hl_position("BTC")
     venue.refresh_quote("BTC")
     t0 = timezone.now()
@@ -149,7 +156,7 @@ def test_cancelling_a_twap_stops_the_remaining_children(venue: Venue, whale: Any
 def test_a_crash_after_the_send_before_the_record_resumes_without_a_second_child(
     venue: Venue, whale: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    start_ms = int(time.time() * 1000) - 1000
+    start_ms = fills_start()
     before = hl_position("BTC")
     venue.refresh_quote("BTC")
     t0 = timezone.now()
@@ -189,7 +196,7 @@ def test_a_crash_after_the_send_before_the_record_resumes_without_a_second_child
 def test_a_crash_before_the_send_never_sends_the_child_and_later_slices_catch_up(
     venue: Venue, whale: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    start_ms = int(time.time() * 1000) - 1000
+    start_ms = fills_start()
     before = hl_position("BTC")
     venue.refresh_quote("BTC")
     t0 = timezone.now()
