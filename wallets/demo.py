@@ -8,6 +8,7 @@ deposit addresses, credited after 19 blocks and at finalized. Idempotent."""
 
 from __future__ import annotations
 
+import logging
 import time
 from decimal import Decimal
 from typing import Any
@@ -26,6 +27,8 @@ from wallets.chains import adapter_kind, spec
 from wallets.ledger import AccountRef, TransferSpec, ledger_post
 from wallets.models import AccountKind, Chain, TransferKind
 from wallets.services.keys import cold_wallet_key, deposit_address_get_or_create, hot_wallet_key
+
+logger = logging.getLogger(__name__)
 
 # HL accounts' capital is booked from what HL holds once their agents exist (trading.hl_accounts)
 CAPITAL = {
@@ -79,15 +82,25 @@ def _evm_rpc(chain: str, method: str, *params: Any) -> Any:
     return answer.get("result")
 
 
-def _evm_call(chain: str, key: bytes, asset: str, signature: str, *words: bytes) -> str:
-    """A token contract call signed by ``key`` (EIP-1559), waited for."""
+_nonces: dict[tuple[str, str], int] = {}
+_pending: list[tuple[str, str]] = []  # (chain, tx hash) sent and not yet waited for
+
+
+def _evm_send(chain: str, key: bytes, asset: str, signature: str, *words: bytes) -> str:
+    """A token contract call signed by ``key`` (EIP-1559), sent without waiting: each sender's nonces
+    are counted here, so several calls go into the same block (:func:`_evm_settle` waits for them).
+    Waiting for each call's block made the demo seed most of a first ``make run``'s start-up."""
     conf = _evm_conf(chain)
     sender = Account.from_key(key).address
     base = int(_evm_rpc(chain, "eth_getBlockByNumber", "latest", False)["baseFeePerGas"], 16)
+    nonce = _nonces.get((chain, sender))
+    if nonce is None:
+        nonce = int(_evm_rpc(chain, "eth_getTransactionCount", sender, "pending"), 16)
+    _nonces[(chain, sender)] = nonce + 1
     tx = {
         "type": 2,
         "chainId": int(conf["chain_id"]),
-        "nonce": int(_evm_rpc(chain, "eth_getTransactionCount", sender, "pending"), 16),
+        "nonce": nonce,
         "to": to_checksum_address(conf["tokens"][asset]),
         "value": 0,
         "data": "0x" + (keccak(text=signature)[:4] + b"".join(words)).hex(),
@@ -96,12 +109,25 @@ def _evm_call(chain: str, key: bytes, asset: str, signature: str, *words: bytes)
         "maxPriorityFeePerGas": 10**9,
     }
     signed = Account.sign_transaction(tx, key)
-    tx_hash = _evm_rpc(chain, "eth_sendRawTransaction", "0x" + bytes(signed.raw_transaction).hex())
-    for _ in range(300):
-        if _evm_rpc(chain, "eth_getTransactionReceipt", tx_hash):
-            break
-        time.sleep(0.1)
-    return str(tx_hash)
+    tx_hash = str(_evm_rpc(chain, "eth_sendRawTransaction", "0x" + bytes(signed.raw_transaction).hex()))
+    _pending.append((chain, tx_hash))
+    return tx_hash
+
+
+def _evm_settle() -> None:
+    """Wait until every call sent is mined (30 s at most); a reverted one is said, not hidden."""
+    deadline = time.monotonic() + 30
+    while _pending and time.monotonic() < deadline:
+        chain, tx_hash = _pending[0]
+        receipt = _evm_rpc(chain, "eth_getTransactionReceipt", tx_hash)
+        if not receipt:
+            time.sleep(0.1)
+            continue
+        _pending.pop(0)
+        if int(receipt.get("status", "0x1"), 16) != 1:
+            logger.warning("demo: %s call %s reverted", chain, tx_hash)
+    _pending.clear()
+    _nonces.clear()  # the next seed reads them again (the node may have restarted)
 
 
 def _word_address(address: str) -> bytes:
@@ -136,7 +162,7 @@ def _evm_fund(chain: str, address: str, asset: str, amount: Decimal) -> None:
     have = _token_balance(chain, address, asset)
     if have < amount:
         units = int((amount - have) * 10**spec.TOKEN_DECIMALS)
-        _evm_call(chain, _anvil_key(0), asset, "mint(address,uint256)", _word_address(address), _word(units))
+        _evm_send(chain, _anvil_key(0), asset, "mint(address,uint256)", _word_address(address), _word(units))
 
 
 def _token_balance(chain: str, address: str, asset: str) -> Decimal:
@@ -209,6 +235,7 @@ def seed_wallets_demo(command: Any) -> None:
             )
             _fund(chain, hot.address, native, GAS[chain])
             _fund(chain, cold.address, native, GAS[chain])
+    _evm_settle()
     command.stdout.write(
         "  wallets: platform capital booked; hot and cold wallets funded on the local chains"
     )
@@ -225,7 +252,7 @@ def seed_demo_deposits(command: Any) -> None:
     if adapter_kind(Chain.ETH) != "evm" or not _evm_ready(Chain.ETH):
         return
     traders = User.objects.filter(email__endswith="@demo.xbit.local", is_staff=False).order_by("email")
-    sent = 0
+    transfers: list[tuple[bytes, str, int]] = []
     for index, user in enumerate(traders[:DEMO_DEPOSITORS], start=1):
         address = deposit_address_get_or_create(user=user, chain=Chain.ETH).address
         if _token_balance(Chain.ETH, address, "USDT") > 0 or user.deposits.exists():
@@ -234,10 +261,14 @@ def seed_demo_deposits(command: Any) -> None:
         amount = Decimal(1_000 + 250 * index)
         units = int(amount * 10**spec.TOKEN_DECIMALS)
         wallet = Account.from_key(key).address
-        _evm_call(
+        _evm_send(
             Chain.ETH, _anvil_key(0), "USDT", "mint(address,uint256)", _word_address(wallet), _word(units)
         )
-        _evm_call(Chain.ETH, key, "USDT", "transfer(address,uint256)", _word_address(address), _word(units))
-        sent += 1
+        transfers.append((key, address, units))
+    _evm_settle()  # every trader's wallet holds its USDT before any of them sends
+    for key, address, units in transfers:
+        _evm_send(Chain.ETH, key, "USDT", "transfer(address,uint256)", _word_address(address), _word(units))
+    _evm_settle()
+    sent = len(transfers)
     if sent:
         command.stdout.write(f"  wallets: {sent} demo traders sent USDT deposits on the local ETH node")

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import transaction
 
 from core.accounts.models import User
-from trading.demo import DEMO_TRADER_PASSWORD, demo_trader_emails
+from trading.demo import demo_trader_create, demo_trader_emails
 
 # trader number → KYC level; the verified ones are funded 104,190 … 215,056 USDC by the trading seeder
 NONE, PENDING, VERIFIED = User.KycStatus.NONE, User.KycStatus.PENDING, User.KycStatus.VERIFIED
@@ -32,9 +32,7 @@ def seed_demo_kyc(command: Any) -> None:
             level = demo_kyc_level(number)
             user = User.objects.filter(email=email).first()
             if user is None:
-                user = User.objects.create_user(
-                    email, DEMO_TRADER_PASSWORD, display_name=f"Demo trader {number}", kyc_status=level
-                )
+                user = demo_trader_create(email, display_name=f"Demo trader {number}", kyc_status=level)
             elif user.kyc_status == NONE and level != NONE:
                 User.objects.filter(pk=user.pk).update(kyc_status=level)
             counts[level] = counts.get(level, 0) + 1

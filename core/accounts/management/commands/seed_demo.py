@@ -74,7 +74,11 @@ class Command(BaseCommand):
                     secret = base64.b32encode(device.bin_key).decode().rstrip("=")
                     created.append((str(role), email, secret, f"{code:06d}"))
         for seeder in DEMO_SEEDERS:
+            started = time.monotonic()
             seeder(self)
+            took = time.monotonic() - started
+            if took >= 1:  # the start-up's waiting time, where it goes
+                self.stdout.write(f"  seeded {seeder.__module__}.{seeder.__name__} in {took:.1f} s")
         port = 8000
         self.stdout.write("")
         self.stdout.write(
