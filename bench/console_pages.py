@@ -428,6 +428,7 @@ def main() -> None:
         "staff member": f"/staff/{data['admin'].pk}/",
         "four eyes": "/proposals/",
         "switches": "/switches/",
+        "client risk": "/client-risk/",
     }
     for name in args.profile + args.only:
         if name not in pages:
