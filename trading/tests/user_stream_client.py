@@ -54,6 +54,22 @@ def close_code(ws: ClientConnection, timeout: float = 5.0) -> int | None:
     return None
 
 
+def frames_until_closed(
+    ws: ClientConnection, timeout: float = 5.0
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Every frame the server sent before it closed, and the close code it sent (None: still open)."""
+    deadline = time.monotonic() + timeout
+    frames: list[dict[str, Any]] = []
+    try:
+        while time.monotonic() < deadline:
+            frames.append(recv(ws, timeout=max(0.01, deadline - time.monotonic())))
+    except ConnectionClosed as exc:
+        return frames, exc.rcvd.code if exc.rcvd is not None else None
+    except TimeoutError:
+        pass
+    return frames, None
+
+
 def hmac_headers(key_id: str, secret: str, *, timestamp: str | None = None) -> dict[str, str]:
     ts = timestamp or str(int(time.time() * 1000))
     signature = hmac_auth.sign(secret, timestamp=ts, method="GET", path="/ws/v1/user")
