@@ -21,7 +21,8 @@ from core.errors import ApplicationError, ErrorCode
 from core.money import SIZE_INPUT
 from core.pagination import CursorPagination
 from core.platform.state import platform_ready
-from trading.models import AlgoChild, AlgoOrder, MarginMode, Side
+from trading.models import AlgoChild, AlgoOrder, MarginMode, Order, Side
+from trading.orders.input import order_input, order_validate
 from trading.orders.twap import algo_order_cancel, algo_order_create, algo_order_get
 
 
@@ -196,6 +197,20 @@ class AlgoOrdersApi(APIView):
         v = data.validated_data
         readiness = platform_ready()
         if not readiness.ready:
+            # a malformed order is the client's error whatever the platform's state: say that first
+            # (the whole size checked as one market order, as algo_order_create does)
+            order_validate(
+                order_input(
+                    asset=v["symbol"],
+                    side=v["side"],
+                    order_type=Order.Type.MARKET,
+                    size=v["size"],
+                    leverage=v.get("leverage"),
+                    margin_mode=v["margin_mode"],
+                    slippage_bps=v.get("slippage_bps"),
+                    client_order_id=v.get("client_order_id"),
+                )
+            )
             raise ApplicationError(
                 ErrorCode.SERVICE_UNAVAILABLE, readiness.reason or "The platform is starting."
             )

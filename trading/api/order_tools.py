@@ -24,7 +24,7 @@ from trading.api.orders import ORDER_REJECTIONS, OrderInputSerializer, OrderOutp
 from trading.models import Order
 from trading.orders.bulk import BulkResult, orders_cancel_all, orders_cancel_batch, orders_place_batch
 from trading.orders.deadman import DeadmanView, deadman_get, deadman_set
-from trading.orders.input import OrderInput, order_input
+from trading.orders.input import OrderInput, order_input, order_validate
 from trading.orders.modify import order_modify, replaced_order_id
 
 
@@ -194,6 +194,19 @@ def entry_input(raw: Any) -> OrderInput | ApplicationError:
         return exc
 
 
+def gated_entry(inp: OrderInput | ApplicationError, reason: str) -> OrderInput | ApplicationError:
+    """One batch entry while the platform is not ready: a reduction passes; an entry that is malformed
+    keeps its own error (the client's mistake whatever the platform's state, as a single order); any
+    other is SERVICE_UNAVAILABLE with the gate's reason."""
+    if isinstance(inp, ApplicationError) or inp.reduce_only:
+        return inp
+    try:
+        order_validate(inp)
+    except ApplicationError as exc:
+        return exc
+    return ApplicationError(ErrorCode.SERVICE_UNAVAILABLE, reason)
+
+
 class OrdersBatchApi(APIView):
     key_scope = "trade"
     rate_budget = "orders"
@@ -216,14 +229,8 @@ class OrdersBatchApi(APIView):
         inputs = [entry_input(entry) for entry in raw]
         readiness = platform_ready()
         if not readiness.ready:
-            inputs = [
-                inp
-                if isinstance(inp, ApplicationError) or inp.reduce_only
-                else ApplicationError(
-                    ErrorCode.SERVICE_UNAVAILABLE, readiness.reason or "The platform is starting."
-                )
-                for inp in inputs
-            ]
+            reason = readiness.reason or "The platform is starting."
+            inputs = [gated_entry(inp, reason) for inp in inputs]
         results = orders_place_batch(user=request_user(request), inputs=inputs)
         return Response({"results": bulk_output(results)})
 
