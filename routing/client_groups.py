@@ -20,6 +20,7 @@ from core.errors import ApplicationError, ErrorCode
 from core.live import broadcast_on_commit
 from core.live_config import LiveConfig, invalidate
 from core.money import DecimalInputError, DecimalShape, decimal_from_input
+from core.text import ascii_int
 from routing.decision import ClientGroup
 from routing.models import ClientGroupAssignment, ClientGroupChange, ClientGroupConfig
 
@@ -218,11 +219,14 @@ def _clean(field: str, value: Any) -> Any:
                 ErrorCode.VALIDATION_ERROR, f"{field}: {exc.message}.", {"field": field}
             ) from None
     if field in _INT_FIELDS:
-        if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+        if isinstance(value, int) and not isinstance(value, bool):
+            number: int | None = value if 0 <= value < 10**9 else None
+        else:
+            number = ascii_int(value, max_digits=9)  # ASCII digits only ("²" and "١٢" are not numbers)
+        if number is None:
             raise ApplicationError(
                 ErrorCode.VALIDATION_ERROR, f"{field} must be a whole number.", {"field": field}
             )
-        number = int(value)
         if field == "horizon_s" and number not in HORIZON_CHOICES:
             raise ApplicationError(
                 ErrorCode.VALIDATION_ERROR, f"horizon_s must be one of {HORIZON_CHOICES}.", {"field": field}

@@ -16,6 +16,7 @@ from core.accounts import crypto, hmac_auth, tokens
 from core.accounts.models import ApiKey, User
 from core.accounts.selectors import active_user
 from core.errors import ApplicationError, ErrorCode
+from core.text import ascii_int
 
 
 def _fail(code: ErrorCode, message: str) -> exceptions.AuthenticationFailed:
@@ -38,19 +39,18 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         timestamp = request.headers.get(hmac_auth.HEADER_TIMESTAMP, "")
         signature = request.headers.get(hmac_auth.HEADER_SIGNATURE, "")
         window_raw = request.headers.get(hmac_auth.HEADER_RECV_WINDOW, "")
-        if not timestamp.isdigit() or not signature:
+        ts = ascii_int(timestamp)  # "²" passed isdigit() and made int() raise: a 500
+        if ts is None or not signature:
             raise _fail(ErrorCode.INVALID_SIGNATURE, "Signed requests need a timestamp (ms) and a signature.")
-        try:
-            window = int(window_raw) if window_raw else settings.API_KEY_DEFAULT_RECV_WINDOW_MS
-        except ValueError:
-            raise _fail(ErrorCode.INVALID_SIGNATURE, "The receive window must be an integer (ms).") from None
+        window = ascii_int(window_raw) if window_raw else settings.API_KEY_DEFAULT_RECV_WINDOW_MS
+        if window is None:  # int() read "١٢" as 12 and " 5 " as 5
+            raise _fail(ErrorCode.INVALID_SIGNATURE, "The receive window must be an integer (ms).")
         if not 0 < window <= settings.API_KEY_MAX_RECV_WINDOW_MS:
             raise _fail(
                 ErrorCode.INVALID_SIGNATURE,
                 f"The receive window must be between 1 and {settings.API_KEY_MAX_RECV_WINDOW_MS} ms.",
             )
         now_ms = int(time.time() * 1000)
-        ts = int(timestamp)
         if ts - now_ms > settings.API_KEY_MAX_FUTURE_SKEW_MS:
             raise _fail(ErrorCode.TIMESTAMP_IN_FUTURE, "The timestamp is in the future.")
         if now_ms - ts > window:

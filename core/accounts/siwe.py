@@ -24,6 +24,7 @@ from core.accounts.services import security_change_mark
 from core.accounts.sessions import sign_in_complete
 from core.accounts.throttle import throttle_hit
 from core.errors import ApplicationError, ErrorCode
+from core.text import ascii_int
 
 CLOCK_SKEW = timedelta(seconds=60)
 STATEMENT = "Sign in to XBIT."
@@ -151,7 +152,8 @@ def siwe_parse(text: str) -> SiweMessage:
     missing = required - fields.keys()
     if missing:
         raise SiweParseError(f"missing {', '.join(sorted(missing))}")
-    if not fields["Chain ID"].isdigit():
+    chain_id = ascii_int(fields["Chain ID"])  # "²" passed isdigit() and made int() raise: a 500
+    if chain_id is None:
         raise SiweParseError("Chain ID must be an integer")
     if not _NONCE.match(fields["Nonce"]):
         raise SiweParseError("Nonce must be 8+ alphanumeric characters")
@@ -162,7 +164,7 @@ def siwe_parse(text: str) -> SiweMessage:
         statement=statement,
         uri=fields["URI"],
         version=fields["Version"],
-        chain_id=int(fields["Chain ID"]),
+        chain_id=chain_id,
         nonce=fields["Nonce"],
         issued_at=_parse_time(fields["Issued At"], "Issued At"),
         expiration_time=_parse_time(fields["Expiration Time"], "Expiration Time")

@@ -25,6 +25,7 @@ from core.accounts.models import SecurityEvent, User
 from core.accounts.security_events import security_event_record
 from core.accounts.services import otp_failure_record, password_reauthenticate, security_change_mark
 from core.errors import ApplicationError, ErrorCode
+from core.text import ascii_int
 
 RECOVERY_CODE_COUNT = 10
 TOTP_DEVICE_NAME = "authenticator"
@@ -58,7 +59,7 @@ def second_factor_verify(*, user: User, code: object, request: HttpRequest | Non
     token = _normalise(code)
     if not token:
         raise ApplicationError(ErrorCode.OTP_REQUIRED, "Enter the code from your authenticator app.")
-    if token.isdigit():
+    if ascii_int(token, max_digits=8) is not None:  # "١٢٣٤٥٦" is not a TOTP code
         if any(d.verify_token(token) for d in TOTPDevice.objects.filter(user=user, confirmed=True)):
             return
     else:
@@ -142,7 +143,7 @@ def totp_enrol_confirm(*, user: User, code: object, request: HttpRequest | None 
     if device is None or two_factor_enabled(user):
         raise ApplicationError(ErrorCode.INVALID_STATE, "Start the authenticator set-up first.")
     token = _normalise(code)
-    if not (token.isdigit() and device.verify_token(token)):
+    if not (ascii_int(token, max_digits=8) is not None and device.verify_token(token)):
         raise ApplicationError(ErrorCode.INVALID_OTP, "The code does not match. Check the device's clock.")
     with transaction.atomic():
         TOTPDevice.objects.filter(pk=device.pk).update(confirmed=True)

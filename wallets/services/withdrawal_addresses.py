@@ -15,6 +15,7 @@ from core.accounts.models import SecurityEvent, User
 from core.accounts.security_events import security_event_record
 from core.errors import ApplicationError, ErrorCode
 from core.money import MONEY_INPUT, USDC_DECIMALS, DecimalInputError, decimal_from_input
+from core.text import ascii_int
 from wallets.chains.addresses import InvalidAddress, normalize_address
 from wallets.config import chain_config, wallet_config
 from wallets.models import UserWalletSettings, WithdrawalAddress
@@ -47,7 +48,9 @@ def verify_totp(*, user: User, code: object) -> None:
     if not devices:
         raise ApplicationError(ErrorCode.OTP_REQUIRED, "Set up two-factor authentication to withdraw.")
     token = str(code or "").strip()
-    if not (token.isdigit() and any(device.verify_token(token) for device in devices)):
+    if not (
+        ascii_int(token, max_digits=8) is not None and any(device.verify_token(token) for device in devices)
+    ):
         raise ApplicationError(ErrorCode.INVALID_OTP, "The two-factor code is wrong or was already used.")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from core.switches.models import SwitchChange
+from core.text import ascii_int
 from risk.hedge_models import HedgeInstruction
 from risk.models import DeviationLog
 from wallets.models import Aggregation, ChainTx, ColdTransfer
@@ -236,7 +237,9 @@ VENUE_SAMPLE_FILTERS = [
     Filter(
         "over",
         "Latency ≥ (ms)",
-        lambda qs, v: qs.filter(latency_ms__gte=int(v)) if v.strip().isdigit() else qs,
+        lambda qs, v: (
+            qs if (ms := ascii_int(v.strip(), max_digits=9)) is None else qs.filter(latency_ms__gte=ms)
+        ),
     ),
 ]
 

@@ -14,6 +14,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from core.accounts.models import User
+from core.text import ascii_int
 from routing.decision import AssetRouting, Reason
 from routing.models import GLOBAL, RoutingConfig, RoutingDecisionLog, RoutingModeLog, RoutingState
 from routing.selectors import asset_routing, resolved_config
@@ -150,9 +151,10 @@ def decision_log(filters: dict[str, str]) -> Any:
         if not value:
             continue
         if name == "user_id":
-            if not value.isdigit():
+            user_id = ascii_int(value)
+            if user_id is None:
                 return qs.none()
-            qs = qs.filter(user_id=int(value))
+            qs = qs.filter(user_id=user_id)
         elif name == "asset":
             qs = qs.filter(asset=value.upper())
         else:
@@ -193,8 +195,8 @@ def user_search(q: str, limit: int = 25) -> list[SearchHit]:
             emails[user_id] = User.objects.filter(pk=user_id).values_list("email", flat=True).first() or "?"
         return emails[user_id]
 
-    if q.isdigit():
-        number = int(q)
+    number = ascii_int(q)  # "²" or "١٢" is not a number: searched as text below
+    if number is not None:
         for user in User.objects.filter(pk=number):
             hits.append(SearchHit("user id", user.pk, user.email, f"user {user.pk}"))
         for order in Order.objects.filter(Q(pk=number) | Q(hl_oid=number)).values("pk", "user_id", "asset"):
@@ -207,7 +209,7 @@ def user_search(q: str, limit: int = 25) -> list[SearchHit]:
                     f"order-{order['pk']}",
                 )
             )
-    if "@" in q or (not q.isdigit() and not q.lower().startswith("0x") and len(q) >= 2):
+    if "@" in q or (number is None and not q.lower().startswith("0x") and len(q) >= 2):
         # an email, or its beginning ("trader03" finds trader03@…): prefix on the lower-cased address
         for user in User.objects.filter(Q(email__iexact=q) | Q(email__istartswith=q)).order_by("email")[
             :limit

@@ -57,6 +57,55 @@ def test_nul_characters_are_a_400_wherever_they_are(make_trader: Any, console_as
     assert support.get("/users/", {"q": "ab"}).status_code == 200
 
 
+# "²" passes str.isdigit() and makes int() raise; "١٢" passes it and int() reads 12. Neither is a number.
+NOT_ASCII_DIGITS = ["²", "١٢", "٣", "1²", "１２"]
+
+
+def test_only_ascii_digits_are_whole_numbers() -> None:
+    from core.text import ascii_int
+
+    assert ascii_int("0") == 0 and ascii_int("007") == 7 and ascii_int("9" * 18) == 10**18 - 1
+    for text in [*NOT_ASCII_DIGITS, "", " 1", "1 ", "1\n", "-1", "+1", "1_0", "1.0", "9" * 19, None, 12]:
+        assert ascii_int(text) is None, repr(text)
+    assert ascii_int("123", max_digits=2) is None
+
+
+def test_digits_of_other_scripts_in_console_filters_are_not_numbers(console_as: Any) -> None:
+    admin = console_as(Role.SUPER_ADMIN)
+    for text in NOT_ASCII_DIGITS:
+        for path, query in [
+            ("/users/", {"q": text}),
+            ("/routing/", {"before": text}),
+            ("/routing/", {"user_id": text}),
+            ("/venue/", {"samples-over": text}),
+            ("/venue/", {"hours": text}),
+        ]:
+            response = admin.get(path, query)
+            assert response.status_code == 200, (path, query, response.status_code)
+    routing = admin.get("/routing/", {"user_id": "١٢"})
+    assert "is not a user id" in routing.content.decode(), "the filter says why it matches nothing"
+
+
+def test_digits_of_other_scripts_in_api_numbers_are_a_4xx(make_trader: Any) -> None:
+    trader = make_trader()
+    client = Client()
+    token = client.post(
+        "/api/v1/auth/login", {"email": trader.email, "password": PASSWORD}, content_type="application/json"
+    ).json()["access"]
+    for text in NOT_ASCII_DIGITS:
+        response = client.get("/api/v1/orders", {"limit": text}, HTTP_AUTHORIZATION=f"Bearer {token}")
+        assert response.status_code == 400, (text, response.status_code)
+        for header in ("HTTP_X_XBIT_TIMESTAMP", "HTTP_X_XBIT_RECV_WINDOW"):
+            headers = {
+                "HTTP_X_XBIT_APIKEY": "xk_nobody",
+                "HTTP_X_XBIT_TIMESTAMP": "1700000000000",
+                "HTTP_X_XBIT_SIGNATURE": "0" * 64,
+                header: text,
+            }
+            response = Client().get("/api/v1/me", **headers)
+            assert response.status_code == 401, (header, text, response.status_code)
+
+
 def test_a_body_over_the_limit_is_a_413(db: Any, settings: Any) -> None:
     big = json.dumps({"email": "a@b.c", "password": "x" * (12 * 1024 * 1024)})
     response = Client().post("/api/v1/auth/login", big, content_type="application/json")

@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
+from core.text import ascii_int
 from routing.client_groups import (
     HORIZON_CHOICES,
     client_group_config,
@@ -52,7 +53,7 @@ def client_group_override_view(request: HttpRequest) -> HttpResponse:
     group = request.POST.get("group", "").strip()
 
     def run() -> str:
-        user_id = int(raw_user) if raw_user.isdigit() else 0
+        user_id = ascii_int(raw_user) or 0
         row = client_group_override(
             user_id=user_id, group=group or None, acting_user=acting(request), reason=reason(request)
         )

@@ -25,6 +25,7 @@ from django.utils.safestring import SafeString
 from core.accounts.roles import perm
 from core.audit.services import audit_record
 from core.errors import ApplicationError
+from core.text import ascii_int
 from xbit_admin.console.tables import Column, TableView, csv_rows
 
 PAGE_SIZE = 50
@@ -69,8 +70,9 @@ def keyset_page(qs: QuerySet[Any], request: HttpRequest, *, size: int = PAGE_SIZ
     """Newest first by id; ``?before=<id>`` continues after the last row seen (stable while rows are
     appended, unlike offsets)."""
     before = request.GET.get("before", "")
-    if before.isdigit():
-        qs = qs.filter(pk__lt=int(before))
+    before_id = ascii_int(before)  # anything else ("²", "١٢", "x") is ignored: the first page
+    if before_id is not None:
+        qs = qs.filter(pk__lt=before_id)
     rows = list(qs.order_by("-pk")[: size + 1])
     more = len(rows) > size
     rows = rows[:size]

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_http_methods
 from core.errors import ApplicationError
 from core.money import CONFIG_INPUT, decimal_from_text
 from core.switches.store import SWITCH_CACHE
+from core.text import ascii_int
 from risk.breakers import FORCE_HL_REASON
 from risk.selectors import hedge_recommendations
 from routing.decision import AssetRouting, Mode, Route
@@ -209,7 +210,7 @@ def routing_view(request: HttpRequest) -> HttpResponse:
     filters = {name: request.GET.get(name, "") for name in DECISION_FILTERS}
     filter_errors: dict[str, str] = {}
     user_id = filters["user_id"].strip()
-    if user_id and not user_id.isdigit():  # decision_log then matches nothing: say why
+    if user_id and ascii_int(user_id) is None:  # decision_log then matches nothing: say why
         filter_errors["user_id"] = f"{user_id!r} is not a user id (digits only)."
     page = keyset_page(decision_log(filters), request)
     return render(

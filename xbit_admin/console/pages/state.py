@@ -10,6 +10,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from core.text import ascii_int
 from xbit_admin.console import desk_tables as dt
 from xbit_admin.console import runbooks
 from xbit_admin.console.access import staff_required
@@ -79,10 +80,7 @@ def venue_view(request: HttpRequest) -> HttpResponse:
     """Venue health: HL market-data latency, order round trip, reject rate, both HL accounts' margin ratio,
     each now and over the last hours (charts)."""
 
-    try:
-        hours = int(request.GET.get("hours", "6"))
-    except ValueError:
-        hours = 6
+    hours = ascii_int(request.GET.get("hours", "6"), max_digits=2) or 6
     hours = hours if hours in (1, 6, 24, 72) else 6
     # the latency samples behind the chart, in the chosen window: sortable, filterable, as CSV
     samples, _ = table_view(

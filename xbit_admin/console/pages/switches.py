@@ -19,6 +19,7 @@ from django.utils.dateparse import parse_datetime
 from core.errors import ApplicationError
 from core.switches import store
 from core.switches.models import SwitchChange
+from core.text import ascii_int
 from xbit_admin.console import desk_tables as dt
 from xbit_admin.console.access import staff_required
 from xbit_admin.console.pages.common import can, flash_error, rows_csv, table_csv
@@ -153,11 +154,11 @@ def _handle_post(request: HttpRequest) -> None:
         if not can(user, "manage_switches"):
             raise PermissionDenied
         if action == "degrade":
-            level = request.POST.get("level", "")
-            if not level.isdigit():
+            level = ascii_int(request.POST.get("level", ""), max_digits=3)
+            if level is None:
                 messages.error(request, "Pick a degradation level.")
                 return
-            result = degradation_set(level=int(level), acting_user=user, reason=reason, request=request)
+            result = degradation_set(level=level, acting_user=user, reason=reason, request=request)
         else:
             result = canary.canary_stage_set(
                 stage=request.POST.get("stage", ""), acting_user=user, reason=reason, request=request
