@@ -1,0 +1,94 @@
+"""``make soak``'s verdict (``bench/soak.py: report_failures``) on synthetic reports: a soak passes only
+when it really ran its market day — every fault injected, the web log actually read — and nothing it
+judges went wrong. No platform is started; the report is a plain dict."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import os
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def soak() -> ModuleType:
+    # bench.common lifts the API's rate limits for the benchmark's own processes: not for this one's
+    before = os.environ.get("API_RATE_LIMITS_LIFTED")
+    try:
+        return importlib.import_module("bench.soak")
+    finally:
+        if before is None:
+            os.environ.pop("API_RATE_LIMITS_LIFTED", None)
+        else:
+            os.environ["API_RATE_LIMITS_LIFTED"] = before
+
+
+PASSING: dict[str, Any] = {
+    "ready_after_s": 21.4,
+    "faults": [
+        {"name": "SOL moves 10 %", "at": "2026-12-07T03:00:00+00:00", "error": None},
+        {"name": "HL /exchange 5xx ×10", "at": "2026-12-07T03:01:00+00:00", "error": None},
+        {"name": "Redis restart", "at": "2026-12-07T03:02:00+00:00", "error": None},
+    ],
+    "http_requests_logged": 4210,
+    "false_alarms": [],
+    "http_5xx": [{"at": "2026-12-07T03:01:02+00:00", "status": 502, "explained_by": "HL /exchange 5xx ×10"}],
+    "invariant_violations": 0,
+    "gate_closures": [{"at": 1.0, "open": False, "reason": "prices stale", "explained_by": "Redis restart"}],
+    "reconciliation_at_end": {"exposure": "OK", "hl_account_value": "OK"},
+    "orders_filled_by_route": {"INTERNAL": 310, "HYPERLIQUID": 42},
+    "memory_growing": [],
+}
+
+
+def with_(**changes: Any) -> dict[str, Any]:
+    result = copy.deepcopy(PASSING)
+    result.update(changes)
+    return result
+
+
+def test_a_soak_that_ran_its_whole_day_cleanly_passes(soak: ModuleType) -> None:
+    assert soak.report_failures(copy.deepcopy(PASSING)) == []
+
+
+def test_a_fault_that_could_not_be_injected_fails_the_soak_by_name(soak: ModuleType) -> None:
+    faults = copy.deepcopy(PASSING["faults"])
+    faults[2]["error"] = "ConnectionError: redis-server did not stop"
+    failures = soak.report_failures(with_(faults=faults))
+    assert len(failures) == 1
+    assert "Redis restart" in failures[0] and "redis-server did not stop" in failures[0]
+
+
+def test_a_fault_the_run_never_reached_fails_the_soak(soak: ModuleType) -> None:
+    faults = copy.deepcopy(PASSING["faults"])
+    faults[1]["at"] = None
+    (failure,) = soak.report_failures(with_(faults=faults))
+    assert "HL /exchange 5xx ×10" in failure
+
+
+def test_a_web_log_without_a_single_request_is_not_zero_5xx(soak: ModuleType) -> None:
+    # a changed log format parses to nothing: that must not read as a clean run
+    (failure,) = soak.report_failures(with_(http_requests_logged=0, http_5xx=[]))
+    assert "no HTTP request" in failure
+
+
+@pytest.mark.parametrize(
+    ("changes", "phrase"),
+    [
+        ({"ready_after_s": None}, "not ready within"),
+        ({"ready_after_s": 75.0}, "not ready within"),
+        ({"false_alarms": [{"rule": "drift"}]}, "false alarm"),
+        ({"http_5xx": [{"status": 500, "explained_by": None}]}, "5xx no fault explains"),
+        ({"invariant_violations": 2}, "invariant violation"),
+        ({"gate_closures": [{"open": False, "explained_by": None}]}, "without a cause"),
+        ({"reconciliation_at_end": {"exposure": "CRITICAL"}}, "reconciliation not OK"),
+        ({"orders_filled_by_route": {"INTERNAL": 0, "HYPERLIQUID": 3}}, "both must be > 0"),
+        ({"memory_growing": ["web"]}, "memory growing"),
+    ],
+)
+def test_each_judged_failure_fails_the_soak(soak: ModuleType, changes: dict[str, Any], phrase: str) -> None:
+    (failure,) = soak.report_failures(with_(**changes))
+    assert phrase in failure
