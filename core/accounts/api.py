@@ -39,8 +39,9 @@ class TokenPairSerializer(serializers.Serializer):
 
 
 class LoginApi(APIView):
-    """Email + password (+ the 2FA code once enabled). Throttled per IP and per account; repeated
-    wrong passwords lock the account; an unverified email is refused with EMAIL_NOT_VERIFIED."""
+    """Email + password (+ the 2FA code once enabled). Throttled per IP and per (account, IP); repeated
+    wrong passwords lock the (account, IP) pair, not the account; an unverified email is refused with
+    EMAIL_NOT_VERIFIED."""
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]

@@ -15,7 +15,13 @@ oracle for who has an account. Now:
   lock generation, which unlocking advances; every pair key carries the generation, so old locks are
   orphaned and expire).
 
-The per-address and per-account sign-in throttles (``throttle.py``) still bound the guessing rate.
+* guessing from many addresses: every wrong password also counts toward the account (any address,
+  ``ACCOUNT_FAILURES_WINDOW_S``); past ``ACCOUNT_FAILURES_STRICT`` of them each further wrong password
+  locks its pair at once instead of after ``LOGIN_MAX_FAILURES``, so each address gets one guess per
+  (growing) lock, and the lock emails the owner as above. The owner, who has not failed from their own
+  address, still signs in: nothing here is checked before the password except the pair's own lock.
+
+The per-address and per-(account, address) sign-in throttles (``throttle.py``) still bound the rate.
 Durable locks (``User.locked_until``) remain for wrong second factors and re-authentication, which need
 the password first; the emailed link lifts those too.
 """
@@ -42,6 +48,10 @@ from core.errors import ApplicationError, ErrorCode
 _SALT = "xbit.accounts.unlock"
 _DAY = 24 * 3600
 _NOTICE_EVERY_S = 3600
+# Wrong passwords for one account from all addresses within the window before every address gets one
+# guess per lock: far above a forgetful owner's count, far below what guessing a password needs.
+ACCOUNT_FAILURES_STRICT = 20
+ACCOUNT_FAILURES_WINDOW_S = 3600
 
 
 def _now() -> float:
@@ -72,24 +82,30 @@ def seconds_locked(*, email: str, ip: str) -> int:
     return max(1, math.ceil(float(until) - _now())) if until and float(until) > _now() else 0
 
 
-def failure_record(*, email: str, ip: str) -> int:
-    """Count a wrong password for the pair; returns the lock's seconds when this failure locked it."""
-    key = _pair(email, ip)
-    window = int(settings.LOGIN_LOCKOUT_SECONDS)
-    cache.add(f"{key}:failures", 0, timeout=window)
+def _count(key: str, timeout: int) -> int:
+    """Redis INCR on a counter that expires ``timeout`` seconds after its first count."""
+    cache.add(key, 0, timeout=timeout)
     try:
-        failures = cache.incr(f"{key}:failures")
+        return int(cache.incr(key))
     except ValueError:  # expired between add and incr
-        cache.add(f"{key}:failures", 1, timeout=window)
-        failures = 1
-    if failures < int(settings.LOGIN_MAX_FAILURES):
+        cache.add(key, 1, timeout=timeout)
+        return 1
+
+
+def failure_record(*, email: str, ip: str) -> int:
+    """Count a wrong password for the pair and for the account; returns the lock's seconds when this
+    failure locked the pair (after ``LOGIN_MAX_FAILURES`` from the pair, or at once while the account
+    is past ``ACCOUNT_FAILURES_STRICT`` from all addresses)."""
+    key = _pair(email, ip)
+    account_failures = _count(
+        f"lockout:{_digest(email)}:{_generation(email)}:all:failures", ACCOUNT_FAILURES_WINDOW_S
+    )
+    failures = _count(f"{key}:failures", int(settings.LOGIN_LOCKOUT_SECONDS))
+    allowance = 1 if account_failures > ACCOUNT_FAILURES_STRICT else int(settings.LOGIN_MAX_FAILURES)
+    if failures < allowance:
         return 0
     cache.delete(f"{key}:failures")
-    cache.add(f"{key}:lockouts", 0, timeout=_DAY)
-    try:
-        lockouts = cache.incr(f"{key}:lockouts")
-    except ValueError:
-        lockouts = 1
+    lockouts = _count(f"{key}:lockouts", _DAY)
     seconds = min(
         int(settings.LOGIN_LOCKOUT_SECONDS), int(settings.LOGIN_LOCKOUT_BASE_SECONDS) * 2 ** (lockouts - 1)
     )

@@ -91,15 +91,17 @@ def otp_failure_record(*, user: User, request: HttpRequest | None) -> None:
 
 
 def trader_password_check(*, request: HttpRequest, email: str, password: str) -> User:
-    """First factor for traders (the API sign-in). Throttled per IP and per account; wrong passwords lock
-    the (email, address) pair, known account or not (``lockout``: growing locks, the owner emailed a
+    """First factor for traders (the API sign-in). Throttled per IP and per (account, IP), so a stranger's
+    attempts never refuse the owner elsewhere; wrong passwords lock the (email, address) pair, known
+    account or not (``lockout``: growing locks, the owner emailed a
     link that lifts them); a locked pair and an unknown account answer alike, in the same time. An
     unverified account is refused with EMAIL_NOT_VERIFIED, but only to someone who knows the password
     it was registered with."""
 
     email = email.strip().lower()
-    throttle_hit("login:ip", client_ip(request))
-    throttle_hit("login:account", email)
+    ip = client_ip(request)
+    throttle_hit("login:ip", ip)
+    throttle_hit("login:account_ip", f"{email} {ip or '-'}")  # not the account alone: see ``RATES``
     user = User.objects.filter(email__iexact=email, is_staff=False).first()
     if user is not None and not user.contact_email:
         # A wallet account's placeholder address has no password to guess: it signs in with SIWE.

@@ -21,11 +21,14 @@ class Rate:
     window_seconds: int
 
 
-# Per IP the limits are generous (NAT, offices); per account they are tight. Account lockout after
-# repeated wrong passwords (LOGIN_MAX_FAILURES) is a separate, durable mechanism.
+# Per IP the limits are generous (NAT, offices); per account they are tight. Sign-in is counted per
+# (account, address), never per account alone: an account-wide count is checked before the password,
+# so eleven strangers' guesses answered the owner 429 even with the right password (issue #17). Guessing
+# from many addresses is bounded by the lockout instead (``lockout.failure_record``: past
+# ``ACCOUNT_FAILURES_STRICT`` wrong passwords for an account, each further one locks its address).
 RATES: dict[str, Rate] = {
     "login:ip": Rate(30, 60),
-    "login:account": Rate(10, 60),
+    "login:account_ip": Rate(10, 60),
     "register:ip": Rate(20, 3600),
     "code:ip": Rate(30, 60),
     "code:account": Rate(10, 60),

@@ -4,6 +4,9 @@
   locked path too): after five wrong passwords both are 423 ACCOUNT_LOCKED, with the real hasher's cost.
 * Wrong passwords lock the (account, address) pair, not the account: the owner signs in from elsewhere.
 * Lockouts of a pair grow (1, 2, 4 … minutes, capped).
+* No count checked before the password is account-wide: strangers' failures from many addresses never
+  refuse the owner from another (the account-wide throttle did, with 429); past a number of failures
+  for the account, every further wrong password locks its address at once and the owner is told.
 * The owner is told by email, with a link that lifts every lock of the account (once)."""
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ def test_a_locked_account_and_an_unknown_one_answer_alike_and_in_the_same_time(
 
     answers: dict[str, set[tuple[int, str, str]]] = {"known": set(), "unknown": set()}
     timings: dict[str, list[float]] = {"known": [], "unknown": []}
-    for _ in range(4):  # 5 + 4 attempts: within the per-account sign-in throttle (10 a minute)
+    for _ in range(4):  # 5 + 4 attempts: within the per-(account, address) sign-in throttle (10 a minute)
         for kind, email in (("known", trader.email), ("unknown", "nobody-here@xbit.test")):
             answer, elapsed = attempt(email)
             answers[kind].add(answer)
@@ -80,10 +83,40 @@ def test_wrong_passwords_from_one_address_do_not_lock_the_owner_out_elsewhere(ma
     assert owner.login(trader.email).status_code == 200
 
 
+def test_strangers_failing_from_many_addresses_do_not_refuse_the_owner_elsewhere(make_trader: Any) -> None:
+    trader = make_trader()
+    answers = [Api(ip=f"198.51.100.{100 + i}").login(trader.email, WRONG) for i in range(11)]
+    assert {r.json()["code"] for r in answers} == {"INVALID_CREDENTIALS"}, "no 429 for a stranger either"
+    assert Api(ip="192.0.2.21").login(trader.email).status_code == 200
+
+
+def test_guessing_from_many_addresses_gets_one_guess_per_address_and_the_owner_is_told(
+    make_trader: Any, eager_tasks: None
+) -> None:
+    from core.accounts import lockout
+
+    trader = make_trader()
+    for i in range(lockout.ACCOUNT_FAILURES_STRICT // 2):  # two each: within each address's allowance
+        for _ in range(2):
+            Api(ip=f"10.20.{i}.1").login(trader.email, WRONG)
+    assert not [m for m in mail.outbox if "locked" in m.subject.lower()], "no address has locked yet"
+    guesser = Api(ip="10.20.200.1")
+    assert guesser.login(trader.email, WRONG).json()["code"] == "INVALID_CREDENTIALS"
+    assert guesser.login(trader.email).status_code == 423, "one wrong guess locked this address"
+    notices = [m for m in mail.outbox if trader.email in m.to and "locked" in m.subject.lower()]
+    assert len(notices) == 1 and "10.20.200.1" in notices[0].body
+    assert Api(ip="192.0.2.22").login(trader.email).status_code == 200, "the owner still signs in"
+    # another account is not affected
+    other = make_trader()
+    fresh = Api(ip="10.20.201.1")
+    fresh.login(other.email, WRONG)
+    assert fresh.login(other.email).status_code == 200
+
+
 def test_lockouts_of_a_pair_grow(make_trader: Any, monkeypatch: Any) -> None:
     from core.accounts import lockout, throttle
 
-    monkeypatch.setitem(throttle.RATES, "login:account", throttle.Rate(1000, 60))  # not what is tested
+    monkeypatch.setitem(throttle.RATES, "login:account_ip", throttle.Rate(1000, 60))  # not what is tested
 
     trader = make_trader()
     api = Api(ip="198.51.100.67")
