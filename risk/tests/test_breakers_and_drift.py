@@ -238,6 +238,14 @@ def test_the_kill_switch_halts_or_sets_reduce_only_everywhere_and_is_audited(
         ("-10000", "-10020", "LOG"),  # $20, 0.2 %
         ("-1000", "-1020", "ALERT"),  # 2 %
         ("-1000", "-1060", "CRITICAL"),  # 6 %
+        # issue 16: SOL's funding mirror, 10.59 % of a 0.017 USDC P&L is 0.0018 USDC: dust, no level
+        ("-0.016940", "-0.018734", None),
+        # the absolute floors (ALERT 1 USDC, CRITICAL 10 USDC): at a floor the level does not trip,
+        # just above it does, however large the rate
+        ("-10", "-11", None),  # 10 %, $1.00: at the ALERT floor (and below LOG's $10)
+        ("-10", "-11.01", "ALERT"),  # 10.1 %, $1.01: over the CRITICAL rate, under its floor
+        ("-100", "-110", "ALERT"),  # 10 %, $10.00: at the CRITICAL floor
+        ("-100", "-110.01", "CRITICAL"),  # 10 %, $10.01
     ],
 )
 def test_drift_levels(db: Any, xbit: str, hl: str, level: str | None) -> None:
