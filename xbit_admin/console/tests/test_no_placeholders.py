@@ -37,6 +37,16 @@ PLACEHOLDERS = (
     "(issue ",
 )
 CASE_SENSITIVE_PLACEHOLDERS = ("TODO", "FIXME", "XXX")
+# Inside a value cell (<td>, <dd>) a figure that is not there yet reads "pending" or says what it comes
+# with. A status is not a placeholder: PENDING (upper case, the house's status values) and "3 pending"
+# (a count) are real data, so "pending" is flagged only lower case as the whole value, as its first word,
+# or in parentheses.
+VALUE_CELL = re.compile(r"<(td|dd)\b[^>]*>(.*?)</\1>", re.DOTALL | re.IGNORECASE)
+CELL_PLACEHOLDERS = (
+    re.compile(r"^pending\b"),
+    re.compile(r"\(pending\b"),
+    re.compile(r"\b(arrives?|comes?) with\b", re.IGNORECASE),
+)
 
 # Console URL names a GET does not render as a page: the sign-in steps, POST-only actions and CSV exports
 # (the exports are opened below too, for a 200).
@@ -249,11 +259,42 @@ def test_no_console_page_shows_a_placeholder_for_a_module_that_exists(console_as
             assert phrase not in text.lower(), f"{url}: {phrase!r} in …{_around(text, phrase)}…"
         for phrase in CASE_SENSITIVE_PLACEHOLDERS:
             assert phrase not in text, f"{url}: {phrase!r} in …{_around(text, phrase)}…"
+        assert not placeholder_cells(text), f"{url}: placeholder value cells {placeholder_cells(text)}"
     from xbit_admin.console.pages.users import SECTIONS
 
     for section in SECTIONS:  # every section of the user page exports
         response = client.get(f"/users/{demo.alice.pk}/export/{section}.csv?range=all")
         assert response.status_code == 200 and response["Content-Type"].startswith("text/csv"), section
+
+
+def placeholder_cells(html: str) -> list[str]:
+    """The value cells (<td>, <dd>) of a page whose text is a placeholder, not a figure or a status."""
+    found = []
+    for match in VALUE_CELL.finditer(html):
+        cell = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", match.group(2))).strip()
+        if any(p.search(cell) for p in CELL_PLACEHOLDERS):
+            found.append(cell[:160])
+    return found
+
+
+@pytest.mark.parametrize(
+    ("html", "flagged"),
+    [
+        ("<td>pending</td>", True),
+        ('<td class="num"><span>pending</span></td>', True),
+        ("<dd>pending: from the risk engine</dd>", True),
+        ("<dd>— (pending risk engine)</dd>", True),
+        ("<TD>Comes with the funding module</TD>", True),
+        ("<td>\n  Trigger price arrives with\n liquidation</td>", True),
+        ("<td>PENDING</td>", False),  # a withdrawal's status
+        ('<td><span class="badge warn">PENDING</span></td>', False),
+        ("<td>3 pending</td>", False),  # a count of pending items
+        ("<dd>PENDING_APPROVAL</dd>", False),
+        ("<p>pending</p>", False),  # prose, not a value cell (the page-wide phrases cover prose)
+    ],
+)
+def test_the_value_cell_check_flags_placeholders_not_statuses(html: str, flagged: bool) -> None:
+    assert bool(placeholder_cells(html)) is flagged
 
 
 def _around(text: str, phrase: str) -> str:
