@@ -8,8 +8,10 @@ reads what HL booked there — the rate per coin (``fundingHistory``, or the acc
 
 * the rate is HL's; the price is HL's oracle at the instant, as HL applied it: recovered from what an
   account of ours was paid on (``−usdc / (szi × rate)``, the account with the largest payment, which
-  makes the recovered price exact to well under a basis point), else — neither account held the coin
-  — the oracle in our quote cache (``source: "quote"``);
+  makes the recovered price exact to well under a basis point), else — neither account held the coin,
+  or its payment was too small to recover a price from — the feed's last reading of HL's oracle dated
+  at or before the instant on HL's clock (``source: "hl:oracle"``, ``trading.feed.oracles``), else the
+  oracle in our quote cache (``source: "quote"``, our time);
 * HYPERLIQUID positions mirror the trading account's payment for the coin: each user's share is
   ``usdc × size / szi`` (``trading.funding.hl_share``); after the run, what HL booked beyond the users'
   shares (the rounding) is posted between the platform (``fee_revenue`` sub ``funding``) and the
@@ -47,6 +49,7 @@ from core.money import ZERO
 from risk.config import risk_config
 from risk.drift import drift_record
 from risk.models import FundingRun, FundingSettlement
+from trading.feed.oracles import oracle_at
 from trading.funding import FundingRate, funding_dues, funding_settle_positions, users_lock
 from trading.marketdata import get_quotes
 from trading.models import Fill, Position, Source
@@ -70,6 +73,9 @@ PRICE_Q = Decimal("0.00000001")
 # a recovered oracle is used when the payment it comes from is at least this large: the payment's
 # micro-dollar rounding then moves the price by less than 0.1 basis point
 MIN_RECOVERY_USDC = Decimal("0.05")
+# without a recovered oracle: the feed's reading of HL's oracle dated at most this long before the
+# instant (HL republishes its oracle every few seconds; the feed records an unchanged one every 10 s)
+ORACLE_MAX_AGE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -149,13 +155,22 @@ def _as_rates(recorded: dict[str, Any]) -> dict[str, FundingRate]:
 
 
 def _hl_rates_for(run: FundingRun, assets: set[str], instant: HLFundingInstant) -> dict[str, FundingRate]:
-    """:func:`_rates_for` at an HL instant: HL's numbers recorded once (a re-run uses the same); a price
-    HL's rows cannot give comes from the quote cache (``source: "quote"``), recorded the first time."""
+    """:func:`_rates_for` at an HL instant: HL's numbers recorded once (a re-run uses the same). A price
+    HL's rows cannot give is the feed's last oracle reading dated (HL's clock) at or before the instant
+    and at most :data:`ORACLE_MAX_AGE_S` older (``source: "hl:oracle"``, ``oracle_time`` its HL ms), else
+    the quote cache's current oracle (``source: "quote"``: our time, the last resort)."""
     recorded = dict(run.rates)
     missing = sorted(a for a in assets if a not in recorded)
     if missing:
         fresh = hl_instant_rates(instant, set(missing))
-        unpriced = [a for a, v in fresh.items() if "price" not in v]
+        at_ms = int(instant.at.timestamp() * 1000)
+        unpriced = []
+        for asset in sorted(a for a, v in fresh.items() if "price" not in v):
+            reading = oracle_at(asset, at_ms, ORACLE_MAX_AGE_S)
+            if reading is not None:
+                fresh[asset].update(price=str(reading[1]), source="hl:oracle", oracle_time=str(reading[0]))
+            else:
+                unpriced.append(asset)
         quotes = get_quotes(unpriced) if unpriced else {}
         for asset in unpriced:
             quote = quotes.get(asset)

@@ -19,7 +19,7 @@ Dimensions implemented here:
 * ``user_assets`` — what users are owed (balances + unrealized P&L) = what the platform's books hold
   for them (see :func:`check_user_assets`); gates the restart like the ledger.
 * ``hl_account_value`` — each HL account's value = injected capital − ``hl_pnl`` + its unrealized P&L.
-* ``funding_mirror`` — Σ mirrored HYPERLIQUID funding of the last settled hour = HL's ``userFunding``.
+* ``funding_mirror`` — Σ mirrored HYPERLIQUID funding = HL's ``userFunding``, every instant of the last day.
 * ``bbook`` — the B-book's net P&L (+ reserve allocations) = Σ INTERNAL users' realized losses − gains.
 * ``hot_wallets`` — per chain and token: on-chain hot balance = our custody record ≥ queued withdrawals.
 """
@@ -43,7 +43,7 @@ from risk.config import risk_config
 from risk.exposure import exposure_compare
 from risk.hedge_account import hedge_force_hl, hedge_gateway
 from risk.hedge_models import HedgeInstruction, ReconciliationLog
-from risk.models import FundingRun, FundingSettlement
+from risk.reconciliation_funding import funding_mirror_window
 from trading.hl_accounts import positions_sync
 from trading.marketdata import get_quotes
 from trading.models import Fill, Position, Source
@@ -322,46 +322,29 @@ def _users_hl_unrealized(marks: dict[str, Decimal]) -> dict[str, Decimal]:
 
 # ------------------------------------------------------------------------------------------ funding mirror
 def check_funding_mirror(run_id: str) -> list[ReconciliationLog]:
-    """Σ mirrored HYPERLIQUID funding of the last settled hour (``FundingSettlement.payment``, the users'
-    signed flow) = the trading account's ``userFunding`` for that hour, per asset — the comparison of
-    ``risk.funding.funding_compare_hl`` without its side effects (it records drift once per run; this
-    re-checks every hour). Subject: ``<asset>@<funding time>``."""
-    run = FundingRun.objects.filter(status=FundingRun.Status.COMPLETED).order_by("-funding_time").first()
-    if run is None:
+    """Σ mirrored HYPERLIQUID funding = the trading account's ``userFunding``, per asset and instant, for
+    every instant of the window (``risk.reconciliation_funding``): one row per asset when each of its
+    instants matches (subject ``<asset>@<latest instant>``: the window's totals, ``since`` its first
+    instant, ``instants`` how many had a payment), else one row per instant that does not
+    (``<asset>@<instant>``) — the comparison of ``risk.funding.funding_compare_hl`` without its side
+    effects (it records drift once per instant)."""
+    window = funding_mirror_window()
+    if window.latest is None or window.first is None:
         return [_row(run_id, "funding_mirror", "*", ZERO, ZERO, note="no settled funding hour yet")]
-    at = run.funding_time
-    mirrored = dict(
-        FundingSettlement.objects.filter(funding_time=at, source=Source.HYPERLIQUID)
-        .values("asset")
-        .annotate(total=Sum("payment"))
-        .order_by()
-        .values_list("asset", "total")
-    )
-    gw = gateway("trading")
-    if gw is None:
-        if mirrored:
-            raise RuntimeError("HYPERLIQUID funding was mirrored but the trading account is not configured")
-        return [_row(run_id, "funding_mirror", f"*@{at.isoformat()}", ZERO, ZERO)]
-    ms = int(at.timestamp() * 1000)
-    actual: dict[str, Decimal] = {}
-    for entry in gw.user_funding(ms - 60_000, ms + 60_000):
-        delta = entry.get("delta", entry)
-        coin, usdc = delta.get("coin"), delta.get("usdc")
-        if coin and usdc is not None:
-            actual[coin] = actual.get(coin, ZERO) + Decimal(str(usdc))
-    rows = [
-        _row(
-            run_id,
-            "funding_mirror",
-            f"{asset}@{at.isoformat()}",
-            mirrored.get(asset, ZERO),
-            actual.get(asset, ZERO),
-            mirrored=mirrored.get(asset, ZERO),
-            hl_user_funding=actual.get(asset, ZERO),
-        )
-        for asset in sorted(set(mirrored) | set(actual))
-    ]
-    return rows or [_row(run_id, "funding_mirror", f"*@{at.isoformat()}", ZERO, ZERO)]
+    span, since = window.latest.isoformat(), window.first.isoformat()
+    rows: list[ReconciliationLog] = []
+    for asset in sorted({line.asset for line in window.lines}):
+        lines = [line for line in window.lines if line.asset == asset]
+        off = [
+            _row(run_id, "funding_mirror", f"{asset}@{line.at.isoformat()}", line.mirrored, line.hl)
+            for line in lines
+        ]
+        off = [row for row in off if row.status != Status.OK]
+        mirrored, hl = sum((x.mirrored for x in lines), ZERO), sum((x.hl for x in lines), ZERO)
+        rows += off or [
+            _row(run_id, "funding_mirror", f"{asset}@{span}", mirrored, hl, since=since, instants=len(lines))
+        ]
+    return rows or [_row(run_id, "funding_mirror", f"*@{span}", ZERO, ZERO, since=since)]
 
 
 # ------------------------------------------------------------------------------------------ B-book

@@ -1,6 +1,6 @@
 """HL messages to quotes: ``l2Book``, ``activeAssetCtx`` and ``allMids`` written to Redis
 (``trading.marketdata``), mirrored in memory, handed to the book and mark hooks, and pushed to the
-consoles in batches."""
+consoles in batches; the oracle also to its history dated on HL's clock (``trading.feed.oracles``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 from core.live import broadcast_now
 from trading import marketdata
 from trading.feed.metrics import FEED_ERRORS, FEED_MESSAGES
-from trading.feed.state import FeedState
+from trading.feed.oracles import ORACLE_RECORD_EVERY_MS, oracle_record
+from trading.feed.state import AssetState, FeedState
 from trading.marketdata import Quote
 
 
@@ -50,6 +51,8 @@ class FeedQuotes(FeedState):
         bids = tuple((Decimal(lv["px"]), Decimal(lv["sz"])) for lv in raw_bids)
         asks = tuple((Decimal(lv["px"]), Decimal(lv["sz"])) for lv in raw_asks)
         hl_time = data.get("time")
+        if hl_time:
+            self._hl_time_ms = int(hl_time)  # HL's clock: dates the context that follows (oracles)
         latency_ms = self._latency_now
         values = {
             "bid": bids[0][0] if bids else None,
@@ -93,6 +96,7 @@ class FeedQuotes(FeedState):
             mark != st.last_mark or received - st.mark_recorded_at >= self.options.mark_history_every_s
         )
         self._write({asset: values}, received, record_mark=record)
+        self._record_oracle(st, asset, values["oracle"], received)
         with self._lock:
             if record:
                 st.mark_recorded_at = received
@@ -103,6 +107,23 @@ class FeedQuotes(FeedState):
             st.dirty_push = True
             quote = Quote(asset, **st.values)
         self.hooks.fire_mark(asset, quote)
+
+    def _record_oracle(self, st: AssetState, asset: str, oracle: Decimal | None, received: float) -> None:
+        """The oracle into its history, dated by HL's latest timestamp (a context has none): when it
+        changed, when HL's clock moved back, or every ``ORACLE_RECORD_EVERY_MS`` of HL's clock."""
+        hl_ms, last = self._hl_time_ms, st.oracle_recorded
+        if oracle is None or hl_ms is None:
+            return
+        if last is not None and last[1] == oracle and 0 <= hl_ms - last[0] < ORACLE_RECORD_EVERY_MS:
+            return
+        try:
+            oracle_record({asset: (hl_ms, received, oracle)})
+        except Exception:
+            self._errors += 1
+            FEED_ERRORS.labels("redis").inc()
+            self._log_throttled("feed could not write the oracle history to Redis")
+            return
+        st.oracle_recorded = (hl_ms, oracle)
 
     def _on_mids(self, mids: dict[str, str], received: float) -> None:
         updates: dict[str, dict[str, Any]] = {}

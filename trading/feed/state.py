@@ -59,6 +59,7 @@ class AssetState:
     last_mark: Decimal | None = None
     pushed_at: float = 0.0
     dirty_push: bool = False
+    oracle_recorded: tuple[int, Decimal] | None = None  # (HL's ms, oracle) last added to the history
 
 
 class FeedState:
@@ -86,6 +87,7 @@ class FeedState:
         self._latency_now: float | None = None  # median of _round_trips
         self._ping_sent_mono: float | None = None  # the ping in flight
         self._next_ping_mono = 0.0
+        self._hl_time_ms: int | None = None  # the latest time HL stamped on a message (its clock)
         self._messages = 0
         self._errors = 0
         self.reconnects = 0
