@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseBase, JsonResponse
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from core.errors import ErrorCode, error_body
@@ -187,10 +187,15 @@ class RequestGuardMiddleware:
                 and not response.get("Content-Type", "").startswith("application/json")
             ):
                 response = JsonResponse(error_body(ErrorCode.NOT_FOUND, "Not found."), status=404)
-        rate = getattr(request, "xbit_rate_limit", None)
-        if rate is not None:
-            for name, value in rate.headers().items():
-                response.setdefault(name, value)
-        if not response.has_header("Cache-Control"):
-            response["Cache-Control"] = "no-store"
+        guard_response(request, response)
         return response
+
+
+def guard_response(request: HttpRequest, response: HttpResponseBase) -> None:
+    """The headers every answer gets here: the rate limit's, and ``no-store`` unless the view chose."""
+    rate = getattr(request, "xbit_rate_limit", None)
+    if rate is not None:
+        for name, value in rate.headers().items():
+            response.setdefault(name, value)
+    if not response.has_header("Cache-Control"):
+        response["Cache-Control"] = "no-store"

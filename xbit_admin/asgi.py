@@ -1,4 +1,5 @@
-"""ASGI entry: HTTP through Django, websockets through Channels (console topics, heartbeat; the trader
+"""ASGI entry: HTTP through Django (an order placement through the order lane,
+``xbit_admin.order_lane``), websockets through Channels (console topics, heartbeat; the trader
 streams under /ws/v1/)."""
 
 import os
@@ -16,6 +17,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from core.request_guard import guarded  # noqa: E402
+from xbit_admin.order_lane import order_lane  # noqa: E402
 from xbit_admin.routing import websocket_application, websocket_urlpatterns  # noqa: E402
 
 # guarded: the client's address (X-Forwarded-For only from TRUSTED_PROXIES) and the body size limit,
@@ -23,7 +25,7 @@ from xbit_admin.routing import websocket_application, websocket_urlpatterns  # n
 application = guarded(
     ProtocolTypeRouter(
         {
-            "http": django_asgi_app,
+            "http": order_lane(django_asgi_app),  # POST /api/v1/orders without the middleware chain
             "websocket": websocket_application(
                 AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
             ),

@@ -5,6 +5,9 @@ shown on the console, not to the trader."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -12,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.accounts.models import User
 from core.accounts.selectors import request_user
 from core.api_input import DecimalStringField, InputSerializer, QueryParamsSerializer, query_params
 from core.api_output import BuiltOnce
@@ -164,31 +168,35 @@ class OrdersApi(APIView):
     def post(self, request: Request) -> Response:
         data = OrderInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        v = data.validated_data
-        inp = order_input(
-            asset=v["symbol"],
-            side=v["side"],
-            order_type=v["type"],
-            size=v["size"],
-            limit_price=v.get("limit_price"),
-            leverage=v.get("leverage"),
-            margin_mode=v["margin_mode"],
-            reduce_only=v["reduce_only"],
-            tif=v["time_in_force"],
-            slippage_bps=v.get("slippage_bps"),
-            client_order_id=v.get("client_order_id"),
-            position_id=v.get("position_id"),
-        )
-        readiness = platform_ready()
-        if not readiness.ready and not inp.reduce_only:
-            # restart recovery: new exposure waits until HL is resynced and the books reconcile — but
-            # a malformed order is the client's error whatever the platform's state: say that first
-            order_validate(inp)
-            raise ApplicationError(
-                ErrorCode.SERVICE_UNAVAILABLE, readiness.reason or "The platform is starting."
-            )
-        order = order_place(user=request_user(request), inp=inp)
+        order = order_place_validated(request_user(request), data.validated_data)
         return Response(OrderOutput(order).data, status=201)
+
+
+def order_place_validated(user: User, v: Mapping[str, Any]) -> Order:
+    """Place an order from a validated body (``OrderInputSerializer``'s names and defaults): the
+    readiness gate, then the order service. Shared by ``OrdersApi.post`` and the order lane
+    (``xbit_admin.order_lane``), so both answer the same."""
+    inp = order_input(
+        asset=v["symbol"],
+        side=v["side"],
+        order_type=v["type"],
+        size=v["size"],
+        limit_price=v.get("limit_price"),
+        leverage=v.get("leverage"),
+        margin_mode=v["margin_mode"],
+        reduce_only=v["reduce_only"],
+        tif=v["time_in_force"],
+        slippage_bps=v.get("slippage_bps"),
+        client_order_id=v.get("client_order_id"),
+        position_id=v.get("position_id"),
+    )
+    readiness = platform_ready()
+    if not readiness.ready and not inp.reduce_only:
+        # restart recovery: new exposure waits until HL is resynced and the books reconcile — but
+        # a malformed order is the client's error whatever the platform's state: say that first
+        order_validate(inp)
+        raise ApplicationError(ErrorCode.SERVICE_UNAVAILABLE, readiness.reason or "The platform is starting.")
+    return order_place(user=user, inp=inp)
 
 
 class OrderDetailApi(APIView):

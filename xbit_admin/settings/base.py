@@ -273,6 +273,9 @@ SPECTACULAR_SETTINGS = {
 # API_RATE_LIMITS_LIFTED puts every limit at 10^9 (the benchmarks and drills, bench/common.py).
 API_RATE_LIMITS = parse_limits(env_str("API_RATE_LIMITS", ""))
 API_RATE_LIMITS_LIFTED = env_bool("API_RATE_LIMITS_LIFTED", False)
+# POST /api/v1/orders answered by the order lane (xbit_admin.order_lane: DRF's own steps without
+# Django's middleware chain); off, every order goes through the full path. Answers are the same.
+ORDER_LANE = env_bool("ORDER_LANE", True)
 
 # JWT for interactive trader clients (spec 08: access token < 1 h).
 JWT_ACCESS_TTL = timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15))
