@@ -96,7 +96,6 @@ class FeedQuotes(FeedState):
             mark != st.last_mark or received - st.mark_recorded_at >= self.options.mark_history_every_s
         )
         self._write({asset: values}, received, record_mark=record)
-        self._record_oracle(st, asset, values["oracle"], received)
         with self._lock:
             if record:
                 st.mark_recorded_at = received
@@ -107,6 +106,7 @@ class FeedQuotes(FeedState):
             st.dirty_push = True
             quote = Quote(asset, **st.values)
         self.hooks.fire_mark(asset, quote)
+        self._record_oracle(st, asset, values["oracle"], received)  # after the hooks: they are the hot path
 
     def _record_oracle(self, st: AssetState, asset: str, oracle: Decimal | None, received: float) -> None:
         """The oracle into its history, dated by HL's latest timestamp (a context has none): when it
