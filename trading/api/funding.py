@@ -19,6 +19,7 @@ from core.api_input import QueryParamsSerializer, query_params
 from core.api_schema import api_errors
 from core.errors import ErrorCode
 from core.pagination import CursorPagination
+from core.text import ascii_int
 from trading.models import Position
 from wallets.models import BalanceLog, TransferKind
 
@@ -44,8 +45,9 @@ class FundingFilterSerializer(QueryParamsSerializer):
 def funding_instant(batch_key: str) -> datetime | None:
     """The funding instant from the settlement's ledger key (``funding:<epoch s>:…``)."""
     parts = batch_key.split(":")
-    if len(parts) > 1 and parts[0] == "funding" and parts[1].isdigit():
-        return datetime.fromtimestamp(int(parts[1]), tz=UTC)
+    seconds = ascii_int(parts[1]) if len(parts) > 1 and parts[0] == "funding" else None
+    if seconds is not None:
+        return datetime.fromtimestamp(seconds, tz=UTC)
     return None
 
 

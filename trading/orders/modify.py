@@ -23,6 +23,7 @@ from django.utils import timezone
 from core.accounts.models import User
 from core.errors import ApplicationError, ErrorCode
 from core.money import PRICE_INPUT, SIZE_INPUT, ZERO
+from core.text import ascii_int
 from routing.decision import Route
 from trading import margin, netting
 from trading.account import account_state
@@ -54,7 +55,7 @@ def replaced_order_id(order: Order) -> int | None:
     """The order an HL modify's replacement replaced (its client_order_id says which), else None."""
     cid = order.client_order_id or ""
     rest = cid[len(REPLACEMENT_PREFIX) :] if cid.startswith(REPLACEMENT_PREFIX) else ""
-    return int(rest) if rest.isdigit() else None
+    return ascii_int(rest)  # a client may send "xbit-mod-²": isdigit() is true, int() raises
 
 
 def order_modify(*, user: User, order_id: int, size: Any = None, limit_price: Any = None) -> Order:

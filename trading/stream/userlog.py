@@ -29,6 +29,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 from core.redis_retry import restart_tolerant
+from core.text import ascii_int
 
 PREFIX = "xbit:us"
 
@@ -55,7 +56,7 @@ def group_name(user_id: int) -> str:
 @functools.cache
 def redis_db() -> int:
     path = urlsplit(settings.REDIS_URL).path.strip("/")
-    return int(path) if path.isdigit() else 0
+    return ascii_int(path) or 0
 
 
 # KEYS: seq, log, done. ARGV: done ttl (s), max events, oldest kept (ms), now (ms), log ttl (s), then

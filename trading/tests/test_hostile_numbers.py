@@ -165,3 +165,12 @@ def test_money_services_refuse_hostile_amounts(trader: Any) -> None:
             clean_amount(text)
         assert exc.value.code == "INVALID_AMOUNT", text
     assert clean_amount("100.5") == Decimal("100.5")
+
+
+@pytest.mark.parametrize("suffix", ["²", "١٢", "12", ""])
+def test_a_client_chosen_replacement_id_with_unicode_digits_names_no_order(suffix: str) -> None:
+    from trading.models import Order
+    from trading.orders.modify import REPLACEMENT_PREFIX, replaced_order_id
+
+    order = Order(client_order_id=f"{REPLACEMENT_PREFIX}{suffix}")
+    assert replaced_order_id(order) == (12 if suffix == "12" else None)  # int("²") raised: a 500
