@@ -218,8 +218,8 @@ def profile_summary(raw: Path, top: int = 45) -> dict[str, list[tuple[str, float
     }
 
 
-def start_web(checkout: Path, port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, DB_POOL_MAX=os.environ.get("DB_POOL_MAX", "8"))
+def start_web(checkout: Path, port: int, **extra_env: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, DB_POOL_MAX=os.environ.get("DB_POOL_MAX", "8"), **extra_env)
     cmd = [
         sys.executable,
         "-m",
@@ -279,6 +279,11 @@ def main() -> None:
         help="another checkout (the previous version) served side by side, alternately",
     )
     parser.add_argument(
+        "--full-path",
+        action="store_true",
+        help="also serve this checkout with ORDER_LANE=0 (every order through Django's full path), alternately",
+    )
+    parser.add_argument(
         "--profile", type=float, default=0.0, help="py-spy the web process for N seconds at c=8"
     )
     parser.add_argument("--label", default="", help="saved as bench/results/order_http[-LABEL].json")
@@ -299,12 +304,14 @@ def main() -> None:
 
     servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     checkouts = {"this": ROOT} | ({"previous": Path(args.against).resolve()} if args.against else {})
+    if args.full_path:
+        checkouts["full-path"] = ROOT
     results: dict[str, Any] = {"git": git_rev(), "server": "uvicorn x1 (Procfile web line)", "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         try:
             for name, checkout in checkouts.items():
                 port = free_port()
-                web = start_web(checkout, port)
+                web = start_web(checkout, port, ORDER_LANE="0" if name == "full-path" else "1")
                 servers[name] = (web, f"http://127.0.0.1:{port}")
                 wait_for_http(servers[name][1] + "/healthz", proc=web)
             quoted = ",".join(f'"{t}"' for t in tokens)
