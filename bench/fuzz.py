@@ -55,6 +55,7 @@ def seed(hl_url: str) -> str:
     from routing.services import routing_config_update
     from trading.hl_accounts import hl_sandbox_accounts_setup
     from trading.markets import hl_info, markets_sync
+    from trading.orders.algo_config import algo_config_update
     from trading.venues.hl import reset_gateways
     from wallets.ledger import AccountRef, TransferSpec, ledger_post
     from wallets.models import AccountKind, TransferKind
@@ -66,6 +67,8 @@ def seed(hl_url: str) -> str:
         asset="*", changes={"global_internalization_enabled": True}, acting_user=None, reason="fuzz"
     )
     hl_sandbox_accounts_setup(base_url=hl_url)  # orders routed to HL reach funded sandbox accounts
+    # TWAP and split orders are off by default (503 SERVICE_UNAVAILABLE): switched on, they are fuzzed
+    algo_config_update(changes={"enabled": True}, acting_user=None, reason="fuzz")
     user = User.objects.create_user("fuzz@xbit.test", "fuzz-password-123")
     ledger_post(
         key=f"fuzz-fund:{user.pk}",

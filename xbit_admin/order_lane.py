@@ -137,7 +137,10 @@ def lane_body(raw: bytes) -> dict[str, Any] | None:
     out: dict[str, Any] = {}
     symbol = _text(body.get("symbol"), 20)
     side, kind = body.get("side"), body.get("type")
-    if symbol is None or side not in _SIDES or kind not in _TYPES:
+    # a string first: a JSON object or list is unhashable (``{} in frozenset()`` raises)
+    if symbol is None or not isinstance(side, str) or not isinstance(kind, str):
+        return None
+    if side not in _SIDES or kind not in _TYPES:
         return None
     out["symbol"], out["side"], out["type"] = symbol, side, kind
     size = body.get("size")
@@ -164,7 +167,9 @@ def lane_body(raw: bytes) -> dict[str, Any] | None:
     mode = body.get("margin_mode", "CROSS")
     tif = body.get("time_in_force", "GTC")
     reduce_only = body.get("reduce_only", False)
-    if mode not in _MODES or tif not in _TIFS or not isinstance(reduce_only, bool):
+    if not isinstance(mode, str) or not isinstance(tif, str) or not isinstance(reduce_only, bool):
+        return None
+    if mode not in _MODES or tif not in _TIFS:
         return None
     out["margin_mode"], out["time_in_force"], out["reduce_only"] = mode, tif, reduce_only
     if "client_order_id" in body:

@@ -169,6 +169,9 @@ def funded(
         ({**MARKET, "reduce_only": "true"}, 0),
         ({**MARKET, "colour": "red"}, 0),  # an unknown key: DRF ignores it, the lane leaves it to DRF
         ({"symbol": "BTC", "side": "BUY"}, 0),
+        ({**MARKET, "type": {}}, 0),  # unhashable where a choice is expected (make fuzz found a 500)
+        ({**MARKET, "side": ["BUY"], "margin_mode": {}, "time_in_force": []}, 0),
+        ([MARKET], 0),
     ],
 )
 def test_the_lane_answers_as_the_full_path(
