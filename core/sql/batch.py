@@ -7,6 +7,8 @@ import functools
 import re
 import weakref
 from collections.abc import Callable, Sequence
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -98,17 +100,46 @@ def binder(cursor: Any) -> Callable[[str, Sequence[Any]], str]:
     encoding = raw.info.encoding
     mogrify = cursor.mogrify
 
+    def literal(value: Any) -> str:
+        return as_literal(value).decode(encoding)
+
     def bind(sql: str, params: Sequence[Any]) -> str:
         pieces = _pieces(sql)
         if pieces is None or len(pieces) != len(params) + 1:
             return str(mogrify(sql, params))
         out = [pieces[0]]
         for value, piece in zip(params, pieces[1:], strict=True):
-            out.append("NULL" if value is None else as_literal(value).decode(encoding))
+            out.append(fast_literal(value) or literal(value))
             out.append(piece)
         return "".join(out)
 
     return bind
+
+
+def fast_literal(value: Any) -> str:
+    """``value`` as psycopg's ``as_literal`` writes it, byte for byte, for the types the hot paths bind
+    most (None, bool, int, finite Decimal, plain str, aware datetime); "" for any other value, which
+    psycopg then binds. psycopg looks up a dumper per value (~40 % of binding's time on the order path).
+    A negative number gets a leading space as psycopg gives it (``x -%s`` must not become a comment);
+    a string with a backslash or NUL, a naive datetime, NaN and the rest are left to psycopg."""
+    kind = type(value)
+    if value is None:
+        return "NULL"
+    if kind is str:
+        if "\\" in value or "\x00" in value:
+            return ""
+        return "'" + value.replace("'", "''") + "'"
+    if kind is int:
+        return str(value) if value >= 0 else " " + str(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is Decimal:
+        if not value.is_finite():
+            return ""
+        return str(value) if not value.is_signed() else " " + str(value)
+    if kind is datetime and value.tzinfo is not None:
+        return "'" + str(value) + "'::timestamptz"
+    return ""
 
 
 def fetch_results(cursor: Any) -> list[Rows | None]:

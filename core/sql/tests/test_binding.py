@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -28,6 +28,21 @@ VALUES = [
     uuid.UUID("12345678-1234-5678-1234-567812345678"),
     Jsonb({"a": "b", "n": [1, 2]}),
     "line\nbreak \\ backslash",
+    # the fast literals (core.sql.batch.fast_literal) and what they leave to psycopg
+    0,
+    False,
+    2**70,
+    Decimal("1E+3"),
+    Decimal("0E-8"),
+    Decimal("-0"),
+    Decimal("NaN"),
+    Decimal("-123456789.123456789123"),
+    "a'b''c",
+    "日本 \x01 ctrl",
+    datetime(2026, 12, 7, 0, 30, 1, tzinfo=UTC),
+    datetime(2026, 12, 7, 0, 30, 1, 5, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+    datetime(2026, 12, 7, 0, 30, 1, 5),
+    1.5,
 ]
 
 
@@ -52,3 +67,19 @@ def test_a_batch_round_trips_the_values() -> None:
         [VALUES[2], VALUES[4], VALUES[8], VALUES[9], VALUES[10], None],
     )
     assert batch.run()[i] == [(VALUES[2], VALUES[4], VALUES[8], VALUES[9], "b", True)]
+
+
+def test_the_fast_literals_are_psycopgs_byte_for_byte() -> None:
+    from psycopg.adapt import Transformer
+
+    from core.sql.batch import fast_literal
+
+    with connection.cursor() as cursor:
+        tx = Transformer(cursor.cursor.connection)
+        fast = 0
+        for value in VALUES:
+            mine = fast_literal(value)
+            if mine:
+                fast += 1
+                assert mine == ("NULL" if value is None else tx.as_literal(value).decode()), value
+        assert fast >= 20  # the common types take the fast path
