@@ -56,6 +56,18 @@ def _clear_cache() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _tpsl_trigger_stopped() -> Iterator[None]:
+    """A feed run in a test starts the TP/SL trigger's thread (a mark hook); it ends with the test, not
+    in a later one whose database it may not touch."""
+    yield
+    import sys
+
+    triggers = sys.modules.get("trading.orders.triggers")
+    if triggers is not None:
+        triggers.TPSL_TRIGGER.stop(wait=5)
+
+
+@pytest.fixture(autouse=True)
 def _defaults_after_flush(request: pytest.FixtureRequest) -> None:
     """Transactional tests start from flushed tables: put back the rows migrations created."""
     marker = request.node.get_closest_marker("django_db")

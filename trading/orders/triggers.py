@@ -316,7 +316,7 @@ class TpslTrigger:
                 )
             except Exception:  # the database away: try again on the next mark
                 logger.exception("TP/SL trigger could not read the live triggers")
-                close_old_connections()
+                _drop_connection()
                 live = set()
                 pending = {}
             self._checked.update({a: m for a, m in pending.items() if a not in live})
@@ -327,13 +327,22 @@ class TpslTrigger:
                     self._checked[asset] = mark
                 except Exception:
                     logger.exception("TP/SL trigger for %s failed; retrying on the next mark", asset)
-                    close_old_connections()
+                    _drop_connection()
             try:
                 interval = trading_settings().trigger_check_interval_ms / 1000
             except Exception:  # the database away: keep the loop alive, check again in a second
                 interval = 1.0
-                close_old_connections()
+                _drop_connection()
             self._stop.wait(interval)
+
+
+def _drop_connection() -> None:
+    """After a database error: drop this thread's connection if it is broken, never raise (closing
+    checks the connection, which raises while the database is still away: the thread died of it)."""
+    try:
+        close_old_connections()
+    except Exception:  # still away: the next pass connects anew
+        connections.close_all()
 
 
 TPSL_TRIGGER = TpslTrigger()
