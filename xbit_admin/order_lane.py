@@ -307,11 +307,10 @@ def order_lane(app: Callable[..., Any]) -> Callable[..., Any]:
             return
         global taken
         taken += 1
-        headers = [(b"content-type", response["Content-Type"].encode("latin-1"))]
+        # as Django's ASGIHandler.send_response encodes them: names as written, then the cookies
+        headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
         headers += [
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in response.items()
-            if name.lower() != "content-type"
+            (b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in response.cookies.values()
         ]
         content = response.content  # type: ignore[attr-defined]
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
