@@ -40,7 +40,9 @@ def money(value: Any, places: int = 2) -> str:
     number = _dec(value)
     if number is None:
         return "—"
-    return f"{number:,.{int(places)}f}"
+    text = f"{number:,.{int(places)}f}"
+    # a small loss rounded to nothing is nothing: "-0" read as a loss
+    return text[1:] if text.startswith("-") and not text.strip("-0.,") else text
 
 
 @register.filter

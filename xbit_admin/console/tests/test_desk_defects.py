@@ -211,3 +211,10 @@ def test_the_decision_log_staff_and_proposals_tables_export_csv(console_as: Any)
     assert proposals.startswith("id,kind,target")
     assert console_as(Role.RISK_MANAGER).get("/routing/", {"format": "csv"}).status_code == 200
     assert console_as(Role.SUPPORT).get("/proposals/", {"format": "csv"}).status_code == 403
+
+
+def test_a_loss_that_rounds_to_nothing_reads_as_nothing() -> None:
+    from xbit_admin.console.templatetags.console import money
+
+    assert [money(v, 0) for v in ("-0.3", "-0.6", "0", "-1234.5")] == ["0", "-1", "0", "-1,234"]
+    assert money("-0.004") == "0.00" and money("-0.006") == "-0.01"
