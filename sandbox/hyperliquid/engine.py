@@ -246,7 +246,19 @@ class Engine:
             self.sync()
 
     def advance_to(self, t_ms: int) -> None:
-        while self.next_step_ms <= t_ms:
+        while True:
+            if self.next_funding_ms <= t_ms and self.next_funding_ms < self.next_step_ms:
+                # the hour falls between two steps (the real-time clock's steps are not on whole
+                # seconds): funding is paid on the positions and oracle as they stand AT the hour,
+                # before any request dated after it is applied — a trade at hour + 67 ms must not be
+                # in the hour's funding, as on HL
+                at = self.next_funding_ms
+                self.now_ms = max(self.now_ms, at)
+                self.next_funding_ms += self.cfg.funding_interval_s * 1000
+                self._settle_funding(at)
+                continue
+            if self.next_step_ms > t_ms:
+                break
             self.now_ms = self.next_step_ms
             self._step(self.step_ms / 1000)
             self.next_step_ms += self.step_ms

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from sandbox.hyperliquid.engine import wall_ms
+
 CENT = Decimal("0.01")
 GTC: Any = {"limit": {"tif": "Gtc"}}
 
@@ -236,3 +238,27 @@ def test_funding_paid_hourly_on_oracle(hl_manual: Any, restore_prices: None) -> 
     assert hist and hist[0]["fundingRate"] == delta["fundingRate"] and "premium" in hist[0]
     cum = positions(info, w.address)["ETH"]["cumFunding"]
     assert Decimal(cum["allTime"]) == -Decimal(delta["usdc"]) == Decimal(cum["sinceOpen"])
+
+
+def test_funding_is_paid_on_the_positions_held_at_the_hour_not_at_the_next_step() -> None:
+    """The real-time clock's steps are not on whole seconds: the hour used to be settled at the first
+    step after it, on a position a trade had changed in between (the soak's funding-mirror alarm:
+    a 0.14968 BTC buy at hour + 67 ms was in HL's funding, and rightly not in ours)."""
+    from sandbox.tests.conftest import HL, SandboxProcess
+
+    hour = 3_600_000
+    start = (wall_ms() // hour + 1) * hour - 10_000 + 500  # steps at …:59:50.5, …, 00:00:00.5
+    config = {"hyperliquid": {"clock": "manual", "start_time_ms": start, "ws_idle_timeout_s": 2}}
+    with SandboxProcess(seed=11, config=config) as sb:
+        hl = HL(sb.urls["hyperliquid"])
+        w = hl.wallet()
+        ex, info = hl.exchange(w), hl.info()
+        ok_status(ex.market_open("ETH", True, 1))
+        t = hl.get("time")
+        assert t["nextFundingTime"] == start + 9_500
+        hl.control("advance", {"seconds": (t["nextFundingTime"] + 67 - t["time"]) / 1000})  # hour + 67 ms
+        ok_status(ex.market_open("ETH", True, 1))  # between the hour and the next step
+        hl.control("advance", {"seconds": 2})
+        (rec,) = info.user_funding_history(w.address, 0)
+        assert rec["time"] == t["nextFundingTime"]
+        assert rec["delta"]["szi"] == "1.0", rec  # the position at the hour, not the 2.0 after the trade
