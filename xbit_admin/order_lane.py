@@ -24,6 +24,7 @@ test sends the same requests both ways and compares status, body and headers."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import os
@@ -39,19 +40,27 @@ from django.conf import settings
 from django.core import signals
 from django.core.handlers.asgi import ASGIRequest
 from django.core.handlers.exception import response_for_exception
+from django.core.validators import (
+    MaxLengthValidator,
+    MaxValueValidator,
+    MinValueValidator,
+    ProhibitNullCharactersValidator,
+)
 from django.db import connections
 from django.http import HttpResponse, HttpResponseBase
 from django.urls import resolve
 from django.utils.module_loading import import_string
+from rest_framework import serializers
 from rest_framework.response import Response
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from core.accounts.selectors import request_user
-from core.money import PRICE_INPUT, SIZE_INPUT, DecimalInputError, decimal_from_text
+from core.api_input import DecimalStringField
+from core.money import DecimalInputError, decimal_from_text
 from core.observability import request_context, request_done
 from core.request_guard import guard_response
 from core.switches import store
-from trading.api.orders import OrderOutput, OrdersApi, order_place_validated
-from trading.models import MarginMode, Side
+from trading.api.orders import OrderInputSerializer, OrderOutput, OrdersApi, order_place_validated
 
 PATH = "/api/v1/orders"
 _JSON_TYPES = {b"application/json", b"application/json; charset=utf-8", b"application/json;charset=utf-8"}
@@ -79,13 +88,15 @@ _OURS = {"core.observability.RequestContextMiddleware", "core.request_guard.Requ
 
 
 # --- the body ---------------------------------------------------------------------------------------------
+# The rules are read from OrderInputSerializer's own fields (types, choices, bounds, defaults, nulls), so a
+# change to the serializer changes the lane with it; a field of a kind the lane does not know turns it off.
 
 
-def _text(value: Any, max_length: int) -> str | None:
-    """A string the input serializer's CharField keeps as it is (no trimming, no NUL, no surrogate)."""
+def _text(value: Any, max_length: int | None) -> str | None:
+    """A string the serializer's CharField keeps as it is (no trimming, no NUL, no surrogate, not blank)."""
     if (
         not isinstance(value, str)
-        or not 0 < len(value) <= max_length
+        or not 0 < len(value) <= (max_length or 10_000)
         or value != value.strip()
         or "\x00" in value
         or any("\ud800" <= ch <= "\udfff" for ch in value)
@@ -94,89 +105,106 @@ def _text(value: Any, max_length: int) -> str | None:
     return value
 
 
-def _integer(value: Any, low: int, high: int) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
-        return value
+_MISSING = object()
+_BIGINT = 2**63 - 1
+
+
+def _rule(field: serializers.Field) -> Callable[[Any], Any] | None:
+    """A check of one JSON value against ``field``: the value the serializer would give, or _MISSING
+    when the serializer might answer anything else (a refusal, a coercion). None: a field kind the lane
+    does not know."""
+    if isinstance(field, DecimalStringField):
+
+        def decimal(value: Any) -> Any:
+            if not isinstance(value, str) or len(value) > (field.max_length or 40):
+                return _MISSING
+            try:
+                number = decimal_from_text(
+                    value, field.shape, signed=field.signed, allow_zero=field.allow_zero
+                )
+            except DecimalInputError:
+                return _MISSING
+            low = field.min_value_decimal
+            return _MISSING if low is not None and number < low else number
+
+        return decimal
+    if isinstance(field, serializers.ChoiceField):
+        choices = frozenset(key for key in field.choices if isinstance(key, str))
+        return lambda value: value if isinstance(value, str) and value in choices else _MISSING
+    if isinstance(field, serializers.BooleanField):
+        return lambda value: value if isinstance(value, bool) else _MISSING
+    if isinstance(field, serializers.IntegerField):
+        low = -_BIGINT if field.min_value is None else int(field.min_value)
+        high = _BIGINT if field.max_value is None else int(field.max_value)
+        return lambda value: (
+            value
+            if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+            else _MISSING
+        )
+    if type(field) is serializers.CharField and field.trim_whitespace and not field.allow_blank:
+        limit = field.max_length
+
+        def text(value: Any) -> Any:
+            checked = _text(value, limit)
+            return _MISSING if checked is None else checked
+
+        return text
     return None
 
 
-_SIDES = frozenset(Side.values)
-_MODES = frozenset(MarginMode.values)
-_TYPES = frozenset({"MARKET", "LIMIT"})
-_TIFS = frozenset({"GTC", "IOC", "ALO"})
-_FIELDS = frozenset(
-    {
-        "symbol",
-        "side",
-        "type",
-        "size",
-        "limit_price",
-        "leverage",
-        "margin_mode",
-        "reduce_only",
-        "time_in_force",
-        "slippage_bps",
-        "client_order_id",
-        "position_id",
-    }
+# the validators DRF adds to these fields by themselves, which the rules above already apply
+_JUDGED_VALIDATORS = (
+    ProhibitNullCharactersValidator,
+    ProhibitSurrogateCharactersValidator,
+    MaxLengthValidator,
+    MinValueValidator,
+    MaxValueValidator,
 )
-_MISSING = object()
+
+
+@functools.cache
+def _body_rules() -> dict[str, tuple[Callable[[Any], Any], serializers.Field]] | None:
+    rules = {}
+    for name, field in OrderInputSerializer().fields.items():
+        check = _rule(field)
+        if check is None or not all(isinstance(v, _JUDGED_VALIDATORS) for v in field.validators):
+            return None  # a kind of field (or a validator) the lane cannot judge: Django takes every order
+        rules[name] = (check, field)
+    return rules
 
 
 def lane_body(raw: bytes) -> dict[str, Any] | None:
     """The order body as ``OrderInputSerializer`` would validate it, or None when the serializer might
     answer anything else (then the full path answers it). Stricter than the serializer, never looser:
     exact JSON types only (DRF's coercions — ``"5"`` for an integer, ``2.0``, ``"true"`` — are left to
-    DRF), no unknown keys, no nulls but ``limit_price``'s."""
+    DRF), no unknown keys, a null only where the field allows it."""
+    rules = _body_rules()
+    if rules is None:
+        return None
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
-    if not isinstance(body, dict) or not body.keys() <= _FIELDS:
+    if not isinstance(body, dict) or not body.keys() <= rules.keys():
         return None
     out: dict[str, Any] = {}
-    symbol = _text(body.get("symbol"), 20)
-    side, kind = body.get("side"), body.get("type")
-    # a string first: a JSON object or list is unhashable (``{} in frozenset()`` raises)
-    if symbol is None or not isinstance(side, str) or not isinstance(kind, str):
-        return None
-    if side not in _SIDES or kind not in _TYPES:
-        return None
-    out["symbol"], out["side"], out["type"] = symbol, side, kind
-    size = body.get("size")
-    if not isinstance(size, str) or len(size) > 40:
-        return None
-    try:
-        out["size"] = decimal_from_text(size, SIZE_INPUT)
-        price = body.get("limit_price")
-        if price is not None:
-            if not isinstance(price, str) or len(price) > 40:
-                return None
-            out["limit_price"] = decimal_from_text(price, PRICE_INPUT)
-        elif "limit_price" in body:
-            out["limit_price"] = None
-    except DecimalInputError:
-        return None
-    for name, low, high in (("leverage", 1, 200), ("slippage_bps", 0, 10_000), ("position_id", 1, 2**63 - 1)):
+    for name, (check, field) in rules.items():
         value = body.get(name, _MISSING)
-        if value is not _MISSING:
-            number = _integer(value, low, high)
-            if number is None:
+        if value is _MISSING:
+            if field.required:
                 return None
-            out[name] = number
-    mode = body.get("margin_mode", "CROSS")
-    tif = body.get("time_in_force", "GTC")
-    reduce_only = body.get("reduce_only", False)
-    if not isinstance(mode, str) or not isinstance(tif, str) or not isinstance(reduce_only, bool):
-        return None
-    if mode not in _MODES or tif not in _TIFS:
-        return None
-    out["margin_mode"], out["time_in_force"], out["reduce_only"] = mode, tif, reduce_only
-    if "client_order_id" in body:
-        client_id = _text(body["client_order_id"], 64)
-        if client_id is None:
+            if field.default is not serializers.empty:
+                out[name] = field.get_default()
+            continue
+        if value is None:
+            if not field.allow_null:
+                return None
+            out[name] = None
+            continue
+        checked = check(value)
+        if checked is _MISSING:
             return None
-        out["client_order_id"] = client_id
+        out[name] = checked
     return out
 
 

@@ -255,3 +255,65 @@ def test_an_unexpected_failure_is_djangos_500_both_ways(
     assert lane[0][0] == full[0][0] == 500 and took == 1
     assert lane[0][2] == full[0][2]
     assert set(lane[0][1]) == set(full[0][1])
+
+
+def test_the_lane_never_takes_a_body_the_serializer_would_refuse_or_read_differently() -> None:
+    """``lane_body`` against ``OrderInputSerializer`` itself over generated bodies: whatever the lane
+    takes, the serializer validates to the same values (the lane reads its rules from the serializer's
+    fields; this holds them to it)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from core.errors import ApplicationError
+    from trading.api.orders import OrderInputSerializer
+    from xbit_admin.order_lane import lane_body
+
+    values = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-5, max_value=300),
+        st.floats(allow_nan=False, allow_infinity=False, width=32),
+        st.sampled_from(
+            ["BTC", "ETH", "BUY", "SELL", "MARKET", "LIMIT", "CROSS", "ISOLATED", "GTC", "IOC", "ALO"]
+        ),
+        st.sampled_from(
+            ["0.001", "1", "0", "-1", "1e3", " 1", "1.123456789", "70000", "", "١", "12345678901"]
+        ),
+        st.text(max_size=70),
+        st.lists(st.integers(), max_size=2),
+        st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    )
+    names = ["symbol", "side", "type", "size", "limit_price", "leverage", "margin_mode", "reduce_only"]
+    names += ["time_in_force", "slippage_bps", "client_order_id", "position_id"]
+    base = st.fixed_dictionaries(
+        {
+            "symbol": st.sampled_from(["BTC", "ETH"]),
+            "side": st.sampled_from(["BUY", "SELL"]),
+            "type": st.sampled_from(["MARKET", "LIMIT"]),
+            "size": st.sampled_from(["0.001", "1", "0.5"]),
+        }
+    )
+    bodies = st.builds(
+        lambda b, changes, dropped: {k: v for k, v in {**b, **changes}.items() if k not in dropped},
+        base,
+        st.dictionaries(st.sampled_from(names), values, max_size=4),
+        st.sets(st.sampled_from(names), max_size=1),
+    )
+    taken = []
+
+    @settings(max_examples=3000, deadline=None, database=None)
+    @given(bodies)
+    def check(body: dict[str, Any]) -> None:
+        lane = lane_body(json.dumps(body).encode())
+        if lane is None:
+            return
+        taken.append(1)
+        serializer = OrderInputSerializer(data=body)
+        try:
+            assert serializer.is_valid(), (body, serializer.errors)
+        except ApplicationError as exc:  # a DecimalStringField refusal
+            raise AssertionError((body, exc.code)) from None
+        assert dict(serializer.validated_data) == lane, body
+
+    check()
+    assert len(taken) > 300, len(taken)  # the generator does reach bodies the lane takes
