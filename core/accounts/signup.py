@@ -7,6 +7,8 @@ already exists). Codes are checked by ``codes.code_check`` (expiry, attempt limi
 
 from __future__ import annotations
 
+import hashlib
+
 from django.contrib.auth.hashers import check_password, make_password
 from django.contrib.auth.password_validation import validate_password
 from django.core.cache import cache
@@ -52,7 +54,9 @@ def password_validate(password: str, *, user: User) -> None:
 def _notice_once(*, email: str, attempted: str) -> None:
     """Tell an existing account's owner that someone tried to use their address — at most hourly, so
     the endpoint cannot be used to flood an inbox."""
-    if cache.add(f"account-exists-notice:{email}:{attempted}", 1, timeout=3600):
+    # hashed: no address in the cache's keys, and no space (a key memcached would refuse)
+    digest = hashlib.sha256(f"{email}\n{attempted}".encode()).hexdigest()[:32]
+    if cache.add(f"account-exists-notice:{digest}", 1, timeout=3600):
         email_send_on_commit(to=email, template="account_exists", context={"attempted": attempted})
 
 
