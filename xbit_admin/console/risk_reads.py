@@ -512,7 +512,7 @@ RECON_DIMENSIONS: dict[str, tuple[str, str, str]] = {
     "funding_mirror": (
         "HL funding mirror",
         "USDC",
-        "mirrored HYPERLIQUID funding = HL userFunding (last hour)",
+        "mirrored HYPERLIQUID funding = HL userFunding, per asset and instant over the last day",
     ),
     "bbook": ("B-book", "USDC", "B-book P&L + reserve allocations = INTERNAL users' realized losses − gains"),
     "hot_wallets": ("Hot wallets", "USD", "on-chain hot balance = custody record ≥ queued withdrawals"),
