@@ -20,11 +20,11 @@ from core.errors import ApplicationError, ErrorCode
 from core.money import PRICE_INPUT, SIZE_INPUT
 from core.platform.state import platform_ready
 from trading.api import orders
-from trading.api.orders import ORDER_REJECTIONS, OrderInputSerializer, OrderOutput
+from trading.api.orders import ORDER_REJECTIONS, OrderInputSerializer, OrderOutput, order_input_validated
 from trading.models import Order
 from trading.orders.bulk import BulkResult, orders_cancel_all, orders_cancel_batch, orders_place_batch
 from trading.orders.deadman import DeadmanView, deadman_get, deadman_set
-from trading.orders.input import OrderInput, order_input, order_validate
+from trading.orders.input import OrderInput, order_validate
 from trading.orders.modify import order_modify, replaced_order_id
 
 
@@ -175,21 +175,7 @@ def entry_input(raw: Any) -> OrderInput | ApplicationError:
         entry = OrderInputSerializer(data=raw)
         if not entry.is_valid():
             return ApplicationError(ErrorCode.VALIDATION_ERROR, "Invalid order.", {"fields": entry.errors})
-        v = entry.validated_data
-        return order_input(
-            asset=v["symbol"],
-            side=v["side"],
-            order_type=v["type"],
-            size=v["size"],
-            limit_price=v.get("limit_price"),
-            leverage=v.get("leverage"),
-            margin_mode=v["margin_mode"],
-            reduce_only=v["reduce_only"],
-            tif=v["time_in_force"],
-            slippage_bps=v.get("slippage_bps"),
-            client_order_id=v.get("client_order_id"),
-            position_id=v.get("position_id"),
-        )
+        return order_input_validated(entry.validated_data)
     except ApplicationError as exc:
         return exc
 

@@ -27,7 +27,7 @@ from core.platform.state import platform_ready
 from trading.account import account_view
 from trading.models import Fill, MarginMode, Order, Side
 from trading.orders.cancel import order_cancel
-from trading.orders.input import order_input, order_validate
+from trading.orders.input import OrderInput, order_input, order_validate
 from trading.orders.place import order_place
 from trading.positions import leverage_set, position_close, position_margin_adjust
 
@@ -172,11 +172,10 @@ class OrdersApi(APIView):
         return Response(OrderOutput(order).data, status=201)
 
 
-def order_place_validated(user: User, v: Mapping[str, Any]) -> Order:
-    """Place an order from a validated body (``OrderInputSerializer``'s names and defaults): the
-    readiness gate, then the order service. Shared by ``OrdersApi.post`` and the order lane
-    (``xbit_admin.order_lane``), so both answer the same."""
-    inp = order_input(
+def order_input_validated(v: Mapping[str, Any]) -> OrderInput:
+    """The order service's input from a validated body (``OrderInputSerializer``'s names and
+    defaults): one mapping for single orders, the order lane and batch entries."""
+    return order_input(
         asset=v["symbol"],
         side=v["side"],
         order_type=v["type"],
@@ -190,6 +189,12 @@ def order_place_validated(user: User, v: Mapping[str, Any]) -> Order:
         client_order_id=v.get("client_order_id"),
         position_id=v.get("position_id"),
     )
+
+
+def order_place_validated(user: User, v: Mapping[str, Any]) -> Order:
+    """Place an order from a validated body: the readiness gate, then the order service. Shared by
+    ``OrdersApi.post`` and the order lane (``xbit_admin.order_lane``), so both answer the same."""
+    inp = order_input_validated(v)
     readiness = platform_ready()
     if not readiness.ready and not inp.reduce_only:
         # restart recovery: new exposure waits until HL is resynced and the books reconcile — but
