@@ -6,15 +6,19 @@ Codes are an enum so tests assert on them and clients can switch on them.
 
 from __future__ import annotations
 
+import logging
 from enum import StrEnum
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
+from redis.exceptions import RedisError
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
 
 
 class ErrorCode(StrEnum):
@@ -187,6 +191,21 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return response
     if isinstance(exc, Http404):
         return Response(error_body(ErrorCode.NOT_FOUND, "Not found."), status=404)
+    if isinstance(exc, RedisError):
+        # Redis restarting or unreachable past its client's retries (a connection reset while one is
+        # being opened is not retried by redis-py): a moment's outage of a platform service, answered as
+        # one — what was committed stays committed, and a retry with the same client order id is safe
+        logger.warning("Redis unreachable while answering a request", exc_info=exc)
+        response = Response(
+            error_body(
+                ErrorCode.SERVICE_UNAVAILABLE,
+                "A platform service is briefly unreachable. Retry in a moment; an order retried with "
+                "the same client_order_id is never placed twice.",
+            ),
+            status=503,
+        )
+        response["Retry-After"] = "1"
+        return response
     if isinstance(exc, DjangoPermissionDenied):
         exc = drf_exceptions.PermissionDenied()
 

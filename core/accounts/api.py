@@ -9,7 +9,6 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from core.accounts import services, tokens
@@ -22,14 +21,6 @@ from core.api_input import InputSerializer
 from core.api_schema import api_errors
 from core.errors import ApplicationError, ErrorCode
 from core.rate_limit import ApiRateLimit
-
-
-class LoginThrottle(AnonRateThrottle):
-    scope = "login"
-    rate = "20/min"
-
-    def get_rate(self) -> str:
-        return self.rate
 
 
 class TokenPairSerializer(serializers.Serializer):
@@ -80,9 +71,14 @@ class LoginApi(APIView):
 
 
 class RefreshApi(APIView):
+    """Rotate a refresh token. Bounded by the general per-address write budget only: a refresh token is
+    signed (nothing to guess, and a forged one is refused before the database is read), and a tight
+    per-address count refused the clients of one office or NAT that refreshed within the same minute —
+    every demo trader, 15 minutes after they signed in together."""
+
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
-    throttle_classes = [ApiRateLimit, LoginThrottle]
+    throttle_classes = [ApiRateLimit]
 
     class RefreshInputSerializer(InputSerializer):
         refresh = serializers.CharField()

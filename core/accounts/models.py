@@ -199,6 +199,13 @@ class RefreshToken(models.Model):
     # A name the client gave its device at sign-in ("iPhone 15"), carried across rotations.
     device = models.CharField(max_length=80, blank=True)
 
+    class Meta:
+        indexes = [  # the revocations copied to Redis after a restart (tokens.revoked_sessions_reload)
+            models.Index(
+                fields=["revoked_at"], condition=models.Q(revoked_at__isnull=False), name="refresh_revoked_at"
+            )
+        ]
+
     def __str__(self) -> str:
         return f"refresh {self.jti[:8]}… of user {self.user_id}"
 

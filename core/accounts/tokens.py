@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
+import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
@@ -12,11 +14,13 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from core.accounts.models import RefreshToken, SecurityEvent, User
 from core.errors import ApplicationError, ErrorCode
 
 ALGORITHM = "HS256"
+logger = logging.getLogger(__name__)
 
 
 def _encode(claims: dict[str, Any]) -> str:
@@ -142,16 +146,80 @@ def refresh_tokens_revoke_all(*, user: User, keep_family: str | None = None) -> 
     return len(families)
 
 
+# Revoked sessions: the database is the record (``RefreshToken.revoked_at``), Redis the copy every
+# authenticated request reads. A Redis restart or flush empties the copy, and a mark written while Redis
+# was unreachable is missing from it; the ``loaded`` key says the copy is complete: it is written only
+# after every revocation that can still matter (one access-token lifetime back) was copied from the
+# database, and it expires after ``REVOKED_RELOAD_S``, so a missing mark is copied again within that.
+# With Redis unreachable the database answers for the one session asked about.
+REVOKED_LOADED_KEY = "session-revoked:loaded"
+REVOKED_RELOAD_S = 60
+_unreachable_logged_at = 0.0
+
+
 def _revoked_key(family: str) -> str:
     return f"session-revoked:{family}"
+
+
+def _revoked_ttl_s() -> int:
+    return int(settings.JWT_ACCESS_TTL.total_seconds()) + 5
 
 
 def session_mark_revoked(family: str) -> None:
     """Remember a revoked session for as long as one of its access tokens can live, so the JWT
     authentication refuses them (access tokens are otherwise stateless)."""
-    ttl = int(settings.JWT_ACCESS_TTL.total_seconds()) + 5
-    transaction.on_commit(lambda: cache.set(_revoked_key(family), 1, timeout=ttl))
+
+    def mark() -> None:
+        try:
+            cache.set(_revoked_key(family), 1, timeout=_revoked_ttl_s())
+        except RedisError:  # committed in the database; copied to Redis at the next reload
+            logger.warning("session revocation not copied to Redis (unreachable); the next reload copies it")
+
+    transaction.on_commit(mark)
 
 
 def session_is_revoked(family: str) -> bool:
-    return bool(cache.get(_revoked_key(family)))
+    """Whether the session ``family`` was revoked — one Redis read while its copy is complete."""
+    try:
+        found = cache.get_many([_revoked_key(family), REVOKED_LOADED_KEY])
+    except RedisError:
+        _log_unreachable()
+        return _revoked_in_database(family)
+    if found.get(_revoked_key(family)):
+        return True
+    if found.get(REVOKED_LOADED_KEY):
+        return False
+    try:
+        revoked_sessions_reload()
+    except RedisError:
+        _log_unreachable()
+    return _revoked_in_database(family)
+
+
+def _log_unreachable() -> None:
+    global _unreachable_logged_at
+    if time.monotonic() - _unreachable_logged_at > 10:  # once per 10 s of an outage, not per request
+        _unreachable_logged_at = time.monotonic()
+        logger.warning("Redis unreachable: session revocations read from the database")
+
+
+def _revoked_in_database(family: str) -> bool:
+    return RefreshToken.objects.filter(family=family, revoked_at__isnull=False).exists()
+
+
+def revoked_sessions_reload(now: datetime | None = None) -> int:
+    """Copy every revocation an access token can still be affected by (one lifetime back) from the
+    database to Redis, then mark the copy complete. Returns how many were copied."""
+    now = now or timezone.now()
+    ttl = _revoked_ttl_s()
+    rows = RefreshToken.objects.filter(revoked_at__gte=now - timedelta(seconds=ttl)).values_list(
+        "family", "revoked_at"
+    )
+    remaining: dict[str, int] = {}
+    for family, revoked_at in rows:
+        left = ttl - int((now - revoked_at).total_seconds())
+        remaining[family] = max(left, remaining.get(family, 0), 1)
+    for family, left in remaining.items():
+        cache.set(_revoked_key(family), 1, timeout=left)
+    cache.set(REVOKED_LOADED_KEY, 1, timeout=REVOKED_RELOAD_S)
+    return len(remaining)

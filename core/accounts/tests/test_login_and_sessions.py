@@ -114,6 +114,45 @@ def test_revoking_a_session_ends_its_refresh_and_access_tokens(make_trader: Any)
     assert [s["current"] for s in laptop.get("account/security/sessions").json()] == [True]
 
 
+def test_a_revoked_session_stays_revoked_when_redis_restarts_empty(make_trader: Any) -> None:
+    from django.core.cache import cache
+
+    trader = make_trader()
+    laptop, stolen = Api(user_agent="Laptop/1"), Api(user_agent="Elsewhere/1")
+    laptop.login(trader.email)
+    stolen.login(trader.email)
+    session_id = next(s["id"] for s in laptop.get("account/security/sessions").json() if not s["current"])
+    assert laptop.post(f"account/security/sessions/{session_id}/revoke").status_code == 204
+    cache.clear()  # what a restarted Redis without persistence holds: nothing
+    assert stolen.get("me").json()["code"] == "INVALID_TOKEN", (
+        "the revocation is copied back from the database"
+    )
+    assert laptop.get("me").status_code == 200
+    assert cache.get("session-revoked:" + session_id) == 1 and cache.get("session-revoked:loaded") == 1
+
+
+def test_with_redis_unreachable_sessions_are_judged_by_the_database(make_trader: Any) -> None:
+    from django.test import override_settings
+
+    trader = make_trader()
+    laptop, stolen = Api(user_agent="Laptop/1"), Api(user_agent="Elsewhere/1")
+    laptop.login(trader.email)
+    stolen.login(trader.email)
+    session_id = next(s["id"] for s in laptop.get("account/security/sessions").json() if not s["current"])
+    assert laptop.post(f"account/security/sessions/{session_id}/revoke").status_code == 204
+    # nothing listens on port 1: every cache call is refused (no retries), as during a Redis restart
+    dead = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+        }
+    }
+    with override_settings(CACHES=dead):
+        assert stolen.get("me").json()["code"] == "INVALID_TOKEN"
+        mine = laptop.get("me")
+        assert mine.status_code == 200, mine.content
+
+
 def test_an_outsider_can_neither_list_nor_revoke_another_traders_sessions(api_as: Any) -> None:
     trader = api_as()
     outsider = api_as()
@@ -164,6 +203,22 @@ def test_a_reused_refresh_token_still_revokes_its_family(make_trader: Any) -> No
     api.access = first_access
     assert api.get("me").status_code == 401
     assert SecurityEvent.objects.filter(user=trader, kind="token_reuse").exists()
+
+
+def test_one_address_refreshes_many_traders_sessions_in_the_same_minute(make_trader: Any) -> None:
+    # an office (or the demo's traders) behind one address: their access tokens end together, so their
+    # refreshes come together; the login throttle's 20 a minute answered the 21st 429
+    sessions = []
+    for i in range(25):
+        api = Api(ip=f"10.7.{i // 200}.{i % 200 + 1}")
+        api.login(make_trader().email)
+        sessions.append(api)
+    office = Api(ip="10.8.0.1")
+    for api in sessions:
+        office.access, office.refresh = None, api.refresh
+        office.remember(office.post("auth/refresh", {"refresh": api.refresh}))
+    forged = office.post("auth/refresh", {"refresh": sessions[0].refresh[:-4] + "AAAA"})
+    assert forged.status_code == 401 and forged.json()["code"] == "INVALID_TOKEN"
 
 
 def test_security_events_are_shown_to_the_trader_and_to_support(api_as: Any) -> None:
