@@ -217,6 +217,7 @@ def revoked_sessions_reload(now: datetime | None = None) -> int:
     )
     remaining: dict[str, int] = {}
     for family, revoked_at in rows:
+        assert revoked_at is not None  # filtered on it
         left = ttl - int((now - revoked_at).total_seconds())
         remaining[family] = max(left, remaining.get(family, 0), 1)
     for family, left in remaining.items():
