@@ -56,9 +56,16 @@ STATE = ROOT / ".xbit" / NAME
 READY_WITHIN_S = 60.0
 MEMORY_GROWTH_LIMIT = 0.20  # of the figure after warm-up
 MEMORY_GROWTH_FLOOR_MIB = 16.0  # below this a relative growth is allocator noise, not a leak
-# A chain node keeps every block it mines (one a second): its memory grows with the chain by design.
-# Reported with the rest, not judged as a leak.
-GROWS_BY_DESIGN = frozenset({"evm"})
+# The venue stand-ins keep the venue's history, as the venues do, and grow with it: reported with the
+# rest, not judged as a leak. A chain node keeps every block it mines (one a second). The simulated HL
+# keeps finished orders (orderStatus by oid/cloid, historicalOrders; at most 200,000), fills (at most
+# 10,000 per account: userFills, userFillsByTime) and a day of trades (24 h volume) — measured at
+# ~1.5-2.1 KB per order that fills, flat under 4,000 websocket connect/subscribe/drop cycles, and
+# ~0.85 KB per order once the fill cap is reached (24,000 orders through the SDK). Our processes are judged.
+GROWS_BY_DESIGN = {
+    "evm": "chain history: grows by design",
+    "sandbox": "HL's order and fill history: grows by design, capped",
+}
 SAMPLE_S = 2.0
 
 
@@ -499,14 +506,7 @@ def report(soak: Soak) -> dict[str, Any]:
         }
         for name, mib in sorted(soak.memory_end.items())
     }
-    leaking = [
-        name
-        for name, m in memory.items()
-        if name not in GROWS_BY_DESIGN
-        and m["growth"] is not None
-        and m["growth"] > MEMORY_GROWTH_LIMIT
-        and m["end_mib"] - (m["start_mib"] or 0) > MEMORY_GROWTH_FLOOR_MIB
-    ]
+    leaking = memory_growing(memory)
     try:
         behind: dict[str, int] | None = events_behind()
     except Exception:
@@ -548,6 +548,18 @@ def report(soak: Soak) -> dict[str, Any]:
     return result
 
 
+def memory_growing(memory: dict[str, dict[str, Any]]) -> list[str]:
+    """The processes whose memory grew past the limit (and the floor) — our own, not the stand-ins."""
+    return [
+        name
+        for name, m in memory.items()
+        if name not in GROWS_BY_DESIGN
+        and m["growth"] is not None
+        and m["growth"] > MEMORY_GROWTH_LIMIT
+        and m["end_mib"] - (m["start_mib"] or 0) > MEMORY_GROWTH_FLOOR_MIB
+    ]
+
+
 def report_failures(result: dict[str, Any]) -> list[str]:
     """Why the soak fails, from its report alone (empty: it passes). A fault that could not be
     injected fails the run by name: a market day without its faults proves nothing about them. So does
@@ -582,8 +594,9 @@ def report_failures(result: dict[str, Any]) -> list[str]:
     filled = result["orders_filled_by_route"]
     if not filled.get("INTERNAL") or not filled.get("HYPERLIQUID"):
         failures.append(f"orders filled by route {filled}: both must be > 0")
-    if result["memory_growing"]:
-        failures.append(f"memory growing > {MEMORY_GROWTH_LIMIT:.0%}: {', '.join(result['memory_growing'])}")
+    growing = memory_growing(result["memory"])
+    if growing:
+        failures.append(f"memory growing > {MEMORY_GROWTH_LIMIT:.0%}: {', '.join(growing)}")
     return failures
 
 
@@ -617,7 +630,7 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"  {'process':<10} {'start MiB':>10} {'end MiB':>9} {'growth':>7}")
     for name, m in r["memory"].items():
         growth = "—" if m["growth"] is None else f"{m['growth']:+.1%}"
-        note = "  (chain history: grows by design)" if name in GROWS_BY_DESIGN else ""
+        note = f"  ({GROWS_BY_DESIGN[name]})" if name in GROWS_BY_DESIGN else ""
         print(f"  {name:<10} {m['start_mib']!s:>10} {m['end_mib']:>9} {growth:>7}{note}")
     print(
         f"  celery backlog at the end: {r['celery_backlog_at_end']}; events behind: {r['events_behind_at_end']}"
@@ -633,7 +646,18 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--minutes", type=float, default=float(os.environ.get("SOAK_MINUTES", "30")))
+    parser.add_argument(
+        "--judge",
+        metavar="REPORT",
+        help="judge a saved report (bench/results/*.json) by this code's rules, print it, exit 0 or 1",
+    )
     args = parser.parse_args()
+    if args.judge:
+        report = json.loads(Path(args.judge).read_text())
+        report["memory_growing"] = memory_growing(report["memory"])
+        report["failures"] = report_failures(report)
+        print_report(report)
+        return 1 if report["failures"] else 0
     signal.signal(signal.SIGTERM, _raise_interrupt)
     soak = Soak(minutes=args.minutes, faults=market_day())
     soak.profile = devstack.Profile(
