@@ -9,6 +9,7 @@ the agent keys are stored encrypted in ``HLAccount``.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -41,6 +42,9 @@ MARGIN_RATIO_ALERT = Decimal(3)  # < 300 %
 MARGIN_RATIO_HALT = Decimal("1.5")  # < 150 %: halt new HL opens
 SYNC_WARN_RATE = Decimal("0.0001")  # 0.01 %
 SYNC_CRITICAL_RATE = Decimal("0.001")  # 0.1 %: fail closed (halt new HL opens for the asset)
+# A resting order HL fills shows in HL's position before the user stream has booked it (milliseconds
+# later): a difference seen on one reading is read again after this long before it counts
+SYNC_SETTLE_S = 1.0
 
 
 def hl_account_register(*, name: str, master_address: str, agent_key: str) -> HLAccount:
@@ -171,11 +175,12 @@ def positions_sync(*, gw: HLGateway | None = None) -> list[SyncRow]:
     # Our book and HL's are read at slightly different moments: an order HL has filled but we have not
     # applied yet looks like a mismatch. Such assets are compared only when nothing is in flight, and a
     # mismatch must be seen twice in a row before it fails closed (a real one persists; a race does not).
-    busy_before = _in_flight_assets()
-    ours = expected_positions()
-    state = gw.user_state()
-    theirs = hl_positions(state)
-    busy = busy_before | _in_flight_assets()
+    ours, state, theirs, busy = _read_both(gw)
+    if any(ours.get(asset, ZERO) != theirs.get(asset, ZERO) for asset in (set(ours) | set(theirs)) - busy):
+        # a fill on a resting order is on HL before the user stream has booked it in ours; a real
+        # difference is still there a moment later
+        time.sleep(SYNC_SETTLE_S)
+        ours, state, theirs, busy = _read_both(gw)
     rows = []
     now = timezone.now()
     with transaction.atomic():
@@ -218,6 +223,17 @@ def positions_sync(*, gw: HLGateway | None = None) -> list[SyncRow]:
                     routing_hl_halt_set(asset=asset, halted=True, reason="position sync mismatch")
     hl_account_snapshot(gw, state)
     return rows
+
+
+def _read_both(
+    gw: HLGateway,
+) -> tuple[dict[str, Decimal], dict[str, Any], dict[str, Decimal], set[str]]:
+    """Our book, HL's state and positions, and the assets with an HL order in flight around the reads."""
+    busy_before = _in_flight_assets()
+    ours = expected_positions()
+    state = gw.user_state()
+    theirs = hl_positions(state)
+    return ours, state, theirs, busy_before | _in_flight_assets()
 
 
 def _in_flight_assets() -> set[str]:

@@ -110,6 +110,49 @@ def test_an_order_in_flight_is_never_mistaken_for_a_mismatch(venue: Venue, trade
     Position.objects.filter(pk=order.position_id).update(size=size)
 
 
+def test_a_resting_orders_fill_booked_just_after_hl_shows_it_raises_nothing(
+    venue: Venue, trader: Any
+) -> None:
+    """The 60-minute soak's false alarm: a resting order filled on HL at 07:28:51.47; the sync read HL's
+    position with it and our book without it (the user stream booked it milliseconds later): a P1
+    position mismatch and a P0 hl_trading reconciliation for a fill in flight."""
+    import threading
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from core.alerts.models import Alert
+
+    _bid, _ask, mid = venue.refresh_quote("ETH")
+    size = margin.floor_size(D(12_000) / mid, 4)
+    order = order_place(
+        user=trader, inp=order_input(asset="ETH", side="BUY", order_type="MARKET", size=str(size), leverage=5)
+    )
+    # HL's account holds exactly our book (earlier tests' positions stay on the shared sandbox) ...
+    gw = gateway("trading")
+    assert gw is not None
+    venue.control(
+        "position",
+        {"address": gw.credentials.master, "coin": "ETH", "szi": str(size), "entryPx": str(mid)},
+    )
+    # ... then: a filled order from a while ago (not in flight), our book one fill behind HL's position
+    Order.objects.filter(pk=order.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
+    Position.objects.filter(pk=order.position_id).update(size=size / 2)
+
+    def booking_lands() -> None:  # the user stream books the fill, 0.2 s after the sync's first reading
+        time.sleep(0.2)
+        Position.objects.filter(pk=order.position_id).update(size=size)
+        connection.close()
+
+    booking = threading.Thread(target=booking_lands)
+    booking.start()
+    rows = {r.asset: r for r in positions_sync()}
+    booking.join()
+    assert rows["ETH"].status == "OK", rows["ETH"]
+    assert not Alert.objects.filter(rule="hl.position_mismatch", subject="ETH").exists()
+
+
 def test_a_position_changed_directly_on_hl_is_detected_and_halts_new_hl_opens(
     venue: Venue, trader: Any
 ) -> None:
