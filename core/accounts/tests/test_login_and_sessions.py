@@ -114,15 +114,21 @@ def test_revoking_a_session_ends_its_refresh_and_access_tokens(make_trader: Any)
     assert [s["current"] for s in laptop.get("account/security/sessions").json()] == [True]
 
 
-def test_a_revoked_session_stays_revoked_when_redis_restarts_empty(make_trader: Any) -> None:
-    from django.core.cache import cache
-
+def _one_of_two_sessions_revoked(make_trader: Any) -> tuple[Api, Api, str]:
+    """A trader signed in on a laptop and elsewhere; the laptop revoked the other session."""
     trader = make_trader()
     laptop, stolen = Api(user_agent="Laptop/1"), Api(user_agent="Elsewhere/1")
     laptop.login(trader.email)
     stolen.login(trader.email)
     session_id = next(s["id"] for s in laptop.get("account/security/sessions").json() if not s["current"])
     assert laptop.post(f"account/security/sessions/{session_id}/revoke").status_code == 204
+    return laptop, stolen, session_id
+
+
+def test_a_revoked_session_stays_revoked_when_redis_restarts_empty(make_trader: Any) -> None:
+    from django.core.cache import cache
+
+    laptop, stolen, session_id = _one_of_two_sessions_revoked(make_trader)
     cache.clear()  # what a restarted Redis without persistence holds: nothing
     assert stolen.get("me").json()["code"] == "INVALID_TOKEN", (
         "the revocation is copied back from the database"
@@ -134,12 +140,7 @@ def test_a_revoked_session_stays_revoked_when_redis_restarts_empty(make_trader: 
 def test_with_redis_unreachable_sessions_are_judged_by_the_database(make_trader: Any) -> None:
     from django.test import override_settings
 
-    trader = make_trader()
-    laptop, stolen = Api(user_agent="Laptop/1"), Api(user_agent="Elsewhere/1")
-    laptop.login(trader.email)
-    stolen.login(trader.email)
-    session_id = next(s["id"] for s in laptop.get("account/security/sessions").json() if not s["current"])
-    assert laptop.post(f"account/security/sessions/{session_id}/revoke").status_code == 204
+    laptop, stolen, session_id = _one_of_two_sessions_revoked(make_trader)
     # nothing listens on port 1: every cache call is refused (no retries), as during a Redis restart
     dead = {
         "default": {
