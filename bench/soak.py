@@ -653,11 +653,11 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.judge:
-        report = json.loads(Path(args.judge).read_text())
-        report["memory_growing"] = memory_growing(report["memory"])
-        report["failures"] = report_failures(report)
-        print_report(report)
-        return 1 if report["failures"] else 0
+        saved = json.loads(Path(args.judge).read_text())
+        saved["memory_growing"] = memory_growing(saved["memory"])
+        saved["failures"] = report_failures(saved)
+        print_report(saved)
+        return 1 if saved["failures"] else 0
     signal.signal(signal.SIGTERM, _raise_interrupt)
     soak = Soak(minutes=args.minutes, faults=market_day())
     soak.profile = devstack.Profile(
