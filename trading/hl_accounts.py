@@ -176,7 +176,10 @@ def positions_sync(*, gw: HLGateway | None = None) -> list[SyncRow]:
     # applied yet looks like a mismatch. Such assets are compared only when nothing is in flight, and a
     # mismatch must be seen twice in a row before it fails closed (a real one persists; a race does not).
     ours, state, theirs, busy = _read_both(gw)
-    if any(ours.get(asset, ZERO) != theirs.get(asset, ZERO) for asset in (set(ours) | set(theirs)) - busy):
+    if any(
+        _sync_rate(ours.get(asset, ZERO), theirs.get(asset, ZERO)) > SYNC_WARN_RATE
+        for asset in (set(ours) | set(theirs)) - busy
+    ):
         # a fill on a resting order is on HL before the user stream has booked it in ours; a real
         # difference is still there a moment later
         time.sleep(SYNC_SETTLE_S)
@@ -189,8 +192,7 @@ def positions_sync(*, gw: HLGateway | None = None) -> list[SyncRow]:
                 continue
             expected, actual = ours.get(asset, ZERO), theirs.get(asset, ZERO)
             deviation = actual - expected
-            base = max(abs(expected), abs(actual))
-            rate = abs(deviation) / base if base else ZERO
+            rate = _sync_rate(expected, actual)
             status = (
                 "OK" if rate <= SYNC_WARN_RATE else ("WARN" if rate <= SYNC_CRITICAL_RATE else "CRITICAL")
             )
@@ -223,6 +225,12 @@ def positions_sync(*, gw: HLGateway | None = None) -> list[SyncRow]:
                     routing_hl_halt_set(asset=asset, halted=True, reason="position sync mismatch")
     hl_account_snapshot(gw, state)
     return rows
+
+
+def _sync_rate(expected: Decimal, actual: Decimal) -> Decimal:
+    """|actual − expected| relative to the larger of the two (0 when both are flat)."""
+    base = max(abs(expected), abs(actual))
+    return abs(actual - expected) / base if base else ZERO
 
 
 def _read_both(
