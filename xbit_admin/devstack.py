@@ -483,12 +483,20 @@ def redis_start(profile: Profile) -> str:
         "--appendonly",
         "yes" if profile.durable else "no",
     ]
+    # an interrupt from here until the port answers may leave the daemon (forked by redis-server)
+    # coming up after the command's clean-up looked: the clean-up waits for it (see _stop_embedded)
+    _redis_starting.add(profile.redis_dir)
+    (profile.redis_dir / "redis.pid").unlink(missing_ok=True)  # stale: nothing listens on the port
     subprocess.run(args, check=True)
     if _wait(lambda: _port_open(profile.redis_port), 5):
+        _redis_starting.discard(profile.redis_dir)
         return url
     log = profile.redis_dir / "redis.log"
     last = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
     raise RuntimeError(f"embedded Redis did not start on port {profile.redis_port}: {' '.join(last)}")
+
+
+_redis_starting: set[Path] = set()
 
 
 def redis_stop(profile: Profile) -> None:
@@ -633,6 +641,11 @@ def _ensure(profile: Profile) -> dict[str, str]:
 
 def _stop_embedded(profile: Profile) -> None:
     if not os.environ.get("REDIS_URL"):
+        if profile.redis_dir in _redis_starting:
+            # a start interrupted after redis-server was run: its daemon writes the pid file once it
+            # listens, which may be a moment after the interrupt
+            _wait(lambda: (profile.redis_dir / "redis.pid").exists(), 2.0)
+            _redis_starting.discard(profile.redis_dir)
         redis_stop(profile)
     if not os.environ.get("DATABASE_URL"):
         pidfile = profile.pg_dir / "postmaster.pid"

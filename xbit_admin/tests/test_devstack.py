@@ -286,6 +286,37 @@ def test_an_interrupted_command_leaves_no_server_running(
     assert _until(lambda: _nothing_running(third), 5), output
 
 
+def test_a_redis_start_interrupted_before_its_daemon_listens_leaves_no_redis_behind(
+    scratch: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signal lands while redis-server is forking its daemon: the clean-up runs before the daemon
+    listens or writes its pid file, and must still stop it (CI saw one left running)."""
+    profile = _checkout(scratch, _free_port(), _free_port())
+    monkeypatch.delenv("REDIS_URL", raising=False)  # this run's own Redis is not the one under test
+    real_run = subprocess.run
+    started: list[subprocess.Popen[bytes]] = []
+
+    def interrupted_run(args: list[str], **kwargs: object) -> object:
+        if "redis-server" in str(args[0]):
+            started.append(subprocess.Popen(args))  # it forks its daemon; the interrupt comes first
+            raise KeyboardInterrupt
+        return real_run(args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(devstack.subprocess, "run", interrupted_run)
+    try:
+        with pytest.raises(KeyboardInterrupt), devstack.services(profile, stop_when_done=True):
+            pass
+        monkeypatch.undo()
+        assert started and started[0].wait(10) == 0
+        # nothing comes up afterwards either
+        assert not _until(
+            lambda: devstack.redis_running(profile) or devstack._port_open(profile.redis_port), 2
+        )
+    finally:
+        monkeypatch.undo()
+        devstack.cmd_stop([profile])
+
+
 def test_parallel_users_share_the_servers_and_the_last_one_out_stops_them(third: devstack.Profile) -> None:
     assert _nothing_running(third)
     a, b = _user(third, "test_xbit_a"), None
