@@ -17,6 +17,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from redis.exceptions import ResponseError
 
 from core.events.services import STREAM, Event, ensure_group, redis_client
 from trading.stream import userlog
@@ -121,9 +122,15 @@ async def fanout_batch(consumer: str, *, block_ms: int = 1000, count: int = 200)
     config = await db(stream_settings)()
     handled = 0
     for start in ("0", ">"):
-        response = await redis.xreadgroup(
-            GROUP, consumer, {STREAM: start}, count=count, block=None if start == "0" else block_ms
-        )
+        try:
+            response = await redis.xreadgroup(
+                GROUP, consumer, {STREAM: start}, count=count, block=None if start == "0" else block_ms
+            )
+        except ResponseError as exc:
+            if not str(exc).startswith("NOGROUP"):
+                raise
+            await _group_lost(redis)
+            return handled
         for _stream, entries in response or []:
             events = [event_of(i, f) for i, f in entries if f and f.get("topic") in TOPICS]
             await handle_events(events, config, layer)
@@ -131,6 +138,20 @@ async def fanout_batch(consumer: str, *, block_ms: int = 1000, count: int = 200)
                 await redis.xack(STREAM, GROUP, *[stream_id for stream_id, _ in entries])
             handled += len(events)
     return handled
+
+
+async def _group_lost(redis: Any) -> None:
+    """The stream and its group are gone while the fan-out runs: Redis restarted without its data.
+    Everything in the stream now was written after the restart and none of it was read, so the group is
+    made again at the stream's start (``$`` would skip what the relay wrote in between)."""
+    logger.warning(
+        "user stream: consumer group %s missing (Redis restarted empty?); creating it again", GROUP
+    )
+    try:
+        await redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
 
 
 async def run_fanout(stop: asyncio.Event, *, consumer: str = "fanout-1", block_ms: int = 1000) -> None:

@@ -58,6 +58,25 @@ def test_a_redelivered_event_is_appended_once_and_sequences_stay_whole(trader: A
     assert client.xpending(STREAM, GROUP)["pending"] == 0
 
 
+def test_after_redis_restarts_empty_the_fan_out_makes_its_group_again_and_misses_nothing(trader: Any) -> None:
+    """The soak's Redis restart took the stream and its consumer group; the fan-out failed on NOGROUP
+    every 30 s from then on and no user saw another event. The events the relay writes after the restart
+    — also those written before the fan-out notices — reach the user's log."""
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    group_create()
+    publish(client, str(uuid.uuid4()), trader.pk, "OPEN")
+    client.flushdb()  # Redis restarted without its data
+    publish(client, str(uuid.uuid4()), trader.pk, "FILLED")  # the relay, before the fan-out's next read
+
+    async def passes() -> list[int]:
+        return [await fanout_batch("c1", block_ms=50) for _ in range(2)]
+
+    assert sum(asyncio.run(passes())) == 1
+    log = client.xrange(userlog.log_key(trader.pk))
+    assert [json.loads(fields["f"])["data"]["status"] for _, fields in log] == ["FILLED"]
+    assert client.xpending(STREAM, GROUP)["pending"] == 0
+
+
 def test_the_market_stream_sends_a_snapshot_then_throttled_updates(set_quote: Any) -> None:
     set_quote("BTC", "80000", bid="79999", ask="80001")
     with StreamServer() as server:
