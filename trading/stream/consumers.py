@@ -40,6 +40,7 @@ class UserStreamConsumer(StreamSocket):
         self.subscribed = False
         self.joined = False
         self.last_seq = 0
+        self.epoch: str | None = None  # of the user logs when the socket joined its group
         self.opened = time.monotonic()
         self.next_beat = 0.0
         self.lock = asyncio.Lock()
@@ -126,6 +127,7 @@ class UserStreamConsumer(StreamSocket):
             )
             return
         if not self.joined:  # first: every frame published from now on reaches this socket
+            self.epoch = await userlog.epoch()
             await self.channel_layer.group_add(userlog.group_name(self.user_id), self.channel_name)
             self.joined = True
         async with self.lock:
@@ -220,8 +222,17 @@ class UserStreamConsumer(StreamSocket):
             await self.pass_frame(frame.seq, frame.channel, frame.text)
         return True
 
-    async def beat(self, user_seq: int) -> None:
-        """The heartbeat, after repairing a gap the user's sequence reveals (a lost publish)."""
+    async def beat(self, user_seq: int, epoch: str | None) -> None:
+        """The heartbeat, after repairing a gap the user's sequence reveals (a lost publish). A Redis
+        restarted without its data took the log, the sequence and this socket's group: the socket would
+        hear nothing more, so it is closed and the client subscribes again (a snapshot)."""
+        if self.joined and epoch != self.epoch:
+            await self.fail(
+                CLOSE_RECONNECT,
+                ErrorCode.RESUME_TOO_OLD,
+                "The stream's log was lost (a server restart): reconnect and subscribe without resume_from.",
+            )
+            return
         if self.subscribed and user_seq > self.last_seq:
             async with self.lock:
                 if user_seq > self.last_seq and not await self.catch_up(user_seq):
@@ -282,12 +293,14 @@ class Ticker:
                 due.append(socket)
         if not due:
             return
-        seqs = await userlog.last_seqs([s.user_id for s in due if s.user_id is not None])
+        seqs, epoch = await userlog.last_seqs([s.user_id for s in due if s.user_id is not None])
         await userlog.connections_refresh(
             [(s.user_id, s.channel_name) for s in due if s.user_id is not None],
             stale_s=due[0].stale_seconds(),
         )
-        await asyncio.gather(*(s.beat(seq) for s, seq in zip(due, seqs, strict=True)), return_exceptions=True)
+        await asyncio.gather(
+            *(s.beat(seq, epoch) for s, seq in zip(due, seqs, strict=True)), return_exceptions=True
+        )
 
 
 TICKER = Ticker()

@@ -2,6 +2,7 @@
 
 Redis layout (prefix ``xbit:us``)::
 
+    xbit:us:epoch                  string  the logs' epoch (``epoch``): a new one after Redis lost its data
     xbit:us:seq:<user>             string  the user's last sequence number (INCR; never expires)
     xbit:us:log:<user>             stream  one entry per event, id ``<seq>-0``; fields c (channel),
                                            t (ms), f (the frame's JSON text, sent as is); trimmed to the
@@ -20,6 +21,7 @@ import asyncio
 import functools
 import json
 import time
+import uuid
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +42,9 @@ def seq_key(user_id: int) -> str:
 
 def log_key(user_id: int) -> str:
     return f"{PREFIX}:log:{user_id}"
+
+
+EPOCH_KEY = f"{PREFIX}:epoch"
 
 
 def done_key(event_id: str, user_id: int) -> str:
@@ -160,11 +165,21 @@ async def last_seq(user_id: int) -> int:
     return int(await client().get(seq_key(user_id)) or 0)
 
 
-async def last_seqs(user_ids: list[int]) -> list[int]:
-    if not user_ids:
-        return []
-    values = await client().mget([seq_key(u) for u in user_ids])
-    return [int(v or 0) for v in values]
+async def epoch() -> str:
+    """The life of the user logs in this Redis: made by the first socket to join, lost with the logs,
+    the sequences and the sockets' groups when Redis restarts without its data. A socket that joined
+    under one epoch and sees another (or none) can no longer be caught up: it is told to reconnect."""
+    redis = client()
+    token = uuid.uuid4().hex
+    if await redis.set(EPOCH_KEY, token, nx=True):
+        return token
+    return str(await redis.get(EPOCH_KEY) or token)
+
+
+async def last_seqs(user_ids: list[int]) -> tuple[list[int], str | None]:
+    """The users' last sequences and the epoch, in one read (the heartbeat's)."""
+    values = await client().mget([*(seq_key(u) for u in user_ids), EPOCH_KEY])
+    return [int(v or 0) for v in values[:-1]], values[-1]
 
 
 async def can_resume(user_id: int, after: int) -> tuple[bool, int]:

@@ -283,6 +283,38 @@ def test_heartbeats_carry_the_sequence_and_a_silent_socket_is_closed(
     assert close_code(expiring) == 4001
 
 
+def test_after_redis_restarts_empty_sockets_are_told_to_reconnect_and_events_flow_again(
+    trader: Any, set_quote: Any, stream_config: Callable[..., None], server: StreamServer
+) -> None:
+    """Redis restarted without its data (the soak's Redis restart): the user logs, the sequences, the
+    fan-out's consumer group and the sockets' Channels groups are gone. Before, the fan-out failed on
+    NOGROUP from then on and a connected socket, its group gone, heard nothing but heartbeats."""
+    stream_config(heartbeat_seconds=1)
+    set_quote("BTC", "80000")
+    ws = open_socket(server.url(USER), bearer(trader))
+    recv(ws)
+    send(ws, {"op": "subscribe", "channels": ["fills"]})
+    recv_until(ws, lambda f: f["type"] == "snapshot")
+    place(trader, "BUY")
+    recv_until(ws, lambda f: f["type"] == "event" and f["channel"] == "fills")
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    set_quote("BTC", "80000")
+    error = recv_until(ws, lambda f: f["type"] == "error", 5)[-1]
+    assert error["code"] == "RESUME_TOO_OLD" and "subscribe without resume_from" in error["message"]
+    assert close_code(ws) == 4011
+    again = open_socket(server.url(USER), bearer(trader))
+    recv(again)
+    send(again, {"op": "subscribe", "channels": ["fills"]})
+    recv_until(again, lambda f: f["type"] == "snapshot")
+    place(trader, "SELL")
+    fill = recv_until(again, lambda f: f["type"] == "event" and f["channel"] == "fills", 10)[-1]
+    assert fill["data"]["side"] == "SELL"
+    # the new socket is not closed by the next heartbeats: the epoch it joined under holds
+    beats = recv_until(again, lambda f: f["type"] == "heartbeat", 3)
+    assert all(f["type"] != "error" for f in beats)
+    again.close()
+
+
 def test_a_resume_older_than_the_retention_is_refused_with_resume_too_old(
     trader: Any, set_quote: Any, stream_config: Callable[..., None], server: StreamServer
 ) -> None:
