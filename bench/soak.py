@@ -67,6 +67,10 @@ GROWS_BY_DESIGN = {
     "sandbox": "HL's order and fill history: grows by design, capped",
 }
 SAMPLE_S = 2.0
+# The consumer groups of the event stream, one per long-running reader (the names are the readers' own
+# constants; tests/test_bench_soak_report.py checks them). A group missing at the end means its reader
+# stopped reading — the user-stream fan-out did so after every Redis restart until a soak judged it.
+CONSUMER_GROUPS = ("alerts.notifier", "risk-exposure", "risk-hedge", "risk-markouts", "user-stream")
 
 
 def free_port() -> int:
@@ -594,6 +598,15 @@ def report_failures(result: dict[str, Any]) -> list[str]:
     filled = result["orders_filled_by_route"]
     if not filled.get("INTERNAL") or not filled.get("HYPERLIQUID"):
         failures.append(f"orders filled by route {filled}: both must be > 0")
+    behind = result.get("events_behind_at_end")
+    if behind is None:
+        failures.append("the event stream's consumer groups were not read at the end")
+    else:
+        missing = [group for group in CONSUMER_GROUPS if group not in behind]
+        if missing:
+            failures.append(
+                f"consumer group(s) missing at the end, their readers stopped: {', '.join(missing)}"
+            )
     growing = memory_growing(result["memory"])
     if growing:
         failures.append(f"memory growing > {MEMORY_GROWTH_LIMIT:.0%}: {', '.join(growing)}")

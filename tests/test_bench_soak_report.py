@@ -12,6 +12,12 @@ from typing import Any
 
 import pytest
 
+from core.alerts.notifications import CONSUMER_GROUP as alerts
+from risk.client_risk.markouts import CONSUMER_GROUP as markouts
+from risk.exposure import CONSUMER_GROUP as exposure
+from risk.hedge_engine import HEDGE_CONSUMER_GROUP as hedge
+from trading.stream.fanout import GROUP as user_stream
+
 
 @pytest.fixture(scope="module")
 def soak() -> ModuleType:
@@ -46,6 +52,14 @@ PASSING: dict[str, Any] = {
         "evm": {"start_mib": 109.5, "end_mib": 163.2, "growth": 0.49},
     },
     "memory_growing": [],
+    "events_behind_at_end": {
+        "outbox_unpublished": 0,
+        "alerts.notifier": 0,
+        "risk-exposure": 0,
+        "risk-hedge": 4,
+        "risk-markouts": 0,
+        "user-stream": 0,
+    },
 }
 
 
@@ -99,6 +113,20 @@ def test_a_web_log_without_a_single_request_is_not_zero_5xx(soak: ModuleType) ->
         ({"orders_filled_by_route": {"INTERNAL": 0, "HYPERLIQUID": 3}}, "both must be > 0"),
         ({"memory": _memory("web", 226.6, 290.0)}, "memory growing > 20%: web"),
         ({"memory": _memory("feed", 221.3, 270.0)}, "memory growing > 20%: feed"),
+        # the 60-minute soak at d94974a: the fan-out's group gone since the Redis restart, not judged then
+        (
+            {
+                "events_behind_at_end": {
+                    "outbox_unpublished": 0,
+                    "alerts.notifier": 0,
+                    "risk-exposure": 0,
+                    "risk-hedge": 4,
+                    "risk-markouts": 0,
+                }
+            },
+            "consumer group(s) missing at the end, their readers stopped: user-stream",
+        ),
+        ({"events_behind_at_end": None}, "consumer groups were not read"),
     ],
 )
 def test_each_judged_failure_fails_the_soak(soak: ModuleType, changes: dict[str, Any], phrase: str) -> None:
@@ -114,3 +142,7 @@ def test_the_venue_stand_ins_history_is_reported_not_judged_and_small_growth_is_
     # under the 16 MiB floor a relative growth is the allocator, not a leak
     assert soak.report_failures(with_(memory=_memory("relay", 50.0, 64.0))) == []
     assert soak.memory_growing(_memory("relay", 50.0, 67.0)) == ["relay"]
+
+
+def test_the_judged_consumer_groups_are_the_readers_own(soak: ModuleType) -> None:
+    assert sorted(soak.CONSUMER_GROUPS) == sorted([alerts, markouts, exposure, hedge, user_stream])
