@@ -454,6 +454,10 @@ def redis_owner(port: int) -> str | None:
     return str(reply.get("dir") or "") or None
 
 
+# redis dirs whose redis-server was run and whose port has not answered yet (an interrupt may land there)
+_redis_starting: set[Path] = set()
+
+
 def redis_start(profile: Profile) -> str:
     """Start the profile's Redis, or verify that the server on its port is this very one."""
     url = f"redis://127.0.0.1:{profile.redis_port}/0"
@@ -494,9 +498,6 @@ def redis_start(profile: Profile) -> str:
     log = profile.redis_dir / "redis.log"
     last = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
     raise RuntimeError(f"embedded Redis did not start on port {profile.redis_port}: {' '.join(last)}")
-
-
-_redis_starting: set[Path] = set()
 
 
 def redis_stop(profile: Profile) -> None:
