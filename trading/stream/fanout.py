@@ -129,7 +129,7 @@ async def fanout_batch(consumer: str, *, block_ms: int = 1000, count: int = 200)
         except ResponseError as exc:
             if not str(exc).startswith("NOGROUP"):
                 raise
-            await _group_lost(redis)
+            await _group_lost()
             return handled
         for _stream, entries in response or []:
             events = [event_of(i, f) for i, f in entries if f and f.get("topic") in TOPICS]
@@ -140,18 +140,14 @@ async def fanout_batch(consumer: str, *, block_ms: int = 1000, count: int = 200)
     return handled
 
 
-async def _group_lost(redis: Any) -> None:
+async def _group_lost() -> None:
     """The stream and its group are gone while the fan-out runs: Redis restarted without its data.
     Everything in the stream now was written after the restart and none of it was read, so the group is
     made again at the stream's start (``$`` would skip what the relay wrote in between)."""
     logger.warning(
         "user stream: consumer group %s missing (Redis restarted empty?); creating it again", GROUP
     )
-    try:
-        await redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+    await db(ensure_group)(redis_client(), GROUP, start="0")
 
 
 async def run_fanout(stop: asyncio.Event, *, consumer: str = "fanout-1", block_ms: int = 1000) -> None:
