@@ -38,6 +38,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _listening(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/healthz", timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
 class Processes:
     def __init__(self, env: dict[str, str], web_port: int) -> None:
         self.env = env
@@ -129,7 +136,9 @@ def processes(settings: Any) -> Iterator[Processes]:
             while time.monotonic() < deadline:
                 group.alive()
                 answers = _answering(["api_mode"])
-                if all(answers.get(kind) for kind in ("web", "worker", "feed")):
+                # the web process answers the probe from its application, which is loaded before
+                # uvicorn binds its port: it is up when both are true
+                if all(answers.get(kind) for kind in ("web", "worker", "feed")) and _listening(group.web):
                     break
                 time.sleep(0.5)
             else:
