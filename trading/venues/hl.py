@@ -193,7 +193,7 @@ def _redis() -> redis.Redis:
     global _redis_client
     with _redis_lock:
         if _redis_client is None:
-            _redis_client = redis.Redis.from_url(settings.REDIS_URL, **restart_tolerant())
+            _redis_client = redis.Redis.from_url(settings.REDIS_URL, **restart_tolerant(settings.REDIS_URL))
         return _redis_client
 
 

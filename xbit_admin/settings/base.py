@@ -159,7 +159,7 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "xbit",
-        "OPTIONS": restart_tolerant(),  # throttles and caches ride out a Redis restart
+        "OPTIONS": restart_tolerant(REDIS_URL),  # throttles and caches ride out a Redis restart
     }
 }
 

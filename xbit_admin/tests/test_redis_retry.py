@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -70,3 +71,62 @@ def test_a_redis_error_past_the_retries_is_answered_503_with_a_code_not_500() ->
     assert response is not None and response.status_code == 503
     assert response.data["code"] == "SERVICE_UNAVAILABLE" and response["Retry-After"] == "1"
     assert "client_order_id" in response.data["message"]
+
+
+class DroppingProxy:
+    """A TCP proxy in front of a Redis server that accepts the first ``drop`` connections and closes
+    them at once (a server shutting down for its restart), then forwards every later one."""
+
+    def __init__(self, target_port: int, drop: int) -> None:
+        self.target_port, self.drop, self.accepted = target_port, drop, 0
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(16)
+        self.port = int(self.server.getsockname()[1])
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self.accepted <= self.drop:
+                conn.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.mark.parametrize("handshake_retried", [True, False])
+def test_a_connection_dropped_during_its_handshake_is_retried(own_redis, handshake_retried: bool) -> None:  # type: ignore[no-untyped-def]
+    profile, _url = own_redis
+    proxy = DroppingProxy(profile.redis_port, drop=3)
+    url = f"redis://127.0.0.1:{proxy.port}/0"
+    try:
+        options = restart_tolerant(url) if handshake_retried else restart_tolerant()
+        client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0, **options)
+        if handshake_retried:
+            assert client.set("k", "v") is True and proxy.accepted == 4
+        else:  # redis-py's own retry covers the socket's connect only: the dropped handshake fails
+            with pytest.raises(redis.exceptions.ConnectionError):
+                client.set("k", "v")
+    finally:
+        proxy.close()
