@@ -21,10 +21,15 @@ Redis layout (prefix ``xbit:md``)::
     xbit:md:rtt:<FEED>   hash   rtts at pending — the feed's recent websocket round trips to HL ("12.3,9.8",
                                 ms, oldest first), when the last was measured and when the ping now
                                 unanswered was sent (epoch seconds; "" = none); our clock only
+    xbit:md:filled       hash   <feed name> -> epoch seconds when that feed began filling this Redis
+                                (set by the feed's first write; absent: Redis lost its data, or no feed
+                                has written yet)
     xbit:md:updates      pub/sub channel, JSON {"asset": "BTC", "kinds": ["book"], "at": 1.7e9}
 
-Redis is a cache here (architecture): losing it loses no money; the feed rewrites everything within a
-second of coming back, and readers treat a missing or old quote as stale.
+Redis is a cache here (architecture): losing it loses no money. The feed notices a Redis that came back
+empty on its next write (its field of ``xbit:md:filled`` is gone) and rewrites every quote it holds at
+once; a reader that finds a quote missing while Redis is being refilled waits for it, briefly
+(:func:`quote_wait_refill`); otherwise readers treat a missing or old quote as stale.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from core.redis_retry import restart_tolerant
 
 KEY_PREFIX = "xbit:md"
 UPDATES_CHANNEL = f"{KEY_PREFIX}:updates"
+FILLED_KEY = f"{KEY_PREFIX}:filled"
 MARK_HISTORY_SECONDS = 3600
 DEPTH_LEVELS = 20
 
@@ -111,7 +117,7 @@ def client() -> redis.Redis:
                     socket_timeout=1.0,
                     socket_connect_timeout=1.0,
                     health_check_interval=30,
-                    **restart_tolerant(),
+                    **restart_tolerant(settings.REDIS_URL),
                 )
             c = _client
     return c
@@ -242,6 +248,30 @@ def get_quotes(assets: Iterable[str], *, depth: bool = False) -> dict[str, Quote
     return out
 
 
+def quote_wait_refill(asset: str, wait_s: float, *, poll_s: float = 0.05) -> Quote | None:
+    """The asset's quote once it has a mark and a book, waiting up to ``wait_s`` while Redis is being
+    refilled:
+    its ``xbit:md:filled`` marker is absent (Redis came back empty and no feed has written yet) or was
+    set less than ``wait_s`` ago (a feed is rewriting its quotes). ``None`` at once when no refill is
+    under way: a quote missing then is missing for another reason (the feed is down, the asset is not
+    quoted), which waiting would not mend."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        quote = get_quote(asset)
+        if quote is not None and quote.mark is not None and quote.book_at is not None:
+            return quote
+        if time.monotonic() >= deadline or not refilling(wait_s):
+            return quote
+        time.sleep(poll_s)
+
+
+def refilling(within_s: float) -> bool:
+    """Whether Redis is being refilled: no feed has written since it came back empty, or the first
+    feed began less than ``within_s`` ago."""
+    started = [float(v) for v in client().hvals(FILLED_KEY) if v]
+    return not started or time.time() - min(started) < within_s
+
+
 def mark_history(asset: str, since_s: float, *, now: float | None = None) -> list[tuple[float, Decimal]]:
     """``[(receipt ts, mark), …]`` oldest first, for marks received in the last ``since_s`` seconds
     (at most :data:`MARK_HISTORY_SECONDS` are kept)."""
@@ -271,18 +301,25 @@ def quote_update_many(
     at: float | None = None,
     notify: bool = True,
     record_mark: bool | Mapping[str, bool] = True,
-) -> None:
+    feed: str | None = None,
+) -> bool:
     """Write partial quotes for several assets in one pipeline (the feed's batch path).
 
     ``updates`` maps an asset to ``{attribute: value}`` with :class:`Quote` attribute names (values
     are HL strings or Decimals; depth as ``[(px, sz), …]`` or pre-encoded ``"px:sz,…"``; ``None``
     clears). Each written group gets its receipt stamp (``mark_at``, ``ctx_at``, ``mid_at``,
     ``book_at``) set to ``at`` unless given explicitly. A mark is also added to the mark history
-    unless ``record_mark`` (a bool, or per asset) says not to."""
+    unless ``record_mark`` (a bool, or per asset) says not to.
+
+    ``feed``: the writing feed's name; its field of :data:`FILLED_KEY` is set in the same round trip
+    if absent. Returns True when it was absent — this Redis holds none of that feed's earlier writes
+    (it came back empty, or this is the feed's first write), so the feed should write all it holds."""
     if not updates:
-        return
+        return False
     at = time.time() if at is None else at
     pipe = client().pipeline(transaction=False)
+    if feed is not None:
+        pipe.hsetnx(FILLED_KEY, feed, repr(at))
     for asset, fields in updates.items():
         mapping: dict[str, str] = {}
         stamps: set[str] = set()
@@ -308,7 +345,8 @@ def quote_update_many(
         if notify:
             kinds = sorted(_KIND_OF_STAMP[s] for s in stamps)
             pipe.publish(UPDATES_CHANNEL, json.dumps({"asset": asset, "kinds": kinds, "at": at}))
-    pipe.execute()
+    answers = pipe.execute()
+    return feed is not None and bool(answers[0])
 
 
 def quote_update(asset: str, *, at: float | None = None, notify: bool = True, **fields: Any) -> None:

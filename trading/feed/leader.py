@@ -69,10 +69,25 @@ class FeedLeadership(FeedState):
             except Exception:  # Redis away: nobody else can take the lock either; keep going
                 self._log_throttled("feed could not renew its leader lock")
                 return True
-            if not kept:
+            if not kept and not self._retake_vanished_lock():
                 self._is_leader = False
                 self.last_error = "lost the leader lock"
         return self._is_leader
+
+    def _retake_vanished_lock(self) -> bool:
+        """After Redis lost its data the lock is simply gone, not held by another feed: take it again
+        and keep the connection (a standby that took it first wins, and this feed stands down)."""
+        try:
+            taken = marketdata.client().set(
+                self._lock_key(), self._token, nx=True, px=int(self.options.lock_ttl_s * 1000)
+            )
+        except Exception:
+            return True  # Redis away again: as above, nobody else can take it either
+        if taken:
+            logger.warning(
+                "feed %s: its leader lock had vanished from Redis; took it again", self.options.name
+            )
+        return bool(taken)
 
     def _release_lead(self) -> None:
         if not (self.options.leader_lock and self._is_leader):

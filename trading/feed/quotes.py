@@ -4,6 +4,7 @@ consoles in batches; the oracle also to its history dated on HL's clock (``tradi
 
 from __future__ import annotations
 
+import logging
 import time
 from decimal import Decimal
 from typing import Any
@@ -14,6 +15,8 @@ from trading.feed.metrics import FEED_ERRORS, FEED_MESSAGES
 from trading.feed.oracles import ORACLE_RECORD_EVERY_MS, oracle_record
 from trading.feed.state import AssetState, FeedState
 from trading.marketdata import Quote
+
+logger = logging.getLogger(__name__)
 
 
 class FeedQuotes(FeedState):
@@ -30,16 +33,19 @@ class FeedQuotes(FeedState):
         try:
             channel = msg.get("channel")
             FEED_MESSAGES.labels(channel).inc()
-            if channel == "l2Book":
-                self._on_book(msg["data"], received)
-            elif channel == "activeAssetCtx":
-                self._on_ctx(msg["data"], received)
-            elif channel == "allMids":
-                self._on_mids(msg["data"]["mids"], received)
+            with self._write_lock:
+                if channel == "l2Book":
+                    self._on_book(msg["data"], received)
+                elif channel == "activeAssetCtx":
+                    self._on_ctx(msg["data"], received)
+                elif channel == "allMids":
+                    self._on_mids(msg["data"]["mids"], received)
         except Exception:
             self._errors += 1
             FEED_ERRORS.labels("message").inc()
             self._log_throttled("feed could not handle a %s message", msg.get("channel"))
+        if self._refill_due:
+            self._refill()
 
     def _on_book(self, data: dict[str, Any], received: float) -> None:
         asset = data["coin"]
@@ -145,11 +151,54 @@ class FeedQuotes(FeedState):
         if not updates:
             return
         try:
-            marketdata.quote_update_many(updates, at=at, record_mark=record_mark)
+            if marketdata.quote_update_many(updates, at=at, record_mark=record_mark, feed=self.options.name):
+                # Redis holds none of our earlier writes: rewrite all we hold once the message that
+                # noticed it is in memory too (after its handler, ``_on_message``)
+                self._refill_due = True
         except Exception:
             self._errors += 1
             FEED_ERRORS.labels("redis").inc()
             self._log_throttled("feed could not write quotes to Redis")
+
+    def _refill(self) -> None:
+        """Write every quote held in memory to Redis, each part with the time it was received (a
+        Redis that came back empty after a restart holds them again within one round trip, as fresh
+        as they are, not newer). The mark history is not rewritten: it refills as marks arrive."""
+        with self._write_lock:
+            with self._lock:
+                self._refill_due = False
+                updates = {asset: dict(self._state[asset].values) for asset in self._assets}
+            updates = {asset: values for asset, values in updates.items() if values}
+            if not updates:
+                return
+            try:
+                marketdata.quote_update_many(updates, record_mark=False, feed=self.options.name)
+            except Exception:
+                self._refill_due = True  # the next message tries again
+                self._errors += 1
+                FEED_ERRORS.labels("redis").inc()
+                self._log_throttled("feed could not rewrite its quotes to Redis")
+                return
+        if self._refilled_before:
+            logger.warning(
+                "feed %s: Redis came back without its quotes; rewrote %d", self.options.name, len(updates)
+            )
+        self._refilled_before = True
+
+    def _check_filled(self) -> None:
+        """Every ``refill_check_s`` (the supervisor's tick): a Redis that came back empty while no
+        message arrived is refilled too."""
+        now = time.monotonic()
+        if now - self._refill_checked < self.options.refill_check_s:
+            return
+        self._refill_checked = now
+        try:
+            held = marketdata.client().hexists(marketdata.FILLED_KEY, self.options.name)
+        except Exception:
+            self._log_throttled("feed could not reach Redis to look for its quotes")
+            return
+        if not held:
+            self._refill()
 
     def stale_assets(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now

@@ -50,6 +50,8 @@ class FeedOptions:
     leader_lock: bool = True  # one active feed per name across processes
     lock_ttl_s: float = 10.0
     standby_poll_s: float = 0.5
+    refill_check_s: float = 1.0  # look this often whether Redis still holds our quotes (a quiet market
+    # sends few messages, and each message write looks too)
 
 
 @dataclass
@@ -102,6 +104,12 @@ class FeedState:
         self._log_budget_at = 0.0
         self._is_leader = False
         self._renew_at = 0.0
+        self._refill_due = False  # Redis holds none of this feed's quotes: rewrite them all
+        self._refill_checked = 0.0
+        # held by a message's handling (Redis write, memory, hooks) and by a refill, so a refill never
+        # writes values older than those a message has just written
+        self._write_lock = threading.Lock()
+        self._refilled_before = False  # the first refill is the feed's start, not a Redis loss
         self._token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def stop(self) -> None:

@@ -273,6 +273,7 @@ class Feed(FeedLeadership, FeedReporting):
         self._write_status()
 
     def _periodic(self) -> None:
+        self._check_filled()
         self._probe_latency(self._info)
         self._write_status()
         self._push_console()

@@ -95,7 +95,7 @@ def running_feed(hl: HL) -> Iterator[Callable[..., tuple[Feed, Recorder]]]:
         markets_sync(info=hl_info(base_url=hl.url))
         marketdata.quote_delete(ASSETS)
         recorder = Recorder()
-        opts = FeedOptions(base_url=hl.url, silence_reconnect_s=2.0, stale_after_s=2.0, **options)
+        opts = FeedOptions(base_url=hl.url, **{"silence_reconnect_s": 2.0, "stale_after_s": 2.0, **options})
         feed = Feed(opts, hooks=recorder.hooks)
         thread = threading.Thread(target=feed.run, name="test-feed", daemon=True)
         thread.start()
@@ -366,3 +366,42 @@ def test_only_one_feed_leads_and_a_standby_takes_over(running_feed: Any) -> None
     print(f"\nstandby took over {time.monotonic() - took_over:.2f} s after the leader stopped")
     wait_for(lambda: all_fresh(1.0), 3, "fresh quotes from the new leader")
     assert wait_for(lambda: FeedStatus.objects.filter(name="hl", connected=True).exists(), 3, "status")
+
+
+def whole_quotes() -> dict[str, Quote]:
+    """The assets whose quote has a mark and both sides of the book (what an order needs)."""
+    return {
+        a: q
+        for a, q in marketdata.get_quotes(ASSETS).items()
+        if q.mark is not None and q.bid is not None and q.ask is not None
+    }
+
+
+def test_a_redis_that_comes_back_empty_is_refilled_at_once_and_the_feed_keeps_its_lead(
+    hl: HL, running_feed: Any
+) -> None:
+    feed, recorder = running_feed(lock_ttl_s=1.5, refill_check_s=0.2, silence_reconnect_s=10.0)
+    wait_for(lambda: all_fresh(1.0), 5, "fresh quotes for every asset")
+    with recorder.lock:
+        reconnects = len(recorder.reconnects)
+    # HL quiet (no message at all), then Redis restarted without its data: quotes, lock, marker
+    hl.control("ws/pause")
+    time.sleep(0.3)
+    redis = marketdata.client()
+    redis.flushdb()
+    flushed = time.time()
+    quotes = wait_for(lambda: whole_quotes() if len(whole_quotes()) == len(ASSETS) else None, 1.0, "refill")
+    back = time.time() - flushed
+    # what an order needs is back, as the feed received it before the flush (no message since)
+    assert all(q.book_at is not None and q.book_at < flushed for q in quotes.values())
+    assert all(q.depth_bids for q in marketdata.get_quotes(ASSETS, depth=True).values())
+    print(f"\nall {len(ASSETS)} quotes back {back * 1000:.0f} ms after the flush, with no HL message")
+    hl.control("ws/resume")
+    # the vanished leader lock is taken again at its next renewal (every 0.5 s here): no stand-down,
+    # no reconnect, the socket kept
+    wait_for(lambda: redis.get(feed._lock_key()) == feed._token, 2.0, "the lock taken again")
+    time.sleep(0.6)
+    assert feed._is_leader and feed.connected.is_set()
+    with recorder.lock:
+        assert len(recorder.reconnects) == reconnects
+    wait_for(lambda: all_fresh(1.0), 2, "fresh quotes after the refill")

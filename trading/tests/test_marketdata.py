@@ -179,3 +179,40 @@ def test_get_quote_is_one_round_trip_and_fast(
     per_batch_us = (time.perf_counter() - started) / (n // 10) * 1e6
     print(f"\nget_quote: {per_call_us:.0f} µs/call; get_quotes(10 assets): {per_batch_us:.0f} µs/call")
     assert per_call_us < 2000
+
+
+def test_a_quote_missing_while_redis_is_refilled_is_waited_for_and_otherwise_not(asset: str) -> None:
+    redis = marketdata.client()
+    redis.delete(marketdata.FILLED_KEY)  # Redis came back empty; no feed has written yet
+
+    def feed_writes() -> None:
+        time.sleep(0.3)
+        marketdata.quote_update_many({asset: {"mark": "101", "bid": "100", "ask": "102"}}, feed="t")
+
+    writer = threading.Thread(target=feed_writes)
+    writer.start()
+    started = time.monotonic()
+    quote = marketdata.quote_wait_refill(asset, 2.0)
+    took = time.monotonic() - started
+    writer.join()
+    assert quote is not None and quote.mark == Decimal("101") and 0.25 <= took < 1.0, took
+
+    # the feed began filling long ago: a quote missing now is missing for another reason
+    marketdata.quote_delete([asset])
+    redis.hset(marketdata.FILLED_KEY, "t", repr(time.time() - 60))
+    started = time.monotonic()
+    assert marketdata.quote_wait_refill(asset, 2.0) is None
+    assert time.monotonic() - started < 0.1
+    # a feed that began a moment ago: still refilling, waited for up to the bound
+    redis.hset(marketdata.FILLED_KEY, "t", repr(time.time() - 0.5))
+    started = time.monotonic()
+    assert marketdata.quote_wait_refill(asset, 1.0) is None
+    assert 0.4 <= time.monotonic() - started < 0.8
+
+
+def test_the_feeds_marker_says_when_redis_holds_none_of_its_writes(asset: str) -> None:
+    marketdata.client().delete(marketdata.FILLED_KEY)
+    assert marketdata.quote_update_many({asset: {"mark": "1"}}, feed="a") is True
+    assert marketdata.quote_update_many({asset: {"mark": "2"}}, feed="a") is False
+    assert marketdata.quote_update_many({asset: {"mark": "3"}}, feed="b") is True  # each feed its own
+    assert marketdata.quote_update_many({asset: {"mark": "4"}}) is False  # no feed named: no marker
