@@ -33,6 +33,8 @@ class TradingSettings:
     batch_max_orders: int
     deadman_min_lead_seconds: int
     trigger_check_interval_ms: int
+    quote_refill_wait_ms: int
+    hl_cancel_retry_ms: int
 
 
 def _load() -> TradingSettings:
@@ -50,6 +52,8 @@ def _load() -> TradingSettings:
         batch_max_orders=row.batch_max_orders,
         deadman_min_lead_seconds=row.deadman_min_lead_seconds,
         trigger_check_interval_ms=row.trigger_check_interval_ms,
+        quote_refill_wait_ms=row.quote_refill_wait_ms,
+        hl_cancel_retry_ms=row.hl_cancel_retry_ms,
     )
 
 

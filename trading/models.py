@@ -100,6 +100,12 @@ class TradingConfig(models.Model):
     batch_max_orders = models.PositiveSmallIntegerField(default=20)  # batch place / cancel per request
     deadman_min_lead_seconds = models.PositiveIntegerField(default=5)  # HL's scheduleCancel minimum
     trigger_check_interval_ms = models.PositiveIntegerField(default=250)  # TP/SL mark checks, at most
+    # an order or close that finds its quote missing while Redis is refilled after a restart waits this
+    # long for the feed to rewrite it before answering 503 STALE_PRICE
+    quote_refill_wait_ms = models.PositiveIntegerField(default=2000)
+    # a cancel that HL answers with a 5xx, a dropped connection or a timeout is sent again (cancel by oid
+    # is idempotent) until this long has passed since the first try, before answering 502 VENUE_ERROR
+    hl_cancel_retry_ms = models.PositiveIntegerField(default=3000)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

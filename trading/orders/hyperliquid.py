@@ -30,6 +30,7 @@ and only an order still ACCEPTED (the answer) or still open (trades one by one) 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -388,23 +389,51 @@ def hl_orders_resolve(*, older_than_s: float = 2.0, limit: int = 200) -> int:
 
 def hl_cancel(*, order: Order) -> Order:
     """Cancel a resting HL order (called by ``order_cancel`` inside its transaction: the HL call is
-    short and the user's lock must cover the hold release). Fills that happened before the cancel are
+    short — sent again for at most ``hl_cancel_retry_ms`` when its outcome is unknown — and the user's
+    lock must cover the hold release). Fills that happened before the cancel are
     applied first; a fill that raced the cancel is applied by the stream or the backfill."""
     gw = trading_gateway()
     if order.hl_oid is None:
         raise ApplicationError(
             ErrorCode.INVALID_STATE, "The order is still being placed; try again in a moment."
         )
+    answer = cancel_retrying(gw, order.asset, order.hl_oid, trading_settings().hl_cancel_retry_ms / 1000)
     try:
-        answer = gw.cancel(order.asset, order.hl_oid)
-    except HLRequestError as exc:
+        fills = gw.fills_for_order(order.hl_oid, since_ms(order))
+    except HLRequestError as exc:  # cancelled on HL; sent again, the cancel answers "already canceled"
         raise ApplicationError(
-            ErrorCode.VENUE_ERROR, f"Hyperliquid did not confirm the cancel: {exc.message}"
+            ErrorCode.VENUE_ERROR,
+            f"Hyperliquid took the cancel but its fills could not be read ({exc.message}); retry the cancel.",
         ) from exc
-    fills = gw.fills_for_order(order.hl_oid, since_ms(order))
     if answer != "success" and "already canceled, or filled" not in answer:
         raise ApplicationError(ErrorCode.VENUE_ERROR, f"Hyperliquid refused the cancel: {answer}")
     order = apply_fills(order_id=order.pk, fills=fills, final=True)
     if order.status == Order.Status.CANCELLED:
         OrderEvent.objects.create(order=order, status="CANCEL_CONFIRMED", detail={"by": "user", "hl": answer})
     return order
+
+
+# a cancel HL answered with a 5xx, a dropped connection or a timeout is sent again after these pauses
+# (the last repeats) while the budget lasts
+CANCEL_RETRY_PAUSES_S = (0.05, 0.1, 0.2, 0.4)
+
+
+def cancel_retrying(gw: HLGateway, coin: str, oid: int, budget_s: float) -> str:
+    """HL's answer to cancelling ``oid``. A cancel by oid is idempotent — sent twice, the second answer
+    is "already canceled, or filled" — so a request whose outcome is unknown (5xx, timeout, dropped
+    connection) is sent again until ``budget_s`` has passed since the first try; then, or on a refusal
+    that is certain, ``502 VENUE_ERROR``."""
+    deadline = time.monotonic() + budget_s
+    tries = 0
+    while True:
+        try:
+            return gw.cancel(coin, oid)
+        except HLRequestError as exc:
+            pause = CANCEL_RETRY_PAUSES_S[min(tries, len(CANCEL_RETRY_PAUSES_S) - 1)]
+            tries += 1
+            if not exc.uncertain or time.monotonic() + pause >= deadline:
+                raise ApplicationError(
+                    ErrorCode.VENUE_ERROR, f"Hyperliquid did not confirm the cancel: {exc.message}"
+                ) from exc
+            logger.warning("HL cancel of oid %s: %s; sending it again (try %d)", oid, exc.kind, tries + 1)
+            time.sleep(pause)

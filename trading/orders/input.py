@@ -24,7 +24,7 @@ from trading.config import TradingSettings, trading_settings
 from trading.execution import (
     DIRECTION,
 )
-from trading.marketdata import Quote, get_quote
+from trading.marketdata import Quote, get_quote, quote_wait_refill
 from trading.models import (
     MarginMode,
     Market,
@@ -215,7 +215,11 @@ def validate_against_market(inp: OrderInput, market: Market, settings: TradingSe
 
 
 def quote_or_fail(asset: str, settings: TradingSettings) -> Quote:
+    """The asset's quote with a mark, or ``503 STALE_PRICE``. A quote missing because Redis came back
+    empty and the feed is rewriting it is waited for, up to ``quote_refill_wait_ms``."""
     quote = get_quote(asset)
+    if (quote is None or not quote.mark or quote.book_at is None) and settings.quote_refill_wait_ms:
+        quote = quote_wait_refill(asset, settings.quote_refill_wait_ms / 1000)
     if quote is None or not quote.mark:
         raise ApplicationError(
             ErrorCode.STALE_PRICE, f"No live price for {asset}; try again shortly.", http_status=503

@@ -1,5 +1,6 @@
 """The order tools' operator numbers (``TradingConfig``: batch size, the dead-man's switch's minimum
-lead, the TP/SL check interval) changed through one audited service: a reason is required, the audit
+lead, the TP/SL check interval, how long an order waits for a quote Redis lost, how long a cancel is
+retried when HL answers 5xx) changed through one audited service: a reason is required, the audit
 row commits with the change and every process drops its cached settings."""
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ BOUNDS = {
     "batch_max_orders": (1, 100),
     "deadman_min_lead_seconds": (1, 3600),
     "trigger_check_interval_ms": (50, 10_000),
+    "quote_refill_wait_ms": (0, 10_000),
+    "hl_cancel_retry_ms": (0, 10_000),
 }
 
 

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from core.errors import ApplicationError
+from core.live_config import invalidate
 from trading import margin
-from trading.models import Fill, Order, OrderEvent, Position
+from trading.config import TRADING_CACHE
+from trading.models import Fill, Order, OrderEvent, Position, TradingConfig
 from trading.orders.cancel import order_cancel
 from trading.orders.hl_fills import backfill
 from trading.orders.hyperliquid import hl_orders_resolve
@@ -134,6 +136,65 @@ def test_cancelling_a_resting_hl_order_cancels_it_on_hl_and_releases_the_hold(
     cancelled = order_cancel(user=trader, order_id=order.pk)
     assert cancelled.status == "CANCELLED" and holds(trader) == 0 and cash(trader) == D(100_000)
     assert all(o["oid"] != order.hl_oid for o in gateway("trading").open_orders())  # type: ignore[union-attr]
+
+
+def resting_eth_buy(venue: Venue, trader: Any) -> Order:
+    bid, _ask, _mid = venue.refresh_quote("ETH")
+    limit = margin.round_price(bid * D("0.9"), 4)
+    order = order_place(
+        user=trader,
+        inp=order_input(
+            asset="ETH",
+            side="BUY",
+            order_type="LIMIT",
+            size=str(margin.floor_size(D(12_000) / limit, 4)),
+            limit_price=str(limit),
+            leverage=5,
+        ),
+    )
+    assert order.status == "OPEN" and order.hl_oid is not None
+    return order
+
+
+def test_a_cancel_hl_answers_with_5xx_is_sent_again_and_succeeds(venue: Venue, trader: Any) -> None:
+    order = resting_eth_buy(venue, trader)
+    # HL answers the first three cancels 502 (the soak's burst is ten, shared with the other traffic)
+    venue.control("fail", {"mode": "5xx", "path": "exchange", "count": 3, "status": 502})
+    started = time.monotonic()
+    cancelled = order_cancel(user=trader, order_id=order.pk)
+    took = time.monotonic() - started
+    assert cancelled.status == "CANCELLED" and holds(trader) == 0 and cash(trader) == D(100_000)
+    assert all(o["oid"] != order.hl_oid for o in gateway("trading").open_orders())  # type: ignore[union-attr]
+    assert took < 2.0, f"three retries took {took:.2f} s"
+
+
+def test_a_cancel_hl_keeps_failing_answers_502_within_its_budget_and_changes_nothing(
+    venue: Venue, trader: Any
+) -> None:
+    order = resting_eth_buy(venue, trader)
+    TradingConfig.objects.filter(key="default").update(hl_cancel_retry_ms=400)
+    invalidate(TRADING_CACHE.name)
+    venue.control("fail", {"mode": "5xx", "path": "exchange", "count": 1000, "status": 502})
+    started = time.monotonic()
+    with pytest.raises(ApplicationError) as exc:
+        order_cancel(user=trader, order_id=order.pk)
+    took = time.monotonic() - started
+    venue.control("faults/clear")
+    assert exc.value.code == "VENUE_ERROR" and 0.3 <= took < 1.5, took
+    order.refresh_from_db()
+    assert order.status == "OPEN" and holds(trader) == order.hold_amount > 0
+    # HL back: the same cancel goes through
+    assert order_cancel(user=trader, order_id=order.pk).status == "CANCELLED" and holds(trader) == 0
+
+
+def test_a_cancel_hl_refuses_for_certain_is_not_sent_again(venue: Venue, trader: Any) -> None:
+    order = resting_eth_buy(venue, trader)
+    venue.control("fail", {"mode": "err", "path": "exchange", "count": 1, "message": "Sandbox: refused"})
+    with pytest.raises(ApplicationError) as exc:
+        order_cancel(user=trader, order_id=order.pk)
+    assert exc.value.code == "VENUE_ERROR" and "refused" in exc.value.message
+    order.refresh_from_db()
+    assert order.status == "OPEN"
 
 
 def test_a_timeout_after_hl_accepted_the_order_is_resolved_by_cloid_without_a_second_send(
