@@ -41,7 +41,9 @@ class Event:
 
 
 def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True, **restart_tolerant(settings.REDIS_URL))
+    return redis.Redis.from_url(
+        settings.REDIS_URL, decode_responses=True, **restart_tolerant(settings.REDIS_URL)
+    )
 
 
 def outbox_emit(*, topic: str, payload: dict[str, Any], aggregate: str = "") -> OutboxEvent:
