@@ -250,11 +250,10 @@ def get_quotes(assets: Iterable[str], *, depth: bool = False) -> dict[str, Quote
 
 def quote_wait_refill(asset: str, wait_s: float, *, poll_s: float = 0.05) -> Quote | None:
     """The asset's quote once it has a mark and a book, waiting up to ``wait_s`` while Redis is being
-    refilled:
-    its ``xbit:md:filled`` marker is absent (Redis came back empty and no feed has written yet) or was
-    set less than ``wait_s`` ago (a feed is rewriting its quotes). ``None`` at once when no refill is
-    under way: a quote missing then is missing for another reason (the feed is down, the asset is not
-    quoted), which waiting would not mend."""
+    refilled: its ``xbit:md:filled`` marker is absent (Redis came back empty and no feed has written
+    yet) or was set less than ``wait_s`` ago (a feed is rewriting its quotes). Without a refill under
+    way it answers at once with what it found: a quote missing then is missing for another reason (the
+    feed is down, the asset is not quoted), which waiting would not mend."""
     deadline = time.monotonic() + wait_s
     while True:
         quote = get_quote(asset)
