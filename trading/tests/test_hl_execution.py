@@ -116,28 +116,6 @@ def test_a_resting_hl_limit_order_fills_later_and_is_picked_up_by_the_backfill(
     assert Fill.objects.filter(order=order).count() == len(hl_trades(order.hl_oid))  # type: ignore[union-attr]
 
 
-def test_cancelling_a_resting_hl_order_cancels_it_on_hl_and_releases_the_hold(
-    venue: Venue, trader: Any
-) -> None:
-    bid, _ask, _mid = venue.refresh_quote("ETH")
-    limit = margin.round_price(bid * D("0.9"), 4)
-    order = order_place(
-        user=trader,
-        inp=order_input(
-            asset="ETH",
-            side="BUY",
-            order_type="LIMIT",
-            size=str(margin.floor_size(D(12_000) / limit, 4)),
-            limit_price=str(limit),
-            leverage=5,
-        ),
-    )
-    assert order.status == "OPEN" and holds(trader) > 0
-    cancelled = order_cancel(user=trader, order_id=order.pk)
-    assert cancelled.status == "CANCELLED" and holds(trader) == 0 and cash(trader) == D(100_000)
-    assert all(o["oid"] != order.hl_oid for o in gateway("trading").open_orders())  # type: ignore[union-attr]
-
-
 def resting_eth_buy(venue: Venue, trader: Any) -> Order:
     bid, _ask, _mid = venue.refresh_quote("ETH")
     limit = margin.round_price(bid * D("0.9"), 4)
@@ -154,6 +132,16 @@ def resting_eth_buy(venue: Venue, trader: Any) -> Order:
     )
     assert order.status == "OPEN" and order.hl_oid is not None
     return order
+
+
+def test_cancelling_a_resting_hl_order_cancels_it_on_hl_and_releases_the_hold(
+    venue: Venue, trader: Any
+) -> None:
+    order = resting_eth_buy(venue, trader)
+    assert holds(trader) > 0
+    cancelled = order_cancel(user=trader, order_id=order.pk)
+    assert cancelled.status == "CANCELLED" and holds(trader) == 0 and cash(trader) == D(100_000)
+    assert all(o["oid"] != order.hl_oid for o in gateway("trading").open_orders())  # type: ignore[union-attr]
 
 
 def test_a_cancel_hl_answers_with_5xx_is_sent_again_and_succeeds(venue: Venue, trader: Any) -> None:
