@@ -20,8 +20,8 @@ with a 4xx; a 5xx is reported with the fault in whose window it fell, and fails 
 
 The report (``bench/results/soak.json`` and a table): minutes ready / degraded / not ready, every alert
 raised with the fault that explains it (none: a **false alarm**), every closing of the order gate and
-why, orders by route, HTTP 5xx (each with the fault it fell during, if any), p50/p99 order latency per minute (server time, from
-the web's ``http.request`` lines), ledger invariant violations and the trading account against HL,
+why, orders by route, HTTP 5xx (each with the fault it fell during, if any), p50/p99 order latency per
+minute (server time, from the web's ``http.request`` lines), ledger invariant violations and the trading account against HL,
 reconciliation per dimension at the end, every process's memory after warm-up and at the end, and the
 Celery backlog. Exit status 1 on any false alarm, any 5xx, invariant violation, unexplained gate
 closure, reconciliation not OK at the end, no fill on either route, a process growing by more than 20 %,
