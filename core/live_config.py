@@ -40,6 +40,10 @@ T = TypeVar("T")
 _MISSING = object()
 
 _registry: dict[str, LiveConfig[object]] = {}
+# names this process has changed: only these can have an unpublished change in an open transaction, so
+# only their reads look at the transaction's pending callbacks (a thread-local lookup and a scan per read
+# otherwise; a name stays here for the life of the process, which costs that lookup and nothing else)
+_written: set[str] = set()
 _listener_lock = threading.Lock()
 _listener: threading.Thread | None = None
 _listener_healthy = threading.Event()
@@ -69,7 +73,7 @@ class LiveConfig(Generic[T]):
         _registry[name] = self  # type: ignore[assignment]
 
     def get(self) -> T:
-        if connection.in_atomic_block and _changed_in_open_transaction(self.name):
+        if self.name in _written and connection.in_atomic_block and _changed_in_open_transaction(self.name):
             # this thread's open transaction changed the configuration: serve its own view, never
             # cache it (the transaction may still roll back)
             return self._loader()
@@ -97,6 +101,7 @@ def invalidate(name: str) -> None:
     cache = _registry.get(name)
     if cache is not None:
         cache.invalidate_local()
+    _written.add(name)
 
     def publish() -> None:
         try:

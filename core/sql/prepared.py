@@ -28,9 +28,9 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
-from core.sql.batch import Rows, SqlBatch, binder
+from core.sql.batch import Rows, SqlBatch, binder, has_rows, plain_cursor
 
 MAX_PREPARED = 500  # per connection; beyond it statements are sent as they are
 _PLACEHOLDER = re.compile(r"%%|%s")
@@ -66,8 +66,11 @@ def run(batch: SqlBatch) -> list[Rows | None]:
     """:meth:`SqlBatch.run` with prepared statements (same results, same single round trip)."""
     if not batch.statements:
         return []
-    connection.ensure_connection()
-    raw = connection.connection
+    db = connections[
+        DEFAULT_DB_ALIAS
+    ]  # the wrapper itself: the ``connection`` proxy is a thread-local lookup per use
+    db.ensure_connection()
+    raw = db.connection
     threshold = getattr(raw, "prepare_threshold", None)
     if threshold is None:
         return batch.run()
@@ -76,8 +79,8 @@ def run(batch: SqlBatch) -> list[Rows | None]:
     parts: list[str] = []
     keep: list[bool] = []  # per result set: one of the batch's statements (True) or a PREPARE (False)
     preparing: list[tuple[str, str]] = []
-    with connection.cursor() as cursor:
-        bind = binder(cursor.cursor)
+    with plain_cursor(db) as (cursor, execute):
+        bind = binder(cursor)
         for sql, params in zip(batch.statements, batch.params, strict=True):
             name = session.names.get(sql)
             if name is None and _should_prepare(session, sql, threshold):
@@ -99,7 +102,7 @@ def run(batch: SqlBatch) -> list[Rows | None]:
                 parts.append(f"EXECUTE {name}")
             keep.append(True)
         try:
-            cursor.execute(";\n".join(parts))
+            execute(";\n".join(parts))
         except BaseException as exc:
             # a statement PostgreSQL cannot prepare (SQLSTATE class 42: e.g. a parameter whose type it
             # cannot infer) is never tried again; any other failure counts once
@@ -113,7 +116,7 @@ def run(batch: SqlBatch) -> list[Rows | None]:
         results: list[Rows | None] = []
         for wanted in keep:
             if wanted:
-                results.append(cursor.fetchall() if cursor.description is not None else None)
+                results.append(cursor.fetchall() if has_rows(cursor) else None)
             if not cursor.nextset():
                 break
     batch.statements, batch.params = [], []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -83,3 +84,106 @@ def test_the_fast_literals_are_psycopgs_byte_for_byte() -> None:
                 fast += 1
                 assert mine == ("NULL" if value is None else tx.as_literal(value).decode()), value
         assert fast >= 20  # the common types take the fast path
+
+
+def _models_of_the_order_path() -> list[type]:
+    from django.apps import apps
+
+    return [m for m in apps.get_models() if m._meta.app_label in ("trading", "wallets", "events", "routing")]
+
+
+SAMPLES = [
+    None,
+    0,
+    -7,
+    2**40,
+    True,
+    False,
+    "",
+    "abc",
+    Decimal("1.50"),
+    Decimal("-0"),
+    Decimal("NaN"),
+    Decimal("Infinity"),
+    datetime(2026, 12, 7, 0, 30, 1, 5, tzinfo=UTC),
+    uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    1.5,
+    "12.5",
+    {"a": [1, Decimal("2.5")]},
+]
+
+
+def test_the_column_writers_answer_as_the_fields_do() -> None:
+    """Per concrete field of every model the order path writes and per sample value: the writer's
+    parameter equals the field's own conversion, or both refuse it with the same error."""
+    import warnings
+
+    from core.sql.batch import _column_writer
+
+    checked = passed = 0
+    for model in _models_of_the_order_path():
+        for field in model._meta.concrete_fields:
+            write = _column_writer(field)
+            for value in SAMPLES:
+
+                def answer(fn: Any, value: Any = value) -> tuple[str, Any]:
+                    try:
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            return "ok", fn(value, connection)
+                    except Exception as exc:  # the field's own refusal
+                        return "error", type(exc)
+
+                mine, theirs = answer(write), answer(field.get_db_prep_save)
+                assert mine[0] == theirs[0], (model, field.name, value, mine, theirs)
+                if mine[0] == "ok":
+                    if isinstance(theirs[1], Jsonb):  # compared by what they carry
+                        mine, theirs = ("ok", (type(mine[1]), mine[1].obj)), ("ok", (Jsonb, theirs[1].obj))
+                    assert mine[1] == theirs[1] and type(mine[1]) in (
+                        type(theirs[1]),
+                        *type(theirs[1]).__mro__,
+                    ), (
+                        model,
+                        field.name,
+                        value,
+                    )
+                    passed += write is not field.get_db_prep_save
+                checked += 1
+    assert checked > 1000 and passed > 100  # the pass-through is really taken
+
+
+def test_a_batch_without_query_observers_translates_errors_and_reads_rows() -> None:
+    """The plain psycopg cursor (no query log, no execute wrapper): Django's errors, rows per result
+    set, and a query after a failed one refused as Django refuses it."""
+    from django.db import IntegrityError, transaction
+    from django.db.transaction import TransactionManagementError
+
+    from core.sql.batch import has_rows
+
+    assert not connection.queries_logged and not connection.execute_wrappers
+    batch = SqlBatch()
+    batch.add("CREATE TEMP TABLE t_plain (id int PRIMARY KEY)")
+    i = batch.add("INSERT INTO t_plain VALUES (1), (2) RETURNING id")
+    j = batch.add("UPDATE t_plain SET id = id + 10")
+    assert batch.run() == [None, [(1,), (2,)], None]
+    assert (i, j) == (1, 2)
+
+    def run(sql: str) -> list[Any]:
+        one = SqlBatch()
+        one.add(sql)
+        return one.run()
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        run("INSERT INTO t_plain VALUES (11)")
+    with transaction.atomic():
+        assert run("INSERT INTO t_plain VALUES (13) RETURNING id") == [[(13,)]]
+        with pytest.raises(IntegrityError):
+            run("INSERT INTO t_plain VALUES (13)")
+        connection.needs_rollback = True  # as atomic marks it after the failure above
+        with pytest.raises(TransactionManagementError):
+            run("SELECT 1")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert has_rows(cursor) and has_rows(cursor.cursor)
+        cursor.execute("SET LOCAL statement_timeout = 0")
+        assert not has_rows(cursor) and not has_rows(cursor.cursor)
