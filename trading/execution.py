@@ -19,7 +19,7 @@ from django.utils import timezone
 from core.errors import ApplicationError, ErrorCode
 from core.events.services import NOTIFY_STATEMENT, outbox_statement
 from core.money import ZERO
-from core.sql.batch import SqlBatch, insert_statement, next_ids, update_statement
+from core.sql.batch import SqlBatch, insert_statement, new_instance, next_ids, update_statement
 from trading import netting
 from trading.models import Fill, MarginMode, Order, Position, Source
 from wallets.ledger import (
@@ -276,7 +276,8 @@ def fill_plan(
     if effect.closed_size > ZERO:
         assert position is not None
         leg_fee = fee_leg(effect.closed_size)
-        fill = Fill(
+        fill = new_instance(
+            Fill,
             id=next(ids),
             order=req.order,
             user_id=req.user_id,
@@ -419,7 +420,8 @@ def fill_plan(
         leg_fee = fee_leg(effect.opened_size)
         if open_position is None:
             assert position_id is not None
-            open_position = created = Position(
+            open_position = created = new_instance(
+                Position,
                 id=position_id,
                 user_id=req.user_id,
                 asset=req.asset,
@@ -471,7 +473,8 @@ def fill_plan(
         open_position.fees_paid += leg_fee
         open_position.updated_at = now
         fills.append(
-            Fill(
+            new_instance(
+                Fill,
                 id=next(ids),
                 order=req.order,
                 user_id=req.user_id,

@@ -62,7 +62,7 @@ from django.utils import timezone
 
 from core.errors import ApplicationError, ErrorCode
 from core.money import USDC_DECIMALS, ZERO, has_at_most_decimals, to_decimal
-from core.sql.batch import SqlBatch, values_rows
+from core.sql.batch import SqlBatch, new_instance, values_rows
 from wallets.models import (
     PLATFORM_ACCOUNT_KINDS,
     USDC,
@@ -407,7 +407,8 @@ def _post(posting: PreparedPosting, *, savepoint: bool) -> Posting:
     if not rows:  # another transaction posted this key after our check (its accounts exist too)
         return _replayed(posting.key, posting.fingerprint)
     objs = [
-        LedgerTransfer(
+        new_instance(
+            LedgerTransfer,
             id=transfer_id,
             batch_id=batch_id,
             seq=seq,

@@ -23,6 +23,7 @@ from django.utils import timezone
 from core import metrics
 from core.events.models import OutboxEvent, ProcessedEvent
 from core.redis_retry import restart_tolerant
+from core.sql.batch import new_instance
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +72,13 @@ def outbox_statement(
     :data:`NOTIFY_STATEMENT` in its transaction."""
     if not connection.in_atomic_block:
         raise RuntimeError("outbox events are written inside the transaction that makes the change")
-    event = OutboxEvent(
-        event_id=uuid.uuid4(), topic=topic, aggregate=aggregate, payload=payload, created_at=timezone.now()
+    event = new_instance(
+        OutboxEvent,
+        event_id=uuid.uuid4(),
+        topic=topic,
+        aggregate=aggregate,
+        payload=payload,
+        created_at=timezone.now(),
     )
     if nudge_after_commit:
         _notify_on_commit()

@@ -20,6 +20,7 @@ from core.money import (
     q_usdc,
 )
 from core.observability import bind_order
+from core.sql.batch import new_instance
 from routing.client_groups import client_routing
 from routing.decision import Decision, Reason, Route, decide
 from routing.models import RoutingDecisionLog
@@ -238,7 +239,8 @@ def _place_locked(
         else None,
     )
     now = timezone.now()
-    order = Order(
+    order = new_instance(
+        Order,
         id=locked.order_id,
         user=user,
         client_order_id=inp.client_order_id,
@@ -262,7 +264,8 @@ def _place_locked(
     )
     log = None
     if reduce_target is None:
-        log = RoutingDecisionLog(
+        log = new_instance(
+            RoutingDecisionLog,
             order_id=order.pk,
             user_id=user.pk,
             asset=market.asset,

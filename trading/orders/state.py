@@ -25,7 +25,7 @@ from core.money import (
     ZERO,
 )
 from core.sql import prepared
-from core.sql.batch import SqlBatch, insert_statement
+from core.sql.batch import SqlBatch, insert_statement, new_instance
 from routing.models import RoutingDecisionLog
 from trading.account import AccountState, account_state, user_balances
 from trading.config import TradingSettings
@@ -48,7 +48,7 @@ OPEN_STATUSES = (Order.Status.OPEN, Order.Status.PARTIALLY_FILLED)
 
 
 def order_event(order: Order, status: str, **detail: Any) -> OrderEvent:
-    return OrderEvent(order=order, status=status, detail=detail, created_at=timezone.now())
+    return new_instance(OrderEvent, order=order, status=status, detail=detail, created_at=timezone.now())
 
 
 def order_status_set(order: Order, status: str, **detail: Any) -> None:

@@ -187,3 +187,44 @@ def test_a_batch_without_query_observers_translates_errors_and_reads_rows() -> N
         assert has_rows(cursor) and has_rows(cursor.cursor)
         cursor.execute("SET LOCAL statement_timeout = 0")
         assert not has_rows(cursor) and not has_rows(cursor.cursor)
+
+
+def test_new_instance_builds_what_the_constructor_builds() -> None:
+    """Same attributes, same defaults (a callable default called), the same cached related object, and
+    the constructor's own errors for what it refuses."""
+    from core.accounts.models import User
+    from core.events.models import OutboxEvent
+    from core.sql.batch import new_instance
+    from trading.models import Order, OrderEvent
+
+    user = User(id=41, email="n@x.test")
+    order = Order(id=7, user=user, asset="ETH", side="BUY", size=Decimal("1.5"))
+    when = datetime(2026, 12, 7, tzinfo=UTC)
+    cases: list[tuple[type, dict[str, Any]]] = [
+        (Order, {"id": 7, "user": user, "asset": "ETH", "side": "BUY", "size": Decimal("1.5")}),
+        (Order, {"user_id": 41, "asset": "BTC", "position": None}),
+        (Order, {"user": user, "user_id": 42}),  # both: the constructor's way (the id given last wins)
+        (OrderEvent, {"order": order, "status": "NEW", "detail": {"a": 1}, "created_at": when}),
+        (OutboxEvent, {"event_id": uuid.UUID(int=5), "topic": "t", "payload": {}, "created_at": when}),
+    ]
+    for model, values in cases:
+        mine, theirs = new_instance(model, **values), model(**values)
+        assert type(mine) is model
+        assert mine.__dict__.keys() == theirs.__dict__.keys()
+        for key, value in mine.__dict__.items():
+            if isinstance(value, datetime) and key not in values:  # a default of "now": a moment apart
+                assert abs(value - theirs.__dict__[key]) < timedelta(seconds=1), (model, key)
+            elif key != "_state":
+                assert value == theirs.__dict__[key], (model, key)
+        assert mine._state.adding and mine._state.db == theirs._state.db
+        assert mine._state.fields_cache == theirs._state.fields_cache
+    # a default that is a callable is called per instance
+    a, b = new_instance(Order, user_id=1), new_instance(Order, user_id=1)
+    assert a.fee_total == Order(user_id=1).fee_total
+    # what the constructor refuses, refused the same way
+    for bad in ({"user": order}, {"no_such_field": 1}):
+        with pytest.raises((TypeError, ValueError)) as theirs_exc:
+            Order(**bad)
+        with pytest.raises(theirs_exc.type):
+            new_instance(Order, **bad)
+    assert a is not b
