@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -85,9 +86,24 @@ def outbox_statement(
     return (
         "INSERT INTO events_outboxevent (event_id, topic, aggregate, payload, created_at) "
         "VALUES (%s, %s, %s, %s::jsonb, %s)",
-        [event.event_id, topic, aggregate, json.dumps(payload, cls=DjangoJSONEncoder), event.created_at],
+        [event.event_id, topic, aggregate, payload_json(payload), event.created_at],
         event,
     )
+
+
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_django_default = DjangoJSONEncoder().default
+
+
+def payload_json(payload: dict[str, Any]) -> str:
+    """``payload`` as JSON text for a ``jsonb`` column: the same value ``json.dumps`` with Django's
+    encoder gives (dates, times, decimals and the rest written by Django's encoder), by orjson — a
+    tenth of the time. Only the value matters (PostgreSQL keeps ``jsonb`` parsed, not as text); what
+    orjson cannot write (an integer beyond 64 bits, a key that is not a string) goes to ``json``."""
+    try:
+        return orjson.dumps(payload, default=_django_default, option=_ORJSON_OPTIONS).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(payload, cls=DjangoJSONEncoder)
 
 
 def _notify_on_commit() -> None:
