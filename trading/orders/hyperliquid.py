@@ -30,7 +30,10 @@ and only an order still ACCEPTED (the answer) or still open (trades one by one) 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -117,6 +120,9 @@ def hl_prepare(
     order.hold_amount = hold
     order.hl_submitted_at = now
     order.updated_at = now
+    # the request is signed on a helper thread while this transaction is written and committed; it is
+    # sent only after the commit (send_and_apply), so a rollback leaves a signature nobody sends
+    locked.hl_signing = presign(order)
     batch = SqlBatch()
     writes = locked.order_writes_take()
     if writes is not None:
@@ -193,13 +199,69 @@ def hold_for(order: Order, price: Decimal, opened_size: Decimal, fee_rate: Decim
 # ------------------------------------------------------------------------------------------ 2. send
 
 
-def send_and_apply(*, order: Order, quote: Quote | None = None) -> Order:
+# signs HL requests while their order's transaction commits (presign): signing is CPU (~1 ms) and the
+# commit is a wait, so the two overlap; one thread per database connection the process may hold
+_signer: ThreadPoolExecutor | None = None
+_signer_lock = threading.Lock()
+
+
+def _reset_signer_after_fork() -> None:
+    global _signer
+    _signer = None  # a forked child has none of its parent's threads
+
+
+os.register_at_fork(after_in_child=_reset_signer_after_fork)
+
+
+def _signing_pool() -> ThreadPoolExecutor:
+    global _signer
+    with _signer_lock:
+        if _signer is None:
+            workers = int(os.environ.get("DB_POOL_MAX", "0") or 0) or 4
+            _signer = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hl-sign")
+        return _signer
+
+
+def expiry_ms(order: Order) -> int:
+    """The order's ``expiresAfter``: ``hl_submitted_at`` + ``ORDER_EXPIRY_MS``."""
+    assert order.hl_submitted_at is not None
+    return int(order.hl_submitted_at.timestamp() * 1000) + ORDER_EXPIRY_MS
+
+
+def wire_order(order: Order, *, reduce_only: bool) -> dict[str, Any]:
+    """The order as ``HLGateway.order_action`` takes it."""
+    return {
+        "coin": order.asset,
+        "is_buy": order.side == "BUY",
+        "size": order.size,
+        "price": order.hl_limit_price,
+        "tif": hl_tif(order),
+        "reduce_only": reduce_only,
+        "cloid": order.cloid,
+    }
+
+
+def presign(order: Order) -> Future[dict[str, Any]] | None:
+    """Start signing the request of a prepared order on a helper thread (``HLGateway.sign``: nonce and
+    signature; nothing is sent). None for an order whose wire flags depend on HL's account, asked at the
+    send (a close below HL's minimum value)."""
+    if order.reduce_only and below_venue_minimum(order):
+        return None
+    gw = trading_gateway()
+    action = gw.order_action([wire_order(order, reduce_only=False)])  # in this thread: it reads markets
+    return _signing_pool().submit(gw.sign, action, expires_at_ms=expiry_ms(order))
+
+
+def send_and_apply(
+    *, order: Order, quote: Quote | None = None, signing: Future[dict[str, Any]] | None = None
+) -> Order:
     """Steps 2–4 for an order just prepared (ACCEPTED, ``hl_submitted_at`` committed). Called once, by
     the caller that placed it; everyone else (the resolver) only ever asks HL by cloid. ``quote``: the
-    order's quote as read when it was placed (reused for the liquidation prices)."""
+    order's quote as read when it was placed (reused for the liquidation prices). ``signing``: its
+    request being signed (``presign``); signed here when absent or when that failed."""
     gw = trading_gateway()
     assert order.hl_limit_price is not None and order.cloid is not None and order.hl_submitted_at is not None
-    expires_at_ms = int(order.hl_submitted_at.timestamp() * 1000) + ORDER_EXPIRY_MS
+    expires_at_ms = expiry_ms(order)
     try:
         # Reduce-only on the wire only where HL needs it: the trading account holds the netted position of
         # every user, so one user's close may well increase the account's net position (users long and
@@ -217,15 +279,16 @@ def send_and_apply(*, order: Order, quote: Quote | None = None) -> Order:
                     "traded; retry later or contact support.",
                 )
             wire_reduce_only = True
+        signed = None
+        if signing is not None and not wire_reduce_only:
+            try:
+                signed = signing.result()
+            except Exception:  # the nonce or the signature failed on the helper: signed again here
+                logger.warning(
+                    "HL order %s: signing ahead failed; signing at the send", order.pk, exc_info=True
+                )
         result = gw.place_order(
-            coin=order.asset,
-            is_buy=order.side == "BUY",
-            size=order.size,
-            price=order.hl_limit_price,
-            tif=hl_tif(order),
-            reduce_only=wire_reduce_only,
-            cloid=order.cloid,
-            expires_at_ms=expires_at_ms,
+            **wire_order(order, reduce_only=wire_reduce_only), expires_at_ms=expires_at_ms, signed=signed
         )
     except HLRequestError as exc:
         if exc.uncertain:

@@ -119,7 +119,7 @@ def order_place(*, user: User, inp: OrderInput, by: str = "client", venue: Route
     if order.route == Source.HYPERLIQUID and order.status == Order.Status.ACCEPTED:
         # the hold is committed; now (and only now) the order leaves for HL — no transaction is open
         # during the network call
-        order = send_and_apply(order=order, quote=quote)
+        order = send_and_apply(order=order, quote=quote, signing=locked.hl_signing)
         if order.status == Order.Status.REJECTED and order.error_code:
             raise ApplicationError(ErrorCode(order.error_code), order.error_message, {"order_id": order.pk})
     return order

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from concurrent.futures import Future
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -128,6 +129,8 @@ class LockedRead:
     new_order_writes: OrderWrites | None = None
     # the order was rejected in this transaction (``reject_order``): raised after the commit
     rejection: ApplicationError | None = None
+    # an HL-routed order's request, being signed while the transaction commits (``orders.hyperliquid``)
+    hl_signing: Future[dict[str, Any]] | None = None
 
     def order_writes_take(self) -> OrderWrites | None:
         """The held-back writes of the new order, once: whoever takes them sends them."""

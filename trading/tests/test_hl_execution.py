@@ -363,3 +363,49 @@ def test_an_order_hl_rejects_shows_hls_message_and_releases_the_hold(venue: Venu
         )
     assert exc.value.code == "VENUE_ERROR" and "Post only" in exc.value.message
     assert holds(trader) == 0 and cash(trader) == D(100_000)
+
+
+def test_the_request_is_signed_while_the_order_commits_and_sent_after_it(venue: Venue, trader: Any) -> None:
+    """The HL request is signed on a helper thread between the order's write and its commit, and sent
+    only once the commit has returned; when signing ahead fails, the send signs it itself."""
+    import threading
+
+    from django.db import connection
+
+    from trading.venues import hl
+
+    _bid, _ask, mid = venue.refresh_quote("BTC")
+    size = str(margin.floor_size(D(15_000) / mid, 5))
+    place: dict[str, Any] = {"asset": "BTC", "order_type": "MARKET", "size": size, "leverage": 10}
+    log: list[tuple[str, str]] = []
+    sign, post = hl.HLGateway.sign, hl.HLGateway._post
+
+    def logged_sign(self: Any, *args: Any, **kwargs: Any) -> Any:
+        log.append(("sign", threading.current_thread().name))
+        return sign(self, *args, **kwargs)
+
+    def logged_post(self: Any, path: str, payload: dict[str, Any], endpoint: str) -> Any:
+        log.append(("post", "committed" if not connection.in_atomic_block else "in transaction"))
+        return post(self, path, payload, endpoint)
+
+    hl.HLGateway.sign = logged_sign  # type: ignore[method-assign]
+    hl.HLGateway._post = logged_post  # type: ignore[method-assign]
+    try:
+        order = order_place(user=trader, inp=order_input(side="BUY", **place))
+        assert order.status == "FILLED"
+        assert log[0][0] == "sign" and log[0][1].startswith("hl-sign") and log[1:] == [("post", "committed")]
+
+        log.clear()
+
+        def failing_sign(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread().name.startswith("hl-sign"):
+                raise ConnectionError("the nonce store is away")
+            return logged_sign(self, *args, **kwargs)
+
+        hl.HLGateway.sign = failing_sign  # type: ignore[method-assign]
+        order = order_place(user=trader, inp=order_input(side="SELL", **place))
+        assert order.status == "FILLED" and not Position.objects.filter(user=trader, status="OPEN").exists()
+        assert log == [("sign", "MainThread"), ("post", "committed")]
+    finally:
+        hl.HLGateway.sign = sign  # type: ignore[method-assign]
+        hl.HLGateway._post = post  # type: ignore[method-assign]

@@ -204,7 +204,7 @@ def test_a_crash_before_the_send_never_sends_the_child_and_later_slices_catch_up
     drive(venue, t0, range(0, 1))
     real_send = place.send_and_apply
 
-    def dies_before_the_send(*, order: Order, quote: Any = None) -> Order:
+    def dies_before_the_send(*, order: Order, quote: Any = None, signing: Any = None) -> Order:
         raise SystemError("worker killed after the order row committed, before the request left")
 
     monkeypatch.setattr(place, "send_and_apply", dies_before_the_send)

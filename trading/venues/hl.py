@@ -256,6 +256,38 @@ class HLGateway:
     def _info(self, payload: dict[str, Any]) -> Any:
         return self._post("/info", payload, payload["type"])
 
+    def sign(
+        self,
+        action: dict[str, Any],
+        *,
+        expires_in_ms: int | None = None,
+        expires_at_ms: int | None = None,
+    ) -> dict[str, Any]:
+        """The ``/exchange`` body of an L1 action: a fresh nonce and the signature. With
+        ``expires_in_ms`` (from now) or ``expires_at_ms`` (epoch ms) HL refuses the action once that time
+        has passed, which bounds how long an unanswered order can still appear (see ``ORDER_EXPIRY_MS``).
+        Nothing is sent: a body never sent is harmless (its nonce is simply never used)."""
+        nonce = self.next_nonce()
+        expires = (
+            expires_at_ms if expires_at_ms is not None else (nonce + expires_in_ms if expires_in_ms else None)
+        )
+        signature = sign_l1_action(self.wallet, action, None, nonce, expires, self.is_mainnet)
+        return {
+            "action": action,
+            "nonce": nonce,
+            "signature": signature,
+            "vaultAddress": None,
+            "expiresAfter": expires,
+        }
+
+    def send(self, body: dict[str, Any], endpoint: str) -> Any:
+        """Send a signed ``/exchange`` body; HL's ``status: err`` raises (certain: nothing happened)."""
+        response = self._post("/exchange", body, endpoint)
+        if isinstance(response, dict) and response.get("status") == "err":
+            HL_REQUEST_ERRORS.labels(self.name, "status_err").inc()
+            raise HLRequestError(str(response.get("response")), uncertain=False, kind="status_err")
+        return response
+
     def _exchange(
         self,
         action: dict[str, Any],
@@ -264,38 +296,16 @@ class HLGateway:
         expires_in_ms: int | None = None,
         expires_at_ms: int | None = None,
     ) -> Any:
-        """Sign and send an L1 action. With ``expires_in_ms`` (from now) or ``expires_at_ms`` (epoch ms)
-        HL refuses the action once that time has passed, which bounds how long an unanswered order can
-        still appear (see ``ORDER_EXPIRY_MS``)."""
-        nonce = self.next_nonce()
-        expires = (
-            expires_at_ms if expires_at_ms is not None else (nonce + expires_in_ms if expires_in_ms else None)
+        """Sign and send an L1 action (``sign``, then ``send``)."""
+        return self.send(
+            self.sign(action, expires_in_ms=expires_in_ms, expires_at_ms=expires_at_ms), endpoint
         )
-        signature = sign_l1_action(self.wallet, action, None, nonce, expires, self.is_mainnet)
-        response = self._post(
-            "/exchange",
-            {
-                "action": action,
-                "nonce": nonce,
-                "signature": signature,
-                "vaultAddress": None,
-                "expiresAfter": expires,
-            },
-            endpoint,
-        )
-        if isinstance(response, dict) and response.get("status") == "err":
-            HL_REQUEST_ERRORS.labels(self.name, "status_err").inc()
-            raise HLRequestError(str(response.get("response")), uncertain=False, kind="status_err")
-        return response
 
     # ---------------------------------------------------------------------------------- exchange
 
-    def place_orders(
-        self, orders: Iterable[dict[str, Any]], *, expires_at_ms: int | None = None
-    ) -> list[OrderResult]:
-        """``orders``: dicts with coin, is_buy, size (Decimal), price (Decimal), tif ("Ioc"|"Gtc"|"Alo"),
-        reduce_only, cloid. One HL request, one result per order. HL refuses the request after
-        ``expires_at_ms`` (epoch ms; default ``ORDER_EXPIRY_MS`` from now)."""
+    def order_action(self, orders: Iterable[dict[str, Any]]) -> dict[str, Any]:
+        """The ``order`` action for ``orders``: dicts with coin, is_buy, size (Decimal), price (Decimal),
+        tif ("Ioc"|"Gtc"|"Alo"), reduce_only, cloid."""
         wires = []
         for o in orders:
             order_wire: dict[str, Any] = {
@@ -309,22 +319,36 @@ class HLGateway:
             if o.get("cloid"):
                 order_wire["c"] = o["cloid"]
             wires.append(order_wire)
-        response = self._exchange(
-            {"type": "order", "orders": wires, "grouping": "na"},
-            "order",
-            expires_in_ms=ORDER_EXPIRY_MS,
-            expires_at_ms=expires_at_ms,
-        )
+        return {"type": "order", "orders": wires, "grouping": "na"}
+
+    def place_orders(
+        self,
+        orders: Iterable[dict[str, Any]],
+        *,
+        expires_at_ms: int | None = None,
+        signed: dict[str, Any] | None = None,
+    ) -> list[OrderResult]:
+        """``orders`` (see ``order_action``) in one HL request, one result per order. HL refuses the
+        request after ``expires_at_ms`` (epoch ms; default ``ORDER_EXPIRY_MS`` from now). ``signed``:
+        the body already signed for exactly these orders (``sign(order_action(orders), …)``)."""
+        if signed is None:
+            signed = self.sign(
+                self.order_action(orders), expires_in_ms=ORDER_EXPIRY_MS, expires_at_ms=expires_at_ms
+            )
+        response = self.send(signed, "order")
         statuses = response.get("response", {}).get("data", {}).get("statuses", [])
         results = [parse_status(s) for s in statuses]
-        if len(results) != len(wires):
+        sent = len(signed["action"]["orders"])
+        if len(results) != sent:
             raise HLRequestError(
-                f"HL answered {len(results)} statuses for {len(wires)} orders", uncertain=True, kind="shape"
+                f"HL answered {len(results)} statuses for {sent} orders", uncertain=True, kind="shape"
             )
         return results
 
-    def place_order(self, *, expires_at_ms: int | None = None, **order: Any) -> OrderResult:
-        return self.place_orders([order], expires_at_ms=expires_at_ms)[0]
+    def place_order(
+        self, *, expires_at_ms: int | None = None, signed: dict[str, Any] | None = None, **order: Any
+    ) -> OrderResult:
+        return self.place_orders([order], expires_at_ms=expires_at_ms, signed=signed)[0]
 
     def cancel(self, coin: str, oid: int) -> str:
         response = self._exchange(
