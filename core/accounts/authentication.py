@@ -9,12 +9,12 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
+from redis.exceptions import RedisError
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from core.accounts import crypto, hmac_auth, tokens
+from core.accounts import crypto, hmac_auth, tokens, user_cache
 from core.accounts.models import ApiKey, User
-from core.accounts.selectors import active_user
 from core.errors import ApplicationError, ErrorCode
 from core.text import ascii_int
 
@@ -110,16 +110,27 @@ class JWTAuthentication(authentication.BaseAuthentication):
             claims = tokens.decode(token, expected_type="access")
         except ApplicationError as exc:
             raise _fail(exc.code, exc.message) from None
-        user = active_user(int(claims["sub"]))
+        user_id = ascii_int(str(claims["sub"]))
+        if user_id is None:
+            raise _fail(ErrorCode.INVALID_TOKEN, "The token is invalid.")
+        # One Redis read: the user row's version token (core.accounts.user_cache) and, for a token of a
+        # session, whether that session was revoked.
+        sid = claims.get("sid")
+        version_key = user_cache.version_key(user_id)
+        keys = [version_key, *(tokens.session_keys(sid) if sid else ())]
+        try:
+            found: dict[str, Any] | None = cache.get_many(keys)
+        except RedisError:
+            found = None  # the row from the database; the session check asks again (and falls back)
+        user = user_cache.cached_active_user(user_id, found.get(version_key) if found is not None else None)
         if user is None:
             raise _fail(ErrorCode.INVALID_TOKEN, "The token is invalid.")
         # "Log out everywhere" and a password reset end every access token issued before them; a
-        # revoked session ends its own. Both checks cost nothing extra on the row already loaded and
-        # one Redis GET.
+        # revoked session ends its own.
         valid_after = user.tokens_valid_after
         if valid_after is not None and claims["iat"] < int(valid_after.timestamp()):
             raise _fail(ErrorCode.INVALID_TOKEN, "The session has ended. Sign in again.")
-        if claims.get("sid") and tokens.session_is_revoked(claims["sid"]):
+        if sid and tokens.session_is_revoked(sid, found=found):
             raise _fail(ErrorCode.INVALID_TOKEN, "The session has ended. Sign in again.")
         return user, claims
 

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Lower
+from django.dispatch import Signal
 from django.utils import timezone
 
 from core.accounts.roles import PERMISSIONS
@@ -17,8 +19,27 @@ def wallet_placeholder_email(address: str) -> str:
     return f"{address.lower()}{WALLET_EMAIL_DOMAIN}"
 
 
+# Sent after ``User.objects.….update(...)`` with the ids of the rows it may have changed (an update sends
+# no post_save): what keeps copies of user rows elsewhere (``core.accounts.user_cache``) honest.
+users_updated = Signal()
+
+
+class UserQuerySet(models.QuerySet["User"]):
+    def update(self, **kwargs: Any) -> int:
+        ids = list(self.values_list("pk", flat=True))
+        count = super().update(**kwargs)
+        if ids:
+            users_updated.send(sender=User, ids=ids)
+        return count
+
+    update.alters_data = True  # type: ignore[attr-defined]
+
+
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
+
+    def get_queryset(self) -> UserQuerySet:
+        return UserQuerySet(self.model, using=self._db)
 
     def create_user(self, email: str, password: str | None = None, **extra: object) -> User:
         if not email:
