@@ -48,8 +48,9 @@ def _active_user_select() -> tuple[str, list[str]] | None:
 
 
 def active_user(user_id: int) -> User | None:
-    """The active user with this id, read on every authenticated API request: one statement built once
-    (the ORM's query compilation cost more than the round trip), the row loaded as the ORM would."""
+    """The active user with this id, as authentication reads it when its copy will not do
+    (``core.accounts.user_cache``): one statement built once (the ORM's query compilation cost more than
+    the round trip), the row loaded as the ORM would."""
     select = _active_user_select()
     if select is None:
         return User.objects.filter(pk=user_id, is_active=True).first()
