@@ -178,21 +178,13 @@ def session_mark_revoked(family: str) -> None:
     transaction.on_commit(mark)
 
 
-def session_keys(family: str) -> list[str]:
-    """The cache keys ``session_is_revoked`` reads, for a caller that reads them with its own."""
-    return [_revoked_key(family), REVOKED_LOADED_KEY]
-
-
-def session_is_revoked(family: str, *, found: dict[str, Any] | None = None) -> bool:
-    """Whether the session ``family`` was revoked — one Redis read while its copy is complete.
-    ``found``: what a ``cache.get_many`` that included ``session_keys(family)`` answered (read here
-    when not given)."""
-    if found is None:
-        try:
-            found = cache.get_many(session_keys(family))
-        except RedisError:
-            _log_unreachable()
-            return _revoked_in_database(family)
+def session_is_revoked(family: str) -> bool:
+    """Whether the session ``family`` was revoked — one Redis read while its copy is complete."""
+    try:
+        found = cache.get_many([_revoked_key(family), REVOKED_LOADED_KEY])
+    except RedisError:
+        _log_unreachable()
+        return _revoked_in_database(family)
     if found.get(_revoked_key(family)):
         return True
     if found.get(REVOKED_LOADED_KEY):

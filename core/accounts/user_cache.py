@@ -3,9 +3,9 @@
 Every request with an access token needs the user's row (active, restrictions, ``tokens_valid_after``):
 read from PostgreSQL it was one round trip and ~7 % of the web process's CPU per order. Here a process
 keeps the rows it has read, each with the *version token* it was read under. The token lives in Redis
-(``user-version:<id>``) and is replaced by a fresh one after every committed change of the row; the
-request reads it in the same Redis round trip as its session check (``tokens.session_is_revoked``), so
-a copy is used only while the row has not changed since it was read.
+(``xbit:user-version:<id>``, read and written by a plain redis-py client: Django's cache API costs
+several times the read itself) and is replaced by a fresh one after every committed change of the row;
+the request reads it first, so a copy is used only while the row has not changed since it was read.
 
 Every way a row changes replaces the token: ``save()`` and ``delete()`` (Django's signals) and
 ``User.objects.….update()`` (``models.users_updated``). The token is replaced after the commit, so a
@@ -27,13 +27,15 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from django.core.cache import cache
+import redis
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
 from redis.exceptions import RedisError
 
 from core.accounts.models import User, users_updated
 from core.accounts.selectors import active_user
+from core.redis_retry import restart_tolerant
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,31 @@ _attnames: list[str] = [f.attname for f in User._meta.concrete_fields]
 
 
 def version_key(user_id: int) -> str:
-    return f"user-version:{int(user_id)}"
+    return f"xbit:user-version:{int(user_id)}"
+
+
+_client: redis.Redis | None = None
+_client_lock = threading.Lock()
+
+
+def _redis() -> redis.Redis:
+    global _client
+    with _client_lock:
+        if _client is None:
+            _client = redis.Redis.from_url(
+                settings.REDIS_URL, decode_responses=True, **restart_tolerant(settings.REDIS_URL)
+            )
+        return _client
+
+
+def version_token(user_id: int) -> str | None:
+    """The user's version token now; None when there is none or Redis is unreachable (then the row is
+    read from the database and not kept)."""
+    try:
+        value = _redis().get(version_key(user_id))
+    except RedisError:
+        return None
+    return value if isinstance(value, str) else None
 
 
 def cached_active_user(user_id: int, token: str | None) -> User | None:
@@ -78,7 +104,7 @@ def _claim_token(user_id: int) -> str | None:
     a change replacing it meanwhile wins, and this read is then not cached."""
     fresh = uuid.uuid4().hex
     try:
-        return fresh if cache.add(version_key(user_id), fresh, timeout=VERSION_TTL_S) else None
+        return fresh if _redis().set(version_key(user_id), fresh, nx=True, ex=VERSION_TTL_S) else None
     except RedisError:
         return None
 
@@ -96,7 +122,10 @@ def users_changed(ids: Iterable[int]) -> None:
             for user_id in ids:
                 _rows.pop(user_id, None)
         try:
-            cache.set_many({version_key(i): uuid.uuid4().hex for i in ids}, timeout=VERSION_TTL_S)
+            pipe = _redis().pipeline(transaction=False)
+            for user_id in ids:
+                pipe.set(version_key(user_id), uuid.uuid4().hex, ex=VERSION_TTL_S)
+            pipe.execute()
         except RedisError:  # other processes trust their copies at most MAX_AGE_S longer
             logger.warning("user version tokens not replaced (Redis unreachable) for %d user(s)", len(ids))
 
