@@ -127,9 +127,9 @@ def binder(cursor: Any) -> Callable[[str, Sequence[Any]], str]:
 
 def fast_literal(value: Any) -> str:
     """``value`` as psycopg's ``as_literal`` writes it, byte for byte, for the types the hot paths bind
-    most (None, bool, int, finite Decimal, plain str, aware datetime, UUID, a JSON field's value); "" for
-    any other value, which
-    psycopg then binds. psycopg looks up a dumper per value (~40 % of binding's time on the order path).
+    most (None, bool, int, finite Decimal, plain str, aware datetime, UUID, a JSON field's value); ""
+    for any other value, which psycopg then binds. psycopg looks up a dumper per value (~40 % of
+    binding's time on the order path).
     A negative number gets a leading space as psycopg gives it (``x -%s`` must not become a comment);
     a string with a backslash or NUL, a naive datetime, NaN and the rest are left to psycopg."""
     kind = type(value)

@@ -66,9 +66,8 @@ def run(batch: SqlBatch) -> list[Rows | None]:
     """:meth:`SqlBatch.run` with prepared statements (same results, same single round trip)."""
     if not batch.statements:
         return []
-    db = connections[
-        DEFAULT_DB_ALIAS
-    ]  # the wrapper itself: the ``connection`` proxy is a thread-local lookup per use
+    # the wrapper itself: the ``connection`` proxy is a thread-local lookup per use
+    db = connections[DEFAULT_DB_ALIAS]
     db.ensure_connection()
     raw = db.connection
     threshold = getattr(raw, "prepare_threshold", None)

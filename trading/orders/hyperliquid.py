@@ -247,9 +247,13 @@ def presign(order: Order) -> Future[dict[str, Any]] | None:
     send (a close below HL's minimum value)."""
     if order.reduce_only and below_venue_minimum(order):
         return None
-    gw = trading_gateway()
-    action = gw.order_action([wire_order(order, reduce_only=False)])  # in this thread: it reads markets
-    return _signing_pool().submit(gw.sign, action, expires_at_ms=expiry_ms(order))
+    try:
+        gw = trading_gateway()
+        action = gw.order_action([wire_order(order, reduce_only=False)])  # in this thread: it reads markets
+        return _signing_pool().submit(gw.sign, action, expires_at_ms=expiry_ms(order))
+    except Exception:  # never a reason to refuse the order here: the send signs it and answers for it
+        logger.warning("HL order %s: could not start signing ahead", order.pk, exc_info=True)
+        return None
 
 
 def send_and_apply(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -71,7 +72,7 @@ def test_a_save_is_seen_by_the_very_next_request(make_trader: Any) -> None:
     client.login(trader.email)
     assert _user_reads(client) == (200, 1) and _user_reads(client) == (200, 0)
     with TestCase.captureOnCommitCallbacks(execute=True):
-        trader.tokens_valid_after = timezone.now() + timezone.timedelta(seconds=5)  # "log out everywhere"
+        trader.tokens_valid_after = timezone.now() + timedelta(seconds=5)  # "log out everywhere"
         trader.save(update_fields=["tokens_valid_after"])
     assert client.get("me").json()["code"] == "INVALID_TOKEN"
 
