@@ -27,11 +27,9 @@ import asyncio
 import functools
 import io
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +58,7 @@ from core.money import DecimalInputError, decimal_from_text
 from core.observability import request_context, request_done
 from core.request_guard import guard_response
 from core.switches import store
+from core.threads import ProcessThreadPool
 from trading.api.orders import OrderInputSerializer, OrderOutput, OrdersApi, order_place_validated
 
 PATH = "/api/v1/orders"
@@ -240,29 +239,13 @@ class _FallThrough(Exception):
     """Nothing was spent yet: the full path answers this request."""
 
 
-_executor: ThreadPoolExecutor | None = None
+_lane_pool = ProcessThreadPool("order-lane", default_workers=8)
 taken = 0  # requests the lane answered (tests read it)
-
-
-def _reset_after_fork() -> None:
-    global _executor
-    _executor = None  # a forked child has none of its parent's threads
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _executor
-    if _executor is None:
-        workers = int(os.environ.get("DB_POOL_MAX", "0") or 0) or 8
-        _executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="order-lane")
-    return _executor
 
 
 def close_connections() -> None:
     """Each lane thread closes its database connections (a test, before its database is dropped)."""
-    executor = _executor
+    executor = _lane_pool.current
     if executor is None:
         return
     workers = executor._max_workers
@@ -329,7 +312,9 @@ def order_lane(app: Callable[..., Any]) -> Callable[..., Any]:
         loop = asyncio.get_running_loop()
         context = copy_context()
         try:
-            response = await loop.run_in_executor(_pool(), context.run, _answer, frame, scope, body, fields)
+            response = await loop.run_in_executor(
+                _lane_pool.get(), context.run, _answer, frame, scope, body, fields
+            )
         except _FallThrough:
             await app(scope, replay, send)
             return

@@ -30,10 +30,8 @@ and only an order still ACCEPTED (the answer) or still open (trades one by one) 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -48,6 +46,7 @@ from core.money import (
 )
 from core.sql import prepared
 from core.sql.batch import SqlBatch, update_statement
+from core.threads import ProcessThreadPool
 from trading import margin, netting
 from trading.account import account_state
 from trading.config import TradingSettings, trading_settings
@@ -200,26 +199,8 @@ def hold_for(order: Order, price: Decimal, opened_size: Decimal, fee_rate: Decim
 
 
 # signs HL requests while their order's transaction commits (presign): signing is CPU (~1 ms) and the
-# commit is a wait, so the two overlap; one thread per database connection the process may hold
-_signer: ThreadPoolExecutor | None = None
-_signer_lock = threading.Lock()
-
-
-def _reset_signer_after_fork() -> None:
-    global _signer
-    _signer = None  # a forked child has none of its parent's threads
-
-
-os.register_at_fork(after_in_child=_reset_signer_after_fork)
-
-
-def _signing_pool() -> ThreadPoolExecutor:
-    global _signer
-    with _signer_lock:
-        if _signer is None:
-            workers = int(os.environ.get("DB_POOL_MAX", "0") or 0) or 4
-            _signer = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hl-sign")
-        return _signer
+# commit is a wait, so the two overlap
+_signing = ProcessThreadPool("hl-sign", default_workers=4)
 
 
 def expiry_ms(order: Order) -> int:
@@ -250,7 +231,7 @@ def presign(order: Order) -> Future[dict[str, Any]] | None:
     try:
         gw = trading_gateway()
         action = gw.order_action([wire_order(order, reduce_only=False)])  # in this thread: it reads markets
-        return _signing_pool().submit(gw.sign, action, expires_at_ms=expiry_ms(order))
+        return _signing.get().submit(gw.sign, action, expires_at_ms=expiry_ms(order))
     except Exception:  # never a reason to refuse the order here: the send signs it and answers for it
         logger.warning("HL order %s: could not start signing ahead", order.pk, exc_info=True)
         return None
