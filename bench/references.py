@@ -9,7 +9,8 @@ same cluster in the same run as the service it is compared with.
     inline. Timed p50/p99 over N transactions on one connection, in three shapes:
 
     * ``raw_2_round_trips``: BEGIN + locking reads | writes + COMMIT — the floor for this transaction;
-    * ``raw_service_round_trips``: the service's round trips (BEGIN | reads | writes | COMMIT | NOTIFY);
+    * ``raw_service_round_trips``: the round trips the service took before its BEGIN and COMMIT went
+      with its reads and writes (BEGIN | reads | writes | COMMIT | NOTIFY);
     * ``raw_statement_per_round_trip``: one statement per round trip (what a naive ORM path costs);
     * ``raw_pipeline_prepared``: 2 round trips in psycopg's pipeline mode with prepared statements and
       server-side binding (no client-side interpolation of ~100 parameters, no re-planning).
@@ -91,10 +92,18 @@ def capture_service_fill(user: Any) -> dict[str, Any]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from core.sql.wire import wire_queries
+
+    # the wire's round trips: with nothing observing queries (Django's capture sends psycopg's BEGIN and
+    # the COMMIT on their own, as it records them)
+    connection.ensure_connection()
+    with wire_queries(connection.connection) as sent:
+        service_fill(user)
     with CaptureQueriesContext(connection) as captured:
         service_fill(user)
-    trips = [[_describe(s) for s in q["sql"].split(";\n") if s.strip()] for q in captured.captured_queries]
-    return {"round_trips": len(trips), "statements": sum(len(t) for t in trips), "per_round_trip": trips}
+    trips = [[_describe(s) for s in sql.split(";\n") if s.strip()] for sql in sent]
+    statements = sum(1 for q in captured.captured_queries for s in q["sql"].split(";\n") if s.strip())
+    return {"round_trips": len(trips), "statements": statements, "per_round_trip": trips}
 
 
 # ------------------------------------------------------------------------------ the raw transaction

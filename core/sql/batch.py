@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
@@ -22,7 +22,13 @@ from psycopg.adapt import Transformer
 from psycopg.pq import ExecStatus
 from psycopg.types.json import Jsonb
 
+from core.sql.transaction import LastBatchCommit, execute_with_begin, inline_begin
+
 Rows = list[tuple[Any, ...]]
+
+
+class Execute(Protocol):
+    def __call__(self, sql: str, commit: LastBatchCommit | None = None) -> bool: ...
 
 
 class SqlBatch:
@@ -50,20 +56,25 @@ class SqlBatch:
     def __bool__(self) -> bool:
         return bool(self.statements)
 
-    def run(self) -> list[Rows | None]:
-        """Send everything queued; per statement, its rows (``None`` for one that returns none)."""
+    def run(self, commit: LastBatchCommit | None = None) -> list[Rows | None]:
+        """Send everything queued; per statement, its rows (``None`` for one that returns none).
+        ``commit``: this is the transaction's last batch, which may carry its COMMIT
+        (``core.sql.transaction``)."""
         if not self.statements:
             return []
         db = connections[DEFAULT_DB_ALIAS]
         db.ensure_connection()
         with plain_cursor(db) as (cursor, execute):
             bind = binder(cursor)
-            execute(
+            committed = execute(
                 ";\n".join(
                     bind(sql, params) for sql, params in zip(self.statements, self.params, strict=True)
-                )
+                ),
+                commit,
             )
             results = fetch_results(cursor)
+            if committed:
+                results.pop()  # the COMMIT's
         self.statements, self.params = [], []
         return results
 
@@ -182,24 +193,45 @@ def has_rows(cursor: Any) -> bool:
 
 
 @contextmanager
-def plain_cursor(db: Any) -> Iterator[tuple[Any, Callable[[str], None]]]:
+def plain_cursor(db: Any) -> Iterator[tuple[Any, Execute]]:
     """A psycopg cursor of ``db`` (a Django database wrapper, connected) and the function that runs one
     query on it, with Django's error translation (``IntegrityError`` and the rest arrive as Django's).
     Django's cursor wrapper is left out when nothing observes queries — its per-call bookkeeping is a
     few % of the order path — and kept when something does (``DEBUG``'s query log, tests that count
-    queries, execute wrappers), so they see every query as before."""
+    queries, execute wrappers), so they see every query as before.
+
+    On the plain path a query that opens a transaction carries psycopg's ``BEGIN`` with it, and one
+    given a usable ``commit`` ends with ``COMMIT`` (``core.sql.transaction``): ``execute`` returns
+    whether it did — then the query's last result set is the COMMIT's."""
     if db.queries_logged or db.execute_wrappers:
         with db.cursor() as wrapper:
-            yield wrapper.cursor, wrapper.execute
+
+            def execute_observed(sql: str, commit: LastBatchCommit | None = None) -> bool:
+                wrapper.execute(sql)
+                return False
+
+            yield wrapper.cursor, execute_observed
         return
     with db.wrap_database_errors:
         cursor = db.create_cursor()
     try:
 
-        def execute(sql: str) -> None:
+        def execute(sql: str, commit: LastBatchCommit | None = None) -> bool:
             db.validate_no_broken_transaction()  # as Django's wrapper refuses a query after a failed one
+            raw = db.connection
+            committing = commit is not None and commit.usable(db)
+            if committing:
+                sql += ";\nCOMMIT"
+            begin = inline_begin(raw)
             with db.wrap_database_errors:
-                cursor.execute(sql)
+                if begin is None:
+                    cursor.execute(sql)
+                else:
+                    execute_with_begin(raw, cursor, begin, sql)
+            if committing:
+                assert commit is not None
+                commit.sent = True
+            return committing
 
         yield cursor, execute
     finally:

@@ -31,6 +31,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from core.sql.batch import Rows, SqlBatch, binder, has_rows, plain_cursor
+from core.sql.transaction import LastBatchCommit
 
 MAX_PREPARED = 500  # per connection; beyond it statements are sent as they are
 _PLACEHOLDER = re.compile(r"%%|%s")
@@ -62,8 +63,9 @@ def server_form(sql: str) -> tuple[str, int]:
     return _PLACEHOLDER.sub(number, sql), count
 
 
-def run(batch: SqlBatch) -> list[Rows | None]:
-    """:meth:`SqlBatch.run` with prepared statements (same results, same single round trip)."""
+def run(batch: SqlBatch, commit: LastBatchCommit | None = None) -> list[Rows | None]:
+    """:meth:`SqlBatch.run` with prepared statements (same results, same single round trip; the same
+    ``commit``: the transaction's last batch may carry its COMMIT)."""
     if not batch.statements:
         return []
     # the wrapper itself: the ``connection`` proxy is a thread-local lookup per use
@@ -72,7 +74,7 @@ def run(batch: SqlBatch) -> list[Rows | None]:
     raw = db.connection
     threshold = getattr(raw, "prepare_threshold", None)
     if threshold is None:
-        return batch.run()
+        return batch.run(commit)
     with _lock:
         session = _sessions.setdefault(raw, _Session())
     parts: list[str] = []
@@ -101,7 +103,7 @@ def run(batch: SqlBatch) -> list[Rows | None]:
                 parts.append(f"EXECUTE {name}")
             keep.append(True)
         try:
-            execute(";\n".join(parts))
+            execute(";\n".join(parts), commit)
         except BaseException as exc:
             # a statement PostgreSQL cannot prepare (SQLSTATE class 42: e.g. a parameter whose type it
             # cannot infer) is never tried again; any other failure counts once

@@ -8,7 +8,6 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
 from core.money import (
@@ -16,6 +15,7 @@ from core.money import (
 )
 from core.sql import prepared
 from core.sql.batch import SqlBatch, insert_statement, next_ids, update_statement
+from core.sql.transaction import atomic_commit_with_last_batch
 from trading.account import account_state
 from trading.config import trading_settings
 from trading.execution import (
@@ -127,7 +127,7 @@ def fill_locked(
     for p in moved:
         if p.pk not in written:
             batch.add(*update_statement(p, ("liquidation_price",)))
-    prepared.run(batch)
+    prepared.run(batch, locked.commit)
     return order
 
 
@@ -190,7 +190,7 @@ def hl_order_fill(
     settings = trading_settings()
     if quote is None or quote.asset != order.asset:
         quote = get_quote(order.asset)
-    with transaction.atomic():
+    with atomic_commit_with_last_batch() as commit:
         locked = lock_and_read(
             order.user_id,
             draw_fill_ids=True,
@@ -199,6 +199,7 @@ def hl_order_fill(
             source=Source.HYPERLIQUID,
             lock_order=order.pk,
         )
+        locked.commit = commit  # the fill's writes are the last: the COMMIT goes with them
         if locked.order is None:
             raise Order.DoesNotExist(order.pk)
         order = locked.order

@@ -143,7 +143,7 @@ def hl_prepare(
             ],
         )
         posting_write(batch, posting, dict(locked.balances), replay_safe=False)
-    prepared.run(batch)
+    prepared.run(batch, locked.commit)  # the transaction's last writes: its COMMIT may go with them
     return order
 
 

@@ -9,7 +9,7 @@ import logging
 import time
 from dataclasses import replace
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.utils import timezone
 
 from core import metrics
@@ -21,6 +21,7 @@ from core.money import (
 )
 from core.observability import bind_order
 from core.sql.batch import new_instance
+from core.sql.transaction import atomic_commit_with_last_batch
 from routing.client_groups import client_routing
 from routing.decision import Decision, Reason, Route, decide
 from routing.models import RoutingDecisionLog
@@ -92,10 +93,11 @@ def order_place(*, user: User, inp: OrderInput, by: str = "client", venue: Route
         metrics.ROUTING_DECISIONS.labels(decision.route.value, str(decision.reason)).inc()
         metrics.ROUTING_DECISION_SECONDS.observe(latency_us / 1_000_000)
     try:
-        with transaction.atomic():
+        with atomic_commit_with_last_batch() as commit:
             locked = lock_and_read(
                 user.pk, inp, draw_fill_ids=decision is None or decision.route is Route.INTERNAL
             )
+            locked.commit = commit  # an internal fill's writes are the last: the COMMIT goes with them
             order = _place_locked(
                 user=user,
                 inp=inp,

@@ -27,6 +27,7 @@ from core.money import (
 )
 from core.sql import prepared
 from core.sql.batch import SqlBatch, insert_statement, new_instance
+from core.sql.transaction import LastBatchCommit
 from routing.models import RoutingDecisionLog
 from trading.account import AccountState, account_state, user_balances
 from trading.config import TradingSettings
@@ -131,6 +132,9 @@ class LockedRead:
     rejection: ApplicationError | None = None
     # an HL-routed order's request, being signed while the transaction commits (``orders.hyperliquid``)
     hl_signing: Future[dict[str, Any]] | None = None
+    # leave for the transaction's last batch to carry its COMMIT (``core.sql.transaction``): set by a
+    # caller whose transaction ends with the fill's writes (``fill_locked``)
+    commit: LastBatchCommit | None = None
 
     def order_writes_take(self) -> OrderWrites | None:
         """The held-back writes of the new order, once: whoever takes them sends them."""

@@ -1,9 +1,10 @@
 """The internal order path's database cost is pinned: a regression to per-row ORM writes shows here.
 
-An internal market order is four round trips: BEGIN, one locking read (advisory lock, positions, the
-user's ledger accounts, leverage setting, ids), one write of everything (order, events, decision log,
-position, fill, ledger posting, outbox event, and the relay's NOTIFY, which PostgreSQL delivers at the
-commit), COMMIT."""
+As Django records it, an internal market order is four queries: BEGIN, one locking read (advisory lock,
+positions, the user's ledger accounts, leverage setting, ids), one write of everything (order, events,
+decision log, position, fill, ledger posting, outbox event, and the relay's NOTIFY, which PostgreSQL
+delivers at the commit), COMMIT. On the wire, with nothing observing queries, it is two round trips:
+the BEGIN goes with the read and the COMMIT with the write (``core.sql.transaction``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 
 from core.events.models import OutboxEvent
 from core.sql.prepared import prepared_names
+from core.sql.wire import wire_queries
 from routing.models import RoutingDecisionLog
 from trading.models import Fill, Order, OrderEvent, Position
 from trading.orders.input import order_input
@@ -67,6 +69,21 @@ def test_an_internal_market_order_opening_a_position_is_four_round_trips(
     assert Fill.objects.filter(order=order).count() == 1
     assert Position.objects.get(pk=order.position_id).status == "OPEN"
     assert OutboxEvent.objects.filter(topic="trading.fill").count() == 3
+    assert ledger_invariant_violations() == []
+
+
+def test_on_the_wire_an_internal_market_order_is_two_round_trips(trader: Any, set_quote: Any) -> None:
+    set_quote("BTC", "80000")
+    _market(trader, "BUY")  # warm
+    for side in ("BUY", "SELL", "SELL"):  # increase, reduce, close
+        with wire_queries(connection.connection) as sent:
+            order = _market(trader, side)
+        assert order.status == "FILLED"
+        assert len(sent) == 2, [s[:80] for s in sent]
+        assert sent[0].startswith("BEGIN;")  # the locking read opens the transaction
+        assert sent[1].endswith("COMMIT")
+        assert Order.objects.filter(pk=order.pk, status="FILLED").exists()  # committed, seen after
+    assert Position.objects.filter(user=trader, status="OPEN").count() == 0
     assert ledger_invariant_violations() == []
 
 
