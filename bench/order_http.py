@@ -15,7 +15,8 @@ Then a paced run near 200 orders/s (wrk's ``delay()``: 16 connections, each wait
 ~12.5 requests a second) for p95 at that rate.
 
 ``--profile SECONDS`` also records the web process with py-spy during a c=8 run and prints the
-functions with the most samples (self and total), so the next change is chosen by measurement.
+functions with the most samples (self and total), so the next change is chosen by measurement
+(``BENCH_PROFILE_RAW=path`` keeps py-spy's raw stacks there).
 
     python -m xbit_admin.devstack exec --test python bench/order_http.py [--seconds 10]
 """
@@ -84,8 +85,20 @@ end
 
 
 def _cpu_seconds(pid: int) -> float:
+    """CPU seconds of the process and its live children (granian serves from a worker process)."""
     fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in (Path("/proc") / str(pid) / "task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                total += _cpu_seconds(int(child))
+            except OSError:
+                continue
+    return total
 
 
 def _postgres_cpu() -> float:
@@ -218,8 +231,14 @@ def profile_summary(raw: Path, top: int = 45) -> dict[str, list[tuple[str, float
     }
 
 
-def start_web(checkout: Path, port: int, **extra_env: str) -> subprocess.Popen[bytes]:
+def start_web(
+    checkout: Path, port: int, server: str = "uvicorn", **extra_env: str
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ, DB_POOL_MAX=os.environ.get("DB_POOL_MAX", "8"), **extra_env)
+    if server == "granian":  # one worker process, ASGI, as the uvicorn line below
+        granian = [sys.executable, "-m", "granian", "--interface", "asgi", "--workers", "1"]
+        granian += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+        return subprocess.Popen([*granian, "xbit_admin.asgi:application"], cwd=checkout, env=env)
     cmd = [
         sys.executable,
         "-m",
@@ -284,6 +303,11 @@ def main() -> None:
         help="also serve this checkout with ORDER_LANE=0 (every order through Django's full path), alternately",
     )
     parser.add_argument(
+        "--granian",
+        action="store_true",
+        help="also serve this checkout with granian (one ASGI worker) instead of uvicorn, alternately",
+    )
+    parser.add_argument(
         "--profile", type=float, default=0.0, help="py-spy the web process for N seconds at c=8"
     )
     parser.add_argument("--label", default="", help="saved as bench/results/order_http[-LABEL].json")
@@ -306,12 +330,19 @@ def main() -> None:
     checkouts = {"this": ROOT} | ({"previous": Path(args.against).resolve()} if args.against else {})
     if args.full_path:
         checkouts["full-path"] = ROOT
+    if args.granian:
+        checkouts["granian"] = ROOT
     results: dict[str, Any] = {"git": git_rev(), "server": "uvicorn x1 (Procfile web line)", "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         try:
             for name, checkout in checkouts.items():
                 port = free_port()
-                web = start_web(checkout, port, ORDER_LANE="0" if name == "full-path" else "1")
+                web = start_web(
+                    checkout,
+                    port,
+                    "granian" if name == "granian" else "uvicorn",
+                    ORDER_LANE="0" if name == "full-path" else "1",
+                )
                 servers[name] = (web, f"http://127.0.0.1:{port}")
                 wait_for_http(servers[name][1] + "/healthz", proc=web)
             quoted = ",".join(f'"{t}"' for t in tokens)
@@ -398,6 +429,8 @@ def main() -> None:
                 time.sleep(1)
                 run_wrk(url, script, 8, args.profile)
                 spy.wait(30)
+                if os.environ.get("BENCH_PROFILE_RAW"):  # the raw stacks, kept for a closer look
+                    shutil.copyfile(raw, os.environ["BENCH_PROFILE_RAW"])
                 summary = profile_summary(raw)
                 results["profile"] = summary
                 print("  self %   function (py-spy --gil, web process, c=8)")

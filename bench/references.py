@@ -14,6 +14,9 @@ same cluster in the same run as the service it is compared with.
     * ``raw_statement_per_round_trip``: one statement per round trip (what a naive ORM path costs);
     * ``raw_pipeline_prepared``: 2 round trips in psycopg's pipeline mode with prepared statements and
       server-side binding (no client-side interpolation of ~100 parameters, no re-planning).
+    * ``raw_group_commit_8``: group commit — 8 users' fills in one transaction of 2 round trips (all
+      locking reads | all writes + COMMIT), as a writer booking many users' orders together would; its
+      latency is the group's (each of the 8 waits for all), before any wait for the group to form.
 
     The service itself (``order_place``) is timed on the same database, interleaved fill by fill with
     the raw shapes (so all see the same background load), and one service fill's SQL is captured into
@@ -385,11 +388,30 @@ def raw_fill(raw: RawFill, cur: Any, user_id: int, shape: str) -> None:
             conn.execute("COMMIT")
 
 
+GROUP = 8
+
+
+def raw_group(raw: RawFill, cur: Any, user_ids: list[int]) -> None:
+    """``GROUP`` users' fills in ONE transaction of 2 round trips (group commit: a writer booking many
+    users' orders together): every user's locking reads | every user's writes + COMMIT. Users are
+    locked in id order, as concurrent writers would have to."""
+    user_ids = sorted(user_ids)
+    reads = [raw.reads(u) for u in user_ids]
+    results = send(cur, [BEGIN, *(s for r in reads for s in r)])[1:]
+    writes: list[Statement] = []
+    at = 0
+    for user_id, statements in zip(user_ids, reads, strict=True):
+        writes += raw.writes(user_id, results[at : at + len(statements)], notify=not writes)
+        at += len(statements)
+    send(cur, [*writes, COMMIT])
+
+
 SHAPES = (
     "raw_2_round_trips",
     "raw_service_round_trips",
     "raw_statement_per_round_trip",
     "raw_pipeline_prepared",
+    "raw_group_commit_8",
 )
 
 
@@ -412,8 +434,16 @@ def time_interleaved(
     from django.db import connection
 
     cursors = {shape: conns[shape].cursor() for shape in SHAPES}
+
+    def group_of(i: int) -> list[int]:  # the users of fills i - GROUP + 1 … i
+        return [users[j % len(users)].pk for j in range(i - GROUP + 1, i + 1)]
+
     for i in range(min(50, n)):  # warm the statement paths (and prepare the statements)
         for shape in SHAPES:
+            if shape == "raw_group_commit_8":
+                if i % GROUP == GROUP - 1:
+                    raw_group(raw, cursors[shape], group_of(i))
+                continue
             raw_fill(raw, cursors[shape], users[i % len(users)].pk, shape)
     with connection.cursor() as cur:
         cur.execute("SELECT pg_backend_pid()")
@@ -429,6 +459,13 @@ def time_interleaved(
         wall["service"].append(time.perf_counter() - t0)
         client_cpu["service"] += time.thread_time() - c0
         for shape in SHAPES:
+            if shape == "raw_group_commit_8":
+                if i % GROUP == GROUP - 1:  # every GROUP-th fill sends the last GROUP together
+                    t0, c0 = time.perf_counter(), time.thread_time()
+                    raw_group(raw, cursors[shape], group_of(i))
+                    wall[shape] += [time.perf_counter() - t0] * GROUP  # what each of them waits
+                    client_cpu[shape] += time.thread_time() - c0
+                continue
             t0, c0 = time.perf_counter(), time.thread_time()
             raw_fill(raw, cursors[shape], user.pk, shape)
             wall[shape].append(time.perf_counter() - t0)
