@@ -89,6 +89,16 @@ def test_a_merged_begin_still_opens_the_transaction_a_failure_rolls_back(tables:
     assert _committed("SELECT count(*) FROM t_parent") == [(0,)]
 
 
+def test_a_first_batch_that_fails_leaves_nothing_and_the_connection_usable(tables: None) -> None:
+    with pytest.raises(IntegrityError), atomic_commit_with_last_batch():
+        _batch("INSERT INTO t_parent VALUES (1)", "INSERT INTO t_parent VALUES (1)").run()
+    assert _committed("SELECT count(*) FROM t_parent") == [(0,)]
+    with atomic_commit_with_last_batch() as commit:
+        _batch("INSERT INTO t_parent VALUES (1)").run()
+        _batch("INSERT INTO t_parent VALUES (2)").run(commit)
+    assert _committed("SELECT id FROM t_parent ORDER BY id") == [(1,), (2,)]
+
+
 def test_a_commit_that_fails_raises_from_the_batch_and_leaves_nothing(tables: None) -> None:
     with pytest.raises(IntegrityError, match="t_child"), atomic_commit_with_last_batch() as commit:
         _batch("INSERT INTO t_parent VALUES (1)").run()
