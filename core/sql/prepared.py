@@ -22,6 +22,7 @@ prepare — is never prepared again in this process. (Every statement of the ord
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import weakref
@@ -98,7 +99,7 @@ def run(batch: SqlBatch, commit: LastBatchCommit | None = None) -> list[Rows | N
             if name is None:
                 parts.append(bind(sql, params))
             elif params:
-                parts.append(bind(f"EXECUTE {name}({', '.join(['%s'] * len(params))})", params))
+                parts.append(bind(_execute_sql(name, len(params)), params))
             else:
                 parts.append(f"EXECUTE {name}")
             keep.append(True)
@@ -122,6 +123,13 @@ def run(batch: SqlBatch, commit: LastBatchCommit | None = None) -> list[Rows | N
                 break
     batch.statements, batch.params = [], []
     return results
+
+
+@functools.lru_cache(maxsize=4096)
+def _execute_sql(name: str, count: int) -> str:
+    """``EXECUTE name(%s, …)`` for ``count`` parameters (built once: the statement's cut is cached by
+    its text in ``core.sql.batch``)."""
+    return f"EXECUTE {name}({', '.join(['%s'] * count)})"
 
 
 def _should_prepare(session: _Session, sql: str, threshold: int) -> bool:
