@@ -24,6 +24,7 @@ functions with the most samples (self and total), so the next change is chosen b
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -331,6 +332,8 @@ def main() -> None:
     if args.full_path:
         checkouts["full-path"] = ROOT
     if args.granian:
+        if importlib.util.find_spec("granian") is None:
+            sys.exit("--granian: granian is not installed (not a dependency): pip install granian")
         checkouts["granian"] = ROOT
     results: dict[str, Any] = {"git": git_rev(), "server": "uvicorn x1 (Procfile web line)", "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
