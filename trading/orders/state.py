@@ -133,7 +133,7 @@ class LockedRead:
     # an HL-routed order's request, being signed while the transaction commits (``orders.hyperliquid``)
     hl_signing: Future[dict[str, Any]] | None = None
     # leave for the transaction's last batch to carry its COMMIT (``core.sql.transaction``): set by a
-    # caller whose transaction ends with the fill's writes (``fill_locked``)
+    # caller whose transaction ends with the writes of ``fill_locked`` or ``hl_prepare``
     commit: LastBatchCommit | None = None
 
     def order_writes_take(self) -> OrderWrites | None:
