@@ -67,22 +67,26 @@ def _redis() -> redis.Redis:
         return _client
 
 
+# version_token's answer when Redis could not be asked: the row is read and not kept, and Redis is not
+# asked again for this request (each attempt waits out the client's retries)
+UNREACHABLE = ""
+
+
 def version_token(user_id: int) -> str | None:
-    """The user's version token now; None when there is none or Redis is unreachable (then the row is
-    read from the database and not kept)."""
+    """The user's version token now; None when there is none yet, ``UNREACHABLE`` when Redis is."""
     try:
         value = _redis().get(version_key(user_id))
     except RedisError:
-        return None
+        return UNREACHABLE
     return value if isinstance(value, str) else None
 
 
 def cached_active_user(user_id: int, token: str | None) -> User | None:
     """The active user ``user_id``, from this process's copy when it was read under ``token`` (the
-    version token read from Redis for this request, None when there was none or Redis was unreachable)
-    less than ``MAX_AGE_S`` ago; else from the database. A new instance per call: requests never share
+    version token read from Redis for this request: None when there was none, ``UNREACHABLE``) less
+    than ``MAX_AGE_S`` ago; else from the database. A new instance per call: requests never share
     one."""
-    if token is not None:
+    if token:
         entry = _rows.get(user_id)
         if entry is not None and entry[0] == token and time.monotonic() - entry[1] < MAX_AGE_S:
             return User.from_db(connection.alias, _attnames, entry[2])
@@ -90,7 +94,7 @@ def cached_active_user(user_id: int, token: str | None) -> User | None:
     if token is None:
         token = _claim_token(user_id)
     with _lock:
-        if user is None or token is None:
+        if user is None or not token:
             _rows.pop(user_id, None)
         else:
             if len(_rows) >= MAX_ENTRIES:

@@ -40,6 +40,14 @@ def _user_reads(client: Api) -> tuple[int, int]:
     )
 
 
+def _signed_in_with_a_copy(email: str) -> Api:
+    """A signed-in client whose user's row this process has read once and now keeps."""
+    client = Api()
+    client.login(email)
+    assert _user_reads(client) == (200, 1) and _user_reads(client) == (200, 0)
+    return client
+
+
 def test_the_second_request_reads_no_user_row_and_each_gets_its_own_instance(make_trader: Any) -> None:
     trader = make_trader()
     client = Api()
@@ -54,9 +62,7 @@ def test_the_second_request_reads_no_user_row_and_each_gets_its_own_instance(mak
 
 def test_an_update_is_seen_by_the_very_next_request(make_trader: Any) -> None:
     trader = make_trader()
-    client = Api()
-    client.login(trader.email)
-    assert _user_reads(client) == (200, 1) and _user_reads(client) == (200, 0)
+    client = _signed_in_with_a_copy(trader.email)
     with TestCase.captureOnCommitCallbacks(execute=True):
         User.objects.filter(pk=trader.pk).update(is_active=False)
     assert client.get("me").json()["code"] == "INVALID_TOKEN"
@@ -68,9 +74,7 @@ def test_an_update_is_seen_by_the_very_next_request(make_trader: Any) -> None:
 
 def test_a_save_is_seen_by_the_very_next_request(make_trader: Any) -> None:
     trader = make_trader()
-    client = Api()
-    client.login(trader.email)
-    assert _user_reads(client) == (200, 1) and _user_reads(client) == (200, 0)
+    client = _signed_in_with_a_copy(trader.email)
     with TestCase.captureOnCommitCallbacks(execute=True):
         trader.tokens_valid_after = timezone.now() + timedelta(seconds=5)  # "log out everywhere"
         trader.save(update_fields=["tokens_valid_after"])
@@ -81,9 +85,7 @@ def test_another_process_sees_the_change_through_the_token(make_trader: Any) -> 
     """The copy in memory is not dropped here (as in another process): the replaced token alone makes
     the next request read the row again."""
     trader = make_trader()
-    client = Api()
-    client.login(trader.email)
-    assert _user_reads(client) == (200, 1) and _user_reads(client) == (200, 0)
+    client = _signed_in_with_a_copy(trader.email)
     token = user_cache.version_token(trader.pk)
     with TestCase.captureOnCommitCallbacks(execute=True):
         User.objects.filter(pk=trader.pk).update(trading_restricted=True)
@@ -112,9 +114,7 @@ def test_a_rolled_back_change_replaces_no_token(make_trader: Any) -> None:
 
 
 def test_redis_emptied_or_a_copy_grown_old_means_a_read(make_trader: Any, monkeypatch: Any) -> None:
-    client = Api()
-    client.login(make_trader().email)
-    assert _user_reads(client) == (200, 1) and _user_reads(client) == (200, 0)
+    client = _signed_in_with_a_copy(make_trader().email)
     cache.clear()  # a restarted Redis: no token, so no copy can be trusted
     assert _user_reads(client) == (200, 1) and _user_reads(client) == (200, 0)
     monkeypatch.setattr(user_cache, "MAX_AGE_S", 0.0)
@@ -124,10 +124,17 @@ def test_redis_emptied_or_a_copy_grown_old_means_a_read(make_trader: Any, monkey
 def test_with_redis_unreachable_every_request_reads_the_row(make_trader: Any, monkeypatch: Any) -> None:
     import redis
 
-    client = Api()
-    client.login(make_trader().email)
-    assert _user_reads(client) == (200, 1) and _user_reads(client) == (200, 0)
+    client = _signed_in_with_a_copy(make_trader().email)
     # nothing listens on port 1: every call is refused, as during a Redis restart
-    monkeypatch.setattr(user_cache, "_redis", lambda: redis.Redis.from_url("redis://127.0.0.1:1/0"))
+    unreachable = redis.Redis.from_url("redis://127.0.0.1:1/0")
+    asked: list[str] = []
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            asked.append(name)
+            return getattr(unreachable, name)
+
+    monkeypatch.setattr(user_cache, "_redis", Counting)
     assert _user_reads(client) == (200, 1)
     assert _user_reads(client) == (200, 1)
+    assert asked == ["get", "get"]  # asked once per request: no second wait to claim a token
