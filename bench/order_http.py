@@ -11,8 +11,9 @@ Figures, for each concurrency (default 1, 8, 64):
   orders, and wrk's ÷ orders;
 * pgbench's TPC-B-like transactions/s at the same concurrency against the same server, and the
   ratio orders/s ÷ pgbench tps.
-Then a paced run near 200 orders/s (wrk's ``delay()``: 16 connections, each waiting so that it sends
-~12.5 requests a second) for p95 at that rate.
+Then a paced run at 200 orders/s (wrk's ``delay()``: 16 connections, each waiting after an answer so
+that it sends ~12.5 requests a second; the wait is set from a short probe of the latency) for p95 at
+that rate.
 
 ``--profile SECONDS`` also records the web process with py-spy during a c=8 run and prints the
 functions with the most samples (self and total), so the next change is chosen by measurement
@@ -87,8 +88,14 @@ end
 
 def _cpu_seconds(pid: int) -> float:
     """CPU seconds of the process and its live children (granian serves from a worker process)."""
+    return sum(_cpu_split(pid))
+
+
+def _cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of the process and its live children."""
     fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    user, system = int(fields[11]) / tick, int(fields[12]) / tick
     for task in (Path("/proc") / str(pid) / "task").iterdir():
         try:
             children = (task / "children").read_text().split()
@@ -96,10 +103,11 @@ def _cpu_seconds(pid: int) -> float:
             continue
         for child in children:
             try:
-                total += _cpu_seconds(int(child))
+                child_user, child_system = _cpu_split(int(child))
             except OSError:
                 continue
-    return total
+            user, system = user + child_user, system + child_system
+    return user, system
 
 
 def _postgres_cpu() -> float:
@@ -235,7 +243,7 @@ def profile_summary(raw: Path, top: int = 45) -> dict[str, list[tuple[str, float
 def start_web(
     checkout: Path, port: int, server: str = "uvicorn", **extra_env: str
 ) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, DB_POOL_MAX=os.environ.get("DB_POOL_MAX", "8"), **extra_env)
+    env = {**os.environ, "DB_POOL_MAX": os.environ.get("DB_POOL_MAX", "8"), **extra_env}
     if server == "granian":  # one worker process, ASGI, as the uvicorn line below
         granian = [sys.executable, "-m", "granian", "--interface", "asgi", "--workers", "1"]
         granian += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
@@ -260,9 +268,11 @@ def start_web(
 def measured_run(
     web: subprocess.Popen[bytes], url: str, script: Path, c: int, seconds: float
 ) -> dict[str, Any]:
-    web_cpu, pg_cpu = _cpu_seconds(web.pid), _postgres_cpu()
+    (web_user, web_system), pg_cpu = _cpu_split(web.pid), _postgres_cpu()
     run = run_wrk(url, script, c, seconds)
-    web_cpu, pg_cpu = _cpu_seconds(web.pid) - web_cpu, _postgres_cpu() - pg_cpu
+    user_after, system_after = _cpu_split(web.pid)
+    web_user, web_system = user_after - web_user, system_after - web_system
+    web_cpu, pg_cpu = web_user + web_system, _postgres_cpu() - pg_cpu
     ok = run["requests"] - run["errors"]
     return {
         "concurrency": c,
@@ -273,6 +283,7 @@ def measured_run(
         "p95_ms": run["p95_us"] / 1000,
         "p99_ms": run["p99_us"] / 1000,
         "web_cpu_ms_per_order": round(web_cpu * 1000 / max(ok, 1), 3),
+        "web_system_cpu_ms_per_order": round(web_system * 1000 / max(ok, 1), 3),
         "postgres_cpu_ms_per_order": round(pg_cpu * 1000 / max(ok, 1), 3),
         "wrk_cpu_ms_per_order": round(run["wrk_cpu_s"] * 1000 / max(ok, 1), 3),
         "load": round(os.getloadavg()[0], 2),
@@ -283,7 +294,7 @@ def _line(name: str, row: dict[str, Any]) -> str:
     return (
         f"{name:<9} c={row['concurrency']:>3}: {row['orders_per_s']:>7.1f} orders/s  p50 {row['p50_ms']:.1f} ms  "
         f"p95 {row['p95_ms']:.1f}  p99 {row['p99_ms']:.1f}  non-201 {row['non_201']}  "
-        f"web CPU {row['web_cpu_ms_per_order']:.2f} ms/order  PG {row['postgres_cpu_ms_per_order']:.2f}  "
+        f"web CPU {row['web_cpu_ms_per_order']:.2f} ms/order (sys {row['web_system_cpu_ms_per_order']:.2f})  PG {row['postgres_cpu_ms_per_order']:.2f}  "
         f"wrk {row['wrk_cpu_ms_per_order']:.3f}  (load {row['load']})"
     )
 
@@ -307,6 +318,13 @@ def main() -> None:
         "--granian",
         action="store_true",
         help="also serve this checkout with granian (one ASGI worker) instead of uvicorn, alternately",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+        help="also serve this checkout with these environment settings (e.g. lane4:DB_POOL_MAX=4), alternately",
     )
     parser.add_argument(
         "--profile", type=float, default=0.0, help="py-spy the web process for N seconds at c=8"
@@ -335,7 +353,19 @@ def main() -> None:
         if importlib.util.find_spec("granian") is None:
             sys.exit("--granian: granian is not installed (not a dependency): pip install granian")
         checkouts["granian"] = ROOT
-    results: dict[str, Any] = {"git": git_rev(), "server": "uvicorn x1 (Procfile web line)", "runs": []}
+    variants: dict[str, dict[str, str]] = {}
+    for spec in args.variant:
+        name, _, pairs = spec.partition(":")
+        if not name or name in checkouts or not pairs:
+            sys.exit(f"--variant {spec!r}: NAME:KEY=VALUE[,KEY=VALUE] with a new name")
+        variants[name] = dict(pair.split("=", 1) for pair in pairs.split(","))
+        checkouts[name] = ROOT
+    results: dict[str, Any] = {
+        "git": git_rev(),
+        "server": "uvicorn x1 (Procfile web line)",
+        "variants": variants,
+        "runs": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         try:
             for name, checkout in checkouts.items():
@@ -344,7 +374,7 @@ def main() -> None:
                     checkout,
                     port,
                     "granian" if name == "granian" else "uvicorn",
-                    ORDER_LANE="0" if name == "full-path" else "1",
+                    **({"ORDER_LANE": "0" if name == "full-path" else "1"} | variants.get(name, {})),
                 )
                 servers[name] = (web, f"http://127.0.0.1:{port}")
                 wait_for_http(servers[name][1] + "/healthz", proc=web)
@@ -390,12 +420,20 @@ def main() -> None:
                         f"→ {100 * best['ratio_to_pgbench']:.1f} %"
                     )
             web, url = servers["this"]
+            # wrk waits pace_ms after each answer, so a connection's cycle is the pace plus the latency:
+            # a short run at 75 ms measures that latency and the pace is set to reach 200/s with it
             paced = Path(tmp) / "paced.lua"
             paced.write_text(WRK_SCRIPT % {"tokens": quoted, "pace_ms": 75})
+            probe = run_wrk(url, paced, 16, 3)
+            probe_rate = (probe["requests"] - probe["errors"]) / (probe["duration_us"] / 1e6)
+            latency_ms = max(0.0, 16_000 / max(probe_rate, 1.0) - 75)
+            pace_ms = max(1, int(16_000 / 200 - latency_ms))
+            paced.write_text(WRK_SCRIPT % {"tokens": quoted, "pace_ms": pace_ms})
             run = run_wrk(url, paced, 16, args.seconds)
             ok = run["requests"] - run["errors"]
             results["paced"] = {
                 "target_per_s": 200,
+                "pace_ms": pace_ms,
                 "orders_per_s": round(ok / (run["duration_us"] / 1e6), 1),
                 "p50_ms": run["p50_us"] / 1000,
                 "p95_ms": run["p95_us"] / 1000,
@@ -404,7 +442,7 @@ def main() -> None:
             }
             p = results["paced"]
             progress(
-                f"paced (16 connections, 75 ms apart): {p['orders_per_s']} orders/s  p50 {p['p50_ms']:.1f} ms  "
+                f"paced (16 connections, {pace_ms} ms apart): {p['orders_per_s']} orders/s  p50 {p['p50_ms']:.1f} ms  "
                 f"p95 {p['p95_ms']:.1f} ms  p99 {p['p99_ms']:.1f} ms  non-201 {p['non_201']}"
             )
             if args.profile:
