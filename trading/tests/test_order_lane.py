@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Callable, MutableMapping
 from typing import Any
@@ -232,6 +233,37 @@ def test_not_acceptable_and_the_platform_gate_answer_alike(funded: Callable[[], 
     lane, full, took = _both(funded, lambda user: (raw, _bearer(user)))
     _assert_same(lane, full)
     assert lane[0][0] == 503 and json.loads(lane[0][2])["code"] == "SERVICE_UNAVAILABLE" and took == 1
+
+
+def test_the_content_security_policy_follows_its_settings(
+    funded: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lane keeps the policy header it built (``_SettledCsp``): a changed policy, or a report-only
+    one added, must show at once and as the full path writes it."""
+    # eleven orders from one address: which of its budgets is the tightest (user or address) changes
+    # between the lane's answers and Django's, as it would between any two requests
+    monkeypatch.setattr(
+        sys.modules[__name__], "VOLATILE_HEADERS", VOLATILE_HEADERS | {"ratelimit-policy", "ratelimit-limit"}
+    )
+    raw = json.dumps(MARKET).encode()
+    lane, full, _ = _both(funded, lambda user: (raw, _bearer(user)), repeat=2)
+    _assert_same(lane, full)
+    before = lane[1][1]["content-security-policy"]
+    assert "default-src 'self'" in before
+    policy = {"DIRECTIVES": {"default-src": ["'none'"], "frame-ancestors": ["'none'"]}}
+    with override_settings(CONTENT_SECURITY_POLICY=policy, CONTENT_SECURITY_POLICY_REPORT_ONLY=policy):
+        lane, full, took = _both(funded, lambda user: (raw, _bearer(user)), repeat=2)
+    _assert_same(lane, full)
+    assert took == 2
+    for _status, headers, _body in lane:
+        assert headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'" != before
+        assert headers["content-security-policy-report-only"] == headers["content-security-policy"]
+    lane, full, _ = _both(funded, lambda user: (raw, _bearer(user)))
+    _assert_same(lane, full)
+    assert (
+        lane[0][1]["content-security-policy"] == before
+        and "content-security-policy-report-only" not in lane[0][1]
+    )
 
 
 def test_api_modes_are_left_to_django(funded: Callable[[], Any]) -> None:
