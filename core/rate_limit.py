@@ -24,6 +24,7 @@ request is let through (logged): Redis is a cache, and losing it must not take t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -144,9 +145,13 @@ class Outcome:
 
 
 def _bucket(budget: str, scope: str, identity: str) -> str:
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:24]  # no addresses or ids in Redis keys
     prefix = settings.CACHES["default"].get("KEY_PREFIX", "xbit")
-    return f"{prefix}:rl:{budget}:{scope}:{digest}"
+    return f"{prefix}:rl:{budget}:{scope}:{_digest(identity)}"
+
+
+@functools.lru_cache(maxsize=65536)
+def _digest(identity: str) -> str:
+    return hashlib.sha256(identity.encode()).hexdigest()[:24]  # no addresses or ids in Redis keys
 
 
 def rate_limit_spend(*, budget: str, identities: list[tuple[str, str]]) -> Outcome | None:
