@@ -111,16 +111,28 @@ def _cpu_split(pid: int) -> tuple[float, float]:
 
 
 def _postgres_cpu() -> float:
-    """CPU seconds of every PostgreSQL server process on the machine (ours is the only busy one)."""
+    """CPU seconds of PostgreSQL on the machine: every live server process's own, plus what each
+    postmaster's children that have exited used (a backend that ends mid-run keeps counting). Each
+    process is counted once: a backend is not added again under its postmaster."""
+    tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if (entry / "comm").read_text().strip() == "postgres":
-                total += _cpu_seconds(int(entry.name))
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError, ValueError):
             continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        parent = Path("/proc") / fields[1] / "comm"
+        try:
+            is_postmaster = parent.read_text().strip() != "postgres"
+        except OSError:
+            is_postmaster = True
+        if is_postmaster:
+            total += (int(fields[13]) + int(fields[14])) / tick  # cutime, cstime: children waited for
     return total
 
 
