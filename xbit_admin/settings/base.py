@@ -159,7 +159,10 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "xbit",
-        "OPTIONS": restart_tolerant(REDIS_URL),  # throttles and caches ride out a Redis restart
+        "OPTIONS": {
+            **restart_tolerant(REDIS_URL),  # throttles and caches ride out a Redis restart
+            "pool_class": "core.redis_pool.SharedConnectionPool",  # not a connection per request
+        },
     }
 }
 

@@ -6,6 +6,7 @@ when missing — nothing falls back to a development default.
 """
 
 from core.env import env_bool, env_int, env_list, env_str
+from core.redis_retry import restart_tolerant
 from xbit_admin.settings.base import *  # noqa: F403
 from xbit_admin.settings.base import MIDDLEWARE, database_from_url
 
@@ -23,6 +24,10 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "xbit",
+        "OPTIONS": {
+            **restart_tolerant(REDIS_URL),  # as in development: a Redis restart is ridden out
+            "pool_class": "core.redis_pool.SharedConnectionPool",  # not a connection per request
+        },
     }
 }
 CHANNEL_LAYERS = {

@@ -130,3 +130,45 @@ def test_a_connection_dropped_during_its_handshake_is_retried(own_redis, handsha
                 client.set("k", "v")
     finally:
         proxy.close()
+
+
+def _connections_received(client: redis.Redis) -> int:
+    return int(client.info("stats")["total_connections_received"])
+
+
+def test_the_cache_shares_one_connection_pool_across_request_contexts(own_redis) -> None:  # type: ignore[no-untyped-def]
+    """Django makes a cache object per request context (every ASGI request has its own); each used to
+    open a Redis connection of its own (core/redis_pool.py). Thirty requests' worth of cache reads, each
+    in a fresh context as the order lane and Django's handler run them, now open one connection."""
+    from contextvars import copy_context
+
+    from django.conf import settings
+    from django.core.cache import caches
+    from django.test import override_settings
+
+    from core.redis_pool import SharedConnectionPool
+
+    _profile, url = own_redis
+    counter = redis.Redis.from_url(url)  # one connection of its own, opened before counting
+    counter.ping()
+    options = {**settings.CACHES["default"]["OPTIONS"]}
+    assert options["pool_class"] == "core.redis_pool.SharedConnectionPool"
+    cache_settings = {"default": {**settings.CACHES["default"], "LOCATION": url, "OPTIONS": options}}
+
+    def one_request() -> object:
+        cache = caches["default"]
+        cache.set("request", 1)
+        assert cache.get_many(["request", "absent"]) == {"request": 1}
+        return cache
+
+    with override_settings(CACHES=cache_settings):
+        before = _connections_received(counter)
+        seen = [copy_context().run(one_request) for _ in range(30)]
+        assert len({id(cache) for cache in seen}) > 1  # Django's own behaviour: a cache object per context
+        assert _connections_received(counter) - before == 1
+        # other options (another timeout): a pool of its own
+        other = {"default": {**cache_settings["default"], "OPTIONS": {**options, "socket_timeout": 2.0}}}
+        with override_settings(CACHES=other):
+            copy_context().run(one_request)
+            assert _connections_received(counter) - before == 2
+    SharedConnectionPool.forget_all()
