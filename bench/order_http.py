@@ -3,7 +3,7 @@
 The web process is started as the Procfile's web line runs it (one uvicorn process, ASGI,
 DB_POOL_MAX=8, --no-proxy-headers); the load comes from ``wrk`` (Debian's package: a native load
 generator, so the client does not eat the cores; its own CPU is reported). Each request is a MARKET
-order of 0.001 BTC by one of 256 funded traders (JWT), alternating sides, so positions open and close.
+order of 0.001 BTC by one of 256 funded traders (a signed-in session's JWT), alternating sides, so positions open and close.
 
 Figures, for each concurrency (default 1, 8, 64):
 * orders/s and latency percentiles (wrk's, of the successful requests), non-201 answers;
@@ -352,9 +352,10 @@ def main() -> None:
     users = seed()
     stop = threading.Event()
     threading.Thread(target=keep_quotes_fresh, args=(stop,), daemon=True).start()
-    from core.accounts.tokens import access_token_for
+    from core.accounts.tokens import token_pair_issue
 
-    tokens = [access_token_for(u) for u in users]
+    # as a trader signs in: an access token of a session (``sid``), whose revocation every request checks
+    tokens = [token_pair_issue(user=u)["access"] for u in users]
     pgbench_init(base_url)
 
     servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
