@@ -113,8 +113,15 @@ class JWTAuthentication(authentication.BaseAuthentication):
         if user_id is None:
             raise _fail(ErrorCode.INVALID_TOKEN, "The token is invalid.")
         # the user's row from this process's copy while its version token is unchanged
-        # (core.accounts.user_cache: one Redis GET instead of a database read)
-        user = user_cache.cached_active_user(user_id, user_cache.version_token(user_id))
+        # (core.accounts.user_cache: one Redis read instead of a database read); a session's
+        # revocation marks are read in the same round trip
+        session = claims.get("sid")
+        keys = tokens.session_revocation_keys(session) if session else None
+        if keys is None:
+            version, marks = user_cache.version_token(user_id), None
+        else:
+            version, marks = user_cache.version_token_with(user_id, keys)
+        user = user_cache.cached_active_user(user_id, version)
         if user is None:
             raise _fail(ErrorCode.INVALID_TOKEN, "The token is invalid.")
         # "Log out everywhere" and a password reset end every access token issued before them; a
@@ -122,7 +129,11 @@ class JWTAuthentication(authentication.BaseAuthentication):
         valid_after = user.tokens_valid_after
         if valid_after is not None and claims["iat"] < int(valid_after.timestamp()):
             raise _fail(ErrorCode.INVALID_TOKEN, "The session has ended. Sign in again.")
-        if claims.get("sid") and tokens.session_is_revoked(claims["sid"]):
+        if session and (
+            tokens.session_is_revoked(session)
+            if keys is None
+            else tokens.session_is_revoked(session, read=marks)
+        ):
             raise _fail(ErrorCode.INVALID_TOKEN, "The session has ended. Sign in again.")
         return user, claims
 

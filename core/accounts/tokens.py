@@ -201,16 +201,50 @@ def session_mark_revoked(family: str) -> None:
     transaction.on_commit(mark)
 
 
-def session_is_revoked(family: str) -> bool:
-    """Whether the session ``family`` was revoked — one Redis read while its copy is complete."""
+def session_revocation_keys(family: str) -> list[str] | None:
+    """The Redis keys of the session's revocation mark and of the copy's completeness mark, as the
+    cache stores them, for a caller that reads them with its own client in a round trip it makes anyway
+    (``authentication.JWTAuthentication``); None when the cache is not the platform's Redis."""
+    conf = settings.CACHES.get("default", {})
+    if conf.get("BACKEND") != "django.core.cache.backends.redis.RedisCache" or conf.get("LOCATION") != (
+        settings.REDIS_URL
+    ):
+        return None
+    return [cache.make_key(_revoked_key(family)), cache.make_key(REVOKED_LOADED_KEY)]
+
+
+def _cached_flag(raw: str | None) -> Any:
+    """A mark's value as the cache gives it back (its serializer stores an int as its digits)."""
+    if raw is None:
+        return None
     try:
-        found = cache.get_many([_revoked_key(family), REVOKED_LOADED_KEY])
-    except RedisError:
+        return int(raw)
+    except ValueError:
+        return raw
+
+
+_UNREAD: Any = object()
+
+
+def session_is_revoked(family: str, read: list[str] | None = _UNREAD) -> bool:
+    """Whether the session ``family`` was revoked — one Redis read while its copy is complete.
+    ``read``: the values at ``session_revocation_keys(family)`` the caller already read (None: Redis
+    was unreachable for that read)."""
+    if read is _UNREAD:
+        try:
+            found = cache.get_many([_revoked_key(family), REVOKED_LOADED_KEY])
+        except RedisError:
+            _log_unreachable()
+            return _revoked_in_database(family)
+        revoked, loaded = found.get(_revoked_key(family)), found.get(REVOKED_LOADED_KEY)
+    elif read is None:
         _log_unreachable()
         return _revoked_in_database(family)
-    if found.get(_revoked_key(family)):
+    else:
+        revoked, loaded = _cached_flag(read[0]), _cached_flag(read[1])
+    if revoked:
         return True
-    if found.get(REVOKED_LOADED_KEY):
+    if loaded:
         return False
     try:
         revoked_sessions_reload()

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import redis
 from django.conf import settings
@@ -79,6 +79,25 @@ def version_token(user_id: int) -> str | None:
     except RedisError:
         return UNREACHABLE
     return value if isinstance(value, str) else None
+
+
+def version_token_with(user_id: int, keys: Iterable[str]) -> tuple[str | None, list[str] | None]:
+    """``version_token`` and, in the same round trip, the text values of ``keys`` (None for a key
+    that is absent). The values are None when Redis is unreachable, and when one of them is not text
+    (the caller then asks its own way)."""
+    names = [version_key(user_id), *keys]
+    try:
+        values = cast(list[Any], _redis().mget(names))
+    except RedisError:
+        return UNREACHABLE, None
+    except UnicodeDecodeError:  # a value that is not text: the token alone, then
+        try:
+            value = _redis().get(names[0])
+        except RedisError:
+            return UNREACHABLE, None
+        return (value if isinstance(value, str) else None), None
+    token = values[0]
+    return (token if isinstance(token, str) else None), list(values[1:])
 
 
 def cached_active_user(user_id: int, token: str | None) -> User | None:

@@ -137,6 +137,46 @@ def test_a_revoked_session_stays_revoked_when_redis_restarts_empty(make_trader: 
     assert cache.get("session-revoked:" + session_id) == 1 and cache.get("session-revoked:loaded") == 1
 
 
+def test_a_sessions_marks_are_read_with_the_version_token_in_one_round_trip(
+    make_trader: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bearer request reads the user's version token and its session's revocation marks in one Redis
+    read (``user_cache.version_token_with``), not through the cache API as well — and still sees a
+    revocation the moment it is made, and the database's answer when that read fails."""
+    import redis
+    from django.core.cache import cache
+
+    from core.accounts import user_cache
+
+    laptop, stolen, session_id = _one_of_two_sessions_revoked(make_trader)
+    real = user_cache._redis()
+    asked: list[str] = []
+
+    class Counting:
+        def __init__(self, client: Any) -> None:
+            self.client = client
+
+        def __getattr__(self, name: str) -> Any:
+            asked.append(name)
+            return getattr(self.client, name)
+
+    def no_cache_read(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the marks are read with the version token")
+
+    monkeypatch.setattr(cache, "get_many", no_cache_read)
+    monkeypatch.setattr(user_cache, "_redis", lambda: Counting(real))
+    assert stolen.get("me").json()["code"] == "INVALID_TOKEN"
+    assert laptop.get("me").status_code == 200
+    assert asked == ["mget", "mget"]
+    # with the one read failing, the database judges (and Redis is not asked a second time)
+    unreachable = redis.Redis.from_url("redis://127.0.0.1:1/0")
+    monkeypatch.setattr(user_cache, "_redis", lambda: Counting(unreachable))
+    asked.clear()
+    assert stolen.get("me").json()["code"] == "INVALID_TOKEN"
+    assert laptop.get("me").status_code == 200
+    assert asked == ["mget", "mget"]
+
+
 def test_with_redis_unreachable_sessions_are_judged_by_the_database(make_trader: Any) -> None:
     from django.test import override_settings
 

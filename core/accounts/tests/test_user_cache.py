@@ -137,4 +137,6 @@ def test_with_redis_unreachable_every_request_reads_the_row(make_trader: Any, mo
     monkeypatch.setattr(user_cache, "_redis", Counting)
     assert _user_reads(client) == (200, 1)
     assert _user_reads(client) == (200, 1)
-    assert asked == ["get", "get"]  # asked once per request: no second wait to claim a token
+    # asked once per request (the version token and the session's revocation marks in one read): no
+    # second wait to claim a token or to read the marks
+    assert asked == ["mget", "mget"]
