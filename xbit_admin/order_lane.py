@@ -236,6 +236,9 @@ class _SettledCsp:
         self._middleware = middleware
         self._kept: tuple[tuple[Any, ...], list[tuple[str, str]]] | None = None
 
+    def process_request(self, request: Any) -> None:  # the request phase is the middleware's own
+        self._middleware.process_request(request)
+
     def process_response(self, request: Any, response: HttpResponseBase) -> HttpResponseBase:
         plain = (
             getattr(request, "_csp_nonce", None) is None
