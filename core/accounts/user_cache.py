@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import redis
@@ -74,28 +74,24 @@ UNREACHABLE = ""
 
 def version_token(user_id: int) -> str | None:
     """The user's version token now; None when there is none yet, ``UNREACHABLE`` when Redis is."""
-    try:
-        value = _redis().get(version_key(user_id))
-    except RedisError:
-        return UNREACHABLE
-    return value if isinstance(value, str) else None
+    return version_token_with(user_id, ())[0]
 
 
-def version_token_with(user_id: int, keys: Iterable[str]) -> tuple[str | None, list[str] | None]:
+def version_token_with(user_id: int, keys: Sequence[str]) -> tuple[str | None, list[str] | None]:
     """``version_token`` and, in the same round trip, the text values of ``keys`` (None for a key
     that is absent). The values are None when Redis is unreachable, and when one of them is not text
-    (the caller then asks its own way)."""
-    names = [version_key(user_id), *keys]
+    (nothing the platform writes): the caller then asks the database, as for an unreachable Redis."""
     try:
-        values = cast(list[Any], _redis().mget(names))
+        if keys:
+            values = cast(list[Any], _redis().mget([version_key(user_id), *keys]))
+        else:
+            values = [_redis().get(version_key(user_id))]
     except RedisError:
         return UNREACHABLE, None
-    except UnicodeDecodeError:  # a value that is not text: the token alone, then
-        try:
-            value = _redis().get(names[0])
-        except RedisError:
-            return UNREACHABLE, None
-        return (value if isinstance(value, str) else None), None
+    except UnicodeDecodeError:  # one of ``keys`` is not text: the token alone, then
+        if not keys:
+            raise
+        return version_token(user_id), None
     token = values[0]
     return (token if isinstance(token, str) else None), list(values[1:])
 
