@@ -328,6 +328,20 @@ def _gate() -> tuple[bool, str]:
     return (True, "") if row is None else (bool(row["ready"]), str(row["reason"]))
 
 
+def _gate_opened_since(started: float) -> bool:
+    """Whether the platform process has opened the order gate since ``started`` (a Unix time)."""
+    from django.db import close_old_connections
+
+    from core.platform.models import PlatformState
+
+    try:
+        row = PlatformState.objects.filter(key="orders").values("ready", "changed_at").first()
+    except Exception:  # the database or this process's connection: asked again next sample
+        close_old_connections()
+        return False
+    return row is not None and bool(row["ready"]) and row["changed_at"].timestamp() >= started
+
+
 def _fault_at(soak: Soak, at: float, *, gate: bool = False) -> Fault | None:
     """The fault whose window ``at`` falls in (with ``gate``: only one that may close the gate)."""
     for fault in soak.faults:
@@ -756,9 +770,11 @@ def main() -> int:
         django.setup()
         # ready = /readyz ready and the order gate opened by the platform's start-up (HL resync and the
         # first reconciliation): a gate still closed by the start-up is not a closing during the day
+        # (the row itself, written by the platform process after this start: before that process has
+        # run, no row reads as "open", and its first write — "starting" — would look like a closing)
         deadline = time.time() + 180
         while time.time() < deadline:
-            if _readyz(soak.web) == "ready" and _gate()[0]:
+            if _readyz(soak.web) == "ready" and _gate_opened_since(soak.started):
                 soak.ready_at = time.time()
                 break
             time.sleep(0.5)
