@@ -189,7 +189,10 @@ class Order(models.Model):
 
     TERMINAL = frozenset({"FILLED", "CANCELLED", "REJECTED", "EXPIRED", "ERROR"})
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
+    # no index of its own: the composite indexes below lead with it
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders", db_index=False
+    )
     client_order_id = models.CharField(max_length=64, null=True, blank=True)
     request_hash = models.CharField(max_length=64)
     asset = models.CharField(max_length=20)
@@ -220,7 +223,7 @@ class Order(models.Model):
     error_code = models.CharField(max_length=40, blank=True)
     error_message = models.TextField(blank=True)
     hl_oid = models.BigIntegerField(null=True, blank=True, unique=True)
-    cloid = models.CharField(max_length=34, null=True, blank=True, unique=True)
+    cloid = models.CharField(max_length=34, null=True, blank=True)  # unique: order_cloid_unique
     hl_limit_price = price_field(
         null=True, blank=True, help_text="the price sent to HL (IOC at mid ± slippage for market)"
     )
@@ -236,6 +239,9 @@ class Order(models.Model):
             models.UniqueConstraint(
                 fields=["user", "client_order_id"], name="order_client_id_unique_per_user"
             ),
+            # a constraint, not ``unique=True``: that would add a second, pattern-matching index that no
+            # query uses and every insert pays for
+            models.UniqueConstraint(fields=["cloid"], name="order_cloid_unique"),
             models.CheckConstraint(name="order_size_positive", condition=Q(size__gt=0)),
             models.CheckConstraint(
                 name="order_filled_le_size",
@@ -274,7 +280,8 @@ class Order(models.Model):
 class OrderEvent(models.Model):
     """Every status transition of an order, with its time (spec 02 lifecycle)."""
 
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    # indexed by (order, id) below
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events", db_index=False)
     status = models.CharField(max_length=16)
     detail = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -303,7 +310,10 @@ class Position(models.Model):
         CLOSED = "CLOSED", "Closed"
         LIQUIDATED = "LIQUIDATED", "Liquidated"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="positions")
+    # indexed by (user, status) below
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="positions", db_index=False
+    )
     asset = models.CharField(max_length=20)
     source = models.CharField(max_length=12, choices=Source.choices)
     margin_mode = models.CharField(max_length=8, choices=MarginMode.choices)
@@ -356,7 +366,10 @@ class Fill(models.Model):
         MAKER = "MAKER", "Maker"
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills", null=True, blank=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="fills")
+    # indexed by (user, -id) below
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="fills", db_index=False
+    )
     position = models.ForeignKey(Position, on_delete=models.PROTECT, related_name="fills")
     asset = models.CharField(max_length=20)
     source = models.CharField(max_length=12, choices=Source.choices)

@@ -24,13 +24,14 @@ class LedgerAccount(models.Model):
     """A balance. Created on first use by ``ledger_post``; ``key`` is the stable identity
     (``AccountRef.key``). The balance is only ever changed by ``ledger_post`` under a row lock."""
 
-    key = models.CharField(max_length=160, unique=True)
+    key = models.CharField(max_length=160)  # unique: ledger_account_key_unique
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="ledger_accounts",
+        db_index=False,  # indexed by (user, kind) below
     )
     kind = models.CharField(max_length=32, choices=AccountKind.choices)
     sub = models.CharField(max_length=64, blank=True, default="")
@@ -42,6 +43,9 @@ class LedgerAccount(models.Model):
     class Meta:
         db_table = "ledger_accounts"
         constraints = [
+            # keys are unique by constraint, not ``unique=True``, here and below: that would add a second,
+            # pattern-matching index per key that no query uses and every insert pays for
+            models.UniqueConstraint(fields=["key"], name="ledger_account_key_unique"),
             # The invariant that matters most: a user can never owe us through a ledger bug or a race.
             models.CheckConstraint(
                 condition=Q(user__isnull=True) | Q(balance__gte=0), name="ledger_user_balance_non_negative"
@@ -61,12 +65,13 @@ class LedgerAccount(models.Model):
 class LedgerBatch(models.Model):
     """One ``ledger_post`` call: its idempotency key and a fingerprint of its content."""
 
-    key = models.CharField(max_length=200, unique=True)
+    key = models.CharField(max_length=200)  # unique: ledger_batch_key_unique
     fingerprint = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         db_table = "ledger_batches"
+        constraints = [models.UniqueConstraint(fields=["key"], name="ledger_batch_key_unique")]
 
     def __str__(self) -> str:
         return self.key
@@ -77,7 +82,7 @@ class LedgerTransfer(models.Model):
 
     batch = models.ForeignKey(LedgerBatch, on_delete=models.PROTECT, related_name="transfers")
     seq = models.PositiveSmallIntegerField()
-    idempotency_key = models.CharField(max_length=210, unique=True)
+    idempotency_key = models.CharField(max_length=210)  # unique: ledger_transfer_key_unique
     debit = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="debits")
     credit = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="credits")
     amount = money_field()
@@ -90,6 +95,7 @@ class LedgerTransfer(models.Model):
     class Meta:
         db_table = "ledger_transfers"
         constraints = [
+            models.UniqueConstraint(fields=["idempotency_key"], name="ledger_transfer_key_unique"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="ledger_transfer_amount_positive"),
             models.CheckConstraint(condition=~Q(debit=F("credit")), name="ledger_transfer_two_accounts"),
         ]
@@ -102,7 +108,9 @@ class LedgerTransfer(models.Model):
 class BalanceLog(models.Model):
     """Every change of a user account (append-only): the user's statement."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="balance_logs")
+    user = models.ForeignKey(  # indexed by (user, -id) below
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="balance_logs", db_index=False
+    )
     account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="logs")
     transfer = models.ForeignKey(LedgerTransfer, on_delete=models.PROTECT, related_name="logs")
     type = models.CharField(max_length=32, choices=TransferKind.choices)
