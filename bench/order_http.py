@@ -394,7 +394,16 @@ def main() -> None:
         name, _, pairs = spec.partition(":")
         if not name or name in checkouts or not pairs:
             sys.exit(f"--variant {spec!r}: NAME:KEY=VALUE[,KEY=VALUE] with a new name")
-        variants[name] = dict(pair.split("=", 1) for pair in pairs.split(","))
+        variants[name] = {}
+        key = ""
+        for piece in pairs.split(","):  # a piece without "=" continues the last value ("GC_THRESHOLD=1,2,3")
+            if "=" in piece:
+                key, value = piece.split("=", 1)
+                variants[name][key] = value
+            elif key:
+                variants[name][key] += "," + piece
+            else:
+                sys.exit(f"--variant {spec!r}: NAME:KEY=VALUE[,KEY=VALUE]")
         checkouts[name] = ROOT
     results: dict[str, Any] = {
         "git": git_rev(),
