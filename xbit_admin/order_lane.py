@@ -23,11 +23,9 @@ test sends the same requests both ways and compares status, body and headers."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import io
 import json
-import threading
 import time
 from collections.abc import Callable
 from contextvars import copy_context
@@ -59,7 +57,7 @@ from core.money import DecimalInputError, decimal_from_text
 from core.observability import request_context, request_done
 from core.request_guard import guard_response
 from core.switches import store
-from core.threads import ProcessThreadPool
+from core.threads import LoopThreads
 from trading.api.orders import OrderInputSerializer, OrderOutput, OrdersApi, order_place_validated
 
 PATH = "/api/v1/orders"
@@ -286,27 +284,13 @@ class _FallThrough(Exception):
     """Nothing was spent yet: the full path answers this request."""
 
 
-_lane_pool = ProcessThreadPool("order-lane", default_workers=8)
+_lane_threads = LoopThreads("order-lane", default_workers=8)
 taken = 0  # requests the lane answered (tests read it)
 
 
 def close_connections() -> None:
     """Each lane thread closes its database connections (a test, before its database is dropped)."""
-    executor = _lane_pool.current
-    if executor is None:
-        return
-    workers = executor._max_workers
-    barrier = threading.Barrier(workers)
-
-    def close() -> None:
-        try:
-            barrier.wait(timeout=5)  # one task per thread: none may take a second while others wait
-        except threading.BrokenBarrierError:
-            pass
-        connections.close_all()
-
-    for future in [executor.submit(close) for _ in range(workers)]:
-        future.result(timeout=10)
+    _lane_threads.on_each(connections.close_all)
 
 
 def _wants(scope: dict[str, Any]) -> bool:
@@ -356,12 +340,9 @@ def order_lane(app: Callable[..., Any]) -> Callable[..., Any]:
         if frame is None or fields is None:
             await app(scope, replay, send)
             return
-        loop = asyncio.get_running_loop()
         context = copy_context()
         try:
-            response = await loop.run_in_executor(
-                _lane_pool.get(), context.run, _answer, frame, scope, body, fields
-            )
+            response = await _lane_threads.run(context.run, _answer, frame, scope, body, fields)
         except _FallThrough:
             await app(scope, replay, send)
             return
