@@ -1,8 +1,8 @@
 """Internal orders through the HTTP API against the physical references, in ONE run on one machine.
 
 The web process is started as the Procfile's web line runs it (one uvicorn process, ASGI,
-DB_POOL_MAX=8, --no-proxy-headers); the load comes from ``wrk`` (Debian's package: a native load
-generator, so the client does not eat the cores; its own CPU is reported). Each request is a MARKET
+DB_POOL_MAX=8, WEB_CPUS=auto, --no-proxy-headers); the load comes from ``wrk`` (Debian's package: a
+native load generator, so the client does not eat the cores; its own CPU is reported). Each request is a MARKET
 order of 0.001 BTC by one of 256 funded traders (a signed-in session's JWT), alternating sides, so positions open and close.
 
 Figures, for each concurrency (default 1, 8, 64):
@@ -255,7 +255,12 @@ def profile_summary(raw: Path, top: int = 45) -> dict[str, list[tuple[str, float
 def start_web(
     checkout: Path, port: int, server: str = "uvicorn", **extra_env: str
 ) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DB_POOL_MAX": os.environ.get("DB_POOL_MAX", "8"), **extra_env}
+    env = {
+        **os.environ,
+        "DB_POOL_MAX": os.environ.get("DB_POOL_MAX", "8"),
+        "WEB_CPUS": os.environ.get("WEB_CPUS", "auto"),
+        **extra_env,
+    }
     if server == "granian":  # one worker process, ASGI, as the uvicorn line below
         granian = [sys.executable, "-m", "granian", "--interface", "asgi", "--workers", "1"]
         granian += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]

@@ -7,9 +7,11 @@ import os
 import django
 
 from xbit_admin.asgi_handler import ReusingASGIHandler
+from xbit_admin.cpu_affinity import pin_process
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xbit_admin.settings.local")
 django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
+pin_process()  # WEB_CPUS: the process's threads on one CPU (xbit_admin/cpu_affinity.py)
 django_asgi_app = ReusingASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
