@@ -5,9 +5,9 @@ Python one at a time under the GIL, so together they never use more than about o
 or Redis call releases the GIL and takes it back. When those threads are spread over several CPUs,
 every handoff wakes a thread on another CPU: a futex call, an inter-processor wake-up, and the
 interpreter's state moving between caches. On the 2-core benchmark machine the web process made ~300
-futex calls per order. Kept on one CPU, the same work took 20 % less CPU per order (half the system
-time), served 28 % more orders a second at eight clients, and the paced p95 at 200 orders/s fell from
-47 to 21 ms (README, performance table). PostgreSQL, Redis and the other processes keep every CPU.
+futex calls per order. Kept on one CPU, the same work took 20–22 % less CPU per order at eight
+clients (half the system time), and the paced p95 at 200 orders/s fell by more than half (two runs:
+README, performance table). PostgreSQL, Redis and the other processes keep every CPU.
 
 ``WEB_CPUS`` (environment, read once at start, as ``DB_POOL_MAX``):
 
