@@ -2,12 +2,13 @@
 
 The web process is one Python interpreter: its threads (the event loop, the order lane's workers) run
 Python one at a time under the GIL, so together they never use more than about one CPU. Each database
-or Redis call releases the GIL and takes it back. When those threads are spread over several CPUs,
-every handoff wakes a thread on another CPU: a futex call, an inter-processor wake-up, and the
-interpreter's state moving between caches. On the 2-core benchmark machine the web process made ~300
-futex calls per order. Kept on one CPU, the same work took 20–22 % less CPU per order at eight
-clients (half the system time), and the paced p95 at 200 orders/s fell by more than half (two runs:
-README, performance table). PostgreSQL, Redis and the other processes keep every CPU.
+or Redis call releases the GIL and takes it back. Under load those handoffs are frequent: strace
+counted ~450 futex calls per order at eight clients, pinned or not. Spread over several CPUs, a
+handoff wakes a thread on another CPU (an inter-processor wake-up, the interpreter's state moving
+between caches); on one CPU it is a plain context switch. On the 2-core benchmark machine the same
+work then took 20–22 % less CPU per order at eight clients (half the system time), and the paced p95
+at 200 orders/s fell by more than half (two runs: README, performance table). PostgreSQL, Redis and
+the other processes keep every CPU.
 
 ``WEB_CPUS`` (environment, read once at start, as ``DB_POOL_MAX``):
 
