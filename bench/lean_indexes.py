@@ -6,24 +6,22 @@ The dropped indexes: single-column foreign-key indexes that a composite index al
 the pattern-matching (``varchar_pattern_ops``) copies Django adds to unique text fields (order
 ``cloid``; ledger account, batch and transfer keys, now unique constraints), which no query uses.
 
-Each round places ``--orders`` internal market orders through the service (``order_place``) with the
+After a warm-up, each round places ``--orders`` internal market orders through the service (``order_place``) with the
 schema as migrated ("lean"), then recreates the ten indexes and places as many again ("before"),
 dropping them again for the next round. Per mode: latency p50 / p99 of the service call and the
 PostgreSQL backend's CPU per order (its ``/proc`` counters: the server runs on this machine).
 
-    python -m xbit_admin.devstack exec --test python bench/lean_indexes.py [--rounds 3] [--orders 1500]
+    python -m xbit_admin.devstack exec --test python bench/lean_indexes.py [--rounds 4] [--orders 1500]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -68,46 +66,47 @@ def backend_cpu_s() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--orders", type=int, default=1500)
     args = parser.parse_args()
     progress("setting up the benchmark database …")
     claim_redis_db()
     os.environ["DJANGO_SETTINGS_MODULE"] = os.environ.get("BENCH_SETTINGS", "xbit_admin.settings.test")
     setup_django(os.environ.get("BENCH_DB", "xbit_bench_indexes"))
-    from bench.trading_core import keep_quotes_fresh, seed
-    from sandbox.testing import SandboxProcess
+    from bench.order_http import seed
+    from bench.trading_core import keep_quotes_fresh
     from trading.orders.input import order_input
     from trading.orders.place import order_place
 
-    with SandboxProcess(seed=7) as sb:
-        request = urllib.request.Request(  # noqa: S310 - loopback sandbox
-            sb.urls["hyperliquid"] + "/info",
-            data=b'{"type":"meta"}',
-            headers={"Content-Type": "application/json"},
-        )
-        meta = json.loads(urllib.request.urlopen(request, timeout=10).read())  # noqa: S310
-    users = seed(meta)
+    users = seed()  # the HTTP benchmark's markets and funded traders (a fixed universe: no simulator)
     stop = [False]
     threading.Thread(target=keep_quotes_fresh, args=(stop,), daemon=True).start()
     rows: dict[str, list[dict[str, float]]] = {"lean": [], "before": []}
     n = 0
+
+    def place(count: int) -> list[float]:
+        nonlocal n
+        samples: list[float] = []
+        for _ in range(count):
+            user = users[n % len(users)]
+            side = "BUY" if (n // len(users)) % 2 == 0 else "SELL"
+            n += 1
+            inp = order_input(
+                asset="BTC", side=side, order_type="MARKET", size="0.01", leverage=10, margin_mode="CROSS"
+            )
+            t0 = time.perf_counter()
+            order = order_place(user=user, inp=inp)
+            samples.append(time.perf_counter() - t0)
+            assert order.status == "FILLED", order.error_message
+        return samples
+
+    progress("warming up (caches, prepared statements, every trader's first position) …")
+    place(2 * len(users))
     for round_no in range(args.rounds):
-        for mode in ("lean", "before"):
+        for mode in ("lean", "before") if round_no % 2 == 0 else ("before", "lean"):  # neither always first
             set_schema(before=mode == "before")
-            samples: list[float] = []
             cpu_before = backend_cpu_s()
-            for _ in range(args.orders):
-                user = users[n % len(users)]
-                side = "BUY" if (n // len(users)) % 2 == 0 else "SELL"
-                n += 1
-                inp = order_input(
-                    asset="BTC", side=side, order_type="MARKET", size="0.01", leverage=10, margin_mode="CROSS"
-                )
-                t0 = time.perf_counter()
-                order = order_place(user=user, inp=inp)
-                samples.append(time.perf_counter() - t0)
-                assert order.status == "FILLED", order.error_message
+            samples = place(args.orders)
             row = percentiles(samples)
             row["postgres_cpu_ms_per_order"] = round((backend_cpu_s() - cpu_before) * 1000 / args.orders, 3)
             rows[mode].append(row)

@@ -14,6 +14,12 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def pool_size(default_workers: int) -> int:
+    """Threads for a pool whose each thread may hold a database connection: ``DB_POOL_MAX``, else
+    ``default_workers``."""
+    return int(os.environ.get("DB_POOL_MAX", "0") or 0) or default_workers
+
+
 class ProcessThreadPool:
     """A ``ThreadPoolExecutor`` created on first use and forgotten in a forked child (which has none of
     its parent's threads and makes its own). Sized to the database connections the process may hold
@@ -33,7 +39,7 @@ class ProcessThreadPool:
     def get(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._executor is None:
-                workers = int(os.environ.get("DB_POOL_MAX", "0") or 0) or self._default_workers
+                workers = pool_size(self._default_workers)
                 self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=self._prefix)
             return self._executor
 
@@ -70,7 +76,7 @@ class LoopThreads:
         with self._lock:
             if self._queue is None:
                 self._queue = queue.SimpleQueue()
-                self.workers = int(os.environ.get("DB_POOL_MAX", "0") or 0) or self._default_workers
+                self.workers = pool_size(self._default_workers)
                 for n in range(self.workers):
                     name = f"{self._prefix}_{n}"
                     threading.Thread(target=self._work, args=(self._queue,), name=name, daemon=True).start()
