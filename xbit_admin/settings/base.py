@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from csp.constants import NONE, SELF
@@ -154,17 +155,23 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:63799/0")
 
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "xbit",
-        "OPTIONS": {
-            **restart_tolerant(REDIS_URL),  # throttles and caches ride out a Redis restart
-            "pool_class": "core.redis_pool.SharedConnectionPool",  # not a connection per request
-        },
+
+def caches_for(redis_url: str) -> dict[str, Any]:
+    """Django's cache on the platform's Redis (production builds it from its own ``REDIS_URL``)."""
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": "xbit",
+            "OPTIONS": {
+                **restart_tolerant(redis_url),  # throttles and caches ride out a Redis restart
+                "pool_class": "core.redis_pool.SharedConnectionPool",  # not a connection per request
+            },
+        }
     }
-}
+
+
+CACHES = caches_for(REDIS_URL)
 
 CHANNEL_LAYERS = {
     "default": {

@@ -6,9 +6,8 @@ when missing — nothing falls back to a development default.
 """
 
 from core.env import env_bool, env_int, env_list, env_str
-from core.redis_retry import restart_tolerant
 from xbit_admin.settings.base import *  # noqa: F403
-from xbit_admin.settings.base import MIDDLEWARE, database_from_url
+from xbit_admin.settings.base import MIDDLEWARE, caches_for, database_from_url
 
 DEBUG = False
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
@@ -19,17 +18,7 @@ SECRETS_ENCRYPTION_KEY = env_str("SECRETS_ENCRYPTION_KEY")
 DATABASE_URL = env_str("DATABASE_URL")
 DATABASES = {"default": database_from_url(DATABASE_URL)}
 REDIS_URL = env_str("REDIS_URL")
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "xbit",
-        "OPTIONS": {
-            **restart_tolerant(REDIS_URL),  # as in development: a Redis restart is ridden out
-            "pool_class": "core.redis_pool.SharedConnectionPool",  # not a connection per request
-        },
-    }
-}
+CACHES = caches_for(REDIS_URL)  # as in development, on production's Redis
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
