@@ -494,6 +494,7 @@ def report(soak: Soak) -> dict[str, Any]:
                     "at": datetime.fromtimestamp(line["at"], tz=UTC).isoformat(),
                     "route": line.get("route"),
                     "status": line.get("status"),
+                    "code": line.get("code"),
                     "during": fault.name if fault else None,
                 }
             )
@@ -577,6 +578,12 @@ def memory_growing(memory: dict[str, dict[str, Any]]) -> list[str]:
     ]
 
 
+def _describe_5xx(e: dict[str, Any]) -> str:
+    code = f" {e['code']}" if e.get("code") else ""
+    at = f" at {str(e['at'])[11:19]}" if e.get("at") else ""
+    return f"{e.get('status')}{code} {e.get('route') or '?'}{at} during {e.get('during') or 'no fault'}"
+
+
 def report_failures(result: dict[str, Any]) -> list[str]:
     """Why the soak fails, from its report alone (empty: it passes). A fault that could not be
     injected fails the run by name: a market day without its faults proves nothing about them. So does
@@ -597,7 +604,9 @@ def report_failures(result: dict[str, Any]) -> list[str]:
     if result["false_alarms"]:
         failures.append(f"{len(result['false_alarms'])} false alarm(s)")
     if result["http_5xx"]:
-        failures.append(f"{len(result['http_5xx'])} HTTP 5xx")
+        # each named (the first three), so that the last lines of a failed run say what failed
+        named = "; ".join(_describe_5xx(e) for e in result["http_5xx"][:3])
+        failures.append(f"{len(result['http_5xx'])} HTTP 5xx ({named})")
     violations = result["invariant_violations"]
     if violations:
         failures.append(f"{violations} invariant violation(s)")
@@ -647,7 +656,8 @@ def print_report(r: dict[str, Any]) -> None:
     print(
         f"  HTTP 5xx: {len(r['http_5xx'])}"
         + "".join(
-            f"\n    {e['at']} {e['status']} {e['route']} (during {e.get('during')})" for e in r["http_5xx"]
+            f"\n    {e['at']} {e['status']} {e.get('code') or '-'} {e['route']} (during {e.get('during')})"
+            for e in r["http_5xx"]
         )
     )
     print(f"  {'minute':>6} {'orders':>7} {'p50 ms':>8} {'p99 ms':>8}")

@@ -228,12 +228,19 @@ def request_done(request: HttpRequest, response: HttpResponseBase, route: str, e
     metrics.HTTP_RESPONSES.labels(request.method, route, str(response.status_code)).inc()
     response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
     if getattr(settings, "LOG_REQUESTS", False) and route not in _QUIET_ROUTES:
+        fields: dict[str, Any] = {}
+        if response.status_code >= 400:
+            # the stable error code of a refusal or failure, so that a 5xx in the log says what it was
+            data = getattr(response, "data", None)
+            if isinstance(data, dict) and "code" in data:
+                fields["code"] = str(data["code"])
         request_logger.info(
             "http.request",
             method=request.method,
             route=route,
             status=response.status_code,
             duration_ms=round(elapsed * 1000, 2),
+            **fields,
         )
 
 

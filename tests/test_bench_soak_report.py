@@ -133,6 +133,25 @@ def test_each_judged_failure_fails_the_soak(soak: ModuleType, changes: dict[str,
     assert phrase in failure
 
 
+def test_a_5xx_failure_names_each_error_in_the_verdict_line(soak: ModuleType) -> None:
+    # CI shows the last lines of a failed run: the verdict itself says what failed, and when
+    errors = [
+        {
+            "at": "2026-12-07T23:58:01.250000+00:00",
+            "route": "api/v1/orders/<int:order_id>",
+            "status": 502,
+            "code": "VENUE_ERROR",
+            "during": "HL /exchange 5xx ×10",
+        },
+        {"at": "2026-12-07T23:59:30+00:00", "route": "api/v1/orders", "status": 503, "during": None},
+    ]
+    (failure,) = soak.report_failures(with_(http_5xx=errors))
+    assert failure == (
+        "2 HTTP 5xx (502 VENUE_ERROR api/v1/orders/<int:order_id> at 23:58:01 during HL /exchange 5xx ×10; "
+        "503 api/v1/orders at 23:59:30 during no fault)"
+    )
+
+
 def test_the_venue_stand_ins_history_is_reported_not_judged_and_small_growth_is_noise(
     soak: ModuleType,
 ) -> None:

@@ -449,6 +449,31 @@ def test_the_request_line_of_a_jwt_call_names_the_user_drf_authenticated(make_tr
     assert line["user_id"] == trader.pk and line["request_id"] == response["X-Request-ID"]
 
 
+@pytest.mark.django_db
+def test_the_request_line_of_a_refusal_carries_its_error_code(make_trader: Any) -> None:
+    from core.accounts.tokens import access_token_for
+
+    trader = make_trader()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    with override_settings(LOG_JSON=True):
+        handler.setFormatter(observability.StructlogFormatter())
+    http_log = logging.getLogger("xbit.http")
+    http_log.addHandler(handler)
+    http_log.setLevel(logging.INFO)
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {access_token_for(trader)}"}
+    try:
+        with override_settings(LOG_REQUESTS=True):
+            missing = Client().get("/api/v1/orders/987654321", **auth)
+            fine = Client().get("/api/v1/me", **auth)
+    finally:
+        http_log.removeHandler(handler)
+    assert (missing.status_code, fine.status_code) == (404, 200)
+    refused, answered = _lines(stream)
+    assert refused["status"] == 404 and refused["code"] == "NOT_FOUND"
+    assert answered["status"] == 200 and "code" not in answered
+
+
 def test_a_celery_task_binds_its_id_to_every_line(json_log: io.StringIO) -> None:
     class Task:
         name = "risk.liquidate"
