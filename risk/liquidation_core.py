@@ -105,6 +105,7 @@ class CrossBook:
         return frozenset(leg.asset for leg in self.legs)
 
     def account(self, marks: Mapping[str, Decimal]) -> margin_cross.CrossAccount:
+        stand_in = margin_cross.stand_in_marks((leg.asset, leg.entry) for leg in self.legs)
         return margin_cross.CrossAccount(
             cash_collateral=self.cash_collateral,
             positions=tuple(
@@ -113,7 +114,7 @@ class CrossBook:
                     side=leg.side,
                     size=leg.size,
                     entry=leg.entry,
-                    mark=marks.get(leg.asset) or leg.entry,
+                    mark=marks.get(leg.asset) or stand_in[leg.asset],
                     leverage=leg.leverage,
                     table=leg.table,
                     ref=leg.position_id,

@@ -88,16 +88,16 @@ def cross_positions(
     positions: Iterable[Position], quotes: dict[str, Quote], extra_leverage: int | None = None
 ) -> list[margin_cross.CrossPosition]:
     out = []
-    for p in positions:
-        if p.margin_mode != MarginMode.CROSS or p.status != Position.Status.OPEN:
-            continue
+    crosses = [p for p in positions if p.margin_mode == MarginMode.CROSS and p.status == Position.Status.OPEN]
+    stand_in = margin_cross.stand_in_marks((p.asset, p.entry_price) for p in crosses)
+    for p in crosses:
         out.append(
             margin_cross.CrossPosition(
                 asset=p.asset,
                 side=SIGN[p.direction],
                 size=p.size,
                 entry=p.entry_price,
-                mark=mark_of(p.asset, quotes, p.entry_price),
+                mark=mark_of(p.asset, quotes, stand_in[p.asset]),
                 leverage=p.leverage,
                 table=margin_table_for_asset(p.asset),
                 ref=p.pk,
@@ -125,10 +125,10 @@ def account_state(
             cross_liq[asset] = None
     views = []
     isolated_total = ZERO
-    for p in positions:
-        if p.status != Position.Status.OPEN:
-            continue
-        mark = mark_of(p.asset, quotes, p.entry_price)
+    open_positions = [p for p in positions if p.status == Position.Status.OPEN]
+    stand_in = margin_cross.stand_in_marks((p.asset, p.entry_price) for p in open_positions)
+    for p in open_positions:
+        mark = mark_of(p.asset, quotes, stand_in[p.asset])
         side = SIGN[p.direction]
         table = margin_table_for_asset(p.asset)
         notional = margin.notional(p.size, mark)

@@ -149,6 +149,17 @@ def cross_account(
     )
 
 
+def stand_in_marks(entries: Iterable[tuple[str, Decimal]]) -> dict[str, Decimal]:
+    """Per asset, the mark to use where none is known (Redis lost the quotes, a breaker holds the
+    price): the entry of the asset's first position in ``entries`` (``(asset, entry)`` pairs). One value
+    per asset, never each position's own entry: every position in an asset moves with one mark, and
+    ``cross_liquidation_price`` refuses a snapshot that mixes marks."""
+    marks: dict[str, Decimal] = {}
+    for asset, entry in entries:
+        marks.setdefault(asset, entry)
+    return marks
+
+
 @exact
 def cross_liquidation_price(account: CrossAccount, asset: str) -> Decimal | None:
     """The mark of ``asset`` at which the account's equity equals its MM, every other mark held

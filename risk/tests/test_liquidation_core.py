@@ -227,3 +227,21 @@ def test_exhaustive_small_grid_of_marks_matches_the_definition() -> None:
         index.load(positions, [])
         found = {h.key for h in index.on_mark("A", D(mark))}
         assert found == {p.position_id for p in positions if p.is_liquidatable(D(mark))}, mark
+
+
+def test_a_book_with_two_positions_in_an_asset_without_a_mark_is_indexed_not_refused() -> None:
+    # the soak's Redis restart: the sweep ran before the feed had rewritten BTC's mark, and a user held
+    # BTC both internally and on HL at different entries; each leg fell back to its own entry as its
+    # mark, cross_liquidation_price refused the mixed snapshot and the whole sweep failed
+    internal = CrossLeg(20, "BTC", LONG, D("0.1"), D("99944.85"), 10, T004)
+    on_hl = CrossLeg(21, "BTC", LONG, D("0.2"), D("99967"), 10, T004, "HYPERLIQUID")
+    book = CrossBook(9, 1, D("3000"), (internal, on_hl))
+    account = book.account({})
+    assert len({p.mark for p in account.positions}) == 1  # one stand-in mark for the asset
+    index = LiquidationIndex()
+    index.load((), (book,))  # raised ValueError("positions in BTC carry different marks")
+    with_mark = LiquidationIndex()
+    with_mark.on_mark("BTC", D("99950"))
+    with_mark.upsert_cross(book)
+    # the liquidation price is the book's, not the stand-in's: the same once the mark is known
+    assert index._book_price[9] == with_mark._book_price[9]

@@ -65,19 +65,22 @@ def lean_liquidation_prices(
     """:func:`_moved_liquidation_prices` computing only what the displayed prices need (the same
     formulas as ``account_state``: isolated from the position alone, cross from the cross account at
     the quotes' marks); ``table`` gives an asset's margin table (the batch keeps them)."""
+    open_crosses = [
+        p for p in positions if p.margin_mode == MarginMode.CROSS and p.status == Position.Status.OPEN
+    ]
+    stand_in = margin_cross.stand_in_marks((p.asset, p.entry_price) for p in open_crosses)
     crosses = [
         margin_cross.CrossPosition(
             asset=p.asset,
             side=ACCOUNT_SIGN[p.direction],
             size=p.size,
             entry=p.entry_price,
-            mark=mark_of(p.asset, quotes, p.entry_price),
+            mark=mark_of(p.asset, quotes, stand_in[p.asset]),
             leverage=p.leverage,
             table=table(p.asset),
             ref=p.pk,
         )
-        for p in positions
-        if p.margin_mode == MarginMode.CROSS and p.status == Position.Status.OPEN
+        for p in open_crosses
     ]
     cross_liq: dict[str, Decimal | None] = {}
     if crosses:
