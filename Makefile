@@ -76,7 +76,8 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	@$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-## Stop this checkout's embedded PostgreSQL and Redis (both profiles); fails if one is still running.
+## Stop this checkout's `make run` (as Ctrl-C does) and its embedded PostgreSQL and Redis (both profiles);
+## fails if one is still running.
 stop:
 	@if [ -x $(PY) ]; then $(PY) -m xbit_admin.devstack stop; fi
 

@@ -830,6 +830,14 @@ def cmd_run() -> int:
         say(f"the console's chart library is missing ({_shown(UPLOT)}): every chart stays empty.")
         say("`make run` installs it (make assets); you started devstack directly.")
         say("!" * 96)
+    run_pidfile_write(RUN_PIDFILE)
+    try:
+        return _run_platform(ports)
+    finally:
+        run_pidfile_remove(RUN_PIDFILE)
+
+
+def _run_platform(ports: dict[str, int]) -> int:
     profile = PROFILES["run"]
     with services(profile, stop_when_done=True) as extra:
         extra.setdefault("DJANGO_SETTINGS_MODULE", "xbit_admin.settings.local")
@@ -959,11 +967,70 @@ def cmd_exec(args: list[str], profile_name: str) -> int:
         return subprocess.run(args, env=_child_env(extra), cwd=ROOT).returncode
 
 
+# `make run`'s devstack process: its pid and start time, so that `make stop` can stop it (a pid alone
+# may belong to another program by the time the file is read)
+RUN_PIDFILE = STATE / "run.pid"
+
+
+def _started_at(pid: int) -> float | None:
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.Error, OSError):
+        return None
+
+
+def run_pidfile_write(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{os.getpid()} {_started_at(os.getpid())!r}\n")
+
+
+def run_pidfile_remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        if _pidfile_pid(path) == os.getpid():
+            path.unlink()
+
+
+def run_pid(path: Path) -> int | None:
+    """The pid of the `make run` recorded in ``path`` while that very process is alive, else None."""
+    try:
+        pid_text, started_text = path.read_text().split()[:2]
+        pid, started = int(pid_text), float(started_text)
+    except (OSError, ValueError):
+        return None
+    alive = _started_at(pid)
+    if alive is None or abs(alive - started) > 0.01:
+        return None
+    with contextlib.suppress(psutil.Error):
+        if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return None
+    return pid
+
+
+def stop_run(path: Path = RUN_PIDFILE, seconds: float = 120.0) -> bool:
+    """Stop a running `make run` of this checkout as Ctrl-C stops it (SIGTERM: devstack stops the
+    platform, then the venues, then its databases) and wait for it. False if it is still running."""
+    pid = run_pid(path)
+    if pid is None:
+        with contextlib.suppress(OSError):
+            path.unlink()  # stale: its process is gone
+        return True
+    say(f"stopping `make run` (pid {pid}) and every process it started …")
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if _wait(lambda: run_pid(path) is None, seconds, 0.2):
+        return True
+    say(f"`make run` (pid {pid}) did not stop within {seconds:.0f} s")
+    return False
+
+
 def cmd_stop(profiles: list[Profile] | None = None) -> int:
-    """Stop this checkout's servers (every profile); say which ports other checkouts hold. Non-zero
-    when one of this checkout's servers is still running afterwards (``make clean`` then keeps
-    ``.xbit/``: deleting a running server's files is how orphans are made)."""
+    """Stop this checkout's `make run` (when ``profiles`` is not given) and servers (every profile); say
+    which ports other checkouts hold. Non-zero when one of this checkout's servers is still running
+    afterwards (``make clean`` then keeps ``.xbit/``: deleting a running server's files is how orphans
+    are made)."""
     still_running: list[str] = []
+    if profiles is None and not stop_run():
+        still_running.append("`make run`")
     for profile in profiles or list(PROFILES.values()):
         lease = _Lease(profile)
         try:

@@ -608,3 +608,54 @@ def test_make_run_and_make_test_bring_back_the_chart_library() -> None:
         assert "uplot/dist/uPlot.iife.min.js" in plan and "npm install" in plan, (target, plan)
         assert plan.index("uPlot.iife.min.js") < plan.index("xbit_admin.devstack"), plan
     assert devstack.UPLOT == ROOT / ".xbit" / "node" / "node_modules" / "uplot" / "dist" / "uPlot.iife.min.js"
+
+
+# ------------------------------------------------------------------ `make stop` and a running `make run`
+
+
+def test_make_stop_stops_a_running_make_run_as_ctrl_c_does(scratch: Path) -> None:
+    pidfile = scratch / "run.pid"
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from pathlib import Path
+        from xbit_admin import devstack
+        path = Path(sys.argv[1])
+        devstack.interrupt_on_signals()
+        devstack.run_pidfile_write(path)
+        try:
+            print("RUNNING", flush=True)
+            time.sleep(60)
+        except KeyboardInterrupt:
+            print("STOPPED THROUGH ITS CLEAN-UP", flush=True)
+        finally:
+            devstack.run_pidfile_remove(path)
+        """
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-c", script, str(pidfile)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert run.stdout is not None and run.stdout.readline().strip() == "RUNNING"
+        assert devstack.run_pid(pidfile) == run.pid
+        assert devstack.stop_run(pidfile, seconds=30)
+        assert run.wait(10) == 0 and "STOPPED THROUGH ITS CLEAN-UP" in run.stdout.read()
+        assert not pidfile.exists()
+    finally:
+        run.kill()
+        run.wait()
+
+
+def test_a_stale_run_pid_file_names_no_process_and_is_cleared(scratch: Path) -> None:
+    pidfile = scratch / "run.pid"
+    # a live pid with another start time: the pid was reused by another program, which is left alone
+    pidfile.write_text(f"{os.getpid()} 12345.0\n")
+    assert devstack.run_pid(pidfile) is None
+    assert devstack.stop_run(pidfile, seconds=1) and not pidfile.exists()
+    # a process that is gone
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    pidfile.write_text(f"{gone.pid} 1.0\n")
+    assert devstack.run_pid(pidfile) is None
+    pidfile.write_text("not a pid file")
+    assert devstack.run_pid(pidfile) is None
