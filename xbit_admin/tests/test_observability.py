@@ -426,11 +426,9 @@ def test_every_line_of_a_request_carries_request_user_and_order_ids(
     assert "request_id" not in after and "user_id" not in after and "order_id" not in after
 
 
-@pytest.mark.django_db
-def test_the_request_line_of_a_jwt_call_names_the_user_drf_authenticated(make_trader: Any) -> None:
-    from core.accounts.tokens import access_token_for
-
-    trader = make_trader()
+@pytest.fixture
+def request_log() -> Iterator[io.StringIO]:
+    """The ``xbit.http`` request lines, as JSON, of the requests made while it is in use."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     with override_settings(LOG_JSON=True):
@@ -440,36 +438,36 @@ def test_the_request_line_of_a_jwt_call_names_the_user_drf_authenticated(make_tr
     http_log.setLevel(logging.INFO)
     try:
         with override_settings(LOG_REQUESTS=True):
-            response = Client().get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {access_token_for(trader)}")
+            yield stream
     finally:
         http_log.removeHandler(handler)
+
+
+@pytest.mark.django_db
+def test_the_request_line_of_a_jwt_call_names_the_user_drf_authenticated(
+    make_trader: Any, request_log: io.StringIO
+) -> None:
+    from core.accounts.tokens import access_token_for
+
+    trader = make_trader()
+    response = Client().get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {access_token_for(trader)}")
     assert response.status_code == 200
-    (line,) = _lines(stream)
+    (line,) = _lines(request_log)
     assert line["event"] == "http.request" and line["route"] == "api/v1/me" and line["status"] == 200
     assert line["user_id"] == trader.pk and line["request_id"] == response["X-Request-ID"]
 
 
 @pytest.mark.django_db
-def test_the_request_line_of_a_refusal_carries_its_error_code(make_trader: Any) -> None:
+def test_the_request_line_of_a_refusal_carries_its_error_code(
+    make_trader: Any, request_log: io.StringIO
+) -> None:
     from core.accounts.tokens import access_token_for
 
-    trader = make_trader()
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    with override_settings(LOG_JSON=True):
-        handler.setFormatter(observability.StructlogFormatter())
-    http_log = logging.getLogger("xbit.http")
-    http_log.addHandler(handler)
-    http_log.setLevel(logging.INFO)
-    auth = {"HTTP_AUTHORIZATION": f"Bearer {access_token_for(trader)}"}
-    try:
-        with override_settings(LOG_REQUESTS=True):
-            missing = Client().get("/api/v1/orders/987654321", **auth)
-            fine = Client().get("/api/v1/me", **auth)
-    finally:
-        http_log.removeHandler(handler)
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {access_token_for(make_trader())}"}
+    missing = Client().get("/api/v1/orders/987654321", **auth)
+    fine = Client().get("/api/v1/me", **auth)
     assert (missing.status_code, fine.status_code) == (404, 200)
-    refused, answered = _lines(stream)
+    refused, answered = _lines(request_log)
     assert refused["status"] == 404 and refused["code"] == "NOT_FOUND"
     assert answered["status"] == 200 and "code" not in answered
 
