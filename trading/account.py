@@ -125,10 +125,13 @@ def account_state(
             cross_liq[asset] = None
     views = []
     isolated_total = ZERO
-    open_positions = [p for p in positions if p.status == Position.Status.OPEN]
-    stand_in = margin_cross.stand_in_marks((p.asset, p.entry_price) for p in open_positions)
-    for p in open_positions:
-        mark = mark_of(p.asset, quotes, stand_in[p.asset])
+    # an asset without a quote: its cross positions' one stand-in mark (what the summary used), else
+    # the position's entry
+    cross_marks = {cp.asset: cp.mark for cp in crosses}
+    for p in positions:
+        if p.status != Position.Status.OPEN:
+            continue
+        mark = mark_of(p.asset, quotes, cross_marks.get(p.asset, p.entry_price))
         side = SIGN[p.direction]
         table = margin_table_for_asset(p.asset)
         notional = margin.notional(p.size, mark)

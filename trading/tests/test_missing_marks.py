@@ -51,3 +51,14 @@ def test_liquidation_prices_of_two_positions_in_an_asset_without_a_quote() -> No
     # one-way positions in one asset have one liquidation price, whatever the mark it is found from
     quote = Quote(asset="BTC", mark=D("99950"), bid=D("99949"), ask=D("99951"), mid=D("99950"))
     assert prices({"BTC": quote}) == without_quote
+
+
+def test_the_account_view_of_two_positions_in_an_asset_without_a_quote(markets: None) -> None:
+    from trading.account import account_state
+
+    positions = [_cross(1, "INTERNAL", "0.1", "99944.85"), _cross(2, "HYPERLIQUID", "0.2", "99967")]
+    state = account_state(cash=D("3000"), order_holds=D("0"), positions=positions, quotes={})
+    internal, on_hl = state.positions
+    # one mark for the asset, the one the summary used; a liquidation price for each (it was None)
+    assert internal.mark == on_hl.mark == D("99944.85")
+    assert internal.liquidation_price is not None and internal.liquidation_price == on_hl.liquidation_price
