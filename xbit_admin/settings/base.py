@@ -173,12 +173,18 @@ def caches_for(redis_url: str) -> dict[str, Any]:
 
 CACHES = caches_for(REDIS_URL)
 
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "xbit-ch"},
+
+def channel_layers_for(redis_url: str) -> dict[str, Any]:
+    """Channels' layer on the platform's Redis (production builds it from its own ``REDIS_URL``)."""
+    return {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [redis_url], "prefix": "xbit-ch"},
+        }
     }
-}
+
+
+CHANNEL_LAYERS = channel_layers_for(REDIS_URL)
 
 AUTH_USER_MODEL = "accounts.User"
 PASSWORD_HASHERS = [

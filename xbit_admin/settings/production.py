@@ -7,7 +7,7 @@ when missing — nothing falls back to a development default.
 
 from core.env import env_bool, env_int, env_list, env_str
 from xbit_admin.settings.base import *  # noqa: F403
-from xbit_admin.settings.base import MIDDLEWARE, caches_for, database_from_url
+from xbit_admin.settings.base import MIDDLEWARE, caches_for, channel_layers_for, database_from_url
 
 DEBUG = False
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
@@ -19,12 +19,7 @@ DATABASE_URL = env_str("DATABASE_URL")
 DATABASES = {"default": database_from_url(DATABASE_URL)}
 REDIS_URL = env_str("REDIS_URL")
 CACHES = caches_for(REDIS_URL)  # as in development, on production's Redis
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "xbit-ch"},
-    }
-}
+CHANNEL_LAYERS = channel_layers_for(REDIS_URL)
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 HL_API_URL = env_str("HL_API_URL")
 WALLET_HD_MNEMONIC = env_str("WALLET_HD_MNEMONIC")

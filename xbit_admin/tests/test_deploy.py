@@ -559,3 +559,28 @@ def test_grafana_dashboard_has_every_spec_08_panel_over_known_metrics() -> None:
     ]
     for word in wanted:
         assert any(word in title for title in titles), word
+
+
+def test_production_caches_and_channel_layer_use_productions_redis() -> None:
+    # built by the same functions as development's (settings.base.caches_for / channel_layers_for),
+    # from production's own REDIS_URL, not the development default the base module read
+    code = (
+        "import django, json; django.setup(); from django.conf import settings as s; print(json.dumps({"
+        "'cache': s.CACHES['default']['LOCATION'], 'retry': 'retry' in s.CACHES['default']['OPTIONS'], "
+        "'layer': s.CHANNEL_LAYERS['default']['CONFIG']['hosts']}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=_production_env(REDIS_URL="redis://redis.internal:6380/2"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "cache": "redis://redis.internal:6380/2",
+        "retry": True,
+        "layer": ["redis://redis.internal:6380/2"],
+    }
