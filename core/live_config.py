@@ -263,6 +263,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def _listen_forever() -> None:
     backoff = 0.2
+    lost_at: float | None = None  # when the current outage began: one line when it begins, one when it ends
     while True:
         try:
             client = redis.Redis.from_url(settings.REDIS_URL, socket_keepalive=True, health_check_interval=10)
@@ -272,6 +273,12 @@ def _listen_forever() -> None:
                 pubsub.get_message(timeout=1.0)
             _invalidate_all()  # anything missed while we were not subscribed
             _listener_healthy.set()
+            if lost_at is not None:
+                logger.warning(
+                    "live-config listener has Redis again after %.1f s; serving from memory",
+                    time.monotonic() - lost_at,
+                )
+                lost_at = None
             backoff = 0.2
             beat = 0.0
             while True:
@@ -292,6 +299,10 @@ def _listen_forever() -> None:
         except Exception:  # the listener must survive anything; readers fall back to loading
             _listener_healthy.clear()
             _invalidate_all()
-            logger.warning("live-config listener lost Redis; reloading from the database until it is back")
+            if lost_at is None:
+                lost_at = time.monotonic()
+                logger.warning(
+                    "live-config listener lost Redis; reloading from the database until it is back"
+                )
             time.sleep(backoff)
             backoff = min(backoff * 2, 5.0)

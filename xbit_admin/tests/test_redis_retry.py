@@ -172,3 +172,42 @@ def test_the_cache_shares_one_connection_pool_across_request_contexts(own_redis)
             copy_context().run(one_request)
             assert _connections_received(counter) - before == 2
     SharedConnectionPool.forget_all()
+
+
+def test_the_live_config_listener_says_once_that_it_lost_redis_and_once_that_it_is_back(own_redis) -> None:  # type: ignore[no-untyped-def]
+    # a process's listener through a real restart of its Redis: one line when the outage begins (not one
+    # per reconnect attempt — thirteen processes each logged four in the soak's restart), one when it ends
+    import os
+    import subprocess
+    import sys
+
+    profile, url = own_redis
+    script = (
+        "import time, django\n"
+        "django.setup()\n"
+        "from core import live_config\n"
+        "live_config._ensure_listener()\n"
+        "print('LISTENING', flush=True)\n"
+        "time.sleep(12)\n"
+    )
+    env = dict(os.environ, REDIS_URL=url, DJANGO_SETTINGS_MODULE="xbit_admin.settings.test", LOG_JSON="0")
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # the log lines
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert any("LISTENING" in child.stdout.readline() for _ in range(20))
+        devstack.redis_stop(profile)
+        time.sleep(3.5)  # several reconnect attempts fail meanwhile (0.2, 0.4, 0.8, 1.6 s apart)
+        devstack.redis_start(profile)
+        out = child.communicate(timeout=30)[0]
+    finally:
+        child.kill()
+    assert out.count("live-config listener lost Redis") == 1, out
+    assert out.count("live-config listener has Redis again after") == 1, out
