@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis
@@ -182,6 +182,26 @@ def ensure_group(client: redis.Redis, group: str, *, start: str = "0") -> None:
             raise
 
 
+def read_group(
+    client: redis.Redis, group: str, consumer_name: str, *, start: str, count: int, block_ms: int
+) -> list[Any]:
+    """One ``XREADGROUP`` of the stream for ``group``: this consumer's unacknowledged entries
+    (``start`` "0") or new ones (">", waiting up to ``block_ms``). A group that vanished — Redis came
+    back empty from a restart while the consumer was reading — is created again and the read answers
+    nothing, with a warning instead of a failed batch's traceback."""
+    try:
+        response = client.xreadgroup(
+            group, consumer_name, {STREAM: start}, count=count, block=None if start == "0" else block_ms
+        )
+        return cast(list[Any], response or [])
+    except redis.ResponseError as exc:
+        if not str(exc).startswith("NOGROUP"):
+            raise
+    logger.warning("consumer group %s missing (Redis restarted empty?); creating it again", group)
+    ensure_group(client, group)
+    return []
+
+
 def consume_batch(
     *,
     group: str,
@@ -199,10 +219,8 @@ def consume_batch(
     ensure_group(client, group)
     handled = 0
     for start in ("0", ">"):
-        response = client.xreadgroup(
-            group, consumer_name, {STREAM: start}, count=count, block=None if start == "0" else block_ms
-        )
-        for _stream, entries in response or []:
+        response = read_group(client, group, consumer_name, start=start, count=count, block_ms=block_ms)
+        for _stream, entries in response:
             for stream_id, fields in entries:
                 if not fields:
                     client.xack(STREAM, group, stream_id)

@@ -24,7 +24,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.events.models import ProcessedEvent
-from core.events.services import STREAM, Event, ensure_group, redis_client
+from core.events.services import STREAM, Event, ensure_group, read_group, redis_client
 from core.loops import db_recover
 from core.money import q_usdc
 from risk.client_risk.metrics import client_metrics_refresh
@@ -95,14 +95,10 @@ def markouts_consume(
     ensure_group(client, CONSUMER_GROUP)
     handled = 0
     for start in ("0", ">"):
-        response = client.xreadgroup(
-            CONSUMER_GROUP,
-            consumer_name,
-            {STREAM: start},
-            count=count,
-            block=None if start == "0" else block_ms,
+        response = read_group(
+            client, CONSUMER_GROUP, consumer_name, start=start, count=count, block_ms=block_ms
         )
-        entries = [entry for _stream, batch in response or [] for entry in batch]
+        entries = [entry for _stream, batch in response for entry in batch]
         if not entries:
             continue
         events = [

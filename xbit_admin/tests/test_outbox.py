@@ -3,6 +3,7 @@ handled exactly once."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -105,3 +106,20 @@ def test_relay_publishes_in_commit_order(stream: Any) -> None:
     assert outbox_relay_batch(client=stream, limit=2) == 2
     assert outbox_relay_batch(client=stream) == 3
     assert _stream_event_ids(stream) == ids
+
+
+def test_a_read_whose_group_vanished_with_a_restarted_redis_creates_it_again(
+    stream: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from core.events.services import ensure_group, read_group
+
+    ensure_group(stream, "test-vanishing")
+    stream.delete(STREAM)  # what a Redis restarted empty holds: no stream, so no group
+    with caplog.at_level(logging.WARNING, logger="core.events.services"):
+        assert read_group(stream, "test-vanishing", "c1", start=">", count=10, block_ms=10) == []
+    assert "consumer group test-vanishing missing" in caplog.text
+    assert [g["name"] for g in stream.xinfo_groups(STREAM)] == ["test-vanishing"]
+    # the next read goes through the new group
+    stream.xadd(STREAM, {"event_id": "e1", "topic": "t", "aggregate": "", "payload": "{}"})
+    ((_name, entries),) = read_group(stream, "test-vanishing", "c1", start=">", count=10, block_ms=10)
+    assert [fields["event_id"] for _id, fields in entries] == ["e1"]
