@@ -305,4 +305,6 @@ def _listen_forever() -> None:
                     "live-config listener lost Redis; reloading from the database until it is back"
                 )
             time.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            # at most a second between attempts: until it is back, every read of every cached
+            # configuration in this process goes to the database
+            backoff = min(backoff * 2, 1.0)

@@ -203,11 +203,17 @@ def test_the_live_config_listener_says_once_that_it_lost_redis_and_once_that_it_
     try:
         assert child.stdout is not None
         assert any("LISTENING" in child.stdout.readline() for _ in range(20))
+        stopped = time.monotonic()
         devstack.redis_stop(profile)
-        time.sleep(3.5)  # several reconnect attempts fail meanwhile (0.2, 0.4, 0.8, 1.6 s apart)
+        time.sleep(3.5)  # several reconnect attempts fail meanwhile (0.2, 0.4, 0.8, 1 s apart)
         devstack.redis_start(profile)
+        outage = time.monotonic() - stopped
         out = child.communicate(timeout=30)[0]
     finally:
         child.kill()
     assert out.count("live-config listener lost Redis") == 1, out
     assert out.count("live-config listener has Redis again after") == 1, out
+    # back within about a second of Redis (its reads went to the database until then), not after a
+    # backoff grown to several seconds
+    took = float(out.split("has Redis again after ")[1].split(" s")[0])
+    assert took < outage + 1.5, (took, outage)
